@@ -1,0 +1,20 @@
+/*
+ * Wall time of the whole test suite (`npm test`), as a newcomer or CI runs it.
+ * Usage: npm run bench -- suite
+ */
+import { spawnSync } from "node:child_process";
+
+export function benchSuite() {
+  const env = { ...process.env };
+  delete env.DATABASE_URL;
+  const started = performance.now();
+  const r = spawnSync("npm", ["test", "--silent"], {
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+    encoding: "utf8",
+  });
+  const ms = performance.now() - started;
+  const summary = r.stdout.split("\n").filter((l) => /Test Files|Tests\s/.test(l));
+  console.log(`npm test wall time: ${(ms / 1000).toFixed(1)} s (exit ${r.status})`);
+  for (const line of summary) console.log(`  ${line.trim()}`);
+}

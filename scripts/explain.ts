@@ -1,0 +1,172 @@
+/*
+ * Regenerates the "Plans" section of docs/sql.md: migrates a scratch database (embedded, or a new
+ * database on DATABASE_URL's server), seeds a realistic amount of data, ANALYZEs, and prints the
+ * plan of every hot query with sample arguments.
+ *
+ *   npm run explain            rewrite docs/sql.md between the PLANS markers
+ *   npm run explain -- --print print to stdout only
+ */
+import { randomBytes } from "node:crypto";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { EmbeddedPostgres } from "../src/db/embedded.ts";
+import { migrate } from "../src/db/migrate.ts";
+import { connectClient } from "../src/db/pool.ts";
+import {
+  getAPIKeyForAuthByIDQuery,
+  updateAPIKeyLastUsedByIDQuery,
+} from "../src/generated/api_keys.ts";
+import { getUserByIDQuery } from "../src/generated/users.ts";
+import {
+  getWorkspaceAgentForAuthByTokenIDQuery,
+  getWorkspaceByIDQuery,
+} from "../src/generated/workspaces.ts";
+
+/** Sizes of the seeded tables; large enough that a missing index shows as a sequential scan. */
+const seed = {
+  organizations: 50,
+  users: 20_000,
+  keysPerUser: 2,
+  workspaces: 5_000,
+  buildsPerWorkspace: 3,
+};
+
+interface Hot {
+  name: string;
+  why: string;
+  text: string;
+  /** SQL that returns the sample arguments, one row. */
+  args: string;
+}
+
+const hot: Hot[] = [
+  {
+    name: "GetAPIKeyForAuthByID",
+    why: "every authenticated request",
+    text: getAPIKeyForAuthByIDQuery,
+    args: "SELECT id FROM api_keys ORDER BY random() LIMIT 1",
+  },
+  {
+    name: "GetUserByID",
+    why: "every authenticated request (with its organization ids)",
+    text: getUserByIDQuery,
+    args: "SELECT id FROM users ORDER BY random() LIMIT 1",
+  },
+  {
+    name: "UpdateAPIKeyLastUsedByID",
+    why: "at most once a minute per active key",
+    text: updateAPIKeyLastUsedByIDQuery,
+    args: "SELECT id FROM api_keys ORDER BY random() LIMIT 1",
+  },
+  {
+    name: "GetWorkspaceAgentForAuthByTokenID",
+    why: "every agent request",
+    text: getWorkspaceAgentForAuthByTokenIDQuery,
+    args: "SELECT token_id FROM workspace_agents ORDER BY random() LIMIT 1",
+  },
+  {
+    name: "GetWorkspaceByID",
+    why: "builds, chat binding",
+    text: getWorkspaceByIDQuery,
+    args: "SELECT id FROM workspaces ORDER BY random() LIMIT 1",
+  },
+];
+
+const seedSql = `
+INSERT INTO organizations (name) SELECT 'org-' || g FROM generate_series(1, ${seed.organizations}) g;
+INSERT INTO users (username, name) SELECT 'user-' || g, 'User ' || g FROM generate_series(1, ${seed.users}) g;
+INSERT INTO organization_members (organization_id, user_id)
+  SELECT o.id, u.id FROM users u
+  JOIN LATERAL (SELECT id FROM organizations ORDER BY md5(u.id::text || name) LIMIT 2) o ON true;
+INSERT INTO api_keys (id, user_id, hashed_secret, expires_at)
+  SELECT substr(md5(u.id::text || k), 1, 10), u.id, sha256(u.id::text::bytea), now() + interval '30 days'
+  FROM users u, generate_series(1, ${seed.keysPerUser}) k;
+INSERT INTO workspaces (organization_id, owner_id, name, latest_build_number)
+  SELECT m.organization_id, m.user_id, 'ws-' || row_number() OVER (), ${seed.buildsPerWorkspace}
+  FROM (SELECT DISTINCT ON (user_id) organization_id, user_id FROM organization_members) m
+  LIMIT ${seed.workspaces};
+INSERT INTO workspace_builds (workspace_id, build_number)
+  SELECT w.id, b FROM workspaces w, generate_series(1, ${seed.buildsPerWorkspace}) b;
+INSERT INTO workspace_agents (build_id, name, ordinal, token_id, hashed_token)
+  SELECT b.id, 'main', 0, substr(md5(b.id::text), 1, 10), sha256(b.id::text::bytea) FROM workspace_builds b;
+ANALYZE;
+`;
+
+async function withScratchDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
+  const name = `pgchatd_explain_${randomBytes(4).toString("hex")}`;
+  if (process.env.DATABASE_URL) {
+    const admin = await connectClient(process.env.DATABASE_URL);
+    await admin.query(`CREATE DATABASE ${name}`);
+    try {
+      const u = new URL(process.env.DATABASE_URL);
+      u.pathname = `/${name}`;
+      return await fn(u.toString());
+    } finally {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  }
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-explain-"));
+  await fs.chmod(dir, 0o755);
+  const pg = await EmbeddedPostgres.start({
+    pgDir: path.join(dir, "pg"),
+    passwordFile: path.join(dir, "pw"),
+  });
+  try {
+    await pg.ensureDatabase(name);
+    return await fn(pg.url(name));
+  } finally {
+    await pg.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function plans(): Promise<string> {
+  return withScratchDatabase(async (url) => {
+    await migrate(url);
+    const client = await connectClient(url, "pgchatd-explain");
+    try {
+      await client.query(seedSql);
+      const version = (await client.query("SHOW server_version")).rows[0].server_version as string;
+      const out: string[] = [
+        `Generated by \`npm run explain\` on PostgreSQL ${version.split(" ")[0]} with ${seed.users.toLocaleString("en")} users, ` +
+          `${(seed.users * seed.keysPerUser).toLocaleString("en")} API keys, ${seed.workspaces.toLocaleString("en")} workspaces ` +
+          `and ${(seed.workspaces * seed.buildsPerWorkspace).toLocaleString("en")} builds/agents.`,
+        "",
+      ];
+      for (const q of hot) {
+        const args = Object.values((await client.query(q.args)).rows[0] as Record<string, unknown>);
+        const { rows } = await client.query({
+          text: `EXPLAIN (COSTS OFF) ${q.text}`,
+          values: args,
+        });
+        const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
+        if (
+          /Seq Scan on (users|api_keys|workspaces|workspace_agents|workspace_builds)\b/.test(plan)
+        ) {
+          throw new Error(`${q.name} scans a large table sequentially:\n${plan}`);
+        }
+        out.push(`### ${q.name}`, "", `Hot because: ${q.why}.`, "", "```", plan, "```", "");
+      }
+      return out.join("\n");
+    } finally {
+      await client.end();
+    }
+  });
+}
+
+const text = await plans();
+if (process.argv.includes("--print")) {
+  console.log(text);
+} else {
+  const file = path.resolve("docs/sql.md");
+  const doc = await fs.readFile(file, "utf8");
+  const begin = "<!-- PLANS:BEGIN -->";
+  const end = "<!-- PLANS:END -->";
+  const start = doc.indexOf(begin);
+  const stop = doc.indexOf(end);
+  if (start < 0 || stop < 0) throw new Error(`docs/sql.md lacks the ${begin} / ${end} markers`);
+  await fs.writeFile(file, `${doc.slice(0, start + begin.length)}\n${text}\n${doc.slice(stop)}`);
+  console.log(`updated ${file}`);
+}

@@ -1,0 +1,180 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { type Config, loadConfig } from "./config.ts";
+import { openDatabase } from "./db/index.ts";
+import { migrate } from "./db/migrate.ts";
+import { insertAPIKey } from "./generated/api_keys.ts";
+import { getOrganizationByName } from "./generated/organizations.ts";
+import { getUserByUsername, insertUser } from "./generated/users.ts";
+import { generateToken } from "./lib/tokens.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { toApiError } from "./server/errors.ts";
+import { startServer } from "./server/serve.ts";
+
+/** Where the generated admin token is written (mode 0600) on first start. */
+export function adminTokenPath(config: Config) {
+  return path.join(config.dataDir, "admin-token");
+}
+
+async function serveCommand() {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const server = await startServer(config, logger);
+  const boot = server.database.bootstrapped;
+  // Plain stdout, never the logger: the token must not end up in log storage.
+  if (boot?.generated) {
+    const file = adminTokenPath(config);
+    await fs.mkdir(config.dataDir, { recursive: true });
+    await fs.writeFile(file, `${boot.token}\n`, { mode: 0o600 });
+    console.log(`Admin API token (shown once; also saved to ${file}):\n  ${boot.token}`);
+    console.log(`Try: curl -H "Authorization: Bearer ${boot.token}" ${server.url}/api/v2/users/me`);
+  } else if (boot) {
+    console.log("Admin user created with the token from PGCHATD_BOOTSTRAP_TOKEN.");
+  }
+  // Printed last: scripts (and tests) wait for this line.
+  console.log(`pgchatd is listening on ${server.url}`);
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+async function migrateCommand() {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  if (config.databaseUrl) {
+    await migrate(config.databaseUrl, { log: (m) => logger.info(m) });
+  } else {
+    // The embedded cluster is started, migrated by openDatabase, and stopped again.
+    const db = await withDatabase(config, logger);
+    await db.close();
+  }
+  logger.info("database is up to date");
+}
+
+function withDatabase(config: Config, logger: Logger) {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    bootstrapToken: config.bootstrapToken,
+    poolMax: 2,
+    logger,
+  });
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+}
+
+async function createUserCommand(
+  username: string,
+  opts: { name?: string; email?: string; owner?: boolean; org: string[] },
+) {
+  const config = loadConfig();
+  const logger = createLogger("warn");
+  const db = await withDatabase(config, logger);
+  try {
+    const orgIds: string[] = [];
+    for (const name of opts.org.length > 0 ? opts.org : ["default"]) {
+      const org = await getOrganizationByName(db.pool, { name });
+      if (!org) throw new Error(`organization "${name}" does not exist`);
+      orgIds.push(org.id);
+    }
+    const user = await insertUser(db.pool, {
+      username,
+      name: opts.name ?? "",
+      email: opts.email ?? null,
+      roles: opts.owner ? ["owner"] : ["member"],
+      chat_spend_limit_micros: null,
+      organization_ids: orgIds,
+    });
+    console.log(JSON.stringify(user, null, 2));
+  } finally {
+    await db.close();
+  }
+}
+
+async function createKeyCommand(username: string, opts: { lifetime?: number }) {
+  const config = loadConfig();
+  const logger = createLogger("warn");
+  const db = await withDatabase(config, logger);
+  try {
+    const user = await getUserByUsername(db.pool, { username });
+    if (!user) throw new Error(`user "${username}" does not exist`);
+    const token = generateToken();
+    await insertAPIKey(db.pool, {
+      id: token.id,
+      user_id: user.id,
+      hashed_secret: token.hashedSecret,
+      lifetime_seconds: opts.lifetime ?? 30 * 24 * 3600,
+    });
+    console.log(token.token);
+  } finally {
+    await db.close();
+  }
+}
+
+export function buildCli(): Command {
+  const program = new Command()
+    .name("pgchatd")
+    .description("Postgres-first backend for AI-agent chats")
+    .showHelpAfterError();
+  program
+    .command("serve", { isDefault: true })
+    .description("run the HTTP server")
+    .action(serveCommand);
+  program
+    .command("migrate")
+    .description("apply migrations and routines, then exit")
+    .action(migrateCommand);
+  const admin = program.command("admin").description("administration");
+  admin
+    .command("create-user <username>")
+    .description("create a user (member of the default organization unless --org is given)")
+    .option("--name <name>", "display name")
+    .option("--email <email>", "email address")
+    .option("--owner", "give the site role owner")
+    .option(
+      "--org <name>",
+      "organization to join (repeatable)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
+    .action(createUserCommand);
+  admin
+    .command("create-key <username>")
+    .description("create an API key for a user and print it")
+    .option("--lifetime <seconds>", "key lifetime in seconds (default 30 days)", positiveInt)
+    .action(createKeyCommand);
+  return program;
+}
+
+export async function main(argv: string[]) {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (err) {
+    const apiError = toApiError(err);
+    console.error(
+      `pgchatd: ${apiError ? apiError.message : err instanceof Error ? err.message : String(err)}`,
+    );
+    process.exit(1);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("src/cli.ts")) {
+  await main(process.argv);
+}

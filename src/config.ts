@@ -1,0 +1,59 @@
+import path from "node:path";
+import { z } from "zod";
+import { isTokenFormat } from "./lib/tokens.ts";
+
+/**
+ * Every setting pgchatd reads from the environment, validated once at start so a typo fails
+ * loudly instead of falling back to a default. README "Configuration" lists them.
+ */
+const envSchema = z.object({
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+  DATABASE_URL: z
+    .string()
+    .optional()
+    .transform((v) => v || undefined),
+  PGCHATD_DATA_DIR: z.string().min(1).default("./.data"),
+  PGCHATD_BOOTSTRAP_TOKEN: z
+    .string()
+    .optional()
+    .transform((v) => v || undefined)
+    .refine((v) => v === undefined || isTokenFormat(v), {
+      message:
+        "must have the token format <id>-<secret>: 10 chars of [a-z0-9], '-', 22+ chars of [A-Za-z0-9_-]",
+    }),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  PGCHATD_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
+  PGCHATD_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+});
+
+export interface Config {
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  bootstrapToken: string | undefined;
+  logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
+  dbPoolMax: number;
+  /** How long a shutdown waits for in-flight requests before closing their connections. */
+  shutdownTimeoutMs: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.PGCHATD_DATA_DIR),
+    bootstrapToken: e.PGCHATD_BOOTSTRAP_TOKEN,
+    logLevel: e.LOG_LEVEL,
+    dbPoolMax: e.PGCHATD_DB_POOL_MAX,
+    shutdownTimeoutMs: e.PGCHATD_SHUTDOWN_TIMEOUT_MS,
+  };
+}

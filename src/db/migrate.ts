@@ -1,0 +1,89 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type pg from "pg";
+import { migrate as runMigrations } from "postgres-migrations";
+import { connectClient } from "./pool.ts";
+
+export const sqlDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../sql");
+
+/**
+ * Serialises schema changes, routine re-application and bootstrap across every process that
+ * starts against the same database, so two servers starting at once both come up.
+ * (postgres-migrations takes its own lock too; it is re-entrant within our session.)
+ */
+const migrationLockKey = 7_315_004_211_983_002n;
+
+export type Log = (msg: string) => void;
+
+/** Runs `fn` while holding the session-level migration lock on `client`. */
+export async function withMigrationLock<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
+  await client.query("SELECT pg_advisory_lock($1)", [migrationLockKey.toString()]);
+  try {
+    return await fn();
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [migrationLockKey.toString()]);
+  }
+}
+
+async function sqlFiles(dir: string): Promise<string[]> {
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) =>
+    n.endsWith(".sql"),
+  );
+  return names.sort().map((n) => path.join(dir, n));
+}
+
+/**
+ * Re-applies every routine file: `sql/functions/*.sql`, then `sql/triggers/*.sql`, in one
+ * transaction. The files are idempotent (CREATE OR REPLACE) and hold each routine's current body,
+ * so a routine is changed in exactly one place.
+ */
+export async function applyRoutines(client: pg.Client, log: Log = () => {}): Promise<void> {
+  const files = [
+    ...(await sqlFiles(path.join(sqlDir, "functions"))),
+    ...(await sqlFiles(path.join(sqlDir, "triggers"))),
+  ];
+  await client.query("BEGIN");
+  try {
+    for (const file of files) {
+      const text = await fs.readFile(file, "utf8");
+      try {
+        await client.query(text);
+      } catch (err) {
+        throw new Error(`${path.relative(sqlDir, file)}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => {});
+    throw err;
+  }
+  log(`applied ${files.length} routine files`);
+}
+
+/**
+ * Brings the database at `connectionString` to the current schema: forward-only migrations from
+ * `sql/schema`, then the routines. `afterMigrate` runs under the same lock (bootstrap uses it).
+ */
+export async function migrate(
+  connectionString: string,
+  opts: { log?: Log; afterMigrate?: (client: pg.Client) => Promise<void> } = {},
+): Promise<void> {
+  const log = opts.log ?? (() => {});
+  const client = await connectClient(connectionString, "pgchatd-migrate");
+  try {
+    await withMigrationLock(client, async () => {
+      const applied = await runMigrations({ client }, path.join(sqlDir, "schema"), {
+        logger: () => {},
+      });
+      if (applied.length > 0)
+        log(`applied migrations: ${applied.map((m) => m.fileName).join(", ")}`);
+      await applyRoutines(client, log);
+      await opts.afterMigrate?.(client);
+    });
+  } finally {
+    await client.end();
+  }
+}

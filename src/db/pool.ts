@@ -1,0 +1,155 @@
+import pg from "pg";
+
+/**
+ * Anything that runs a query: a pool, or a client checked out for a transaction. The generated
+ * query functions accept exactly this shape.
+ */
+export type Queryable = Pick<pg.ClientBase, "query">;
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+const OID = {
+  int8: 20,
+  timestamptz: 1184,
+  timestamp: 1114,
+  int8Array: 1016,
+  timestamptzArray: 1185,
+} as const;
+
+/**
+ * int8 arrives as a number. Every bigint here is an identity id, a token count or an amount of
+ * micros, all far below 2^53; a value beyond that is refused loudly rather than rounded.
+ */
+function parseInt8(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) {
+    throw new RangeError(`bigint ${text} does not fit a JavaScript number`);
+  }
+  return n;
+}
+
+/**
+ * timestamptz arrives as RFC 3339 text in UTC with exactly six fractional digits
+ * ("2026-01-02T03:04:05.123456Z"). A JS Date would drop the microseconds, and clients send
+ * timestamps back (stale-write guards compare them exactly).
+ * The pool sets TimeZone=UTC, so Postgres prints "+00"; other offsets are still converted.
+ */
+export function parseTimestamptz(text: string): string {
+  if (text === "infinity" || text === "-infinity") return text;
+  const m =
+    /^(\d{4,})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?([+-]\d\d(?::?\d\d)?(?::?\d\d)?)?( BC)?$/.exec(
+      text,
+    );
+  if (!m) return text;
+  const [, y, mo, d, h, mi, s, frac = "", offset = "+00", bc] = m;
+  const micros = frac.padEnd(6, "0");
+  if (offset === "+00" && !bc) {
+    return `${y}-${mo}-${d}T${h}:${mi}:${s}.${micros}Z`;
+  }
+  const sign = offset.startsWith("-") ? -1 : 1;
+  const parts = offset.slice(1).replaceAll(":", "");
+  const offsetSeconds =
+    sign *
+    (Number(parts.slice(0, 2)) * 3600 +
+      Number(parts.slice(2, 4) || 0) * 60 +
+      Number(parts.slice(4, 6) || 0));
+  const ms =
+    Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)) -
+    offsetSeconds * 1000;
+  const iso = new Date(ms).toISOString(); // yyyy-mm-ddThh:mm:ss.000Z
+  return `${iso.slice(0, 19)}.${micros}Z`;
+}
+
+function parseArray<T>(text: string, parseItem: (s: string) => T): (T | null)[] {
+  // 1009 is text[]: its parser splits any one-dimensional array literal into strings.
+  const arrayParser = (pg.types.getTypeParser as (oid: number) => (s: string) => (string | null)[])(
+    1009,
+  );
+  return arrayParser(text).map((v) => (v === null ? null : parseItem(v)));
+}
+
+const typeParsers: pg.CustomTypesConfig = {
+  // biome-ignore lint/suspicious/noExplicitAny: pg's overloads are keyed by format; we only use text.
+  getTypeParser: ((oid: number, format?: "text" | "binary"): any => {
+    switch (oid) {
+      case OID.int8:
+        return parseInt8;
+      case OID.timestamptz:
+      case OID.timestamp:
+        return parseTimestamptz;
+      case OID.int8Array:
+        return (s: string) => parseArray(s, parseInt8);
+      case OID.timestamptzArray:
+        return (s: string) => parseArray(s, parseTimestamptz);
+      default:
+        return pg.types.getTypeParser(oid, format);
+    }
+  }) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+export interface PoolOptions {
+  connectionString: string;
+  /** Upper bound on connections; each is a backend process on the server. */
+  max?: number;
+  applicationName?: string;
+}
+
+/** Connection settings shared by pools and one-off clients, so both parse values alike. */
+export function clientConfig(
+  connectionString: string,
+  applicationName = "pgchatd",
+): pg.ClientConfig {
+  return {
+    connectionString,
+    types: typeParsers,
+    application_name: applicationName,
+    // Timestamps are printed in UTC so parseTimestamptz takes its fast path.
+    options: "-c TimeZone=UTC",
+  };
+}
+
+export function createPool(opts: PoolOptions): pg.Pool {
+  const pool = new pg.Pool({
+    ...clientConfig(opts.connectionString, opts.applicationName),
+    max: opts.max ?? 10,
+    // A connection that cannot be made in 10 s means the server is down or saturated; fail the
+    // request instead of queueing it forever.
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+  });
+  // An idle client that loses its connection emits 'error' on the pool; without a listener the
+  // process would crash. The pool replaces the client on the next checkout.
+  pool.on("error", () => {});
+  return pool;
+}
+
+export async function connectClient(connectionString: string, applicationName?: string) {
+  const client = new pg.Client(clientConfig(connectionString, applicationName));
+  await client.connect();
+  return client;
+}
+
+/**
+ * Runs `fn` in a transaction on one client and commits, or rolls back when it throws.
+ */
+export async function withTx<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    // A client whose ROLLBACK fails is in an unknown state; destroy it instead of reusing it.
+    await client.query("ROLLBACK").catch((rollbackErr: Error) => {
+      broken = rollbackErr;
+    });
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

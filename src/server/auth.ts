@@ -1,0 +1,71 @@
+import { createMiddleware } from "hono/factory";
+import type { Queryable } from "../db/index.ts";
+import { getAPIKeyForAuthByID, updateAPIKeyLastUsedByID } from "../generated/api_keys.ts";
+import { getUserByID } from "../generated/users.ts";
+import { getWorkspaceAgentForAuthByTokenID } from "../generated/workspaces.ts";
+import { hashSecret, parseToken, secretMatches } from "../lib/tokens.ts";
+import type { Actor, AppEnv, UserActor } from "./env.ts";
+import { forbidden, unauthorized } from "./errors.ts";
+
+/** Compared against when the key id is unknown, so both failures cost the same. */
+const dummyHash = hashSecret("pgchatd-no-such-key");
+
+function presentedToken(headers: Headers, agentHeader: boolean): string | null {
+  const direct = headers.get(agentHeader ? "coder-agent-token" : "coder-session-token");
+  if (direct) return direct.trim();
+  const auth = headers.get("authorization");
+  const m = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
+  return m ? m[1]! : null;
+}
+
+export async function authenticateUser(db: Queryable, token: string): Promise<UserActor | null> {
+  const parsed = parseToken(token);
+  if (!parsed) return null;
+  const key = await getAPIKeyForAuthByID(db, { id: parsed.id });
+  const matches = secretMatches(parsed.secret, key?.hashed_secret ?? dummyHash);
+  if (!key || !matches || key.expired) return null;
+  if (!key.recently_used) await updateAPIKeyLastUsedByID(db, { id: key.id });
+  const user = await getUserByID(db, { id: key.user_id });
+  if (!user) return null;
+  return { kind: "user", user, apiKeyId: key.id, isOwner: user.roles.includes("owner") };
+}
+
+export async function authenticateAgent(db: Queryable, token: string): Promise<Actor | null> {
+  const parsed = parseToken(token);
+  if (!parsed) return null;
+  const agent = await getWorkspaceAgentForAuthByTokenID(db, { token_id: parsed.id });
+  const matches = secretMatches(parsed.secret, agent?.hashed_token ?? dummyHash);
+  // Agents of a superseded build are gone; their tokens stop working with the new build.
+  if (!agent || !matches || !agent.is_latest_build) return null;
+  return { kind: "agent", agent };
+}
+
+/** Requires a user's API key (`Authorization: Bearer` or `Coder-Session-Token`). */
+export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
+  const token = presentedToken(c.req.raw.headers, false);
+  const actor = token ? await authenticateUser(c.get("deps").db, token) : null;
+  if (!actor) throw unauthorized();
+  c.set("actor", actor);
+  await next();
+});
+
+/** Requires a workspace agent's token (`Coder-Agent-Token` or `Authorization: Bearer`). */
+export const requireAgent = createMiddleware<AppEnv>(async (c, next) => {
+  const token = presentedToken(c.req.raw.headers, true);
+  const actor = token ? await authenticateAgent(c.get("deps").db, token) : null;
+  if (!actor) throw unauthorized();
+  c.set("actor", actor);
+  await next();
+});
+
+/** The calling user; routes behind requireUser only. */
+export function userOf(actor: Actor): UserActor {
+  if (actor.kind !== "user") throw unauthorized();
+  return actor;
+}
+
+/** Site owners only (administration routes). */
+export const requireOwner = createMiddleware<AppEnv>(async (c, next) => {
+  if (!userOf(c.get("actor")).isOwner) throw forbidden("Only site owners may do this.");
+  await next();
+});

@@ -1,0 +1,24 @@
+import type { Pool } from "../db/index.ts";
+import type { GetUserByIDRow } from "../generated/users.ts";
+import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
+import type { Logger } from "../log.ts";
+
+/** Who is calling: a user with an API key, or a workspace agent with its token. */
+export type Actor =
+  | { kind: "user"; user: GetUserByIDRow; apiKeyId: string; isOwner: boolean }
+  | { kind: "agent"; agent: GetWorkspaceAgentForAuthByTokenIDRow };
+
+export type UserActor = Extract<Actor, { kind: "user" }>;
+
+/** Dependencies of the HTTP app, passed in so tests build apps on their own database. */
+export interface AppDeps {
+  db: Pool;
+  logger: Logger;
+}
+
+export interface AppEnv {
+  Variables: {
+    actor: Actor;
+    deps: AppDeps;
+  };
+}

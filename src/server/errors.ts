@@ -1,0 +1,184 @@
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Logger } from "../log.ts";
+
+/*
+ * The one place that turns failures into HTTP responses: API errors thrown by routes, project
+ * SQLSTATEs raised by SQL rules, and constraint violations by constraint name. Never match on
+ * message text. docs/errors.md publishes this table.
+ */
+
+export interface Validation {
+  field: string;
+  detail: string;
+}
+
+export interface ErrorBody {
+  message: string;
+  detail?: string;
+  validations?: Validation[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    message: string,
+    readonly detail?: string,
+    readonly validations?: Validation[],
+  ) {
+    super(message);
+  }
+
+  body(): ErrorBody {
+    return {
+      message: this.message,
+      ...(this.detail ? { detail: this.detail } : {}),
+      ...(this.validations ? { validations: this.validations } : {}),
+    };
+  }
+}
+
+export const badRequest = (message: string, detail?: string) => new ApiError(400, message, detail);
+export const unauthorized = () =>
+  // One message for every failure, so a caller learns nothing about which part was wrong.
+  new ApiError(401, "You must be authenticated with a valid API token.");
+export const forbidden = (message = "You are not allowed to perform this action.") =>
+  new ApiError(403, message);
+/** "Missing" and "not yours" look the same, so ids cannot be probed. */
+export const notFound = (what = "Resource") => new ApiError(404, `${what} not found.`);
+export const conflict = (message: string, detail?: string) => new ApiError(409, message, detail);
+
+/**
+ * Project SQLSTATEs (class PC): the last three characters are the HTTP status. SQL raises them
+ * with a message for the client and an optional DETAIL.
+ */
+const projectStates: Record<string, ContentfulStatusCode> = {
+  PC400: 400,
+  PC403: 403,
+  PC404: 404,
+  PC409: 409,
+  PC413: 413,
+  PC429: 429,
+};
+
+interface Mapped {
+  status: ContentfulStatusCode;
+  message: string;
+}
+
+/** Constraint name → response. Unique indexes count as constraints here too. */
+const constraints: Record<string, Mapped> = {
+  users_username_key: { status: 409, message: "Username is already taken." },
+  users_username_format: {
+    status: 400,
+    message: "Username must be 1-32 letters, digits or single hyphens between them.",
+  },
+  organizations_name_key: { status: 409, message: "Organization name is already taken." },
+  organizations_name_format: {
+    status: 400,
+    message: "Organization name must be 1-64 letters, digits or single hyphens between them.",
+  },
+  organization_members_organization_id_fkey: {
+    status: 400,
+    message: "Organization does not exist.",
+  },
+  organization_members_user_id_fkey: { status: 404, message: "User not found." },
+  groups_organization_name_key: {
+    status: 409,
+    message: "A group with this name already exists in the organization.",
+  },
+  group_members_organization_member_fkey: {
+    status: 400,
+    message: "User is not a member of the group's organization.",
+  },
+  workspaces_owner_name_key: {
+    status: 409,
+    message: "The owner already has a workspace with this name.",
+  },
+  workspaces_owner_membership_fkey: {
+    status: 400,
+    message: "Workspace owner is not a member of the organization.",
+  },
+  workspace_agents_build_name_key: {
+    status: 400,
+    message: "Agent names must be unique within a build.",
+  },
+  api_keys_user_id_fkey: { status: 404, message: "User not found." },
+};
+
+/** Standard SQLSTATEs that mean "the input was wrong" or "try again", never a server fault. */
+const standardStates: Record<string, Mapped> = {
+  "22P02": { status: 400, message: "Invalid input syntax." },
+  "22001": { status: 400, message: "Value too long." },
+  "22003": { status: 400, message: "Numeric value out of range." },
+  "22007": { status: 400, message: "Invalid date or time." },
+  "22008": { status: 400, message: "Date or time out of range." },
+  "22023": { status: 400, message: "Invalid parameter value." },
+  "22021": { status: 400, message: "Invalid character encoding." },
+  "2201W": { status: 400, message: "Invalid limit." },
+  "2201X": { status: 400, message: "Invalid offset." },
+  "23502": { status: 400, message: "A required value is missing." },
+  "23503": { status: 400, message: "A referenced resource does not exist." },
+  "23505": { status: 409, message: "The resource already exists." },
+  "23514": { status: 400, message: "The input violates a rule." },
+  "40001": { status: 409, message: "A concurrent change conflicted with this request; retry it." },
+  "40P01": { status: 409, message: "A concurrent change conflicted with this request; retry it." },
+  "55P03": { status: 409, message: "The resource is locked by another request; retry it." },
+};
+
+interface PgError {
+  code: string;
+  message: string;
+  detail?: string;
+  constraint?: string;
+}
+
+function isPgError(err: unknown): err is PgError {
+  return (
+    typeof err === "object" &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === "string" &&
+    (err as { code: string }).code.length === 5 &&
+    "severity" in err
+  );
+}
+
+/** The response for a database error, or null when it is a server fault. */
+export function fromDatabaseError(err: PgError): ApiError | null {
+  const projectStatus = projectStates[err.code];
+  if (projectStatus) return new ApiError(projectStatus, err.message, err.detail || undefined);
+  const byConstraint = err.constraint ? constraints[err.constraint] : undefined;
+  if (byConstraint) return new ApiError(byConstraint.status, byConstraint.message);
+  const byState = standardStates[err.code];
+  if (byState) return new ApiError(byState.status, byState.message);
+  return null;
+}
+
+export function toApiError(err: unknown): ApiError | null {
+  if (err instanceof ApiError) return err;
+  if (err instanceof HTTPException) {
+    // Hono's own 4xx (malformed JSON from the validator, body limit).
+    const status = err.status as ContentfulStatusCode;
+    return new ApiError(status, err.message || "Bad request.");
+  }
+  if (isPgError(err)) return fromDatabaseError(err);
+  return null;
+}
+
+/** app.onError: a known error gets its status; anything else is a logged 500. */
+export function errorHandler(logger: Logger) {
+  return (err: Error, c: Context) => {
+    const apiError = toApiError(err);
+    if (apiError) return c.json(apiError.body(), apiError.status);
+    logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error");
+    return c.json({ message: "Internal server error." } satisfies ErrorBody, 500);
+  };
+}
+
+export function notFoundHandler(c: Context) {
+  return c.json(
+    { message: `No route for ${c.req.method} ${c.req.path}.` } satisfies ErrorBody,
+    404,
+  );
+}

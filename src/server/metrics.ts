@@ -1,0 +1,53 @@
+import { createMiddleware } from "hono/factory";
+import { routePath } from "hono/route";
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Pool } from "../db/index.ts";
+
+export interface Metrics {
+  registry: Registry;
+  httpDuration: Histogram<"method" | "route" | "status">;
+}
+
+/** A registry per app, so tests can build many apps in one process without clashes. */
+export function createMetrics(pool: Pool): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: "pgchatd_http_request_duration_seconds",
+    help: "HTTP request duration by route pattern and status",
+    labelNames: ["method", "route", "status"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const poolGauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  poolGauge("pgchatd_db_pool_connections", "Open connections in the pool", () => pool.totalCount);
+  poolGauge("pgchatd_db_pool_idle", "Idle connections in the pool", () => pool.idleCount);
+  poolGauge(
+    "pgchatd_db_pool_waiting",
+    "Requests waiting for a pool connection",
+    () => pool.waitingCount,
+  );
+  return { registry, httpDuration };
+}
+
+export function metricsMiddleware(metrics: Metrics) {
+  return createMiddleware(async (c, next) => {
+    const end = metrics.httpDuration.startTimer();
+    try {
+      await next();
+    } finally {
+      // The route pattern, never the raw path: ids would explode the label set.
+      const route =
+        c.res.status === 404 && routePath(c, -1) === "/*" ? "unmatched" : routePath(c, -1);
+      end({ method: c.req.method, route, status: String(c.res.status) });
+    }
+  });
+}

@@ -1,0 +1,95 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { insertAPIKey } from "../../generated/api_keys.ts";
+import { getOrganizationByName } from "../../generated/organizations.ts";
+import { type GetUserByIDRow, getUserByID, insertUser } from "../../generated/users.ts";
+import { generateToken } from "../../lib/tokens.ts";
+import { requireOwner, userOf } from "../auth.ts";
+import type { AppEnv } from "../env.ts";
+import { notFound } from "../errors.ts";
+import { micros, resourceName, uuid, validate } from "../validation.ts";
+
+/** Keys last 30 days unless the caller asks otherwise. */
+const defaultKeyLifetimeSeconds = 30 * 24 * 3600;
+/** Ten years: longer lifetimes are almost always a mistake (and overflow nothing). */
+const maxKeyLifetimeSeconds = 10 * 365 * 24 * 3600;
+
+export function userJson(u: GetUserByIDRow) {
+  return {
+    id: u.id,
+    username: u.username,
+    name: u.name,
+    email: u.email,
+    roles: u.roles,
+    organization_ids: u.organization_ids,
+    created_at: u.created_at,
+  };
+}
+
+const createUserBody = z.strictObject({
+  username: resourceName(32),
+  name: z.string().max(128).optional(),
+  email: z.email().max(320).optional(),
+  roles: z
+    .array(z.enum(["owner", "member"]))
+    .max(2)
+    .optional(),
+  organization_ids: z.array(uuid()).max(100).optional(),
+  chat_spend_limit_micros: micros().nullable().optional(),
+});
+
+const userParam = z.object({ user: z.union([z.literal("me"), uuid()]) });
+
+const createKeyBody = z.strictObject({
+  lifetime_seconds: z.number().int().min(1).max(maxKeyLifetimeSeconds).optional(),
+});
+
+export const usersRoutes = new Hono<AppEnv>()
+  .get("/users/me", (c) => c.json(userJson(userOf(c.get("actor")).user)))
+
+  .post("/users", requireOwner, validate("json", createUserBody), async (c) => {
+    const body = c.req.valid("json");
+    const db = c.get("deps").db;
+    let organizationIds = body.organization_ids;
+    if (!organizationIds) {
+      const org = await getOrganizationByName(db, { name: "default" });
+      organizationIds = org ? [org.id] : [];
+    }
+    const user = await insertUser(db, {
+      username: body.username,
+      name: body.name ?? "",
+      email: body.email ?? null,
+      roles: body.roles && body.roles.length > 0 ? [...new Set(body.roles)] : ["member"],
+      chat_spend_limit_micros: body.chat_spend_limit_micros ?? null,
+      organization_ids: organizationIds,
+    });
+    const created = await getUserByID(db, { id: user!.id });
+    return c.json(userJson(created!), 201);
+  })
+
+  .post(
+    "/users/:user/keys",
+    validate("param", userParam),
+    validate("json", createKeyBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { user: target } = c.req.valid("param");
+      const userId = target === "me" ? actor.user.id : target;
+      if (userId !== actor.user.id && !actor.isOwner) {
+        // Another member's id: indistinguishable from a missing user.
+        throw notFound("User");
+      }
+      const db = c.get("deps").db;
+      if (userId !== actor.user.id && !(await getUserByID(db, { id: userId })))
+        throw notFound("User");
+      const token = generateToken();
+      const lifetime = c.req.valid("json").lifetime_seconds ?? defaultKeyLifetimeSeconds;
+      await insertAPIKey(db, {
+        id: token.id,
+        user_id: userId,
+        hashed_secret: token.hashedSecret,
+        lifetime_seconds: lifetime,
+      });
+      return c.json({ key: token.token }, 201);
+    },
+  );

@@ -1,0 +1,73 @@
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import type { Config } from "../config.ts";
+import { type Database, openDatabase } from "../db/index.ts";
+import type { Logger } from "../log.ts";
+import { createApp } from "./app.ts";
+
+export interface RunningServer {
+  url: string;
+  database: Database;
+  /** Stops accepting, drains in-flight requests (up to the shutdown timeout), then closes the database. */
+  close(): Promise<void>;
+}
+
+function listen(server: Server): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once("error", onError);
+    server.once("listening", () => {
+      server.off("error", onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** Opens the database (embedded unless DATABASE_URL), then serves the API on HOST:PORT. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    bootstrapToken: config.bootstrapToken,
+    poolMax: config.dbPoolMax,
+    logger,
+  });
+  let server: Server;
+  let address: AddressInfo;
+  try {
+    const app = createApp({ db: database.pool, logger });
+    // Without createServer options @hono/node-server builds a plain node:http server.
+    server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }) as Server;
+    address = await listen(server);
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url }, "pgchatd listening");
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          logger.warn("shutdown timeout: closing remaining connections");
+          server.closeAllConnections();
+        }, config.shutdownTimeoutMs);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        // Keep-alive connections with no request in flight would hold close() open.
+        server.closeIdleConnections();
+      });
+      await database.close();
+      logger.info("pgchatd stopped");
+    })();
+    return closing;
+  };
+  return { url, database, close };
+}

@@ -1,0 +1,47 @@
+import { zValidator } from "@hono/zod-validator";
+import type { ValidationTargets } from "hono";
+import { z } from "zod";
+import { ApiError } from "./errors.ts";
+
+/**
+ * The one validation hook: any failed schema becomes
+ * 400 {message, validations: [{field, detail}]}, whatever the target (json, query, param).
+ */
+export const validate = <T extends z.ZodType, Target extends keyof ValidationTargets>(
+  target: Target,
+  schema: T,
+) =>
+  zValidator(target, schema, (result) => {
+    if (!result.success) {
+      const validations = result.error.issues.map((issue) => ({
+        field: issue.path.map(String).join(".") || target,
+        detail: issue.message,
+      }));
+      const what =
+        target === "param" ? "path parameter" : target === "json" ? "request body" : target;
+      throw new ApiError(400, `Invalid ${what}.`, undefined, validations);
+    }
+  });
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A UUID in any case, normalised to lower case. */
+export const uuid = () =>
+  z
+    .string()
+    .regex(uuidPattern, "must be a UUID")
+    .transform((s) => s.toLowerCase());
+
+/** Names of users, organizations, workspaces and agents share one format. */
+export const resourceName = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(
+      /^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$/,
+      "must be letters, digits or single hyphens between them",
+    );
+
+/** Non-negative micros (millionths of a currency unit), within JavaScript's safe integers. */
+export const micros = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

@@ -1,0 +1,94 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { createPool } from "../../src/db/pool.ts";
+import { createApp } from "../../src/server/app.ts";
+import { gen } from "../fixtures/index.ts";
+import { captureLogger, testApp } from "../setup/app.ts";
+
+let t: Awaited<ReturnType<typeof testApp>>;
+let token: string;
+let ownerToken: string;
+
+beforeAll(async () => {
+  t = await testApp();
+  const u = await gen.user(t.pool);
+  token = await gen.apiKey(t.pool, u.id);
+  const owner = await gen.user(t.pool, { owner: true });
+  ownerToken = await gen.apiKey(t.pool, owner.id);
+});
+
+describe("error bodies", () => {
+  it("answers an unknown route with a JSON 404", async () => {
+    const res = await t.call("GET", "/no/such/route");
+    expect(res.status).toBe(404);
+    expect(res.headers.get("content-type")).toMatch(/application\/json/);
+    expect(res.json.message).toMatch(/no route/i);
+  });
+
+  it("answers malformed JSON with 400, not 500", async () => {
+    const res = await t.call("POST", "/api/v2/organizations", {
+      token: ownerToken,
+      body: "{not json",
+    });
+    expect(res.status).toBe(400);
+    expect(typeof res.json.message).toBe("string");
+  });
+
+  it("answers a wrong JSON type with 400 naming the field", async () => {
+    const res = await t.call("POST", "/api/v2/organizations", {
+      token: ownerToken,
+      body: { name: 42 },
+    });
+    expect(res.status).toBe(400);
+    expect(res.json.validations).toEqual([{ field: "name", detail: expect.any(String) }]);
+  });
+
+  it("answers a body over the limit with 413", async () => {
+    const res = await t.call("POST", "/api/v2/organizations", {
+      token: ownerToken,
+      body: { name: "x".repeat(2 * 1024 * 1024) },
+    });
+    expect(res.status).toBe(413);
+    expect(res.json.message).toMatch(/exceeds/);
+  });
+
+  it("answers a database fault with a bare 500 and logs it", async () => {
+    const { logger, lines } = captureLogger();
+    const deadPool = createPool({ connectionString: "postgres://nobody@127.0.0.1:1/none" });
+    const app = createApp({ db: deadPool, logger });
+    const res = await app.request("/api/v2/users/me", {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ message: "Internal server error." });
+    expect(lines.join("")).toMatch(/unhandled error/);
+    await deadPool.end();
+  });
+});
+
+describe("/healthz and /metrics", () => {
+  it("reports healthy when the database answers", async () => {
+    const res = await t.call("GET", "/healthz");
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ status: "ok" });
+  });
+
+  it("reports 503 when the database does not answer", async () => {
+    const { logger } = captureLogger();
+    const deadPool = createPool({ connectionString: "postgres://nobody@127.0.0.1:1/none" });
+    const res = await createApp({ db: deadPool, logger }).request("/healthz");
+    expect(res.status).toBe(503);
+    await deadPool.end();
+  });
+
+  it("exports request durations by route pattern and status, and pool usage", async () => {
+    await t.call("GET", "/api/v2/users/me", { token });
+    await t.call("GET", "/api/v2/users/me");
+    const res = await t.call("GET", "/metrics");
+    expect(res.status).toBe(200);
+    expect(res.text).toMatch(
+      /pgchatd_http_request_duration_seconds_count\{method="GET",route="\/api\/v2\/users\/me",status="200"\} \d+/,
+    );
+    expect(res.text).toMatch(/status="401"/);
+    expect(res.text).toMatch(/pgchatd_db_pool_connections \d+/);
+  });
+});

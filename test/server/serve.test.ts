@@ -1,0 +1,165 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { emptyDatabase } from "../setup/db.ts";
+
+/*
+ * The real `pgchatd serve` in a child process: what a newcomer runs with `npm start`.
+ */
+
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
+});
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+  token?: string;
+  stdout: () => string;
+}
+
+function startServe(env: Record<string, string>): Promise<Started> {
+  const base = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/tmp",
+    LOG_LEVEL: "warn",
+    PORT: "0",
+  };
+  const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "serve"], {
+    env: { ...base, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      // The CLI prints the listening line last, after the token lines.
+      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
+      if (url) {
+        const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(out)?.[1];
+        resolve({ child, url, token, stdout: () => out });
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`pgchatd exited ${code}:\n${out}\n${err}`)));
+  });
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null
+    ? Promise.resolve(child.exitCode)
+    : new Promise((r) => child.once("exit", (code) => r(code)));
+}
+
+function alive(pid: number) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("pgchatd serve", () => {
+  it("starts embedded Postgres, prints the URL and admin token, and stops everything on SIGTERM", async () => {
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));
+    await fs.chmod(dataDir, 0o755);
+    dirs.push(dataDir);
+    const s = await startServe({ PGCHATD_DATA_DIR: dataDir });
+    expect(s.token).toMatch(/^[a-z0-9]{10}-/);
+
+    const me = await fetch(`${s.url}/api/v2/users/me`, {
+      headers: { authorization: `Bearer ${s.token}` },
+    });
+    expect(me.status).toBe(200);
+    expect(await me.json()).toMatchObject({ username: "admin", roles: ["owner"] });
+    expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+
+    const tokenFile = path.join(dataDir, "admin-token");
+    expect((await fs.readFile(tokenFile, "utf8")).trim()).toBe(s.token);
+    expect((await fs.stat(tokenFile)).mode & 0o777).toBe(0o600);
+
+    const postmasterPid = Number(
+      (await fs.readFile(path.join(dataDir, "pg", "postmaster.pid"), "utf8")).split("\n")[0],
+    );
+    expect(alive(postmasterPid)).toBe(true);
+    s.child.kill("SIGTERM");
+    expect(await exitOf(s.child)).toBe(0);
+    expect(alive(postmasterPid)).toBe(false);
+
+    // A second start on the same data dir keeps the admin and prints no new token.
+    const again = await startServe({ PGCHATD_DATA_DIR: dataDir });
+    expect(again.token).toBeUndefined();
+    const me2 = await fetch(`${again.url}/api/v2/users/me`, {
+      headers: { authorization: `Bearer ${s.token}` },
+    });
+    expect(me2.status).toBe(200);
+    again.child.kill("SIGINT");
+    expect(await exitOf(again.child)).toBe(0);
+  });
+
+  it("brings up two servers started at the same moment on one empty DATABASE_URL", async () => {
+    const db = await emptyDatabase();
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));
+    dirs.push(dataDir);
+    const env = { DATABASE_URL: db.url, PGCHATD_DATA_DIR: dataDir };
+    const [a, b] = await Promise.all([startServe(env), startServe(env)]);
+    for (const s of [a, b]) expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+    const tokens = [a.token, b.token].filter(Boolean);
+    expect(tokens).toHaveLength(1);
+    for (const s of [a, b]) {
+      const me = await fetch(`${s.url}/api/v2/users/me`, {
+        headers: { authorization: `Bearer ${tokens[0]}` },
+      });
+      expect(me.status).toBe(200);
+    }
+    a.child.kill("SIGTERM");
+    b.child.kill("SIGTERM");
+    expect(await Promise.all([exitOf(a.child), exitOf(b.child)])).toEqual([0, 0]);
+  });
+
+  it("uses PGCHATD_BOOTSTRAP_TOKEN as the admin token and refuses a malformed one", async () => {
+    const db = await emptyDatabase();
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));
+    dirs.push(dataDir);
+    const bad = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "serve"], {
+      env: {
+        PATH: process.env.PATH ?? "",
+        DATABASE_URL: db.url,
+        PGCHATD_BOOTSTRAP_TOKEN: "short",
+        PORT: "0",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    bad.stderr!.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    expect(await exitOf(bad)).toBe(1);
+    expect(err).toMatch(/PGCHATD_BOOTSTRAP_TOKEN/);
+
+    const token = `bootstrapa-${"t".repeat(30)}`;
+    const s = await startServe({
+      DATABASE_URL: db.url,
+      PGCHATD_DATA_DIR: dataDir,
+      PGCHATD_BOOTSTRAP_TOKEN: token,
+    });
+    expect(s.token).toBeUndefined();
+    expect(s.stdout()).not.toContain(token);
+    const me = await fetch(`${s.url}/api/v2/users/me`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(me.status).toBe(200);
+    s.child.kill("SIGTERM");
+    expect(await exitOf(s.child)).toBe(0);
+  });
+});

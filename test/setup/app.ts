@@ -1,0 +1,49 @@
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { createApp } from "../../src/server/app.ts";
+import { testDb } from "./db.ts";
+
+/** Captures every log line the app writes, so tests can assert what is (not) logged. */
+export function captureLogger() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(chunk.toString());
+      cb();
+    },
+  });
+  return { logger: pino({ level: "trace" }, stream), lines };
+}
+
+/** An app on this file's database, plus a small JSON client for it. */
+export async function testApp() {
+  const db = await testDb();
+  const { logger, lines } = captureLogger();
+  const app = createApp({ db: db.pool, logger });
+
+  async function call(
+    method: string,
+    path: string,
+    opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    const headers: Record<string, string> = { ...opts.headers };
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`;
+    let body: string | undefined;
+    if (opts.body !== undefined) {
+      headers["content-type"] ??= "application/json";
+      body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
+    }
+    const res = await app.request(path, { method, headers, body });
+    const text = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: tests assert on response JSON of any shape.
+    let json: any;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, json, text, headers: res.headers };
+  }
+
+  return { app, db, pool: db.pool, logLines: lines, call };
+}

@@ -1,0 +1,16 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    globalSetup: ["test/setup/global.ts"],
+    setupFiles: ["test/setup/file.ts"],
+    // Tests talk to a real server and start processes; the defaults (5 s) are too tight for the
+    // embedded-cluster and subprocess tests on a 2-core machine.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    teardownTimeout: 60_000,
+    // Two cores: more workers than that only adds contention with the database server.
+    maxWorkers: 2,
+  },
+});
