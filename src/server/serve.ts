@@ -6,6 +6,9 @@ import { type Database, openDatabase } from "../db/index.ts";
 import type { Logger } from "../log.ts";
 import { createApp } from "./app.ts";
 
+/** How often a draining server closes connections that went idle. */
+const idleSweepMs = 100;
+
 export interface RunningServer {
   url: string;
   database: Database;
@@ -56,12 +59,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           logger.warn("shutdown timeout: closing remaining connections");
           server.closeAllConnections();
         }, config.shutdownTimeoutMs);
-        force.unref();
+        // A keep-alive connection whose last request finishes during the drain would otherwise
+        // hold close() open until its keep-alive timeout.
+        const sweep = setInterval(() => server.closeIdleConnections(), idleSweepMs);
         server.close(() => {
           clearTimeout(force);
+          clearInterval(sweep);
           resolve();
         });
-        // Keep-alive connections with no request in flight would hold close() open.
         server.closeIdleConnections();
       });
       await database.close();
