@@ -14,7 +14,9 @@ export function benchSuite() {
     encoding: "utf8",
   });
   const ms = performance.now() - started;
-  const summary = r.stdout.split("\n").filter((l) => /Test Files|Tests\s/.test(l));
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping ANSI colour codes.
+  const plain = r.stdout.replace(/\x1b\[[0-9;]*m/g, "");
+  const summary = plain.split("\n").filter((l) => /Test Files|Tests\s/.test(l));
   console.log(`npm test wall time: ${(ms / 1000).toFixed(1)} s (exit ${r.status})`);
   for (const line of summary) console.log(`  ${line.trim()}`);
 }

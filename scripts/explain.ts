@@ -43,13 +43,13 @@ interface Hot {
 const hot: Hot[] = [
   {
     name: "GetAPIKeyForAuthByID",
-    why: "every authenticated request",
+    why: "every authenticated request: key, user and organization ids in one round trip",
     text: getAPIKeyForAuthByIDQuery,
     args: "SELECT id FROM api_keys ORDER BY id LIMIT 1",
   },
   {
     name: "GetUserByID",
-    why: "every authenticated request (with its organization ids)",
+    why: "user lookups by id (key creation for another user, the User object)",
     text: getUserByIDQuery,
     args: "SELECT id FROM users ORDER BY id LIMIT 1",
   },

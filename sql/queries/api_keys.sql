@@ -8,11 +8,19 @@ VALUES (
 RETURNING id, user_id, created_at, expires_at;
 
 -- name: GetAPIKeyForAuthByID :one
--- Authentication: the key's stored hash and whether it expired, by the database clock.
-SELECT k.id, k.user_id, k.hashed_secret,
+-- Authentication, once per request: the key's stored hash, whether it expired (by the database
+-- clock), and the user it belongs to, in one round trip.
+SELECT k.id, k.hashed_secret,
   COALESCE(k.expires_at <= now(), false) AS expired,
-  COALESCE(k.last_used_at > now() - interval '1 minute', false) AS recently_used
+  COALESCE(k.last_used_at > now() - interval '1 minute', false) AS recently_used,
+  u.id AS user_id, u.username, u.name, u.email, u.roles::text[] AS roles,
+  u.chat_spend_limit_micros, u.created_at,
+  ARRAY(
+    SELECT m.organization_id FROM organization_members m
+    WHERE m.user_id = u.id ORDER BY m.created_at, m.organization_id
+  )::uuid[] AS organization_ids
 FROM api_keys k
+JOIN users u ON u.id = k.user_id
 WHERE k.id = @id;
 
 -- name: UpdateAPIKeyLastUsedByID :exec

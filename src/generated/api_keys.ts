@@ -49,11 +49,19 @@ export async function insertAPIKey(client: Client, args: InsertAPIKeyArgs): Prom
 }
 
 export const getAPIKeyForAuthByIDQuery = `-- name: GetAPIKeyForAuthByID :one
--- Authentication: the key's stored hash and whether it expired, by the database clock.
-SELECT k.id, k.user_id, k.hashed_secret,
+-- Authentication, once per request: the key's stored hash, whether it expired (by the database
+-- clock), and the user it belongs to, in one round trip.
+SELECT k.id, k.hashed_secret,
   COALESCE(k.expires_at <= now(), false) AS expired,
-  COALESCE(k.last_used_at > now() - interval '1 minute', false) AS recently_used
+  COALESCE(k.last_used_at > now() - interval '1 minute', false) AS recently_used,
+  u.id AS user_id, u.username, u.name, u.email, u.roles::text[] AS roles,
+  u.chat_spend_limit_micros, u.created_at,
+  ARRAY(
+    SELECT m.organization_id FROM organization_members m
+    WHERE m.user_id = u.id ORDER BY m.created_at, m.organization_id
+  )::uuid[] AS organization_ids
 FROM api_keys k
+JOIN users u ON u.id = k.user_id
 WHERE k.id = $1`;
 
 export interface GetAPIKeyForAuthByIDArgs {
@@ -62,10 +70,17 @@ export interface GetAPIKeyForAuthByIDArgs {
 
 export interface GetAPIKeyForAuthByIDRow {
   id: string;
-  user_id: string;
   hashed_secret: Buffer;
   expired: boolean;
   recently_used: boolean;
+  user_id: string;
+  username: string;
+  name: string;
+  email: string | null;
+  roles: string[];
+  chat_spend_limit_micros: number | null;
+  created_at: string;
+  organization_ids: string[];
 }
 
 export async function getAPIKeyForAuthByID(client: Client, args: GetAPIKeyForAuthByIDArgs): Promise<GetAPIKeyForAuthByIDRow | null> {
@@ -80,10 +95,17 @@ export async function getAPIKeyForAuthByID(client: Client, args: GetAPIKeyForAut
   const row = result.rows[0]!;
   return {
     id: row[0],
-    user_id: row[1],
-    hashed_secret: row[2],
-    expired: row[3],
-    recently_used: row[4],
+    hashed_secret: row[1],
+    expired: row[2],
+    recently_used: row[3],
+    user_id: row[4],
+    username: row[5],
+    name: row[6],
+    email: row[7],
+    roles: row[8],
+    chat_spend_limit_micros: row[9],
+    created_at: row[10],
+    organization_ids: row[11],
   };
 }
 

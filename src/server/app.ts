@@ -1,11 +1,10 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
-import { routePath } from "hono/route";
 import { requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
 import { ApiError, errorHandler, notFoundHandler } from "./errors.ts";
-import { createMetrics, metricsMiddleware } from "./metrics.ts";
+import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
 import { usersRoutes } from "./routes/users.ts";
@@ -31,7 +30,7 @@ export function createApp(deps: AppDeps): App {
       deps.logger.info(
         {
           method: c.req.method,
-          route: routePath(c, -1),
+          route: routeLabel(c),
           status: c.res.status,
           ms: Math.round((performance.now() - started) * 10) / 10,
         },

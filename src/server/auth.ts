@@ -1,10 +1,9 @@
 import { createMiddleware } from "hono/factory";
 import type { Queryable } from "../db/index.ts";
 import { getAPIKeyForAuthByID, updateAPIKeyLastUsedByID } from "../generated/api_keys.ts";
-import { getUserByID } from "../generated/users.ts";
 import { getWorkspaceAgentForAuthByTokenID } from "../generated/workspaces.ts";
 import { hashSecret, parseToken, secretMatches } from "../lib/tokens.ts";
-import type { Actor, AppEnv, UserActor } from "./env.ts";
+import type { Actor, AppEnv, User, UserActor } from "./env.ts";
 import { forbidden, unauthorized } from "./errors.ts";
 
 /** Compared against when the key id is unknown, so both failures cost the same. */
@@ -25,8 +24,16 @@ export async function authenticateUser(db: Queryable, token: string): Promise<Us
   const matches = secretMatches(parsed.secret, key?.hashed_secret ?? dummyHash);
   if (!key || !matches || key.expired) return null;
   if (!key.recently_used) await updateAPIKeyLastUsedByID(db, { id: key.id });
-  const user = await getUserByID(db, { id: key.user_id });
-  if (!user) return null;
+  const user: User = {
+    id: key.user_id,
+    username: key.username,
+    name: key.name,
+    email: key.email,
+    roles: key.roles,
+    chat_spend_limit_micros: key.chat_spend_limit_micros,
+    created_at: key.created_at,
+    organization_ids: key.organization_ids,
+  };
   return { kind: "user", user, apiKeyId: key.id, isOwner: user.roles.includes("owner") };
 }
 

@@ -3,9 +3,12 @@ import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Logger } from "../log.ts";
 
+/** A user as the API shows it (GET /users/me). */
+export type User = GetUserByIDRow;
+
 /** Who is calling: a user with an API key, or a workspace agent with its token. */
 export type Actor =
-  | { kind: "user"; user: GetUserByIDRow; apiKeyId: string; isOwner: boolean }
+  | { kind: "user"; user: User; apiKeyId: string; isOwner: boolean }
   | { kind: "agent"; agent: GetWorkspaceAgentForAuthByTokenIDRow };
 
 export type UserActor = Extract<Actor, { kind: "user" }>;

@@ -1,3 +1,4 @@
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
@@ -36,6 +37,12 @@ export function createMetrics(pool: Pool): Metrics {
     () => pool.waitingCount,
   );
   return { registry, httpDuration };
+}
+
+/** The matched route pattern (never the raw path: ids would explode label sets), or "unmatched". */
+export function routeLabel(c: Context): string {
+  const route = routePath(c, -1);
+  return c.res.status === 404 && route === "/*" ? "unmatched" : route;
 }
 
 export function metricsMiddleware(metrics: Metrics) {

@@ -2,10 +2,10 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { insertAPIKey } from "../../generated/api_keys.ts";
 import { getOrganizationByName } from "../../generated/organizations.ts";
-import { type GetUserByIDRow, getUserByID, insertUser } from "../../generated/users.ts";
+import { getUserByID, insertUser } from "../../generated/users.ts";
 import { generateToken } from "../../lib/tokens.ts";
 import { requireOwner, userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv, User } from "../env.ts";
 import { notFound } from "../errors.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 
@@ -14,7 +14,7 @@ const defaultKeyLifetimeSeconds = 30 * 24 * 3600;
 /** Ten years: longer lifetimes are almost always a mistake (and overflow nothing). */
 const maxKeyLifetimeSeconds = 10 * 365 * 24 * 3600;
 
-export function userJson(u: GetUserByIDRow) {
+export function userJson(u: User) {
   return {
     id: u.id,
     username: u.username,
@@ -63,8 +63,7 @@ export const usersRoutes = new Hono<AppEnv>()
       chat_spend_limit_micros: body.chat_spend_limit_micros ?? null,
       organization_ids: organizationIds,
     });
-    const created = await getUserByID(db, { id: user!.id });
-    return c.json(userJson(created!), 201);
+    return c.json(userJson(user!), 201);
   })
 
   .post(
