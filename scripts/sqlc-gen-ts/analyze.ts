@@ -6,6 +6,9 @@ import { RelationCatalog, resultNullability } from "./infer.ts";
 import type { PreparedQuery } from "./params.ts";
 import { nullable, TypeCatalog } from "./types.ts";
 
+const jsonOid = 114;
+const jsonbOid = 3802;
+
 /** A connection to a migrated database plus the catalogs cached across queries. */
 export class Analyzer {
   readonly types = new TypeCatalog();
@@ -55,6 +58,7 @@ export class Analyzer {
     const params: Field[] = q.params.map((p, i) => ({
       name: p.name,
       type: nullable(this.types.paramType(paramTypes[i]!), p.nullable),
+      ...(paramTypes[i] === jsonOid || paramTypes[i] === jsonbOid ? { json: true } : {}),
     }));
 
     let columns: Field[] = [];

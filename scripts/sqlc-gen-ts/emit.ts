@@ -9,6 +9,8 @@ export interface Field {
   name: string;
   /** The TypeScript type, including `| null`. */
   type: string;
+  /** A json/jsonb parameter: sent as JSON text (see jsonParam below). */
+  json?: boolean;
 }
 
 export interface AnalyzedQuery {
@@ -73,7 +75,7 @@ function queryDecl(q: AnalyzedQuery): string[] {
   const signature = `client: Client${argsName ? `, args: ${argsName}` : ""}`;
   const call = [
     `    text: ${textName},`,
-    `    values: [${q.params.map((p) => access("args", p.name)).join(", ")}],`,
+    `    values: [${q.params.map((p) => (p.json ? `jsonParam(${access("args", p.name)})` : access("args", p.name))).join(", ")}],`,
     `    rowMode: "array",`,
     "  });",
   ];
@@ -122,6 +124,17 @@ export function emitModule(sourceFile: string, queries: AnalyzedQuery[]): string
     "  query: (config: QueryArrayConfig) => Promise<QueryArrayResult>;",
     "}",
   ];
+  if (queries.some((q) => q.params.some((p) => p.json))) {
+    // Deviation from sqlc-gen-typescript: node-postgres sends a JS array as a Postgres array
+    // literal, so an array bound for a json/jsonb parameter would fail (or mean something else).
+    out.push(
+      "",
+      "/** json/jsonb parameters are sent as JSON text, whatever the value's JavaScript type. */",
+      "function jsonParam(value: unknown): string | null {",
+      "  return value === null || value === undefined ? null : JSON.stringify(value);",
+      "}",
+    );
+  }
   for (const q of queries) out.push("", ...queryDecl(q));
   return `${out.join("\n")}\n`;
 }

@@ -179,6 +179,23 @@ export async function touchUsers(client: Client, args: TouchUsersArgs): Promise<
     expect(new Function(`return ${literal};`)()).toBe(sql);
   });
 
+  it("sends json/jsonb parameters as JSON text, so arrays are not turned into Postgres arrays", () => {
+    const insertDoc: AnalyzedQuery = {
+      name: "InsertDoc",
+      command: ":exec",
+      sql: "-- name: InsertDoc :exec\nINSERT INTO docs (id, body) VALUES ($1, $2)",
+      params: [
+        { name: "id", type: "string" },
+        { name: "body", type: "any", json: true },
+      ],
+      columns: [],
+    };
+    const withJson = emitModule("sql/queries/docs.sql", [insertDoc]);
+    expect(withJson).toContain("values: [args.id, jsonParam(args.body)],");
+    expect(withJson).toContain("function jsonParam(value: unknown): string | null {");
+    expect(emitModule("sql/queries/users.sql", [getUserByID])).not.toContain("jsonParam");
+  });
+
   it("quotes result columns that are not identifiers", () => {
     const text = emitModule("x.sql", [
       { ...listUsers, columns: [{ name: "Display Name", type: "string" }] },
