@@ -5,6 +5,8 @@ import { requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
 import { ApiError, errorHandler, notFoundHandler } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
+import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
+import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
 import { usersRoutes } from "./routes/users.ts";
@@ -39,13 +41,20 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(metricsMiddleware(metrics));
-  app.use(
+  const limit = (maxSize: number) =>
     bodyLimit({
-      maxSize: jsonBodyLimitBytes,
+      maxSize,
       onError: () => {
-        throw new ApiError(413, `Request body exceeds ${jsonBodyLimitBytes} bytes.`);
+        throw new ApiError(413, `Request body exceeds ${maxSize} bytes.`);
       },
-    }),
+    });
+  const jsonLimit = limit(jsonBodyLimitBytes);
+  const fileLimit = limit(maxFileBytes);
+  // One place decides each route's body limit: uploads may be 10 MiB, everything else is JSON.
+  app.use((c, next) =>
+    c.req.method === "POST" && c.req.path === "/api/experimental/chats/files"
+      ? fileLimit(c, next)
+      : jsonLimit(c, next),
   );
 
   app.route("/", healthRoutes(metrics));
@@ -56,6 +65,13 @@ export function createApp(deps: AppDeps): App {
   v2.route("/", organizationsRoutes);
   v2.route("/", workspacesRoutes);
   app.route("/api/v2", v2);
+
+  const chats = new Hono<AppEnv>();
+  chats.use(requireUser);
+  // Before chatsRoutes, whose /:chat would otherwise take "files".
+  chats.route("/files", chatFilesRoutes);
+  chats.route("/", chatsRoutes);
+  app.route("/api/experimental/chats", chats);
 
   app.notFound(notFoundHandler);
   app.onError(errorHandler(deps.logger));

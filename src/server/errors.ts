@@ -116,6 +116,10 @@ const standardStates: Record<string, Mapped> = {
   "22008": { status: 400, message: "Date or time out of range." },
   "22023": { status: 400, message: "Invalid parameter value." },
   "22021": { status: 400, message: "Invalid character encoding." },
+  "22P05": {
+    status: 400,
+    message: "Text contains a character the database cannot store (such as \\u0000).",
+  },
   "2201W": { status: 400, message: "Invalid limit." },
   "2201X": { status: 400, message: "Invalid offset." },
   "23502": { status: 400, message: "A required value is missing." },

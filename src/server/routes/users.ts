@@ -5,26 +5,15 @@ import { getOrganizationByName } from "../../generated/organizations.ts";
 import { getUserByID, insertUser } from "../../generated/users.ts";
 import { generateToken } from "../../lib/tokens.ts";
 import { requireOwner, userOf } from "../auth.ts";
-import type { AppEnv, User } from "../env.ts";
+import type { AppEnv } from "../env.ts";
 import { notFound } from "../errors.ts";
+import { userJson } from "../shapes.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 
 /** Keys last 30 days unless the caller asks otherwise. */
 const defaultKeyLifetimeSeconds = 30 * 24 * 3600;
 /** Ten years: longer lifetimes are almost always a mistake (and overflow nothing). */
 const maxKeyLifetimeSeconds = 10 * 365 * 24 * 3600;
-
-export function userJson(u: User) {
-  return {
-    id: u.id,
-    username: u.username,
-    name: u.name,
-    email: u.email,
-    roles: u.roles,
-    organization_ids: u.organization_ids,
-    created_at: u.created_at,
-  };
-}
 
 const createUserBody = z.strictObject({
   username: resourceName(32),

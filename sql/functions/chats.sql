@@ -1,0 +1,374 @@
+-- Chat rules: creation, archive cascade, pins, updates, workspace binding, read cursor.
+-- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
+--
+-- WARNING (lock order): every function that may change pins takes the owner's pin lock
+-- (chat_lock_pins) FIRST, then row locks, root before the rest of the family. Keeping one order
+-- is what makes concurrent archive/unarchive/pin requests serialize instead of deadlocking.
+
+-- Serialises pin changes (and archives, which clear pins) of one owner, so pin_order stays a
+-- dense 1..n however many requests race. Transaction-scoped.
+CREATE OR REPLACE FUNCTION chat_lock_pins(p_owner_id uuid) RETURNS void
+LANGUAGE sql AS $$
+  SELECT pg_advisory_xact_lock(hashtext('pgchatd.chat_pins'), hashtext(p_owner_id::text));
+$$;
+
+-- The title a chat gets before one is generated: the first text part, whitespace collapsed,
+-- trimmed to 60 characters.
+CREATE OR REPLACE FUNCTION chat_fallback_title(p_content jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT COALESCE(left(btrim(regexp_replace(part ->> 'text', '\s+', ' ', 'g')), 60), '')
+  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_content) = 'array' THEN p_content ELSE '[]' END)
+    WITH ORDINALITY AS e(part, n)
+  WHERE part ->> 'type' = 'text' AND btrim(part ->> 'text') <> ''
+  ORDER BY n
+  LIMIT 1;
+$$;
+
+-- The build and agent a workspace binds chats to: its latest build and that build's first agent.
+CREATE OR REPLACE FUNCTION workspace_latest_agent(p_workspace_id uuid, OUT build_id uuid, OUT agent_id uuid)
+LANGUAGE sql STABLE AS $$
+  SELECT b.id, a.id
+  FROM workspaces w
+  JOIN workspace_builds b ON b.workspace_id = w.id AND b.build_number = w.latest_build_number
+  LEFT JOIN workspace_agents a ON a.build_id = b.id AND a.ordinal = 0
+  WHERE w.id = p_workspace_id;
+$$;
+
+-- A workspace the owner may bind a chat in `p_organization_id` to, or PC400.
+CREATE OR REPLACE FUNCTION chat_check_workspace(p_owner_id uuid, p_organization_id uuid, p_workspace_id uuid)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v_ws workspaces;
+BEGIN
+  SELECT * INTO v_ws FROM workspaces WHERE id = p_workspace_id;
+  IF NOT FOUND OR v_ws.owner_id <> p_owner_id THEN
+    RAISE EXCEPTION 'Workspace not found.' USING ERRCODE = 'PC400';
+  END IF;
+  IF v_ws.organization_id <> p_organization_id THEN
+    RAISE EXCEPTION 'Workspace belongs to another organization than the chat.' USING ERRCODE = 'PC400',
+      DETAIL = format('workspace organization %s, chat organization %s', v_ws.organization_id, p_organization_id);
+  END IF;
+END;
+$$;
+
+-- The model a new chat or message runs on: the given config, else the default. PC400 when it is
+-- unknown, disabled or deleted.
+CREATE OR REPLACE FUNCTION chat_resolve_model(p_model_config_id uuid) RETURNS uuid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v_id uuid;
+BEGIN
+  IF p_model_config_id IS NULL THEN
+    SELECT m.id INTO v_id FROM chat_model_configs m WHERE m.is_default;
+    IF v_id IS NULL THEN
+      RAISE EXCEPTION 'No default model is configured.' USING ERRCODE = 'PC400';
+    END IF;
+    RETURN v_id;
+  END IF;
+  SELECT m.id INTO v_id
+  FROM chat_model_configs m JOIN chat_providers p ON p.id = m.provider_id
+  WHERE m.id = p_model_config_id AND m.enabled AND NOT m.deleted AND p.enabled;
+  IF v_id IS NULL THEN
+    RAISE EXCEPTION 'Unknown or disabled model config.' USING ERRCODE = 'PC400',
+      DETAIL = format('model_config_id %s', p_model_config_id);
+  END IF;
+  RETURN v_id;
+END;
+$$;
+
+-- Creates a chat in its final state (status pending) with its first messages, in one call.
+-- A child (p_parent_chat_id) inherits organization, client type, workspace binding and model
+-- (unless one is given), and copies the parent's context-file messages.
+-- p_content is the first user message's Part[]; its file parts must name the owner's files.
+CREATE OR REPLACE FUNCTION chat_create(
+  p_owner_id uuid,
+  p_organization_id uuid,
+  p_workspace_id uuid,
+  p_model_config_id uuid,
+  p_parent_chat_id uuid,
+  p_client_type chat_client_type,
+  p_mode text,
+  p_plan_mode text,
+  p_labels jsonb,
+  p_dynamic_tools jsonb,
+  p_system_prompt text,
+  p_content jsonb,
+  p_api_key_id text
+) RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_parent chats;
+  v_org uuid := p_organization_id;
+  v_client chat_client_type := COALESCE(p_client_type, 'api');
+  v_workspace uuid := p_workspace_id;
+  v_build uuid;
+  v_agent uuid;
+  v_model uuid;
+  v_id uuid;
+  v_file_ids uuid[];
+  v_linked integer;
+BEGIN
+  IF p_parent_chat_id IS NOT NULL THEN
+    -- FOR SHARE: an archive of the parent waits for this child, or this sees it archived.
+    SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id AND owner_id = p_owner_id FOR SHARE;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'Parent chat not found.' USING ERRCODE = 'PC400';
+    END IF;
+    IF v_parent.archived THEN
+      RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'The parent chat is archived.';
+    END IF;
+    IF p_organization_id IS NOT NULL AND p_organization_id <> v_parent.organization_id THEN
+      RAISE EXCEPTION 'A child chat belongs to its parent''s organization.' USING ERRCODE = 'PC400';
+    END IF;
+    IF p_workspace_id IS NOT NULL AND p_workspace_id IS DISTINCT FROM v_parent.workspace_id THEN
+      RAISE EXCEPTION 'A child chat is bound to its parent''s workspace.' USING ERRCODE = 'PC400';
+    END IF;
+    v_org := v_parent.organization_id;
+    v_client := v_parent.client_type;
+    v_workspace := v_parent.workspace_id;
+    v_build := v_parent.build_id;
+    v_agent := v_parent.agent_id;
+    v_model := chat_resolve_model(COALESCE(p_model_config_id, v_parent.last_model_config_id));
+  ELSE
+    IF v_workspace IS NOT NULL THEN
+      PERFORM chat_check_workspace(p_owner_id, v_org, v_workspace);
+      SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(v_workspace) l;
+    END IF;
+    v_model := chat_resolve_model(p_model_config_id);
+  END IF;
+
+  -- The final status in the INSERT itself: a trigger sees the chat as it will be committed.
+  INSERT INTO chats (
+    owner_id, organization_id, workspace_id, build_id, agent_id, parent_chat_id,
+    last_model_config_id, title, status, mode, plan_mode, client_type, labels, dynamic_tools,
+    api_key_id
+  ) VALUES (
+    p_owner_id, v_org, v_workspace, v_build, v_agent, p_parent_chat_id,
+    v_model, chat_fallback_title(p_content), 'pending', p_mode, p_plan_mode, v_client,
+    COALESCE(p_labels, '{}'), COALESCE(p_dynamic_tools, '[]'), p_api_key_id
+  ) RETURNING id INTO v_id;
+
+  IF p_system_prompt IS NOT NULL AND btrim(p_system_prompt) <> '' THEN
+    INSERT INTO chat_messages (chat_id, role, content, visibility, created_by, api_key_id)
+    VALUES (v_id, 'system', jsonb_build_array(jsonb_build_object('type', 'text', 'text', p_system_prompt)),
+      'model', p_owner_id, p_api_key_id);
+  END IF;
+
+  IF v_parent.id IS NOT NULL THEN
+    INSERT INTO chat_messages (chat_id, role, content, visibility, created_by, api_key_id)
+    SELECT v_id, m.role, m.content, m.visibility, m.created_by, m.api_key_id
+    FROM chat_messages m
+    WHERE m.chat_id = v_parent.id AND NOT m.deleted
+      AND jsonb_typeof(m.content) = 'array' AND m.content @> '[{"type": "context-file"}]'
+    ORDER BY m.id;
+  END IF;
+
+  INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
+  VALUES (v_id, 'user', p_content, 'both', v_model, p_owner_id, p_api_key_id);
+
+  SELECT array_agg(DISTINCT (part ->> 'file_id')::uuid) INTO v_file_ids
+  FROM jsonb_array_elements(p_content) part
+  WHERE part ->> 'type' = 'file';
+  IF v_file_ids IS NOT NULL THEN
+    INSERT INTO chat_file_links (chat_id, file_id)
+    SELECT v_id, f.id FROM chat_files f WHERE f.id = ANY (v_file_ids) AND f.owner_id = p_owner_id;
+    GET DIAGNOSTICS v_linked = ROW_COUNT;
+    IF v_linked <> cardinality(v_file_ids) THEN
+      RAISE EXCEPTION 'File not found.' USING ERRCODE = 'PC400',
+        DETAIL = 'Every file part must name a file uploaded by the chat owner.';
+    END IF;
+  END IF;
+
+  RETURN v_id;
+END;
+$$;
+
+-- Archives (or unarchives) a chat and its descendants; returns the ids that changed.
+-- Archiving clears the pin (compacting the owner's other pins). A child may be archived alone,
+-- but not unarchived while its parent is archived: "parent archived => children archived".
+CREATE OR REPLACE FUNCTION chat_archive(p_chat_id uuid, p_archived boolean) RETURNS SETOF uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_parent_archived boolean;
+BEGIN
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  PERFORM chat_lock_pins(v_chat.owner_id);
+  -- Root first, then the chat itself: an archive of the root and an unarchive of a child
+  -- serialise on the root's row lock.
+  PERFORM 1 FROM chats WHERE id = COALESCE(v_chat.root_chat_id, v_chat.id) FOR NO KEY UPDATE;
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+
+  IF p_archived THEN
+    IF v_chat.archived THEN
+      RAISE EXCEPTION 'Chat is already archived.' USING ERRCODE = 'PC400';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE subtree (id) AS (
+      SELECT p_chat_id
+      UNION ALL
+      SELECT c.id FROM chats c JOIN subtree s ON c.parent_chat_id = s.id
+    )
+    UPDATE chats c SET archived = true, pin_order = 0
+    FROM subtree s WHERE c.id = s.id AND NOT c.archived
+    RETURNING c.id;
+    IF v_chat.pin_order > 0 THEN
+      UPDATE chats SET pin_order = pin_order - 1
+      WHERE owner_id = v_chat.owner_id AND pin_order > v_chat.pin_order;
+    END IF;
+  ELSE
+    IF NOT v_chat.archived THEN
+      RAISE EXCEPTION 'Chat is not archived.' USING ERRCODE = 'PC400';
+    END IF;
+    IF v_chat.parent_chat_id IS NOT NULL THEN
+      SELECT archived INTO v_parent_archived FROM chats WHERE id = v_chat.parent_chat_id;
+      IF v_parent_archived THEN
+        RAISE EXCEPTION 'Cannot unarchive a chat whose parent is archived.' USING ERRCODE = 'PC400',
+          DETAIL = 'Unarchive the root chat; it restores the whole family.';
+      END IF;
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE subtree (id) AS (
+      SELECT p_chat_id
+      UNION ALL
+      SELECT c.id FROM chats c JOIN subtree s ON c.parent_chat_id = s.id
+    )
+    UPDATE chats c SET archived = false
+    FROM subtree s WHERE c.id = s.id AND c.archived
+    RETURNING c.id;
+  END IF;
+END;
+$$;
+
+-- Sets a chat's pin position. 0 unpins (the pins after it move up); a positive value appends an
+-- unpinned chat at n+1 or moves a pinned one to that position, clamped to 1..n. Only unarchived
+-- roots can be pinned.
+CREATE OR REPLACE FUNCTION chat_pin(p_chat_id uuid, p_pin_order integer) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_owner uuid;
+  v_chat chats;
+  v_pinned integer;
+  v_target integer;
+BEGIN
+  IF p_pin_order IS NULL OR p_pin_order < 0 THEN
+    RAISE EXCEPTION 'pin_order must be 0 or a positive position.' USING ERRCODE = 'PC400';
+  END IF;
+  SELECT owner_id INTO v_owner FROM chats WHERE id = p_chat_id;
+  IF v_owner IS NULL THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  PERFORM chat_lock_pins(v_owner);
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+
+  IF p_pin_order = 0 THEN
+    IF v_chat.pin_order = 0 THEN
+      RETURN;
+    END IF;
+    UPDATE chats SET pin_order = 0 WHERE id = p_chat_id;
+    UPDATE chats SET pin_order = pin_order - 1 WHERE owner_id = v_owner AND pin_order > v_chat.pin_order;
+    RETURN;
+  END IF;
+
+  IF v_chat.parent_chat_id IS NOT NULL THEN
+    RAISE EXCEPTION 'Only root chats can be pinned.' USING ERRCODE = 'PC400';
+  END IF;
+  IF v_chat.archived THEN
+    RAISE EXCEPTION 'Archived chats cannot be pinned.' USING ERRCODE = 'PC400';
+  END IF;
+  SELECT count(*) INTO v_pinned FROM chats WHERE owner_id = v_owner AND pin_order > 0;
+
+  IF v_chat.pin_order = 0 THEN
+    UPDATE chats SET pin_order = v_pinned + 1 WHERE id = p_chat_id;
+    RETURN;
+  END IF;
+
+  v_target := least(p_pin_order, v_pinned);
+  IF v_target = v_chat.pin_order THEN
+    RETURN;
+  ELSIF v_target < v_chat.pin_order THEN
+    UPDATE chats SET pin_order = pin_order + 1
+    WHERE owner_id = v_owner AND pin_order >= v_target AND pin_order < v_chat.pin_order;
+  ELSE
+    UPDATE chats SET pin_order = pin_order - 1
+    WHERE owner_id = v_owner AND pin_order > v_chat.pin_order AND pin_order <= v_target;
+  END IF;
+  UPDATE chats SET pin_order = v_target WHERE id = p_chat_id;
+END;
+$$;
+
+-- Binds a chat to a workspace (its latest build's first agent), or unbinds it (NULL).
+CREATE OR REPLACE FUNCTION chat_bind_workspace(p_chat_id uuid, p_workspace_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_build uuid;
+  v_agent uuid;
+BEGIN
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF p_workspace_id IS NOT NULL THEN
+    PERFORM chat_check_workspace(v_chat.owner_id, v_chat.organization_id, p_workspace_id);
+    SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(p_workspace_id) l;
+  END IF;
+  UPDATE chats SET workspace_id = p_workspace_id, build_id = v_build, agent_id = v_agent
+  WHERE id = p_chat_id
+    AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, v_build, v_agent);
+END;
+$$;
+
+-- PATCH /{chat}: applies the given changes in one transaction, for the chat's owner only (PC404
+-- otherwise). NULL leaves a field alone;
+-- p_set_workspace / p_set_plan_mode say whether a NULL workspace_id / plan_mode is meant.
+-- Archive runs before pin, so {archived: false, pin_order: 1} unarchives and then pins.
+CREATE OR REPLACE FUNCTION chat_update(
+  p_chat_id uuid,
+  p_owner_id uuid,
+  p_title text,
+  p_archived boolean,
+  p_pin_order integer,
+  p_labels jsonb,
+  p_set_workspace boolean,
+  p_workspace_id uuid,
+  p_set_plan_mode boolean,
+  p_plan_mode text
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF p_archived IS NOT NULL THEN
+    PERFORM chat_archive(p_chat_id, p_archived);
+  END IF;
+  IF p_pin_order IS NOT NULL THEN
+    PERFORM chat_pin(p_chat_id, p_pin_order);
+  END IF;
+  IF p_set_workspace THEN
+    PERFORM chat_bind_workspace(p_chat_id, p_workspace_id);
+  END IF;
+  IF p_title IS NOT NULL OR p_labels IS NOT NULL OR p_set_plan_mode THEN
+    UPDATE chats SET
+      title = COALESCE(p_title, title),
+      labels = COALESCE(p_labels, labels),
+      plan_mode = CASE WHEN p_set_plan_mode THEN p_plan_mode ELSE plan_mode END
+    WHERE id = p_chat_id;
+  END IF;
+END;
+$$;
+
+-- Moves the owner's read cursor to the chat's newest message (stream connect and disconnect).
+-- Never moves it backwards. Does not touch updated_at.
+CREATE OR REPLACE FUNCTION chat_mark_read(p_chat_id uuid) RETURNS bigint
+LANGUAGE sql AS $$
+  UPDATE chats c SET last_read_message_id = m.newest
+  FROM (SELECT max(id) AS newest FROM chat_messages WHERE chat_id = p_chat_id) m
+  WHERE c.id = p_chat_id AND m.newest IS NOT NULL
+    AND m.newest > COALESCE(c.last_read_message_id, 0)
+  RETURNING c.last_read_message_id;
+$$;

@@ -1,0 +1,23 @@
+-- name: UpsertChatDiffStatus :exec
+INSERT INTO chat_diff_statuses (
+  chat_id, url, pull_request_state, pull_request_title, pull_request_draft, pr_number,
+  changes_requested, additions, deletions, changed_files, git_branch, git_remote_origin,
+  refreshed_at
+) VALUES (
+  @chat_id, sqlc.narg(url), sqlc.narg(pull_request_state), @pull_request_title,
+  @pull_request_draft, sqlc.narg(pr_number)::integer, @changes_requested, @additions, @deletions,
+  @changed_files, @git_branch, @git_remote_origin, now()
+)
+ON CONFLICT (chat_id) DO UPDATE SET
+  url = EXCLUDED.url,
+  pull_request_state = EXCLUDED.pull_request_state,
+  pull_request_title = EXCLUDED.pull_request_title,
+  pull_request_draft = EXCLUDED.pull_request_draft,
+  pr_number = EXCLUDED.pr_number,
+  changes_requested = EXCLUDED.changes_requested,
+  additions = EXCLUDED.additions,
+  deletions = EXCLUDED.deletions,
+  changed_files = EXCLUDED.changed_files,
+  git_branch = EXCLUDED.git_branch,
+  git_remote_origin = EXCLUDED.git_remote_origin,
+  refreshed_at = EXCLUDED.refreshed_at;

@@ -1,0 +1,17 @@
+-- name: InsertChatFile :one
+INSERT INTO chat_files (owner_id, organization_id, name, mimetype, data)
+VALUES (@owner_id, @organization_id, @name, @mimetype, @data)
+RETURNING id, name, mimetype, octet_length(data) AS size, created_at;
+
+-- name: GetChatFileByIDForOwner :one
+-- Files are private to the user who uploaded them.
+SELECT id, name, mimetype, data, created_at
+FROM chat_files
+WHERE id = @id AND owner_id = @owner_id;
+
+-- name: ListChatFilesByChatID :many
+SELECT f.id, f.name, f.mimetype, octet_length(f.data) AS size, f.created_at
+FROM chat_file_links l
+JOIN chat_files f ON f.id = l.file_id
+WHERE l.chat_id = @chat_id
+ORDER BY l.created_at, f.id;

@@ -1,0 +1,134 @@
+-- name: InsertChat :one
+-- chat_create (sql/functions/chats.sql) holds the rules: inheritance for children, workspace
+-- binding, model resolution, first messages and file links, status pending in the INSERT.
+SELECT chat_create(
+  @owner_id, sqlc.narg(organization_id), sqlc.narg(workspace_id), sqlc.narg(model_config_id),
+  sqlc.narg(parent_chat_id), sqlc.narg(client_type), sqlc.narg(mode), sqlc.narg(plan_mode),
+  sqlc.narg(labels), sqlc.narg(dynamic_tools), sqlc.narg(system_prompt), @content,
+  sqlc.narg(api_key_id)
+) AS id;
+
+-- name: GetChatByIDForOwner :one
+-- Chats are visible to their owner only; another owner's id reads as missing.
+SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
+  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
+  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
+  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
+  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
+  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
+  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
+  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
+  c.diff_refreshed_at, c.diff_stale_at
+FROM chats_expanded c
+WHERE c.id = @id AND c.owner_id = @owner_id;
+
+-- name: ListChatsByOwner :many
+-- One page of an owner's root chats: pinned first by pin_order, then the newest update, then id.
+-- The ORDER BY and the after_id row comparison match chats_list_order_idx column for column, so
+-- a first page and a deep cursor page are a backward index scan with no sort. Filters left NULL
+-- fold away, because the server plans each execution with its parameter values.
+WITH cursor AS (
+  SELECT k.pin_order > 0 AS pinned, -k.pin_order AS neg_pin, k.updated_at, k.id
+  FROM chats k
+  WHERE k.id = sqlc.narg(after_id)::uuid AND k.owner_id = @owner_id
+)
+SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
+  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
+  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
+  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
+  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
+  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
+  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
+  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
+  c.diff_refreshed_at, c.diff_stale_at
+FROM chats_expanded c
+WHERE c.owner_id = @owner_id
+  AND c.parent_chat_id IS NULL
+  AND c.archived = @archived
+  AND (
+    sqlc.narg(after_id)::uuid IS NULL
+    OR ((c.pin_order > 0), (-c.pin_order), c.updated_at, c.id) < (
+      (SELECT pinned FROM cursor), (SELECT neg_pin FROM cursor),
+      (SELECT updated_at FROM cursor), (SELECT id FROM cursor)
+    )
+  )
+  AND (sqlc.narg(title)::text IS NULL OR strpos(lower(c.title), lower(sqlc.narg(title)::text)) > 0)
+  AND (sqlc.narg(has_unread)::boolean IS NULL OR c.has_unread = sqlc.narg(has_unread)::boolean)
+  AND (sqlc.narg(labels)::jsonb IS NULL OR c.labels @> sqlc.narg(labels)::jsonb)
+  AND (
+    (sqlc.narg(pr)::integer IS NULL AND sqlc.narg(repo)::text IS NULL
+      AND sqlc.narg(pr_title)::text IS NULL AND sqlc.narg(pr_status)::text IS NULL
+      AND sqlc.narg(diff_url)::text IS NULL)
+    -- Pull-request filters match the diff status of the chat or of any chat in its family, so a
+    -- pull request opened by a subagent finds its root.
+    OR EXISTS (
+      SELECT 1
+      FROM chats f
+      JOIN chat_diff_statuses d ON d.chat_id = f.id
+      WHERE (f.id = c.id OR f.root_chat_id = c.id)
+        AND (sqlc.narg(pr)::integer IS NULL OR d.pr_number = sqlc.narg(pr)::integer)
+        AND (
+          sqlc.narg(repo)::text IS NULL
+          OR strpos(lower(d.git_remote_origin), lower(sqlc.narg(repo)::text)) > 0
+          OR strpos(lower(COALESCE(d.url, '')), lower(sqlc.narg(repo)::text)) > 0
+        )
+        AND (
+          sqlc.narg(pr_title)::text IS NULL
+          OR strpos(lower(d.pull_request_title), lower(sqlc.narg(pr_title)::text)) > 0
+        )
+        AND (
+          sqlc.narg(pr_status)::text IS NULL
+          OR CASE sqlc.narg(pr_status)::text
+            WHEN 'draft' THEN d.pull_request_state = 'open' AND d.pull_request_draft
+            WHEN 'open' THEN d.pull_request_state = 'open' AND NOT d.pull_request_draft
+            ELSE d.pull_request_state = sqlc.narg(pr_status)::text
+          END
+        )
+        AND (sqlc.narg(diff_url)::text IS NULL OR lower(d.url) = lower(sqlc.narg(diff_url)::text))
+    )
+  )
+ORDER BY (c.pin_order > 0) DESC, (-c.pin_order) DESC, c.updated_at DESC, c.id DESC
+LIMIT @page_limit OFFSET @page_offset;
+
+-- name: ListChildChatsByRootIDs :many
+-- The subagent chats of listed roots (every depth), newest first, in one archive state.
+SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
+  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
+  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
+  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
+  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
+  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
+  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
+  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
+  c.diff_refreshed_at, c.diff_stale_at
+FROM chats_expanded c
+WHERE c.root_chat_id = ANY (@root_ids::uuid[]) AND c.archived = @archived
+ORDER BY c.created_at DESC, c.id DESC;
+
+-- name: GetChatExistsByIDForOwner :one
+SELECT EXISTS (SELECT 1 FROM chats WHERE id = @id AND owner_id = @owner_id) AS found;
+
+-- name: UpdateChatByID :exec
+-- PATCH /{chat}: chat_update applies archive, pin, workspace, title, labels and plan_mode in
+-- one transaction (sql/functions/chats.sql).
+SELECT chat_update(
+  @id, @owner_id, sqlc.narg(title), sqlc.narg(archived), sqlc.narg(pin_order), sqlc.narg(labels),
+  @set_workspace, sqlc.narg(workspace_id), @set_plan_mode, sqlc.narg(plan_mode)
+);
+
+-- name: ListLatestChatIDsByWorkspaceIDs :many
+-- The most recently updated unarchived root chat of the owner in each workspace.
+SELECT w.id AS workspace_id, l.id AS chat_id
+FROM unnest(@workspace_ids::uuid[]) AS w (id)
+CROSS JOIN LATERAL (
+  SELECT c.id
+  FROM chats c
+  WHERE c.workspace_id = w.id AND c.owner_id = @owner_id
+    AND c.parent_chat_id IS NULL AND NOT c.archived
+  ORDER BY c.updated_at DESC, c.id DESC
+  LIMIT 1
+) AS l;
+
+-- name: MarkChatReadByID :one
+-- Moves the read cursor to the newest message (stream connect and disconnect).
+SELECT chat_mark_read(@id) AS last_read_message_id;

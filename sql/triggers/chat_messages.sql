@@ -1,0 +1,38 @@
+-- Triggers on chat_messages. Names: chat_messages_<nnn>_<purpose>.
+
+-- Archived chats are read-only: no message of any kind lands in one. The row lock (the same one
+-- an archive takes to update the chat) orders this insert against a concurrent archive: either
+-- the archive waits for this transaction, or this insert sees the chat archived.
+CREATE OR REPLACE FUNCTION chat_messages__check_chat_writable() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_archived boolean;
+BEGIN
+  SELECT archived INTO v_archived FROM chats WHERE id = NEW.chat_id FOR NO KEY UPDATE;
+  IF v_archived THEN
+    RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400',
+      DETAIL = 'Unarchive the chat to add messages.';
+  END IF;
+  RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_100_check_chat_writable
+  BEFORE INSERT ON chat_messages
+  FOR EACH ROW EXECUTE FUNCTION chat_messages__check_chat_writable();
+
+-- A new user-visible user message moves the chat's updated_at (it is activity the owner caused).
+-- Skipped when the chat was already touched in this transaction (creation writes both).
+CREATE OR REPLACE FUNCTION chat_messages__touch_chat() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.role = 'user' AND NEW.visibility <> 'model' THEN
+    UPDATE chats SET updated_at = now() WHERE id = NEW.chat_id AND updated_at <> now();
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_500_touch_chat
+  AFTER INSERT ON chat_messages
+  FOR EACH ROW EXECUTE FUNCTION chat_messages__touch_chat();

@@ -1,0 +1,267 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Queryable } from "../../db/index.ts";
+import { listChatFilesByChatID } from "../../generated/chat_files.ts";
+import { listEnabledModelConfigs } from "../../generated/chat_models.ts";
+import {
+  getChatByIDForOwner,
+  getChatExistsByIDForOwner,
+  insertChat,
+  listChatsByOwner,
+  listChildChatsByRootIDs,
+  listLatestChatIDsByWorkspaceIDs,
+  updateChatByID,
+} from "../../generated/chats.ts";
+import { userOf } from "../auth.ts";
+import type { AppEnv } from "../env.ts";
+import { badRequest, forbidden, notFound } from "../errors.ts";
+import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
+import { type ChatRow, chatFileJson, chatJson } from "../shapes.ts";
+import { uuid, validate } from "../validation.ts";
+
+/** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
+const maxPageSize = 200;
+const defaultPageSize = 50;
+/** Deep offsets cost a scan of everything skipped; keyset (after_id) is the way to go deeper. */
+const maxOffset = 100_000;
+/** GET /by-workspace answers for at most this many workspaces at once (API.md). */
+const maxWorkspaceIds = 25;
+/** A message part's text; far above any prompt, well below the 1 MiB body limit. */
+const maxTextLength = 500_000;
+/** Dynamic tools per chat (API.md). */
+const maxDynamicTools = 250;
+/** Tool names as model providers accept them (OpenAI and Anthropic: [a-zA-Z0-9_-]{1,64}). */
+const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
+
+const chatParam = z.object({ chat: uuid() });
+
+const inputPart = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("text"), text: z.string().min(1).max(maxTextLength) }),
+  z.strictObject({ type: z.literal("file"), file_id: uuid() }),
+]);
+
+const dynamicTool = z.strictObject({
+  name: z.string().regex(toolNamePattern, "must be 1-64 letters, digits, '_' or '-'"),
+  description: z.string().max(10_000).default(""),
+  input_schema: z.record(z.string(), z.unknown()),
+});
+
+const planMode = z.enum(["plan"]).nullable();
+
+const createChatBody = z.strictObject({
+  organization_id: uuid().optional(),
+  content: z.array(inputPart).min(1).max(100),
+  workspace_id: uuid().optional(),
+  model_config_id: uuid().optional(),
+  system_prompt: z.string().max(10_000).optional(),
+  labels: labelsSchema.optional(),
+  unsafe_dynamic_tools: z
+    .array(dynamicTool)
+    .max(maxDynamicTools)
+    .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, {
+      message: "dynamic tool names must be unique",
+    })
+    .optional(),
+  mode: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]{0,63}$/, "must be a lower-case identifier of at most 64 characters")
+    .nullable()
+    .optional(),
+  plan_mode: planMode.optional(),
+  client_type: z.enum(["ui", "api"]).optional(),
+  parent_chat_id: uuid().optional(),
+});
+
+const updateChatBody = z.strictObject({
+  title: z.string().max(256).optional(),
+  archived: z.boolean().optional(),
+  pin_order: z.number().int().min(0).max(1_000_000).optional(),
+  labels: labelsSchema.optional(),
+  workspace_id: uuid().nullable().optional(),
+  plan_mode: planMode.optional(),
+});
+
+const listQuery = z.object({
+  q: z.string().optional(),
+  label: z.union([z.string(), z.array(z.string())]).optional(),
+  after_id: uuid().optional(),
+  offset: z.coerce.number().int().min(0).max(maxOffset).default(0),
+  limit: z.coerce.number().int().min(1).max(maxPageSize).default(defaultPageSize),
+});
+
+const byWorkspaceQuery = z.object({
+  workspace_ids: z
+    .string()
+    .default("")
+    .transform((s) =>
+      s
+        .split(",")
+        .map((id) => id.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(uuid()).max(maxWorkspaceIds)),
+});
+
+/** Roots with their children embedded (children of every depth, newest first). */
+async function withChildren(db: Queryable, roots: ChatRow[], archived: boolean) {
+  const rootIds = roots.filter((r) => r.parent_chat_id === null).map((r) => r.id);
+  const children =
+    rootIds.length > 0 ? await listChildChatsByRootIDs(db, { root_ids: rootIds, archived }) : [];
+  const byRoot = new Map<string, ChatRow[]>();
+  for (const child of children) {
+    const list = byRoot.get(child.root_chat_id!) ?? [];
+    list.push(child);
+    byRoot.set(child.root_chat_id!, list);
+  }
+  return roots.map((r) => chatJson(r, byRoot.get(r.id) ?? []));
+}
+
+/** GET /{chat} and the 201 of POST /: the chat with children and files. */
+async function loadChat(db: Queryable, ownerId: string, chatId: string) {
+  const chat = await getChatByIDForOwner(db, { id: chatId, owner_id: ownerId });
+  if (!chat) throw notFound("Chat");
+  const [json] = await withChildren(db, [chat], chat.archived);
+  const files = await listChatFilesByChatID(db, { chat_id: chat.id });
+  return { ...json!, files: files.map(chatFileJson) };
+}
+
+export const chatsRoutes = new Hono<AppEnv>()
+  .get("/", validate("query", listQuery), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const query = c.req.valid("query");
+    const search = parseChatSearch(query.q);
+    const labelFilters = parseLabelFilters(
+      query.label === undefined ? [] : Array.isArray(query.label) ? query.label : [query.label],
+    );
+    const db = c.get("deps").db;
+    const rows = await listChatsByOwner(db, {
+      owner_id: actor.user.id,
+      archived: search.archived,
+      after_id: query.after_id ?? null,
+      title: search.title ?? null,
+      has_unread: search.hasUnread ?? null,
+      labels: Object.keys(labelFilters).length > 0 ? labelFilters : null,
+      pr: search.pr ?? null,
+      repo: search.repo ?? null,
+      pr_title: search.prTitle ?? null,
+      pr_status: search.prStatus ?? null,
+      diff_url: search.diffUrl ?? null,
+      page_limit: query.limit,
+      page_offset: query.offset,
+    });
+    if (rows.length === 0 && query.after_id) {
+      const cursor = await getChatExistsByIDForOwner(db, {
+        id: query.after_id,
+        owner_id: actor.user.id,
+      });
+      if (!cursor?.found) throw badRequest("after_id does not name one of your chats.");
+    }
+    return c.json(await withChildren(db, rows, search.archived));
+  })
+
+  .post("/", validate("json", createChatBody), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const body = c.req.valid("json");
+    let organizationId: string | null = body.organization_id ?? null;
+    if (organizationId && !actor.user.organization_ids.includes(organizationId)) {
+      throw forbidden("You are not a member of this organization.");
+    }
+    if (!organizationId && !body.parent_chat_id) {
+      organizationId = actor.user.organization_ids[0] ?? null;
+      if (!organizationId) throw forbidden("You are not a member of any organization.");
+    }
+    const db = c.get("deps").db;
+    const created = await insertChat(db, {
+      owner_id: actor.user.id,
+      organization_id: organizationId,
+      workspace_id: body.workspace_id ?? null,
+      model_config_id: body.model_config_id ?? null,
+      parent_chat_id: body.parent_chat_id ?? null,
+      client_type: body.client_type ?? null,
+      mode: body.mode ?? null,
+      plan_mode: body.plan_mode ?? null,
+      labels: body.labels ?? null,
+      dynamic_tools: body.unsafe_dynamic_tools ?? null,
+      system_prompt: body.system_prompt ?? null,
+      content: body.content,
+      api_key_id: actor.apiKeyId,
+    });
+    return c.json(await loadChat(db, actor.user.id, created!.id!), 201);
+  })
+
+  .get("/by-workspace", validate("query", byWorkspaceQuery), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const ids = c.req.valid("query").workspace_ids;
+    const rows =
+      ids.length > 0
+        ? await listLatestChatIDsByWorkspaceIDs(c.get("deps").db, {
+            workspace_ids: ids,
+            owner_id: actor.user.id,
+          })
+        : [];
+    return c.json(Object.fromEntries(rows.map((r) => [r.workspace_id, r.chat_id])));
+  })
+
+  .get("/models", async (c) => {
+    const rows = await listEnabledModelConfigs(c.get("deps").db);
+    const providers = new Map<
+      string,
+      { id: string; provider: string; display_name: string; models: unknown[] }
+    >();
+    for (const r of rows) {
+      let p = providers.get(r.provider_id);
+      if (!p) {
+        p = {
+          id: r.provider_id,
+          provider: r.provider,
+          display_name: r.provider_display_name,
+          models: [],
+        };
+        providers.set(r.provider_id, p);
+      }
+      const priced =
+        r.input_price_micros !== null ||
+        r.output_price_micros !== null ||
+        r.cache_read_price_micros !== null ||
+        r.cache_write_price_micros !== null;
+      p.models.push({
+        id: r.id,
+        model: r.model,
+        display_name: r.display_name,
+        context_limit: r.context_limit,
+        is_default: r.is_default,
+        pricing: priced
+          ? {
+              input: r.input_price_micros ?? 0,
+              output: r.output_price_micros ?? 0,
+              cache_read: r.cache_read_price_micros ?? 0,
+              cache_write: r.cache_write_price_micros ?? 0,
+            }
+          : null,
+      });
+    }
+    return c.json({ providers: [...providers.values()] });
+  })
+
+  .get("/:chat", validate("param", chatParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    return c.json(await loadChat(c.get("deps").db, actor.user.id, c.req.valid("param").chat));
+  })
+
+  .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const body = c.req.valid("json");
+    await updateChatByID(c.get("deps").db, {
+      id: c.req.valid("param").chat,
+      owner_id: actor.user.id,
+      title: body.title ?? null,
+      archived: body.archived ?? null,
+      pin_order: body.pin_order ?? null,
+      labels: body.labels ?? null,
+      set_workspace: body.workspace_id !== undefined,
+      workspace_id: body.workspace_id ?? null,
+      set_plan_mode: body.plan_mode !== undefined,
+      plan_mode: body.plan_mode ?? null,
+    });
+    return c.body(null, 204);
+  });

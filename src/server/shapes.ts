@@ -1,0 +1,93 @@
+import type { ListChatFilesByChatIDRow } from "../generated/chat_files.ts";
+import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
+import type { User } from "./env.ts";
+
+/*
+ * Response shapes of API.md: rows from the generated queries in, JSON objects out. Routes shape
+ * every response through these, so a field is named and formatted in one place.
+ */
+
+export function userJson(u: User) {
+  return {
+    id: u.id,
+    username: u.username,
+    name: u.name,
+    email: u.email,
+    roles: u.roles,
+    organization_ids: u.organization_ids,
+    created_at: u.created_at,
+  };
+}
+
+/** The chat columns every chat query selects (GetChatByIDForOwner, ListChatsByOwner, ...). */
+export type ChatRow = GetChatByIDForOwnerRow;
+
+function diffStatusJson(c: ChatRow) {
+  if (c.diff_chat_id === null) return null;
+  return {
+    chat_id: c.diff_chat_id,
+    url: c.diff_url,
+    pull_request_state: c.diff_pull_request_state,
+    pull_request_title: c.diff_pull_request_title ?? "",
+    pull_request_draft: c.diff_pull_request_draft ?? false,
+    pr_number: c.diff_pr_number,
+    changes_requested: c.diff_changes_requested ?? false,
+    additions: c.diff_additions ?? 0,
+    deletions: c.diff_deletions ?? 0,
+    changed_files: c.diff_changed_files ?? 0,
+    git_branch: c.diff_git_branch ?? "",
+    git_remote_origin: c.diff_git_remote_origin ?? "",
+    refreshed_at: c.diff_refreshed_at,
+    stale_at: c.diff_stale_at,
+  };
+}
+
+function chatFields(c: ChatRow) {
+  return {
+    id: c.id,
+    owner_id: c.owner_id,
+    organization_id: c.organization_id,
+    workspace_id: c.workspace_id,
+    build_id: c.build_id,
+    agent_id: c.agent_id,
+    parent_chat_id: c.parent_chat_id,
+    root_chat_id: c.root_chat_id,
+    last_model_config_id: c.last_model_config_id,
+    title: c.title,
+    status: c.status,
+    last_error: c.last_error,
+    diff_status: diffStatusJson(c),
+    created_at: c.created_at,
+    updated_at: c.updated_at,
+    archived: c.archived,
+    pin_order: c.pin_order,
+    mode: c.mode,
+    plan_mode: c.plan_mode,
+    client_type: c.client_type,
+    mcp_server_ids: c.mcp_server_ids,
+    labels: c.labels,
+    has_unread: c.has_unread,
+    last_turn_summary: c.last_turn_summary,
+    context: {
+      aggregate_hash: c.context_aggregate_hash,
+      dirty: c.context_dirty_since !== null,
+      dirty_since: c.context_dirty_since,
+      dirty_resources: c.context_dirty_resources,
+      error: c.context_error,
+    },
+    version: c.version,
+  };
+}
+
+/** A Chat. Only roots embed their subagent chats; a child's `children` is [] (API.md). */
+export function chatJson(c: ChatRow, children: ChatRow[] = []) {
+  const embedded = c.parent_chat_id === null ? children : [];
+  return {
+    ...chatFields(c),
+    children: embedded.map((child) => ({ ...chatFields(child), children: [] })),
+  };
+}
+
+export function chatFileJson(f: ListChatFilesByChatIDRow) {
+  return { id: f.id, name: f.name, mimetype: f.mimetype, size: f.size, created_at: f.created_at };
+}
