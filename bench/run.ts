@@ -1,19 +1,23 @@
 /*
  * Benchmarks print numbers; they never pass or fail on timing.
- *   npm run bench               all benchmarks except the suite timing
- *   npm run bench -- startup 5  one benchmark, with an argument
- *   npm run bench -- suite      wall time of `npm test`
+ *   npm run bench                       all benchmarks except the suite timing
+ *   npm run bench -- startup 5          one benchmark, with arguments
+ *   npm run bench -- list 20000 500     the chat list on 20,000 chats over 500 owners
+ *   npm run bench -- suite              wall time of `npm test`
  */
+import { benchList } from "./list.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
 
-const benches: Record<string, (arg?: string) => Promise<void> | void> = {
-  startup: (arg) => benchStartup(arg ? Number(arg) : 3),
+const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
+  startup: (runs) => benchStartup(runs ? Number(runs) : 3),
+  list: (chats, owners) =>
+    benchList(chats ? Number(chats) : undefined, owners ? Number(owners) : undefined),
   suite: () => benchSuite(),
 };
-const defaults = ["startup"];
+const defaults = ["startup", "list"];
 
-const [name, arg] = process.argv.slice(2);
+const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);
 for (const n of name ? [name] : defaults) {
   const run = benches[n];
@@ -22,5 +26,5 @@ for (const n of name ? [name] : defaults) {
     process.exit(2);
   }
   console.log(`\n## ${n}`);
-  await run(arg);
+  await run(...args);
 }

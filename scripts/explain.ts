@@ -3,20 +3,37 @@
  * database on DATABASE_URL's server), seeds a realistic amount of data, ANALYZEs, and prints the
  * plan of every hot query with sample arguments.
  *
- *   npm run explain            rewrite docs/sql.md between the PLANS markers
- *   npm run explain -- --print print to stdout only
+ *   npm run explain                      rewrite docs/sql.md between the PLANS markers
+ *   npm run explain -- --print           print to stdout only
+ *   npm run explain -- --chats 50000     seed another number of chats (default 100,000)
+ *
+ * Identity queries get their generic plan (stable text). The chat list gets EXPLAIN (ANALYZE,
+ * BUFFERS) with sample arguments: node-pg sends them as unnamed statements, which are planned for
+ * their values (so NULL filters fold away), and the timings change on every run.
  */
-import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import { EmbeddedPostgres } from "../src/db/embedded.ts";
+import type pg from "pg";
+import {
+  capturedQuery,
+  cursorAt,
+  describeSeed,
+  listChatsArgs,
+  type SeededChats,
+  seedChats,
+  withScratchDatabase,
+} from "../bench/seed-chats.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import {
   getAPIKeyForAuthByIDQuery,
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
+import {
+  listChatsByOwner,
+  listChildChatsByRootIDs,
+  listLatestChatIDsByWorkspaceIDs,
+} from "../src/generated/chats.ts";
 import { getUserByIDQuery } from "../src/generated/users.ts";
 import {
   getWorkspaceAgentForAuthByTokenIDQuery,
@@ -93,37 +110,101 @@ INSERT INTO workspace_agents (build_id, name, ordinal, token_id, hashed_token)
 ANALYZE;
 `;
 
-async function withScratchDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
-  const name = `pgchatd_explain_${randomBytes(4).toString("hex")}`;
-  if (process.env.DATABASE_URL) {
-    const admin = await connectClient(process.env.DATABASE_URL);
-    await admin.query(`CREATE DATABASE ${name}`);
-    try {
-      const u = new URL(process.env.DATABASE_URL);
-      u.pathname = `/${name}`;
-      return await fn(u.toString());
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    }
-  }
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-explain-"));
-  await fs.chmod(dir, 0o755);
-  const pg = await EmbeddedPostgres.start({
-    pgDir: path.join(dir, "pg"),
-    passwordFile: path.join(dir, "pw"),
-  });
-  try {
-    await pg.ensureDatabase(name);
-    return await fn(pg.url(name));
-  } finally {
-    await pg.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
+/** Chats seeded for the chat list plans (`--chats N` overrides). */
+const chatsFlag = process.argv.indexOf("--chats");
+const seedChatCount = chatsFlag >= 0 ? Number(process.argv[chatsFlag + 1]) : 100_000;
+
+interface ChatPlan {
+  name: string;
+  why: string;
+  /** The arguments, as the reader should see them. */
+  shows: string;
+  query: { text: string; values: unknown[] };
+}
+
+/** The chat list's queries on the seeded data, with the arguments the routes pass. */
+async function chatPlans(client: pg.Client, seeded: SeededChats): Promise<ChatPlan[]> {
+  const heavy = seeded.heavyOwnerId;
+  const cursor = await cursorAt(client, heavy, 0.8);
+  const page = await listChatsByOwner(client, listChatsArgs(heavy));
+  // A pull request opened by a subagent: the filter must find the child's root.
+  const diff = await client.query<{ url: string }>(
+    `SELECT d.url FROM chat_diff_statuses d JOIN chats c ON c.id = d.chat_id
+     WHERE c.owner_id = $1 AND c.parent_chat_id IS NOT NULL AND NOT c.archived
+     ORDER BY d.url LIMIT 1`,
+    [heavy],
+  );
+  const diffUrl = diff.rows[0]?.url ?? "https://github.com/acme/repo1/pull/1";
+  const workspaces = await client.query<{ id: string }>(
+    "SELECT id FROM workspaces WHERE owner_id = $1 ORDER BY name",
+    [heavy],
+  );
+  const heavyList = `heavy owner (${seeded.heavyOwnerChats.toLocaleString("en")} chats)`;
+  return [
+    {
+      name: "ListChatsByOwner: first page",
+      why: "GET /api/experimental/chats, the chat list",
+      shows: `${heavyList}, limit 50, no filter`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy)),
+    },
+    {
+      name: "ListChatsByOwner: first page, typical owner",
+      why: "the same list for an owner with a page and a half of chats",
+      shows: `typical owner (${seeded.typicalOwnerChats.toLocaleString("en")} chats), limit 50, no filter`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(seeded.typicalOwnerId)),
+    },
+    {
+      name: "ListChatsByOwner: deep cursor page",
+      why: "scrolling the chat list (after_id keyset cursor)",
+      shows: `${heavyList}, after_id = root ${cursor.position.toLocaleString("en")} of ${cursor.of.toLocaleString("en")}`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy, { after_id: cursor.id })),
+    },
+    {
+      name: "ListChatsByOwner: label filter",
+      why: "label=env:prod on the chat list",
+      shows: `${heavyList}, labels = {"env": "prod"}`,
+      query: await capturedQuery(
+        listChatsByOwner,
+        listChatsArgs(heavy, { labels: { env: "prod" } }),
+      ),
+    },
+    {
+      name: "ListChatsByOwner: diff_url filter",
+      why: "q=diff_url:<url>, finding the chat of a pull request",
+      shows: `${heavyList}, diff_url of a child chat's pull request`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy, { diff_url: diffUrl })),
+    },
+    {
+      name: "ListChildChatsByRootIDs",
+      why: "every chat list page: the children of the page's roots",
+      shows: `the ${page.length} roots of the heavy owner's first page`,
+      query: await capturedQuery(listChildChatsByRootIDs, {
+        root_ids: page.map((r) => r.id),
+        archived: false,
+      }),
+    },
+    {
+      name: "ListLatestChatIDsByWorkspaceIDs",
+      why: "GET /api/experimental/chats/by-workspace",
+      shows: `the heavy owner's ${workspaces.rows.length} workspaces`,
+      query: await capturedQuery(listLatestChatIDsByWorkspaceIDs, {
+        workspace_ids: workspaces.rows.map((w) => w.id),
+        owner_id: heavy,
+      }),
+    },
+  ];
+}
+
+/** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
+function shortenIdLists(plan: string): string {
+  return plan.replace(
+    /'\{[0-9a-f-]{36}(,[0-9a-f-]{36})+\}'/g,
+    (m) => `'{<${m.split(",").length} ids>}'`,
+  );
 }
 
 async function plans(): Promise<string> {
-  return withScratchDatabase(async (url) => {
+  return withScratchDatabase("pgchatd_explain", async (url) => {
     await migrate(url);
     const client = await connectClient(url, "pgchatd-explain");
     try {
@@ -153,6 +234,39 @@ async function plans(): Promise<string> {
           throw new Error(`${q.name} scans a large table sequentially:\n${plan}`);
         }
         out.push(`### ${q.name}`, "", `Hot because: ${q.why}.`, "", "```", plan, "```", "");
+      }
+
+      const seeded = await seedChats(client, { chats: seedChatCount });
+      console.error(
+        `seeded ${seeded.counts.chats.toLocaleString("en")} chats in ${(seeded.ms / 1000).toFixed(1)} s`,
+      );
+      out.push(
+        "### The chat list",
+        "",
+        `On ${describeSeed(seeded)}. ` +
+          "EXPLAIN (ANALYZE, BUFFERS) with sample arguments, planned for their values as node-pg's " +
+          "unnamed statements are (NULL filters fold away); the timings change on every run. " +
+          "A Seq Scan or Sort here is reported on stderr, not failed.",
+        "",
+      );
+      for (const p of await chatPlans(client, seeded)) {
+        const { rows } = await client.query(
+          `EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`,
+          p.query.values,
+        );
+        const plan = shortenIdLists(rows.map((r) => r["QUERY PLAN"]).join("\n"));
+        const offenders = plan.match(/\b(Seq Scan on \w+|(Incremental )?Sort)\b/g);
+        if (offenders) console.error(`note: ${p.name} has ${[...new Set(offenders)].join(", ")}`);
+        out.push(
+          `#### ${p.name}`,
+          "",
+          `Hot because: ${p.why}. Arguments: ${p.shows}.`,
+          "",
+          "```",
+          plan,
+          "```",
+          "",
+        );
       }
       return out.join("\n");
     } finally {

@@ -109,6 +109,9 @@ CREATE TABLE chats (
 CREATE INDEX chats_list_order_idx ON chats (
   owner_id, archived, (pin_order > 0), (-pin_order), updated_at, id
 ) WHERE parent_chat_id IS NULL;
+-- All of an owner's chats, children included: the pull-request filters of the list look up an
+-- owner's diff statuses through it, and deleting a user finds their chats with it.
+CREATE INDEX chats_owner_id_idx ON chats (owner_id) INCLUDE (root_chat_id);
 -- Children of listed roots, newest first.
 CREATE INDEX chats_root_chat_id_idx ON chats (root_chat_id, created_at DESC, id DESC)
   WHERE root_chat_id IS NOT NULL;

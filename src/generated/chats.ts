@@ -215,12 +215,13 @@ WHERE c.owner_id = $2
       AND $9::text IS NULL AND $10::text IS NULL
       AND $11::text IS NULL)
     -- Pull-request filters match the diff status of the chat or of any chat in its family, so a
-    -- pull request opened by a subagent finds its root.
-    OR EXISTS (
-      SELECT 1
-      FROM chats f
-      JOIN chat_diff_statuses d ON d.chat_id = f.id
-      WHERE (f.id = c.id OR f.root_chat_id = c.id)
+    -- pull request opened by a subagent finds its root. The matching families are collected once
+    -- (an InitPlan) and looked up by id, instead of an EXISTS evaluated for every root.
+    OR c.id = ANY (ARRAY(
+      SELECT COALESCE(f.root_chat_id, f.id)
+      FROM chat_diff_statuses d
+      JOIN chats f ON f.id = d.chat_id
+      WHERE f.owner_id = $2
         AND ($7::integer IS NULL OR d.pr_number = $7::integer)
         AND (
           $8::text IS NULL
@@ -240,7 +241,7 @@ WHERE c.owner_id = $2
           END
         )
         AND ($11::text IS NULL OR lower(d.url) = lower($11::text))
-    )
+    ))
   )
 ORDER BY (c.pin_order > 0) DESC, (-c.pin_order) DESC, c.updated_at DESC, c.id DESC
 LIMIT $12 OFFSET $13`;
@@ -361,7 +362,8 @@ export async function listChatsByOwner(client: Client, args: ListChatsByOwnerArg
 }
 
 export const listChildChatsByRootIDsQuery = `-- name: ListChildChatsByRootIDs :many
--- The subagent chats of listed roots (every depth), newest first, in one archive state.
+-- The subagent chats of listed roots (every depth), grouped by root and newest first within it:
+-- the order chats_root_chat_id_idx yields for root_chat_id = ANY(...), so nothing is sorted.
 SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
   c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
   c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
@@ -373,7 +375,7 @@ SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_
   c.diff_refreshed_at, c.diff_stale_at
 FROM chats_expanded c
 WHERE c.root_chat_id = ANY ($1::uuid[]) AND c.archived = $2
-ORDER BY c.created_at DESC, c.id DESC`;
+ORDER BY c.root_chat_id, c.created_at DESC, c.id DESC`;
 
 export interface ListChildChatsByRootIDsArgs {
   root_ids: string[];
