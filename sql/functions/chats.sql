@@ -13,15 +13,18 @@ LANGUAGE sql AS $$
 $$;
 
 -- The title a chat gets before one is generated: the first text part, whitespace collapsed,
--- trimmed to 60 characters.
+-- trimmed to 60 characters;
+-- '' when there is no such part (a message of files only).
 CREATE OR REPLACE FUNCTION chat_fallback_title(p_content jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-  SELECT COALESCE(left(btrim(regexp_replace(part ->> 'text', '\s+', ' ', 'g')), 60), '')
-  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_content) = 'array' THEN p_content ELSE '[]' END)
-    WITH ORDINALITY AS e(part, n)
-  WHERE part ->> 'type' = 'text' AND btrim(part ->> 'text') <> ''
-  ORDER BY n
-  LIMIT 1;
+  SELECT COALESCE((
+    SELECT left(btrim(regexp_replace(part ->> 'text', '\s+', ' ', 'g')), 60)
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_content) = 'array' THEN p_content ELSE '[]' END)
+      WITH ORDINALITY AS e(part, n)
+    WHERE part ->> 'type' = 'text' AND btrim(part ->> 'text') <> ''
+    ORDER BY n
+    LIMIT 1
+  ), '');
 $$;
 
 -- The build and agent a workspace binds chats to: its latest build and that build's first agent.
@@ -76,6 +79,31 @@ BEGIN
 END;
 $$;
 
+-- Links the files a message's file parts name to the chat. They must be files the chat's owner
+-- uploaded (PC400 otherwise), so a message can never reference someone else's file.
+CREATE OR REPLACE FUNCTION chat_link_files(p_chat_id uuid, p_owner_id uuid, p_content jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_file_ids uuid[];
+  v_found integer;
+BEGIN
+  SELECT array_agg(DISTINCT (part ->> 'file_id')::uuid) INTO v_file_ids
+  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_content) = 'array' THEN p_content ELSE '[]' END) part
+  WHERE part ->> 'type' = 'file';
+  IF v_file_ids IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT count(*) INTO v_found FROM chat_files WHERE id = ANY (v_file_ids) AND owner_id = p_owner_id;
+  IF v_found <> cardinality(v_file_ids) THEN
+    RAISE EXCEPTION 'File not found.' USING ERRCODE = 'PC400',
+      DETAIL = 'Every file part must name a file uploaded by the chat owner.';
+  END IF;
+  INSERT INTO chat_file_links (chat_id, file_id)
+  SELECT p_chat_id, unnest(v_file_ids)
+  ON CONFLICT (chat_id, file_id) DO NOTHING;
+END;
+$$;
+
 -- Creates a chat in its final state (status pending) with its first messages, in one call.
 -- A child (p_parent_chat_id) inherits organization, client type, workspace binding and model
 -- (unless one is given), and copies the parent's context-file messages.
@@ -105,8 +133,6 @@ DECLARE
   v_agent uuid;
   v_model uuid;
   v_id uuid;
-  v_file_ids uuid[];
-  v_linked integer;
 BEGIN
   IF p_parent_chat_id IS NOT NULL THEN
     -- FOR SHARE: an archive of the parent waits for this child, or this sees it archived.
@@ -166,19 +192,7 @@ BEGIN
   INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
   VALUES (v_id, 'user', p_content, 'both', v_model, p_owner_id, p_api_key_id);
 
-  SELECT array_agg(DISTINCT (part ->> 'file_id')::uuid) INTO v_file_ids
-  FROM jsonb_array_elements(p_content) part
-  WHERE part ->> 'type' = 'file';
-  IF v_file_ids IS NOT NULL THEN
-    INSERT INTO chat_file_links (chat_id, file_id)
-    SELECT v_id, f.id FROM chat_files f WHERE f.id = ANY (v_file_ids) AND f.owner_id = p_owner_id;
-    GET DIAGNOSTICS v_linked = ROW_COUNT;
-    IF v_linked <> cardinality(v_file_ids) THEN
-      RAISE EXCEPTION 'File not found.' USING ERRCODE = 'PC400',
-        DETAIL = 'Every file part must name a file uploaded by the chat owner.';
-    END IF;
-  END IF;
-
+  PERFORM chat_link_files(v_id, p_owner_id, p_content);
   RETURN v_id;
 END;
 $$;

@@ -6,3 +6,53 @@ VALUES (
   sqlc.narg(api_key_id)
 )
 RETURNING id, chat_id, created_at, role, content, visibility, model_config_id, created_by;
+
+-- name: GetChatMessageByID :one
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE id = @id AND chat_id = @chat_id;
+
+-- name: ListChatMessagesByChatID :many
+-- A history page, newest first: messages users see (not deleted, not model-only), optionally
+-- before and/or after an id. The route asks for one more than the page to know has_more.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE chat_id = @chat_id AND NOT deleted AND visibility <> 'model'
+  AND (sqlc.narg(before_id)::bigint IS NULL OR id < sqlc.narg(before_id)::bigint)
+  AND (sqlc.narg(after_id)::bigint IS NULL OR id > sqlc.narg(after_id)::bigint)
+ORDER BY id DESC
+LIMIT @page_limit;
+
+-- name: ListChatPromptsByChatID :many
+-- The prompt history, newest first: chat_prompts holds each user-visible user message's joined
+-- text, written with the message (chat_messages__sync_prompt), so this reads one index range.
+SELECT message_id AS id, text
+FROM chat_prompts
+WHERE chat_id = @chat_id
+ORDER BY message_id DESC
+LIMIT @page_limit;
+
+-- name: SendChatMessage :one
+-- chat_send_message: admitted now, or queued (FIFO) while the chat is busy; see
+-- sql/functions/chat_messages.sql.
+SELECT s.message_id, s.queued_message_id
+FROM chat_send_message(
+  @chat_id, @owner_id, @content, sqlc.narg(model_config_id), @busy_behavior, sqlc.narg(api_key_id)
+) AS s;
+
+-- name: EditChatMessage :one
+SELECT e.message_id, e.deleted_message_ids
+FROM chat_edit_message(@chat_id, @owner_id, @message_id, @content, sqlc.narg(api_key_id)) AS e;
+
+-- name: SubmitChatToolResults :one
+SELECT chat_submit_tool_results(@chat_id, @owner_id, @results, sqlc.narg(api_key_id)) AS message_id;
+
+-- name: InterruptChat :exec
+SELECT chat_interrupt(@chat_id, @owner_id);
+
+-- name: ListChatPendingToolCallsByChatID :many
+SELECT p.tool_call_id, p.tool_name, p.args FROM chat_pending_tool_calls(@chat_id) AS p;

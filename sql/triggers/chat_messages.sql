@@ -36,3 +36,28 @@ $$;
 CREATE OR REPLACE TRIGGER chat_messages_500_touch_chat
   AFTER INSERT ON chat_messages
   FOR EACH ROW EXECUTE FUNCTION chat_messages__touch_chat();
+
+-- Keeps chat_prompts in step with the message: a user-visible user message with non-blank text
+-- has exactly one row holding that text; anything else (another role, deleted, model-only,
+-- non-array content, blank text) has none.
+CREATE OR REPLACE FUNCTION chat_messages__sync_prompt() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_text text;
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    DELETE FROM chat_prompts WHERE message_id = OLD.id;
+  END IF;
+  IF NEW.role = 'user' AND NOT NEW.deleted AND NEW.visibility IN ('user', 'both') THEN
+    v_text := chat_prompt_text(NEW.content);
+    IF v_text IS NOT NULL THEN
+      INSERT INTO chat_prompts (message_id, chat_id, text) VALUES (NEW.id, NEW.chat_id, v_text);
+    END IF;
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_510_sync_prompt
+  AFTER INSERT OR UPDATE OF role, content, visibility, deleted ON chat_messages
+  FOR EACH ROW EXECUTE FUNCTION chat_messages__sync_prompt();

@@ -63,3 +63,308 @@ export async function insertChatMessage(client: Client, args: InsertChatMessageA
     created_by: row[7],
   };
 }
+
+export const getChatMessageByIDQuery = `-- name: GetChatMessageByID :one
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE id = $1 AND chat_id = $2`;
+
+export interface GetChatMessageByIDArgs {
+  id: number;
+  chat_id: string;
+}
+
+export interface GetChatMessageByIDRow {
+  id: number;
+  chat_id: string;
+  created_at: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+  model_config_id: string | null;
+  created_by: string | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  total_tokens: number | null;
+  reasoning_tokens: number | null;
+  cache_creation_tokens: number | null;
+  cache_read_tokens: number | null;
+  context_limit: number | null;
+  total_cost_micros: number | null;
+  runtime_ms: number | null;
+}
+
+export async function getChatMessageByID(client: Client, args: GetChatMessageByIDArgs): Promise<GetChatMessageByIDRow | null> {
+  const result = await client.query({
+    text: getChatMessageByIDQuery,
+    values: [args.id, args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    chat_id: row[1],
+    created_at: row[2],
+    role: row[3],
+    content: row[4],
+    model_config_id: row[5],
+    created_by: row[6],
+    input_tokens: row[7],
+    output_tokens: row[8],
+    total_tokens: row[9],
+    reasoning_tokens: row[10],
+    cache_creation_tokens: row[11],
+    cache_read_tokens: row[12],
+    context_limit: row[13],
+    total_cost_micros: row[14],
+    runtime_ms: row[15],
+  };
+}
+
+export const listChatMessagesByChatIDQuery = `-- name: ListChatMessagesByChatID :many
+-- A history page, newest first: messages users see (not deleted, not model-only), optionally
+-- before and/or after an id. The route asks for one more than the page to know has_more.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE chat_id = $1 AND NOT deleted AND visibility <> 'model'
+  AND ($2::bigint IS NULL OR id < $2::bigint)
+  AND ($3::bigint IS NULL OR id > $3::bigint)
+ORDER BY id DESC
+LIMIT $4`;
+
+export interface ListChatMessagesByChatIDArgs {
+  chat_id: string;
+  before_id: number | null;
+  after_id: number | null;
+  page_limit: number;
+}
+
+export interface ListChatMessagesByChatIDRow {
+  id: number;
+  chat_id: string;
+  created_at: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+  model_config_id: string | null;
+  created_by: string | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  total_tokens: number | null;
+  reasoning_tokens: number | null;
+  cache_creation_tokens: number | null;
+  cache_read_tokens: number | null;
+  context_limit: number | null;
+  total_cost_micros: number | null;
+  runtime_ms: number | null;
+}
+
+export async function listChatMessagesByChatID(client: Client, args: ListChatMessagesByChatIDArgs): Promise<ListChatMessagesByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatMessagesByChatIDQuery,
+    values: [args.chat_id, args.before_id, args.after_id, args.page_limit],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      chat_id: row[1],
+      created_at: row[2],
+      role: row[3],
+      content: row[4],
+      model_config_id: row[5],
+      created_by: row[6],
+      input_tokens: row[7],
+      output_tokens: row[8],
+      total_tokens: row[9],
+      reasoning_tokens: row[10],
+      cache_creation_tokens: row[11],
+      cache_read_tokens: row[12],
+      context_limit: row[13],
+      total_cost_micros: row[14],
+      runtime_ms: row[15],
+    };
+  });
+}
+
+export const listChatPromptsByChatIDQuery = `-- name: ListChatPromptsByChatID :many
+-- The prompt history, newest first: chat_prompts holds each user-visible user message's joined
+-- text, written with the message (chat_messages__sync_prompt), so this reads one index range.
+SELECT message_id AS id, text
+FROM chat_prompts
+WHERE chat_id = $1
+ORDER BY message_id DESC
+LIMIT $2`;
+
+export interface ListChatPromptsByChatIDArgs {
+  chat_id: string;
+  page_limit: number;
+}
+
+export interface ListChatPromptsByChatIDRow {
+  id: number;
+  text: string;
+}
+
+export async function listChatPromptsByChatID(client: Client, args: ListChatPromptsByChatIDArgs): Promise<ListChatPromptsByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatPromptsByChatIDQuery,
+    values: [args.chat_id, args.page_limit],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      text: row[1],
+    };
+  });
+}
+
+export const sendChatMessageQuery = `-- name: SendChatMessage :one
+-- chat_send_message: admitted now, or queued (FIFO) while the chat is busy; see
+-- sql/functions/chat_messages.sql.
+SELECT s.message_id, s.queued_message_id
+FROM chat_send_message(
+  $1, $2, $3, $4, $5, $6
+) AS s`;
+
+export interface SendChatMessageArgs {
+  chat_id: string;
+  owner_id: string;
+  content: any;
+  model_config_id: string | null;
+  busy_behavior: string;
+  api_key_id: string | null;
+}
+
+export interface SendChatMessageRow {
+  message_id: number | null;
+  queued_message_id: number | null;
+}
+
+export async function sendChatMessage(client: Client, args: SendChatMessageArgs): Promise<SendChatMessageRow | null> {
+  const result = await client.query({
+    text: sendChatMessageQuery,
+    values: [args.chat_id, args.owner_id, jsonParam(args.content), args.model_config_id, args.busy_behavior, args.api_key_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    message_id: row[0],
+    queued_message_id: row[1],
+  };
+}
+
+export const editChatMessageQuery = `-- name: EditChatMessage :one
+SELECT e.message_id, e.deleted_message_ids
+FROM chat_edit_message($1, $2, $3, $4, $5) AS e`;
+
+export interface EditChatMessageArgs {
+  chat_id: string;
+  owner_id: string;
+  message_id: number;
+  content: any;
+  api_key_id: string | null;
+}
+
+export interface EditChatMessageRow {
+  message_id: number | null;
+  deleted_message_ids: number[] | null;
+}
+
+export async function editChatMessage(client: Client, args: EditChatMessageArgs): Promise<EditChatMessageRow | null> {
+  const result = await client.query({
+    text: editChatMessageQuery,
+    values: [args.chat_id, args.owner_id, args.message_id, jsonParam(args.content), args.api_key_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    message_id: row[0],
+    deleted_message_ids: row[1],
+  };
+}
+
+export const submitChatToolResultsQuery = `-- name: SubmitChatToolResults :one
+SELECT chat_submit_tool_results($1, $2, $3, $4) AS message_id`;
+
+export interface SubmitChatToolResultsArgs {
+  chat_id: string;
+  owner_id: string;
+  results: any;
+  api_key_id: string | null;
+}
+
+export interface SubmitChatToolResultsRow {
+  message_id: number | null;
+}
+
+export async function submitChatToolResults(client: Client, args: SubmitChatToolResultsArgs): Promise<SubmitChatToolResultsRow | null> {
+  const result = await client.query({
+    text: submitChatToolResultsQuery,
+    values: [args.chat_id, args.owner_id, jsonParam(args.results), args.api_key_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    message_id: row[0],
+  };
+}
+
+export const interruptChatQuery = `-- name: InterruptChat :exec
+SELECT chat_interrupt($1, $2)`;
+
+export interface InterruptChatArgs {
+  chat_id: string;
+  owner_id: string;
+}
+
+export async function interruptChat(client: Client, args: InterruptChatArgs): Promise<void> {
+  await client.query({
+    text: interruptChatQuery,
+    values: [args.chat_id, args.owner_id],
+    rowMode: "array",
+  });
+}
+
+export const listChatPendingToolCallsByChatIDQuery = `-- name: ListChatPendingToolCallsByChatID :many
+SELECT p.tool_call_id, p.tool_name, p.args FROM chat_pending_tool_calls($1) AS p`;
+
+export interface ListChatPendingToolCallsByChatIDArgs {
+  chat_id: string;
+}
+
+export interface ListChatPendingToolCallsByChatIDRow {
+  tool_call_id: string | null;
+  tool_name: string | null;
+  args: any;
+}
+
+export async function listChatPendingToolCallsByChatID(client: Client, args: ListChatPendingToolCallsByChatIDArgs): Promise<ListChatPendingToolCallsByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatPendingToolCallsByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      tool_call_id: row[0],
+      tool_name: row[1],
+      args: row[2],
+    };
+  });
+}

@@ -6,6 +6,7 @@ import type { AppDeps, AppEnv } from "./env.ts";
 import { ApiError, errorHandler, notFoundHandler } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
+import { chatMessagesRoutes } from "./routes/chat-messages.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
@@ -70,6 +71,7 @@ export function createApp(deps: AppDeps): App {
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files".
   chats.route("/files", chatFilesRoutes);
+  chats.route("/", chatMessagesRoutes);
   chats.route("/", chatsRoutes);
   app.route("/api/experimental/chats", chats);
 

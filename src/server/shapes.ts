@@ -1,4 +1,6 @@
 import type { ListChatFilesByChatIDRow } from "../generated/chat_files.ts";
+import type { GetChatMessageByIDRow } from "../generated/chat_messages.ts";
+import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queued_messages.ts";
 import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
 import type { User } from "./env.ts";
 
@@ -90,4 +92,49 @@ export function chatJson(c: ChatRow, children: ChatRow[] = []) {
 
 export function chatFileJson(f: ListChatFilesByChatIDRow) {
   return { id: f.id, name: f.name, mimetype: f.mimetype, size: f.size, created_at: f.created_at };
+}
+
+export function chatMessageJson(m: GetChatMessageByIDRow) {
+  const usageColumns = [
+    m.input_tokens,
+    m.output_tokens,
+    m.total_tokens,
+    m.reasoning_tokens,
+    m.cache_creation_tokens,
+    m.cache_read_tokens,
+    m.context_limit,
+  ];
+  return {
+    id: m.id,
+    chat_id: m.chat_id,
+    created_at: m.created_at,
+    role: m.role,
+    content: m.content,
+    model_config_id: m.model_config_id,
+    created_by: m.created_by,
+    usage: usageColumns.every((v) => v === null)
+      ? null
+      : {
+          input_tokens: m.input_tokens ?? 0,
+          output_tokens: m.output_tokens ?? 0,
+          total_tokens: m.total_tokens ?? 0,
+          reasoning_tokens: m.reasoning_tokens ?? 0,
+          cache_creation_tokens: m.cache_creation_tokens ?? 0,
+          cache_read_tokens: m.cache_read_tokens ?? 0,
+          context_limit: m.context_limit,
+        },
+    total_cost_micros: m.total_cost_micros,
+    runtime_ms: m.runtime_ms,
+  };
+}
+
+export function chatQueuedMessageJson(q: GetChatQueuedMessageByIDRow) {
+  return {
+    id: q.id,
+    chat_id: q.chat_id,
+    content: q.content,
+    created_at: q.created_at,
+    model_config_id: q.model_config_id,
+    created_by: q.created_by,
+  };
 }

@@ -45,3 +45,17 @@ export const resourceName = (max: number) =>
 
 /** Non-negative micros (millionths of a currency unit), within JavaScript's safe integers. */
 export const micros = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** A message part's text: far above any prompt, well below the 1 MiB body limit. */
+const maxTextLength = 500_000;
+
+/** InputPart[] of API.md: what clients may send as a user message. */
+export const messageContent = z
+  .array(
+    z.discriminatedUnion("type", [
+      z.strictObject({ type: z.literal("text"), text: z.string().min(1).max(maxTextLength) }),
+      z.strictObject({ type: z.literal("file"), file_id: uuid() }),
+    ]),
+  )
+  .min(1)
+  .max(100);

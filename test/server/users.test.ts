@@ -88,7 +88,8 @@ describe("authentication failures are all 401 with the same body", () => {
     await t.call("GET", "/api/v2/users/me?x=1", { token });
     await t.call("GET", "/api/v2/users/me", { headers: { "coder-session-token": token } });
     await t.call("GET", "/api/v2/users/me", { token: `${token}x` });
-    const secret = token.split("-")[1]!;
+    // The secret is everything after the first "-" (it may contain "-" itself).
+    const secret = token.slice(token.indexOf("-") + 1);
     expect(t.logLines.length).toBeGreaterThan(0);
     expect(t.logLines.join("\n")).not.toContain(secret);
   });
@@ -186,7 +187,9 @@ describe("POST /api/v2/users/{user}/keys", () => {
     const u = await gen.user(t.pool);
     const token = await gen.apiKey(t.pool, u.id);
     const res = await t.call("POST", "/api/v2/users/me/keys", { token });
-    const [id, secret] = res.json.key.split("-");
+    const key: string = res.json.key;
+    const id = key.slice(0, key.indexOf("-"));
+    const secret = key.slice(key.indexOf("-") + 1);
     const { rows } = await t.pool.query("SELECT * FROM api_keys WHERE id = $1", [id]);
     expect(JSON.stringify(rows[0])).not.toContain(secret);
     expect(rows[0].hashed_secret).toHaveLength(32);

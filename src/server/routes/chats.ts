@@ -17,7 +17,7 @@ import type { AppEnv } from "../env.ts";
 import { badRequest, forbidden, notFound } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { type ChatRow, chatFileJson, chatJson } from "../shapes.ts";
-import { uuid, validate } from "../validation.ts";
+import { messageContent, uuid, validate } from "../validation.ts";
 
 /** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
 const maxPageSize = 200;
@@ -26,19 +26,12 @@ const defaultPageSize = 50;
 const maxOffset = 100_000;
 /** GET /by-workspace answers for at most this many workspaces at once (API.md). */
 const maxWorkspaceIds = 25;
-/** A message part's text; far above any prompt, well below the 1 MiB body limit. */
-const maxTextLength = 500_000;
 /** Dynamic tools per chat (API.md). */
 const maxDynamicTools = 250;
 /** Tool names as model providers accept them (OpenAI and Anthropic: [a-zA-Z0-9_-]{1,64}). */
 const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
 const chatParam = z.object({ chat: uuid() });
-
-const inputPart = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("text"), text: z.string().min(1).max(maxTextLength) }),
-  z.strictObject({ type: z.literal("file"), file_id: uuid() }),
-]);
 
 const dynamicTool = z.strictObject({
   name: z.string().regex(toolNamePattern, "must be 1-64 letters, digits, '_' or '-'"),
@@ -50,7 +43,7 @@ const planMode = z.enum(["plan"]).nullable();
 
 const createChatBody = z.strictObject({
   organization_id: uuid().optional(),
-  content: z.array(inputPart).min(1).max(100),
+  content: messageContent,
   workspace_id: uuid().optional(),
   model_config_id: uuid().optional(),
   system_prompt: z.string().max(10_000).optional(),
@@ -116,8 +109,8 @@ async function withChildren(db: Queryable, roots: ChatRow[], archived: boolean) 
   return roots.map((r) => chatJson(r, byRoot.get(r.id) ?? []));
 }
 
-/** GET /{chat} and the 201 of POST /: the chat with children and files. */
-async function loadChat(db: Queryable, ownerId: string, chatId: string) {
+/** GET /{chat}, the 201 of POST / and the interrupt response: the chat with children and files. */
+export async function loadChat(db: Queryable, ownerId: string, chatId: string) {
   const chat = await getChatByIDForOwner(db, { id: chatId, owner_id: ownerId });
   if (!chat) throw notFound("Chat");
   const [json] = await withChildren(db, [chat], chat.archived);

@@ -1,0 +1,324 @@
+-- Turn lifecycle rules: send, queue, promote, edit, tool results, interrupt.
+-- Every transition locks the chat row first (chat_lock_for_owner), so concurrent requests on one
+-- chat serialise; each public function is one transaction from its caller's point of view.
+
+-- The queue holds at most this many messages per chat (API.md: the 21st is refused with 429).
+CREATE OR REPLACE FUNCTION chat_queue_limit() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 20 $$;
+
+-- The text of a user message for the prompt history: its text parts joined verbatim in authored
+-- order; NULL when the content is not a JSON array or the text is blank.
+CREATE OR REPLACE FUNCTION chat_prompt_text(p_content jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN joined ~ '\S' THEN joined END
+  FROM (
+    SELECT string_agg(part ->> 'text', '' ORDER BY n) AS joined
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(p_content) = 'array' THEN p_content ELSE '[]' END)
+      WITH ORDINALITY AS e(part, n)
+    WHERE part ->> 'type' = 'text'
+  ) t;
+$$;
+
+-- Locks the owner's chat for a transition. PC404 when it is missing or someone else's.
+CREATE OR REPLACE FUNCTION chat_lock_for_owner(p_chat_id uuid, p_owner_id uuid) RETURNS chats
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  RETURN v_chat;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION chat_require_writable(p_chat chats) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_chat.archived THEN
+    RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'Unarchive the chat to change it.';
+  END IF;
+END;
+$$;
+
+-- A model config that is still usable (exists, enabled, not deleted, provider enabled), else the
+-- fallback. Queued messages keep the model they were sent with unless it went away.
+CREATE OR REPLACE FUNCTION chat_usable_model(p_model_config_id uuid, p_fallback uuid) RETURNS uuid
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(
+    (SELECT m.id FROM chat_model_configs m JOIN chat_providers p ON p.id = m.provider_id
+     WHERE m.id = p_model_config_id AND m.enabled AND NOT m.deleted AND p.enabled),
+    p_fallback);
+$$;
+
+-- The client tool calls the chat waits for: tool-call parts of its newest assistant message
+-- that no later tool message answers, in the order the model made them.
+CREATE OR REPLACE FUNCTION chat_pending_tool_calls(p_chat_id uuid)
+RETURNS TABLE (tool_call_id text, tool_name text, args jsonb)
+LANGUAGE sql STABLE AS $$
+  WITH last_assistant AS (
+    SELECT m.id, m.content
+    FROM chat_messages m
+    WHERE m.chat_id = p_chat_id AND m.role = 'assistant' AND NOT m.deleted
+    ORDER BY m.id DESC
+    LIMIT 1
+  )
+  SELECT part ->> 'tool_call_id', part ->> 'tool_name', COALESCE(part -> 'args', '{}')
+  FROM last_assistant a,
+    jsonb_array_elements(CASE WHEN jsonb_typeof(a.content) = 'array' THEN a.content ELSE '[]' END)
+      WITH ORDINALITY AS e(part, n)
+  WHERE part ->> 'type' = 'tool-call'
+    AND NOT EXISTS (
+      SELECT 1
+      FROM chat_messages r,
+        jsonb_array_elements(CASE WHEN jsonb_typeof(r.content) = 'array' THEN r.content ELSE '[]' END) rp
+      WHERE r.chat_id = p_chat_id AND r.id > a.id AND r.role = 'tool' AND NOT r.deleted
+        AND rp ->> 'type' = 'tool-result' AND rp ->> 'tool_call_id' = part ->> 'tool_call_id'
+    )
+  ORDER BY n;
+$$;
+
+-- Answers every pending tool call with an error result (interrupt, promote, timeout) in one tool
+-- message. Returns how many calls it answered.
+CREATE OR REPLACE FUNCTION chat_fail_pending_tool_calls(p_chat_id uuid, p_reason text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_parts jsonb;
+BEGIN
+  SELECT jsonb_agg(jsonb_build_object(
+      'type', 'tool-result', 'tool_call_id', c.tool_call_id, 'tool_name', c.tool_name,
+      'result', jsonb_build_object('error', p_reason), 'is_error', true))
+  INTO v_parts
+  FROM chat_pending_tool_calls(p_chat_id) c;
+  IF v_parts IS NULL THEN
+    RETURN 0;
+  END IF;
+  INSERT INTO chat_messages (chat_id, role, content, visibility) VALUES (p_chat_id, 'tool', v_parts, 'both');
+  RETURN jsonb_array_length(v_parts);
+END;
+$$;
+
+-- Admits a user message into a locked chat: stores it and starts a turn (status pending). The
+-- message's model becomes the chat's model in the same transaction (model switch).
+CREATE OR REPLACE FUNCTION chat_admit_message(
+  p_chat_id uuid, p_content jsonb, p_model_config_id uuid, p_created_by uuid, p_api_key_id text
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_id bigint;
+BEGIN
+  INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
+  VALUES (p_chat_id, 'user', p_content, 'both', p_model_config_id, p_created_by, p_api_key_id)
+  RETURNING id INTO v_id;
+  UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id WHERE id = p_chat_id;
+  RETURN v_id;
+END;
+$$;
+
+-- Admits one queued message (deleting it from the queue); its model falls back to the chat's.
+CREATE OR REPLACE FUNCTION chat_admit_queued(p_chat chats, p_queued chat_queued_messages) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM chat_queued_messages WHERE id = p_queued.id;
+  RETURN chat_admit_message(
+    p_chat.id, p_queued.content,
+    chat_usable_model(p_queued.model_config_id, p_chat.last_model_config_id),
+    p_queued.created_by, p_queued.api_key_id);
+END;
+$$;
+
+-- Stops the current turn of a locked chat: requires_action gets error results for its pending
+-- calls; pending, running and requires_action become waiting (a runner holding the chat sees
+-- the status change and stops, keeping its partial output). When no runner holds the chat, the
+-- head of the queue is admitted at once, as the runner would do at the end of its turn.
+CREATE OR REPLACE FUNCTION chat_interrupt_locked(p_chat chats) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_head chat_queued_messages;
+BEGIN
+  IF p_chat.status = 'requires_action' THEN
+    PERFORM chat_fail_pending_tool_calls(p_chat.id, 'interrupted');
+  END IF;
+  IF p_chat.status IN ('pending', 'running', 'requires_action') THEN
+    UPDATE chats SET status = 'waiting' WHERE id = p_chat.id;
+  END IF;
+  IF p_chat.worker_id IS NULL AND NOT p_chat.archived THEN
+    SELECT * INTO v_head FROM chat_queued_messages WHERE chat_id = p_chat.id ORDER BY position LIMIT 1;
+    IF FOUND THEN
+      PERFORM chat_admit_queued(p_chat, v_head);
+    END IF;
+  END IF;
+END;
+$$;
+
+-- POST /{chat}/messages. Queued (FIFO, at most chat_queue_limit()) while the chat is pending,
+-- running or requires_action, or while its queue is not empty; otherwise admitted now.
+-- p_busy_behavior 'interrupt' queues and then stops the current turn.
+CREATE OR REPLACE FUNCTION chat_send_message(
+  p_chat_id uuid, p_owner_id uuid, p_content jsonb, p_model_config_id uuid,
+  p_busy_behavior text, p_api_key_id text,
+  OUT message_id bigint, OUT queued_message_id bigint
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_model uuid;
+  v_queued integer;
+BEGIN
+  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
+  PERFORM chat_require_writable(v_chat);
+  v_model := CASE
+    WHEN p_model_config_id IS NOT NULL THEN chat_resolve_model(p_model_config_id)
+    ELSE chat_usable_model(v_chat.last_model_config_id, chat_resolve_model(NULL))
+  END;
+  PERFORM chat_link_files(p_chat_id, p_owner_id, p_content);
+  SELECT count(*) INTO v_queued FROM chat_queued_messages WHERE chat_id = p_chat_id;
+  IF v_chat.status NOT IN ('pending', 'running', 'requires_action') AND v_queued = 0 THEN
+    message_id := chat_admit_message(p_chat_id, p_content, v_model, p_owner_id, p_api_key_id);
+    RETURN;
+  END IF;
+  IF v_queued >= chat_queue_limit() THEN
+    RAISE EXCEPTION 'The queue is full.' USING ERRCODE = 'PC429',
+      DETAIL = format('A chat queues at most %s messages; wait for the current turn.', chat_queue_limit());
+  END IF;
+  INSERT INTO chat_queued_messages (chat_id, content, model_config_id, created_by, api_key_id, position)
+  VALUES (p_chat_id, p_content, v_model, p_owner_id, p_api_key_id,
+    COALESCE((SELECT max(position) FROM chat_queued_messages WHERE chat_id = p_chat_id), 0) + 1)
+  RETURNING id INTO queued_message_id;
+  IF p_busy_behavior = 'interrupt' THEN
+    PERFORM chat_interrupt_locked(v_chat);
+    IF NOT EXISTS (SELECT 1 FROM chat_queued_messages WHERE id = queued_message_id) THEN
+      -- This message was the head and the interrupt admitted it: it is the newest user message.
+      SELECT max(id) INTO message_id FROM chat_messages WHERE chat_id = p_chat_id AND role = 'user';
+      queued_message_id := NULL;
+    END IF;
+  END IF;
+END;
+$$;
+
+-- POST /{chat}/queue/{queued}/promote. On requires_action: error results for the pending calls,
+-- then the message. On running: the message goes to the head of the queue and the turn runs on
+-- (returns NULL). Otherwise the message is admitted now. Returns the admitted message's id.
+CREATE OR REPLACE FUNCTION chat_promote_queued(p_chat_id uuid, p_owner_id uuid, p_queued_id bigint)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_queued chat_queued_messages;
+BEGIN
+  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
+  PERFORM chat_require_writable(v_chat);
+  SELECT * INTO v_queued FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Queued message not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF v_chat.status = 'running' THEN
+    UPDATE chat_queued_messages
+    SET position = (SELECT min(position) - 1 FROM chat_queued_messages WHERE chat_id = p_chat_id)
+    WHERE id = p_queued_id
+      AND position > (SELECT min(position) FROM chat_queued_messages WHERE chat_id = p_chat_id);
+    RETURN NULL;
+  END IF;
+  IF v_chat.status = 'requires_action' THEN
+    PERFORM chat_fail_pending_tool_calls(p_chat_id, 'superseded by a queued message');
+  END IF;
+  RETURN chat_admit_queued(v_chat, v_queued);
+END;
+$$;
+
+-- PATCH /{chat}/messages/{message}: replaces a user message. The message and every later one
+-- are soft-deleted, the replacement is stored, the queue is cleared and a new turn starts.
+-- Returns the replacement's id and the ids that were deleted.
+CREATE OR REPLACE FUNCTION chat_edit_message(
+  p_chat_id uuid, p_owner_id uuid, p_message_id bigint, p_content jsonb, p_api_key_id text,
+  OUT message_id bigint, OUT deleted_message_ids bigint[]
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_message chat_messages;
+BEGIN
+  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
+  PERFORM chat_require_writable(v_chat);
+  SELECT * INTO v_message FROM chat_messages WHERE id = p_message_id AND chat_id = p_chat_id AND NOT deleted;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Message not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF v_message.role <> 'user' THEN
+    RAISE EXCEPTION 'Only user messages can be edited.' USING ERRCODE = 'PC400',
+      DETAIL = format('message %s is a %s message', p_message_id, v_message.role);
+  END IF;
+  WITH gone AS (
+    UPDATE chat_messages SET deleted = true
+    WHERE chat_id = p_chat_id AND id >= p_message_id AND NOT deleted
+    RETURNING id
+  )
+  SELECT COALESCE(array_agg(id ORDER BY id), '{}') INTO deleted_message_ids FROM gone;
+  DELETE FROM chat_queued_messages WHERE chat_id = p_chat_id;
+  PERFORM chat_link_files(p_chat_id, p_owner_id, p_content);
+  message_id := chat_admit_message(
+    p_chat_id, p_content,
+    chat_usable_model(v_message.model_config_id, v_chat.last_model_config_id),
+    p_owner_id, p_api_key_id);
+END;
+$$;
+
+-- POST /{chat}/tool-results: the results must name exactly the pending call ids (none missing,
+-- none extra, none twice). Stores them as one tool message and starts a turn. The first valid
+-- submission wins; later or concurrent ones find the chat no longer waiting (PC409).
+-- p_results: [{tool_call_id, output, is_error}].
+CREATE OR REPLACE FUNCTION chat_submit_tool_results(
+  p_chat_id uuid, p_owner_id uuid, p_results jsonb, p_api_key_id text
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_pending text[];
+  v_given text[];
+  v_missing text[];
+  v_extra text[];
+  v_id bigint;
+BEGIN
+  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
+  PERFORM chat_require_writable(v_chat);
+  IF v_chat.status <> 'requires_action' THEN
+    RAISE EXCEPTION 'The chat is not waiting for tool results.' USING ERRCODE = 'PC409',
+      DETAIL = format('status is %s', v_chat.status);
+  END IF;
+  SELECT COALESCE(array_agg(tool_call_id), '{}') INTO v_pending FROM chat_pending_tool_calls(p_chat_id);
+  IF cardinality(v_pending) = 0 THEN
+    RAISE EXCEPTION 'The chat has no pending tool calls.' USING ERRCODE = 'PC409';
+  END IF;
+  SELECT COALESCE(array_agg(r ->> 'tool_call_id'), '{}') INTO v_given FROM jsonb_array_elements(p_results) r;
+  IF cardinality(v_given) <> (SELECT count(DISTINCT g) FROM unnest(v_given) g) THEN
+    RAISE EXCEPTION 'A tool_call_id is given more than once.' USING ERRCODE = 'PC400';
+  END IF;
+  SELECT COALESCE(array_agg(p), '{}') INTO v_missing FROM unnest(v_pending) p WHERE p <> ALL (v_given);
+  SELECT COALESCE(array_agg(g), '{}') INTO v_extra FROM unnest(v_given) g WHERE g <> ALL (v_pending);
+  IF cardinality(v_missing) > 0 OR cardinality(v_extra) > 0 THEN
+    RAISE EXCEPTION 'The tool results must answer exactly the pending tool calls.' USING ERRCODE = 'PC400',
+      DETAIL = format('pending: %s; missing: %s; not pending: %s',
+        array_to_string(v_pending, ', '), array_to_string(v_missing, ', '), array_to_string(v_extra, ', '));
+  END IF;
+  INSERT INTO chat_messages (chat_id, role, content, visibility, created_by, api_key_id)
+  SELECT p_chat_id, 'tool',
+    jsonb_agg(jsonb_build_object(
+      'type', 'tool-result', 'tool_call_id', c.tool_call_id, 'tool_name', c.tool_name,
+      'result', r -> 'output', 'is_error', COALESCE((r ->> 'is_error')::boolean, false)) ORDER BY c.ord),
+    'both', p_owner_id, p_api_key_id
+  FROM (SELECT t.*, row_number() OVER () AS ord FROM chat_pending_tool_calls(p_chat_id) t) c
+  JOIN jsonb_array_elements(p_results) r ON r ->> 'tool_call_id' = c.tool_call_id
+  RETURNING id INTO v_id;
+  UPDATE chats SET status = 'pending' WHERE id = p_chat_id;
+  RETURN v_id;
+END;
+$$;
+
+-- POST /{chat}/interrupt.
+CREATE OR REPLACE FUNCTION chat_interrupt(p_chat_id uuid, p_owner_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM chat_interrupt_locked(chat_lock_for_owner(p_chat_id, p_owner_id));
+END;
+$$;

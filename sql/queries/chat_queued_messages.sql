@@ -1,0 +1,19 @@
+-- name: ListChatQueuedMessagesByChatID :many
+SELECT id, chat_id, content, created_at, model_config_id, created_by
+FROM chat_queued_messages
+WHERE chat_id = @chat_id
+ORDER BY position;
+
+-- name: GetChatQueuedMessageByID :one
+SELECT id, chat_id, content, created_at, model_config_id, created_by
+FROM chat_queued_messages
+WHERE id = @id AND chat_id = @chat_id;
+
+-- name: PromoteChatQueuedMessage :one
+SELECT chat_promote_queued(@chat_id, @owner_id, @queued_id) AS message_id;
+
+-- name: DeleteChatQueuedMessage :execrows
+-- Only the chat owner's queued messages; 0 rows means not found (404).
+DELETE FROM chat_queued_messages q
+USING chats c
+WHERE q.id = @id AND q.chat_id = @chat_id AND c.id = q.chat_id AND c.owner_id = @owner_id;

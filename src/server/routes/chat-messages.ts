@@ -1,0 +1,215 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Queryable } from "../../db/index.ts";
+import {
+  editChatMessage,
+  getChatMessageByID,
+  interruptChat,
+  listChatMessagesByChatID,
+  listChatPromptsByChatID,
+  sendChatMessage,
+  submitChatToolResults,
+} from "../../generated/chat_messages.ts";
+import {
+  deleteChatQueuedMessage,
+  getChatQueuedMessageByID,
+  listChatQueuedMessagesByChatID,
+  promoteChatQueuedMessage,
+} from "../../generated/chat_queued_messages.ts";
+import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
+import { userOf } from "../auth.ts";
+import type { AppEnv } from "../env.ts";
+import { notFound } from "../errors.ts";
+import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";
+import { messageContent, uuid, validate } from "../validation.ts";
+import { loadChat } from "./chats.ts";
+
+/** History pages (API.md: limit 1..200, default 50). */
+const maxHistoryPage = 200;
+const defaultHistoryPage = 50;
+/** Prompt history (API.md: limit 0..2000; 0 means the default). */
+const maxPrompts = 2000;
+const defaultPrompts = 500;
+
+const messageId = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const chatParam = z.object({ chat: uuid() });
+const messageParam = z.object({ chat: uuid(), message: messageId });
+const queuedParam = z.object({ chat: uuid(), queued: messageId });
+
+const historyQuery = z.object({
+  before_id: messageId.optional(),
+  after_id: messageId.optional(),
+  limit: z.coerce.number().int().min(1).max(maxHistoryPage).default(defaultHistoryPage),
+});
+const promptsQuery = z.object({
+  limit: z.coerce.number().int().min(0).max(maxPrompts).default(0),
+});
+const sendBody = z.strictObject({
+  content: messageContent,
+  model_config_id: uuid().optional(),
+  busy_behavior: z.enum(["queue", "interrupt"]).default("queue"),
+});
+const editBody = z.strictObject({ content: messageContent });
+const toolResultsBody = z.strictObject({
+  results: z
+    .array(
+      z.strictObject({
+        tool_call_id: z.string().min(1).max(256),
+        output: z.unknown(),
+        is_error: z.boolean().optional(),
+      }),
+    )
+    .max(250),
+});
+
+/** 404 unless the chat is the caller's (reads only; transitions check inside their function). */
+async function requireChat(db: Queryable, chatId: string, ownerId: string) {
+  const found = await getChatExistsByIDForOwner(db, { id: chatId, owner_id: ownerId });
+  if (!found?.found) throw notFound("Chat");
+}
+
+async function messageJson(db: Queryable, chatId: string, id: number) {
+  const m = await getChatMessageByID(db, { id, chat_id: chatId });
+  return m ? chatMessageJson(m) : undefined;
+}
+
+export const chatMessagesRoutes = new Hono<AppEnv>()
+  .get(
+    "/:chat/messages",
+    validate("param", chatParam),
+    validate("query", historyQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat } = c.req.valid("param");
+      const q = c.req.valid("query");
+      const db = c.get("deps").db;
+      await requireChat(db, chat, actor.user.id);
+      const rows = await listChatMessagesByChatID(db, {
+        chat_id: chat,
+        before_id: q.before_id ?? null,
+        after_id: q.after_id ?? null,
+        page_limit: q.limit + 1,
+      });
+      const firstPage = q.before_id === undefined;
+      const queued = firstPage ? await listChatQueuedMessagesByChatID(db, { chat_id: chat }) : [];
+      return c.json({
+        messages: rows.slice(0, q.limit).map(chatMessageJson),
+        queued_messages: queued.map(chatQueuedMessageJson),
+        has_more: rows.length > q.limit,
+      });
+    },
+  )
+
+  .post("/:chat/messages", validate("param", chatParam), validate("json", sendBody), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const db = c.get("deps").db;
+    const sent = await sendChatMessage(db, {
+      chat_id: chat,
+      owner_id: actor.user.id,
+      content: body.content,
+      model_config_id: body.model_config_id ?? null,
+      busy_behavior: body.busy_behavior,
+      api_key_id: actor.apiKeyId,
+    });
+    if (sent?.message_id) {
+      return c.json({ message: await messageJson(db, chat, sent.message_id), queued: false });
+    }
+    const queued = await getChatQueuedMessageByID(db, {
+      id: sent!.queued_message_id!,
+      chat_id: chat,
+    });
+    return c.json({
+      queued_message: queued ? chatQueuedMessageJson(queued) : undefined,
+      queued: true,
+    });
+  })
+
+  .patch(
+    "/:chat/messages/:message",
+    validate("param", messageParam),
+    validate("json", editBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat, message } = c.req.valid("param");
+      const db = c.get("deps").db;
+      const edited = await editChatMessage(db, {
+        chat_id: chat,
+        owner_id: actor.user.id,
+        message_id: message,
+        content: c.req.valid("json").content,
+        api_key_id: actor.apiKeyId,
+      });
+      return c.json({
+        message: await messageJson(db, chat, edited!.message_id!),
+        deleted_message_ids: edited!.deleted_message_ids ?? [],
+      });
+    },
+  )
+
+  .get(
+    "/:chat/prompts",
+    validate("param", chatParam),
+    validate("query", promptsQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat } = c.req.valid("param");
+      const limit = c.req.valid("query").limit || defaultPrompts;
+      const db = c.get("deps").db;
+      await requireChat(db, chat, actor.user.id);
+      const prompts = await listChatPromptsByChatID(db, { chat_id: chat, page_limit: limit });
+      return c.json({ prompts: prompts.map((p) => ({ id: p.id, text: p.text })) });
+    },
+  )
+
+  .delete("/:chat/queue/:queued", validate("param", queuedParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat, queued } = c.req.valid("param");
+    const deleted = await deleteChatQueuedMessage(c.get("deps").db, {
+      id: queued,
+      chat_id: chat,
+      owner_id: actor.user.id,
+    });
+    if (deleted === 0) throw notFound("Queued message");
+    return c.body(null, 204);
+  })
+
+  .post("/:chat/queue/:queued/promote", validate("param", queuedParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat, queued } = c.req.valid("param");
+    const db = c.get("deps").db;
+    const promoted = await promoteChatQueuedMessage(db, {
+      chat_id: chat,
+      owner_id: actor.user.id,
+      queued_id: queued,
+    });
+    const id = promoted?.message_id;
+    return c.json(id ? { message: await messageJson(db, chat, id) } : {}, 202);
+  })
+
+  .post(
+    "/:chat/tool-results",
+    validate("param", chatParam),
+    validate("json", toolResultsBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat } = c.req.valid("param");
+      const db = c.get("deps").db;
+      const stored = await submitChatToolResults(db, {
+        chat_id: chat,
+        owner_id: actor.user.id,
+        results: c.req.valid("json").results,
+        api_key_id: actor.apiKeyId,
+      });
+      return c.json({ message: await messageJson(db, chat, stored!.message_id!) });
+    },
+  )
+
+  .post("/:chat/interrupt", validate("param", chatParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const db = c.get("deps").db;
+    await interruptChat(db, { chat_id: chat, owner_id: actor.user.id });
+    return c.json(await loadChat(db, actor.user.id, chat));
+  });
