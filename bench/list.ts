@@ -19,12 +19,7 @@
  *   BENCH_LIST_SETUP="DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I SET random_page_cost = 1.1',
  *     current_database()); END \$\$" npm run bench -- list
  */
-import type { Server } from "node:http";
-import { createRequire } from "node:module";
-import type { AddressInfo } from "node:net";
 import os from "node:os";
-import { Worker } from "node:worker_threads";
-import { serve } from "@hono/node-server";
 import { pino } from "pino";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient, createPool } from "../src/db/pool.ts";
@@ -33,6 +28,21 @@ import { listChatsByOwner, listChildChatsByRootIDs } from "../src/generated/chat
 import { generateToken } from "../src/lib/tokens.ts";
 import { createApp } from "../src/server/app.ts";
 import {
+  autocannon,
+  describeMachine,
+  explainAnalyze,
+  int,
+  latencies,
+  mark,
+  pair,
+  planNodes,
+  type Queryable,
+  serveLocal,
+  serverSettings,
+  table,
+  throughput,
+} from "./measure.ts";
+import {
   capturedQuery,
   cursorAt,
   describeSeed,
@@ -40,121 +50,12 @@ import {
   seedChats,
   withScratchDatabase,
 } from "./seed-chats.ts";
+import { percentile } from "./stats.ts";
 
 const sqlRuns = 2_000;
 const warmupRuns = 200;
 const durationS = 5;
 const targets = { sqlMs: 0.5, httpOverSqlP50: 2, httpOverSqlThroughput: 0.4 };
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-/** Latencies (ms) of `runs` sequential calls. */
-async function latencies(fn: () => Promise<unknown>, runs: number): Promise<number[]> {
-  for (let i = 0; i < warmupRuns; i++) await fn();
-  const out: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    await fn();
-    out.push(performance.now() - t);
-  }
-  return out;
-}
-
-/** Calls per second with `concurrency` loops in flight for `seconds`. */
-async function throughput(
-  fn: () => Promise<unknown>,
-  concurrency: number,
-  seconds: number,
-): Promise<number> {
-  const started = performance.now();
-  const deadline = started + seconds * 1000;
-  let done = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < deadline) {
-        await fn();
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - started) / 1000);
-}
-
-interface HttpRun {
-  p50: number;
-  p99: number;
-  rps: number;
-  non2xx: number;
-  errors: number;
-}
-
-// autocannon runs in a worker thread; its "response" events give each request's latency in ms.
-const workerSource = `
-const { parentPort, workerData } = require("node:worker_threads");
-const autocannon = require(workerData.autocannon);
-const lat = [];
-let ok = 0;
-const started = process.hrtime.bigint();
-const inst = autocannon(workerData.opts, (err, res) => {
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  parentPort.postMessage({
-    err: err ? String(err) : null,
-    lat,
-    ok,
-    seconds,
-    non2xx: res ? res.non2xx : 0,
-    errors: res ? res.errors + res.timeouts : 0,
-  });
-});
-inst.on("response", (_client, status, _bytes, ms) => {
-  if (status >= 200 && status < 300) {
-    ok++;
-    lat.push(ms);
-  }
-});
-`;
-
-async function autocannon(
-  url: string,
-  token: string,
-  connections: number,
-  seconds: number,
-): Promise<HttpRun> {
-  const opts = {
-    url,
-    connections,
-    duration: seconds,
-    headers: { authorization: `Bearer ${token}` },
-  };
-  const worker = new Worker(workerSource, {
-    eval: true,
-    workerData: { autocannon: createRequire(import.meta.url).resolve("autocannon"), opts },
-  });
-  const msg = await new Promise<{
-    err: string | null;
-    lat: number[];
-    ok: number;
-    seconds: number;
-    non2xx: number;
-    errors: number;
-  }>((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
-  });
-  await worker.terminate();
-  if (msg.err) throw new Error(`autocannon: ${msg.err}`);
-  return {
-    p50: percentile(msg.lat, 50),
-    p99: percentile(msg.lat, 99),
-    rps: msg.ok / msg.seconds,
-    non2xx: msg.non2xx,
-    errors: msg.errors,
-  };
-}
 
 interface PlanCheck {
   /** Seq Scan / Sort nodes, as "Seq Scan on rel" / "Sort". */
@@ -165,32 +66,16 @@ interface PlanCheck {
   execMs: number;
 }
 
-interface PlanNode {
-  "Node Type": string;
-  "Relation Name"?: string;
-  Plans?: PlanNode[];
-  "Shared Hit Blocks"?: number;
-  "Shared Read Blocks"?: number;
-}
-
 async function planCheck(
-  db: { query: (text: string, values: unknown[]) => Promise<{ rows: unknown[] }> },
+  db: Queryable,
   q: { text: string; values: unknown[] },
 ): Promise<PlanCheck> {
-  const { rows } = await db.query(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${q.text}`, q.values);
-  const doc = (rows[0] as { "QUERY PLAN": unknown })["QUERY PLAN"] as {
-    Plan: PlanNode;
-    "Planning Time": number;
-    "Execution Time": number;
-  }[];
-  const top = doc[0]!;
+  const top = await explainAnalyze(db, q);
   const offenders: string[] = [];
-  const walk = (n: PlanNode) => {
+  for (const n of planNodes(top.Plan)) {
     if (n["Node Type"] === "Seq Scan") offenders.push(`Seq Scan on ${n["Relation Name"]}`);
     if (n["Node Type"].endsWith("Sort")) offenders.push(n["Node Type"]);
-    for (const c of n.Plans ?? []) walk(c);
-  };
-  walk(top.Plan);
+  }
   return {
     offenders,
     hits: top.Plan["Shared Hit Blocks"] ?? 0,
@@ -199,23 +84,6 @@ async function planCheck(
     execMs: top["Execution Time"],
   };
 }
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows
-    .map((r) =>
-      r
-        .map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
-const pair = (a: number, b: number) => `${ms(a)} / ${ms(b)}`;
-const perS = (x: number) => Math.round(x).toLocaleString("en");
-const mark = (ok: boolean) => (ok ? "✓" : "✗");
 
 export async function benchList(chats = 100_000, owners = 1_000) {
   if (!(chats >= 2 && owners >= 1))
@@ -250,24 +118,16 @@ export async function benchList(chats = 100_000, owners = 1_000) {
     await client.end();
     // A new connection, so settings from BENCH_LIST_SETUP (ALTER DATABASE ... SET) show.
     const fresh = await connectClient(url, "pgchatd-bench-settings");
-    const settings = (
-      await fresh.query(
-        `SELECT split_part(current_setting('server_version'), ' ', 1) AS version,
-           current_setting('shared_buffers') AS shared_buffers,
-           current_setting('random_page_cost') AS random_page_cost,
-           current_setting('jit') AS jit`,
-      )
-    ).rows[0] as Record<string, string>;
+    const settings = await serverSettings(fresh, ["current_setting('jit') AS jit"]);
     await fresh.end();
 
-    const cpus = os.cpus();
     console.log(
       `dataset: ${describeSeed(seeded)}\n` +
         `seeding: ${(seeded.ms / 1000).toFixed(1)} s (migrations ${(migrateMs / 1000).toFixed(1)} s before it)\n` +
         `database: PostgreSQL ${settings.version}, ${where}; shared_buffers ${settings.shared_buffers}, ` +
         `random_page_cost ${settings.random_page_cost}, jit ${settings.jit}\n` +
-        `machine: ${cpus.length} × ${cpus[0]?.model.trim() ?? "?"}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, ` +
-        `node ${process.version}, ${os.platform()} ${os.arch()}; Postgres, server and load share these cores\n` +
+        `machine: ${describeMachine()}, ${os.platform()} ${os.arch()}; ` +
+        "Postgres, server and load share these cores\n" +
         (setup ? `experiment (BENCH_LIST_SETUP): ${setup}\n` : "") +
         `deep page cursor: root ${cursors.typical.position} of ${cursors.typical.of} (typical), ` +
         `${cursors.heavy.position.toLocaleString("en")} of ${cursors.heavy.of.toLocaleString("en")} (heavy) unarchived roots`,
@@ -276,13 +136,7 @@ export async function benchList(chats = 100_000, owners = 1_000) {
     const sqlPool = createPool({ connectionString: url, max: 8, applicationName: "bench-sql" });
     const appPool = createPool({ connectionString: url, max: 16, applicationName: "bench-http" });
     const app = createApp({ db: appPool, logger: pino({ level: "silent" }) });
-    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }) as Server;
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once("error", reject);
-      const addr = server.address() as AddressInfo | null;
-      if (addr) resolve(addr.port);
-      else server.once("listening", () => resolve((server.address() as AddressInfo).port));
-    });
+    const { port, close } = await serveLocal(app.fetch);
 
     const cases = (["typical", "heavy"] as const).flatMap((who) =>
       (["first", "deep"] as const).map((page) => ({
@@ -371,9 +225,9 @@ export async function benchList(chats = 100_000, owners = 1_000) {
           );
         }
 
-        const lList = await latencies(list, sqlRuns);
-        const lBoth = await latencies(listAndChildren, sqlRuns);
-        const lAuth = await latencies(withAuth, sqlRuns);
+        const lList = await latencies(list, sqlRuns, warmupRuns);
+        const lBoth = await latencies(listAndChildren, sqlRuns, warmupRuns);
+        const lAuth = await latencies(withAuth, sqlRuns, warmupRuns);
         const tList = await throughput(list, 8, durationS);
         const tBoth = await throughput(listAndChildren, 8, durationS);
         const tAuth = await throughput(withAuth, 8, durationS);
@@ -407,12 +261,12 @@ export async function benchList(chats = 100_000, owners = 1_000) {
         ]);
         tpRows.push([
           c.name,
-          perS(tList),
-          perS(tBoth),
-          perS(tAuth),
-          perS(h8.rps),
+          int(tList),
+          int(tBoth),
+          int(tAuth),
+          int(h8.rps),
           `${ratioTp.toFixed(2)}× ${mark(ratioTp >= targets.httpOverSqlThroughput)}`,
-          perS(h16.rps),
+          int(h16.rps),
           pair(h16.p50, h16.p99),
         ]);
 
@@ -437,10 +291,7 @@ export async function benchList(chats = 100_000, owners = 1_000) {
         }
       }
     } finally {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await close();
       await Promise.all([sqlPool.end(), appPool.end()]);
     }
 

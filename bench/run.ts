@@ -3,9 +3,11 @@
  *   npm run bench                       all benchmarks except the suite timing
  *   npm run bench -- startup 5          one benchmark, with arguments
  *   npm run bench -- list 20000 500     the chat list on 20,000 chats over 500 owners
+ *   npm run bench -- prompts            the prompt history on 270,000 messages (bench/prompts.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchList } from "./list.ts";
+import { benchPrompts } from "./prompts.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
 
@@ -13,9 +15,10 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   startup: (runs) => benchStartup(runs ? Number(runs) : 3),
   list: (chats, owners) =>
     benchList(chats ? Number(chats) : undefined, owners ? Number(owners) : undefined),
+  prompts: (layout) => benchPrompts(layout),
   suite: () => benchSuite(),
 };
-const defaults = ["startup", "list"];
+const defaults = ["startup", "list", "prompts"];
 
 const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);

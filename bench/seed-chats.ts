@@ -88,6 +88,35 @@ const statusExpr = `(CASE WHEN random() < 0.85 THEN 'completed' WHEN random() < 
   ELSE 'error' END)::chat_status`;
 
 /**
+ * The seeds' progress bar on stderr (`what` is "chats", "messages"): seeding a large data set
+ * takes a while, and the bar says which statement it is at.
+ */
+export function seedProgressBar(what: string): cliProgress.SingleBar {
+  return new cliProgress.SingleBar(
+    {
+      format: `seeding ${what} [{bar}] {percentage}% | {value}/{total} rows | {step}`,
+      hideCursor: true,
+      clearOnComplete: true,
+      noTTYOutput: false,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+}
+
+/**
+ * The id of the default model config, which seeded chats and messages point at; migrations
+ * create it, so its absence means an unmigrated database.
+ */
+export async function defaultModelConfigId(client: pg.ClientBase): Promise<string> {
+  const model = await client.query<{ id: string }>(
+    "SELECT id FROM chat_model_configs WHERE is_default",
+  );
+  const modelId = model.rows[0]?.id;
+  if (!modelId) throw new Error("no default model config: is the database migrated?");
+  return modelId;
+}
+
+/**
  * Seeds the chat list into a migrated database through `client` (one connection: the seed uses
  * temporary tables and setseed). Runs VACUUM ANALYZE on the tables it wrote.
  */
@@ -102,15 +131,7 @@ export async function seedChats(
   const perOwner = Math.floor((total - heavy) / owners);
   const remainder = total - heavy - perOwner * owners;
 
-  const bar = new cliProgress.SingleBar(
-    {
-      format: "seeding chats [{bar}] {percentage}% | {value}/{total} rows | {step}",
-      hideCursor: true,
-      clearOnComplete: true,
-      noTTYOutput: false,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = seedProgressBar("chats");
   // Rows written in all: chats, then diff statuses, messages, read cursors, archived families.
   const estimate = Math.round(total * (1 + 0.05 + 0.3 + 0.1 + 0.1));
   let done = 0;
@@ -126,11 +147,7 @@ export async function seedChats(
 
   try {
     await client.query("SELECT setseed(0.42)");
-    const model = await client.query<{ id: string }>(
-      "SELECT id FROM chat_model_configs WHERE is_default",
-    );
-    const modelId = model.rows[0]?.id;
-    if (!modelId) throw new Error("no default model config: is the database migrated?");
+    const modelId = await defaultModelConfigId(client);
     const org = await client.query<{ id: string }>(
       "INSERT INTO organizations (name) VALUES ('chat-list-bench') RETURNING id",
     );

@@ -7,6 +7,10 @@
  *   npm run explain -- --print           print to stdout only
  *   npm run explain -- --chats 50000     seed another number of chats (default 100,000)
  *
+ * After the chat list, the messages data set of `npm run bench -- prompts` (bench/seed-messages.ts:
+ * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
+ * prompt-history reads; seeding it takes ~12 s.
+ *
  * Identity queries get their generic plan (stable text). The chat list gets EXPLAIN (ANALYZE,
  * BUFFERS) with sample arguments: node-pg sends them as unnamed statements, which are planned for
  * their values (so NULL filters fold away), and the timings change on every run.
@@ -23,12 +27,17 @@ import {
   seedChats,
   withScratchDatabase,
 } from "../bench/seed-chats.ts";
+import { describeMessages, type SeededMessages, seedMessages } from "../bench/seed-messages.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import {
   getAPIKeyForAuthByIDQuery,
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
+import {
+  listChatMessagesByChatID,
+  listChatPromptsByChatID,
+} from "../src/generated/chat_messages.ts";
 import {
   listChatsByOwner,
   listChildChatsByRootIDs,
@@ -195,6 +204,44 @@ async function chatPlans(client: pg.Client, seeded: SeededChats): Promise<ChatPl
   ];
 }
 
+/** The message history and prompt history of the target chat, with the routes' arguments. */
+async function messagePlans(client: pg.Client, seeded: SeededMessages): Promise<ChatPlan[]> {
+  const chat = seeded.targetChatId;
+  // A before_id cursor halfway down the visible history (the route's has_more page).
+  const middle = await client.query<{ id: number; position: number; of: number }>(
+    `SELECT id, position, of FROM (
+       SELECT id, (row_number() OVER (ORDER BY id DESC))::int AS position,
+         (count(*) OVER ())::int AS of
+       FROM chat_messages WHERE chat_id = $1 AND NOT deleted AND visibility <> 'model'
+     ) v
+     WHERE position = of / 2`,
+    [chat],
+  );
+  const cursor = middle.rows[0]!;
+  const target = `target chat (${seeded.counts.targetMessages.toLocaleString("en")} messages)`;
+  const page = { chat_id: chat, before_id: null, after_id: null, page_limit: 51 };
+  return [
+    {
+      name: "ListChatPromptsByChatID",
+      why: "GET /api/experimental/chats/{chat}/prompts, the prompt history",
+      shows: `${target}, ${seeded.counts.targetPrompts.toLocaleString("en")} prompts, limit 500 (the default)`,
+      query: await capturedQuery(listChatPromptsByChatID, { chat_id: chat, page_limit: 500 }),
+    },
+    {
+      name: "ListChatMessagesByChatID: first page",
+      why: "GET /api/experimental/chats/{chat}/messages, opening a chat",
+      shows: `${target}, limit 50 (the route asks for 51 to know has_more)`,
+      query: await capturedQuery(listChatMessagesByChatID, page),
+    },
+    {
+      name: "ListChatMessagesByChatID: before_id page",
+      why: "scrolling a chat's history up (before_id keyset cursor)",
+      shows: `${target}, limit 50, before_id = visible message ${cursor.position.toLocaleString("en")} of ${cursor.of.toLocaleString("en")} from the newest`,
+      query: await capturedQuery(listChatMessagesByChatID, { ...page, before_id: cursor.id }),
+    },
+  ];
+}
+
 /** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
 function shortenIdLists(plan: string): string {
   return plan.replace(
@@ -249,25 +296,50 @@ async function plans(): Promise<string> {
           "A Seq Scan or Sort here is reported on stderr, not failed.",
         "",
       );
-      for (const p of await chatPlans(client, seeded)) {
-        const { rows } = await client.query(
-          `EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`,
-          p.query.values,
-        );
-        const plan = shortenIdLists(rows.map((r) => r["QUERY PLAN"]).join("\n"));
-        const offenders = plan.match(/\b(Seq Scan on \w+|(Incremental )?Sort)\b/g);
-        if (offenders) console.error(`note: ${p.name} has ${[...new Set(offenders)].join(", ")}`);
-        out.push(
-          `#### ${p.name}`,
-          "",
-          `Hot because: ${p.why}. Arguments: ${p.shows}.`,
-          "",
-          "```",
-          plan,
-          "```",
-          "",
-        );
-      }
+      // Seq Scans and Sorts are noted for every section; rows removed by a filter where the
+      // design promises none (`strict`).
+      const explained = async (list: ChatPlan[], strict = false) => {
+        for (const p of list) {
+          const { rows } = await client.query(
+            `EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`,
+            p.query.values,
+          );
+          const plan = shortenIdLists(rows.map((r) => r["QUERY PLAN"]).join("\n"));
+          const offenders = plan.match(
+            strict
+              ? /\b(Seq Scan on \w+|(Incremental )?Sort|Rows Removed by Filter: [1-9]\d*)\b/g
+              : /\b(Seq Scan on \w+|(Incremental )?Sort)\b/g,
+          );
+          if (offenders) {
+            console.error(`note: ${p.name} has ${[...new Set(offenders)].join(", ")}`);
+          }
+          out.push(
+            `#### ${p.name}`,
+            "",
+            `Hot because: ${p.why}. Arguments: ${p.shows}.`,
+            "",
+            "```",
+            plan,
+            "```",
+            "",
+          );
+        }
+      };
+      await explained(await chatPlans(client, seeded));
+
+      const messages = await seedMessages(client);
+      console.error(
+        `seeded ${messages.counts.messages.toLocaleString("en")} messages in ${(messages.ms / 1000).toFixed(1)} s`,
+      );
+      out.push(
+        "### Messages and prompts",
+        "",
+        `On ${describeMessages(messages)}. ` +
+          "EXPLAIN (ANALYZE, BUFFERS) with sample arguments, as for the chat list. " +
+          "A Seq Scan, Sort or row removed by a filter here is reported on stderr, not failed.",
+        "",
+      );
+      await explained(await messagePlans(client, messages), true);
       return out.join("\n");
     } finally {
       await client.end();
