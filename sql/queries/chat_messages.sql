@@ -53,6 +53,3 @@ SELECT chat_submit_tool_results(@chat_id, @owner_id, @results, sqlc.narg(api_key
 
 -- name: InterruptChat :exec
 SELECT chat_interrupt(@chat_id, @owner_id);
-
--- name: ListChatPendingToolCallsByChatID :many
-SELECT p.tool_call_id, p.tool_name, p.args FROM chat_pending_tool_calls(@chat_id) AS p;

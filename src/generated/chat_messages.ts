@@ -340,31 +340,3 @@ export async function interruptChat(client: Client, args: InterruptChatArgs): Pr
     rowMode: "array",
   });
 }
-
-export const listChatPendingToolCallsByChatIDQuery = `-- name: ListChatPendingToolCallsByChatID :many
-SELECT p.tool_call_id, p.tool_name, p.args FROM chat_pending_tool_calls($1) AS p`;
-
-export interface ListChatPendingToolCallsByChatIDArgs {
-  chat_id: string;
-}
-
-export interface ListChatPendingToolCallsByChatIDRow {
-  tool_call_id: string | null;
-  tool_name: string | null;
-  args: any;
-}
-
-export async function listChatPendingToolCallsByChatID(client: Client, args: ListChatPendingToolCallsByChatIDArgs): Promise<ListChatPendingToolCallsByChatIDRow[]> {
-  const result = await client.query({
-    text: listChatPendingToolCallsByChatIDQuery,
-    values: [args.chat_id],
-    rowMode: "array",
-  });
-  return result.rows.map((row) => {
-    return {
-      tool_call_id: row[0],
-      tool_name: row[1],
-      args: row[2],
-    };
-  });
-}

@@ -1,10 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
-import {
-  editChatMessage,
-  listChatPendingToolCallsByChatID,
-  sendChatMessage,
-} from "../../src/generated/chat_messages.ts";
+import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 
@@ -106,11 +102,11 @@ describe("chat_prompt_text", () => {
 
 describe("chat_pending_tool_calls", () => {
   const pending = async (chatId: string) =>
-    (await listChatPendingToolCallsByChatID(pool, { chat_id: chatId })).map((c) => [
-      c.tool_call_id,
-      c.tool_name,
-      c.args,
-    ]);
+    (
+      await pool.query("SELECT tool_call_id, tool_name, args FROM chat_pending_tool_calls($1)", [
+        chatId,
+      ])
+    ).rows.map((c) => [c.tool_call_id, c.tool_name, c.args]);
 
   it("lists the newest assistant message's unanswered calls in the order the model made them", async () => {
     const chat = await chatOf(await owner());
