@@ -168,10 +168,13 @@ DECLARE
 BEGIN
   v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
   PERFORM chat_require_writable(v_chat);
-  v_model := CASE
-    WHEN p_model_config_id IS NOT NULL THEN chat_resolve_model(p_model_config_id)
-    ELSE chat_usable_model(v_chat.last_model_config_id, chat_resolve_model(NULL))
-  END;
+  IF p_model_config_id IS NOT NULL THEN
+    v_model := chat_resolve_model(p_model_config_id);
+  ELSE
+    -- The chat's model, or the default only when the chat's is no longer usable (resolving the
+    -- default eagerly would fail every send while no default is configured).
+    v_model := COALESCE(chat_usable_model(v_chat.last_model_config_id, NULL), chat_resolve_model(NULL));
+  END IF;
   PERFORM chat_link_files(p_chat_id, p_owner_id, p_content);
   SELECT count(*) INTO v_queued FROM chat_queued_messages WHERE chat_id = p_chat_id;
   IF v_chat.status NOT IN ('pending', 'running', 'requires_action') AND v_queued = 0 THEN

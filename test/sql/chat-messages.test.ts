@@ -220,6 +220,49 @@ describe("chat_send_message", () => {
     );
   });
 
+  it("uses the chat's own model while no default model is configured, and the default only when the chat's is unusable", async () => {
+    const ownerId = await owner();
+    const model = await gen.modelConfig(pool);
+    const chat = await gen.chat(pool, {
+      ownerId,
+      organizationId: orgId,
+      model_config_id: model.id,
+    });
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+    const send = () =>
+      sendChatMessage(pool, {
+        chat_id: chat.id,
+        owner_id: ownerId,
+        content: [text("again")],
+        model_config_id: null,
+        busy_behavior: "queue",
+        api_key_id: null,
+      });
+    const { rows } = await pool.query(
+      "UPDATE chat_model_configs SET is_default = false WHERE is_default RETURNING id",
+    );
+    try {
+      expect((await send())?.message_id).toEqual(expect.any(Number));
+      await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+      await pool.query("UPDATE chat_model_configs SET enabled = false WHERE id = $1", [model.id]);
+      expect(await sqlError(send)).toMatchObject({
+        code: "PC400",
+        message: "No default model is configured.",
+      });
+    } finally {
+      await pool.query("UPDATE chat_model_configs SET is_default = true WHERE id = ANY($1)", [
+        rows.map((r) => r.id),
+      ]);
+    }
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+    await send();
+    const { rows: after } = await pool.query(
+      "SELECT last_model_config_id FROM chats WHERE id = $1",
+      [chat.id],
+    );
+    expect(after[0].last_model_config_id).toBe(rows[0].id);
+  });
+
   it("raises PC404 for another owner's chat and PC400 for an archived one", async () => {
     const ownerId = await owner();
     const chat = await chatOf(ownerId);
