@@ -354,6 +354,9 @@ CREATE OR REPLACE FUNCTION chat_update(
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
+  -- No row lock here (unlike chat_lock_for_owner): chat_archive and chat_pin take the owner's pin
+  -- lock before any row lock, and locking the row first would invert that order. The owner never
+  -- changes, so this unlocked check cannot go stale.
   IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;

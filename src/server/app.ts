@@ -3,7 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
-import { ApiError, errorHandler, notFoundHandler } from "./errors.ts";
+import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
 import { chatMessagesRoutes } from "./routes/chat-messages.ts";
@@ -46,7 +46,7 @@ export function createApp(deps: AppDeps): App {
     bodyLimit({
       maxSize,
       onError: () => {
-        throw new ApiError(413, `Request body exceeds ${maxSize} bytes.`);
+        throw tooLarge(`Request body exceeds ${maxSize} bytes.`);
       },
     });
   const jsonLimit = limit(jsonBodyLimitBytes);

@@ -47,6 +47,7 @@ export const forbidden = (message = "You are not allowed to perform this action.
   new ApiError(403, message);
 /** "Missing" and "not yours" look the same, so ids cannot be probed. */
 export const notFound = (what = "Resource") => new ApiError(404, `${what} not found.`);
+export const tooLarge = (message: string) => new ApiError(413, message);
 export const conflict = (message: string, detail?: string) => new ApiError(409, message, detail);
 
 /**

@@ -32,6 +32,9 @@ export const uuid = () =>
     .regex(uuidPattern, "must be a UUID")
     .transform((s) => s.toLowerCase());
 
+/** The {chat} path parameter of the chat routes. */
+export const chatParam = z.object({ chat: uuid() });
+
 /** Names of users, organizations, workspaces and agents share one format. */
 export const resourceName = (max: number) =>
   z

@@ -5,7 +5,7 @@ import { getChatFileByIDForOwner, insertChatFile } from "../../generated/chat_fi
 import { allowedUploadTypes, baseMediaType, sniffType } from "../../lib/sniff.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../env.ts";
-import { ApiError, badRequest, forbidden, notFound } from "../errors.ts";
+import { badRequest, forbidden, notFound, tooLarge } from "../errors.ts";
 import { uuid, validate } from "../validation.ts";
 
 /** Largest upload (API.md); app.ts applies it as the body limit of POST /files. */
@@ -51,8 +51,7 @@ export const chatFilesRoutes = new Hono<AppEnv>()
     }
     const data = Buffer.from(await c.req.arrayBuffer());
     if (data.length === 0) throw badRequest("The file is empty.");
-    if (data.length > maxFileBytes)
-      throw new ApiError(413, `Files may be at most ${maxFileBytes} bytes.`);
+    if (data.length > maxFileBytes) throw tooLarge(`Files may be at most ${maxFileBytes} bytes.`);
     const sniffed = sniffType(data);
     if (sniffed !== declared) {
       throw badRequest(

@@ -18,11 +18,11 @@ import {
 } from "../../generated/chat_queued_messages.ts";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
+import { loadChat } from "../chat-view.ts";
 import type { AppEnv } from "../env.ts";
 import { notFound } from "../errors.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";
-import { messageContent, uuid, validate } from "../validation.ts";
-import { loadChat } from "./chats.ts";
+import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
 /** History pages (API.md: limit 1..200, default 50). */
 const maxHistoryPage = 200;
@@ -32,7 +32,6 @@ const maxPrompts = 2000;
 const defaultPrompts = 500;
 
 const messageId = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-const chatParam = z.object({ chat: uuid() });
 const messageParam = z.object({ chat: uuid(), message: messageId });
 const queuedParam = z.object({ chat: uuid(), queued: messageId });
 

@@ -1,23 +1,19 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Queryable } from "../../db/index.ts";
-import { listChatFilesByChatID } from "../../generated/chat_files.ts";
 import { listEnabledModelConfigs } from "../../generated/chat_models.ts";
 import {
-  getChatByIDForOwner,
   getChatExistsByIDForOwner,
   insertChat,
   listChatsByOwner,
-  listChildChatsByRootIDs,
   listLatestChatIDsByWorkspaceIDs,
   updateChatByID,
 } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
+import { loadChat, withChildren } from "../chat-view.ts";
 import type { AppEnv } from "../env.ts";
-import { badRequest, forbidden, notFound } from "../errors.ts";
+import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
-import { type ChatRow, chatFileJson, chatJson } from "../shapes.ts";
-import { messageContent, uuid, validate } from "../validation.ts";
+import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
 /** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
 const maxPageSize = 200;
@@ -30,8 +26,6 @@ const maxWorkspaceIds = 25;
 const maxDynamicTools = 250;
 /** Tool names as model providers accept them (OpenAI and Anthropic: [a-zA-Z0-9_-]{1,64}). */
 const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
-
-const chatParam = z.object({ chat: uuid() });
 
 const dynamicTool = z.strictObject({
   name: z.string().regex(toolNamePattern, "must be 1-64 letters, digits, '_' or '-'"),
@@ -94,29 +88,6 @@ const byWorkspaceQuery = z.object({
     )
     .pipe(z.array(uuid()).max(maxWorkspaceIds)),
 });
-
-/** Roots with their children embedded (children of every depth, newest first). */
-async function withChildren(db: Queryable, roots: ChatRow[], archived: boolean) {
-  const rootIds = roots.filter((r) => r.parent_chat_id === null).map((r) => r.id);
-  const children =
-    rootIds.length > 0 ? await listChildChatsByRootIDs(db, { root_ids: rootIds, archived }) : [];
-  const byRoot = new Map<string, ChatRow[]>();
-  for (const child of children) {
-    const list = byRoot.get(child.root_chat_id!) ?? [];
-    list.push(child);
-    byRoot.set(child.root_chat_id!, list);
-  }
-  return roots.map((r) => chatJson(r, byRoot.get(r.id) ?? []));
-}
-
-/** GET /{chat}, the 201 of POST / and the interrupt response: the chat with children and files. */
-export async function loadChat(db: Queryable, ownerId: string, chatId: string) {
-  const chat = await getChatByIDForOwner(db, { id: chatId, owner_id: ownerId });
-  if (!chat) throw notFound("Chat");
-  const [json] = await withChildren(db, [chat], chat.archived);
-  const files = await listChatFilesByChatID(db, { chat_id: chat.id });
-  return { ...json!, files: files.map(chatFileJson) };
-}
 
 export const chatsRoutes = new Hono<AppEnv>()
   .get("/", validate("query", listQuery), async (c) => {
