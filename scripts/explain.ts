@@ -35,10 +35,17 @@ import {
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
 import {
+  listChatEventsAfterCursor,
+  listChatEventsByChatInRange,
+  listChatEventsByOwnerInRange,
+} from "../src/generated/chat_events.ts";
+import {
   listChatMessagesByChatID,
+  listChatMessagesByIDs,
   listChatPromptsByChatID,
 } from "../src/generated/chat_messages.ts";
 import {
+  listChatsByIDs,
   listChatsByOwner,
   listChildChatsByRootIDs,
   listLatestChatIDsByWorkspaceIDs,
@@ -242,10 +249,123 @@ async function messagePlans(client: pg.Client, seeded: SeededMessages): Promise<
   ];
 }
 
+/**
+ * The change-event reads on the log the seeding wrote (every seeded chat and message went
+ * through the triggers): the tailer at the head, a watch and a chat stream resuming from the
+ * middle of the log, and the renderer's batch lookups.
+ */
+async function eventPlans(
+  client: pg.Client,
+  chats: SeededChats,
+  messages: SeededMessages,
+): Promise<{ total: number; plans: ChatPlan[] }> {
+  const total = Number((await client.query("SELECT count(*) AS n FROM chat_events")).rows[0].n);
+  const at = async (sql: string, values: unknown[]) =>
+    (await client.query<{ xid: string; id: number }>(sql, values)).rows[0]!;
+  const ordered = "SELECT xid::text AS xid, id FROM chat_events";
+  const nearHead = await at(`${ordered} ORDER BY xid DESC, id DESC OFFSET 1000 LIMIT 1`, []);
+  const head = await at(`${ordered} ORDER BY xid DESC, id DESC LIMIT 1`, []);
+  // Resuming from the middle of the owner's (the chat's) own events.
+  const middleOf = async (column: string, value: string) => {
+    const where = `FROM chat_events WHERE ${column} = $1`;
+    const n = Number((await client.query(`SELECT count(*) AS n ${where}`, [value])).rows[0].n);
+    const mid = await at(
+      `SELECT xid::text AS xid, id ${where} ORDER BY xid, id OFFSET $2 LIMIT 1`,
+      [value, Math.floor(n / 2)],
+    );
+    return {
+      after_xid: mid.xid,
+      after_id: mid.id,
+      until_xid: head.xid,
+      until_id: head.id,
+      page_limit: 500,
+      n,
+    };
+  };
+  const { n: ownerEvents, ...ownerRange } = await middleOf("owner_id", chats.heavyOwnerId);
+  const { n: chatEvents, ...chatRange } = await middleOf("chat_id", messages.targetChatId);
+  const pageOfChats = await client.query<{ id: string }>(
+    "SELECT id FROM chats WHERE owner_id = $1 LIMIT 50",
+    [chats.heavyOwnerId],
+  );
+  const pageOfMessages = await client.query<{ id: number }>(
+    "SELECT id FROM chat_messages WHERE chat_id = $1 ORDER BY id DESC LIMIT 50",
+    [messages.targetChatId],
+  );
+  const watchKinds = [
+    "created",
+    "deleted",
+    "status_change",
+    "title_change",
+    "summary_change",
+    "diff_status_change",
+    "action_required",
+    "context_dirty",
+    "updated",
+    "hard_deleted",
+  ] as const;
+  const streamKinds = [
+    "status_change",
+    "action_required",
+    "message",
+    "queue_update",
+    "history_reset",
+  ] as const;
+  return {
+    total,
+    plans: [
+      {
+        name: "ListChatEventsAfterCursor",
+        why: "the tailer, on every NOTIFY and safety poll",
+        shows: "a cursor 1,000 events behind the head, page of 1,000",
+        query: await capturedQuery(listChatEventsAfterCursor, {
+          after_xid: nearHead.xid,
+          after_id: nearHead.id,
+          page_limit: 1000,
+        }),
+      },
+      {
+        name: "ListChatEventsByOwnerInRange",
+        why: "a watch stream reconnecting with Last-Event-ID",
+        shows: `heavy owner (${ownerEvents.toLocaleString("en")} events), from the middle of its events to the head, watch kinds, page of 500`,
+        query: await capturedQuery(listChatEventsByOwnerInRange, {
+          owner_id: chats.heavyOwnerId,
+          kinds: [...watchKinds],
+          ...ownerRange,
+        }),
+      },
+      {
+        name: "ListChatEventsByChatInRange",
+        why: "a chat stream reconnecting with Last-Event-ID",
+        shows: `the messages' target chat (${chatEvents.toLocaleString("en")} events), from the middle of its events to the head, stream kinds, page of 500`,
+        query: await capturedQuery(listChatEventsByChatInRange, {
+          chat_id: messages.targetChatId,
+          kinds: [...streamKinds],
+          ...chatRange,
+        }),
+      },
+      {
+        name: "ListChatsByIDs",
+        why: "rendering a batch of watch events (each chat read once per batch)",
+        shows: "50 chats",
+        query: await capturedQuery(listChatsByIDs, { ids: pageOfChats.rows.map((r) => r.id) }),
+      },
+      {
+        name: "ListChatMessagesByIDs",
+        why: "rendering a batch of chat-stream `message` events",
+        shows: "50 messages",
+        query: await capturedQuery(listChatMessagesByIDs, {
+          ids: pageOfMessages.rows.map((r) => r.id),
+        }),
+      },
+    ],
+  };
+}
+
 /** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
 function shortenIdLists(plan: string): string {
   return plan.replace(
-    /'\{[0-9a-f-]{36}(,[0-9a-f-]{36})+\}'/g,
+    /'\{([0-9a-f-]{36}|\d+)(,([0-9a-f-]{36}|\d+))+\}'/g,
     (m) => `'{<${m.split(",").length} ids>}'`,
   );
 }
@@ -340,6 +460,17 @@ async function plans(): Promise<string> {
         "",
       );
       await explained(await messagePlans(client, messages), true);
+
+      await client.query("ANALYZE chat_events");
+      const events = await eventPlans(client, seeded, messages);
+      out.push(
+        "### Change events",
+        "",
+        `On the ${events.total.toLocaleString("en")} events the seeding above wrote through the ` +
+          "triggers. EXPLAIN (ANALYZE, BUFFERS) with sample arguments, as for the chat list.",
+        "",
+      );
+      await explained(events.plans);
       return out.join("\n");
     } finally {
       await client.end();

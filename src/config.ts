@@ -25,6 +25,12 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   PGCHATD_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PGCHATD_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  PGCHATD_EVENTS_NOTIFY: z.enum(["trigger", "batched", "off"]).default("trigger"),
+  PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(24 * 3600),
 });
 
 export interface Config {
@@ -37,6 +43,10 @@ export interface Config {
   dbPoolMax: number;
   /** How long a shutdown waits for in-flight requests before closing their connections. */
   shutdownTimeoutMs: number;
+  /** How change events wake the tailers (docs/operations.md "Change events"). */
+  eventsNotify: "trigger" | "batched" | "off";
+  /** Change events older than this are pruned; a stream resuming from before it resyncs. */
+  eventRetentionSeconds: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -55,5 +65,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     dbPoolMax: e.PGCHATD_DB_POOL_MAX,
     shutdownTimeoutMs: e.PGCHATD_SHUTDOWN_TIMEOUT_MS,
+    eventsNotify: e.PGCHATD_EVENTS_NOTIFY,
+    eventRetentionSeconds: e.PGCHATD_EVENT_RETENTION_SECONDS,
   };
 }

@@ -79,6 +79,14 @@ LANGUAGE sql STABLE AS $$
   ORDER BY n;
 $$;
 
+-- The pending client tool calls as an action_required payload: [{tool_call_id, tool_name, args}].
+CREATE OR REPLACE FUNCTION chat_events_tool_calls(p_chat_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(jsonb_agg(jsonb_build_object(
+    'tool_call_id', t.tool_call_id, 'tool_name', t.tool_name, 'args', t.args)), '[]')
+  FROM chat_pending_tool_calls(p_chat_id) t;
+$$;
+
 -- Answers every pending tool call with an error result (interrupt, promote, timeout) in one tool
 -- message. Returns how many calls it answered.
 CREATE OR REPLACE FUNCTION chat_fail_pending_tool_calls(p_chat_id uuid, p_reason text) RETURNS integer

@@ -53,3 +53,21 @@ SELECT chat_submit_tool_results(@chat_id, @owner_id, @results, sqlc.narg(api_key
 
 -- name: InterruptChat :exec
 SELECT chat_interrupt(@chat_id, @owner_id);
+
+-- name: ListChatMessagesByIDs :many
+-- Change events: the messages a batch of `message` events names.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE id = ANY(@ids::bigint[]);
+
+-- name: ListChatMessagesAfterIDByChatID :many
+-- A chat stream's snapshot: the messages users see after an id, oldest first, one page at a time.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE chat_id = @chat_id AND NOT deleted AND visibility <> 'model' AND id > @after_id
+ORDER BY id
+LIMIT @page_limit;

@@ -17,3 +17,10 @@ SELECT chat_promote_queued(@chat_id, @owner_id, @queued_id) AS message_id;
 DELETE FROM chat_queued_messages q
 USING chats c
 WHERE q.id = @id AND q.chat_id = @chat_id AND c.id = q.chat_id AND c.owner_id = @owner_id;
+
+-- name: ListChatQueuedMessagesByChatIDs :many
+-- Change events: the queues a batch of `queue_update` events names, each in FIFO order.
+SELECT id, chat_id, content, created_at, model_config_id, created_by
+FROM chat_queued_messages
+WHERE chat_id = ANY(@chat_ids::uuid[])
+ORDER BY chat_id, position;

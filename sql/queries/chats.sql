@@ -134,3 +134,18 @@ CROSS JOIN LATERAL (
 -- name: MarkChatReadByID :one
 -- Moves the read cursor to the newest message (stream connect and disconnect).
 SELECT chat_mark_read(@id) AS last_read_message_id;
+
+-- name: ListChatsByIDs :many
+-- Change events: the chats a batch of events names, each read once however many events and
+-- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
+SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
+  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
+  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
+  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
+  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
+  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
+  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
+  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
+  c.diff_refreshed_at, c.diff_stale_at
+FROM chats_expanded c
+WHERE c.id = ANY(@ids::uuid[]);

@@ -75,3 +75,114 @@ $$;
 CREATE OR REPLACE TRIGGER chats_500_track_changes
   BEFORE UPDATE ON chats
   FOR EACH ROW EXECUTE FUNCTION chats__track_changes();
+
+-- Change events for the owner's watch stream: one `created` per new chat. Statement-level with a
+-- transition table, so a statement that writes many chats writes its events in one INSERT.
+CREATE OR REPLACE FUNCTION chats__events_on_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() = 'off' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
+  SELECT n.id, n.owner_id, 'created', n.version FROM new_rows n ORDER BY n.created_at, n.id;
+  IF FOUND THEN
+    PERFORM chat_events_notify();
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_900_events_on_insert
+  AFTER INSERT ON chats REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_insert();
+
+-- Change events for an update, one row per kind that applies (API.md "Streams"):
+--   archive / unarchive -> deleted / created (one per family member: the cascade updates each);
+--   status -> status_change, plus action_required with the pending tool calls on entering
+--   requires_action; title -> title_change; last_turn_summary -> summary_change;
+--   context marked dirty -> context_dirty; anything else a client sees -> updated.
+-- WARNING: runner bookkeeping (heartbeat_at, worker_id, started_at) emits nothing, or every
+-- heartbeat of every running chat would reach every watcher.
+CREATE OR REPLACE FUNCTION chats__events_on_update() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() = 'off' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
+  SELECT n.id, n.owner_id, k.kind, n.version, k.payload
+  FROM new_rows n
+  JOIN old_rows o ON o.id = n.id
+  CROSS JOIN LATERAL (
+    SELECT 'deleted'::chat_event_kind, NULL::jsonb, 1 WHERE n.archived AND NOT o.archived
+    UNION ALL
+    SELECT 'created', NULL, 1 WHERE o.archived AND NOT n.archived
+    UNION ALL
+    SELECT 'status_change', jsonb_build_object('status', n.status, 'previous_status', o.status)
+      || CASE WHEN n.status = 'error' THEN jsonb_build_object('error', n.last_error) ELSE '{}' END, 2
+    WHERE n.status <> o.status
+    UNION ALL
+    SELECT 'action_required', jsonb_build_object('tool_calls', chat_events_tool_calls(n.id)), 3
+    WHERE n.status = 'requires_action' AND o.status <> 'requires_action'
+    UNION ALL
+    SELECT 'title_change', NULL, 4 WHERE n.title <> o.title
+    UNION ALL
+    SELECT 'summary_change', NULL, 5 WHERE n.last_turn_summary IS DISTINCT FROM o.last_turn_summary
+    UNION ALL
+    SELECT 'context_dirty', NULL, 6
+    WHERE n.context_dirty_since IS NOT NULL AND o.context_dirty_since IS NULL
+    UNION ALL
+    -- Only what no other kind explains: updated_at and last_error move with a status change,
+    -- the dirty resources with context_dirty.
+    SELECT 'updated', NULL, 7
+    WHERE n.archived = o.archived AND (
+      (n.pin_order, n.labels, n.workspace_id, n.build_id, n.agent_id, n.mode, n.plan_mode,
+       n.last_model_config_id, n.mcp_server_ids, n.dynamic_tools, n.last_read_message_id,
+       n.context_aggregate_hash, n.context_error)
+      IS DISTINCT FROM
+      (o.pin_order, o.labels, o.workspace_id, o.build_id, o.agent_id, o.mode, o.plan_mode,
+       o.last_model_config_id, o.mcp_server_ids, o.dynamic_tools, o.last_read_message_id,
+       o.context_aggregate_hash, o.context_error)
+      OR (n.context_dirty_since IS NULL AND o.context_dirty_since IS NOT NULL)
+      OR (n.context_dirty_resources IS DISTINCT FROM o.context_dirty_resources
+          AND NOT (n.context_dirty_since IS NOT NULL AND o.context_dirty_since IS NULL))
+      OR (n.status = o.status
+          AND (n.updated_at <> o.updated_at OR n.last_error IS DISTINCT FROM o.last_error))
+    )
+  ) k(kind, payload, ord)
+  ORDER BY n.id, k.ord;
+  IF FOUND THEN
+    PERFORM chat_events_notify();
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_900_events_on_update
+  AFTER UPDATE ON chats REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_update();
+
+-- A chat removed for good (a DBA's DELETE, or its owner deleted): `hard_deleted`, carrying the
+-- identity fields, because the row is gone when the event is rendered.
+CREATE OR REPLACE FUNCTION chats__events_on_delete() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() = 'off' THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
+  SELECT o.id, o.owner_id, 'hard_deleted', o.version + 1,
+    jsonb_build_object('organization_id', o.organization_id, 'parent_chat_id', o.parent_chat_id,
+      'root_chat_id', o.root_chat_id, 'title', o.title)
+  FROM old_rows o ORDER BY o.id;
+  IF FOUND THEN
+    PERFORM chat_events_notify();
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_900_events_on_delete
+  AFTER DELETE ON chats REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_delete();

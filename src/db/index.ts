@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import { type BootstrapResult, bootstrap } from "./bootstrap.ts";
 import { EmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
-import { createPool, type Pool } from "./pool.ts";
+import { createPool, type Pool, type PoolOptions } from "./pool.ts";
 
 export type { Pool, PoolClient, Queryable } from "./pool.ts";
 export { withTx } from "./pool.ts";
@@ -15,6 +15,8 @@ export interface DatabaseOptions {
   dataDir: string;
   bootstrapToken?: string | undefined;
   poolMax?: number;
+  /** Sets pgchatd.events on the pool's sessions (see PoolOptions.eventsMode). */
+  eventsMode?: PoolOptions["eventsMode"];
   logger: Logger;
 }
 
@@ -61,7 +63,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
         bootstrapped = await bootstrap(client, { bootstrapToken: opts.bootstrapToken });
       },
     });
-    const pool = createPool({ connectionString: url, max: opts.poolMax ?? 10 });
+    const pool = createPool({
+      connectionString: url,
+      max: opts.poolMax ?? 10,
+      eventsMode: opts.eventsMode,
+    });
     return {
       pool,
       url,

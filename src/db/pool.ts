@@ -92,12 +92,18 @@ export interface PoolOptions {
   /** Upper bound on connections; each is a backend process on the server. */
   max?: number;
   applicationName?: string;
+  /**
+   * The session setting pgchatd.events (sql/functions/chat_events.sql): whether this pool's
+   * transactions NOTIFY from the change-event triggers. Unset means "trigger".
+   */
+  eventsMode?: "trigger" | "batched" | "off";
 }
 
 /** Connection settings shared by pools and one-off clients, so both parse values alike. */
 export function clientConfig(
   connectionString: string,
   applicationName = "pgchatd",
+  eventsMode: PoolOptions["eventsMode"] = "trigger",
 ): pg.ClientConfig {
   return {
     connectionString,
@@ -107,13 +113,13 @@ export function clientConfig(
     // random_page_cost 1.1: the working set is in memory or on SSD. With the default (4) the planner
     // prefers a sequential scan plus sort over 50 ordered index lookups for a small owner's list
     // page (measured in bench/list.ts: 1.49 ms with a Seq Scan and Sort, 0.52 ms without).
-    options: "-c TimeZone=UTC -c random_page_cost=1.1",
+    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c pgchatd.events=${eventsMode}`,
   };
 }
 
 export function createPool(opts: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
-    ...clientConfig(opts.connectionString, opts.applicationName),
+    ...clientConfig(opts.connectionString, opts.applicationName, opts.eventsMode),
     max: opts.max ?? 10,
     // A connection that cannot be made in 10 s means the server is down or saturated; fail the
     // request instead of queueing it forever.

@@ -340,3 +340,125 @@ export async function interruptChat(client: Client, args: InterruptChatArgs): Pr
     rowMode: "array",
   });
 }
+
+export const listChatMessagesByIDsQuery = `-- name: ListChatMessagesByIDs :many
+-- Change events: the messages a batch of \`message\` events names.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE id = ANY($1::bigint[])`;
+
+export interface ListChatMessagesByIDsArgs {
+  ids: number[];
+}
+
+export interface ListChatMessagesByIDsRow {
+  id: number;
+  chat_id: string;
+  created_at: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+  model_config_id: string | null;
+  created_by: string | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  total_tokens: number | null;
+  reasoning_tokens: number | null;
+  cache_creation_tokens: number | null;
+  cache_read_tokens: number | null;
+  context_limit: number | null;
+  total_cost_micros: number | null;
+  runtime_ms: number | null;
+}
+
+export async function listChatMessagesByIDs(client: Client, args: ListChatMessagesByIDsArgs): Promise<ListChatMessagesByIDsRow[]> {
+  const result = await client.query({
+    text: listChatMessagesByIDsQuery,
+    values: [args.ids],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      chat_id: row[1],
+      created_at: row[2],
+      role: row[3],
+      content: row[4],
+      model_config_id: row[5],
+      created_by: row[6],
+      input_tokens: row[7],
+      output_tokens: row[8],
+      total_tokens: row[9],
+      reasoning_tokens: row[10],
+      cache_creation_tokens: row[11],
+      cache_read_tokens: row[12],
+      context_limit: row[13],
+      total_cost_micros: row[14],
+      runtime_ms: row[15],
+    };
+  });
+}
+
+export const listChatMessagesAfterIDByChatIDQuery = `-- name: ListChatMessagesAfterIDByChatID :many
+-- A chat stream's snapshot: the messages users see after an id, oldest first, one page at a time.
+SELECT id, chat_id, created_at, role, content, model_config_id, created_by, input_tokens,
+  output_tokens, total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens,
+  context_limit, total_cost_micros, runtime_ms
+FROM chat_messages
+WHERE chat_id = $1 AND NOT deleted AND visibility <> 'model' AND id > $2
+ORDER BY id
+LIMIT $3`;
+
+export interface ListChatMessagesAfterIDByChatIDArgs {
+  chat_id: string;
+  after_id: number;
+  page_limit: number;
+}
+
+export interface ListChatMessagesAfterIDByChatIDRow {
+  id: number;
+  chat_id: string;
+  created_at: string;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+  model_config_id: string | null;
+  created_by: string | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  total_tokens: number | null;
+  reasoning_tokens: number | null;
+  cache_creation_tokens: number | null;
+  cache_read_tokens: number | null;
+  context_limit: number | null;
+  total_cost_micros: number | null;
+  runtime_ms: number | null;
+}
+
+export async function listChatMessagesAfterIDByChatID(client: Client, args: ListChatMessagesAfterIDByChatIDArgs): Promise<ListChatMessagesAfterIDByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatMessagesAfterIDByChatIDQuery,
+    values: [args.chat_id, args.after_id, args.page_limit],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      chat_id: row[1],
+      created_at: row[2],
+      role: row[3],
+      content: row[4],
+      model_config_id: row[5],
+      created_by: row[6],
+      input_tokens: row[7],
+      output_tokens: row[8],
+      total_tokens: row[9],
+      reasoning_tokens: row[10],
+      cache_creation_tokens: row[11],
+      cache_read_tokens: row[12],
+      context_limit: row[13],
+      total_cost_micros: row[14],
+      runtime_ms: row[15],
+    };
+  });
+}

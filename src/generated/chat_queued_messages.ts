@@ -131,3 +131,41 @@ export async function deleteChatQueuedMessage(client: Client, args: DeleteChatQu
   });
   return result.rowCount ?? 0;
 }
+
+export const listChatQueuedMessagesByChatIDsQuery = `-- name: ListChatQueuedMessagesByChatIDs :many
+-- Change events: the queues a batch of \`queue_update\` events names, each in FIFO order.
+SELECT id, chat_id, content, created_at, model_config_id, created_by
+FROM chat_queued_messages
+WHERE chat_id = ANY($1::uuid[])
+ORDER BY chat_id, position`;
+
+export interface ListChatQueuedMessagesByChatIDsArgs {
+  chat_ids: string[];
+}
+
+export interface ListChatQueuedMessagesByChatIDsRow {
+  id: number;
+  chat_id: string;
+  content: any;
+  created_at: string;
+  model_config_id: string | null;
+  created_by: string | null;
+}
+
+export async function listChatQueuedMessagesByChatIDs(client: Client, args: ListChatQueuedMessagesByChatIDsArgs): Promise<ListChatQueuedMessagesByChatIDsRow[]> {
+  const result = await client.query({
+    text: listChatQueuedMessagesByChatIDsQuery,
+    values: [args.chat_ids],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      chat_id: row[1],
+      content: row[2],
+      created_at: row[3],
+      model_config_id: row[4],
+      created_by: row[5],
+    };
+  });
+}

@@ -600,3 +600,121 @@ export async function markChatReadByID(client: Client, args: MarkChatReadByIDArg
     last_read_message_id: row[0],
   };
 }
+
+export const listChatsByIDsQuery = `-- name: ListChatsByIDs :many
+-- Change events: the chats a batch of events names, each read once however many events and
+-- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
+SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
+  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
+  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
+  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
+  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
+  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
+  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
+  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
+  c.diff_refreshed_at, c.diff_stale_at
+FROM chats_expanded c
+WHERE c.id = ANY($1::uuid[])`;
+
+export interface ListChatsByIDsArgs {
+  ids: string[];
+}
+
+export interface ListChatsByIDsRow {
+  id: string;
+  owner_id: string;
+  organization_id: string;
+  workspace_id: string | null;
+  build_id: string | null;
+  agent_id: string | null;
+  parent_chat_id: string | null;
+  root_chat_id: string | null;
+  last_model_config_id: string;
+  title: string;
+  status: "waiting" | "pending" | "running" | "paused" | "completed" | "error" | "requires_action";
+  last_error: any;
+  created_at: string;
+  updated_at: string;
+  archived: boolean;
+  pin_order: number;
+  mode: string | null;
+  plan_mode: string | null;
+  client_type: "ui" | "api";
+  mcp_server_ids: string[];
+  labels: any;
+  has_unread: boolean;
+  last_turn_summary: string | null;
+  context_aggregate_hash: string | null;
+  context_dirty_since: string | null;
+  context_dirty_resources: any;
+  context_error: string | null;
+  version: number;
+  diff_chat_id: string | null;
+  diff_url: string | null;
+  diff_pull_request_state: string | null;
+  diff_pull_request_title: string | null;
+  diff_pull_request_draft: boolean | null;
+  diff_pr_number: number | null;
+  diff_changes_requested: boolean | null;
+  diff_additions: number | null;
+  diff_deletions: number | null;
+  diff_changed_files: number | null;
+  diff_git_branch: string | null;
+  diff_git_remote_origin: string | null;
+  diff_refreshed_at: string | null;
+  diff_stale_at: string | null;
+}
+
+export async function listChatsByIDs(client: Client, args: ListChatsByIDsArgs): Promise<ListChatsByIDsRow[]> {
+  const result = await client.query({
+    text: listChatsByIDsQuery,
+    values: [args.ids],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      owner_id: row[1],
+      organization_id: row[2],
+      workspace_id: row[3],
+      build_id: row[4],
+      agent_id: row[5],
+      parent_chat_id: row[6],
+      root_chat_id: row[7],
+      last_model_config_id: row[8],
+      title: row[9],
+      status: row[10],
+      last_error: row[11],
+      created_at: row[12],
+      updated_at: row[13],
+      archived: row[14],
+      pin_order: row[15],
+      mode: row[16],
+      plan_mode: row[17],
+      client_type: row[18],
+      mcp_server_ids: row[19],
+      labels: row[20],
+      has_unread: row[21],
+      last_turn_summary: row[22],
+      context_aggregate_hash: row[23],
+      context_dirty_since: row[24],
+      context_dirty_resources: row[25],
+      context_error: row[26],
+      version: row[27],
+      diff_chat_id: row[28],
+      diff_url: row[29],
+      diff_pull_request_state: row[30],
+      diff_pull_request_title: row[31],
+      diff_pull_request_draft: row[32],
+      diff_pr_number: row[33],
+      diff_changes_requested: row[34],
+      diff_additions: row[35],
+      diff_deletions: row[36],
+      diff_changed_files: row[37],
+      diff_git_branch: row[38],
+      diff_git_remote_origin: row[39],
+      diff_refreshed_at: row[40],
+      diff_stale_at: row[41],
+    };
+  });
+}

@@ -7,6 +7,7 @@ import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
 import { chatMessagesRoutes } from "./routes/chat-messages.ts";
+import { chatStreamsRoutes } from "./routes/chat-streams.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
@@ -42,6 +43,15 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(metricsMiddleware(metrics));
+  if (deps.watch) {
+    const watch = deps.watch;
+    // A request that may have written has committed by now: deliver its events without waiting
+    // for the NOTIFY round trip, and in batched mode schedule the one NOTIFY for other replicas.
+    app.use(async (c, next) => {
+      await next();
+      if (c.req.method !== "GET" && c.req.method !== "HEAD") watch.poke();
+    });
+  }
   const limit = (maxSize: number) =>
     bodyLimit({
       maxSize,
@@ -69,8 +79,9 @@ export function createApp(deps: AppDeps): App {
 
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
-  // Before chatsRoutes, whose /:chat would otherwise take "files".
+  // Before chatsRoutes, whose /:chat would otherwise take "files" and "watch".
   chats.route("/files", chatFilesRoutes);
+  chats.route("/", chatStreamsRoutes);
   chats.route("/", chatMessagesRoutes);
   chats.route("/", chatsRoutes);
   app.route("/api/experimental/chats", chats);

@@ -2,6 +2,7 @@ import type { Pool } from "../db/index.ts";
 import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Logger } from "../log.ts";
+import type { Watch } from "../watch/index.ts";
 
 /** A user as the API shows it (GET /users/me). */
 export type User = GetUserByIDRow;
@@ -17,6 +18,8 @@ export type UserActor = Extract<Actor, { kind: "user" }>;
 export interface AppDeps {
   db: Pool;
   logger: Logger;
+  /** Change events (GET /watch, GET /{chat}/stream); absent, those routes answer 503. */
+  watch?: Watch | undefined;
 }
 
 export interface AppEnv {

@@ -49,6 +49,8 @@ export const forbidden = (message = "You are not allowed to perform this action.
 export const notFound = (what = "Resource") => new ApiError(404, `${what} not found.`);
 export const tooLarge = (message: string) => new ApiError(413, message);
 export const conflict = (message: string, detail?: string) => new ApiError(409, message, detail);
+/** A part of the server that the request needs is not running (a fault, never bad input). */
+export const unavailable = (message: string) => new ApiError(503, message);
 
 /**
  * Project SQLSTATEs (class PC): the last three characters are the HTTP status. SQL raises them

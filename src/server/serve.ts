@@ -3,8 +3,11 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Config } from "../config.ts";
 import { type Database, openDatabase } from "../db/index.ts";
+import { startEventPruning } from "../jobs/prune-events.ts";
 import type { Logger } from "../log.ts";
+import { startWatch, type Watch } from "../watch/index.ts";
 import { createApp } from "./app.ts";
+import { createEventRenderer } from "./event-frames.ts";
 
 /** How often a draining server closes connections that went idle. */
 const idleSweepMs = 100;
@@ -12,6 +15,7 @@ const idleSweepMs = 100;
 export interface RunningServer {
   url: string;
   database: Database;
+  watch: Watch;
   /** Stops accepting, drains in-flight requests (up to the shutdown timeout), then closes the database. */
   close(): Promise<void>;
 }
@@ -34,16 +38,37 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     dataDir: config.dataDir,
     bootstrapToken: config.bootstrapToken,
     poolMax: config.dbPoolMax,
+    eventsMode: config.eventsNotify,
     logger,
   });
   let server: Server;
   let address: AddressInfo;
+  let watch: Watch;
   try {
-    const app = createApp({ db: database.pool, logger });
+    watch = await startWatch({
+      url: database.url,
+      pool: database.pool,
+      logger,
+      render: createEventRenderer(database.pool),
+      mode: config.eventsNotify,
+    });
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const pruning = startEventPruning({
+    pool: database.pool,
+    retentionSeconds: config.eventRetentionSeconds,
+    logger,
+  });
+  try {
+    const app = createApp({ db: database.pool, logger, watch });
     // Without createServer options @hono/node-server builds a plain node:http server.
     server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }) as Server;
     address = await listen(server);
   } catch (err) {
+    await pruning.stop();
+    await watch.close();
     await database.close();
     throw err;
   }
@@ -68,11 +93,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
           resolve();
         });
         server.closeIdleConnections();
+        // Streams never end by themselves: end them so their requests finish and the drain can.
+        watch.hub.closeAll();
       });
+      await pruning.stop();
+      await watch.close();
       await database.close();
       logger.info("pgchatd stopped");
     })();
     return closing;
   };
-  return { url, database, close };
+  return { url, database, watch, close };
 }

@@ -1,0 +1,64 @@
+-- Change events: the NOTIFY mode, the read horizon and pruning. The rows themselves are written
+-- by the *_900_* triggers in sql/triggers/.
+
+-- How this session publishes events, from the session setting pgchatd.events:
+--   trigger (default; also any session that does not set it, such as psql): the triggers write
+--           chat_events and NOTIFY chat_events in the same transaction;
+--   batched: the triggers write chat_events only; the server sends one NOTIFY per short interval
+--           after its own commits (src/watch/notifier.ts);
+--   off:     nothing is written (benchmark baseline only: watch streams see nothing).
+CREATE OR REPLACE FUNCTION chat_events_mode() RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(NULLIF(current_setting('pgchatd.events', true), ''), 'trigger');
+$$;
+
+-- Wakes the tailers after commit. WARNING: the payload is the transaction id, so every call in
+-- one transaction is the same notification and Postgres delivers it once; it carries no event
+-- data (readers read chat_events), so it stays a few bytes whatever the chat holds.
+CREATE OR REPLACE FUNCTION chat_events_notify() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() = 'trigger' THEN
+    PERFORM pg_notify('chat_events', pg_current_xact_id()::text);
+  END IF;
+END;
+$$;
+
+-- Deletes the oldest events: the longest prefix, in cursor order, of committed events created
+-- before p_before, at most p_limit rows per call (short transactions; call again while it returns
+-- p_limit). Moves chat_event_horizon to the last deleted cursor, so a stream resuming from below
+-- it is told to resync instead of silently missing events.
+CREATE OR REPLACE FUNCTION chat_events_prune(p_before timestamptz, p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_xid xid8;
+  v_id bigint;
+  v_count integer;
+BEGIN
+  -- Replicas run this job on their own schedule; one pass at a time is enough.
+  IF NOT pg_try_advisory_xact_lock(hashtext('chat_events_prune')) THEN
+    RETURN 0;
+  END IF;
+  SELECT p.xid, p.id INTO v_xid, v_id
+  FROM (
+    SELECT e.xid, e.id, bool_and(e.created_at < p_before) OVER (ORDER BY e.xid, e.id) AS all_old
+    FROM (
+      SELECT xid, id, created_at FROM chat_events
+      WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+      ORDER BY xid, id
+      LIMIT p_limit
+    ) e
+  ) p
+  WHERE p.all_old
+  ORDER BY p.xid DESC, p.id DESC
+  LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  DELETE FROM chat_events WHERE (xid, id) <= (v_xid, v_id);
+  GET DIAGNOSTICS v_count = ROW_COUNT;
+  UPDATE chat_event_horizon SET pruned_xid = v_xid, pruned_id = v_id
+  WHERE (pruned_xid, pruned_id) < (v_xid, v_id);
+  RETURN v_count;
+END;
+$$;

@@ -1,0 +1,64 @@
+import type { Pool } from "../db/index.ts";
+import { pruneChatEvents } from "../generated/chat_events.ts";
+import type { Logger } from "../log.ts";
+
+/** Rows per delete: each batch is its own short transaction, so pruning never blocks for long. */
+const batchSize = 10_000;
+/** How often to prune: the log holds at most retention plus five minutes of events. */
+export const pruneIntervalMs = 5 * 60_000;
+
+export interface EventPruning {
+  /** Prunes everything older than the retention now; resolves with the number of rows deleted. */
+  runOnce(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Deletes change events older than the retention (PGCHATD_EVENT_RETENTION_SECONDS, default 24 h),
+ * on every replica (chat_events_prune lets one run at a time). A stream resuming from a pruned
+ * cursor is told to resync.
+ */
+export function startEventPruning(opts: {
+  pool: Pool;
+  retentionSeconds: number;
+  logger: Logger;
+  intervalMs?: number;
+}): EventPruning {
+  const log = opts.logger.child({ component: "prune-events" });
+  let running: Promise<number> | undefined;
+
+  async function prune(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const row = await pruneChatEvents(opts.pool, {
+        retention_seconds: opts.retentionSeconds,
+        batch_size: batchSize,
+      });
+      const deleted = row?.deleted ?? 0;
+      total += deleted;
+      if (deleted < batchSize) break;
+    }
+    if (total > 0) log.info({ deleted: total }, "pruned change events");
+    return total;
+  }
+
+  const runOnce = () => {
+    running ??= prune().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+
+  const timer = setInterval(() => {
+    runOnce().catch((err) => log.warn({ err }, "pruning change events failed"));
+  }, opts.intervalMs ?? pruneIntervalMs);
+  timer.unref();
+
+  return {
+    runOnce,
+    async stop() {
+      clearInterval(timer);
+      await running?.catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import type { Queryable } from "../db/index.ts";
+import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
+import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queued_messages.ts";
+import { listChatsByIDs } from "../generated/chats.ts";
+import {
+  type Cursor,
+  type EventRow,
+  type Frame,
+  formatCursor,
+  type RenderEvents,
+  type RenderedEvent,
+  type Wanted,
+} from "../watch/index.ts";
+import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+
+/*
+ * Change events as SSE frames (API.md "Streams"). Frames are built here as whole strings rather
+ * than with streamSSE's writeSSE, because one frame goes to every subscriber of a chat or owner:
+ * it is rendered and serialised once per process, not once per subscriber.
+ */
+
+/** One SSE block. `data` is JSON text (never contains a newline). */
+export function sseBlock(event: string, data: string, cursor?: Cursor): string {
+  const id = cursor ? `id: ${formatCursor(cursor)}\n` : "";
+  return `${id}event: ${event}\ndata: ${data}\n\n`;
+}
+
+/** Chat stream frame bodies, shared by the snapshot (routes) and live events (renderer). */
+export const streamData = {
+  status: (chatId: string, status: string) => JSON.stringify({ chat_id: chatId, status }),
+  queue: (queued: ReturnType<typeof chatQueuedMessageJson>[]) =>
+    JSON.stringify({ queued_messages: queued }),
+};
+
+/** Rendered chats by id, newest version kept; bounded so a long-lived process stays small. */
+const chatCacheSize = 10_000;
+
+interface CachedChat {
+  version: number;
+  ownerId: string;
+  json: string;
+}
+
+/**
+ * The renderer the tailer calls for each batch. It reads every chat, message and queue the batch
+ * needs in at most three queries, and reuses a chat rendered at the event's version or later
+ * (API.md: a watch event carries the chat at or after the event's version).
+ */
+export function createEventRenderer(db: Queryable): RenderEvents {
+  const chats = new Map<string, CachedChat>();
+
+  function remember(id: string, entry: CachedChat) {
+    chats.delete(id);
+    chats.set(id, entry);
+    if (chats.size > chatCacheSize) chats.delete(chats.keys().next().value!);
+  }
+
+  return async (rows: EventRow[], wanted: Wanted[]): Promise<RenderedEvent[]> => {
+    const chatIds = new Set<string>();
+    const messageIds = new Set<number>();
+    const queueChatIds = new Set<string>();
+    rows.forEach((row, i) => {
+      const w = wanted[i]!;
+      if (w.watch && row.kind !== "hard_deleted") {
+        const cached = chats.get(row.chat_id);
+        // A diff status lives in its own table: it changes without moving the chat's version.
+        const fresh =
+          cached && cached.version >= row.chat_version && row.kind !== "diff_status_change";
+        if (!fresh) chatIds.add(row.chat_id);
+      }
+      if (w.stream && row.kind === "message") messageIds.add(Number(row.payload?.message_id));
+      if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id);
+    });
+    const [chatRows, messageRows, queueRows] = await Promise.all([
+      chatIds.size > 0 ? listChatsByIDs(db, { ids: [...chatIds] }) : [],
+      messageIds.size > 0 ? listChatMessagesByIDs(db, { ids: [...messageIds] }) : [],
+      queueChatIds.size > 0
+        ? listChatQueuedMessagesByChatIDs(db, { chat_ids: [...queueChatIds] })
+        : [],
+    ]);
+    const loaded = new Map<string, CachedChat | null>();
+    for (const id of chatIds) loaded.set(id, null);
+    for (const c of chatRows as ChatRow[]) {
+      const entry = { version: c.version, ownerId: c.owner_id, json: JSON.stringify(chatJson(c)) };
+      loaded.set(c.id, entry);
+      remember(c.id, entry);
+    }
+    const messages = new Map(messageRows.map((m) => [m.id, m]));
+    const queues = new Map<string, ReturnType<typeof chatQueuedMessageJson>[]>();
+    for (const id of queueChatIds) queues.set(id, []);
+    for (const q of queueRows) queues.get(q.chat_id)!.push(chatQueuedMessageJson(q));
+
+    return rows.map((row, i) => {
+      const w = wanted[i]!;
+      const cursor = { xid: BigInt(row.xid), id: row.id };
+      const ev: RenderedEvent = { row, cursor };
+      if (w.watch) ev.watch = watchFrame(row, cursor, loaded, chats);
+      if (w.stream) ev.stream = streamFrames(row, cursor, messages, queues);
+      return ev;
+    });
+  };
+}
+
+function watchFrame(
+  row: EventRow,
+  cursor: Cursor,
+  loaded: Map<string, CachedChat | null>,
+  cache: Map<string, CachedChat>,
+): RenderedEvent["watch"] {
+  let chat: string;
+  let chatOwnerId = row.owner_id;
+  if (row.kind === "hard_deleted") {
+    // The row is gone: the identity fields the trigger kept.
+    chat = JSON.stringify({
+      id: row.chat_id,
+      owner_id: row.owner_id,
+      organization_id: row.payload?.organization_id ?? null,
+      parent_chat_id: row.payload?.parent_chat_id ?? null,
+      root_chat_id: row.payload?.root_chat_id ?? null,
+      title: row.payload?.title ?? "",
+      version: row.chat_version,
+    });
+  } else {
+    const entry = loaded.has(row.chat_id) ? loaded.get(row.chat_id) : cache.get(row.chat_id);
+    // null: the chat was hard-deleted since; its hard_deleted event follows.
+    chat = entry?.json ?? "null";
+    if (entry) chatOwnerId = entry.ownerId;
+  }
+  const toolCalls =
+    row.kind === "action_required"
+      ? `,"tool_calls":${JSON.stringify(row.payload?.tool_calls ?? [])}`
+      : "";
+  const data = `{"kind":"${row.kind}","chat":${chat}${toolCalls}}`;
+  return { frame: { cursor, text: sseBlock(row.kind, data, cursor) }, chatOwnerId };
+}
+
+function streamFrames(
+  row: EventRow,
+  cursor: Cursor,
+  messages: Map<number, Parameters<typeof chatMessageJson>[0]>,
+  queues: Map<string, ReturnType<typeof chatQueuedMessageJson>[]>,
+): Frame | undefined {
+  const frame = (event: string, data: string): Frame => ({
+    cursor,
+    text: sseBlock(event, data, cursor),
+  });
+  switch (row.kind) {
+    case "status_change": {
+      const status = frame("status", streamData.status(row.chat_id, row.payload?.status));
+      // One frame (one cursor) for both blocks: a subscriber takes an event whole or not at all.
+      if (row.payload?.status === "error" && row.payload.error) {
+        status.text += sseBlock("error", JSON.stringify(row.payload.error), cursor);
+      }
+      return status;
+    }
+    case "action_required":
+      return frame(
+        "action_required",
+        JSON.stringify({ chat_id: row.chat_id, tool_calls: row.payload?.tool_calls ?? [] }),
+      );
+    case "message": {
+      const m = messages.get(Number(row.payload?.message_id));
+      if (!m) return undefined;
+      return { ...frame("message", JSON.stringify(chatMessageJson(m))), messageId: m.id };
+    }
+    case "queue_update":
+      return frame("queue_update", streamData.queue(queues.get(row.chat_id) ?? []));
+    case "history_reset":
+      return frame(
+        "history_reset",
+        JSON.stringify({
+          chat_id: row.chat_id,
+          deleted_message_ids: row.payload?.deleted_message_ids ?? [],
+        }),
+      );
+    default:
+      return undefined;
+  }
+}

@@ -1,0 +1,61 @@
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
+import { userOf } from "../auth.ts";
+import type { AppEnv } from "../env.ts";
+import { notFound, unavailable } from "../errors.ts";
+import { resolveResume, runChatStream, runWatchStream } from "../streams.ts";
+import { chatParam, validate } from "../validation.ts";
+
+/** A cursor is "<xid>.<id>"; anything up to this length is parsed (and malformed means resync). */
+const cursorQuery = z.string().max(64).optional();
+const watchQuery = z.object({ after: cursorQuery });
+const streamQuery = z.object({
+  after: cursorQuery,
+  after_id: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
+});
+
+/** Last-Event-ID (set by a reconnecting EventSource) wins over ?after= from the original URL. */
+function lastEventId(header: string | undefined, after: string | undefined) {
+  return header?.slice(0, 64) ?? after;
+}
+
+function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
+  const watch = c.get("deps").watch;
+  if (!watch) throw unavailable("Change streams are not running on this server.");
+  return watch;
+}
+
+/** GET /watch and GET /{chat}/stream (API.md "Streams"); the lifecycle is in ../streams.ts. */
+export const chatStreamsRoutes = new Hono<AppEnv>()
+  .get("/watch", validate("query", watchQuery), async (c) => {
+    const { db, logger } = c.get("deps");
+    const watch = watchOf(c);
+    const owner = userOf(c.get("actor")).user.id;
+    const resume = await resolveResume(
+      db,
+      lastEventId(c.req.header("last-event-id"), c.req.valid("query").after),
+    );
+    return streamSSE(
+      c,
+      (stream) => runWatchStream({ stream, watch, db, logger }, owner, resume),
+      async (err) => logger.error({ err }, "watch stream failed"),
+    );
+  })
+  .get("/:chat/stream", validate("param", chatParam), validate("query", streamQuery), async (c) => {
+    const { db, logger } = c.get("deps");
+    const watch = watchOf(c);
+    const owner = userOf(c.get("actor")).user.id;
+    const { chat } = c.req.valid("param");
+    const q = c.req.valid("query");
+    if (!(await getChatExistsByIDForOwner(db, { id: chat, owner_id: owner }))?.found) {
+      throw notFound("Chat");
+    }
+    const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
+    return streamSSE(
+      c,
+      (stream) => runChatStream({ stream, watch, db, logger }, owner, chat, q.after_id, resume),
+      async (err) => logger.error({ err, chat }, "chat stream failed"),
+    );
+  });

@@ -1,0 +1,231 @@
+import type { SSEStreamingApi } from "hono/streaming";
+import type { Pool } from "../db/index.ts";
+import {
+  getChatEventBounds,
+  listChatEventsByChatInRange,
+  listChatEventsByOwnerInRange,
+} from "../generated/chat_events.ts";
+import { listChatMessagesAfterIDByChatID } from "../generated/chat_messages.ts";
+import { listChatQueuedMessagesByChatID } from "../generated/chat_queued_messages.ts";
+import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
+import type { Logger } from "../log.ts";
+import {
+  type Cursor,
+  compareCursors,
+  type EventRow,
+  formatCursor,
+  parseCursor,
+  type Subscriber,
+  streamKinds,
+  type Watch,
+  watchKinds,
+} from "../watch/index.ts";
+import { sseBlock, streamData } from "./event-frames.ts";
+import { chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+
+/*
+ * The lifecycle of the two SSE streams of API.md: register (live events are held), send what
+ * came before (backfill from the log, or a snapshot), release the held events, then pump the
+ * subscriber's queue to the socket until either side closes.
+ */
+
+/** A comment this often keeps proxies and load balancers from closing a quiet stream. */
+export const heartbeatIntervalMs = 15_000;
+/** Log rows per backfill query; a long absence is sent in pages. */
+const backfillPage = 500;
+/** Messages per snapshot query. */
+const snapshotPage = 500;
+
+const watchKindList = [...watchKinds];
+const streamKindList = [...streamKinds];
+
+type Resume = { kind: "fresh" } | { kind: "resume"; cursor: Cursor } | { kind: "resync" };
+
+/**
+ * What a client's Last-Event-ID (or ?after=) asks for. A cursor that is malformed, was not made by
+ * this database (beyond its newest transaction), or lies below what pruning removed cannot be
+ * honoured without loss: the client is told to resync.
+ */
+export async function resolveResume(db: Pool, lastEventId: string | undefined): Promise<Resume> {
+  if (lastEventId === undefined || lastEventId === "") return { kind: "fresh" };
+  const cursor = parseCursor(lastEventId);
+  if (!cursor) return { kind: "resync" };
+  const bounds = await getChatEventBounds(db);
+  if (!bounds?.next_xid) return { kind: "resync" };
+  if (cursor.xid >= BigInt(bounds.next_xid)) return { kind: "resync" };
+  const pruned = { xid: BigInt(bounds.pruned_xid), id: bounds.pruned_id };
+  if (compareCursors(cursor, pruned) < 0) return { kind: "resync" };
+  return { kind: "resume", cursor };
+}
+
+interface StreamContext {
+  stream: SSEStreamingApi;
+  watch: Watch;
+  db: Pool;
+  logger: Logger;
+}
+
+/** GET /chats/watch: the owner's chat events. */
+export async function runWatchStream(ctx: StreamContext, ownerId: string, resume: Resume) {
+  const sub = ctx.watch.hub.subscribeWatch(ownerId);
+  await withSubscriber(ctx, sub, async () => {
+    // A new watcher's Last-Event-ID starts at the head, so it can resume even before its first
+    // event. Not when resuming: a client cut off during the backfill must keep its own cursor.
+    if (resume.kind === "fresh")
+      await ctx.stream.write(`id: ${formatCursor(sub.floor)}\n: watching\n\n`);
+    if (resume.kind === "resync") await writeResync(ctx, sub);
+    if (resume.kind === "resume") {
+      await backfill(ctx, sub, resume.cursor, (after) =>
+        listChatEventsByOwnerInRange(ctx.db, { owner_id: ownerId, kinds: watchKindList, ...after }),
+      );
+    }
+  });
+}
+
+/**
+ * GET /chats/{chat}/stream: a snapshot (status, messages after `afterId`, queue) unless the client
+ * resumes from a cursor, then the chat's live events. The read cursor moves on connect and on
+ * disconnect (API.md "has_unread").
+ */
+export async function runChatStream(
+  ctx: StreamContext,
+  ownerId: string,
+  chatId: string,
+  afterId: number,
+  resume: Resume,
+) {
+  const sub = ctx.watch.hub.subscribeChat(ownerId, chatId);
+  await markRead(ctx, chatId);
+  await withSubscriber(ctx, sub, async () => {
+    if (resume.kind === "resume") {
+      await backfill(ctx, sub, resume.cursor, (after) =>
+        listChatEventsByChatInRange(ctx.db, { chat_id: chatId, kinds: streamKindList, ...after }),
+      );
+      return;
+    }
+    if (resume.kind === "resync") await writeResync(ctx, sub);
+    await writeSnapshot(ctx, sub, ownerId, chatId, afterId);
+  });
+  await markRead(ctx, chatId);
+}
+
+async function withSubscriber(ctx: StreamContext, sub: Subscriber, before: () => Promise<void>) {
+  ctx.stream.onAbort(() => sub.close("client"));
+  const heartbeat = setInterval(
+    () => sub.heartbeat(ctx.watch.tailer.position),
+    heartbeatIntervalMs,
+  );
+  try {
+    await before();
+    sub.release();
+    for (;;) {
+      const chunk = await sub.take();
+      if (chunk === null || ctx.stream.aborted) break;
+      await ctx.stream.write(chunk);
+    }
+    if (sub.closeReason === "overflow") {
+      ctx.logger.info({ owner: sub.ownerId, chat: sub.chatId }, "slow stream subscriber dropped");
+    }
+  } finally {
+    clearInterval(heartbeat);
+    sub.close("client");
+  }
+}
+
+type RangeArgs = {
+  after_xid: string;
+  after_id: number;
+  until_xid: string;
+  until_id: number;
+  page_limit: number;
+};
+
+/** Sends the logged events in (cursor, sub.floor]; later ones are held in the subscriber. */
+async function backfill(
+  ctx: StreamContext,
+  sub: Subscriber,
+  from: Cursor,
+  list: (args: RangeArgs) => Promise<EventRow[]>,
+) {
+  const forWatch = sub.chatId === null;
+  let after = from;
+  while (compareCursors(after, sub.floor) < 0 && !sub.closed) {
+    const rows = await list({
+      after_xid: after.xid.toString(),
+      after_id: after.id,
+      until_xid: sub.floor.xid.toString(),
+      until_id: sub.floor.id,
+      page_limit: backfillPage,
+    });
+    if (rows.length === 0) break;
+    const wanted = rows.map(() => ({ watch: forWatch, stream: !forWatch }));
+    const events = await ctx.watch.render(rows, wanted);
+    let chunk = "";
+    for (const ev of events) {
+      if (ev.row.owner_id !== sub.ownerId) continue;
+      const frame = forWatch
+        ? ev.watch?.chatOwnerId === sub.ownerId
+          ? ev.watch.frame
+          : undefined
+        : ev.stream;
+      if (!frame) continue;
+      chunk += frame.text;
+      if (frame.messageId !== undefined) sub.lastMessageId = frame.messageId;
+    }
+    if (chunk) await ctx.stream.write(chunk);
+    after = events[events.length - 1]!.cursor;
+    if (rows.length < backfillPage) break;
+  }
+  // A client that is ahead of this replica's tailer must not get those events twice.
+  if (compareCursors(from, sub.lastCursor) > 0) sub.lastCursor = from;
+}
+
+async function writeResync(ctx: StreamContext, sub: Subscriber) {
+  const cursor = formatCursor(sub.floor);
+  await ctx.stream.write(sseBlock("resync", JSON.stringify({ cursor }), sub.floor));
+}
+
+async function writeSnapshot(
+  ctx: StreamContext,
+  sub: Subscriber,
+  ownerId: string,
+  chatId: string,
+  afterId: number,
+) {
+  const chat = await getChatByIDForOwner(ctx.db, { id: chatId, owner_id: ownerId });
+  if (!chat) {
+    sub.close("client");
+    return;
+  }
+  // Only the snapshot's last frame carries the cursor: a client cut off in the middle of it has
+  // no new Last-Event-ID, so it gets the whole snapshot again instead of the rest of the log.
+  await ctx.stream.write(sseBlock("status", streamData.status(chat.id, chat.status)));
+  let after = afterId;
+  for (;;) {
+    const page = await listChatMessagesAfterIDByChatID(ctx.db, {
+      chat_id: chatId,
+      after_id: after,
+      page_limit: snapshotPage,
+    });
+    if (page.length === 0) break;
+    let chunk = "";
+    for (const m of page) chunk += sseBlock("message", JSON.stringify(chatMessageJson(m)));
+    await ctx.stream.write(chunk);
+    after = page[page.length - 1]!.id;
+    sub.lastMessageId = after;
+    if (page.length < snapshotPage || sub.closed) break;
+  }
+  const queue = await listChatQueuedMessagesByChatID(ctx.db, { chat_id: chatId });
+  await ctx.stream.write(
+    sseBlock("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),
+  );
+}
+
+async function markRead(ctx: StreamContext, chatId: string) {
+  try {
+    await markChatReadByID(ctx.db, { id: chatId });
+    ctx.watch.poke();
+  } catch (err) {
+    ctx.logger.warn({ err, chat: chatId }, "moving the read cursor failed");
+  }
+}

@@ -1,0 +1,127 @@
+import type { Cursor } from "./cursor.ts";
+import { type EventRow, streamKinds, watchKinds } from "./kinds.ts";
+import { type Frame, Subscriber } from "./subscriber.ts";
+
+/** What the renderer must produce for one event, decided by who is subscribed. */
+export interface Wanted {
+  watch: boolean;
+  stream: boolean;
+}
+
+/** One event rendered for its audiences; a missing side had no subscriber when it was read. */
+export interface RenderedEvent {
+  row: EventRow;
+  cursor: Cursor;
+  /** The watch frame, and the owner of the chat it shows (checked again before delivery). */
+  watch?: { frame: Frame; chatOwnerId: string };
+  /** The chat stream frame (status_change gives `status` and, on error, `error` after it). */
+  stream?: Frame | undefined;
+}
+
+export interface HubOptions {
+  /** Per subscriber; see Subscriber. */
+  maxQueuedBytes: number;
+  /** The tailer's position, read when a subscriber registers. */
+  position: () => Cursor;
+}
+
+/**
+ * The subscribers of this process, by owner (watch streams) and by chat (chat streams). Delivery
+ * is synchronous and never waits on a socket: each subscriber has its own queue.
+ */
+export class Hub {
+  private readonly byOwner = new Map<string, Set<Subscriber>>();
+  private readonly byChat = new Map<string, Set<Subscriber>>();
+  private closing = false;
+
+  constructor(private readonly opts: HubOptions) {}
+
+  /** A watch stream of one owner's chats. Held until the handler calls `release()`. */
+  subscribeWatch(ownerId: string): Subscriber {
+    return this.add(this.byOwner, ownerId, new Subscriber(ownerId, null, this.start(), this.max));
+  }
+
+  /** A stream of one chat (its owner checked by the route). Held until `release()`. */
+  subscribeChat(ownerId: string, chatId: string): Subscriber {
+    return this.add(this.byChat, chatId, new Subscriber(ownerId, chatId, this.start(), this.max));
+  }
+
+  /** What to render for a batch of events just read, given who is subscribed right now. */
+  wanted(row: EventRow): Wanted {
+    return {
+      watch: watchKinds.has(row.kind) && this.byOwner.has(row.owner_id),
+      stream: streamKinds.has(row.kind) && this.byChat.has(row.chat_id),
+    };
+  }
+
+  /**
+   * Hands rendered events to their subscribers. Authorization is checked per event and fails
+   * closed: a frame reaches a subscriber only when the event's owner is the subscriber's user
+   * (and, for watch frames, so is the owner of the chat the frame shows).
+   */
+  dispatch(events: RenderedEvent[]): void {
+    for (const ev of events) {
+      if (ev.watch && ev.watch.chatOwnerId === ev.row.owner_id) {
+        for (const sub of this.byOwner.get(ev.row.owner_id) ?? []) {
+          if (sub.ownerId === ev.row.owner_id) sub.push(ev.watch.frame);
+        }
+      }
+      if (ev.stream) {
+        for (const sub of this.byChat.get(ev.row.chat_id) ?? []) {
+          if (sub.ownerId !== ev.row.owner_id || sub.chatId !== ev.row.chat_id) continue;
+          sub.push(ev.stream);
+        }
+      }
+    }
+  }
+
+  /** Ephemeral events (`message_part`) for a chat's local subscribers. */
+  dispatchEphemeral(chatId: string, ownerId: string, body: string): void {
+    for (const sub of this.byChat.get(chatId) ?? []) {
+      if (sub.ownerId === ownerId) sub.pushEphemeral(body, true);
+    }
+  }
+
+  /** Subscriber counts, for /metrics and tests. */
+  counts(): { watch: number; stream: number } {
+    let watch = 0;
+    let stream = 0;
+    for (const set of this.byOwner.values()) watch += set.size;
+    for (const set of this.byChat.values()) stream += set.size;
+    return { watch, stream };
+  }
+
+  /** Shutdown: ends every stream, so their requests finish and the server can drain. */
+  closeAll(): void {
+    this.closing = true;
+    for (const map of [this.byOwner, this.byChat]) {
+      for (const set of map.values()) for (const sub of [...set]) sub.close("shutdown");
+    }
+  }
+
+  private get max() {
+    return this.opts.maxQueuedBytes;
+  }
+
+  private start(): Cursor {
+    return this.opts.position();
+  }
+
+  private add(map: Map<string, Set<Subscriber>>, key: string, sub: Subscriber): Subscriber {
+    if (this.closing) {
+      sub.close("shutdown");
+      return sub;
+    }
+    let set = map.get(key);
+    if (!set) {
+      set = new Set();
+      map.set(key, set);
+    }
+    set.add(sub);
+    sub.whenClosed(() => {
+      set.delete(sub);
+      if (set.size === 0 && map.get(key) === set) map.delete(key);
+    });
+    return sub;
+  }
+}

@@ -1,0 +1,152 @@
+import pgListen from "pg-listen";
+import { clientConfig, type Pool } from "../db/pool.ts";
+import type { Logger } from "../log.ts";
+import { Hub } from "./hub.ts";
+import { BatchedNotifier } from "./notifier.ts";
+import { type RenderEvents, Tailer } from "./tailer.ts";
+
+export type { Cursor } from "./cursor.ts";
+export { compareCursors, formatCursor, parseCursor } from "./cursor.ts";
+export type { Hub, RenderedEvent, Wanted } from "./hub.ts";
+export type { EventKind, EventRow } from "./kinds.ts";
+export { streamKinds, watchKinds } from "./kinds.ts";
+export type { Frame, Subscriber } from "./subscriber.ts";
+export type { RenderEvents } from "./tailer.ts";
+
+/** How committed events wake the tailers (DESIGN.md "Change events"; docs/operations.md). */
+export type EventsNotifyMode = "trigger" | "batched" | "off";
+
+/** The wake-up channel the triggers (trigger mode) and the batched notifier NOTIFY. */
+export const eventsChannel = "chat_events";
+/** Ephemeral per-chat events (message_part) between replicas; never stored. */
+export const partsChannel = "chat_message_parts";
+/** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
+export const maxPartPayloadBytes = 7900;
+
+export interface WatchOptions {
+  url: string;
+  pool: Pool;
+  logger: Logger;
+  render: RenderEvents;
+  mode: EventsNotifyMode;
+  /** Safety poll; see TailerOptions. */
+  safetyPollMs?: number;
+  /** batched mode: at most one NOTIFY per this interval. */
+  batchIntervalMs?: number;
+  /** Per subscriber queue bound; a client further behind is disconnected and resumes by cursor. */
+  maxQueuedBytes?: number;
+}
+
+export interface Watch {
+  hub: Hub;
+  tailer: Tailer;
+  mode: EventsNotifyMode;
+  /** The renderer the tailer uses; streams use it for backfill, so frames look alike. */
+  render: RenderEvents;
+  /**
+   * This process committed something that may have written events: read now, and in batched
+   * mode tell the other replicas (one NOTIFY per interval at most).
+   */
+  poke(): void;
+  /** Sends an ephemeral `message_part` to the chat's stream subscribers on every replica. */
+  publishPart(chatId: string, ownerId: string, data: unknown): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A reconnect attempt every 100 ms, doubling up to 5 s, forever: the database will come back. */
+function retryDelayMs(attempt: number): number {
+  return Math.min(100 * 2 ** attempt, 5_000);
+}
+
+/**
+ * Starts this process's change-event machinery: one LISTEN connection (pg-listen, reconnecting
+ * with backoff for as long as the process lives), the tailer, the subscriber hub and, in batched
+ * mode, the notifier. Resolves once it listens and knows where the log ends.
+ */
+export async function startWatch(opts: WatchOptions): Promise<Watch> {
+  const log = opts.logger.child({ component: "watch" });
+  const originId = crypto.randomUUID();
+  let tailer: Tailer | undefined;
+  const hub = new Hub({
+    maxQueuedBytes: opts.maxQueuedBytes ?? 1024 * 1024,
+    position: () => tailer!.fetchedUntil,
+  });
+  tailer = new Tailer({
+    pool: opts.pool,
+    hub,
+    render: opts.render,
+    logger: log,
+    safetyPollMs: opts.safetyPollMs ?? 1_000,
+  });
+  // pg-listen is CommonJS with `exports.default`; `.default` is the function under every loader.
+  const listener = pgListen.default(clientConfig(opts.url, "pgchatd-listen"), {
+    retryInterval: retryDelayMs,
+    retryLimit: Number.POSITIVE_INFINITY,
+    // pg-listen gives up after 3 s by default; a database restart takes longer than that.
+    retryTimeout: Number.POSITIVE_INFINITY,
+    paranoidChecking: 10_000,
+    parse: (s) => s,
+    serialize: (s) => String(s),
+  });
+  listener.events.on("error", (err) => log.error({ err }, "LISTEN connection failed"));
+  listener.events.on("reconnect", (attempt) => log.warn({ attempt }, "LISTEN reconnecting"));
+  // After every (re)connect: anything committed while we were not listening is read now.
+  listener.events.on("connected", () => tailer.wake());
+  listener.notifications.on(eventsChannel, () => tailer.wake());
+  listener.notifications.on(partsChannel, (payload: string) => {
+    try {
+      const msg = JSON.parse(payload) as { o: string; c: string; u: string; b: string };
+      if (msg.o !== originId) hub.dispatchEphemeral(msg.c, msg.u, msg.b);
+    } catch (err) {
+      log.warn({ err }, "ignoring a malformed message_part notification");
+    }
+  });
+
+  await listener.connect();
+  try {
+    await listener.listenTo(eventsChannel);
+    await listener.listenTo(partsChannel);
+    await tailer.start();
+  } catch (err) {
+    await listener.close().catch(() => {});
+    throw err;
+  }
+  tailer.wake();
+
+  const notifier =
+    opts.mode === "batched"
+      ? new BatchedNotifier(
+          () => listener.notify(eventsChannel, "batch").then(() => {}),
+          opts.batchIntervalMs ?? 10,
+          log,
+        )
+      : undefined;
+
+  return {
+    hub,
+    tailer,
+    mode: opts.mode,
+    render: opts.render,
+    poke() {
+      tailer.wake();
+      notifier?.poke();
+    },
+    async publishPart(chatId, ownerId, data) {
+      const body = `event: message_part\ndata: ${JSON.stringify(data)}\n\n`;
+      const payload = JSON.stringify({ o: originId, c: chatId, u: ownerId, b: body });
+      if (Buffer.byteLength(payload) > maxPartPayloadBytes) {
+        throw new RangeError(
+          `message_part is ${Buffer.byteLength(payload)} bytes; split it below ${maxPartPayloadBytes}`,
+        );
+      }
+      hub.dispatchEphemeral(chatId, ownerId, body);
+      await listener.notify(partsChannel, payload);
+    },
+    async close() {
+      hub.closeAll();
+      notifier?.stop();
+      await tailer.stop();
+      await listener.close().catch(() => {});
+    },
+  };
+}

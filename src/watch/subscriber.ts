@@ -1,0 +1,152 @@
+import { type Cursor, compareCursors, formatCursor } from "./cursor.ts";
+
+/** A rendered durable event, shared by every subscriber it goes to. */
+export interface Frame {
+  cursor: Cursor;
+  /** The whole SSE block, `id:` line included. */
+  text: string;
+  /** For `message` frames: lets a stream drop a message its snapshot already sent. */
+  messageId?: number;
+}
+
+export type CloseReason = "client" | "overflow" | "shutdown" | "error";
+
+/**
+ * One open watch or chat stream. The tailer pushes frames; the SSE handler takes them and writes
+ * them to the socket at the client's pace. Frames wait in a bounded queue: a client that does not
+ * keep up overflows it and is disconnected (it resumes by cursor), so it never holds memory
+ * without bound or slows delivery to anyone else.
+ */
+export class Subscriber {
+  /** The last durable event this subscriber was given; older or equal ones are dropped. */
+  lastCursor: Cursor;
+  /**
+   * The tailer's position when this subscriber registered. Live delivery starts after it; the
+   * handler sends anything before it (snapshot or backfill) itself.
+   */
+  floor: Cursor;
+  /** Chat streams: the newest message already sent (the snapshot and live events overlap). */
+  lastMessageId = 0;
+  closed = false;
+  closeReason: CloseReason | undefined;
+
+  private queue: string[] = [];
+  private queuedBytes = 0;
+  private held: (Frame | string)[] | null = [];
+  private waiter: ((value: string | null) => void) | undefined;
+  private readonly onClose: (() => void)[] = [];
+
+  constructor(
+    readonly ownerId: string,
+    readonly chatId: string | null,
+    start: Cursor,
+    private readonly maxQueuedBytes: number,
+  ) {
+    this.lastCursor = start;
+    this.floor = start;
+  }
+
+  /**
+   * A durable event from the tailer (or the handler's backfill). While the handler is still
+   * sending its snapshot or backfill, live frames are held back so the client sees them after it.
+   */
+  push(frame: Frame): void {
+    if (this.closed) return;
+    if (this.held) {
+      this.held.push(frame);
+      this.account(frame.text.length);
+      return;
+    }
+    if (compareCursors(frame.cursor, this.lastCursor) <= 0) return;
+    this.lastCursor = frame.cursor;
+    if (frame.messageId !== undefined) {
+      if (frame.messageId <= this.lastMessageId) return;
+      this.lastMessageId = frame.messageId;
+    }
+    this.enqueue(frame.text);
+  }
+
+  /**
+   * An event that is not in the log (`message_part`, heartbeat comments). It carries the last
+   * durable cursor as its id, so a client that reconnects after it resumes where it should.
+   */
+  pushEphemeral(body: string, withId: boolean): void {
+    if (this.closed) return;
+    if (this.held) {
+      this.held.push(body);
+      this.account(body.length);
+      return;
+    }
+    this.enqueue(withId ? `id: ${formatCursor(this.lastCursor)}\n${body}` : body);
+  }
+
+  /**
+   * A keep-alive comment that also moves the client's Last-Event-ID to `position` (the tailer's),
+   * so a quiet stream resumes from near the head instead of from its last event (which pruning
+   * may have passed). Safe because every event up to `position` was already queued before it.
+   */
+  heartbeat(position: Cursor): void {
+    if (this.closed || this.held) return;
+    if (compareCursors(position, this.lastCursor) > 0) this.lastCursor = position;
+    this.enqueue(`id: ${formatCursor(this.lastCursor)}\n: keep-alive\n\n`);
+  }
+
+  /** Ends the hold: the handler has written everything up to `floor` itself. */
+  release(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    this.queuedBytes = 0;
+    for (const item of held) {
+      if (typeof item === "string") this.pushEphemeral(item, true);
+      else this.push(item);
+    }
+  }
+
+  /** Waits for frames and returns them as one chunk; `null` once the subscriber is closed. */
+  take(): Promise<string | null> {
+    if (this.queue.length > 0) {
+      const chunk = this.queue.join("");
+      this.queue = [];
+      this.queuedBytes = 0;
+      return Promise.resolve(chunk);
+    }
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  close(reason: CloseReason): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    this.queue = [];
+    this.held = null;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(null);
+    for (const fn of this.onClose.splice(0)) fn();
+  }
+
+  /** Runs `fn` once when the subscriber closes (for whatever reason). */
+  whenClosed(fn: () => void): void {
+    if (this.closed) fn();
+    else this.onClose.push(fn);
+  }
+
+  private enqueue(text: string): void {
+    const waiter = this.waiter;
+    if (waiter) {
+      this.waiter = undefined;
+      waiter(text);
+      return;
+    }
+    this.queue.push(text);
+    this.account(text.length);
+  }
+
+  private account(bytes: number): void {
+    this.queuedBytes += bytes;
+    if (this.queuedBytes > this.maxQueuedBytes) this.close("overflow");
+  }
+}
