@@ -21,7 +21,7 @@ export type App = Hono<AppEnv>;
 
 /** The HTTP app. Tests call `createApp({...}).request(...)`; serve.ts binds it to a port. */
 export function createApp(deps: AppDeps): App {
-  const metrics = createMetrics(deps.db);
+  const metrics = createMetrics(deps.db, deps.watch);
   const app = new Hono<AppEnv>();
 
   app.use(

@@ -11,7 +11,8 @@ import {
   type RenderedEvent,
   type Wanted,
 } from "../watch/index.ts";
-import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+import { withChildren } from "./chat-view.ts";
+import { type ChatRow, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
 
 /*
  * Change events as SSE frames (API.md "Streams"). Frames are built here as whole strings rather
@@ -32,59 +33,54 @@ export const streamData = {
     JSON.stringify({ queued_messages: queued }),
 };
 
-/** Rendered chats by id, newest version kept; bounded so a long-lived process stays small. */
-const chatCacheSize = 10_000;
-
-interface CachedChat {
-  version: number;
+interface RenderedChat {
   ownerId: string;
   json: string;
 }
 
 /**
- * The renderer the tailer calls for each batch. It reads every chat, message and queue the batch
- * needs in at most three queries, and reuses a chat rendered at the event's version or later
- * (API.md: a watch event carries the chat at or after the event's version).
+ * The chats of a batch as watch events show them: the current row (so at or after each event's
+ * version, API.md) with a root's children embedded like GET /{chat}, serialised once each.
+ */
+async function loadChats(db: Queryable, ids: string[]): Promise<Map<string, RenderedChat>> {
+  const out = new Map<string, RenderedChat>();
+  if (ids.length === 0) return out;
+  const rows = (await listChatsByIDs(db, { ids })) as ChatRow[];
+  // Children are listed per archive state of their root (archived roots show archived children).
+  for (const archived of [false, true]) {
+    const group = rows.filter((r) => r.archived === archived);
+    if (group.length === 0) continue;
+    const rendered = await withChildren(db, group, archived);
+    group.forEach((r, i) => {
+      out.set(r.id, { ownerId: r.owner_id, json: JSON.stringify(rendered[i]) });
+    });
+  }
+  return out;
+}
+
+/**
+ * The renderer the tailer calls for each batch. However many events and subscribers name a chat,
+ * a batch reads and serialises it once: chats (with children), messages and queues take at most
+ * five queries per batch.
  */
 export function createEventRenderer(db: Queryable): RenderEvents {
-  const chats = new Map<string, CachedChat>();
-
-  function remember(id: string, entry: CachedChat) {
-    chats.delete(id);
-    chats.set(id, entry);
-    if (chats.size > chatCacheSize) chats.delete(chats.keys().next().value!);
-  }
-
   return async (rows: EventRow[], wanted: Wanted[]): Promise<RenderedEvent[]> => {
     const chatIds = new Set<string>();
     const messageIds = new Set<number>();
     const queueChatIds = new Set<string>();
     rows.forEach((row, i) => {
       const w = wanted[i]!;
-      if (w.watch && row.kind !== "hard_deleted") {
-        const cached = chats.get(row.chat_id);
-        // A diff status lives in its own table: it changes without moving the chat's version.
-        const fresh =
-          cached && cached.version >= row.chat_version && row.kind !== "diff_status_change";
-        if (!fresh) chatIds.add(row.chat_id);
-      }
+      if (w.watch && row.kind !== "hard_deleted") chatIds.add(row.chat_id);
       if (w.stream && row.kind === "message") messageIds.add(Number(row.payload?.message_id));
       if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id);
     });
-    const [chatRows, messageRows, queueRows] = await Promise.all([
-      chatIds.size > 0 ? listChatsByIDs(db, { ids: [...chatIds] }) : [],
+    const [chats, messageRows, queueRows] = await Promise.all([
+      loadChats(db, [...chatIds]),
       messageIds.size > 0 ? listChatMessagesByIDs(db, { ids: [...messageIds] }) : [],
       queueChatIds.size > 0
         ? listChatQueuedMessagesByChatIDs(db, { chat_ids: [...queueChatIds] })
         : [],
     ]);
-    const loaded = new Map<string, CachedChat | null>();
-    for (const id of chatIds) loaded.set(id, null);
-    for (const c of chatRows as ChatRow[]) {
-      const entry = { version: c.version, ownerId: c.owner_id, json: JSON.stringify(chatJson(c)) };
-      loaded.set(c.id, entry);
-      remember(c.id, entry);
-    }
     const messages = new Map(messageRows.map((m) => [m.id, m]));
     const queues = new Map<string, ReturnType<typeof chatQueuedMessageJson>[]>();
     for (const id of queueChatIds) queues.set(id, []);
@@ -94,7 +90,7 @@ export function createEventRenderer(db: Queryable): RenderEvents {
       const w = wanted[i]!;
       const cursor = { xid: BigInt(row.xid), id: row.id };
       const ev: RenderedEvent = { row, cursor };
-      if (w.watch) ev.watch = watchFrame(row, cursor, loaded, chats);
+      if (w.watch) ev.watch = watchFrame(row, cursor, chats);
       if (w.stream) ev.stream = streamFrames(row, cursor, messages, queues);
       return ev;
     });
@@ -104,8 +100,7 @@ export function createEventRenderer(db: Queryable): RenderEvents {
 function watchFrame(
   row: EventRow,
   cursor: Cursor,
-  loaded: Map<string, CachedChat | null>,
-  cache: Map<string, CachedChat>,
+  chats: Map<string, RenderedChat>,
 ): RenderedEvent["watch"] {
   let chat: string;
   let chatOwnerId = row.owner_id;
@@ -121,7 +116,7 @@ function watchFrame(
       version: row.chat_version,
     });
   } else {
-    const entry = loaded.has(row.chat_id) ? loaded.get(row.chat_id) : cache.get(row.chat_id);
+    const entry = chats.get(row.chat_id);
     // null: the chat was hard-deleted since; its hard_deleted event follows.
     chat = entry?.json ?? "null";
     if (entry) chatOwnerId = entry.ownerId;

@@ -1,8 +1,9 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Pool } from "../db/index.ts";
+import type { Watch } from "../watch/index.ts";
 
 export interface Metrics {
   registry: Registry;
@@ -10,7 +11,7 @@ export interface Metrics {
 }
 
 /** A registry per app, so tests can build many apps in one process without clashes. */
-export function createMetrics(pool: Pool): Metrics {
+export function createMetrics(pool: Pool, watch?: Watch): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const httpDuration = new Histogram({
@@ -36,6 +37,29 @@ export function createMetrics(pool: Pool): Metrics {
     "Requests waiting for a pool connection",
     () => pool.waitingCount,
   );
+  if (watch) {
+    new Gauge({
+      name: "pgchatd_stream_subscribers",
+      help: "Open SSE streams by kind (watch, chat)",
+      labelNames: ["kind"] as const,
+      registers: [registry],
+      collect() {
+        const counts = watch.hub.counts();
+        this.set({ kind: "watch" }, counts.watch);
+        this.set({ kind: "chat" }, counts.stream);
+      },
+    });
+    let reported = 0;
+    new Counter({
+      name: "pgchatd_stream_overflows_total",
+      help: "Streams disconnected because their client read too slowly",
+      registers: [registry],
+      collect() {
+        this.inc(watch.hub.overflows - reported);
+        reported = watch.hub.overflows;
+      },
+    });
+  }
   return { registry, httpDuration };
 }
 

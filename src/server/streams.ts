@@ -63,6 +63,8 @@ interface StreamContext {
   watch: Watch;
   db: Pool;
   logger: Logger;
+  /** Closes the client's connection now, even while a write to it is blocked. */
+  disconnect?: () => void;
 }
 
 /** GET /chats/watch: the owner's chat events. */
@@ -111,6 +113,11 @@ export async function runChatStream(
 
 async function withSubscriber(ctx: StreamContext, sub: Subscriber, before: () => Promise<void>) {
   ctx.stream.onAbort(() => sub.close("client"));
+  sub.whenClosed(() => {
+    if (sub.closeReason !== "overflow") return;
+    ctx.logger.info({ owner: sub.ownerId, chat: sub.chatId }, "slow stream subscriber dropped");
+    ctx.disconnect?.();
+  });
   const heartbeat = setInterval(
     () => sub.heartbeat(ctx.watch.tailer.position),
     heartbeatIntervalMs,
@@ -122,9 +129,6 @@ async function withSubscriber(ctx: StreamContext, sub: Subscriber, before: () =>
       const chunk = await sub.take();
       if (chunk === null || ctx.stream.aborted) break;
       await ctx.stream.write(chunk);
-    }
-    if (sub.closeReason === "overflow") {
-      ctx.logger.info({ owner: sub.ownerId, chat: sub.chatId }, "slow stream subscriber dropped");
     }
   } finally {
     clearInterval(heartbeat);

@@ -33,6 +33,8 @@ export class Hub {
   private readonly byOwner = new Map<string, Set<Subscriber>>();
   private readonly byChat = new Map<string, Set<Subscriber>>();
   private closing = false;
+  /** Subscribers disconnected because they fell behind (see Subscriber). */
+  overflows = 0;
 
   constructor(private readonly opts: HubOptions) {}
 
@@ -119,6 +121,7 @@ export class Hub {
     }
     set.add(sub);
     sub.whenClosed(() => {
+      if (sub.closeReason === "overflow") this.overflows++;
       set.delete(sub);
       if (set.size === 0 && map.get(key) === set) map.delete(key);
     });

@@ -13,7 +13,7 @@ export interface SseClient {
   events: SseEvent[];
   /** The last `id:` seen, on events or on id-only blocks (what an EventSource would resend). */
   lastEventId(): string;
-  /** Every `id:` line received, in order, including id-only blocks (keep-alives, `: watching`). */
+  /** The id of every complete block received, in order, id-only blocks (keep-alives) included. */
   ids: string[];
   status: number;
   /** Resolves with the first event (received or future) matching `match`, not yet consumed. */
@@ -24,6 +24,11 @@ export interface SseClient {
   ended: Promise<void>;
   /** Stops reading the socket: the server's writes back up (a slow subscriber). */
   pause(): void;
+  /**
+   * Reads the socket again. A paused socket does not notice that the server closed it (nothing
+   * reads the EOF), so `ended` of a paused client can only resolve after this.
+   */
+  resume(): void;
   close(): void;
 }
 
@@ -50,16 +55,21 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
       // eventsource-parser reports ids only with events; an id-only block (a heartbeat) still
       // sets an EventSource's Last-Event-ID, so the id is tracked from the raw text.
       res.setEncoding("utf8");
-      // Line by line: a chunk may end in the middle of an `id:` line.
+      // Line by line (a chunk may end in the middle of a line), and an id counts only once its
+      // block is complete, as in an EventSource: a connection cut in the middle of an event
+      // must not move Last-Event-ID past it.
       let partialLine = "";
+      let blockId: string | undefined;
       res.on("data", (chunk: string) => {
         const lines = (partialLine + chunk).split("\n");
         partialLine = lines.pop()!;
         for (const line of lines) {
           const m = /^id: ?(.*)$/.exec(line);
-          if (m) {
-            lastId = m[1]!;
-            ids.push(lastId);
+          if (m) blockId = m[1]!;
+          if (line === "" && blockId !== undefined) {
+            lastId = blockId;
+            ids.push(blockId);
+            blockId = undefined;
           }
         }
         parser.feed(chunk);
@@ -126,6 +136,9 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
         ended,
         pause() {
           res.pause();
+        },
+        resume() {
+          res.resume();
         },
         close() {
           req.destroy();

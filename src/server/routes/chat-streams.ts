@@ -21,6 +21,15 @@ function lastEventId(header: string | undefined, after: string | undefined) {
   return header?.slice(0, 64) ?? after;
 }
 
+/**
+ * Closes the client's socket at once: a stream whose client stopped reading is blocked in a write
+ * that only the socket's end can release. Under @hono/node-server the response is `env.outgoing`;
+ * elsewhere (app.request in tests) there is no socket to close.
+ */
+function disconnectOf(c: { env: unknown }) {
+  return () => (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing?.destroy();
+}
+
 function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
   const watch = c.get("deps").watch;
   if (!watch) throw unavailable("Change streams are not running on this server.");
@@ -39,7 +48,8 @@ export const chatStreamsRoutes = new Hono<AppEnv>()
     );
     return streamSSE(
       c,
-      (stream) => runWatchStream({ stream, watch, db, logger }, owner, resume),
+      (stream) =>
+        runWatchStream({ stream, watch, db, logger, disconnect: disconnectOf(c) }, owner, resume),
       async (err) => logger.error({ err }, "watch stream failed"),
     );
   })
@@ -55,7 +65,14 @@ export const chatStreamsRoutes = new Hono<AppEnv>()
     const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
     return streamSSE(
       c,
-      (stream) => runChatStream({ stream, watch, db, logger }, owner, chat, q.after_id, resume),
+      (stream) =>
+        runChatStream(
+          { stream, watch, db, logger, disconnect: disconnectOf(c) },
+          owner,
+          chat,
+          q.after_id,
+          resume,
+        ),
       async (err) => logger.error({ err, chat }, "chat stream failed"),
     );
   });
