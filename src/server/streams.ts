@@ -35,6 +35,13 @@ export const heartbeatIntervalMs = 15_000;
 const backfillPage = 500;
 /** Messages per snapshot query. */
 const snapshotPage = 500;
+/** Past every cursor: xid8 and identity ids are below these. */
+const maxCursor: Cursor = { xid: 2n ** 64n - 1n, id: Number.MAX_SAFE_INTEGER };
+/**
+ * Message events logged between a stream's registration and its snapshot read: a handful (the
+ * writes of those few milliseconds); the bound only keeps a pathological burst from being read whole.
+ */
+const maxOverlap = 10_000;
 
 const watchKindList = [...watchKinds];
 const streamKindList = [...streamKinds];
@@ -174,7 +181,6 @@ async function backfill(
         : ev.stream;
       if (!frame) continue;
       chunk += frame.text;
-      if (frame.messageId !== undefined) sub.lastMessageId = frame.messageId;
     }
     if (chunk) await ctx.stream.write(chunk);
     after = events[events.length - 1]!.cursor;
@@ -205,6 +211,7 @@ async function writeSnapshot(
   // no new Last-Event-ID, so it gets the whole snapshot again instead of the rest of the log.
   await ctx.stream.write(sseBlock("status", streamData.status(chat.id, chat.status)));
   let after = afterId;
+  const sent = new Set<number>();
   for (;;) {
     const page = await listChatMessagesAfterIDByChatID(ctx.db, {
       chat_id: chatId,
@@ -213,12 +220,26 @@ async function writeSnapshot(
     });
     if (page.length === 0) break;
     let chunk = "";
-    for (const m of page) chunk += sseBlock("message", JSON.stringify(chatMessageJson(m)));
+    for (const m of page) {
+      chunk += sseBlock("message", JSON.stringify(chatMessageJson(m)));
+      sent.add(m.id);
+    }
     await ctx.stream.write(chunk);
     after = page[page.length - 1]!.id;
-    sub.lastMessageId = after;
     if (page.length < snapshotPage || sub.closed) break;
   }
+  // Messages read above committed before the read, and so did their events: those logged after
+  // the floor are the ones that will also arrive live.
+  const later = await listChatEventsByChatInRange(ctx.db, {
+    chat_id: chatId,
+    kinds: ["message"],
+    after_xid: sub.floor.xid.toString(),
+    after_id: sub.floor.id,
+    until_xid: maxCursor.xid.toString(),
+    until_id: maxCursor.id,
+    page_limit: maxOverlap,
+  });
+  sub.alreadySent(later.map((r) => Number(r.payload?.message_id)).filter((id) => sent.has(id)));
   const queue = await listChatQueuedMessagesByChatID(ctx.db, { chat_id: chatId });
   await ctx.stream.write(
     sseBlock("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),

@@ -25,8 +25,12 @@ export class Subscriber {
    * handler sends anything before it (snapshot or backfill) itself.
    */
   floor: Cursor;
-  /** Chat streams: the newest message already sent (the snapshot and live events overlap). */
-  lastMessageId = 0;
+  /**
+   * Chat streams: messages the snapshot sent whose `message` events come after `floor`, so they
+   * would arrive twice. Ids, not a high-water mark: message ids do not follow cursor order (a
+   * transaction that started earlier can insert a message later).
+   */
+  private readonly sentMessageIds = new Set<number>();
   closed = false;
   closeReason: CloseReason | undefined;
 
@@ -59,10 +63,7 @@ export class Subscriber {
     }
     if (compareCursors(frame.cursor, this.lastCursor) <= 0) return;
     this.lastCursor = frame.cursor;
-    if (frame.messageId !== undefined) {
-      if (frame.messageId <= this.lastMessageId) return;
-      this.lastMessageId = frame.messageId;
-    }
+    if (frame.messageId !== undefined && this.sentMessageIds.delete(frame.messageId)) return;
     this.enqueue(frame.text);
   }
 
@@ -89,6 +90,11 @@ export class Subscriber {
     if (this.closed || this.held) return;
     if (compareCursors(position, this.lastCursor) > 0) this.lastCursor = position;
     this.enqueue(`id: ${formatCursor(this.lastCursor)}\n: keep-alive\n\n`);
+  }
+
+  /** The snapshot sent these messages; their live `message` events are dropped once each. */
+  alreadySent(messageIds: Iterable<number>): void {
+    for (const id of messageIds) this.sentMessageIds.add(id);
   }
 
   /** Ends the hold: the handler has written everything up to `floor` itself. */

@@ -43,8 +43,13 @@ async function createClone(): Promise<TestDb> {
 }
 
 /** A pool on `url` (this file's database, or one of emptyDatabase()), closed after the file. */
-export function newPool(url: string, max = 10): Pool {
-  const pool = createPool({ connectionString: url, max, applicationName: "pgchatd-test" });
+export function newPool(url: string, max = 10, eventsMode?: "trigger" | "batched" | "off"): Pool {
+  const pool = createPool({
+    connectionString: url,
+    max,
+    applicationName: "pgchatd-test",
+    eventsMode,
+  });
   pools.push(pool);
   return pool;
 }

@@ -31,7 +31,8 @@ export async function testServer(
   } = {},
 ): Promise<TestServer> {
   const dbUrl = opts.dbUrl ?? (await testDb()).url;
-  const pool = newPool(dbUrl, 20);
+  // The pool's sessions publish in the same mode as the server (batched: no NOTIFY per commit).
+  const pool = newPool(dbUrl, 20, opts.mode);
   const { logger, lines } = captureLogger();
   const watch = await startWatch({
     url: dbUrl,

@@ -339,6 +339,8 @@ describe("GET /chats/watch", () => {
   it("sends summary_change, diff_status_change and context_dirty with the chat showing the change", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    // Else the chat's own `created` may still be on its way and arrive first.
+    await caughtUp();
     const w = await openWatch(u);
     await srv.pool.query("UPDATE chats SET last_turn_summary = 'did things' WHERE id = $1", [
       chat.id,
@@ -370,6 +372,7 @@ describe("GET /chats/watch", () => {
     const u = await member();
     const root = await createChat(u);
     const child = await createChat(u, { parent_chat_id: root.id });
+    await caughtUp();
     const w = await openWatch(u);
     await patchChat(u, root.id, { archived: true });
     const events = await w.waitFor(2);
@@ -399,6 +402,7 @@ describe("GET /chats/watch", () => {
     const u = await member();
     const root = await createChat(u);
     const child = await createChat(u, { parent_chat_id: root.id });
+    await caughtUp();
     const w = await openWatch(u);
     await patchChat(u, root.id, { title: "Root, renamed" });
     const e = await w.next(ofChat(root.id));
@@ -738,6 +742,7 @@ describe("resync", () => {
   async function expectResync(cursor: string) {
     const u = await member();
     const chat = await createChat(u);
+    await caughtUp();
     const w = await openWatch(u, { headers: { "last-event-id": cursor } });
     const resync = await w.next();
     expect(resync.event).toBe("resync");
