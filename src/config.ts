@@ -1,5 +1,6 @@
 import path from "node:path";
 import { z } from "zod";
+import { parseSecretKey, secretKeyFormat } from "./lib/secrets.ts";
 import { isTokenFormat } from "./lib/tokens.ts";
 
 /**
@@ -22,6 +23,19 @@ const envSchema = z.object({
       message:
         "must have the token format <id>-<secret>: 10 chars of [a-z0-9], '-', 22+ chars of [A-Za-z0-9_-]",
     }),
+  // Never echoed back: an error names the variable and the expected format, not the value.
+  PGCHATD_SECRET_KEY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v) return undefined;
+      const key = parseSecretKey(v);
+      if (!key) {
+        ctx.addIssue({ code: "custom", message: secretKeyFormat });
+        return z.NEVER;
+      }
+      return key;
+    }),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   PGCHATD_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
   PGCHATD_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
@@ -39,6 +53,11 @@ export interface Config {
   databaseUrl: string | undefined;
   dataDir: string;
   bootstrapToken: string | undefined;
+  /**
+   * The key that encrypts provider API keys at rest (PGCHATD_SECRET_KEY); undefined means the key
+   * file `<dataDir>/secret-key`.
+   */
+  secretKey: Buffer | undefined;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   dbPoolMax: number;
   /** How long a shutdown waits for in-flight requests before closing their connections. */
@@ -62,6 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: path.resolve(e.PGCHATD_DATA_DIR),
     bootstrapToken: e.PGCHATD_BOOTSTRAP_TOKEN,
+    secretKey: e.PGCHATD_SECRET_KEY,
     logLevel: e.LOG_LEVEL,
     dbPoolMax: e.PGCHATD_DB_POOL_MAX,
     shutdownTimeoutMs: e.PGCHATD_SHUTDOWN_TIMEOUT_MS,

@@ -8,15 +8,22 @@ interface Client {
 }
 
 export const insertChatProviderQuery = `-- name: InsertChatProvider :one
-INSERT INTO chat_providers (provider, display_name, base_url, enabled)
-VALUES ($1, $2, $3, $4)
-RETURNING id, provider, display_name, base_url, enabled, created_at`;
+-- POST /providers. The id comes from the caller: the API key is encrypted with the provider id as
+-- associated data before the row exists. Duplicates hit chat_providers_kind_base_url_key.
+INSERT INTO chat_providers (id, provider, display_name, base_url, enabled, api_key_ciphertext)
+VALUES (
+  $1, $2, $3, $4, $5, $6
+)
+RETURNING id, provider, display_name, base_url, enabled,
+  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at`;
 
 export interface InsertChatProviderArgs {
+  id: string;
   provider: "openai" | "anthropic" | "openai-compatible" | "local";
   display_name: string;
   base_url: string | null;
   enabled: boolean;
+  api_key_ciphertext: Buffer | null;
 }
 
 export interface InsertChatProviderRow {
@@ -25,13 +32,15 @@ export interface InsertChatProviderRow {
   display_name: string;
   base_url: string | null;
   enabled: boolean;
+  has_api_key: boolean;
   created_at: string;
+  updated_at: string;
 }
 
 export async function insertChatProvider(client: Client, args: InsertChatProviderArgs): Promise<InsertChatProviderRow | null> {
   const result = await client.query({
     text: insertChatProviderQuery,
-    values: [args.provider, args.display_name, args.base_url, args.enabled],
+    values: [args.id, args.provider, args.display_name, args.base_url, args.enabled, args.api_key_ciphertext],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -44,11 +53,147 @@ export async function insertChatProvider(client: Client, args: InsertChatProvide
     display_name: row[2],
     base_url: row[3],
     enabled: row[4],
-    created_at: row[5],
+    has_api_key: row[5],
+    created_at: row[6],
+    updated_at: row[7],
   };
 }
 
+export const listChatProvidersQuery = `-- name: ListChatProviders :many
+-- GET /providers: live providers, oldest first. Never selects the key, only whether there is one.
+SELECT id, provider, display_name, base_url, enabled,
+  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+FROM chat_providers
+WHERE NOT deleted
+ORDER BY created_at, id`;
+
+export interface ListChatProvidersRow {
+  id: string;
+  provider: "openai" | "anthropic" | "openai-compatible" | "local";
+  display_name: string;
+  base_url: string | null;
+  enabled: boolean;
+  has_api_key: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export async function listChatProviders(client: Client): Promise<ListChatProvidersRow[]> {
+  const result = await client.query({
+    text: listChatProvidersQuery,
+    values: [],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      provider: row[1],
+      display_name: row[2],
+      base_url: row[3],
+      enabled: row[4],
+      has_api_key: row[5],
+      created_at: row[6],
+      updated_at: row[7],
+    };
+  });
+}
+
+export const getChatProviderByIDQuery = `-- name: GetChatProviderByID :one
+SELECT id, provider, display_name, base_url, enabled,
+  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+FROM chat_providers
+WHERE id = $1 AND NOT deleted`;
+
+export interface GetChatProviderByIDArgs {
+  id: string;
+}
+
+export interface GetChatProviderByIDRow {
+  id: string;
+  provider: "openai" | "anthropic" | "openai-compatible" | "local";
+  display_name: string;
+  base_url: string | null;
+  enabled: boolean;
+  has_api_key: boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export async function getChatProviderByID(client: Client, args: GetChatProviderByIDArgs): Promise<GetChatProviderByIDRow | null> {
+  const result = await client.query({
+    text: getChatProviderByIDQuery,
+    values: [args.id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    provider: row[1],
+    display_name: row[2],
+    base_url: row[3],
+    enabled: row[4],
+    has_api_key: row[5],
+    created_at: row[6],
+    updated_at: row[7],
+  };
+}
+
+export const updateChatProviderByIDQuery = `-- name: UpdateChatProviderByID :one
+-- chat_provider_update: see sql/functions/chat_models.sql.
+SELECT chat_provider_update(
+  $1, $2, $3, $4::text, $5,
+  $6, $7::bytea
+) AS id`;
+
+export interface UpdateChatProviderByIDArgs {
+  id: string;
+  display_name: string | null;
+  set_base_url: boolean;
+  base_url: string | null;
+  enabled: boolean | null;
+  set_api_key: boolean;
+  api_key_ciphertext: Buffer | null;
+}
+
+export interface UpdateChatProviderByIDRow {
+  id: string | null;
+}
+
+export async function updateChatProviderByID(client: Client, args: UpdateChatProviderByIDArgs): Promise<UpdateChatProviderByIDRow | null> {
+  const result = await client.query({
+    text: updateChatProviderByIDQuery,
+    values: [args.id, args.display_name, args.set_base_url, args.base_url, args.enabled, args.set_api_key, args.api_key_ciphertext],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+  };
+}
+
+export const deleteChatProviderByIDQuery = `-- name: DeleteChatProviderByID :exec
+SELECT chat_provider_delete($1)`;
+
+export interface DeleteChatProviderByIDArgs {
+  id: string;
+}
+
+export async function deleteChatProviderByID(client: Client, args: DeleteChatProviderByIDArgs): Promise<void> {
+  await client.query({
+    text: deleteChatProviderByIDQuery,
+    values: [args.id],
+    rowMode: "array",
+  });
+}
+
 export const insertChatModelConfigQuery = `-- name: InsertChatModelConfig :one
+-- A plain insert for test fixtures; the API creates model configs with CreateChatModelConfig.
 INSERT INTO chat_model_configs (
   provider_id, model, display_name, context_limit, enabled, is_default,
   input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros
@@ -101,6 +246,214 @@ export async function insertChatModelConfig(client: Client, args: InsertChatMode
     enabled: row[5],
     is_default: row[6],
   };
+}
+
+export const createChatModelConfigQuery = `-- name: CreateChatModelConfig :one
+-- chat_model_config_create: a new default replaces the old one under the default lock.
+SELECT chat_model_config_create(
+  $1, $2, $3, $4, $5, $6,
+  $7::bigint, $8::bigint,
+  $9::bigint, $10::bigint
+) AS id`;
+
+export interface CreateChatModelConfigArgs {
+  provider_id: string;
+  model: string;
+  display_name: string;
+  context_limit: number;
+  enabled: boolean;
+  is_default: boolean;
+  input_price_micros: number | null;
+  output_price_micros: number | null;
+  cache_read_price_micros: number | null;
+  cache_write_price_micros: number | null;
+}
+
+export interface CreateChatModelConfigRow {
+  id: string | null;
+}
+
+export async function createChatModelConfig(client: Client, args: CreateChatModelConfigArgs): Promise<CreateChatModelConfigRow | null> {
+  const result = await client.query({
+    text: createChatModelConfigQuery,
+    values: [args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+  };
+}
+
+export const listChatModelConfigsQuery = `-- name: ListChatModelConfigs :many
+-- GET /model-configs: every live model config (disabled ones too), oldest first.
+SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
+  m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
+  m.cache_write_price_micros, m.created_at, m.updated_at
+FROM chat_model_configs m
+JOIN chat_providers p ON p.id = m.provider_id
+WHERE NOT m.deleted
+ORDER BY m.created_at, m.id`;
+
+export interface ListChatModelConfigsRow {
+  id: string;
+  provider_id: string;
+  provider: "openai" | "anthropic" | "openai-compatible" | "local";
+  model: string;
+  display_name: string;
+  context_limit: number;
+  enabled: boolean;
+  is_default: boolean;
+  input_price_micros: number | null;
+  output_price_micros: number | null;
+  cache_read_price_micros: number | null;
+  cache_write_price_micros: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export async function listChatModelConfigs(client: Client): Promise<ListChatModelConfigsRow[]> {
+  const result = await client.query({
+    text: listChatModelConfigsQuery,
+    values: [],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      provider_id: row[1],
+      provider: row[2],
+      model: row[3],
+      display_name: row[4],
+      context_limit: row[5],
+      enabled: row[6],
+      is_default: row[7],
+      input_price_micros: row[8],
+      output_price_micros: row[9],
+      cache_read_price_micros: row[10],
+      cache_write_price_micros: row[11],
+      created_at: row[12],
+      updated_at: row[13],
+    };
+  });
+}
+
+export const getChatModelConfigByIDQuery = `-- name: GetChatModelConfigByID :one
+SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
+  m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
+  m.cache_write_price_micros, m.created_at, m.updated_at
+FROM chat_model_configs m
+JOIN chat_providers p ON p.id = m.provider_id
+WHERE m.id = $1 AND NOT m.deleted`;
+
+export interface GetChatModelConfigByIDArgs {
+  id: string;
+}
+
+export interface GetChatModelConfigByIDRow {
+  id: string;
+  provider_id: string;
+  provider: "openai" | "anthropic" | "openai-compatible" | "local";
+  model: string;
+  display_name: string;
+  context_limit: number;
+  enabled: boolean;
+  is_default: boolean;
+  input_price_micros: number | null;
+  output_price_micros: number | null;
+  cache_read_price_micros: number | null;
+  cache_write_price_micros: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export async function getChatModelConfigByID(client: Client, args: GetChatModelConfigByIDArgs): Promise<GetChatModelConfigByIDRow | null> {
+  const result = await client.query({
+    text: getChatModelConfigByIDQuery,
+    values: [args.id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    provider_id: row[1],
+    provider: row[2],
+    model: row[3],
+    display_name: row[4],
+    context_limit: row[5],
+    enabled: row[6],
+    is_default: row[7],
+    input_price_micros: row[8],
+    output_price_micros: row[9],
+    cache_read_price_micros: row[10],
+    cache_write_price_micros: row[11],
+    created_at: row[12],
+    updated_at: row[13],
+  };
+}
+
+export const updateChatModelConfigByIDQuery = `-- name: UpdateChatModelConfigByID :one
+-- chat_model_config_update: see sql/functions/chat_models.sql.
+SELECT chat_model_config_update(
+  $1, $2::uuid, $3::text, $4::text,
+  $5::integer, $6::boolean, $7::boolean,
+  $8, $9::bigint, $10::bigint,
+  $11::bigint, $12::bigint
+) AS id`;
+
+export interface UpdateChatModelConfigByIDArgs {
+  id: string;
+  provider_id: string | null;
+  model: string | null;
+  display_name: string | null;
+  context_limit: number | null;
+  enabled: boolean | null;
+  is_default: boolean | null;
+  set_pricing: boolean;
+  input_price_micros: number | null;
+  output_price_micros: number | null;
+  cache_read_price_micros: number | null;
+  cache_write_price_micros: number | null;
+}
+
+export interface UpdateChatModelConfigByIDRow {
+  id: string | null;
+}
+
+export async function updateChatModelConfigByID(client: Client, args: UpdateChatModelConfigByIDArgs): Promise<UpdateChatModelConfigByIDRow | null> {
+  const result = await client.query({
+    text: updateChatModelConfigByIDQuery,
+    values: [args.id, args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.set_pricing, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+  };
+}
+
+export const deleteChatModelConfigByIDQuery = `-- name: DeleteChatModelConfigByID :exec
+SELECT chat_model_config_delete($1)`;
+
+export interface DeleteChatModelConfigByIDArgs {
+  id: string;
+}
+
+export async function deleteChatModelConfigByID(client: Client, args: DeleteChatModelConfigByIDArgs): Promise<void> {
+  await client.query({
+    text: deleteChatModelConfigByIDQuery,
+    values: [args.id],
+    rowMode: "array",
+  });
 }
 
 export const listEnabledModelConfigsQuery = `-- name: ListEnabledModelConfigs :many

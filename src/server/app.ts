@@ -7,6 +7,8 @@ import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
 import { chatMessagesRoutes } from "./routes/chat-messages.ts";
+import { chatModelConfigsRoutes } from "./routes/chat-model-configs.ts";
+import { chatProvidersRoutes } from "./routes/chat-providers.ts";
 import { chatStreamsRoutes } from "./routes/chat-streams.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -79,8 +81,11 @@ export function createApp(deps: AppDeps): App {
 
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
-  // Before chatsRoutes, whose /:chat would otherwise take "files" and "watch".
+  // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs"
+  // and "watch".
   chats.route("/files", chatFilesRoutes);
+  chats.route("/providers", chatProvidersRoutes);
+  chats.route("/model-configs", chatModelConfigsRoutes);
   chats.route("/", chatStreamsRoutes);
   chats.route("/", chatMessagesRoutes);
   chats.route("/", chatsRoutes);

@@ -1,6 +1,7 @@
 import type { Pool } from "../db/index.ts";
 import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
+import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 import type { Watch } from "../watch/index.ts";
 
@@ -20,6 +21,11 @@ export interface AppDeps {
   logger: Logger;
   /** Change events (GET /watch, GET /{chat}/stream); absent, those routes answer 503. */
   watch?: Watch | undefined;
+  /**
+   * Seals provider API keys (src/lib/secrets.ts). Absent, requests that would store a key answer
+   * 503; `pgchatd serve` always has it.
+   */
+  secrets?: Secrets | undefined;
 }
 
 export interface AppEnv {

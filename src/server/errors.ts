@@ -108,6 +108,25 @@ const constraints: Record<string, Mapped> = {
     message: "Agent names must be unique within a build.",
   },
   api_keys_user_id_fkey: { status: 404, message: "User not found." },
+  chat_providers_kind_base_url_key: {
+    status: 409,
+    message: "A provider of this kind with this base_url already exists.",
+  },
+  chat_providers_base_url_required: {
+    status: 400,
+    message: "An openai-compatible provider needs a base_url.",
+  },
+  chat_providers_base_url_http: { status: 400, message: "base_url must be an http(s) URL." },
+  chat_model_configs_default_usable: {
+    status: 409,
+    message:
+      "The default model config must stay enabled; make another model config the default first.",
+  },
+  // chat_lock_model_default serialises default changes, so only a writer that bypasses it sees this.
+  chat_model_configs_one_default: {
+    status: 409,
+    message: "Another model config became the default at the same time; retry.",
+  },
 };
 
 /** Standard SQLSTATEs that mean "the input was wrong" or "try again", never a server fault. */

@@ -4,6 +4,7 @@ import { serve } from "@hono/node-server";
 import type { Config } from "../config.ts";
 import { type Database, openDatabase } from "../db/index.ts";
 import { startEventPruning } from "../jobs/prune-events.ts";
+import { openSecrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 import { startWatch, type Watch } from "../watch/index.ts";
 import { createApp } from "./app.ts";
@@ -33,6 +34,8 @@ function listen(server: Server): Promise<AddressInfo> {
 
 /** Opens the database (embedded unless DATABASE_URL), then serves the API on HOST:PORT. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  // Before the database: a damaged key file stops the start with nothing to clean up.
+  const secrets = await openSecrets({ configuredKey: config.secretKey, dataDir: config.dataDir });
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
@@ -62,7 +65,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger,
   });
   try {
-    const app = createApp({ db: database.pool, logger, watch });
+    const app = createApp({ db: database.pool, logger, watch, secrets });
     // Without createServer options @hono/node-server builds a plain node:http server.
     server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }) as Server;
     address = await listen(server);

@@ -1,5 +1,9 @@
 import type { ListChatFilesByChatIDRow } from "../generated/chat_files.ts";
 import type { GetChatMessageByIDRow } from "../generated/chat_messages.ts";
+import type {
+  GetChatModelConfigByIDRow,
+  GetChatProviderByIDRow,
+} from "../generated/chat_models.ts";
 import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queued_messages.ts";
 import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
 import type { User } from "./env.ts";
@@ -136,5 +140,59 @@ export function chatQueuedMessageJson(q: GetChatQueuedMessageByIDRow) {
     created_at: q.created_at,
     model_config_id: q.model_config_id,
     created_by: q.created_by,
+  };
+}
+
+/** A Provider: never the key, only whether one is stored. */
+export function chatProviderJson(p: GetChatProviderByIDRow) {
+  return {
+    id: p.id,
+    provider: p.provider,
+    display_name: p.display_name,
+    base_url: p.base_url,
+    enabled: p.enabled,
+    has_api_key: p.has_api_key,
+    created_at: p.created_at,
+    updated_at: p.updated_at,
+  };
+}
+
+interface PriceColumns {
+  input_price_micros: number | null;
+  output_price_micros: number | null;
+  cache_read_price_micros: number | null;
+  cache_write_price_micros: number | null;
+}
+
+/** Prices in micros per million tokens; null for a free model (no price set). */
+export function pricingJson(m: PriceColumns) {
+  const prices = [
+    m.input_price_micros,
+    m.output_price_micros,
+    m.cache_read_price_micros,
+    m.cache_write_price_micros,
+  ];
+  if (prices.every((v) => v === null)) return null;
+  return {
+    input: m.input_price_micros ?? 0,
+    output: m.output_price_micros ?? 0,
+    cache_read: m.cache_read_price_micros ?? 0,
+    cache_write: m.cache_write_price_micros ?? 0,
+  };
+}
+
+export function chatModelConfigJson(m: GetChatModelConfigByIDRow) {
+  return {
+    id: m.id,
+    provider_id: m.provider_id,
+    provider: m.provider,
+    model: m.model,
+    display_name: m.display_name,
+    context_limit: m.context_limit,
+    enabled: m.enabled,
+    is_default: m.is_default,
+    pricing: pricingJson(m),
+    created_at: m.created_at,
+    updated_at: m.updated_at,
   };
 }

@@ -62,3 +62,18 @@ export const messageContent = z
   )
   .min(1)
   .max(100);
+
+/** An absolute http(s) URL with a host and no credentials in it (they belong in a secret). */
+export const httpUrl = (max = 2048) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => {
+      if (!/^https?:\/\//i.test(s) || /\s/.test(s)) return false;
+      try {
+        const u = new URL(s);
+        return u.hostname !== "" && u.username === "" && u.password === "";
+      } catch {
+        return false;
+      }
+    }, "must be an http(s) URL with a host and without credentials");

@@ -17,6 +17,12 @@ beforeAll(async () => {
 });
 
 describe("error bodies", () => {
+  it("answers 503 on the stream routes of an app built without change events", async () => {
+    const res = await t.call("GET", "/api/experimental/chats/watch", { token });
+    expect(res.status).toBe(503);
+    expect(res.json.message).toMatch(/change streams are not running/i);
+  });
+
   it("answers an unknown route with a JSON 404", async () => {
     const res = await t.call("GET", "/no/such/route");
     expect(res.status).toBe(404);

@@ -1,5 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { pino } from "pino";
+import { createSecrets } from "../../src/lib/secrets.ts";
 import { createApp } from "../../src/server/app.ts";
 import { testDb } from "./db.ts";
 
@@ -19,7 +21,9 @@ export function captureLogger() {
 export async function testApp() {
   const db = await testDb();
   const { logger, lines } = captureLogger();
-  const app = createApp({ db: db.pool, logger });
+  // A random key per app: tests that read sealed values decrypt them with `secrets`.
+  const secrets = createSecrets(randomBytes(32));
+  const app = createApp({ db: db.pool, logger, secrets });
 
   async function call(
     method: string,
@@ -45,5 +49,5 @@ export async function testApp() {
     return { status: res.status, json, text, headers: res.headers };
   }
 
-  return { app, db, pool: db.pool, logLines: lines, call };
+  return { app, db, pool: db.pool, logLines: lines, secrets, call };
 }

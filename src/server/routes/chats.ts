@@ -13,6 +13,7 @@ import { loadChat, withChildren } from "../chat-view.ts";
 import type { AppEnv } from "../env.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
+import { pricingJson } from "../shapes.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
 /** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
@@ -183,25 +184,13 @@ export const chatsRoutes = new Hono<AppEnv>()
         };
         providers.set(r.provider_id, p);
       }
-      const priced =
-        r.input_price_micros !== null ||
-        r.output_price_micros !== null ||
-        r.cache_read_price_micros !== null ||
-        r.cache_write_price_micros !== null;
       p.models.push({
         id: r.id,
         model: r.model,
         display_name: r.display_name,
         context_limit: r.context_limit,
         is_default: r.is_default,
-        pricing: priced
-          ? {
-              input: r.input_price_micros ?? 0,
-              output: r.output_price_micros ?? 0,
-              cache_read: r.cache_read_price_micros ?? 0,
-              cache_write: r.cache_write_price_micros ?? 0,
-            }
-          : null,
+        pricing: pricingJson(r),
       });
     }
     return c.json({ providers: [...providers.values()] });
