@@ -263,14 +263,17 @@ async function eventPlans(
   const at = async (sql: string, values: unknown[]) =>
     (await client.query<{ xid: string; id: number }>(sql, values)).rows[0]!;
   const ordered = "SELECT xid::text AS xid, id FROM chat_events";
-  const nearHead = await at(`${ordered} ORDER BY xid DESC, id DESC OFFSET 1000 LIMIT 1`, []);
-  const head = await at(`${ordered} ORDER BY xid DESC, id DESC LIMIT 1`, []);
+  const nearHead = await at(
+    `${ordered} ORDER BY chat_events.xid DESC, id DESC OFFSET 1000 LIMIT 1`,
+    [],
+  );
+  const head = await at(`${ordered} ORDER BY chat_events.xid DESC, id DESC LIMIT 1`, []);
   // Resuming from the middle of the owner's (the chat's) own events.
   const middleOf = async (column: string, value: string) => {
     const where = `FROM chat_events WHERE ${column} = $1`;
     const n = Number((await client.query(`SELECT count(*) AS n ${where}`, [value])).rows[0].n);
     const mid = await at(
-      `SELECT xid::text AS xid, id ${where} ORDER BY xid, id OFFSET $2 LIMIT 1`,
+      `SELECT xid::text AS xid, id ${where} ORDER BY chat_events.xid, id OFFSET $2 LIMIT 1`,
       [value, Math.floor(n / 2)],
     );
     return {

@@ -116,10 +116,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  -- Status first: the status change moves updated_at, so the message's touch trigger finds the
+  -- chat already touched and skips its own UPDATE. One chat update and one status_change event
+  -- per send, instead of an `updated` followed by a status_change.
+  UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id WHERE id = p_chat_id;
   INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
   VALUES (p_chat_id, 'user', p_content, 'both', p_model_config_id, p_created_by, p_api_key_id)
   RETURNING id INTO v_id;
-  UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id WHERE id = p_chat_id;
   RETURN v_id;
 END;
 $$;

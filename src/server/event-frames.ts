@@ -1,7 +1,7 @@
 import type { Queryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queued_messages.ts";
-import { listChatsByIDs } from "../generated/chats.ts";
+import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
 import {
   type Cursor,
   type EventRow,
@@ -11,8 +11,7 @@ import {
   type RenderedEvent,
   type Wanted,
 } from "../watch/index.ts";
-import { withChildren } from "./chat-view.ts";
-import { type ChatRow, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
 
 /*
  * Change events as SSE frames (API.md "Streams"). Frames are built here as whole strings rather
@@ -40,28 +39,36 @@ interface RenderedChat {
 
 /**
  * The chats of a batch as watch events show them: the current row (so at or after each event's
- * version, API.md) with a root's children embedded like GET /{chat}, serialised once each.
+ * version, API.md) with a root's children embedded like GET /{chat}, serialised once each. The
+ * children are asked for every id in parallel with the chats (a child has none), in both archive
+ * states (a root shows those in its own), so this costs one round trip, not two.
  */
 async function loadChats(db: Queryable, ids: string[]): Promise<Map<string, RenderedChat>> {
   const out = new Map<string, RenderedChat>();
   if (ids.length === 0) return out;
-  const rows = (await listChatsByIDs(db, { ids })) as ChatRow[];
-  // Children are listed per archive state of their root (archived roots show archived children).
-  for (const archived of [false, true]) {
-    const group = rows.filter((r) => r.archived === archived);
-    if (group.length === 0) continue;
-    const rendered = await withChildren(db, group, archived);
-    group.forEach((r, i) => {
-      out.set(r.id, { ownerId: r.owner_id, json: JSON.stringify(rendered[i]) });
-    });
+  const [rows, active, archived] = await Promise.all([
+    listChatsByIDs(db, { ids }) as Promise<ChatRow[]>,
+    listChildChatsByRootIDs(db, { root_ids: ids, archived: false }),
+    listChildChatsByRootIDs(db, { root_ids: ids, archived: true }),
+  ]);
+  const children = new Map<string, ChatRow[]>();
+  for (const child of [...active, ...archived]) {
+    const key = `${child.root_chat_id}/${child.archived}`;
+    const list = children.get(key) ?? [];
+    list.push(child);
+    children.set(key, list);
+  }
+  for (const r of rows) {
+    const json = chatJson(r, children.get(`${r.id}/${r.archived}`) ?? []);
+    out.set(r.id, { ownerId: r.owner_id, json: JSON.stringify(json) });
   }
   return out;
 }
 
 /**
  * The renderer the tailer calls for each batch. However many events and subscribers name a chat,
- * a batch reads and serialises it once: chats (with children), messages and queues take at most
- * five queries per batch.
+ * a batch reads and serialises it once: chats (with children), messages and queues are read in
+ * one round of parallel queries.
  */
 export function createEventRenderer(db: Queryable): RenderEvents {
   return async (rows: EventRow[], wanted: Wanted[]): Promise<RenderedEvent[]> => {

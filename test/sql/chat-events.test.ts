@@ -600,12 +600,16 @@ describe("chat_messages, queue and diff status", () => {
         payload: { deleted_message_ids: [rows[0].id, a1.id, a2.id] },
       }),
     ]);
-    // The reset comes first; the replacement follows as a message, then the new turn.
-    expect(kindsOf(evs)).toEqual(["history_reset", "updated", "message", "status_change"]);
+    // The reset comes first, then the new turn and its message; the status change explains the
+    // moved updated_at, so no `updated` comes with the message.
+    expect(kindsOf(evs)).toEqual(["history_reset", "status_change", "message"]);
     expect(evs.find((e) => e.kind === "message")!.payload).toEqual({
       message_id: edited!.message_id,
     });
-    expect(evs.at(-1)!.payload).toEqual({ status: "pending", previous_status: "completed" });
+    expect(evs.find((e) => e.kind === "status_change")!.payload).toEqual({
+      status: "pending",
+      previous_status: "completed",
+    });
   });
 
   it("emits queue_update when a busy chat queues a message and when a queued message is deleted", async () => {

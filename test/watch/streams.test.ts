@@ -103,7 +103,8 @@ function openWatch(u: Member, opts: { headers?: Record<string, string>; query?: 
  */
 async function caughtUp(server: TestServer = srv) {
   const { rows } = await srv.pool.query<{ xid: string; id: number }>(
-    "SELECT xid::text, id FROM chat_events ORDER BY xid DESC, id DESC LIMIT 1",
+    // Qualified: a bare `xid` would sort the text output column ("999" after "1000").
+    "SELECT xid::text, id FROM chat_events ORDER BY chat_events.xid DESC, id DESC LIMIT 1",
   );
   const head = rows[0];
   if (!head) return;
@@ -311,6 +312,7 @@ describe("GET /chats/watch", () => {
     const u = await member();
     const chat = await createChat(u);
     await patchChat(u, chat.id, { archived: true });
+    await caughtUp();
     const w = await openWatch(u);
     await patchChat(u, chat.id, { archived: false });
     const e = await w.next(ofChat(chat.id));
@@ -321,6 +323,7 @@ describe("GET /chats/watch", () => {
   it("sends action_required with the pending tool calls when a chat needs client tool results", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    await caughtUp();
     const w = await openWatch(u);
     await requireAction(chat.id);
     const status = await w.next(ofChat(chat.id));
@@ -384,6 +387,7 @@ describe("GET /chats/watch", () => {
   it("sends hard_deleted with the chat's identity when a chat is deleted for good", async () => {
     const u = await member();
     const chat = await createChat(u, { content: text("short-lived") });
+    await caughtUp();
     const w = await openWatch(u);
     await srv.pool.query("DELETE FROM chats WHERE id = $1", [chat.id]);
     const e = await w.next(ofChat(chat.id));
@@ -706,6 +710,8 @@ describe("resuming by cursor", () => {
   it("sends a chat stream that resumes with Last-Event-ID its logged events instead of a snapshot", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    // Else the chat's first message event may lie after the snapshot's cursor.
+    await caughtUp();
     const s1 = await openStream(u, chat.id);
     await s1.next(kind("queue_update"));
     const last = s1.lastEventId();
