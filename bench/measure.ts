@@ -1,7 +1,8 @@
 /*
  * What the benchmarks measure with and print through: sequential latencies and concurrent
  * throughput of a call, HTTP load from autocannon, the app served on a local port, EXPLAIN
- * (ANALYZE) output, and plain-text tables. Shared by bench/list.ts and bench/prompts.ts.
+ * (ANALYZE) output, and plain-text tables. Shared by bench/list.ts, bench/prompts.ts and
+ * bench/watch.ts.
  */
 import type { Server } from "node:http";
 import { createRequire } from "node:module";
@@ -54,6 +55,16 @@ export interface HttpRun {
   rps: number;
   non2xx: number;
   errors: number;
+  /** Responses by status code, e.g. { "200": 5123, "429": 3 }. */
+  statuses: Record<string, number>;
+}
+
+/** What each request sends: GET of the URL by default; `paths` are used in turn, one per request. */
+export interface HttpLoad {
+  method?: "GET" | "POST" | "PATCH" | "PUT" | "DELETE";
+  /** JSON text, sent with Content-Type: application/json. */
+  body?: string;
+  paths?: string[];
 }
 
 // autocannon runs in a worker thread, so the load generator does not share the server's event
@@ -62,6 +73,14 @@ export interface HttpRun {
 const workerSource = `
 const { parentPort, workerData } = require("node:worker_threads");
 const autocannon = require(workerData.autocannon);
+const paths = workerData.paths;
+if (paths) {
+  // One counter for all connections of this worker: every request takes the next path.
+  let next = 0;
+  workerData.opts.requests = [
+    { setupRequest: (req) => ({ ...req, path: paths[next++ % paths.length] }) },
+  ];
+}
 const lat = [];
 let ok = 0;
 const started = process.hrtime.bigint();
@@ -74,6 +93,9 @@ const inst = autocannon(workerData.opts, (err, res) => {
     seconds,
     non2xx: res ? res.non2xx : 0,
     errors: res ? res.errors + res.timeouts : 0,
+    statuses: res
+      ? Object.fromEntries(Object.entries(res.statusCodeStats).map(([k, v]) => [k, v.count]))
+      : {},
   });
 });
 inst.on("response", (_client, status, _bytes, ms) => {
@@ -84,22 +106,35 @@ inst.on("response", (_client, status, _bytes, ms) => {
 });
 `;
 
-/** GETs `url` with a bearer `token` on `connections` connections for `seconds`, from a worker. */
+/**
+ * Sends `load` (GET `url` by default) with a bearer `token` on `connections` connections for
+ * `seconds`, from a worker.
+ */
 export async function autocannon(
   url: string,
   token: string,
   connections: number,
   seconds: number,
+  load: HttpLoad = {},
 ): Promise<HttpRun> {
   const opts = {
     url,
     connections,
     duration: seconds,
-    headers: { authorization: `Bearer ${token}` },
+    method: load.method ?? "GET",
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(load.body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(load.body === undefined ? {} : { body: load.body }),
   };
   const worker = new Worker(workerSource, {
     eval: true,
-    workerData: { autocannon: createRequire(import.meta.url).resolve("autocannon"), opts },
+    workerData: {
+      autocannon: createRequire(import.meta.url).resolve("autocannon"),
+      opts,
+      paths: load.paths,
+    },
   });
   const msg = await new Promise<{
     err: string | null;
@@ -108,6 +143,7 @@ export async function autocannon(
     seconds: number;
     non2xx: number;
     errors: number;
+    statuses: Record<string, number>;
   }>((resolve, reject) => {
     worker.once("message", resolve);
     worker.once("error", reject);
@@ -120,6 +156,7 @@ export async function autocannon(
     rps: msg.ok / msg.seconds,
     non2xx: msg.non2xx,
     errors: msg.errors,
+    statuses: msg.statuses,
   };
 }
 

@@ -4,12 +4,17 @@
  *   npm run bench -- startup 5          one benchmark, with arguments
  *   npm run bench -- list 20000 500     the chat list on 20,000 chats over 500 owners
  *   npm run bench -- prompts            the prompt history on 270,000 messages (bench/prompts.ts)
+ *   npm run bench -- watch [watchers] [eventsPerSecond]
+ *                                       change events: fan-out latency to 100 and 1,000 SSE watchers
+ *                                       (and `watchers`, e.g. 10000) at 500 events/s, and message
+ *                                       send throughput per NOTIFY mode (bench/watch.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchList } from "./list.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
+import { benchWatch } from "./watch.ts";
 
 const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   startup: (runs) => benchStartup(runs ? Number(runs) : 3),
@@ -17,8 +22,9 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
     benchList(chats ? Number(chats) : undefined, owners ? Number(owners) : undefined),
   prompts: (layout) => benchPrompts(layout),
   suite: () => benchSuite(),
+  watch: (watchers, eventsPerSecond) => benchWatch(watchers, eventsPerSecond),
 };
-const defaults = ["startup", "list", "prompts"];
+const defaults = ["startup", "list", "prompts", "watch"];
 
 const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);
