@@ -84,6 +84,11 @@ export class Hub {
     }
   }
 
+  /** No subscriber at all: nothing to deliver, so a wake-up need not read. */
+  isEmpty(): boolean {
+    return this.byOwner.size === 0 && this.byChat.size === 0;
+  }
+
   /** Subscriber counts, for /metrics and tests. */
   counts(): { watch: number; stream: number } {
     let watch = 0;

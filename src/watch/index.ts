@@ -48,6 +48,11 @@ export interface Watch {
    * mode tell the other replicas (one NOTIFY per interval at most).
    */
   poke(): void;
+  /**
+   * Call right before registering a subscriber: a process that skipped wake-ups while it had no
+   * subscriber reads up to the head first, so the new stream starts at the head, not behind it.
+   */
+  beforeSubscribe(): Promise<void>;
   /** Sends an ephemeral `message_part` to the chat's stream subscribers on every replica. */
   publishPart(chatId: string, ownerId: string, data: unknown): Promise<void>;
   close(): Promise<void>;
@@ -71,6 +76,16 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     maxQueuedBytes: opts.maxQueuedBytes ?? 1024 * 1024,
     position: () => tailer!.fetchedUntil,
   });
+  /**
+   * A process with no stream open does not read on every commit (with many replicas that is a
+   * read per replica per commit, measured in bench/watch.ts): the safety poll keeps its position
+   * within a second of the head, and the first subscriber catches it up (beforeSubscribe).
+   */
+  let lagging = false;
+  const wakeForCommit = () => {
+    if (hub.isEmpty()) lagging = true;
+    else tailer!.wake();
+  };
   tailer = new Tailer({
     pool: opts.pool,
     hub,
@@ -92,7 +107,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   listener.events.on("reconnect", (attempt) => log.warn({ attempt }, "LISTEN reconnecting"));
   // After every (re)connect: anything committed while we were not listening is read now.
   listener.events.on("connected", () => tailer.wake());
-  listener.notifications.on(eventsChannel, () => tailer.wake());
+  listener.notifications.on(eventsChannel, wakeForCommit);
   listener.notifications.on(partsChannel, (payload: string) => {
     try {
       const msg = JSON.parse(payload) as { o: string; c: string; u: string; b: string };
@@ -128,8 +143,14 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     mode: opts.mode,
     render: opts.render,
     poke() {
-      tailer.wake();
+      wakeForCommit();
       notifier?.poke();
+    },
+    async beforeSubscribe() {
+      if (!lagging) return;
+      lagging = false;
+      tailer.wake(false);
+      await tailer.idle();
     },
     async publishPart(chatId, ownerId, data) {
       const body = `event: message_part\ndata: ${JSON.stringify(data)}\n\n`;

@@ -46,6 +46,9 @@ export const chatStreamsRoutes = new Hono<AppEnv>()
       db,
       lastEventId(c.req.header("last-event-id"), c.req.valid("query").after),
     );
+    // Before the response starts: the subscriber is registered by the time the client sees the
+    // stream open, so nothing committed after that is missed.
+    await watch.beforeSubscribe();
     return streamSSE(
       c,
       (stream) =>
@@ -63,6 +66,7 @@ export const chatStreamsRoutes = new Hono<AppEnv>()
       throw notFound("Chat");
     }
     const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
+    await watch.beforeSubscribe();
     return streamSSE(
       c,
       (stream) =>
