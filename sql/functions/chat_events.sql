@@ -62,3 +62,31 @@ BEGIN
   RETURN v_count;
 END;
 $$;
+
+-- Trigger function for tables whose rows hang off a chat and whose every change means "this
+-- chat's <kind> changed" (chat_queued_messages: queue_update; chat_diff_statuses:
+-- diff_status_change): one event of kind TG_ARGV[0] per chat the statement touched. The content
+-- is read when the event is rendered. Rows of a chat being deleted find no chat and emit nothing
+-- (the chat's own hard_deleted covers it). Statement-level, with transition tables new_rows
+-- (INSERT, UPDATE) or old_rows (DELETE).
+CREATE OR REPLACE FUNCTION chat_events__emit_per_chat() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() = 'off' THEN
+    RETURN NULL;
+  END IF;
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
+    SELECT c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version
+    FROM chats c WHERE c.id IN (SELECT chat_id FROM old_rows) ORDER BY c.id;
+  ELSE
+    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
+    SELECT c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version
+    FROM chats c WHERE c.id IN (SELECT chat_id FROM new_rows) ORDER BY c.id;
+  END IF;
+  IF FOUND THEN
+    PERFORM chat_events_notify();
+  END IF;
+  RETURN NULL;
+END;
+$$;
