@@ -55,6 +55,7 @@ import {
   getWorkspaceAgentForAuthByTokenIDQuery,
   getWorkspaceByIDQuery,
 } from "../src/generated/workspaces.ts";
+import { streamKinds, watchKinds } from "../src/watch/index.ts";
 
 /** Sizes of the seeded tables; large enough that a missing index shows as a sequential scan. */
 const seed = {
@@ -295,25 +296,6 @@ async function eventPlans(
     "SELECT id FROM chat_messages WHERE chat_id = $1 ORDER BY id DESC LIMIT 50",
     [messages.targetChatId],
   );
-  const watchKinds = [
-    "created",
-    "deleted",
-    "status_change",
-    "title_change",
-    "summary_change",
-    "diff_status_change",
-    "action_required",
-    "context_dirty",
-    "updated",
-    "hard_deleted",
-  ] as const;
-  const streamKinds = [
-    "status_change",
-    "action_required",
-    "message",
-    "queue_update",
-    "history_reset",
-  ] as const;
   return {
     total,
     plans: [

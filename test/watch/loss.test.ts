@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { type TestServer, testServer } from "../setup/server.ts";
@@ -11,26 +12,6 @@ import { openSse, type SseClient, type SseEvent } from "../setup/sse.ts";
  * must see exactly the log, in cursor order: no gap, no duplicate.
  */
 
-/** The watch kinds and the stream kinds of API.md "Streams", as the log names them. */
-const watchKinds = [
-  "created",
-  "deleted",
-  "status_change",
-  "title_change",
-  "summary_change",
-  "diff_status_change",
-  "action_required",
-  "context_dirty",
-  "updated",
-  "hard_deleted",
-];
-const streamKinds = [
-  "status_change",
-  "action_required",
-  "message",
-  "queue_update",
-  "history_reset",
-];
 /** A chat stream names status_change `status` (followed by `error`, same id, on failure). */
 const streamEventName = (kind: string) => (kind === "status_change" ? "status" : kind);
 
@@ -98,7 +79,7 @@ async function watchLog(ownerId: string, after: string) {
      FROM chat_events
      WHERE owner_id = $1 AND kind::text = ANY($2::text[]) AND (xid, id) > ($3::xid8, $4::bigint)
      ORDER BY xid, id`,
-    [ownerId, watchKinds, ...after.split(".")],
+    [ownerId, [...watchKinds], ...after.split(".")],
   );
   return rows.map((r) => `${r.cursor} ${r.kind}`);
 }
@@ -132,7 +113,7 @@ async function streamLog(chatId: string, snapshot: Snapshot) {
      FROM chat_events
      WHERE chat_id = $1 AND kind::text = ANY($2::text[]) AND (xid, id) > ($3::xid8, $4::bigint)
      ORDER BY xid, id`,
-    [chatId, streamKinds, ...snapshot.floor.split(".")],
+    [chatId, [...streamKinds], ...snapshot.floor.split(".")],
   );
   return rows
     .filter((r) => r.message_id === null || !snapshot.messageIds.has(r.message_id))
