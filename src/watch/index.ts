@@ -49,8 +49,10 @@ export interface Watch {
    */
   poke(): void;
   /**
-   * Call right before registering a subscriber: a process that skipped wake-ups while it had no
-   * subscriber reads up to the head first, so the new stream starts at the head, not behind it.
+   * Call right before registering a subscriber: a process that has no subscriber (so may have
+   * skipped wake-ups, or not received the latest yet) reads up to the head first, and every
+   * subscriber arriving meanwhile waits for that read, so new streams start at the head, not
+   * behind it.
    */
   beforeSubscribe(): Promise<void>;
   /** Sends an ephemeral `message_part` to the chat's stream subscribers on every replica. */
@@ -82,6 +84,8 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
    * within a second of the head, and the first subscriber catches it up (beforeSubscribe).
    */
   let lagging = false;
+  /** The catch-up read that beforeSubscribe started, while it runs. */
+  let catchingUp: Promise<void> | undefined;
   const wakeForCommit = () => {
     if (hub.isEmpty()) lagging = true;
     else tailer!.wake();
@@ -147,10 +151,16 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       notifier?.poke();
     },
     async beforeSubscribe() {
-      if (!lagging) return;
-      lagging = false;
-      tailer.wake(false);
-      await tailer.idle();
+      // Every subscriber that arrives while the catch-up runs waits for it too: one that
+      // registered at the old position would receive events committed before it connected.
+      if (lagging || (hub.isEmpty() && !catchingUp)) {
+        lagging = false;
+        tailer.wake(false);
+        catchingUp = tailer.idle().finally(() => {
+          catchingUp = undefined;
+        });
+      }
+      await catchingUp;
     },
     async publishPart(chatId, ownerId, data) {
       const body = `event: message_part\ndata: ${JSON.stringify(data)}\n\n`;

@@ -137,10 +137,13 @@ function resumeId(c: SseClient): string {
   return c.events.at(-1)?.id ?? c.lastEventId();
 }
 
-/** Waits for the first id-only block of a watch stream: the subscriber is registered. */
+/**
+ * The cursor of a watch stream's first block (id-only): where its subscriber started. Not the
+ * last id seen, which may already be that of a live event after it.
+ */
 async function watchFloor(c: SseClient): Promise<string> {
-  await until(() => c.lastEventId() !== "", "the watch stream's first cursor");
-  return c.lastEventId();
+  await until(() => c.ids.length > 0, "the watch stream's first cursor");
+  return c.ids[0]!;
 }
 
 async function openWatch(owner: Owner, lastEventId?: string) {

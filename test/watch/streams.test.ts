@@ -5,6 +5,7 @@ import { startServer } from "../../src/server/serve.ts";
 import { streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
+import { listen } from "../setup/listen.ts";
 import { type TestServer, testServer } from "../setup/server.ts";
 import { openSse, type SseClient, type SseEvent } from "../setup/sse.ts";
 
@@ -662,6 +663,37 @@ describe("resuming by cursor", () => {
     const e = await w2.next();
     expect(e.event).toBe("created");
     expect(data(e).chat.id).toBe(chat.id);
+  });
+
+  it("starts watches opened at the same moment on a server with no open stream at one cursor", async () => {
+    // Its own server: no stream of another test is open on it.
+    const idle = await testServer();
+    try {
+      const u = await member();
+      const notified = await listen(idle.dbUrl, "chat_events");
+      try {
+        // Committed, and announced, while no stream is open: the server skips that read. Many
+        // events, so that the read which the first watch starts takes a while.
+        const chat = await gen.chat(idle.pool, { ownerId: u.id, organizationId: orgId });
+        await idle.pool.query(
+          `DO $$ BEGIN FOR i IN 1..5000 LOOP
+             UPDATE chats SET title = 't' || i WHERE id = '${chat.id}';
+           END LOOP; END $$`,
+        );
+        await notified.next();
+        await notified.next();
+      } finally {
+        await notified.close();
+      }
+      const url = `${idle.url}${base}/watch`;
+      const watches = await Promise.all(
+        Array.from({ length: 8 }, () => track(openSse(url, auth(u)))),
+      );
+      await eventually(async () => watches.every((w) => w.ids.length > 0), "starting cursors");
+      expect(new Set(watches.map((w) => w.ids[0])).size).toBe(1);
+    } finally {
+      await idle.close();
+    }
   });
 
   it("prefers Last-Event-ID over ?after= (a reconnecting EventSource keeps its first URL)", async () => {
