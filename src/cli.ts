@@ -7,10 +7,13 @@ import { migrate } from "./db/migrate.ts";
 import { insertAPIKey } from "./generated/api_keys.ts";
 import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
+import { openSecrets } from "./lib/secrets.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { createModels, Runner } from "./runner/index.ts";
 import { toApiError } from "./server/errors.ts";
 import { startServer } from "./server/serve.ts";
+import { createCommitNotifier, createEphemeralPublisher } from "./watch/index.ts";
 
 /** Where the generated admin token is written (mode 0600) on first start. */
 export function adminTokenPath(config: Config) {
@@ -46,6 +49,61 @@ async function serveCommand() {
         process.exit(1);
       },
     );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+}
+
+/** `pgchatd runner`: a runner without an HTTP server, for scaling turns apart from requests. */
+async function runnerCommand() {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const secrets = await openSecrets({ configuredKey: config.secretKey, dataDir: config.dataDir });
+  const db = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    bootstrapToken: config.bootstrapToken,
+    poolMax: config.dbPoolMax,
+    eventsMode: config.eventsNotify,
+    logger,
+  });
+  const notifier =
+    config.eventsNotify === "batched" ? createCommitNotifier(db.pool, logger) : undefined;
+  const runner = new Runner({
+    pool: db.pool,
+    databaseUrl: db.url,
+    logger,
+    models: createModels({ secrets }),
+    publish: createEphemeralPublisher(db.pool),
+    afterWrite: notifier ? () => notifier.poke() : undefined,
+    concurrency: config.runner.concurrency,
+    heartbeatMs: config.runner.heartbeatMs,
+    staleAfterMs: config.runner.staleAfterMs,
+  });
+  try {
+    await runner.start();
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  // Printed last: scripts (and tests) wait for this line.
+  console.log(`pgchatd runner ${runner.workerId} is running`);
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    runner
+      .stop()
+      .finally(() => notifier?.stop())
+      .then(() => db.close())
+      .then(
+        () => process.exit(0),
+        (err) => {
+          logger.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
@@ -137,6 +195,10 @@ export function buildCli(): Command {
     .command("serve", { isDefault: true })
     .description("run the HTTP server")
     .action(serveCommand);
+  program
+    .command("runner")
+    .description("run chat turns only (no HTTP server); any number may share one database")
+    .action(runnerCommand);
   program
     .command("migrate")
     .description("apply migrations and routines, then exit")

@@ -7,45 +7,61 @@ import { isTokenFormat } from "./lib/tokens.ts";
  * Every setting pgchatd reads from the environment, validated once at start so a typo fails
  * loudly instead of falling back to a default. README "Configuration" lists them.
  */
-const envSchema = z.object({
-  HOST: z.string().min(1).default("127.0.0.1"),
-  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
-  DATABASE_URL: z
-    .string()
-    .optional()
-    .transform((v) => v || undefined),
-  PGCHATD_DATA_DIR: z.string().min(1).default("./.data"),
-  PGCHATD_BOOTSTRAP_TOKEN: z
-    .string()
-    .optional()
-    .transform((v) => v || undefined)
-    .refine((v) => v === undefined || isTokenFormat(v), {
-      message:
-        "must have the token format <id>-<secret>: 10 chars of [a-z0-9], '-', 22+ chars of [A-Za-z0-9_-]",
-    }),
-  // Never echoed back: an error names the variable and the expected format, not the value.
-  PGCHATD_SECRET_KEY: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (!v) return undefined;
-      const key = parseSecretKey(v);
-      if (!key) {
-        ctx.addIssue({ code: "custom", message: secretKeyFormat });
-        return z.NEVER;
-      }
-      return key;
-    }),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  PGCHATD_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
-  PGCHATD_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
-  PGCHATD_EVENTS_NOTIFY: z.enum(["trigger", "batched", "off"]).default("trigger"),
-  PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .default(24 * 3600),
-});
+const envSchema = z
+  .object({
+    HOST: z.string().min(1).default("127.0.0.1"),
+    PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+    DATABASE_URL: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined),
+    PGCHATD_DATA_DIR: z.string().min(1).default("./.data"),
+    PGCHATD_BOOTSTRAP_TOKEN: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined)
+      .refine((v) => v === undefined || isTokenFormat(v), {
+        message:
+          "must have the token format <id>-<secret>: 10 chars of [a-z0-9], '-', 22+ chars of [A-Za-z0-9_-]",
+      }),
+    // Never echoed back: an error names the variable and the expected format, not the value.
+    PGCHATD_SECRET_KEY: z
+      .string()
+      .optional()
+      .transform((v, ctx) => {
+        if (!v) return undefined;
+        const key = parseSecretKey(v);
+        if (!key) {
+          ctx.addIssue({ code: "custom", message: secretKeyFormat });
+          return z.NEVER;
+        }
+        return key;
+      }),
+    LOG_LEVEL: z
+      .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+      .default("info"),
+    PGCHATD_DB_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
+    PGCHATD_SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+    PGCHATD_EVENTS_NOTIFY: z.enum(["trigger", "batched", "off"]).default("trigger"),
+    PGCHATD_RUNNER: z
+      .enum(["true", "false", "1", "0"])
+      .default("true")
+      .transform((v) => v === "true" || v === "1"),
+    PGCHATD_RUNNER_CONCURRENCY: z.coerce.number().int().min(1).max(100_000).default(32),
+    PGCHATD_RUNNER_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15_000),
+    PGCHATD_RUNNER_STALE_MS: z.coerce.number().int().min(200).default(60_000),
+    PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(24 * 3600),
+  })
+  // A live runner renews its leases every heartbeat; a staleness window of less than two of them
+  // would hand running turns to other runners after one late heartbeat.
+  .refine((e) => e.PGCHATD_RUNNER_STALE_MS >= 2 * e.PGCHATD_RUNNER_HEARTBEAT_MS, {
+    path: ["PGCHATD_RUNNER_STALE_MS"],
+    message: "must be at least twice PGCHATD_RUNNER_HEARTBEAT_MS",
+  });
 
 export interface Config {
   host: string;
@@ -66,6 +82,13 @@ export interface Config {
   eventsNotify: "trigger" | "batched" | "off";
   /** Change events older than this are pruned; a stream resuming from before it resyncs. */
   eventRetentionSeconds: number;
+  /** The runner: whether `serve` runs one, how many turns at once, its lease timing. */
+  runner: {
+    enabled: boolean;
+    concurrency: number;
+    heartbeatMs: number;
+    staleAfterMs: number;
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -87,5 +110,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.PGCHATD_SHUTDOWN_TIMEOUT_MS,
     eventsNotify: e.PGCHATD_EVENTS_NOTIFY,
     eventRetentionSeconds: e.PGCHATD_EVENT_RETENTION_SECONDS,
+    runner: {
+      enabled: e.PGCHATD_RUNNER,
+      concurrency: e.PGCHATD_RUNNER_CONCURRENCY,
+      heartbeatMs: e.PGCHATD_RUNNER_HEARTBEAT_MS,
+      staleAfterMs: e.PGCHATD_RUNNER_STALE_MS,
+    },
   };
 }

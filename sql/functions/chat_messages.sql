@@ -164,7 +164,8 @@ END;
 $$;
 
 -- POST /{chat}/messages. Queued (FIFO, at most chat_queue_limit()) while the chat is pending,
--- running or requires_action, or while its queue is not empty; otherwise admitted now.
+-- running or requires_action, leased to a runner, or while its queue is not empty; otherwise
+-- admitted now (a runner admits the queue head when its turn ends).
 -- p_busy_behavior 'interrupt' queues and then stops the current turn.
 CREATE OR REPLACE FUNCTION chat_send_message(
   p_chat_id uuid, p_owner_id uuid, p_content jsonb, p_model_config_id uuid,
@@ -188,7 +189,10 @@ BEGIN
   END IF;
   PERFORM chat_link_files(p_chat_id, p_owner_id, p_content);
   SELECT count(*) INTO v_queued FROM chat_queued_messages WHERE chat_id = p_chat_id;
-  IF v_chat.status NOT IN ('pending', 'running', 'requires_action') AND v_queued = 0 THEN
+  -- A chat still leased to a runner (worker_id) is busy too, whatever its status: an interrupted
+  -- turn's runner is about to save its partial output, and this message must come after it.
+  IF v_chat.status NOT IN ('pending', 'running', 'requires_action') AND v_queued = 0
+     AND v_chat.worker_id IS NULL THEN
     message_id := chat_admit_message(p_chat_id, p_content, v_model, p_owner_id, p_api_key_id);
     RETURN;
   END IF;
@@ -227,7 +231,9 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'Queued message not found.' USING ERRCODE = 'PC404';
   END IF;
-  IF v_chat.status = 'running' THEN
+  -- Running, or still leased by a runner that is saving an interrupted turn: the turn's end
+  -- admits the head, so the message moves there and the turn's output stays before it.
+  IF v_chat.status = 'running' OR v_chat.worker_id IS NOT NULL THEN
     UPDATE chat_queued_messages
     SET position = (SELECT min(position) - 1 FROM chat_queued_messages WHERE chat_id = p_chat_id)
     WHERE id = p_queued_id

@@ -372,6 +372,8 @@ BEGIN
   IF p_title IS NOT NULL OR p_labels IS NOT NULL OR p_set_plan_mode THEN
     UPDATE chats SET
       title = COALESCE(p_title, title),
+      -- A title the user set is never replaced by a generated one (chat_run_finish's caller).
+      title_source = CASE WHEN p_title IS NOT NULL THEN 'user' ELSE title_source END,
       labels = COALESCE(p_labels, labels),
       plan_mode = CASE WHEN p_set_plan_mode THEN p_plan_mode ELSE plan_mode END
     WHERE id = p_chat_id;

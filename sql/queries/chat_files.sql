@@ -15,3 +15,10 @@ FROM chat_file_links l
 JOIN chat_files f ON f.id = l.file_id
 WHERE l.chat_id = @chat_id
 ORDER BY l.created_at, f.id;
+
+-- name: ListChatFileDataByIDs :many
+-- The runner: the bytes of the files a prompt's messages name, only among the chat's own files.
+SELECT f.id, f.name, f.mimetype, f.data
+FROM chat_file_links l
+JOIN chat_files f ON f.id = l.file_id
+WHERE l.chat_id = @chat_id AND l.file_id = ANY (@ids::uuid[]);

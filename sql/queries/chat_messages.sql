@@ -71,3 +71,35 @@ FROM chat_messages
 WHERE chat_id = @chat_id AND NOT deleted AND visibility <> 'model' AND id > @after_id
 ORDER BY id
 LIMIT @page_limit;
+
+-- name: ListChatMessagesForPromptByChatID :many
+-- A turn's history: what the model sees (not deleted, not user-only), in order.
+SELECT id, role, content
+FROM chat_messages
+WHERE chat_id = @chat_id AND NOT deleted AND visibility <> 'user'
+ORDER BY id;
+
+-- name: ListChatTitleTurnMessagesByChatID :many
+-- Title regeneration: the user and assistant messages of the first turn and of the last three
+-- (a turn starts at a user message), oldest first, and how many turns the chat has.
+WITH starts AS (
+  SELECT id FROM chat_messages
+  WHERE chat_id = @chat_id AND role = 'user' AND NOT deleted AND visibility <> 'model'
+),
+bounds AS (
+  SELECT
+    (SELECT min(id) FROM starts) AS first_start,
+    (SELECT min(s.id) FROM starts s WHERE s.id > (SELECT min(id) FROM starts)) AS second_start,
+    (SELECT min(l.id) FROM (SELECT id FROM starts ORDER BY id DESC LIMIT 3) l) AS last_start,
+    (SELECT count(*) FROM starts) AS turns
+)
+SELECT m.id, m.role, m.content, b.turns
+FROM chat_messages m
+CROSS JOIN bounds b
+WHERE m.chat_id = @chat_id AND NOT m.deleted AND m.visibility <> 'model'
+  AND m.role IN ('user', 'assistant')
+  AND (
+    (m.id >= b.first_start AND (b.second_start IS NULL OR m.id < b.second_start))
+    OR m.id >= b.last_start
+  )
+ORDER BY m.id;

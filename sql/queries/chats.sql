@@ -149,3 +149,18 @@ SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_
   c.diff_refreshed_at, c.diff_stale_at
 FROM chats_expanded c
 WHERE c.id = ANY(@ids::uuid[]);
+
+-- name: UpdateChatLastTurnSummaryByID :execrows
+-- The summary of the turn that ended when updated_at was @expected_updated_at: 0 rows when the
+-- chat moved on since (a newer turn, a new message), so an older summary never overwrites a
+-- newer one. Blank means none. updated_at stays (chats__track_changes).
+UPDATE chats
+SET last_turn_summary = NULLIF(btrim(@summary::text), '')
+WHERE id = @id AND updated_at = @expected_updated_at;
+
+-- name: UpdateChatTitleFromModelByID :execrows
+-- A title written by the model. After the first turn it replaces only the fallback title, never
+-- one the user set; a regeneration the user asked for (@regenerated) replaces any.
+UPDATE chats
+SET title = @title, title_source = 'generated'
+WHERE id = @id AND (@regenerated::boolean OR title_source = 'fallback');

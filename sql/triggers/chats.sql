@@ -47,17 +47,32 @@ CREATE OR REPLACE TRIGGER chats_100_check_immutable
   BEFORE UPDATE ON chats
   FOR EACH ROW EXECUTE FUNCTION chats__check_immutable();
 
--- version moves on every change of the row. updated_at moves only for the changes API.md lists:
+-- version moves on every change of the row (but a heartbeat), and status_changed_at with the
+-- status. updated_at moves only for the changes API.md lists:
 -- status, archive state, pin position, labels and workspace binding (new user messages move it
 -- from the chat_messages trigger). Title, summary, plan_mode, model, context marking and the read
 -- cursor leave it alone. WARNING: an explicit SET updated_at is kept; only chat_messages uses it.
 CREATE OR REPLACE FUNCTION chats__track_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  v_old chats;
 BEGIN
   IF NEW IS NOT DISTINCT FROM OLD THEN
     RETURN NEW;
   END IF;
+  -- A heartbeat alone is runner bookkeeping no client sees: the version stays, so the batched
+  -- heartbeat of thousands of running chats changes nothing for watchers.
+  IF NEW.heartbeat_at IS DISTINCT FROM OLD.heartbeat_at THEN
+    v_old := OLD;
+    v_old.heartbeat_at := NEW.heartbeat_at;
+    IF NEW IS NOT DISTINCT FROM v_old THEN
+      RETURN NEW;
+    END IF;
+  END IF;
   NEW.version := OLD.version + 1;
+  IF NEW.status IS DISTINCT FROM OLD.status THEN
+    NEW.status_changed_at := now();
+  END IF;
   IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at AND (
        NEW.status IS DISTINCT FROM OLD.status
        OR NEW.archived IS DISTINCT FROM OLD.archived
@@ -186,3 +201,27 @@ $$;
 CREATE OR REPLACE TRIGGER chats_900_events_on_delete
   AFTER DELETE ON chats REFERENCING OLD TABLE AS old_rows
   FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_delete();
+
+-- Tells the runner holding a chat that its turn must stop: the chat left `running` (an interrupt
+-- made it waiting, an edit pending) or was archived, while the lease stayed (the holder's own
+-- transitions release the lease in the same UPDATE, so they notify nobody). Payload: the chat id;
+-- every runner listens, the holder acts. Row-level with WHEN: other updates never enter plpgsql.
+-- Its heartbeat is the fallback when a notification is missed.
+CREATE OR REPLACE FUNCTION chats__notify_runner() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('chat_runner', NEW.id::text);
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_900_notify_runner
+  AFTER UPDATE ON chats
+  FOR EACH ROW
+  WHEN (
+    OLD.worker_id IS NOT NULL
+    AND NEW.worker_id IS NOT DISTINCT FROM OLD.worker_id
+    AND NEW.started_at IS NOT DISTINCT FROM OLD.started_at
+    AND ((OLD.status = 'running' AND NEW.status <> 'running') OR (NEW.archived AND NOT OLD.archived))
+  )
+  EXECUTE FUNCTION chats__notify_runner();

@@ -120,3 +120,38 @@ export async function listChatFilesByChatID(client: Client, args: ListChatFilesB
     };
   });
 }
+
+export const listChatFileDataByIDsQuery = `-- name: ListChatFileDataByIDs :many
+-- The runner: the bytes of the files a prompt's messages name, only among the chat's own files.
+SELECT f.id, f.name, f.mimetype, f.data
+FROM chat_file_links l
+JOIN chat_files f ON f.id = l.file_id
+WHERE l.chat_id = $1 AND l.file_id = ANY ($2::uuid[])`;
+
+export interface ListChatFileDataByIDsArgs {
+  chat_id: string;
+  ids: string[];
+}
+
+export interface ListChatFileDataByIDsRow {
+  id: string;
+  name: string;
+  mimetype: string;
+  data: Buffer;
+}
+
+export async function listChatFileDataByIDs(client: Client, args: ListChatFileDataByIDsArgs): Promise<ListChatFileDataByIDsRow[]> {
+  const result = await client.query({
+    text: listChatFileDataByIDsQuery,
+    values: [args.chat_id, args.ids],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      name: row[1],
+      mimetype: row[2],
+      data: row[3],
+    };
+  });
+}

@@ -462,3 +462,87 @@ export async function listChatMessagesAfterIDByChatID(client: Client, args: List
     };
   });
 }
+
+export const listChatMessagesForPromptByChatIDQuery = `-- name: ListChatMessagesForPromptByChatID :many
+-- A turn's history: what the model sees (not deleted, not user-only), in order.
+SELECT id, role, content
+FROM chat_messages
+WHERE chat_id = $1 AND NOT deleted AND visibility <> 'user'
+ORDER BY id`;
+
+export interface ListChatMessagesForPromptByChatIDArgs {
+  chat_id: string;
+}
+
+export interface ListChatMessagesForPromptByChatIDRow {
+  id: number;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+}
+
+export async function listChatMessagesForPromptByChatID(client: Client, args: ListChatMessagesForPromptByChatIDArgs): Promise<ListChatMessagesForPromptByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatMessagesForPromptByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      role: row[1],
+      content: row[2],
+    };
+  });
+}
+
+export const listChatTitleTurnMessagesByChatIDQuery = `-- name: ListChatTitleTurnMessagesByChatID :many
+-- Title regeneration: the user and assistant messages of the first turn and of the last three
+-- (a turn starts at a user message), oldest first, and how many turns the chat has.
+WITH starts AS (
+  SELECT id FROM chat_messages
+  WHERE chat_id = $1 AND role = 'user' AND NOT deleted AND visibility <> 'model'
+),
+bounds AS (
+  SELECT
+    (SELECT min(id) FROM starts) AS first_start,
+    (SELECT min(s.id) FROM starts s WHERE s.id > (SELECT min(id) FROM starts)) AS second_start,
+    (SELECT min(l.id) FROM (SELECT id FROM starts ORDER BY id DESC LIMIT 3) l) AS last_start,
+    (SELECT count(*) FROM starts) AS turns
+)
+SELECT m.id, m.role, m.content, b.turns
+FROM chat_messages m
+CROSS JOIN bounds b
+WHERE m.chat_id = $1 AND NOT m.deleted AND m.visibility <> 'model'
+  AND m.role IN ('user', 'assistant')
+  AND (
+    (m.id >= b.first_start AND (b.second_start IS NULL OR m.id < b.second_start))
+    OR m.id >= b.last_start
+  )
+ORDER BY m.id`;
+
+export interface ListChatTitleTurnMessagesByChatIDArgs {
+  chat_id: string;
+}
+
+export interface ListChatTitleTurnMessagesByChatIDRow {
+  id: number;
+  role: "system" | "user" | "assistant" | "tool";
+  content: any;
+  turns: number | null;
+}
+
+export async function listChatTitleTurnMessagesByChatID(client: Client, args: ListChatTitleTurnMessagesByChatIDArgs): Promise<ListChatTitleTurnMessagesByChatIDRow[]> {
+  const result = await client.query({
+    text: listChatTitleTurnMessagesByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      role: row[1],
+      content: row[2],
+      turns: row[3],
+    };
+  });
+}

@@ -718,3 +718,48 @@ export async function listChatsByIDs(client: Client, args: ListChatsByIDsArgs): 
     };
   });
 }
+
+export const updateChatLastTurnSummaryByIDQuery = `-- name: UpdateChatLastTurnSummaryByID :execrows
+-- The summary of the turn that ended when updated_at was @expected_updated_at: 0 rows when the
+-- chat moved on since (a newer turn, a new message), so an older summary never overwrites a
+-- newer one. Blank means none. updated_at stays (chats__track_changes).
+UPDATE chats
+SET last_turn_summary = NULLIF(btrim($1::text), '')
+WHERE id = $2 AND updated_at = $3`;
+
+export interface UpdateChatLastTurnSummaryByIDArgs {
+  summary: string;
+  id: string;
+  expected_updated_at: string;
+}
+
+export async function updateChatLastTurnSummaryByID(client: Client, args: UpdateChatLastTurnSummaryByIDArgs): Promise<number> {
+  const result = await client.query({
+    text: updateChatLastTurnSummaryByIDQuery,
+    values: [args.summary, args.id, args.expected_updated_at],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
+}
+
+export const updateChatTitleFromModelByIDQuery = `-- name: UpdateChatTitleFromModelByID :execrows
+-- A title written by the model. After the first turn it replaces only the fallback title, never
+-- one the user set; a regeneration the user asked for (@regenerated) replaces any.
+UPDATE chats
+SET title = $1, title_source = 'generated'
+WHERE id = $2 AND ($3::boolean OR title_source = 'fallback')`;
+
+export interface UpdateChatTitleFromModelByIDArgs {
+  title: string;
+  id: string;
+  regenerated: boolean;
+}
+
+export async function updateChatTitleFromModelByID(client: Client, args: UpdateChatTitleFromModelByIDArgs): Promise<number> {
+  const result = await client.query({
+    text: updateChatTitleFromModelByIDQuery,
+    values: [args.title, args.id, args.regenerated],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
+}

@@ -45,13 +45,16 @@ export function createApp(deps: AppDeps): App {
     }),
   );
   app.use(metricsMiddleware(metrics));
-  if (deps.watch) {
-    const watch = deps.watch;
+  if (deps.watch || deps.runner) {
+    const { watch, runner } = deps;
     // A request that may have written has committed by now: deliver its events without waiting
-    // for the NOTIFY round trip, and in batched mode schedule the one NOTIFY for other replicas.
+    // for the NOTIFY round trip (in batched mode also schedule the one NOTIFY for other
+    // replicas), and let this process's runner claim a chat it may have made pending.
     app.use(async (c, next) => {
       await next();
-      if (c.req.method !== "GET" && c.req.method !== "HEAD") watch.poke();
+      if (c.req.method === "GET" || c.req.method === "HEAD") return;
+      watch?.poke();
+      runner?.wake();
     });
   }
   const limit = (maxSize: number) =>

@@ -3,6 +3,7 @@ import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
+import type { Models } from "../runner/index.ts";
 import type { Watch } from "../watch/index.ts";
 
 /** A user as the API shows it (GET /users/me). */
@@ -26,6 +27,10 @@ export interface AppDeps {
    * 503; `pgchatd serve` always has it.
    */
   secrets?: Secrets | undefined;
+  /** Model calls outside turns (title regeneration); absent, those routes answer 503. */
+  models?: Models | undefined;
+  /** This process's runner, woken after writes that may have made chats pending. */
+  runner?: { wake(): void } | undefined;
 }
 
 export interface AppEnv {

@@ -51,6 +51,12 @@ export const tooLarge = (message: string) => new ApiError(413, message);
 export const conflict = (message: string, detail?: string) => new ApiError(409, message, detail);
 /** A part of the server that the request needs is not running (a fault, never bad input). */
 export const unavailable = (message: string) => new ApiError(503, message);
+/**
+ * The model provider failed a call made for the request (title regeneration): 502, with the
+ * ChatError's message and its kind (and detail, if any) as the detail.
+ */
+export const modelFailed = (error: { message: string; kind: string; detail: string | null }) =>
+  new ApiError(502, error.message, error.detail ? `${error.kind}: ${error.detail}` : error.kind);
 
 /**
  * Project SQLSTATEs (class PC): the last three characters are the HTTP status. SQL raises them

@@ -6,6 +6,7 @@ import { type Database, openDatabase } from "../db/index.ts";
 import { startEventPruning } from "../jobs/prune-events.ts";
 import { openSecrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
+import { createModels, Runner } from "../runner/index.ts";
 import { startWatch, type Watch } from "../watch/index.ts";
 import { createApp } from "./app.ts";
 import { createEventRenderer } from "./event-frames.ts";
@@ -17,6 +18,8 @@ export interface RunningServer {
   url: string;
   database: Database;
   watch: Watch;
+  /** Absent when PGCHATD_RUNNER=false. */
+  runner: Runner | undefined;
   /** Stops accepting, drains in-flight requests (up to the shutdown timeout), then closes the database. */
   close(): Promise<void>;
 }
@@ -64,12 +67,30 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     retentionSeconds: config.eventRetentionSeconds,
     logger,
   });
+  const models = createModels({ secrets });
+  let runner: Runner | undefined;
   try {
-    const app = createApp({ db: database.pool, logger, watch, secrets });
+    if (config.runner.enabled) {
+      runner = new Runner({
+        pool: database.pool,
+        databaseUrl: database.url,
+        logger,
+        models,
+        publish: (chatId, ownerId, event, data) =>
+          watch.publishEphemeral(chatId, ownerId, event, data),
+        afterWrite: () => watch.poke(),
+        concurrency: config.runner.concurrency,
+        heartbeatMs: config.runner.heartbeatMs,
+        staleAfterMs: config.runner.staleAfterMs,
+      });
+      await runner.start();
+    }
+    const app = createApp({ db: database.pool, logger, watch, secrets, models, runner });
     // Without createServer options @hono/node-server builds a plain node:http server.
     server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }) as Server;
     address = await listen(server);
   } catch (err) {
+    await runner?.stop().catch(() => {});
     await pruning.stop();
     await watch.close();
     await database.close();
@@ -82,6 +103,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      // While the HTTP server drains: running turns stop and go back to pending for other runners.
+      const runnerStopped = runner
+        ?.stop()
+        .catch((err) => logger.error({ err }, "runner stop failed"));
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           logger.warn("shutdown timeout: closing remaining connections");
@@ -99,6 +124,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         // Streams never end by themselves: end them so their requests finish and the drain can.
         watch.hub.closeAll();
       });
+      await runnerStopped;
       await pruning.stop();
       await watch.close();
       await database.close();
@@ -106,5 +132,5 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     })();
     return closing;
   };
-  return { url, database, watch, close };
+  return { url, database, watch, runner, close };
 }

@@ -1,5 +1,7 @@
 import pgListen from "pg-listen";
+import { channels } from "../db/channels.ts";
 import { clientConfig, type Pool } from "../db/pool.ts";
+import { notifyChatEphemeral, notifyChatEvents } from "../generated/chat_events.ts";
 import type { Logger } from "../log.ts";
 import { Hub } from "./hub.ts";
 import { BatchedNotifier } from "./notifier.ts";
@@ -17,11 +19,55 @@ export type { RenderEvents } from "./tailer.ts";
 export type EventsNotifyMode = "trigger" | "batched" | "off";
 
 /** The wake-up channel the triggers (trigger mode) and the batched notifier NOTIFY. */
-export const eventsChannel = "chat_events";
-/** Ephemeral per-chat events (message_part) between replicas; never stored. */
-export const partsChannel = "chat_message_parts";
+export const eventsChannel = channels.events;
+/** Ephemeral per-chat events (message_part, retry) between replicas; never stored. */
+export const partsChannel = channels.parts;
 /** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
 export const maxPartPayloadBytes = 7900;
+
+/** Chat stream events that are not logged: streaming deltas and retry announcements. */
+export type EphemeralEvent = "message_part" | "retry";
+
+/**
+ * An ephemeral event as its SSE block and as the NOTIFY payload that carries it to the other
+ * processes (`origin` lets the sender skip its own). RangeError when it would not fit a NOTIFY.
+ */
+export function encodeEphemeral(
+  origin: string,
+  chatId: string,
+  ownerId: string,
+  event: EphemeralEvent,
+  data: unknown,
+): { body: string; payload: string } {
+  const body = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+  const payload = JSON.stringify({ o: origin, c: chatId, u: ownerId, b: body });
+  if (Buffer.byteLength(payload) > maxPartPayloadBytes) {
+    throw new RangeError(
+      `${event} is ${Buffer.byteLength(payload)} bytes; split it below ${maxPartPayloadBytes}`,
+    );
+  }
+  return { body, payload };
+}
+
+/**
+ * For a process without a Watch of its own (`pgchatd runner`) whose sessions do not NOTIFY from
+ * the triggers (batched mode): one NOTIFY per interval after its commits, like a server's.
+ */
+export function createCommitNotifier(pool: Pool, logger: Logger, intervalMs = 10): BatchedNotifier {
+  return new BatchedNotifier(() => notifyChatEvents(pool), intervalMs, logger);
+}
+
+/**
+ * Publishing for a process without a Watch of its own (`pgchatd runner`): ephemeral events go to
+ * the servers' chat streams through NOTIFY on `pool`.
+ */
+export function createEphemeralPublisher(pool: Pool) {
+  const origin = crypto.randomUUID();
+  return async (chatId: string, ownerId: string, event: EphemeralEvent, data: unknown) => {
+    const { payload } = encodeEphemeral(origin, chatId, ownerId, event, data);
+    await notifyChatEphemeral(pool, { payload });
+  };
+}
 
 export interface WatchOptions {
   url: string;
@@ -55,8 +101,16 @@ export interface Watch {
    * behind it.
    */
   beforeSubscribe(): Promise<void>;
-  /** Sends an ephemeral `message_part` to the chat's stream subscribers on every replica. */
-  publishPart(chatId: string, ownerId: string, data: unknown): Promise<void>;
+  /**
+   * Sends an ephemeral event (`message_part`, `retry`) to the chat's stream subscribers on every
+   * replica: here directly, elsewhere through NOTIFY.
+   */
+  publishEphemeral(
+    chatId: string,
+    ownerId: string,
+    event: EphemeralEvent,
+    data: unknown,
+  ): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -162,14 +216,8 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       }
       await catchingUp;
     },
-    async publishPart(chatId, ownerId, data) {
-      const body = `event: message_part\ndata: ${JSON.stringify(data)}\n\n`;
-      const payload = JSON.stringify({ o: originId, c: chatId, u: ownerId, b: body });
-      if (Buffer.byteLength(payload) > maxPartPayloadBytes) {
-        throw new RangeError(
-          `message_part is ${Buffer.byteLength(payload)} bytes; split it below ${maxPartPayloadBytes}`,
-        );
-      }
+    async publishEphemeral(chatId, ownerId, event, data) {
+      const { body, payload } = encodeEphemeral(originId, chatId, ownerId, event, data);
       hub.dispatchEphemeral(chatId, ownerId, body);
       await listener.notify(partsChannel, payload);
     },

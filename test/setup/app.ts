@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { createSecrets } from "../../src/lib/secrets.ts";
+import { createModels } from "../../src/runner/index.ts";
 import { createApp } from "../../src/server/app.ts";
 import { testDb } from "./db.ts";
 
@@ -23,7 +24,7 @@ export async function testApp() {
   const { logger, lines } = captureLogger();
   // A random key per app: tests that read sealed values decrypt them with `secrets`.
   const secrets = createSecrets(randomBytes(32));
-  const app = createApp({ db: db.pool, logger, secrets });
+  const app = createApp({ db: db.pool, logger, secrets, models: createModels({ secrets }) });
 
   async function call(
     method: string,

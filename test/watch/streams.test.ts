@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 import { startEventPruning } from "../../src/jobs/prune-events.ts";
 import { startServer } from "../../src/server/serve.ts";
-import { streamKinds, watchKinds } from "../../src/watch/index.ts";
+import { createEphemeralPublisher, streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
 import { listen } from "../setup/listen.ts";
@@ -945,7 +945,7 @@ describe("message_part", () => {
     const snapshot = await snapshotOf(s);
     await snapshotOf(o);
 
-    await srv.watch.publishPart(chat.id, u.id, { text: "x" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "x" });
     const part = await s.next(kind("message_part"));
     expect(data(part)).toEqual({ text: "x" });
     await expectPartCursor(part, snapshot, chat.id);
@@ -953,18 +953,18 @@ describe("message_part", () => {
     const reply = await gen.chatMessage(srv.pool, chat.id, { text: "done" });
     const message = await s.next(kind("message"));
     expect(data(message).id).toBe(reply.id);
-    await srv.watch.publishPart(chat.id, u.id, { text: "y" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "y" });
     const after = await s.next(kind("message_part"));
     expect(data(after)).toEqual({ text: "y" });
     expect(after.id).toBe(message.id);
 
     // A part for another owner's id is not this owner's, even on this chat (fail closed).
     const stranger = await member();
-    await srv.watch.publishPart(chat.id, stranger.id, { text: "not yours" });
+    await srv.watch.publishEphemeral(chat.id, stranger.id, "message_part", { text: "not yours" });
     // Parts are delivered in publishing order: once "marker" arrives on each stream, anything
     // published before it would have arrived too.
-    await srv.watch.publishPart(chat.id, u.id, { text: "marker" });
-    await srv.watch.publishPart(other.id, u.id, { text: "marker" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "marker" });
+    await srv.watch.publishEphemeral(other.id, u.id, "message_part", { text: "marker" });
     await s.next((e) => e.event === "message_part" && data(e).text === "marker");
     await o.next((e) => e.event === "message_part" && data(e).text === "marker");
     expect(s.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual([
@@ -985,20 +985,20 @@ describe("message_part", () => {
       const snapshot = await snapshotOf(remote);
       await snapshotOf(local);
 
-      await srv.watch.publishPart(chat.id, u.id, { text: "across" });
+      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "across" });
       const part = await remote.next(kind("message_part"));
       expect(data(part)).toEqual({ text: "across" });
       await expectPartCursor(part, snapshot, chat.id);
       // After a durable event, a part carries exactly that event's cursor, on the other server.
       const reply = await gen.chatMessage(srv.pool, chat.id, { text: "persisted" });
       const message = await remote.next((e) => e.event === "message" && data(e).id === reply.id);
-      await srv.watch.publishPart(chat.id, u.id, { text: "after" });
+      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "after" });
       const after = await remote.next(
         (e) => e.event === "message_part" && data(e).text === "after",
       );
       expect(after.id).toBe(message.id);
       // The publishing server's own subscriber gets it once (not again from its own NOTIFY).
-      await other.watch.publishPart(chat.id, u.id, { text: "back" });
+      await other.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "back" });
       await local.next((e) => e.event === "message_part" && data(e).text === "back");
       expect(local.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual([
         "across",
@@ -1008,6 +1008,26 @@ describe("message_part", () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe("ephemeral events from a process without a server", () => {
+  it("delivers a runner process's message_part and retry events to the chat's streams", async () => {
+    const u = await member();
+    const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    const s = await openStream(u, chat.id);
+    await snapshotOf(s);
+    // What `pgchatd runner` publishes with: NOTIFY through its pool, no LISTEN connection.
+    const publish = createEphemeralPublisher(srv.pool);
+    await publish(chat.id, u.id, "retry", { chat_id: chat.id, attempt: 2 });
+    await publish(chat.id, u.id, "message_part", {
+      chat_id: chat.id,
+      part: { type: "text", text: "hi" },
+    });
+    const retry = await s.next(kind("retry"));
+    expect(data(retry)).toEqual({ chat_id: chat.id, attempt: 2 });
+    const part = await s.next(kind("message_part"));
+    expect(data(part).part).toEqual({ type: "text", text: "hi" });
   });
 });
 

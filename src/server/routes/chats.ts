@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { withTx } from "../../db/index.ts";
 import { listEnabledModelConfigs } from "../../generated/chat_models.ts";
 import {
   getChatExistsByIDForOwner,
@@ -8,10 +9,11 @@ import {
   listLatestChatIDsByWorkspaceIDs,
   updateChatByID,
 } from "../../generated/chats.ts";
+import { regenerateChatTitle } from "../../runner/index.ts";
 import { userOf } from "../auth.ts";
 import { loadChat, withChildren } from "../chat-view.ts";
 import type { AppEnv } from "../env.ts";
-import { badRequest, forbidden } from "../errors.ts";
+import { badRequest, forbidden, modelFailed, unavailable } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { pricingJson } from "../shapes.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
@@ -135,23 +137,27 @@ export const chatsRoutes = new Hono<AppEnv>()
       organizationId = actor.user.organization_ids[0] ?? null;
       if (!organizationId) throw forbidden("You are not a member of any organization.");
     }
-    const db = c.get("deps").db;
-    const created = await insertChat(db, {
-      owner_id: actor.user.id,
-      organization_id: organizationId,
-      workspace_id: body.workspace_id ?? null,
-      model_config_id: body.model_config_id ?? null,
-      parent_chat_id: body.parent_chat_id ?? null,
-      client_type: body.client_type ?? null,
-      mode: body.mode ?? null,
-      plan_mode: body.plan_mode ?? null,
-      labels: body.labels ?? null,
-      dynamic_tools: body.unsafe_dynamic_tools ?? null,
-      system_prompt: body.system_prompt ?? null,
-      content: body.content,
-      api_key_id: actor.apiKeyId,
+    // Created and read in one transaction: the 201 shows the chat as created (pending), not as a
+    // runner that claims it the moment it commits has already changed it.
+    const chat = await withTx(c.get("deps").db, async (tx) => {
+      const created = await insertChat(tx, {
+        owner_id: actor.user.id,
+        organization_id: organizationId,
+        workspace_id: body.workspace_id ?? null,
+        model_config_id: body.model_config_id ?? null,
+        parent_chat_id: body.parent_chat_id ?? null,
+        client_type: body.client_type ?? null,
+        mode: body.mode ?? null,
+        plan_mode: body.plan_mode ?? null,
+        labels: body.labels ?? null,
+        dynamic_tools: body.unsafe_dynamic_tools ?? null,
+        system_prompt: body.system_prompt ?? null,
+        content: body.content,
+        api_key_id: actor.apiKeyId,
+      });
+      return loadChat(tx, actor.user.id, created!.id!);
     });
-    return c.json(await loadChat(db, actor.user.id, created!.id!), 201);
+    return c.json(chat, 201);
   })
 
   .get("/by-workspace", validate("query", byWorkspaceQuery), async (c) => {
@@ -199,6 +205,16 @@ export const chatsRoutes = new Hono<AppEnv>()
   .get("/:chat", validate("param", chatParam), async (c) => {
     const actor = userOf(c.get("actor"));
     return c.json(await loadChat(c.get("deps").db, actor.user.id, c.req.valid("param").chat));
+  })
+
+  .post("/:chat/title/regenerate", validate("param", chatParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const { db, models } = c.get("deps");
+    if (!models) throw unavailable("Model calls are not configured on this server.");
+    const result = await regenerateChatTitle({ db, models }, actor.user.id, chat);
+    if (!result.ok) throw modelFailed(result.error);
+    return c.json(await loadChat(db, actor.user.id, chat));
   })
 
   .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {

@@ -1,0 +1,302 @@
+-- The runner's side of the turn lifecycle: leases, saving a turn's output, shutdown, recovery,
+-- token costs and title regeneration. The claim and the heartbeat are single statements in
+-- sql/queries/chat_runs.sql.
+-- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
+--
+-- A lease: a runner holds a chat while chats.worker_id is its id; chats.started_at names the run
+-- (the same runner may claim the chat again, e.g. after an edit). Only the holder of the current
+-- lease writes a turn's output. The holder learns that its turn must stop from NOTIFY chat_runner
+-- (chats__notify_runner) or, failing that, from its next heartbeat.
+--
+-- WARNING (lock order): like every transition, these lock the chat row first (FOR NO KEY UPDATE),
+-- then touch its messages and queue.
+
+-- The cost of a step in micros: prices are micros per million tokens, cached input is billed at
+-- the cache prices and only the rest at the input price. NULL for a model without pricing (free).
+CREATE OR REPLACE FUNCTION chat_usage_cost_micros(
+  p_model_config_id uuid, p_input_tokens bigint, p_output_tokens bigint,
+  p_cache_read_tokens bigint, p_cache_write_tokens bigint
+) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+  SELECT round((
+      greatest(COALESCE(p_input_tokens, 0) - COALESCE(p_cache_read_tokens, 0)
+        - COALESCE(p_cache_write_tokens, 0), 0)::numeric * COALESCE(m.input_price_micros, 0)
+      + COALESCE(p_output_tokens, 0)::numeric * COALESCE(m.output_price_micros, 0)
+      + COALESCE(p_cache_read_tokens, 0)::numeric * COALESCE(m.cache_read_price_micros, 0)
+      + COALESCE(p_cache_write_tokens, 0)::numeric * COALESCE(m.cache_write_price_micros, 0)
+    ) / 1000000)::bigint
+  FROM chat_model_configs m
+  WHERE m.id = p_model_config_id
+    AND num_nonnulls(m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
+      m.cache_write_price_micros) > 0;
+$$;
+
+-- Stores a step's messages (assistant, then tool) with their usage; the cost comes from the
+-- model's pricing and the context limit from its config.
+-- p_messages: [{role, content, input_tokens, output_tokens, total_tokens, reasoning_tokens,
+--   cache_creation_tokens, cache_read_tokens, runtime_ms, provider_response_id}]
+CREATE OR REPLACE FUNCTION chat_run_insert_messages(
+  p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
+) RETURNS void
+LANGUAGE sql AS $$
+  INSERT INTO chat_messages (
+    chat_id, role, content, visibility, model_config_id, input_tokens, output_tokens,
+    total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit,
+    total_cost_micros, runtime_ms, provider_response_id
+  )
+  SELECT p_chat_id, (m ->> 'role')::chat_message_role, m -> 'content', 'both', p_model_config_id,
+    (m ->> 'input_tokens')::bigint, (m ->> 'output_tokens')::bigint,
+    (m ->> 'total_tokens')::bigint, (m ->> 'reasoning_tokens')::bigint,
+    (m ->> 'cache_creation_tokens')::bigint, (m ->> 'cache_read_tokens')::bigint,
+    CASE WHEN m ? 'input_tokens' THEN c.context_limit END,
+    CASE WHEN m ? 'input_tokens' THEN chat_usage_cost_micros(p_model_config_id,
+      (m ->> 'input_tokens')::bigint, (m ->> 'output_tokens')::bigint,
+      (m ->> 'cache_read_tokens')::bigint, (m ->> 'cache_creation_tokens')::bigint) END,
+    (m ->> 'runtime_ms')::bigint, m ->> 'provider_response_id'
+  FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(m, n)
+  LEFT JOIN chat_model_configs c ON c.id = p_model_config_id
+  ORDER BY e.n;
+$$;
+
+-- The chat row when the caller holds its current lease (locked), else NULL.
+CREATE OR REPLACE FUNCTION chat_run_lock_lease(
+  p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz
+) RETURNS chats
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  IF NOT FOUND OR v_chat.worker_id IS DISTINCT FROM p_worker_id
+     OR v_chat.started_at IS DISTINCT FROM p_started_at THEN
+    RETURN NULL;
+  END IF;
+  RETURN v_chat;
+END;
+$$;
+
+-- Admits the head of a chat's queue, if any, as a turn's end does. Not for archived chats.
+CREATE OR REPLACE FUNCTION chat_admit_queue_head(p_chat chats) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_head chat_queued_messages;
+BEGIN
+  IF p_chat.archived THEN
+    RETURN NULL;
+  END IF;
+  SELECT * INTO v_head FROM chat_queued_messages WHERE chat_id = p_chat.id ORDER BY position LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN chat_admit_queued(p_chat, v_head);
+END;
+$$;
+
+-- A step that did not end the turn (the runner answered tool calls itself, e.g. of an unknown
+-- tool): stores its messages while the lease holds and the chat still runs. Returns false when it
+-- stored nothing: the turn was stopped or taken away, and the runner goes on to chat_run_finish.
+CREATE OR REPLACE FUNCTION chat_run_save_step(
+  p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
+  p_messages jsonb
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  v_chat := chat_run_lock_lease(p_chat_id, p_worker_id, p_started_at);
+  IF v_chat.id IS NULL OR v_chat.status <> 'running' OR v_chat.archived THEN
+    RETURN false;
+  END IF;
+  PERFORM chat_run_insert_messages(p_chat_id, p_model_config_id, p_messages);
+  RETURN true;
+END;
+$$;
+
+-- Ends a turn: stores its last messages and releases the lease, in one transaction.
+--   p_outcome 'completed' -> waiting; 'requires_action' (client tool calls) -> requires_action;
+--   'error' (p_error, a ChatError) -> error.
+-- What happened to the chat meanwhile wins over p_outcome; the returned outcome says which:
+--   'lost':        the lease is gone (recovered, or claimed again): nothing is written;
+--   'discarded':   edited (pending) or archived: nothing is written, the lease is released;
+--   'interrupted': the partial output is kept, the status stays waiting;
+--   else p_outcome.
+-- Unanswered tool calls of a turn that does not end in requires_action get error results, so the
+-- history stays valid for the next model call. last_turn_summary is cleared unless the turn
+-- completed (the runner writes the new one afterwards). Unless the chat now waits for tool
+-- results, the head of the queue is admitted (the message keeps its model).
+-- Also returns the chat's status, updated_at and title_source after all that.
+CREATE OR REPLACE FUNCTION chat_run_finish(
+  p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
+  p_messages jsonb, p_outcome text, p_error jsonb,
+  OUT outcome text, OUT status chat_status, OUT updated_at timestamptz,
+  OUT title_source chat_title_source
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_status chat_status;
+  v_interrupted boolean;
+BEGIN
+  IF p_outcome NOT IN ('completed', 'requires_action', 'error') THEN
+    RAISE EXCEPTION 'Unknown turn outcome %.', p_outcome USING ERRCODE = '22023';
+  END IF;
+  v_chat := chat_run_lock_lease(p_chat_id, p_worker_id, p_started_at);
+  IF v_chat.id IS NULL THEN
+    outcome := 'lost';
+    RETURN;
+  END IF;
+  IF v_chat.archived OR v_chat.status = 'pending' THEN
+    UPDATE chats c SET worker_id = NULL, heartbeat_at = NULL,
+      status = CASE WHEN c.status = 'running' THEN 'waiting' ELSE c.status END
+    WHERE c.id = p_chat_id
+    RETURNING c.status, c.updated_at, c.title_source INTO status, updated_at, title_source;
+    outcome := 'discarded';
+    RETURN;
+  END IF;
+
+  PERFORM chat_run_insert_messages(p_chat_id, p_model_config_id, p_messages);
+  v_interrupted := v_chat.status = 'waiting';
+  v_status := CASE
+    WHEN v_interrupted THEN 'waiting'
+    WHEN p_outcome = 'requires_action' THEN 'requires_action'
+    WHEN p_outcome = 'error' THEN 'error'
+    ELSE 'waiting'
+  END;
+  IF v_status <> 'requires_action' THEN
+    PERFORM chat_fail_pending_tool_calls(p_chat_id,
+      CASE WHEN v_interrupted THEN 'interrupted' ELSE 'the turn ended before this tool ran' END);
+  END IF;
+  UPDATE chats c SET status = v_status, worker_id = NULL, heartbeat_at = NULL,
+    last_error = CASE WHEN v_status = 'error' THEN p_error END,
+    last_turn_summary = CASE WHEN v_status = 'waiting' AND NOT v_interrupted
+      THEN c.last_turn_summary END
+  WHERE c.id = p_chat_id
+  RETURNING * INTO v_chat;
+  IF v_status <> 'requires_action' THEN
+    PERFORM chat_admit_queue_head(v_chat);
+  END IF;
+  outcome := CASE WHEN v_interrupted THEN 'interrupted' ELSE p_outcome END;
+  SELECT c.status, c.updated_at, c.title_source INTO status, updated_at, title_source
+  FROM chats c WHERE c.id = p_chat_id;
+END;
+$$;
+
+-- Releases one chat's lease without a turn end: a running chat goes back to pending (its turn
+-- runs again, from the start, on some runner); an interrupted one admits its queue head.
+CREATE OR REPLACE FUNCTION chat_run_release_locked(p_chat chats) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  UPDATE chats SET worker_id = NULL, heartbeat_at = NULL,
+    status = CASE WHEN status = 'running' THEN 'pending' ELSE status END
+  WHERE id = p_chat.id
+  RETURNING * INTO v_chat;
+  IF v_chat.status = 'waiting' THEN
+    PERFORM chat_admit_queue_head(v_chat);
+  END IF;
+END;
+$$;
+
+-- Shutdown: every lease of this runner is released (chat_run_release_locked). Returns how many.
+CREATE OR REPLACE FUNCTION chat_run_release_worker(p_worker_id uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_count integer := 0;
+BEGIN
+  FOR v_chat IN
+    SELECT * FROM chats WHERE worker_id = p_worker_id ORDER BY id FOR NO KEY UPDATE
+  LOOP
+    PERFORM chat_run_release_locked(v_chat);
+    v_count := v_count + 1;
+  END LOOP;
+  RETURN v_count;
+END;
+$$;
+
+-- The recovery pass every runner makes once per heartbeat interval. Rows another transaction
+-- holds are skipped (SKIP LOCKED): they are being changed, and the next pass sees them again.
+--   stale_lease:   the holder stopped heartbeating -> the lease is released
+--                  (chat_run_release_locked: running back to pending);
+--   tool_timeout:  requires_action for longer than p_tool_results_timeout -> error results for
+--                  the pending calls, status error (ChatError kind timeout), queue head admitted;
+--   queue:         waiting, not leased, with a queue -> its head is admitted.
+-- Returns what it did, one row per chat.
+CREATE OR REPLACE FUNCTION chat_run_recover(
+  p_stale_after interval, p_tool_results_timeout interval
+) RETURNS TABLE (chat_id uuid, action text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  FOR v_chat IN
+    SELECT * FROM chats c
+    WHERE c.worker_id IS NOT NULL AND c.heartbeat_at < now() - p_stale_after
+    ORDER BY c.heartbeat_at
+    FOR NO KEY UPDATE SKIP LOCKED
+  LOOP
+    PERFORM chat_run_release_locked(v_chat);
+    chat_id := v_chat.id;
+    action := 'stale_lease';
+    RETURN NEXT;
+  END LOOP;
+
+  FOR v_chat IN
+    SELECT * FROM chats c
+    WHERE c.status = 'requires_action' AND c.status_changed_at < now() - p_tool_results_timeout
+    ORDER BY c.status_changed_at
+    FOR NO KEY UPDATE SKIP LOCKED
+  LOOP
+    PERFORM chat_fail_pending_tool_calls(v_chat.id, 'no tool result arrived in time');
+    UPDATE chats c SET status = 'error', last_turn_summary = NULL,
+      last_error = jsonb_build_object(
+        'message', 'No tool results arrived in time.',
+        'kind', 'timeout', 'provider', NULL, 'retryable', false, 'status_code', NULL,
+        'detail', format('The chat waited %s for the results of its client tool calls.',
+          p_tool_results_timeout))
+    WHERE c.id = v_chat.id
+    RETURNING * INTO v_chat;
+    PERFORM chat_admit_queue_head(v_chat);
+    chat_id := v_chat.id;
+    action := 'tool_timeout';
+    RETURN NEXT;
+  END LOOP;
+
+  -- Driven from the queue table, which holds only busy chats' messages: never a scan of the
+  -- (mostly waiting) chats.
+  FOR v_chat IN
+    SELECT * FROM chats c
+    WHERE c.id IN (SELECT q.chat_id FROM chat_queued_messages q)
+      AND c.status = 'waiting' AND c.worker_id IS NULL AND NOT c.archived
+    ORDER BY c.id
+    FOR NO KEY UPDATE SKIP LOCKED
+  LOOP
+    PERFORM chat_admit_queue_head(v_chat);
+    chat_id := v_chat.id;
+    action := 'queue';
+    RETURN NEXT;
+  END LOOP;
+END;
+$$;
+
+-- POST /{chat}/title/regenerate takes this before calling the model: PC404 unless the chat is the
+-- owner's, PC409 while another regeneration of it runs (one left by a crashed server expires
+-- after p_expire_after).
+CREATE OR REPLACE FUNCTION chat_title_regeneration_begin(
+  p_chat_id uuid, p_owner_id uuid, p_expire_after interval
+) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  INSERT INTO chat_title_regenerations AS r (chat_id) VALUES (p_chat_id)
+  ON CONFLICT (chat_id) DO UPDATE SET started_at = now()
+    WHERE r.started_at < now() - p_expire_after;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'A title is already being generated for this chat.' USING ERRCODE = 'PC409',
+      DETAIL = 'Wait for it to finish.';
+  END IF;
+END;
+$$;

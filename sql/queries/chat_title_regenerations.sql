@@ -1,0 +1,8 @@
+-- name: BeginChatTitleRegeneration :exec
+-- chat_title_regeneration_begin: PC404 for another owner's chat, PC409 while one runs.
+SELECT chat_title_regeneration_begin(
+  @chat_id, @owner_id, make_interval(secs => @expire_after_seconds::double precision)
+);
+
+-- name: DeleteChatTitleRegeneration :exec
+DELETE FROM chat_title_regenerations WHERE chat_id = @chat_id;

@@ -1,0 +1,114 @@
+import { createAnthropic } from "@ai-sdk/anthropic";
+import { createOpenAI } from "@ai-sdk/openai";
+import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
+import type { LanguageModelV3 } from "@ai-sdk/provider";
+import type { Secrets } from "../lib/secrets.ts";
+import { TurnError } from "./chat-error.ts";
+import { localModel } from "./local-model.ts";
+
+/*
+ * Model configs as AI SDK language models. A provider's API key is decrypted here, per call, into
+ * memory only: it is handed to the SDK and to the error scrubber, never stored or logged.
+ */
+
+export type ProviderKind = "openai" | "anthropic" | "openai-compatible" | "local";
+
+/** A model config with its provider, as GetChatForRunByID returns it. */
+export interface ModelSource {
+  provider_id: string;
+  provider: ProviderKind;
+  base_url: string | null;
+  api_key_ciphertext: Buffer | null;
+  model: string;
+  model_enabled: boolean;
+  provider_enabled: boolean;
+}
+
+export interface ResolvedModel {
+  model: LanguageModelV3;
+  provider: ProviderKind;
+  /** Texts to cut out of error messages (the API key). */
+  secrets: string[];
+}
+
+export interface Models {
+  /** The model to call, or a TurnError (missing_key, config) that fails the turn. */
+  resolve(source: ModelSource): Promise<ResolvedModel>;
+}
+
+/** Kinds that cannot be called without a key. openai-compatible servers (vLLM, Ollama) may not need one. */
+const keyRequired: ReadonlySet<ProviderKind> = new Set(["openai", "anthropic"]);
+
+export function createModels(opts: { secrets?: Secrets | undefined }): Models {
+  return {
+    async resolve(src) {
+      if (!src.model_enabled || !src.provider_enabled) {
+        throw new TurnError(
+          "config",
+          "The chat's model is disabled or deleted.",
+          `model ${src.model} of provider ${src.provider}: send a message with another model_config_id`,
+        );
+      }
+      if (src.provider === "local") {
+        const model = localModel(src.model);
+        if (!model) {
+          throw new TurnError("config", `The local provider has no model "${src.model}".`);
+        }
+        return { model, provider: "local", secrets: [] };
+      }
+
+      let apiKey: string | undefined;
+      if (src.api_key_ciphertext) {
+        if (!opts.secrets) {
+          throw new TurnError("config", "Provider secrets are not configured on this runner.");
+        }
+        try {
+          apiKey = await opts.secrets.decrypt(src.api_key_ciphertext, src.provider_id);
+        } catch {
+          throw new TurnError(
+            "config",
+            "The provider's API key cannot be decrypted.",
+            "The server's secret key (PGCHATD_SECRET_KEY or <data dir>/secret-key) is not the one it was stored with; set the key again.",
+          );
+        }
+      }
+      // Fail closed: without a stored key the SDKs would fall back to OPENAI_API_KEY or
+      // ANTHROPIC_API_KEY from the server's environment, which no model config asked for.
+      if (!apiKey && keyRequired.has(src.provider)) {
+        throw new TurnError(
+          "missing_key",
+          "The model provider needs an API key and none is configured.",
+          `provider ${src.provider_id}: set api_key with PATCH /providers/{id}`,
+        );
+      }
+      const baseURL = src.base_url || undefined;
+      const secrets = apiKey ? [apiKey] : [];
+      switch (src.provider) {
+        case "openai":
+          return {
+            model: createOpenAI({ apiKey, baseURL })(src.model) as LanguageModelV3,
+            provider: src.provider,
+            secrets,
+          };
+        case "anthropic":
+          return {
+            model: createAnthropic({ apiKey, baseURL })(src.model) as LanguageModelV3,
+            provider: src.provider,
+            secrets,
+          };
+        case "openai-compatible":
+          return {
+            model: createOpenAICompatible({
+              name: "openai-compatible",
+              baseURL: baseURL ?? "",
+              ...(apiKey ? { apiKey } : {}),
+              // Token usage in streamed responses (stream_options.include_usage).
+              includeUsage: true,
+            }).chatModel(src.model),
+            provider: src.provider,
+            secrets,
+          };
+      }
+    },
+  };
+}

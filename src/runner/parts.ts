@@ -1,0 +1,123 @@
+import type { Logger } from "../log.ts";
+import type { ChatError } from "./chat-error.ts";
+
+/*
+ * A turn's ephemeral stream events (API.md: `message_part`, and `retry`), published to the chat's
+ * subscribers on every replica. Each publication is a NOTIFY, so token deltas are coalesced: at
+ * most one part per flush interval and kind, instead of one per token.
+ */
+
+export type EphemeralEvent = "message_part" | "retry";
+
+/** Hands an ephemeral event to the chat stream subscribers (src/watch publishEphemeral). */
+export type Publish = (
+  chatId: string,
+  ownerId: string,
+  event: EphemeralEvent,
+  data: unknown,
+) => Promise<void>;
+
+/**
+ * Characters per part: a NOTIFY payload must stay below 8000 bytes, and JSON may spend up to six
+ * bytes on one character (\u0000-style escapes).
+ */
+const maxPartChars = 1000;
+
+type DeltaKind = "text" | "reasoning";
+
+/** Splits text into pieces of at most `max` UTF-16 units without cutting a surrogate pair. */
+function pieces(text: string, max: number): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    let end = Math.min(i + max, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    out.push(text.slice(i, end));
+    i = end;
+  }
+  return out;
+}
+
+export class PartStream {
+  private kind: DeltaKind | undefined;
+  private buffered = "";
+  private timer: NodeJS.Timeout | undefined;
+  /** Publications in order: each waits for the one before it. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly publish: Publish | undefined,
+    private readonly chatId: string,
+    private readonly ownerId: string,
+    private readonly flushMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** A streamed text or reasoning delta. */
+  delta(kind: DeltaKind, text: string): void {
+    if (!this.publish || !text) return;
+    if (this.kind !== kind) this.flush();
+    this.kind = kind;
+    this.buffered += text;
+    if (this.buffered.length >= maxPartChars) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), this.flushMs);
+  }
+
+  /** A complete tool call (its arguments are not streamed piecewise). */
+  toolCall(toolCallId: string, toolName: string, args: unknown): void {
+    this.flush();
+    this.send("message_part", {
+      chat_id: this.chatId,
+      part: { type: "tool-call", tool_call_id: toolCallId, tool_name: toolName, args },
+    });
+  }
+
+  /**
+   * The provider call failed and attempt `attempt` (of `maxAttempts`) follows after `delayMs`:
+   * clients drop the parts of the failed attempt and show the wait.
+   */
+  retry(attempt: number, maxAttempts: number, delayMs: number, error: ChatError): void {
+    this.clearBuffer();
+    this.send("retry", {
+      chat_id: this.chatId,
+      attempt,
+      max_attempts: maxAttempts,
+      delay_ms: delayMs,
+      error,
+    });
+  }
+
+  /** Publishes what is buffered now. */
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.kind || !this.buffered) return;
+    const kind = this.kind;
+    for (const text of pieces(this.buffered, maxPartChars)) {
+      this.send("message_part", { chat_id: this.chatId, part: { type: kind, text } });
+    }
+    this.buffered = "";
+  }
+
+  /** Flushes and waits until everything was handed over (before the turn's end is stored). */
+  async close(): Promise<void> {
+    this.flush();
+    await this.chain;
+  }
+
+  private clearBuffer(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.buffered = "";
+  }
+
+  private send(event: EphemeralEvent, data: unknown): void {
+    const publish = this.publish;
+    if (!publish) return;
+    // Ephemeral and best effort: a lost part is repaired by the stored message that follows.
+    this.chain = this.chain
+      .then(() => publish(this.chatId, this.ownerId, event, data))
+      .catch((err) => this.logger.debug({ err, chat: this.chatId }, "publishing a part failed"));
+  }
+}

@@ -1,0 +1,170 @@
+import {
+  type AssistantContent,
+  jsonSchema,
+  type ModelMessage,
+  type ToolContent,
+  type ToolSet,
+  tool,
+  type UserContent,
+} from "ai";
+
+/*
+ * A chat's history, as stored (Part[] per message, API.md), turned into AI SDK messages, and its
+ * client-declared tools into an AI SDK tool set without `execute`: the SDK hands their calls back
+ * to us, and the chat goes requires_action until the client answers.
+ */
+
+/** A stored content part (API.md Part). */
+export interface Part {
+  type: string;
+  text?: string;
+  tool_call_id?: string;
+  tool_name?: string;
+  args?: unknown;
+  result?: unknown;
+  is_error?: boolean;
+  file_id?: string;
+  context_file_path?: string;
+  context_file_content?: string;
+}
+
+export interface HistoryRow {
+  id: number;
+  role: "system" | "user" | "assistant" | "tool";
+  content: unknown;
+}
+
+export interface FileData {
+  name: string;
+  mimetype: string;
+  data: Buffer;
+}
+
+export interface DynamicTool {
+  name: string;
+  description?: string;
+  input_schema: Record<string, unknown>;
+}
+
+type JsonValue = null | string | number | boolean | JsonValue[] | { [k: string]: JsonValue };
+
+export function partsOf(content: unknown): Part[] {
+  return Array.isArray(content)
+    ? content.filter((p): p is Part => typeof p === "object" && p !== null && "type" in p)
+    : [];
+}
+
+/** The ids of the files a history's file parts name (their bytes are loaded for the prompt). */
+export function fileIdsOf(rows: HistoryRow[]): string[] {
+  const ids = new Set<string>();
+  for (const r of rows) {
+    for (const p of partsOf(r.content)) if (p.type === "file" && p.file_id) ids.add(p.file_id);
+  }
+  return [...ids];
+}
+
+function contextFileText(p: Part): string {
+  return `<context-file path=${JSON.stringify(p.context_file_path ?? "")}>\n${p.context_file_content ?? ""}\n</context-file>`;
+}
+
+/** A stored tool result as the SDK's output: strings stay text, anything else is JSON. */
+function toolOutput(p: Part) {
+  const value = (p.result ?? null) as JsonValue;
+  if (p.is_error) {
+    return typeof value === "string"
+      ? { type: "error-text" as const, value }
+      : { type: "error-json" as const, value };
+  }
+  return typeof value === "string"
+    ? { type: "text" as const, value }
+    : { type: "json" as const, value };
+}
+
+/**
+ * The model's view of the history, in order. Parts a role cannot carry are dropped; a message
+ * left with nothing is skipped (providers refuse empty messages).
+ */
+export function buildMessages(rows: HistoryRow[], files: Map<string, FileData>): ModelMessage[] {
+  const out: ModelMessage[] = [];
+  for (const row of rows) {
+    const parts = partsOf(row.content);
+    switch (row.role) {
+      case "system": {
+        const text = parts
+          .filter((p) => p.type === "text" || p.type === "context-file")
+          .map((p) => (p.type === "text" ? (p.text ?? "") : contextFileText(p)))
+          .join("\n\n");
+        if (text.trim()) out.push({ role: "system", content: text });
+        break;
+      }
+      case "user": {
+        const content: Exclude<UserContent, string> = [];
+        for (const p of parts) {
+          if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
+          else if (p.type === "context-file")
+            content.push({ type: "text", text: contextFileText(p) });
+          else if (p.type === "file" && p.file_id) {
+            const file = files.get(p.file_id);
+            if (file) {
+              content.push({
+                type: "file",
+                data: new Uint8Array(file.data),
+                mediaType: file.mimetype,
+                filename: file.name,
+              });
+            }
+          }
+        }
+        if (content.length > 0) out.push({ role: "user", content });
+        break;
+      }
+      case "assistant": {
+        const content: Exclude<AssistantContent, string> = [];
+        for (const p of parts) {
+          if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
+          else if (p.type === "reasoning" && p.text)
+            content.push({ type: "reasoning", text: p.text });
+          else if (p.type === "tool-call" && p.tool_call_id && p.tool_name) {
+            content.push({
+              type: "tool-call",
+              toolCallId: p.tool_call_id,
+              toolName: p.tool_name,
+              input: p.args ?? {},
+            });
+          }
+        }
+        if (content.length > 0) out.push({ role: "assistant", content });
+        break;
+      }
+      case "tool": {
+        const content: ToolContent = [];
+        for (const p of parts) {
+          if (p.type !== "tool-result" || !p.tool_call_id) continue;
+          content.push({
+            type: "tool-result",
+            toolCallId: p.tool_call_id,
+            toolName: p.tool_name ?? "",
+            output: toolOutput(p),
+          });
+        }
+        if (content.length > 0) out.push({ role: "tool", content });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** The chat's client-declared tools; their calls are not executed here. */
+export function buildTools(dynamicTools: unknown): ToolSet {
+  const tools: ToolSet = {};
+  if (!Array.isArray(dynamicTools)) return tools;
+  for (const t of dynamicTools as DynamicTool[]) {
+    if (!t?.name) continue;
+    tools[t.name] = tool({
+      description: t.description ?? "",
+      inputSchema: jsonSchema(t.input_schema ?? { type: "object" }),
+    });
+  }
+  return tools;
+}

@@ -1,0 +1,379 @@
+import type pg from "pg";
+import pgListen from "pg-listen";
+import { channels } from "../db/channels.ts";
+import { clientConfig, type Pool, type Queryable } from "../db/pool.ts";
+import {
+  claimPendingChats,
+  recoverChatRuns,
+  releaseChatRunsByWorkerID,
+  updateChatHeartbeatsByWorkerID,
+} from "../generated/chat_runs.ts";
+import type { Logger } from "../log.ts";
+import type { Models } from "./models.ts";
+import type { Publish } from "./parts.ts";
+import {
+  type Lease,
+  type RetryPolicy,
+  runTurn,
+  type StopReason,
+  type TurnOutcome,
+} from "./turn.ts";
+
+/*
+ * The chat runner (DESIGN.md "Runner"): claims pending chats, runs their turns, heartbeats its
+ * leases in one statement per interval, recovers what crashed runners left behind, and hands its
+ * chats back on shutdown. Any number of runners (in `pgchatd serve` processes or alone as
+ * `pgchatd runner`) share one database; the lease rules in SQL keep them apart.
+ */
+
+export interface RunnerOptions {
+  pool: Pool;
+  /** For the LISTEN connection (wake-ups and stop signals). */
+  databaseUrl: string;
+  logger: Logger;
+  models: Models;
+  /** Where streamed parts and retry announcements go; absent, they are not published. */
+  publish?: Publish | undefined;
+  /**
+   * Called after each of this runner's commits that wrote change events: the local watch reads
+   * them now, and in batched mode one NOTIFY tells the other processes (src/watch poke).
+   */
+  afterWrite?: (() => void) | undefined;
+  /** Turns this process runs at once (PGCHATD_RUNNER_CONCURRENCY). */
+  concurrency?: number;
+  /** Chats one claim takes at most. */
+  claimBatch?: number;
+  /** Looks for pending chats this often even without a wake-up (writes from psql, a lost NOTIFY). */
+  pollMs?: number;
+  /** Renews this runner's leases, and runs the recovery pass, this often. */
+  heartbeatMs?: number;
+  /** A lease whose heartbeat is older than this was left by a runner that died. */
+  staleAfterMs?: number;
+  /** A chat waiting this long for client tool results fails (API.md: 5 minutes). */
+  toolResultsTimeoutMs?: number;
+  retry?: Partial<RetryPolicy>;
+  chunkTimeoutMs?: number;
+  partFlushMs?: number;
+  maxSteps?: number;
+}
+
+export interface RunnerStats {
+  /** Turns by how they ended. */
+  turns: Record<TurnOutcome, number>;
+  /** SQL statements this runner sent (claims, heartbeats, recovery, turns, follow-ups). */
+  statements: number;
+  /** The same, by generated query name (ClaimPendingChats, FinishChatRun, ...). */
+  statementsByQuery: Record<string, number>;
+  claims: number;
+  heartbeats: number;
+}
+
+const defaults = {
+  concurrency: 32,
+  // One claim statement fills up to this many slots; larger batches hold more row locks at once.
+  claimBatch: 50,
+  pollMs: 1_000,
+  // The reference system heartbeats every 30 s; 15 s with a 60 s staleness window tolerates three
+  // missed heartbeats (a GC pause, a slow database) before another runner takes a turn over.
+  heartbeatMs: 15_000,
+  staleAfterMs: 60_000,
+  toolResultsTimeoutMs: 5 * 60_000,
+  // 1 s, 2 s, 4 s (jittered, or what Retry-After asks), then the turn fails.
+  retry: { retries: 3, baseDelayMs: 1_000, maxDelayMs: 30_000 },
+  // Reasoning models can think for a minute before the first token; two minutes of silence is dead.
+  chunkTimeoutMs: 120_000,
+  // About 20 parts per second per chat: smooth for readers, few NOTIFYs for the database.
+  partFlushMs: 50,
+  maxSteps: 8,
+} as const;
+
+interface Run {
+  lease: Lease;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/** A reconnect attempt every 100 ms, doubling up to 5 s, forever. */
+function retryDelayMs(attempt: number): number {
+  return Math.min(100 * 2 ** attempt, 5_000);
+}
+
+export class Runner {
+  readonly workerId = crypto.randomUUID();
+  readonly stats: RunnerStats = {
+    turns: {
+      completed: 0,
+      requires_action: 0,
+      error: 0,
+      interrupted: 0,
+      discarded: 0,
+      lost: 0,
+      shutdown: 0,
+    },
+    statements: 0,
+    statementsByQuery: {},
+    claims: 0,
+    heartbeats: 0,
+  };
+
+  private readonly opts: Required<Omit<RunnerOptions, "publish" | "afterWrite" | "retry">> & {
+    publish: Publish | undefined;
+    afterWrite: () => void;
+    retry: RetryPolicy;
+  };
+  private readonly log: Logger;
+  /** The pool, counting statements (RunnerStats.statements). */
+  private readonly db: Queryable;
+  private readonly runs = new Map<string, Run>();
+  /** Summaries and titles of finished turns. */
+  private readonly followUps = new Set<Promise<void>>();
+  private readonly followUpAbort = new AbortController();
+  private listener: ReturnType<typeof pgListen.default> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private claiming: Promise<void> | undefined;
+  private claimAgain = false;
+  private stopping = false;
+  private maintenance: Promise<void> | undefined;
+
+  constructor(options: RunnerOptions) {
+    this.opts = {
+      ...defaults,
+      ...options,
+      publish: options.publish,
+      afterWrite: options.afterWrite ?? (() => {}),
+      retry: { ...defaults.retry, ...options.retry },
+    } as typeof this.opts;
+    this.log = options.logger.child({ component: "runner", worker: this.workerId });
+    const pool = options.pool;
+    this.db = {
+      query: ((...args: Parameters<pg.Pool["query"]>) => {
+        this.stats.statements++;
+        const first = args[0] as unknown as string | { text?: string } | undefined;
+        const text = typeof first === "string" ? first : first?.text;
+        const name = (text && /^-- name: (\w+)/.exec(text)?.[1]) ?? "other";
+        this.stats.statementsByQuery[name] = (this.stats.statementsByQuery[name] ?? 0) + 1;
+        return (pool.query as (...a: unknown[]) => unknown)(...args);
+      }) as Queryable["query"],
+    };
+  }
+
+  /** Turns running now. */
+  get active(): number {
+    return this.runs.size;
+  }
+
+  async start(): Promise<void> {
+    const listener = pgListen.default(clientConfig(this.opts.databaseUrl, "pgchatd-runner"), {
+      retryInterval: retryDelayMs,
+      retryLimit: Number.POSITIVE_INFINITY,
+      retryTimeout: Number.POSITIVE_INFINITY,
+      paranoidChecking: 10_000,
+      parse: (s) => s,
+      serialize: (s) => String(s),
+    });
+    listener.events.on("error", (err) =>
+      this.log.error({ err }, "runner LISTEN connection failed"),
+    );
+    // After a reconnect: a stop signal or new work may have been missed meanwhile.
+    listener.events.on("connected", () => {
+      this.wake();
+      this.tick().catch(() => {});
+    });
+    listener.notifications.on(channels.events, () => this.wake());
+    // Every runner hears every stop signal; the one running the chat checks its lease first (the
+    // signal may be about a run this runner has already replaced with a new claim).
+    listener.notifications.on(channels.runner, (chatId: string) => {
+      const run = this.runs.get(chatId);
+      if (run) {
+        this.checkRuns([run]).catch((err) =>
+          this.log.warn({ err, chat: chatId }, "checking a turn failed"),
+        );
+      }
+    });
+    await listener.connect();
+    await listener.listenTo(channels.events);
+    await listener.listenTo(channels.runner);
+    this.listener = listener;
+
+    const every = (ms: number, fn: () => void) => {
+      const t = setInterval(fn, ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.opts.pollMs, () => this.wake());
+    every(this.opts.heartbeatMs, () => {
+      this.tick().catch((err) => this.log.warn({ err }, "heartbeat or recovery failed"));
+    });
+    this.log.info({ concurrency: this.opts.concurrency }, "runner started");
+    this.wake();
+  }
+
+  /** There may be pending chats: claim as many as there are free slots (soon, coalesced). */
+  wake(): void {
+    if (this.stopping) return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = this.claimLoop()
+      .catch((err) => this.log.warn({ err }, "claiming chats failed"))
+      .finally(() => {
+        this.claiming = undefined;
+        if (this.claimAgain) {
+          this.claimAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  /**
+   * Heartbeat, then the recovery pass: what the timer runs every heartbeatMs. Exposed so tests
+   * and a reconnecting LISTEN connection need not wait for the timer.
+   */
+  tick(): Promise<void> {
+    this.maintenance ??= (async () => {
+      await this.heartbeat();
+      await this.recover();
+    })().finally(() => {
+      this.maintenance = undefined;
+    });
+    return this.maintenance;
+  }
+
+  /** Resolves once no turn and no follow-up is running (tests, benchmarks). */
+  async idle(): Promise<void> {
+    for (;;) {
+      const pending = [...[...this.runs.values()].map((r) => r.done), ...this.followUps];
+      if (this.claiming) pending.push(this.claiming);
+      if (pending.length === 0) return;
+      await Promise.allSettled(pending);
+    }
+  }
+
+  /**
+   * Shutdown: no new claims, running turns stop without writing, and this runner's leases are
+   * released in one statement (running chats go back to pending for another runner).
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.claiming;
+    for (const run of this.runs.values()) run.controller.abort("shutdown" satisfies StopReason);
+    this.followUpAbort.abort();
+    await Promise.allSettled([...[...this.runs.values()].map((r) => r.done), ...this.followUps]);
+    await this.maintenance?.catch(() => {});
+    try {
+      const released = await releaseChatRunsByWorkerID(this.db, { worker_id: this.workerId });
+      if (released?.released) {
+        this.opts.afterWrite();
+        this.log.info({ released: released.released }, "released leases");
+      }
+    } finally {
+      await this.listener?.close().catch(() => {});
+      this.log.info("runner stopped");
+    }
+  }
+
+  private async claimLoop(): Promise<void> {
+    while (!this.stopping) {
+      const free = this.opts.concurrency - this.runs.size;
+      if (free <= 0) return;
+      const batch = Math.min(free, this.opts.claimBatch);
+      const claimed = await claimPendingChats(this.db, {
+        worker_id: this.workerId,
+        batch_size: batch,
+      });
+      this.stats.claims++;
+      if (claimed.length > 0) this.opts.afterWrite();
+      for (const row of claimed) this.startRun({ chatId: row.id, startedAt: row.started_at! });
+      if (claimed.length < batch) return;
+    }
+  }
+
+  private startRun(lease: Lease): void {
+    // A chat this runner claims again (an edit made it pending mid-turn) replaces the old run,
+    // whose lease is gone.
+    this.runs.get(lease.chatId)?.controller.abort("lost" satisfies StopReason);
+    const controller = new AbortController();
+    const run: Run = { lease, controller, done: Promise.resolve() };
+    this.runs.set(lease.chatId, run);
+    run.done = (async () => {
+      let outcome: TurnOutcome = "lost";
+      try {
+        const result = await runTurn(
+          {
+            db: this.db,
+            models: this.opts.models,
+            publish: this.opts.publish,
+            afterWrite: this.opts.afterWrite,
+            logger: this.log,
+            workerId: this.workerId,
+            retry: this.opts.retry,
+            chunkTimeoutMs: this.opts.chunkTimeoutMs,
+            partFlushMs: this.opts.partFlushMs,
+            maxSteps: this.opts.maxSteps,
+          },
+          lease,
+          controller.signal,
+        );
+        outcome = result.outcome;
+        if (result.followUp) this.trackFollowUp(result.followUp(this.followUpAbort.signal));
+      } catch (err) {
+        // A database failure mid-turn: the lease stays until its heartbeat goes stale, then the
+        // turn runs again on some runner.
+        this.log.error({ err, chat: lease.chatId }, "turn failed");
+      } finally {
+        this.stats.turns[outcome]++;
+        if (this.runs.get(lease.chatId) === run) this.runs.delete(lease.chatId);
+        this.wake();
+      }
+    })();
+  }
+
+  private trackFollowUp(p: Promise<void>): void {
+    const tracked = p.catch((err) => this.log.warn({ err }, "turn follow-up failed"));
+    this.followUps.add(tracked);
+    tracked.finally(() => this.followUps.delete(tracked));
+  }
+
+  /** One statement for every running turn. */
+  private async heartbeat(): Promise<void> {
+    const runs = [...this.runs.values()];
+    if (runs.length === 0) return;
+    await this.checkRuns(runs);
+    this.stats.heartbeats++;
+  }
+
+  /**
+   * Renews the leases of `runs` and stops the turns whose chat moved on: gone or claimed again
+   * (lost), or no longer running (interrupt: the turn ends and chat_run_finish sorts it out).
+   */
+  private async checkRuns(runs: Run[]): Promise<void> {
+    const rows = await updateChatHeartbeatsByWorkerID(this.db, {
+      worker_id: this.workerId,
+      chat_ids: runs.map((r) => r.lease.chatId),
+    });
+    const held = new Map(rows.map((r) => [r.id, r]));
+    for (const run of runs) {
+      if (this.runs.get(run.lease.chatId) !== run) continue;
+      const row = held.get(run.lease.chatId);
+      if (!row || row.started_at !== run.lease.startedAt) {
+        run.controller.abort("lost" satisfies StopReason);
+      } else if (row.status !== "running" || row.archived) {
+        run.controller.abort("interrupt" satisfies StopReason);
+      }
+    }
+  }
+
+  private async recover(): Promise<void> {
+    const rows = await recoverChatRuns(this.db, {
+      stale_after_seconds: this.opts.staleAfterMs / 1000,
+      tool_results_timeout_seconds: this.opts.toolResultsTimeoutMs / 1000,
+    });
+    if (rows.length === 0) return;
+    this.opts.afterWrite();
+    for (const r of rows) this.log.info({ chat: r.chat_id, action: r.action }, "recovered a chat");
+    this.wake();
+  }
+}

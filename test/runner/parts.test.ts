@@ -1,0 +1,80 @@
+import { describe, expect, it } from "vitest";
+import { PartStream } from "../../src/runner/parts.ts";
+import { encodeEphemeral, maxPartPayloadBytes } from "../../src/watch/index.ts";
+import { captureLogger } from "../setup/app.ts";
+
+/* How a turn's streamed deltas become message_part events: coalesced, ordered, NOTIFY-sized. */
+
+function recorder() {
+  const sent: { event: string; data: { part?: { type: string; text?: string } } }[] = [];
+  const publish = async (_c: string, _o: string, event: string, data: unknown) => {
+    sent.push({ event, data: data as (typeof sent)[number]["data"] });
+  };
+  return { sent, publish };
+}
+
+const chatId = "00000000-0000-4000-8000-000000000001";
+
+describe("PartStream", () => {
+  it("joins the deltas of one flush window into one part, and keeps text and reasoning apart", async () => {
+    const { sent, publish } = recorder();
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    s.delta("reasoning", "think");
+    s.delta("reasoning", "ing");
+    s.delta("text", "Hel");
+    s.delta("text", "lo");
+    await s.close();
+    expect(sent.map((p) => [p.event, p.data.part])).toEqual([
+      ["message_part", { type: "reasoning", text: "thinking" }],
+      ["message_part", { type: "text", text: "Hello" }],
+    ]);
+  });
+
+  it("publishes once the flush window passes, without waiting for the turn's end", async () => {
+    const { sent, publish } = recorder();
+    const s = new PartStream(publish, chatId, "o", 5, captureLogger().logger);
+    s.delta("text", "soon");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(sent.map((p) => p.data.part?.text)).toEqual(["soon"]);
+    await s.close();
+  });
+
+  it("splits long text into parts that each fit a NOTIFY, without cutting a surrogate pair", async () => {
+    const { sent, publish } = recorder();
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    const worst = "\u0001".repeat(1500) + "😀".repeat(700);
+    s.delta("text", worst);
+    await s.close();
+    expect(sent.map((p) => p.data.part!.text).join("")).toBe(worst);
+    for (const p of sent) {
+      const { payload } = encodeEphemeral(
+        crypto.randomUUID(),
+        chatId,
+        crypto.randomUUID(),
+        "message_part",
+        p.data,
+      );
+      expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(maxPartPayloadBytes);
+      expect(p.data.part!.text).not.toMatch(/[\ud800-\udbff]$/);
+    }
+  });
+
+  it("drops the buffered parts of a failed attempt and announces the retry", async () => {
+    const { sent, publish } = recorder();
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    s.delta("text", "half an ans");
+    s.retry(2, 4, 1000, {
+      message: "m",
+      kind: "overloaded",
+      provider: "openai",
+      retryable: true,
+      status_code: 529,
+      detail: null,
+    });
+    s.delta("text", "the answer");
+    await s.close();
+    expect(sent.map((p) => p.event)).toEqual(["retry", "message_part"]);
+    expect(sent[0]!.data).toMatchObject({ attempt: 2, max_attempts: 4, delay_ms: 1000 });
+    expect(sent[1]!.data.part!.text).toBe("the answer");
+  });
+});

@@ -1,0 +1,181 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Pool } from "../../src/db/index.ts";
+import { gen } from "../fixtures/index.ts";
+import { testDb } from "../setup/db.ts";
+import { listen } from "../setup/listen.ts";
+import { chatState, messagesOf, settled, testRunner, textOf } from "../setup/runner.ts";
+import { testServer } from "../setup/server.ts";
+import { openSse } from "../setup/sse.ts";
+
+/*
+ * `pgchatd runner` as separate processes on one database: what runs when turns are scaled apart
+ * from the HTTP servers. Killed with SIGKILL mid-turn, stopped with SIGTERM, two at once.
+ */
+
+let pool: Pool;
+let dbUrl: string;
+let orgId: string;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  const db = await testDb();
+  pool = db.pool;
+  dbUrl = db.url;
+  orgId = (await gen.organization(pool)).id;
+});
+
+afterAll(() => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
+interface RunnerProcess {
+  child: ChildProcess;
+  workerId: string;
+  exited: Promise<number | null>;
+}
+
+function startRunnerProcess(): Promise<RunnerProcess> {
+  const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "runner"], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      DATABASE_URL: dbUrl,
+      LOG_LEVEL: "warn",
+      PGCHATD_RUNNER_HEARTBEAT_MS: "200",
+      PGCHATD_RUNNER_STALE_MS: "1000",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  children.push(child);
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const workerId = /pgchatd runner (\S+) is running/.exec(out)?.[1];
+      if (workerId) resolve({ child, workerId, exited });
+    });
+    child.once("exit", (code) =>
+      reject(new Error(`pgchatd runner exited ${code}:\n${out}\n${err}`)),
+    );
+  });
+}
+
+async function owner() {
+  return (await gen.user(pool, { organizationIds: [orgId] })).id;
+}
+
+describe("pgchatd runner processes", () => {
+  it("answers a chat whose runner was killed mid-turn, once that runner's heartbeat went stale, losing nothing", async () => {
+    const parts = await listen(dbUrl, "chat_message_parts");
+    const doomed = await startRunnerProcess();
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, text: "/sleep 2000" });
+    // The killed runner had started: its first part went out and it holds the chat.
+    await parts.next((n) => n.payload.includes(chat.id), 15_000);
+    await parts.close();
+    expect((await chatState(pool, chat.id)).worker_id).toBe(doomed.workerId);
+    doomed.child.kill("SIGKILL");
+    await doomed.exited;
+
+    const { runner } = await testRunner({ heartbeatMs: 200, staleAfterMs: 1_000 });
+    runner.wake();
+    await settled(pool, chat.id, "waiting");
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
+      ["user", "/sleep 2000"],
+      ["assistant", "echo: /sleep 2000"],
+    ]);
+    expect(runner.stats.turns.completed).toBe(1);
+  });
+
+  it("never runs one chat in two runner processes: thirty chats, one reply each", async () => {
+    const a = await startRunnerProcess();
+    const b = await startRunnerProcess();
+    const o = await owner();
+    const chats = [];
+    for (let i = 0; i < 30; i++) {
+      chats.push(await gen.chat(pool, { ownerId: o, organizationId: orgId, text: `two ${i}` }));
+    }
+    for (const c of chats) await settled(pool, c.id, "waiting");
+    for (const c of chats) {
+      const replies = (await messagesOf(pool, c.id)).filter((m) => m.role === "assistant");
+      expect(replies.map(textOf)).toEqual([`echo: ${textOf((await messagesOf(pool, c.id))[0]!)}`]);
+    }
+    a.child.kill("SIGTERM");
+    b.child.kill("SIGTERM");
+    expect(await a.exited).toBe(0);
+    expect(await b.exited).toBe(0);
+  });
+
+  it("hands its running turn back to pending when stopped with SIGTERM", async () => {
+    const p = await startRunnerProcess();
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, text: "/sleep 30000" });
+    const running = await settledRunning(chat.id, p.workerId);
+    expect(running).toBe(true);
+    p.child.kill("SIGTERM");
+    expect(await p.exited).toBe(0);
+    const s = await chatState(pool, chat.id);
+    expect(s.status).toBe("pending");
+    expect(s.worker_id).toBeNull();
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+  });
+
+  it("streams a runner process's parts to a chat stream on a server process, then the stored message", async () => {
+    const srv = await testServer();
+    let p: RunnerProcess | undefined;
+    try {
+      const u = await gen.user(srv.pool, { organizationIds: [orgId] });
+      const token = await gen.apiKey(srv.pool, u.id);
+      const chat = await gen.chat(srv.pool, {
+        ownerId: u.id,
+        organizationId: orgId,
+        text: "/sleep 300",
+      });
+      const stream = await openSse(`${srv.url}/api/experimental/chats/${chat.id}/stream`, {
+        authorization: `Bearer ${token}`,
+      });
+      try {
+        await stream.next((e) => e.event === "queue_update");
+        // The runner starts after the stream is open: every part of the turn reaches it.
+        p = await startRunnerProcess();
+        const reply = await stream.next(
+          (e) => e.event === "message" && JSON.parse(e.data).role === "assistant",
+          15_000,
+        );
+        const streamed = stream.events
+          .filter((e) => e.event === "message_part")
+          .map((e) => JSON.parse(e.data).part.text)
+          .join("");
+        expect(JSON.parse(reply.data).content).toEqual([
+          { type: "text", text: "echo: /sleep 300" },
+        ]);
+        expect(streamed).toBe("echo: /sleep 300");
+      } finally {
+        stream.close();
+      }
+    } finally {
+      p?.child.kill("SIGTERM");
+      await p?.exited;
+      await srv.close();
+    }
+  });
+});
+
+/** Polls until `workerId` holds the chat and it is running. */
+async function settledRunning(chatId: string, workerId: string): Promise<boolean> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    const s = await chatState(pool, chatId);
+    if (s.status === "running" && s.worker_id === workerId) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}

@@ -1,0 +1,757 @@
+import { randomUUID } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Pool } from "../../src/db/index.ts";
+import {
+  editChatMessage,
+  interruptChat,
+  sendChatMessage,
+} from "../../src/generated/chat_messages.ts";
+import { promoteChatQueuedMessage } from "../../src/generated/chat_queued_messages.ts";
+import {
+  claimPendingChats,
+  finishChatRun,
+  recoverChatRuns,
+  releaseChatRunsByWorkerID,
+  saveChatRunStep,
+  updateChatHeartbeatsByWorkerID,
+} from "../../src/generated/chat_runs.ts";
+import {
+  beginChatTitleRegeneration,
+  deleteChatTitleRegeneration,
+} from "../../src/generated/chat_title_regenerations.ts";
+import {
+  updateChatByID,
+  updateChatLastTurnSummaryByID,
+  updateChatTitleFromModelByID,
+} from "../../src/generated/chats.ts";
+import { gen } from "../fixtures/index.ts";
+import { newPool, testDb } from "../setup/db.ts";
+import { listen } from "../setup/listen.ts";
+import { chatState, messagesOf, textOf } from "../setup/runner.ts";
+
+/*
+ * The runner's rules where they live: sql/functions/chat_runner.sql, sql/queries/chat_runs.sql
+ * and the chats triggers, called directly, with real concurrent connections where the rule is
+ * about concurrency. test/runner/ checks the runner that calls them.
+ */
+
+let pool: Pool;
+let dbUrl: string;
+let orgId: string;
+
+beforeAll(async () => {
+  const db = await testDb();
+  pool = db.pool;
+  dbUrl = db.url;
+  orgId = (await gen.organization(pool)).id;
+});
+
+const text = (s: string) => [{ type: "text", text: s }];
+
+async function owner() {
+  return (await gen.user(pool, { organizationIds: [orgId] })).id;
+}
+
+async function sqlError(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await fn();
+  } catch (err) {
+    return err as { code: string; message: string };
+  }
+  throw new Error("expected an error");
+}
+
+/** Pending chats of a fresh owner, so no other test's chats are claimed. */
+async function pendingChats(n: number, ownerId?: string) {
+  const o = ownerId ?? (await owner());
+  const chats = [];
+  for (let i = 0; i < n; i++)
+    chats.push(await gen.chat(pool, { ownerId: o, organizationId: orgId }));
+  return chats;
+}
+
+/**
+ * Claims, oldest first, until `chatId` is claimed by `worker`; older pending chats left by other
+ * tests are set aside (waiting). Returns its lease.
+ */
+async function claim(chatId: string, worker = randomUUID()) {
+  for (;;) {
+    const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1 });
+    const mine = rows.find((r) => r.id === chatId);
+    const others = rows.filter((r) => r.id !== chatId).map((r) => r.id);
+    if (others.length > 0) {
+      await pool.query(
+        "UPDATE chats SET status = 'waiting', worker_id = NULL WHERE id = ANY($1::uuid[])",
+        [others],
+      );
+    }
+    if (mine) return { worker, startedAt: mine.started_at! };
+    if (rows.length === 0) throw new Error(`chat ${chatId} is not claimable`);
+  }
+}
+
+function finish(
+  chatId: string,
+  lease: { worker: string; startedAt: string },
+  opts: { messages?: unknown[]; outcome?: string; error?: unknown; model?: string } = {},
+) {
+  return pool
+    .query<{ model: string }>("SELECT last_model_config_id AS model FROM chats WHERE id = $1", [
+      chatId,
+    ])
+    .then(({ rows }) =>
+      finishChatRun(pool, {
+        chat_id: chatId,
+        worker_id: lease.worker,
+        started_at: lease.startedAt,
+        model_config_id: opts.model ?? rows[0]!.model,
+        messages: opts.messages ?? [{ role: "assistant", content: text("done") }],
+        outcome: opts.outcome ?? "completed",
+        error: opts.error ?? null,
+      }),
+    )
+    .then((r) => r!);
+}
+
+const toolCall = (id: string, name = "lookup") => ({
+  type: "tool-call",
+  tool_call_id: id,
+  tool_name: name,
+  args: { q: 1 },
+});
+
+describe("claiming", () => {
+  it("claims pending chats oldest first, leasing them to the runner and setting them running", async () => {
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE status = 'pending'");
+    const [a, b] = await pendingChats(2);
+    const worker = randomUUID();
+    const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1 });
+    expect(rows.map((r) => r.id)).toEqual([a!.id]);
+    const s = await chatState(pool, a!.id);
+    expect(s.status).toBe("running");
+    expect(s.worker_id).toBe(worker);
+    expect((await chatState(pool, b!.id)).status).toBe("pending");
+    const next = await claimPendingChats(pool, { worker_id: worker, batch_size: 10 });
+    expect(next.map((r) => r.id)).toEqual([b!.id]);
+    await finish(a!.id, { worker, startedAt: rows[0]!.started_at! });
+    await finish(b!.id, { worker, startedAt: next[0]!.started_at! });
+  });
+
+  it("never claims an archived chat", async () => {
+    const o = await owner();
+    const [chat] = await pendingChats(1, o);
+    await updateChatByID(pool, {
+      id: chat!.id,
+      owner_id: o,
+      title: null,
+      archived: true,
+      pin_order: null,
+      labels: null,
+      set_workspace: false,
+      workspace_id: null,
+      set_plan_mode: false,
+      plan_mode: null,
+    });
+    await expect(claim(chat!.id)).rejects.toThrow(/not claimable/);
+    expect((await chatState(pool, chat!.id)).status).toBe("pending");
+  });
+
+  it("skips a chat another transaction holds instead of waiting for it", async () => {
+    const [chat] = await pendingChats(1);
+    const holder = await pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [chat!.id]);
+      const worker = randomUUID();
+      const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1000 });
+      expect(rows.map((r) => r.id)).not.toContain(chat!.id);
+      await pool.query(
+        "UPDATE chats SET status = 'waiting', worker_id = NULL WHERE worker_id = $1",
+        [worker],
+      );
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+  });
+
+  it("never gives one chat to two of eight runners claiming at the same moment", async () => {
+    const chats = await pendingChats(120);
+    const ids = new Set(chats.map((c) => c.id));
+    const runners = Array.from({ length: 8 }, () => ({
+      worker: randomUUID(),
+      pool: newPool(dbUrl, 1),
+    }));
+    const claimed = await Promise.all(
+      runners.map(async (r) => {
+        const mine: string[] = [];
+        for (;;) {
+          const rows = await claimPendingChats(r.pool, { worker_id: r.worker, batch_size: 5 });
+          if (rows.length === 0) return mine;
+          mine.push(...rows.map((x) => x.id));
+        }
+      }),
+    );
+    const all = claimed.flat().filter((id) => ids.has(id));
+    expect(all).toHaveLength(chats.length);
+    expect(new Set(all).size).toBe(chats.length);
+    // Spread over the runners, not serialised through one.
+    expect(claimed.filter((c) => c.length > 0).length).toBeGreaterThan(1);
+    const { rows } = await pool.query<{ worker_id: string; n: number }>(
+      "SELECT worker_id, count(*)::int AS n FROM chats WHERE id = ANY($1::uuid[]) GROUP BY worker_id",
+      [[...ids]],
+    );
+    for (const r of rows) {
+      const i = runners.findIndex((x) => x.worker === r.worker_id);
+      expect(claimed[i]!.filter((id) => ids.has(id))).toHaveLength(r.n);
+    }
+  });
+});
+
+describe("heartbeats", () => {
+  it("renews only this runner's leases, in one statement, without moving version or writing events", async () => {
+    const [a, b] = await pendingChats(2);
+    const mine = await claim(a!.id);
+    const theirs = await claim(b!.id);
+    const before = await pool.query<{ version: number; heartbeat_at: string }>(
+      "SELECT version, heartbeat_at FROM chats WHERE id = $1",
+      [a!.id],
+    );
+    const events = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM chat_events");
+    const rows = await updateChatHeartbeatsByWorkerID(pool, {
+      worker_id: mine.worker,
+      chat_ids: [a!.id, b!.id],
+    });
+    expect(rows).toEqual([
+      { id: a!.id, status: "running", started_at: mine.startedAt, archived: false },
+    ]);
+    const after = await pool.query<{ version: number; heartbeat_at: string }>(
+      "SELECT version, heartbeat_at FROM chats WHERE id = $1",
+      [a!.id],
+    );
+    expect(after.rows[0]!.version).toBe(before.rows[0]!.version);
+    expect(after.rows[0]!.heartbeat_at > before.rows[0]!.heartbeat_at).toBe(true);
+    const eventsAfter = await pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM chat_events",
+    );
+    expect(eventsAfter.rows[0]!.n).toBe(events.rows[0]!.n);
+    await finish(b!.id, theirs);
+  });
+});
+
+describe("ending a turn", () => {
+  it("stores the turn's messages with usage, context limit and the cost from the model's pricing", async () => {
+    const o = await owner();
+    const model = await gen.modelConfig(pool, { inputPriceMicros: 2_000_000 });
+    await pool.query(
+      `UPDATE chat_model_configs SET output_price_micros = 10000000, cache_read_price_micros = 500000,
+         context_limit = 4096 WHERE id = $1`,
+      [model.id],
+    );
+    const chat = await gen.chat(pool, {
+      ownerId: o,
+      organizationId: orgId,
+      model_config_id: model.id,
+    });
+    const lease = await claim(chat.id);
+    const row = await finish(chat.id, lease, {
+      model: model.id,
+      messages: [
+        {
+          role: "assistant",
+          content: text("answer"),
+          input_tokens: 1000,
+          output_tokens: 100,
+          total_tokens: 1100,
+          reasoning_tokens: 7,
+          cache_creation_tokens: 0,
+          cache_read_tokens: 400,
+          runtime_ms: 850,
+          provider_response_id: "resp_1",
+        },
+      ],
+    });
+    expect(row).toMatchObject({
+      outcome: "completed",
+      status: "waiting",
+      title_source: "fallback",
+    });
+    const [, reply] = await messagesOf(pool, chat.id);
+    // 600 uncached input at 2 $/M, 400 cached at 0.5 $/M, 100 output at 10 $/M, in micros.
+    expect(reply).toMatchObject({
+      role: "assistant",
+      input_tokens: 1000,
+      output_tokens: 100,
+      total_tokens: 1100,
+      total_cost_micros: 600 * 2 + 400 * 0.5 + 100 * 10,
+      runtime_ms: 850,
+      model_config_id: model.id,
+      provider_response_id: "resp_1",
+      context_limit: 4096,
+    });
+    expect((await chatState(pool, chat.id)).worker_id).toBeNull();
+  });
+
+  it("records no cost for a model without pricing", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    await finish(chat!.id, lease, {
+      messages: [{ role: "assistant", content: text("free"), input_tokens: 10, output_tokens: 5 }],
+    });
+    const [, reply] = await messagesOf(pool, chat!.id);
+    expect(reply!.input_tokens).toBe(10);
+    expect(reply!.total_cost_micros).toBeNull();
+  });
+
+  it("ends in requires_action with an action_required event listing the client's tool calls", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    const row = await finish(chat!.id, lease, {
+      outcome: "requires_action",
+      messages: [{ role: "assistant", content: [toolCall("c1")] }],
+    });
+    expect(row.status).toBe("requires_action");
+    const { rows } = await pool.query(
+      "SELECT payload FROM chat_events WHERE chat_id = $1 AND kind = 'action_required'",
+      [chat!.id],
+    );
+    expect(rows[0].payload.tool_calls).toEqual([
+      { tool_call_id: "c1", tool_name: "lookup", args: { q: 1 } },
+    ]);
+  });
+
+  it("ends in error with the ChatError and clears the previous summary", async () => {
+    const [chat] = await pendingChats(1);
+    await pool.query("UPDATE chats SET last_turn_summary = 'old' WHERE id = $1", [chat!.id]);
+    const lease = await claim(chat!.id);
+    const error = {
+      message: "m",
+      kind: "rate_limit",
+      provider: "local",
+      retryable: true,
+      status_code: 429,
+      detail: null,
+    };
+    const row = await finish(chat!.id, lease, { outcome: "error", messages: [], error });
+    expect(row.status).toBe("error");
+    const s = await chatState(pool, chat!.id);
+    expect(s.last_error).toEqual(error);
+    expect(s.last_turn_summary).toBeNull();
+  });
+
+  it("admits the head of the queue when the turn ends, with the model it was sent with", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const other = await gen.modelConfig(pool);
+    const lease = await claim(chat.id);
+    const sent = await sendChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: o,
+      content: text("next"),
+      model_config_id: other.id,
+      busy_behavior: "queue",
+      api_key_id: null,
+    });
+    expect(sent!.queued_message_id).not.toBeNull();
+    const row = await finish(chat.id, lease);
+    expect(row).toMatchObject({ outcome: "completed", status: "pending" });
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
+      ["user", "hello"],
+      ["assistant", "done"],
+      ["user", "next"],
+    ]);
+    expect(msgs[2]!.model_config_id).toBe(other.id);
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM chat_queued_messages WHERE chat_id = $1",
+      [chat.id],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("writes nothing when the lease was lost to recovery and a new claim", async () => {
+    const [chat] = await pendingChats(1);
+    const old = await claim(chat!.id);
+    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", [
+      chat!.id,
+    ]);
+    const recovered = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(recovered).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
+    expect((await chatState(pool, chat!.id)).status).toBe("pending");
+    const current = await claim(chat!.id);
+    const row = await finish(chat!.id, old, {
+      messages: [{ role: "assistant", content: text("stale") }],
+    });
+    expect(row.outcome).toBe("lost");
+    expect((await chatState(pool, chat!.id)).worker_id).toBe(current.worker);
+    expect((await messagesOf(pool, chat!.id)).map((m) => m.role)).toEqual(["user"]);
+    // The same runner claiming again (another started_at) does not revive the old lease.
+    await finish(chat!.id, current);
+  });
+
+  it("keeps an interrupted turn's partial output, answers its unanswered tool calls and admits the queue after it", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    await interruptChat(pool, { chat_id: chat.id, owner_id: o });
+    // The runner still holds the chat: a send now is queued behind the turn's output.
+    const sent = await sendChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: o,
+      content: text("after"),
+      model_config_id: null,
+      busy_behavior: "queue",
+      api_key_id: null,
+    });
+    expect(sent!.queued_message_id).not.toBeNull();
+    const row = await finish(chat.id, lease, {
+      messages: [{ role: "assistant", content: [...text("partial"), toolCall("c9")] }],
+    });
+    expect(row).toMatchObject({ outcome: "interrupted", status: "pending" });
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map((m) => m.role)).toEqual(["user", "assistant", "tool", "user"]);
+    expect(textOf(msgs[1]!)).toBe("partial");
+    expect(msgs[2]!.content).toEqual([
+      {
+        type: "tool-result",
+        tool_call_id: "c9",
+        tool_name: "lookup",
+        result: { error: "interrupted" },
+        is_error: true,
+      },
+    ]);
+    expect(textOf(msgs[3]!)).toBe("after");
+  });
+
+  it("moves a promoted message to the head while an interrupted turn is saved, not in front of its output", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    const send = (s: string) =>
+      sendChatMessage(pool, {
+        chat_id: chat.id,
+        owner_id: o,
+        content: text(s),
+        model_config_id: null,
+        busy_behavior: "queue",
+        api_key_id: null,
+      });
+    await send("first");
+    const second = await send("second");
+    await interruptChat(pool, { chat_id: chat.id, owner_id: o });
+    const promoted = await promoteChatQueuedMessage(pool, {
+      chat_id: chat.id,
+      owner_id: o,
+      queued_id: second!.queued_message_id!,
+    });
+    expect(promoted!.message_id).toBeNull();
+    await finish(chat.id, lease, { messages: [{ role: "assistant", content: text("partial") }] });
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map(textOf)).toEqual(["hello", "partial", "second"]);
+  });
+
+  it("discards the output of a turn whose message was edited meanwhile, and the edit's turn runs next", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    const [first] = await messagesOf(pool, chat.id);
+    await editChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: o,
+      message_id: first!.id,
+      content: text("edited"),
+      api_key_id: null,
+    });
+    const row = await finish(chat.id, lease, {
+      messages: [{ role: "assistant", content: text("obsolete") }],
+    });
+    expect(row).toMatchObject({ outcome: "discarded", status: "pending" });
+    expect((await messagesOf(pool, chat.id)).map(textOf)).toEqual(["edited"]);
+    const next = await claim(chat.id);
+    expect((await finish(chat.id, next)).outcome).toBe("completed");
+  });
+
+  it("ends the turn of a chat archived meanwhile without output", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    await pool.query("SELECT chat_archive($1, true)", [chat.id]);
+    const row = await finish(chat.id, lease);
+    expect(row).toMatchObject({ outcome: "discarded", status: "waiting" });
+    expect((await messagesOf(pool, chat.id)).map((m) => m.role)).toEqual(["user"]);
+  });
+
+  it("stores a step that did not end the turn only while the turn still runs", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    const step = (s: string) =>
+      saveChatRunStep(pool, {
+        chat_id: chat.id,
+        worker_id: lease.worker,
+        started_at: lease.startedAt,
+        model_config_id: chat.last_model_config_id,
+        messages: [{ role: "assistant", content: text(s) }],
+      });
+    expect((await step("one"))!.saved).toBe(true);
+    await interruptChat(pool, { chat_id: chat.id, owner_id: o });
+    expect((await step("two"))!.saved).toBe(false);
+    expect((await messagesOf(pool, chat.id)).map(textOf)).toEqual(["hello", "one"]);
+  });
+});
+
+describe("stop signals", () => {
+  it("notifies chat_runner when a held chat is interrupted, edited or archived, and not for the holder's own transitions", async () => {
+    const listener = await listen(dbUrl, "chat_runner");
+    try {
+      const o = await owner();
+      const [a, b, c, d] = await pendingChats(4, o);
+      const la = await claim(a!.id);
+      await interruptChat(pool, { chat_id: a!.id, owner_id: o });
+      expect((await listener.next((n) => n.payload === a!.id)).payload).toBe(a!.id);
+      await finish(a!.id, la);
+
+      const lb = await claim(b!.id);
+      const [m] = await messagesOf(pool, b!.id);
+      await editChatMessage(pool, {
+        chat_id: b!.id,
+        owner_id: o,
+        message_id: m!.id,
+        content: text("e"),
+        api_key_id: null,
+      });
+      await listener.next((n) => n.payload === b!.id);
+      await finish(b!.id, lb);
+
+      const lc = await claim(c!.id);
+      await pool.query("SELECT chat_archive($1, true)", [c!.id]);
+      await listener.next((n) => n.payload === c!.id);
+      await finish(c!.id, lc);
+
+      const ld = await claim(d!.id);
+      await updateChatHeartbeatsByWorkerID(pool, { worker_id: ld.worker, chat_ids: [d!.id] });
+      await finish(d!.id, ld);
+      // A marker after d's own transitions: d's notification would have come before it.
+      await pool.query("SELECT pg_notify('chat_runner', 'marker')");
+      await listener.next((n) => n.payload === "marker");
+      expect(listener.received.filter((n) => n.payload === d!.id)).toEqual([]);
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
+describe("recovery", () => {
+  it("returns a chat whose runner stopped heartbeating to pending", async () => {
+    const [chat] = await pendingChats(1);
+    await claim(chat!.id);
+    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
+      chat!.id,
+    ]);
+    const rows = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(rows).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
+    const s = await chatState(pool, chat!.id);
+    expect(s.status).toBe("pending");
+    expect(s.worker_id).toBeNull();
+  });
+
+  it("leaves a chat whose heartbeat is fresh alone", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    const rows = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(rows.map((r) => r.chat_id)).not.toContain(chat!.id);
+    await finish(chat!.id, lease);
+  });
+
+  it("fails a chat left in requires_action past the timeout with error tool results and a timeout error", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    await finish(chat!.id, lease, {
+      outcome: "requires_action",
+      messages: [{ role: "assistant", content: [toolCall("t1")] }],
+    });
+    const fresh = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(fresh.map((r) => r.chat_id)).not.toContain(chat!.id);
+    await pool.query(
+      "UPDATE chats SET status_changed_at = now() - interval '6 minutes' WHERE id = $1",
+      [chat!.id],
+    );
+    const rows = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(rows).toContainEqual({ chat_id: chat!.id, action: "tool_timeout" });
+    const s = await chatState(pool, chat!.id);
+    expect(s.status).toBe("error");
+    expect(s.last_error!.kind).toBe("timeout");
+    const msgs = await messagesOf(pool, chat!.id);
+    expect(msgs.at(-1)!.content).toEqual([
+      {
+        type: "tool-result",
+        tool_call_id: "t1",
+        tool_name: "lookup",
+        result: { error: "no tool result arrived in time" },
+        is_error: true,
+      },
+    ]);
+  });
+
+  it("admits the head of a waiting chat's queue that nobody admitted", async () => {
+    const o = await owner();
+    const [chat] = await pendingChats(1, o);
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat!.id]);
+    await pool.query(
+      "INSERT INTO chat_queued_messages (chat_id, content, position) VALUES ($1, $2::jsonb, 1)",
+      [chat!.id, JSON.stringify(text("stuck"))],
+    );
+    const rows = await recoverChatRuns(pool, {
+      stale_after_seconds: 60,
+      tool_results_timeout_seconds: 300,
+    });
+    expect(rows).toContainEqual({ chat_id: chat!.id, action: "queue" });
+    expect((await chatState(pool, chat!.id)).status).toBe("pending");
+    expect((await messagesOf(pool, chat!.id)).map(textOf)).toEqual(["hello", "stuck"]);
+  });
+
+  it("returns every chat of a stopping runner to pending in one call", async () => {
+    const chats = await pendingChats(3);
+    const worker = randomUUID();
+    for (const c of chats) await claim(c.id, worker);
+    const released = await releaseChatRunsByWorkerID(pool, { worker_id: worker });
+    expect(released!.released).toBe(3);
+    for (const c of chats) expect((await chatState(pool, c.id)).status).toBe("pending");
+  });
+});
+
+describe("summaries and titles", () => {
+  it("writes a turn summary only while updated_at is the one read at the turn's end, blank as NULL, leaving updated_at", async () => {
+    const o = await owner();
+    const [chat] = await pendingChats(1, o);
+    const lease = await claim(chat!.id);
+    const ended = await finish(chat!.id, lease);
+    const at = ended.updated_at!;
+    expect(
+      await updateChatLastTurnSummaryByID(pool, {
+        id: chat!.id,
+        summary: " did it ",
+        expected_updated_at: at,
+      }),
+    ).toBe(1);
+    let s = await chatState(pool, chat!.id);
+    expect(s.last_turn_summary).toBe("did it");
+    expect(s.updated_at).toBe(at);
+    expect(
+      await updateChatLastTurnSummaryByID(pool, {
+        id: chat!.id,
+        summary: "   ",
+        expected_updated_at: at,
+      }),
+    ).toBe(1);
+    expect((await chatState(pool, chat!.id)).last_turn_summary).toBeNull();
+    // A newer turn started: the older summary must not land.
+    await sendChatMessage(pool, {
+      chat_id: chat!.id,
+      owner_id: o,
+      content: text("more"),
+      model_config_id: null,
+      busy_behavior: "queue",
+      api_key_id: null,
+    });
+    expect(
+      await updateChatLastTurnSummaryByID(pool, {
+        id: chat!.id,
+        summary: "stale",
+        expected_updated_at: at,
+      }),
+    ).toBe(0);
+    s = await chatState(pool, chat!.id);
+    expect(s.last_turn_summary).toBeNull();
+  });
+
+  it("never replaces a title the user set with a generated one, unless the user asks to regenerate", async () => {
+    const o = await owner();
+    const [chat] = await pendingChats(1, o);
+    const patch = (title: string) =>
+      updateChatByID(pool, {
+        id: chat!.id,
+        owner_id: o,
+        title,
+        archived: null,
+        pin_order: null,
+        labels: null,
+        set_workspace: false,
+        workspace_id: null,
+        set_plan_mode: false,
+        plan_mode: null,
+      });
+    expect(
+      await updateChatTitleFromModelByID(pool, {
+        id: chat!.id,
+        title: "generated",
+        regenerated: false,
+      }),
+    ).toBe(1);
+    expect((await chatState(pool, chat!.id)).title).toBe("generated");
+    // Only once: a generated title is not the fallback any more.
+    expect(
+      await updateChatTitleFromModelByID(pool, {
+        id: chat!.id,
+        title: "again",
+        regenerated: false,
+      }),
+    ).toBe(0);
+    await patch("mine");
+    expect(
+      await updateChatTitleFromModelByID(pool, {
+        id: chat!.id,
+        title: "model",
+        regenerated: false,
+      }),
+    ).toBe(0);
+    expect((await chatState(pool, chat!.id)).title).toBe("mine");
+    expect(
+      await updateChatTitleFromModelByID(pool, {
+        id: chat!.id,
+        title: "asked for",
+        regenerated: true,
+      }),
+    ).toBe(1);
+    expect((await chatState(pool, chat!.id)).title).toBe("asked for");
+  });
+
+  it("lets one title regeneration of a chat run at a time, and only for its owner", async () => {
+    const o = await owner();
+    const [chat] = await pendingChats(1, o);
+    const begin = (ownerId: string, expire = 120) =>
+      beginChatTitleRegeneration(pool, {
+        chat_id: chat!.id,
+        owner_id: ownerId,
+        expire_after_seconds: expire,
+      });
+    const stranger = await owner();
+    expect((await sqlError(() => begin(stranger))).code).toBe("PC404");
+    await begin(o);
+    expect((await sqlError(() => begin(o))).code).toBe("PC409");
+    // One left behind by a crashed server expires.
+    await pool.query(
+      "UPDATE chat_title_regenerations SET started_at = now() - interval '1 hour' WHERE chat_id = $1",
+      [chat!.id],
+    );
+    await begin(o);
+    await deleteChatTitleRegeneration(pool, { chat_id: chat!.id });
+    await begin(o);
+    await deleteChatTitleRegeneration(pool, { chat_id: chat!.id });
+  });
+});
