@@ -117,8 +117,12 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_insert
 --   status -> status_change, plus action_required with the pending tool calls on entering
 --   requires_action; title -> title_change; last_turn_summary -> summary_change;
 --   context marked dirty -> context_dirty; anything else a client sees -> updated.
--- WARNING: runner bookkeeping (heartbeat_at, worker_id, started_at) emits nothing, or every
--- heartbeat of every running chat would reach every watcher.
+-- Row-level, for rows whose version moved (chats__track_changes): a heartbeat moves none, so the
+-- batched heartbeat of thousands of running chats never enters this function. Not a
+-- statement-level trigger joining the OLD and NEW transition tables: plpgsql caches that join's
+-- plan from its first execution, and a nested loop planned for one row took 12 s for a
+-- statement that changed 10,000 chats (a runner's shutdown); per row the cost stays linear.
+-- WARNING: runner bookkeeping (worker_id, started_at) moves version but emits nothing.
 CREATE OR REPLACE FUNCTION chats__events_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -126,47 +130,46 @@ BEGIN
     RETURN NULL;
   END IF;
   INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
-  SELECT n.id, n.owner_id, k.kind, n.version, k.payload
-  FROM new_rows n
-  JOIN old_rows o ON o.id = n.id
-  CROSS JOIN LATERAL (
-    SELECT 'deleted'::chat_event_kind, NULL::jsonb, 1 WHERE n.archived AND NOT o.archived
+  SELECT NEW.id, NEW.owner_id, k.kind, NEW.version, k.payload
+  FROM (
+    SELECT 'deleted'::chat_event_kind AS kind, NULL::jsonb AS payload, 1 AS ord
+    WHERE NEW.archived AND NOT OLD.archived
     UNION ALL
-    SELECT 'created', NULL, 1 WHERE o.archived AND NOT n.archived
+    SELECT 'created', NULL, 1 WHERE OLD.archived AND NOT NEW.archived
     UNION ALL
-    SELECT 'status_change', jsonb_build_object('status', n.status, 'previous_status', o.status)
-      || CASE WHEN n.status = 'error' THEN jsonb_build_object('error', n.last_error) ELSE '{}' END, 2
-    WHERE n.status <> o.status
+    SELECT 'status_change', jsonb_build_object('status', NEW.status, 'previous_status', OLD.status)
+      || CASE WHEN NEW.status = 'error' THEN jsonb_build_object('error', NEW.last_error) ELSE '{}' END, 2
+    WHERE NEW.status <> OLD.status
     UNION ALL
-    SELECT 'action_required', jsonb_build_object('tool_calls', chat_events_tool_calls(n.id)), 3
-    WHERE n.status = 'requires_action' AND o.status <> 'requires_action'
+    SELECT 'action_required', jsonb_build_object('tool_calls', chat_events_tool_calls(NEW.id)), 3
+    WHERE NEW.status = 'requires_action' AND OLD.status <> 'requires_action'
     UNION ALL
-    SELECT 'title_change', NULL, 4 WHERE n.title <> o.title
+    SELECT 'title_change', NULL, 4 WHERE NEW.title <> OLD.title
     UNION ALL
-    SELECT 'summary_change', NULL, 5 WHERE n.last_turn_summary IS DISTINCT FROM o.last_turn_summary
+    SELECT 'summary_change', NULL, 5 WHERE NEW.last_turn_summary IS DISTINCT FROM OLD.last_turn_summary
     UNION ALL
     SELECT 'context_dirty', NULL, 6
-    WHERE n.context_dirty_since IS NOT NULL AND o.context_dirty_since IS NULL
+    WHERE NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL
     UNION ALL
     -- Only what no other kind explains: updated_at and last_error move with a status change,
     -- the dirty resources with context_dirty.
     SELECT 'updated', NULL, 7
-    WHERE n.archived = o.archived AND (
-      (n.pin_order, n.labels, n.workspace_id, n.build_id, n.agent_id, n.mode, n.plan_mode,
-       n.last_model_config_id, n.mcp_server_ids, n.dynamic_tools, n.last_read_message_id,
-       n.context_aggregate_hash, n.context_error)
+    WHERE NEW.archived = OLD.archived AND (
+      (NEW.pin_order, NEW.labels, NEW.workspace_id, NEW.build_id, NEW.agent_id, NEW.mode,
+       NEW.plan_mode, NEW.last_model_config_id, NEW.mcp_server_ids, NEW.dynamic_tools,
+       NEW.last_read_message_id, NEW.context_aggregate_hash, NEW.context_error)
       IS DISTINCT FROM
-      (o.pin_order, o.labels, o.workspace_id, o.build_id, o.agent_id, o.mode, o.plan_mode,
-       o.last_model_config_id, o.mcp_server_ids, o.dynamic_tools, o.last_read_message_id,
-       o.context_aggregate_hash, o.context_error)
-      OR (n.context_dirty_since IS NULL AND o.context_dirty_since IS NOT NULL)
-      OR (n.context_dirty_resources IS DISTINCT FROM o.context_dirty_resources
-          AND NOT (n.context_dirty_since IS NOT NULL AND o.context_dirty_since IS NULL))
-      OR (n.status = o.status
-          AND (n.updated_at <> o.updated_at OR n.last_error IS DISTINCT FROM o.last_error))
+      (OLD.pin_order, OLD.labels, OLD.workspace_id, OLD.build_id, OLD.agent_id, OLD.mode,
+       OLD.plan_mode, OLD.last_model_config_id, OLD.mcp_server_ids, OLD.dynamic_tools,
+       OLD.last_read_message_id, OLD.context_aggregate_hash, OLD.context_error)
+      OR (NEW.context_dirty_since IS NULL AND OLD.context_dirty_since IS NOT NULL)
+      OR (NEW.context_dirty_resources IS DISTINCT FROM OLD.context_dirty_resources
+          AND NOT (NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL))
+      OR (NEW.status = OLD.status
+          AND (NEW.updated_at <> OLD.updated_at OR NEW.last_error IS DISTINCT FROM OLD.last_error))
     )
-  ) k(kind, payload, ord)
-  ORDER BY n.id, k.ord;
+  ) k
+  ORDER BY k.ord;
   IF FOUND THEN
     PERFORM chat_events_notify();
   END IF;
@@ -175,8 +178,10 @@ END;
 $$;
 
 CREATE OR REPLACE TRIGGER chats_900_events_on_update
-  AFTER UPDATE ON chats REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_update();
+  AFTER UPDATE ON chats
+  FOR EACH ROW
+  WHEN (NEW.version IS DISTINCT FROM OLD.version)
+  EXECUTE FUNCTION chats__events_on_update();
 
 -- A chat removed for good (a DBA's DELETE, or its owner deleted): `hard_deleted`, carrying the
 -- identity fields, because the row is gone when the event is rendered.
@@ -225,3 +230,30 @@ CREATE OR REPLACE TRIGGER chats_900_notify_runner
     AND ((OLD.status = 'running' AND NEW.status <> 'running') OR (NEW.archived AND NOT OLD.archived))
   )
   EXECUTE FUNCTION chats__notify_runner();
+
+-- Wakes the runners: a chat became claimable (pending and not archived: created, a message
+-- admitted, tool results in, unarchived). Identical payloads in one transaction collapse into
+-- one notification. In batched mode the server's one NOTIFY per interval on chat_events wakes the
+-- runners instead, so nothing is sent per transaction. Row-level with WHEN: other inserts and
+-- updates never enter plpgsql.
+CREATE OR REPLACE FUNCTION chats__notify_pending() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_events_mode() <> 'batched' THEN
+    PERFORM pg_notify('chat_pending', '');
+  END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_900_notify_pending_on_insert
+  AFTER INSERT ON chats
+  FOR EACH ROW
+  WHEN (NEW.status = 'pending' AND NOT NEW.archived)
+  EXECUTE FUNCTION chats__notify_pending();
+
+CREATE OR REPLACE TRIGGER chats_900_notify_pending_on_update
+  AFTER UPDATE ON chats
+  FOR EACH ROW
+  WHEN (NEW.status = 'pending' AND NOT NEW.archived AND (OLD.status <> 'pending' OR OLD.archived))
+  EXECUTE FUNCTION chats__notify_pending();

@@ -1,13 +1,18 @@
 /*
- * The LISTEN/NOTIFY channels. SQL notifies some of them too (chat_events_notify in
- * sql/functions/chat_events.sql, chats__notify_runner in sql/triggers/chats.sql): a rename must
- * change both.
+ * The LISTEN/NOTIFY channels. SQL notifies most of them (chat_events_notify in
+ * sql/functions/chat_events.sql; chats__notify_runner and chats__notify_pending in
+ * sql/triggers/chats.sql): a rename must change both.
  */
 export const channels = {
-  /** A commit wrote change events: tailers read the log, runners look for pending chats. */
+  /**
+   * A commit wrote change events: tailers read the log. Payload: the transaction id (trigger
+   * mode), or "batch" (batched mode: one per interval, which also wakes the runners).
+   */
   events: "chat_events",
   /** Ephemeral per-chat events (message_part, retry) between processes; never stored. */
   parts: "chat_message_parts",
   /** Payload a chat id: the runner holding it must stop its turn (interrupt, edit, archive). */
   runner: "chat_runner",
+  /** A chat became pending (trigger mode): runners claim. */
+  pending: "chat_pending",
 } as const;

@@ -179,7 +179,11 @@ export class Runner {
       this.wake();
       this.tick().catch(() => {});
     });
-    listener.notifications.on(channels.events, () => this.wake());
+    listener.notifications.on(channels.pending, () => this.wake());
+    // Batched mode sends no chat_pending: its one NOTIFY per interval stands for every commit.
+    listener.notifications.on(channels.events, (payload: string) => {
+      if (payload === "batch") this.wake();
+    });
     // Every runner hears every stop signal; the one running the chat checks its lease first (the
     // signal may be about a run this runner has already replaced with a new claim).
     listener.notifications.on(channels.runner, (chatId: string) => {
@@ -193,6 +197,7 @@ export class Runner {
     await listener.connect();
     await listener.listenTo(channels.events);
     await listener.listenTo(channels.runner);
+    await listener.listenTo(channels.pending);
     this.listener = listener;
 
     const every = (ms: number, fn: () => void) => {
@@ -271,7 +276,7 @@ export class Runner {
       }
     } finally {
       await this.listener?.close().catch(() => {});
-      this.log.info("runner stopped");
+      this.log.info({ stats: this.stats }, "runner stopped");
     }
   }
 

@@ -544,6 +544,37 @@ describe("stop signals", () => {
   });
 });
 
+describe("wake-ups", () => {
+  it("notifies chat_pending when a chat becomes claimable, once per transaction, and not in batched mode", async () => {
+    const listener = await listen(dbUrl, "chat_pending");
+    try {
+      const o = await owner();
+      // Created pending: one notification for a transaction that creates three chats.
+      const client = await pool.connect();
+      try {
+        await client.query("BEGIN");
+        for (let i = 0; i < 3; i++) await gen.chat(client, { ownerId: o, organizationId: orgId });
+        await client.query("COMMIT");
+      } finally {
+        client.release();
+      }
+      await listener.next();
+      // A chat that stays pending, or is not claimable (archived), wakes nobody.
+      const [idle] = await pendingChats(1, o);
+      await listener.next();
+      await pool.query("UPDATE chats SET title = 'x' WHERE id = $1", [idle!.id]);
+      // Batched sessions leave the wake-up to the server's one NOTIFY per interval.
+      const batched = newPool(dbUrl, 1, "batched");
+      await gen.chat(batched, { ownerId: o, organizationId: orgId });
+      await pool.query("SELECT pg_notify('chat_pending', 'marker')");
+      await listener.next((n) => n.payload === "marker");
+      expect(listener.received.map((n) => n.payload)).toEqual(["", "", "marker"]);
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
 describe("recovery", () => {
   it("returns a chat whose runner stopped heartbeating to pending", async () => {
     const [chat] = await pendingChats(1);
