@@ -8,10 +8,15 @@
  *                                       change events: fan-out latency to 100 and 1,000 SSE watchers
  *                                       (and `watchers`, e.g. 10000) at 500 events/s, and message
  *                                       send throughput per NOTIFY mode (bench/watch.ts)
+ *   npm run bench -- runner [chats] [running]
+ *                                       the chat runner: 1,000 local/echo turns on 2 runner
+ *                                       processes, heartbeats with 10,000 running chats
+ *                                       (bench/runner.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchList } from "./list.ts";
 import { benchPrompts } from "./prompts.ts";
+import { benchRunner } from "./runner.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
 import { benchWatch } from "./watch.ts";
@@ -23,8 +28,9 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   prompts: (layout) => benchPrompts(layout),
   suite: () => benchSuite(),
   watch: (watchers, eventsPerSecond) => benchWatch(watchers, eventsPerSecond),
+  runner: (chats, running) => benchRunner(chats, running),
 };
-const defaults = ["startup", "list", "prompts", "watch"];
+const defaults = ["startup", "list", "prompts", "watch", "runner"];
 
 const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);

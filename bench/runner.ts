@@ -1,0 +1,316 @@
+/*
+ * The chat runner (DESIGN.md "Runner") under load. Prints numbers; never passes or fails.
+ *
+ *   npm run bench -- runner              1,000 chats, 2 runner processes; heartbeat at 10,000
+ *   npm run bench -- runner 2000 20000   2,000 chats; heartbeat at 20,000 running chats
+ *
+ * Database: a scratch database on DATABASE_URL's server when set, else an embedded cluster in a
+ * temporary directory; removed afterwards.
+ *
+ * Part 1, turns. Two `pgchatd runner` processes (`node --import tsx src/cli.ts runner`, default
+ * settings: 32 turns at once each) on one database; this process creates N chats with the local
+ * echo model through chat_create (the SQL behind POST /chats) from 8 connections, once as a burst
+ * (all at once: the runners work through a backlog) and once paced at 100 chats/s (no backlog:
+ * the latency of an idle system). Every chat must end `waiting` with exactly one echo reply.
+ * create → waiting is measured on the database's clock: from chats.created_at (the creating
+ * transaction's start) to the created_at of the chat's status_change event to waiting (the
+ * finishing transaction's start). turns/s = N / (last waiting − first create). SQL statements per
+ * turn are counted by the runners themselves (every statement they send, by query name, printed
+ * by each when it stops), so they include the claims that came back empty (woken by NOTIFY
+ * chat_events on every commit), the summary and the title.
+ *
+ * Part 2, heartbeats. One runner, in this process, with its concurrency raised to M, claims M
+ * chats whose turns run long (`/sleep 600000`). Once all M run, it heartbeats every 2 s: printed
+ * are its heartbeats and the statements they sent (it must be 1 each, not one per chat), the time
+ * of one (UpdateChatHeartbeatsByWorkerID over M leases), of the recovery pass with M leased
+ * chats, and of the shutdown that hands the M leases back in one statement.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+import type pg from "pg";
+import { migrate } from "../src/db/migrate.ts";
+import { createPool } from "../src/db/pool.ts";
+import { recoverChatRuns, updateChatHeartbeatsByWorkerID } from "../src/generated/chat_runs.ts";
+import { createLogger } from "../src/log.ts";
+import { createModels, Runner, type RunnerStats } from "../src/runner/index.ts";
+import { describeMachine, int, ms, table } from "./measure.ts";
+import { withScratchDatabase } from "./seed-chats.ts";
+import { mean, percentile } from "./stats.ts";
+
+const root = path.resolve(import.meta.dirname, "..");
+const creators = 8;
+const pacedPerSecond = 100;
+const heartbeatMs = 2_000;
+/** Heartbeat intervals observed in part 2. */
+const observedIntervals = 3;
+
+const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));
+
+interface RunnerProcess {
+  child: ChildProcess;
+  /** Resolves with the stats the runner logs when it stops. */
+  stopped: Promise<RunnerStats>;
+}
+
+function spawnRunner(url: string): Promise<RunnerProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "runner"], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", PGCHATD_EVENTS_NOTIFY: "trigger" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  let resolveStats!: (s: RunnerStats) => void;
+  const stopped = new Promise<RunnerStats>((r) => {
+    resolveStats = r;
+  });
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (/pgchatd runner \S+ is running/.test(out)) resolve({ child, stopped });
+      for (const line of out.split("\n")) {
+        if (!line.includes('"runner stopped"')) continue;
+        resolveStats((JSON.parse(line) as { stats: RunnerStats }).stats);
+      }
+    });
+    child.once("exit", (code) => {
+      if (code !== 0) reject(new Error(`runner exited ${code}:\n${out}`));
+    });
+  });
+}
+
+async function seedOwner(pool: pg.Pool, name: string): Promise<{ owner: string; org: string }> {
+  const org = await pool.query<{ id: string }>(
+    "INSERT INTO organizations (name) VALUES ($1) RETURNING id",
+    [name],
+  );
+  const user = await pool.query<{ id: string }>(
+    "INSERT INTO users (username, name) VALUES ($1, $1) RETURNING id",
+    [name],
+  );
+  await pool.query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2)", [
+    org.rows[0]!.id,
+    user.rows[0]!.id,
+  ]);
+  return { owner: user.rows[0]!.id, org: org.rows[0]!.id };
+}
+
+const createSql = `SELECT chat_create($1, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  $3::jsonb, NULL) AS id`;
+
+/** Creates `n` chats from `creators` connections, at most `perSecond` a second. */
+async function createChats(
+  pool: pg.Pool,
+  who: { owner: string; org: string },
+  n: number,
+  textOf: (i: number) => string,
+  perSecond?: number,
+): Promise<string[]> {
+  const ids: string[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: creators }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= n) return;
+        if (perSecond) {
+          const due = started + (i / perSecond) * 1000;
+          const wait = due - performance.now();
+          if (wait > 0) await sleep(wait);
+        }
+        const content = JSON.stringify([{ type: "text", text: textOf(i) }]);
+        const r = await pool.query<{ id: string }>(createSql, [who.owner, who.org, content]);
+        ids.push(r.rows[0]!.id);
+      }
+    }),
+  );
+  return ids;
+}
+
+interface TurnRun {
+  n: number;
+  seconds: number;
+  latencies: number[];
+  replies: number;
+}
+
+/** Waits until every chat is waiting, then reads create → waiting from the event log. */
+async function collect(pool: pg.Pool, ids: string[]): Promise<TurnRun> {
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM chats WHERE id = ANY($1::uuid[]) AND status = 'waiting' AND worker_id IS NULL",
+      [ids],
+    );
+    if (rows[0]!.n === ids.length) break;
+    await sleep(50);
+  }
+  const { rows } = await pool.query<{ ms: number; created: number; done: number }>(
+    `SELECT (extract(epoch FROM w.at - c.created_at) * 1000)::float8 AS ms,
+       (extract(epoch FROM c.created_at) * 1000)::float8 AS created,
+       (extract(epoch FROM w.at) * 1000)::float8 AS done
+     FROM chats c
+     CROSS JOIN LATERAL (
+       SELECT min(e.created_at) AS at FROM chat_events e
+       WHERE e.chat_id = c.id AND e.kind = 'status_change' AND e.payload ->> 'status' = 'waiting'
+     ) w
+     WHERE c.id = ANY($1::uuid[])`,
+    [ids],
+  );
+  const replies = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM chat_messages
+     WHERE chat_id = ANY($1::uuid[]) AND role = 'assistant' AND NOT deleted`,
+    [ids],
+  );
+  const first = Math.min(...rows.map((r) => r.created));
+  const last = Math.max(...rows.map((r) => r.done));
+  return {
+    n: ids.length,
+    seconds: (last - first) / 1000,
+    latencies: rows.map((r) => r.ms),
+    replies: replies.rows[0]!.n,
+  };
+}
+
+async function partTurns(url: string, pool: pg.Pool, chats: number) {
+  const who = await seedOwner(pool, "turns");
+  const runners = [await spawnRunner(url), await spawnRunner(url)];
+  const runs: [string, TurnRun][] = [];
+  try {
+    const burst = await createChats(pool, who, chats, (i) => `burst ${i}`);
+    runs.push(["burst", await collect(pool, burst)]);
+    const paced = await createChats(pool, who, chats, (i) => `paced ${i}`, pacedPerSecond);
+    runs.push([`paced ${pacedPerSecond}/s`, await collect(pool, paced)]);
+  } finally {
+    for (const r of runners) r.child.kill("SIGTERM");
+  }
+  const stats = await Promise.all(runners.map((r) => r.stopped));
+
+  console.log(
+    `\n### Part 1: ${int(chats)} chats per run through a local/echo turn, 2 runner processes\n`,
+  );
+  console.log(
+    table([
+      ["run", "turns/s", "create → waiting p50 / p99 / max", "mean", "replies"],
+      ...runs.map(([name, r]) => [
+        name,
+        int(r.n / r.seconds),
+        `${ms(percentile(r.latencies, 50))} / ${ms(percentile(r.latencies, 99))} / ${ms(Math.max(...r.latencies))} ms`,
+        `${ms(mean(r.latencies))} ms`,
+        `${int(r.replies)} of ${int(r.n)}`,
+      ]),
+    ]),
+  );
+  const turns = stats.reduce((n, s) => n + s.turns.completed, 0);
+  const byQuery: Record<string, number> = {};
+  for (const s of stats) {
+    for (const [q, n] of Object.entries(s.statementsByQuery)) byQuery[q] = (byQuery[q] ?? 0) + n;
+  }
+  const total = Object.values(byQuery).reduce((a, b) => a + b, 0);
+  console.log(
+    `\nSQL statements per turn (both runners, ${int(turns)} completed turns, both runs): ${(total / turns).toFixed(2)}`,
+  );
+  console.log(
+    table([
+      ["query", "statements", "per turn"],
+      ...Object.entries(byQuery)
+        .sort((a, b) => b[1] - a[1])
+        .map(([q, n]) => [q, int(n), (n / turns).toFixed(2)]),
+    ]),
+  );
+  console.log(
+    `turns per runner: ${stats.map((s) => int(s.turns.completed)).join(" and ")}; ` +
+      `lost: ${stats.reduce((n, s) => n + s.turns.lost, 0)}`,
+  );
+}
+
+async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
+  const who = await seedOwner(pool, "heartbeats");
+  console.log(`\n### Part 2: heartbeats with ${int(running)} running chats, one runner\n`);
+  let t = performance.now();
+  const ids = await createChats(pool, who, running, () => "/sleep 600000");
+  console.log(`created ${int(running)} chats in ${ms((performance.now() - t) / 1000)} s`);
+  const runnerPool = createPool({ connectionString: url, max: 10 });
+  const runner = new Runner({
+    pool: runnerPool,
+    databaseUrl: url,
+    logger: createLogger("warn"),
+    models: createModels({}),
+    concurrency: running,
+    claimBatch: 100,
+    heartbeatMs,
+    staleAfterMs: heartbeatMs * 30,
+  });
+  t = performance.now();
+  await runner.start();
+  while (runner.active < running) await sleep(100);
+  console.log(
+    `claimed and started ${int(running)} turns in ${ms((performance.now() - t) / 1000)} s`,
+  );
+  const heartbeats = () => runner.stats.statementsByQuery.UpdateChatHeartbeatsByWorkerID ?? 0;
+  const before = heartbeats();
+  const ticksBefore = runner.stats.heartbeats;
+  const statementsBefore = runner.stats.statements;
+  await sleep(heartbeatMs * observedIntervals + heartbeatMs / 2);
+  const sent = heartbeats() - before;
+  const ticks = runner.stats.heartbeats - ticksBefore;
+  const others = runner.stats.statements - statementsBefore - sent;
+
+  // The same statements, timed on their own (the runner's own calls are not timed).
+  const heartbeatTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    t = performance.now();
+    await updateChatHeartbeatsByWorkerID(pool, { worker_id: runner.workerId, chat_ids: ids });
+    heartbeatTimes.push(performance.now() - t);
+  }
+  const recoverTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    t = performance.now();
+    await recoverChatRuns(pool, { stale_after_seconds: 3600, tool_results_timeout_seconds: 300 });
+    recoverTimes.push(performance.now() - t);
+  }
+  t = performance.now();
+  await runner.stop();
+  const stopMs = performance.now() - t;
+  const { rows } = await pool.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM chats WHERE id = ANY($1::uuid[]) AND status = 'pending' AND worker_id IS NULL",
+    [ids],
+  );
+  await runnerPool.end();
+  console.log(
+    table([
+      ["what", "figure"],
+      [
+        `heartbeats in ${ms((heartbeatMs * observedIntervals + heartbeatMs / 2) / 1000)} s (every ${heartbeatMs / 1000} s)`,
+        `${ticks}, sending ${sent} statements (${(sent / Math.max(1, ticks)).toFixed(1)} per heartbeat)`,
+      ],
+      ["other statements meanwhile (polls, recovery)", int(others)],
+      [
+        `one heartbeat over ${int(running)} leases, p50 / max of 5`,
+        `${ms(percentile(heartbeatTimes, 50))} / ${ms(Math.max(...heartbeatTimes))} ms`,
+      ],
+      [
+        `recovery pass with ${int(running)} leased chats, p50 / max of 5`,
+        `${ms(percentile(recoverTimes, 50))} / ${ms(Math.max(...recoverTimes))} ms`,
+      ],
+      ["shutdown: stop turns and hand all leases back", `${ms(stopMs)} ms`],
+      ["chats back to pending after shutdown", `${int(rows[0]!.n)} of ${int(running)}`],
+    ]),
+  );
+}
+
+export async function benchRunner(chatsArg?: string, runningArg?: string) {
+  const chats = Number(chatsArg ?? 1_000);
+  const running = Number(runningArg ?? 10_000);
+  console.log(describeMachine());
+  await withScratchDatabase("pgchatd_bench_runner", async (url, where) => {
+    console.log(`database: ${where}`);
+    await migrate(url);
+    const pool = createPool({ connectionString: url, max: creators + 2 });
+    try {
+      await partTurns(url, pool, chats);
+      await partHeartbeat(url, pool, running);
+    } finally {
+      await pool.end();
+    }
+  });
+}
