@@ -3,7 +3,7 @@ import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
-import type { Models } from "../runner/index.ts";
+import type { Models, Runner } from "../runner/index.ts";
 import type { Watch } from "../watch/index.ts";
 
 /** A user as the API shows it (GET /users/me). */
@@ -29,8 +29,8 @@ export interface AppDeps {
   secrets?: Secrets | undefined;
   /** Model calls outside turns (title regeneration); absent, those routes answer 503. */
   models?: Models | undefined;
-  /** This process's runner, woken after writes that may have made chats pending. */
-  runner?: { wake(): void } | undefined;
+  /** This process's runner: woken after writes that may have made chats pending; in /metrics. */
+  runner?: Pick<Runner, "wake" | "active" | "stats"> | undefined;
 }
 
 export interface AppEnv {

@@ -4,6 +4,7 @@ import { routePath } from "hono/route";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Pool } from "../db/index.ts";
 import type { Watch } from "../watch/index.ts";
+import type { AppDeps } from "./env.ts";
 
 export interface Metrics {
   registry: Registry;
@@ -11,7 +12,7 @@ export interface Metrics {
 }
 
 /** A registry per app, so tests can build many apps in one process without clashes. */
-export function createMetrics(pool: Pool, watch?: Watch): Metrics {
+export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runner"]): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const httpDuration = new Histogram({
@@ -57,6 +58,39 @@ export function createMetrics(pool: Pool, watch?: Watch): Metrics {
       collect() {
         this.inc(watch.hub.overflows - reported);
         reported = watch.hub.overflows;
+      },
+    });
+  }
+  if (runner) {
+    new Gauge({
+      name: "pgchatd_runner_active_turns",
+      help: "Chat turns this process's runner is running now",
+      registers: [registry],
+      collect() {
+        this.set(runner.active);
+      },
+    });
+    const reportedTurns: Record<string, number> = {};
+    new Counter({
+      name: "pgchatd_runner_turns_total",
+      help: "Chat turns this process's runner ended, by outcome",
+      labelNames: ["outcome"] as const,
+      registers: [registry],
+      collect() {
+        for (const [outcome, n] of Object.entries(runner.stats.turns)) {
+          this.inc({ outcome }, n - (reportedTurns[outcome] ?? 0));
+          reportedTurns[outcome] = n;
+        }
+      },
+    });
+    let reportedStatements = 0;
+    new Counter({
+      name: "pgchatd_runner_statements_total",
+      help: "SQL statements this process's runner sent (claims, heartbeats, recovery, turns)",
+      registers: [registry],
+      collect() {
+        this.inc(runner.stats.statements - reportedStatements);
+        reportedStatements = runner.stats.statements;
       },
     });
   }

@@ -107,6 +107,44 @@ describe("pgchatd serve", () => {
     expect(await exitOf(again.child)).toBe(0);
   });
 
+  it("answers a chat created through the API with the local echo model, with nothing else configured", async () => {
+    const db = await emptyDatabase();
+    const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));
+    dirs.push(dataDir);
+    const s = await startServe({ DATABASE_URL: db.url, PGCHATD_DATA_DIR: dataDir });
+    const auth = { authorization: `Bearer ${s.token}`, "content-type": "application/json" };
+    const created = await fetch(`${s.url}/api/experimental/chats`, {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({ content: [{ type: "text", text: "hello, server" }] }),
+    });
+    expect(created.status).toBe(201);
+    const chat = (await created.json()) as { id: string; status: string };
+    expect(chat.status).toBe("pending");
+    const deadline = Date.now() + 15_000;
+    let history: { messages: { role: string; content: unknown }[] } | undefined;
+    while (Date.now() < deadline) {
+      const got = await fetch(`${s.url}/api/experimental/chats/${chat.id}`, { headers: auth });
+      if (((await got.json()) as { status: string }).status === "waiting") {
+        const res = await fetch(`${s.url}/api/experimental/chats/${chat.id}/messages`, {
+          headers: auth,
+        });
+        history = (await res.json()) as typeof history;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(history?.messages[0]).toMatchObject({
+      role: "assistant",
+      content: [{ type: "text", text: "echo: hello, server" }],
+    });
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toMatch(/^pgchatd_runner_turns_total\{outcome="completed"\} 1$/m);
+    expect(metrics).toMatch(/^pgchatd_runner_active_turns 0$/m);
+    s.child.kill("SIGTERM");
+    expect(await exitOf(s.child)).toBe(0);
+  });
+
   it("brings up two servers started at the same moment on one empty DATABASE_URL", async () => {
     const db = await emptyDatabase();
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));

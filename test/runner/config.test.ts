@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.ts";
+
+/* The runner's settings (README "Configuration"): defaults, and values that would break leases. */
+
+describe("runner configuration", () => {
+  it("runs a runner in serve by default, 32 turns at once, heartbeat 15 s, stale after 60 s", () => {
+    expect(loadConfig({}).runner).toEqual({
+      enabled: true,
+      concurrency: 32,
+      heartbeatMs: 15_000,
+      staleAfterMs: 60_000,
+    });
+    expect(loadConfig({ PGCHATD_RUNNER: "false" }).runner.enabled).toBe(false);
+    expect(loadConfig({ PGCHATD_RUNNER: "0" }).runner.enabled).toBe(false);
+  });
+
+  it("refuses a staleness window shorter than two heartbeats, and values that are not numbers", () => {
+    expect(() =>
+      loadConfig({ PGCHATD_RUNNER_HEARTBEAT_MS: "30000", PGCHATD_RUNNER_STALE_MS: "45000" }),
+    ).toThrow(/PGCHATD_RUNNER_STALE_MS: must be at least twice PGCHATD_RUNNER_HEARTBEAT_MS/);
+    expect(() => loadConfig({ PGCHATD_RUNNER_CONCURRENCY: "lots" })).toThrow(
+      /PGCHATD_RUNNER_CONCURRENCY/,
+    );
+    expect(() => loadConfig({ PGCHATD_RUNNER: "maybe" })).toThrow(/PGCHATD_RUNNER/);
+  });
+});
