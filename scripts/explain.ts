@@ -9,7 +9,8 @@
  *
  * After the chat list, the messages data set of `npm run bench -- prompts` (bench/seed-messages.ts:
  * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
- * prompt-history reads; seeding it takes ~12 s.
+ * prompt-history reads; seeding it takes ~12 s. Then the change-event reads on the log all that
+ * wrote, and the runner's statements on runner state set on the seeded chats.
  *
  * Identity queries get their generic plan (stable text). The chat list gets EXPLAIN (ANALYZE,
  * BUFFERS) with sample arguments: node-pg sends them as unnamed statements, which are planned for
@@ -42,8 +43,14 @@ import {
 import {
   listChatMessagesByChatID,
   listChatMessagesByIDs,
+  listChatMessagesForPromptByChatID,
   listChatPromptsByChatID,
 } from "../src/generated/chat_messages.ts";
+import {
+  claimPendingChats,
+  getChatForRunByID,
+  updateChatHeartbeatsByWorkerID,
+} from "../src/generated/chat_runs.ts";
 import {
   listChatsByIDs,
   listChatsByOwner,
@@ -347,6 +354,102 @@ async function eventPlans(
   };
 }
 
+/** What the runner's plans run on: a moment of a busy installation, set on the seeded chats. */
+const runnerState = { pending: 200, running: 2_000, requiresAction: 100, queued: 50 };
+const workerId = "00000000-0000-4000-8000-00000000a11c";
+
+/**
+ * The runner's hot statements: the claim, the batched heartbeat, a turn's reads, and the queries
+ * inside the recovery pass (chat_run_recover), whose plans auto_explain reports from inside the
+ * function. Writing statements run in a transaction that is rolled back.
+ */
+async function runnerPlans(
+  client: pg.Client,
+  messages: SeededMessages,
+): Promise<{ plans: ChatPlan[]; recover: string[] }> {
+  // Runner state on random seeded chats (their history is whatever the seeding gave them).
+  await client.query(
+    `WITH picked AS (
+       SELECT id, row_number() OVER () AS n FROM (
+         SELECT id FROM chats WHERE NOT archived ORDER BY md5(id::text)
+         LIMIT ${runnerState.pending + runnerState.running + runnerState.requiresAction}
+       ) p
+     )
+     UPDATE chats c SET
+       status = CASE WHEN n <= ${runnerState.pending} THEN 'pending'
+         WHEN n <= ${runnerState.pending + runnerState.running} THEN 'running'
+         ELSE 'requires_action' END::chat_status,
+       worker_id = CASE WHEN n > ${runnerState.pending} AND n <= ${runnerState.pending + runnerState.running}
+         THEN '${workerId}'::uuid END,
+       started_at = now(), heartbeat_at = now(),
+       status_changed_at = now() - (n || ' seconds')::interval
+     FROM picked WHERE c.id = picked.id`,
+  );
+  await client.query(
+    `INSERT INTO chat_queued_messages (chat_id, content, position)
+     SELECT id, '[{"type":"text","text":"queued"}]', 1 FROM chats
+     WHERE status = 'running' ORDER BY id LIMIT ${runnerState.queued}`,
+  );
+  await client.query("ANALYZE chats; ANALYZE chat_queued_messages");
+  const running = await client.query<{ id: string }>("SELECT id FROM chats WHERE worker_id = $1", [
+    workerId,
+  ]);
+  const plans: ChatPlan[] = [
+    {
+      name: "ClaimPendingChats",
+      why: "every wake-up of every runner (NOTIFY chat_pending, a turn's end, the poll)",
+      shows: `${runnerState.pending} pending chats, a batch of 50`,
+      query: await capturedQuery(claimPendingChats, { worker_id: workerId, batch_size: 50 }),
+    },
+    {
+      name: "UpdateChatHeartbeatsByWorkerID",
+      why: "once per heartbeat interval per runner, for all its running turns",
+      shows: `a runner with ${running.rows.length.toLocaleString("en")} running chats`,
+      query: await capturedQuery(updateChatHeartbeatsByWorkerID, {
+        worker_id: workerId,
+        chat_ids: running.rows.map((r) => r.id),
+      }),
+    },
+    {
+      name: "GetChatForRunByID",
+      why: "the start of every turn: the chat, its model config and provider",
+      shows: "one chat",
+      query: await capturedQuery(getChatForRunByID, { id: messages.targetChatId }),
+    },
+    {
+      name: "ListChatMessagesForPromptByChatID",
+      why: "the start of every turn: the history the model sees",
+      shows: `the messages' target chat (${messages.counts.targetMessages.toLocaleString("en")} messages)`,
+      query: await capturedQuery(listChatMessagesForPromptByChatID, {
+        chat_id: messages.targetChatId,
+      }),
+    },
+  ];
+
+  // The recovery pass's own queries, as the function runs them.
+  const notices: string[] = [];
+  const onNotice = (n: { message?: string }) => {
+    if (n.message) notices.push(n.message);
+  };
+  client.on("notice", onNotice);
+  try {
+    await client.query("BEGIN");
+    await client.query("LOAD 'auto_explain'");
+    await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
+      SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
+      SET LOCAL auto_explain.log_buffers = on; SET LOCAL auto_explain.log_timing = on;
+      SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
+    await client.query("SELECT * FROM chat_run_recover(interval '1 minute', interval '5 minutes')");
+  } finally {
+    await client.query("ROLLBACK");
+    client.off("notice", onNotice);
+  }
+  const recover = notices
+    .filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"))
+    .map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
+  return { plans, recover };
+}
+
 /** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
 function shortenIdLists(plan: string): string {
   return plan.replace(
@@ -405,10 +508,11 @@ async function plans(): Promise<string> {
       // design promises none (`strict`).
       const explained = async (list: ChatPlan[], strict = false) => {
         for (const p of list) {
-          const { rows } = await client.query(
-            `EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`,
-            p.query.values,
-          );
+          // In a transaction that is rolled back: ANALYZE runs the statement, and some write.
+          await client.query("BEGIN");
+          const { rows } = await client
+            .query(`EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`, p.query.values)
+            .finally(() => client.query("ROLLBACK"));
           const plan = shortenIdLists(rows.map((r) => r["QUERY PLAN"]).join("\n"));
           const offenders = plan.match(
             strict
@@ -456,6 +560,27 @@ async function plans(): Promise<string> {
         "",
       );
       await explained(events.plans);
+
+      const runner = await runnerPlans(client, messages);
+      out.push(
+        "### The runner",
+        "",
+        `On the data above, with ${runnerState.pending} chats pending, ${runnerState.running.toLocaleString("en")} ` +
+          `running on one runner, ${runnerState.requiresAction} in requires_action and ` +
+          `${runnerState.queued} queued messages. EXPLAIN (ANALYZE, BUFFERS) with sample arguments, ` +
+          "writes rolled back.",
+        "",
+      );
+      await explained(runner.plans);
+      out.push(
+        "#### chat_run_recover",
+        "",
+        "Hot because: every runner runs the recovery pass once per heartbeat interval. Its three " +
+          "queries, as auto_explain reports them from inside the function (the stale leases, " +
+          "the expired tool waits, the queues nobody admitted):",
+        "",
+      );
+      for (const plan of runner.recover) out.push("```", plan.trim(), "```", "");
       return out.join("\n");
     } finally {
       await client.end();
