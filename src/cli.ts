@@ -37,12 +37,17 @@ async function serveCommand() {
   }
   // Printed last: scripts (and tests) wait for this line.
   console.log(`pgchatd is listening on ${server.url}`);
+  exitOnSignal(logger, () => server.close());
+}
+
+/** On the first SIGINT or SIGTERM: `close`, then exit 0 (1 when closing failed). */
+function exitOnSignal(logger: Logger, close: () => Promise<void>) {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, "shutting down");
-    server.close().then(
+    close().then(
       () => process.exit(0),
       (err) => {
         logger.error({ err }, "shutdown failed");
@@ -88,25 +93,14 @@ async function runnerCommand() {
   }
   // Printed last: scripts (and tests) wait for this line.
   console.log(`pgchatd runner ${runner.workerId} is running`);
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, "shutting down");
-    runner
-      .stop()
-      .finally(() => notifier?.stop())
-      .then(() => db.close())
-      .then(
-        () => process.exit(0),
-        (err) => {
-          logger.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGINT", stop);
-  process.on("SIGTERM", stop);
+  exitOnSignal(logger, async () => {
+    try {
+      await runner.stop();
+    } finally {
+      notifier?.stop();
+      await db.close();
+    }
+  });
 }
 
 async function migrateCommand() {

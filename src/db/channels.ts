@@ -16,3 +16,6 @@ export const channels = {
   /** A chat became pending (trigger mode): runners claim. */
   pending: "chat_pending",
 } as const;
+
+/** Chat stream events carried on `channels.parts`: streaming deltas and retry announcements. */
+export type EphemeralEvent = "message_part" | "retry";

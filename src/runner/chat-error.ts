@@ -155,7 +155,14 @@ export function classifyError(
     const e = err as Error & { cause?: { message?: string } };
     return make("generic", true, null, e.cause?.message ?? e.message);
   }
-  return make("generic", false, null, err instanceof Error ? err.message : String(err));
+  // A provider's in-stream error chunk arrives as a plain object ({type: "error", error: {...}}).
+  const text =
+    err instanceof Error
+      ? err.message
+      : typeof err === "object" && err !== null
+        ? JSON.stringify(err)
+        : String(err);
+  return make("generic", false, null, text);
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { EphemeralEvent } from "../db/channels.ts";
 import type { Logger } from "../log.ts";
 import type { ChatError } from "./chat-error.ts";
 
@@ -6,8 +7,6 @@ import type { ChatError } from "./chat-error.ts";
  * subscribers on every replica. Each publication is a NOTIFY, so token deltas are coalesced: at
  * most one part per flush interval and kind, instead of one per token.
  */
-
-export type EphemeralEvent = "message_part" | "retry";
 
 /** Hands an ephemeral event to the chat stream subscribers (src/watch publishEphemeral). */
 export type Publish = (

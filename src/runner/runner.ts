@@ -1,7 +1,7 @@
 import type pg from "pg";
-import pgListen from "pg-listen";
 import { channels } from "../db/channels.ts";
-import { clientConfig, type Pool, type Queryable } from "../db/pool.ts";
+import { createListener, type Listener } from "../db/listen.ts";
+import type { Pool, Queryable } from "../db/pool.ts";
 import {
   claimPendingChats,
   recoverChatRuns,
@@ -93,11 +93,6 @@ interface Run {
   done: Promise<void>;
 }
 
-/** A reconnect attempt every 100 ms, doubling up to 5 s, forever. */
-function retryDelayMs(attempt: number): number {
-  return Math.min(100 * 2 ** attempt, 5_000);
-}
-
 export class Runner {
   readonly workerId = crypto.randomUUID();
   readonly stats: RunnerStats = {
@@ -128,7 +123,7 @@ export class Runner {
   /** Summaries and titles of finished turns. */
   private readonly followUps = new Set<Promise<void>>();
   private readonly followUpAbort = new AbortController();
-  private listener: ReturnType<typeof pgListen.default> | undefined;
+  private listener: Listener | undefined;
   private timers: NodeJS.Timeout[] = [];
   private claiming: Promise<void> | undefined;
   private claimAgain = false;
@@ -163,14 +158,7 @@ export class Runner {
   }
 
   async start(): Promise<void> {
-    const listener = pgListen.default(clientConfig(this.opts.databaseUrl, "pgchatd-runner"), {
-      retryInterval: retryDelayMs,
-      retryLimit: Number.POSITIVE_INFINITY,
-      retryTimeout: Number.POSITIVE_INFINITY,
-      paranoidChecking: 10_000,
-      parse: (s) => s,
-      serialize: (s) => String(s),
-    });
+    const listener = createListener(this.opts.databaseUrl, "pgchatd-runner");
     listener.events.on("error", (err) =>
       this.log.error({ err }, "runner LISTEN connection failed"),
     );

@@ -1,6 +1,6 @@
-import pgListen from "pg-listen";
-import { channels } from "../db/channels.ts";
-import { clientConfig, type Pool } from "../db/pool.ts";
+import { channels, type EphemeralEvent } from "../db/channels.ts";
+import { createListener } from "../db/listen.ts";
+import type { Pool } from "../db/pool.ts";
 import { notifyChatEphemeral, notifyChatEvents } from "../generated/chat_events.ts";
 import type { Logger } from "../log.ts";
 import { Hub } from "./hub.ts";
@@ -25,8 +25,7 @@ export const partsChannel = channels.parts;
 /** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
 export const maxPartPayloadBytes = 7900;
 
-/** Chat stream events that are not logged: streaming deltas and retry announcements. */
-export type EphemeralEvent = "message_part" | "retry";
+export type { EphemeralEvent } from "../db/channels.ts";
 
 /**
  * An ephemeral event as its SSE block and as the NOTIFY payload that carries it to the other
@@ -114,11 +113,6 @@ export interface Watch {
   close(): Promise<void>;
 }
 
-/** A reconnect attempt every 100 ms, doubling up to 5 s, forever: the database will come back. */
-function retryDelayMs(attempt: number): number {
-  return Math.min(100 * 2 ** attempt, 5_000);
-}
-
 /**
  * Starts this process's change-event machinery: one LISTEN connection (pg-listen, reconnecting
  * with backoff for as long as the process lives), the tailer, the subscriber hub and, in batched
@@ -151,16 +145,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     logger: log,
     safetyPollMs: opts.safetyPollMs ?? 1_000,
   });
-  // pg-listen is CommonJS with `exports.default`; `.default` is the function under every loader.
-  const listener = pgListen.default(clientConfig(opts.url, "pgchatd-listen"), {
-    retryInterval: retryDelayMs,
-    retryLimit: Number.POSITIVE_INFINITY,
-    // pg-listen gives up after 3 s by default; a database restart takes longer than that.
-    retryTimeout: Number.POSITIVE_INFINITY,
-    paranoidChecking: 10_000,
-    parse: (s) => s,
-    serialize: (s) => String(s),
-  });
+  const listener = createListener(opts.url, "pgchatd-listen");
   listener.events.on("error", (err) => log.error({ err }, "LISTEN connection failed"));
   listener.events.on("reconnect", (attempt) => log.warn({ attempt }, "LISTEN reconnecting"));
   // After every (re)connect: anything committed while we were not listening is read now.

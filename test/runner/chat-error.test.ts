@@ -89,6 +89,9 @@ describe("classifyError", () => {
       kind: "generic",
       retryable: true,
     });
+    expect(
+      classifyError({ type: "error", error: { message: "stream broke" } }, "anthropic").detail,
+    ).toBe('{"type":"error","error":{"message":"stream broke"}}');
     expect(classifyError(new Error("boom"), null)).toMatchObject({
       kind: "generic",
       retryable: false,
