@@ -180,6 +180,87 @@ async function createKeyCommand(username: string, opts: { lifetime?: number }) {
   }
 }
 
+/** Instruction files `pgchatd chat context add` takes from a directory, when they exist. */
+const instructionFileNames = ["AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md"];
+/** The server refuses larger context files (src/server/routes/workspace-agents.ts). */
+const maxContextFileChars = 256 * 1024;
+
+/** The agent's server and token, from the workspace's environment. */
+function agentEnv(): { url: string; token: string } {
+  const url = process.env.PGCHATD_AGENT_URL;
+  const token = process.env.PGCHATD_AGENT_TOKEN;
+  if (!url || !token) {
+    throw new Error(
+      "PGCHATD_AGENT_URL and PGCHATD_AGENT_TOKEN must be set (the workspace agent's server and token)",
+    );
+  }
+  return { url: url.replace(/\/+$/, ""), token };
+}
+
+/** The files to add: each path as given, or a directory's instruction files. */
+async function contextFilesOf(paths: string[]): Promise<{ path: string; content: string }[]> {
+  const files: string[] = [];
+  for (const p of paths.length > 0 ? paths : ["."]) {
+    const abs = path.resolve(p);
+    const stat = await fs.stat(abs).catch(() => null);
+    if (!stat) throw new Error(`${p}: no such file or directory`);
+    if (!stat.isDirectory()) {
+      files.push(abs);
+      continue;
+    }
+    const found = [];
+    for (const name of instructionFileNames) {
+      const f = path.join(abs, name);
+      if ((await fs.stat(f).catch(() => null))?.isFile()) found.push(f);
+    }
+    if (found.length === 0) {
+      throw new Error(`${p}: no instruction file (${instructionFileNames.join(", ")}) in it`);
+    }
+    files.push(...found);
+  }
+  return Promise.all(
+    files.map(async (f) => {
+      const content = await fs.readFile(f, "utf8");
+      if (content.length > maxContextFileChars) {
+        throw new Error(`${f}: larger than ${maxContextFileChars} characters`);
+      }
+      return { path: f, content };
+    }),
+  );
+}
+
+/** A call to the agent's chat-context route; the server's error message on failure. */
+async function chatContextRequest(method: "POST" | "DELETE", query: string, body?: unknown) {
+  const { url, token } = agentEnv();
+  const res = await fetch(`${url}/api/v2/workspaceagents/me/chat-context${query}`, {
+    method,
+    headers: { "coder-agent-token": token, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = (await res.json().catch(() => ({}))) as { message?: string; detail?: string };
+  if (!res.ok) {
+    throw new Error(
+      `${json.message ?? `HTTP ${res.status}`}${json.detail ? ` (${json.detail})` : ""}`,
+    );
+  }
+  return json as Record<string, unknown>;
+}
+
+async function chatContextAddCommand(paths: string[], opts: { chat?: string }) {
+  const files = await contextFilesOf(paths);
+  const r = await chatContextRequest("POST", "", {
+    ...(opts.chat ? { chat_id: opts.chat } : {}),
+    files,
+  });
+  console.log(`added ${r.added} context file(s) to chat ${r.chat_id}`);
+}
+
+async function chatContextClearCommand(opts: { chat?: string }) {
+  const query = opts.chat ? `?chat_id=${encodeURIComponent(opts.chat)}` : "";
+  const r = await chatContextRequest("DELETE", query);
+  console.log(`removed ${r.removed} context file(s) from chat ${r.chat_id}`);
+}
+
 export function buildCli(): Command {
   const program = new Command()
     .name("pgchatd")
@@ -197,6 +278,24 @@ export function buildCli(): Command {
     .command("migrate")
     .description("apply migrations and routines, then exit")
     .action(migrateCommand);
+  const chat = program
+    .command("chat")
+    .description(
+      "inside a workspace: the chats of its agent (PGCHATD_AGENT_URL, PGCHATD_AGENT_TOKEN)",
+    );
+  const context = chat.command("context").description("context files the model reads");
+  context
+    .command("add [paths...]")
+    .description(
+      `add files to the agent's chat (a directory: its ${instructionFileNames.join(", ")}; default: the current directory)`,
+    )
+    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .action(chatContextAddCommand);
+  context
+    .command("clear")
+    .description("remove the context files from the agent's chat")
+    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .action(chatContextClearCommand);
   const admin = program.command("admin").description("administration");
   admin
     .command("create-user <username>")

@@ -193,6 +193,8 @@ BEGIN
   VALUES (v_id, 'user', p_content, 'both', v_model, p_owner_id, p_api_key_id);
 
   PERFORM chat_link_files(v_id, p_owner_id, p_content);
+  -- Bound to an agent: it gets the agent's current context now (a child too: its own copy).
+  PERFORM chat_context_pin(v_id, v_agent, p_owner_id, 'context_hydrate');
   RETURN v_id;
 END;
 $$;
@@ -333,6 +335,10 @@ BEGIN
   UPDATE chats SET workspace_id = p_workspace_id, build_id = v_build, agent_id = v_agent
   WHERE id = p_chat_id
     AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, v_build, v_agent);
+  -- Bound to another agent: its context replaces the pinned one. Unbound: the pinned copy stays.
+  IF FOUND AND v_agent IS NOT NULL AND v_agent IS DISTINCT FROM v_chat.agent_id THEN
+    PERFORM chat_context_pin(p_chat_id, v_agent, v_chat.owner_id, 'context_hydrate');
+  END IF;
 END;
 $$;
 
@@ -361,7 +367,9 @@ BEGIN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
   IF p_archived IS NOT NULL THEN
-    PERFORM chat_archive(p_chat_id, p_archived);
+    INSERT INTO audit_logs (actor_user_id, action, chat_id)
+    SELECT p_owner_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
+    FROM chat_archive(p_chat_id, p_archived) AS a(id);
   END IF;
   IF p_pin_order IS NOT NULL THEN
     PERFORM chat_pin(p_chat_id, p_pin_order);

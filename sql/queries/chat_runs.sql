@@ -31,7 +31,7 @@ RETURNING id, status, started_at, archived;
 -- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
 -- the provider's settings and sealed key (decrypted only in memory, never logged).
-SELECT c.id, c.owner_id, c.parent_chat_id, c.title_source, c.dynamic_tools,
+SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url, p.api_key_ciphertext,

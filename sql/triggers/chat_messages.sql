@@ -88,8 +88,9 @@ CREATE OR REPLACE TRIGGER chat_messages_900_events_on_insert
   AFTER INSERT ON chat_messages REFERENCING NEW TABLE AS new_rows
   FOR EACH STATEMENT EXECUTE FUNCTION chat_messages__events_on_insert();
 
--- An edit soft-deletes messages: one `history_reset` per chat whose history lost messages, so
--- its stream subscribers refetch instead of patching.
+-- An edit soft-deletes messages: one `history_reset` per chat whose history (what users see:
+-- not model-only messages such as context files) lost messages, so its stream subscribers
+-- refetch instead of patching.
 -- EXECUTE, so the join of the two transition tables is planned for the rows at hand each time:
 -- plpgsql would cache a plan made for the first statement's row count, and a nested loop planned
 -- for one row is quadratic for an edit that deletes thousands of messages. Edits are rare; the
@@ -110,7 +111,7 @@ BEGIN
       SELECT n.chat_id, jsonb_agg(n.id ORDER BY n.id) AS ids
       FROM new_rows n
       JOIN old_rows o ON o.id = n.id
-      WHERE n.deleted AND NOT o.deleted
+      WHERE n.deleted AND NOT o.deleted AND n.visibility <> 'model'
       GROUP BY n.chat_id
     ) d
     JOIN chats c ON c.id = d.chat_id

@@ -97,7 +97,7 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
 export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
 -- the provider's settings and sealed key (decrypted only in memory, never logged).
-SELECT c.id, c.owner_id, c.parent_chat_id, c.title_source, c.dynamic_tools,
+SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url, p.api_key_ciphertext,
@@ -115,6 +115,7 @@ export interface GetChatForRunByIDRow {
   id: string;
   owner_id: string;
   parent_chat_id: string | null;
+  workspace_id: string | null;
   title_source: "fallback" | "generated" | "user";
   dynamic_tools: any;
   model_config_id: string;
@@ -142,17 +143,18 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     id: row[0],
     owner_id: row[1],
     parent_chat_id: row[2],
-    title_source: row[3],
-    dynamic_tools: row[4],
-    model_config_id: row[5],
-    model: row[6],
-    context_limit: row[7],
-    model_enabled: row[8],
-    provider_id: row[9],
-    provider: row[10],
-    base_url: row[11],
-    api_key_ciphertext: row[12],
-    provider_enabled: row[13],
+    workspace_id: row[3],
+    title_source: row[4],
+    dynamic_tools: row[5],
+    model_config_id: row[6],
+    model: row[7],
+    context_limit: row[8],
+    model_enabled: row[9],
+    provider_id: row[10],
+    provider: row[11],
+    base_url: row[12],
+    api_key_ciphertext: row[13],
+    provider_enabled: row[14],
   };
 }
 

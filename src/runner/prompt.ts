@@ -155,6 +155,34 @@ export function buildMessages(rows: HistoryRow[], files: Map<string, FileData>):
   return out;
 }
 
+/** A pinned workspace context resource the model reads (instruction files, skills). */
+export interface ContextResource {
+  source: string;
+  kind: "instruction_file" | "skill" | "mcp_config";
+  body: string;
+}
+
+/**
+ * The pinned context as one system message, after the chat's own system messages and before the
+ * conversation: instruction files first, then skills, each tagged with where it came from.
+ */
+export function withPinnedContext(
+  messages: ModelMessage[],
+  resources: ContextResource[],
+): ModelMessage[] {
+  if (resources.length === 0) return messages;
+  const tag = (r: ContextResource) => (r.kind === "skill" ? "skill" : "instruction-file");
+  const content = [
+    "Context from the workspace:",
+    ...resources.map(
+      (r) => `<${tag(r)} source=${JSON.stringify(r.source)}>\n${r.body}\n</${tag(r)}>`,
+    ),
+  ].join("\n\n");
+  const leading = messages.findIndex((m) => m.role !== "system");
+  const at = leading < 0 ? messages.length : leading;
+  return [...messages.slice(0, at), { role: "system", content }, ...messages.slice(at)];
+}
+
 /** The chat's client-declared tools; their calls are not executed here. */
 export function buildTools(dynamicTools: unknown): ToolSet {
   const tools: ToolSet = {};

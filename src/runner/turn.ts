@@ -1,5 +1,9 @@
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
 import type { Queryable } from "../db/index.ts";
+import {
+  listChatContextResourcesForPromptByChatID,
+  prepareChatRunContextByID,
+} from "../generated/chat_context.ts";
 import { listChatFileDataByIDs } from "../generated/chat_files.ts";
 import { listChatMessagesForPromptByChatID } from "../generated/chat_messages.ts";
 import {
@@ -17,10 +21,12 @@ import { PartStream, type Publish } from "./parts.ts";
 import {
   buildMessages,
   buildTools,
+  type ContextResource,
   type FileData,
   fileIdsOf,
   type HistoryRow,
   type Part,
+  withPinnedContext,
 } from "./prompt.ts";
 import { generateQuickText } from "./quick-text.ts";
 import { generateTitle, titleMessages } from "./titles.ts";
@@ -320,7 +326,8 @@ export async function runTurn(
       files.set(f.id, f);
     }
   }
-  const messages = buildMessages(rows, files);
+  const context = chat.workspace_id ? await pinnedContext(deps, chat.id) : [];
+  const messages = withPinnedContext(buildMessages(rows, files), context);
   const tools = buildTools(chat.dynamic_tools);
 
   for (let stepNo = 1; ; stepNo++) {
@@ -416,6 +423,23 @@ export async function runTurn(
       outcome: row.outcome as TurnOutcome,
       followUp: followUpOf(deps, chat, model, row, rows, output),
     };
+  }
+}
+
+/**
+ * The chat's pinned workspace context for the prompt, after re-binding to a newer build and
+ * hydrating an unpinned chat (chat_run_prepare_context records context problems in context_error
+ * instead of raising them). A failure here is logged and the turn runs without context: context
+ * never blocks a turn.
+ */
+async function pinnedContext(deps: TurnDeps, chatId: string): Promise<ContextResource[]> {
+  try {
+    await prepareChatRunContextByID(deps.db, { chat_id: chatId });
+    deps.afterWrite();
+    return await listChatContextResourcesForPromptByChatID(deps.db, { chat_id: chatId });
+  } catch (err) {
+    deps.logger.warn({ err, chat: chatId }, "loading the chat's workspace context failed");
+    return [];
   }
 }
 

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
-import { requireUser } from "./auth.ts";
+import { requireAgent, requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
@@ -14,6 +14,7 @@ import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
 import { usersRoutes } from "./routes/users.ts";
+import { workspaceAgentsRoutes } from "./routes/workspace-agents.ts";
 import { workspacesRoutes } from "./routes/workspaces.ts";
 
 /** JSON bodies are small; 1 MiB stops a runaway client before it is parsed into memory. */
@@ -74,6 +75,12 @@ export function createApp(deps: AppDeps): App {
   );
 
   app.route("/", healthRoutes(metrics));
+
+  // Agent routes first: they answer before the user routes' authentication below runs.
+  const agents = new Hono<AppEnv>();
+  agents.use(requireAgent);
+  agents.route("/", workspaceAgentsRoutes);
+  app.route("/api/v2/workspaceagents", agents);
 
   const v2 = new Hono<AppEnv>();
   v2.use(requireUser);

@@ -65,6 +65,12 @@ export const requireAgent = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
+/** The calling workspace agent; routes behind requireAgent only. */
+export function agentOf(actor: Actor) {
+  if (actor.kind !== "agent") throw unauthorized();
+  return actor.agent;
+}
+
 /** The calling user; routes behind requireUser only. */
 export function userOf(actor: Actor): UserActor {
   if (actor.kind !== "user") throw unauthorized();

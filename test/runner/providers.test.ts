@@ -186,6 +186,59 @@ describe("an OpenAI-compatible provider", () => {
     });
   });
 
+  it("puts the chat's pinned instruction files and skills into the prompt, after its system prompt", async () => {
+    const model = await fakeModel();
+    const ws = await gen.workspace(t.pool, { organizationId: orgId, ownerId });
+    const agent = (await gen.build(t.pool, ws.id)).agents[0]!;
+    const pushed = await t.call("PUT", "/api/v2/workspaceagents/me/context", {
+      headers: { "coder-agent-token": agent.token },
+      body: {
+        resources: [
+          { source: "AGENTS.md", kind: "instruction_file", body: "Always answer in French." },
+          { source: "skills/sql/SKILL.md", kind: "skill", body: "Write SQL in upper case." },
+          { source: ".mcp.json", kind: "mcp_config", body: "{}" },
+          { source: "big.md", kind: "instruction_file", body: "", status: "oversize" },
+        ],
+      },
+    });
+    expect(pushed.status, pushed.text).toBe(200);
+    const { runner } = await testRunner({ secrets: t.secrets });
+    const chat = await chatOn(model, "with context", {
+      workspace_id: ws.id,
+      system_prompt: "You are terse.",
+    });
+    runner.wake();
+    await settled(t.pool, chat, "waiting");
+    const [request] = requestsFor("with context");
+    const system = request!.body.messages.filter((m: { role: string }) => m.role === "system");
+    expect(system[0].content).toBe("You are terse.");
+    expect(system[1].content).toBe(
+      [
+        "Context from the workspace:",
+        '<instruction-file source="AGENTS.md">\nAlways answer in French.\n</instruction-file>',
+        '<skill source="skills/sql/SKILL.md">\nWrite SQL in upper case.\n</skill>',
+      ].join("\n\n"),
+    );
+    expect(request!.body.messages.at(-1)).toMatchObject({ role: "user" });
+  });
+
+  it("answers a chat whose agent never pushed context, recording why it has none", async () => {
+    const model = await fakeModel();
+    const ws = await gen.workspace(t.pool, { organizationId: orgId, ownerId });
+    await gen.build(t.pool, ws.id);
+    const { runner } = await testRunner({ secrets: t.secrets });
+    const chat = await chatOn(model, "no context yet", { workspace_id: ws.id });
+    runner.wake();
+    await settled(t.pool, chat, "waiting");
+    const got = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
+    expect(got.json.context.error).toBe("The workspace agent has not pushed its context yet.");
+    expect(
+      requestsFor("no context yet")[0]!.body.messages.filter(
+        (m: { role: string }) => m.role === "system",
+      ),
+    ).toEqual([]);
+  });
+
   it("retries a 429 after the wait it asks for, announcing the retry, and then answers", async () => {
     const model = await fakeModel();
     let calls = 0;

@@ -1,9 +1,13 @@
 import { execFile } from "node:child_process";
+import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { authenticateUser } from "../../src/server/auth.ts";
+import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, newPool } from "../setup/db.ts";
+import { testServer } from "../setup/server.ts";
 
 const run = promisify(execFile);
 
@@ -50,5 +54,73 @@ describe("pgchatd admin", () => {
     ).rejects.toMatchObject({
       code: 1,
     });
+  });
+});
+
+describe("pgchatd chat context", () => {
+  it("adds a directory's instruction files to the agent's chat and clears them, with the agent's URL and token from the environment", async () => {
+    const srv = await testServer();
+    try {
+      const org = await gen.organization(srv.pool);
+      const u = await gen.user(srv.pool, { organizationIds: [org.id] });
+      const ws = await gen.workspace(srv.pool, { organizationId: org.id, ownerId: u.id });
+      const agent = (await gen.build(srv.pool, ws.id)).agents[0]!;
+      const chat = await gen.chat(srv.pool, {
+        ownerId: u.id,
+        organizationId: org.id,
+        workspace_id: ws.id,
+      });
+      const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-context-"));
+      await fs.writeFile(path.join(dir, "AGENTS.md"), "Run the tests first.");
+      await fs.writeFile(path.join(dir, "README.md"), "not an instruction file");
+      const env = { PGCHATD_AGENT_URL: `${srv.url}/`, PGCHATD_AGENT_TOKEN: agent.token };
+
+      const added = await pgchatd(["chat", "context", "add", dir], env);
+      expect(added.stdout.trim()).toBe(`added 1 context file(s) to chat ${chat.id}`);
+      const { rows } = await srv.pool.query(
+        "SELECT content FROM chat_messages WHERE chat_id = $1 AND NOT deleted AND visibility = 'model'",
+        [chat.id],
+      );
+      expect(rows.map((r) => r.content)).toEqual([
+        [
+          {
+            type: "context-file",
+            context_file_path: path.join(dir, "AGENTS.md"),
+            context_file_content: "Run the tests first.",
+          },
+        ],
+      ]);
+
+      const cleared = await pgchatd(["chat", "context", "clear", "--chat", chat.id], env);
+      expect(cleared.stdout.trim()).toBe(`removed 1 context file(s) from chat ${chat.id}`);
+      await fs.rm(dir, { recursive: true, force: true });
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("fails with the server's message, or without the agent's environment", async () => {
+    const srv = await testServer();
+    try {
+      const org = await gen.organization(srv.pool);
+      const u = await gen.user(srv.pool, { organizationIds: [org.id] });
+      const ws = await gen.workspace(srv.pool, { organizationId: org.id, ownerId: u.id });
+      const agent = (await gen.build(srv.pool, ws.id)).agents[0]!;
+      const env = { PGCHATD_AGENT_URL: srv.url, PGCHATD_AGENT_TOKEN: agent.token };
+      await expect(pgchatd(["chat", "context", "clear"], env)).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining("The agent has no active chat."),
+      });
+      await expect(pgchatd(["chat", "context", "add", "/no/such/dir"], env)).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining("/no/such/dir: no such file or directory"),
+      });
+      await expect(pgchatd(["chat", "context", "clear"], {})).rejects.toMatchObject({
+        code: 1,
+        stderr: expect.stringContaining("PGCHATD_AGENT_URL and PGCHATD_AGENT_TOKEN must be set"),
+      });
+    } finally {
+      await srv.close();
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { withTx } from "../../db/index.ts";
+import { repinChatContextByID } from "../../generated/chat_context.ts";
 import { listEnabledModelConfigs } from "../../generated/chat_models.ts";
 import {
   getChatExistsByIDForOwner,
@@ -205,6 +206,14 @@ export const chatsRoutes = new Hono<AppEnv>()
   .get("/:chat", validate("param", chatParam), async (c) => {
     const actor = userOf(c.get("actor"));
     return c.json(await loadChat(c.get("deps").db, actor.user.id, c.req.valid("param").chat));
+  })
+
+  .put("/:chat/context", validate("param", chatParam), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const db = c.get("deps").db;
+    await repinChatContextByID(db, { chat_id: chat, owner_id: actor.user.id });
+    return c.json(await loadChat(db, actor.user.id, chat));
   })
 
   .post("/:chat/title/regenerate", validate("param", chatParam), async (c) => {

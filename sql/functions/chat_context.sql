@@ -1,0 +1,295 @@
+-- Workspace context: agents push snapshots, chats pin copies, pushes mark chats dirty, context
+-- files, and the audit entries of all of it. The dirty marking itself is a trigger
+-- (sql/triggers/workspace_agent_contexts.sql), so it runs for any writer of a snapshot.
+-- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
+--
+-- WARNING (lock order): an agent's snapshot row (workspace_agent_contexts) BEFORE the rows of the
+-- chats bound to that agent. A push locks the snapshot (FOR UPDATE) and then updates the bound
+-- chats; a pin locks the snapshot (FOR SHARE) and then writes one chat. Pinning a chat that is
+-- already bound to the agent therefore locks the snapshot first (chat_context_repin). Binding a
+-- chat to an agent may lock the chat first: until it commits the chat is not bound to that agent
+-- in anyone else's snapshot, so no push waits for it.
+
+-- A resource's content hash: of its kind, source, status and body, so a rename or a status change
+-- is a change too.
+CREATE OR REPLACE FUNCTION chat_context_resource_hash(
+  p_kind context_resource_kind, p_source text, p_status context_resource_status, p_body text
+) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT encode(sha256(convert_to(
+    p_kind::text || E'\n' || p_source || E'\n' || p_status::text || E'\n' || p_body, 'UTF8')), 'hex');
+$$;
+
+-- What changed between a chat's pinned copy and its agent's snapshot, by source, in source order:
+-- [{source, change: added|removed|modified}]. Empty array when nothing did.
+CREATE OR REPLACE FUNCTION chat_context_changes(p_chat_id uuid, p_agent_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(jsonb_agg(jsonb_build_object(
+      'source', COALESCE(a.source, p.source),
+      'change', CASE WHEN p.source IS NULL THEN 'added' WHEN a.source IS NULL THEN 'removed'
+                ELSE 'modified' END)
+    ORDER BY COALESCE(a.source, p.source)), '[]')
+  FROM (SELECT source, content_hash FROM chat_context_resources WHERE chat_id = p_chat_id) p
+  FULL JOIN (
+    SELECT source, content_hash FROM workspace_agent_context_resources WHERE agent_id = p_agent_id
+  ) a ON a.source = p.source
+  WHERE p.content_hash IS DISTINCT FROM a.content_hash;
+$$;
+
+-- A pushed ContextPush's resources as rows, with their content hashes (defaults: status ok,
+-- body ''). The route validated shapes and sizes.
+CREATE OR REPLACE FUNCTION chat_context_pushed_resources(p_resources jsonb)
+RETURNS TABLE (
+  source text, kind context_resource_kind, body text, status context_resource_status,
+  error text, content_hash text
+)
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT r.source, r.kind, COALESCE(r.body, ''), COALESCE(r.status, 'ok'), r.error,
+    chat_context_resource_hash(r.kind, r.source, COALESCE(r.status, 'ok'), COALESCE(r.body, ''))
+  FROM jsonb_to_recordset(p_resources) AS r(source text, kind context_resource_kind, body text,
+    status context_resource_status, error text);
+$$;
+
+-- PUT /workspaceagents/me/context. Stores the agent's snapshot and returns its aggregate hash
+-- (sha256 over the sorted content hashes of the resources) and how many chats it marked dirty.
+-- A push whose aggregate hash equals the stored one changes no resource and marks nothing (only
+-- received_at and error move). Otherwise the resources are replaced, then the snapshot row is
+-- updated, and its trigger marks the bound chats dirty in this same transaction; the marking
+-- reports its count through the transaction-local setting pgchatd.context_marked.
+-- p_resources: [{source, kind, body, status?, error?}].
+CREATE OR REPLACE FUNCTION workspace_agent_context_push(
+  p_agent_id uuid, p_resources jsonb, p_error text,
+  OUT pushed_hash text, OUT marked_dirty integer
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_old text;
+  v_count integer;
+BEGIN
+  SELECT encode(sha256(convert_to(COALESCE(string_agg(r.content_hash, ',' ORDER BY r.content_hash),
+    ''), 'UTF8')), 'hex'), count(*)
+  INTO pushed_hash, v_count
+  FROM chat_context_pushed_resources(p_resources) r;
+
+  -- The snapshot row lock orders this push against pins of it (see the WARNING above).
+  SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
+  WHERE s.agent_id = p_agent_id FOR UPDATE;
+  IF NOT FOUND THEN
+    INSERT INTO workspace_agent_contexts (agent_id, aggregate_hash, error)
+    VALUES (p_agent_id, pushed_hash, p_error)
+    ON CONFLICT (agent_id) DO NOTHING;
+    IF FOUND THEN
+      -- The first snapshot: no chat can have pinned any content of this agent yet.
+      INSERT INTO workspace_agent_context_resources
+        (agent_id, source, kind, body, content_hash, size, status, error)
+      SELECT p_agent_id, r.source, r.kind, r.body, r.content_hash, octet_length(r.body), r.status,
+        r.error
+      FROM chat_context_pushed_resources(p_resources) r;
+      v_old := pushed_hash;
+    ELSE
+      -- A concurrent first push won: take its row like any later push.
+      SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
+      WHERE s.agent_id = p_agent_id FOR UPDATE;
+    END IF;
+  END IF;
+
+  PERFORM set_config('pgchatd.context_marked', '0', true);
+  IF v_old = pushed_hash THEN
+    UPDATE workspace_agent_contexts SET received_at = now(), error = p_error
+    WHERE agent_id = p_agent_id;
+  ELSE
+    DELETE FROM workspace_agent_context_resources WHERE agent_id = p_agent_id;
+    INSERT INTO workspace_agent_context_resources
+      (agent_id, source, kind, body, content_hash, size, status, error)
+    SELECT p_agent_id, r.source, r.kind, r.body, r.content_hash, octet_length(r.body), r.status,
+      r.error
+    FROM chat_context_pushed_resources(p_resources) r;
+    -- Fires workspace_agent_contexts_500_mark_chats_dirty, after the resources are in place.
+    UPDATE workspace_agent_contexts
+    SET aggregate_hash = pushed_hash, version = version + 1, received_at = now(), error = p_error
+    WHERE agent_id = p_agent_id;
+  END IF;
+  marked_dirty := current_setting('pgchatd.context_marked')::integer;
+
+  INSERT INTO audit_logs (actor_agent_id, action, agent_id, detail)
+  VALUES (p_agent_id, 'context_push', p_agent_id, jsonb_build_object(
+    'aggregate_hash', pushed_hash, 'resources', v_count, 'changed', v_old <> pushed_hash,
+    'marked_dirty', marked_dirty));
+END;
+$$;
+
+-- Pins the current snapshot of the chat's agent: its resources are copied to the chat, its hash
+-- becomes the chat's, dirty is cleared, and the agent's own error (if any) becomes context_error.
+-- An agent that never pushed leaves the chat as it was, with context_error saying so. No-op for
+-- a chat bound to no agent. p_action: 'context_pin' (asked for) or 'context_hydrate' (a chat
+-- without pinned context, at binding or at its next turn). The caller holds the chat; see the
+-- WARNING above for the order of locks.
+CREATE OR REPLACE FUNCTION chat_context_pin(
+  p_chat_id uuid, p_agent_id uuid, p_actor_user_id uuid, p_action text
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_snapshot workspace_agent_contexts;
+BEGIN
+  IF p_agent_id IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT * INTO v_snapshot FROM workspace_agent_contexts WHERE agent_id = p_agent_id FOR SHARE;
+  IF NOT FOUND THEN
+    UPDATE chats SET context_error = 'The workspace agent has not pushed its context yet.'
+    WHERE id = p_chat_id
+      AND context_error IS DISTINCT FROM 'The workspace agent has not pushed its context yet.';
+    INSERT INTO audit_logs (actor_user_id, action, chat_id, agent_id, detail)
+    VALUES (p_actor_user_id, p_action, p_chat_id, p_agent_id,
+      jsonb_build_object('error', 'no context snapshot'));
+    RETURN;
+  END IF;
+  DELETE FROM chat_context_resources WHERE chat_id = p_chat_id;
+  INSERT INTO chat_context_resources (chat_id, source, kind, body, content_hash, size, status, error)
+  SELECT p_chat_id, source, kind, body, content_hash, size, status, error
+  FROM workspace_agent_context_resources WHERE agent_id = p_agent_id;
+  UPDATE chats SET context_aggregate_hash = v_snapshot.aggregate_hash,
+    context_dirty_since = NULL, context_dirty_resources = NULL, context_error = v_snapshot.error
+  WHERE id = p_chat_id;
+  INSERT INTO audit_logs (actor_user_id, action, chat_id, agent_id, detail)
+  VALUES (p_actor_user_id, p_action, p_chat_id, p_agent_id,
+    jsonb_build_object('aggregate_hash', v_snapshot.aggregate_hash, 'version', v_snapshot.version));
+END;
+$$;
+
+-- PUT /{chat}/context: re-pins the bound agent's current snapshot for the chat's owner. PC404 for
+-- another owner's chat, PC400 for a chat bound to no workspace agent or archived. The snapshot is
+-- locked before the chat (a push holding the snapshot updates the chat next), and the binding is
+-- checked again under the chat's lock.
+CREATE OR REPLACE FUNCTION chat_context_repin(p_chat_id uuid, p_owner_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_agent uuid;
+  v_chat chats;
+BEGIN
+  SELECT agent_id INTO v_agent FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  PERFORM 1 FROM workspace_agent_contexts WHERE agent_id = v_agent FOR SHARE;
+  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
+  PERFORM chat_require_writable(v_chat);
+  IF v_chat.agent_id IS NULL THEN
+    RAISE EXCEPTION 'The chat is not bound to a workspace agent.' USING ERRCODE = 'PC400',
+      DETAIL = 'Bind it to a workspace (PATCH workspace_id) to pin its context.';
+  END IF;
+  IF v_chat.agent_id IS DISTINCT FROM v_agent THEN
+    RAISE EXCEPTION 'The chat was bound to another agent meanwhile.' USING ERRCODE = 'PC409',
+      DETAIL = 'Try again.';
+  END IF;
+  PERFORM chat_context_pin(p_chat_id, v_agent, p_owner_id, 'context_pin');
+END;
+$$;
+
+-- Before a turn of a chat bound to a workspace: a newer build of the workspace re-binds the chat
+-- to that build's first agent (API.md) and re-pins from it; a chat bound to an agent without
+-- pinned context is hydrated. Context problems are recorded in context_error, never raised: they
+-- must not block the turn. No-op for a chat without a workspace.
+CREATE OR REPLACE FUNCTION chat_run_prepare_context(p_chat_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_build uuid;
+  v_agent uuid;
+BEGIN
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF NOT FOUND OR v_chat.workspace_id IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(v_chat.workspace_id) l;
+  IF (v_build, v_agent) IS DISTINCT FROM (v_chat.build_id, v_chat.agent_id) THEN
+    UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
+    PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
+  ELSIF v_chat.agent_id IS NOT NULL AND v_chat.context_aggregate_hash IS NULL THEN
+    PERFORM chat_context_pin(p_chat_id, v_chat.agent_id, NULL, 'context_hydrate');
+  END IF;
+END;
+$$;
+
+-- The chat an agent's chat-context request is about, locked: `p_chat_id` when it is bound to the
+-- agent (PC404 otherwise: another agent's chat looks missing), else the agent's one active root
+-- chat (PC400 when it has none or several). Archived chats are read-only (PC400).
+CREATE OR REPLACE FUNCTION chat_lock_for_agent(p_agent_id uuid, p_chat_id uuid) RETURNS chats
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_ids uuid[];
+BEGIN
+  IF p_chat_id IS NULL THEN
+    SELECT array_agg(id) INTO v_ids FROM (
+      SELECT id FROM chats
+      WHERE agent_id = p_agent_id AND NOT archived AND parent_chat_id IS NULL
+      LIMIT 2
+    ) c;
+    IF v_ids IS NULL THEN
+      RAISE EXCEPTION 'The agent has no active chat.' USING ERRCODE = 'PC400',
+        DETAIL = 'Name the chat with chat_id.';
+    ELSIF cardinality(v_ids) > 1 THEN
+      RAISE EXCEPTION 'The agent has several active chats.' USING ERRCODE = 'PC400',
+        DETAIL = 'Name the chat with chat_id.';
+    END IF;
+    p_chat_id := v_ids[1];
+  END IF;
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND agent_id = p_agent_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  PERFORM chat_require_writable(v_chat);
+  RETURN v_chat;
+END;
+$$;
+
+-- POST /workspaceagents/me/chat-context: the files as one model-only message of context-file
+-- parts (subagent chats spawned later copy it, chat_create). p_files: [{path, content}].
+CREATE OR REPLACE FUNCTION chat_context_files_add(
+  p_agent_id uuid, p_chat_id uuid, p_files jsonb, OUT chat_id uuid, OUT added integer
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  v_chat := chat_lock_for_agent(p_agent_id, p_chat_id);
+  chat_id := v_chat.id;
+  added := jsonb_array_length(p_files);
+  INSERT INTO chat_messages (chat_id, role, content, visibility)
+  SELECT v_chat.id, 'user', jsonb_agg(jsonb_build_object(
+      'type', 'context-file', 'context_file_path', f ->> 'path',
+      'context_file_content', f ->> 'content') ORDER BY n), 'model'
+  FROM jsonb_array_elements(p_files) WITH ORDINALITY AS e(f, n);
+  INSERT INTO audit_logs (actor_agent_id, action, chat_id, agent_id, detail)
+  VALUES (p_agent_id, 'chat_context_add', v_chat.id, p_agent_id, jsonb_build_object(
+    'paths', (SELECT jsonb_agg(f ->> 'path') FROM jsonb_array_elements(p_files) f)));
+END;
+$$;
+
+-- DELETE /workspaceagents/me/chat-context: soft-deletes the chat's context-file messages; returns
+-- how many files they held.
+CREATE OR REPLACE FUNCTION chat_context_files_clear(
+  p_agent_id uuid, p_chat_id uuid, OUT chat_id uuid, OUT removed integer
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+BEGIN
+  v_chat := chat_lock_for_agent(p_agent_id, p_chat_id);
+  chat_id := v_chat.id;
+  WITH gone AS (
+    UPDATE chat_messages m SET deleted = true
+    WHERE m.chat_id = v_chat.id AND NOT m.deleted
+      AND jsonb_typeof(m.content) = 'array' AND m.content @> '[{"type": "context-file"}]'
+    RETURNING m.content
+  )
+  SELECT COALESCE(sum((
+    SELECT count(*) FROM jsonb_array_elements(g.content) p WHERE p ->> 'type' = 'context-file'
+  )), 0)::integer
+  INTO removed FROM gone g;
+  INSERT INTO audit_logs (actor_agent_id, action, chat_id, agent_id, detail)
+  VALUES (p_agent_id, 'chat_context_clear', v_chat.id, p_agent_id,
+    jsonb_build_object('removed', removed));
+END;
+$$;

@@ -1,0 +1,98 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { addChatContextFiles, clearChatContextFiles } from "../../generated/chat_context.ts";
+import { pushWorkspaceAgentContext } from "../../generated/workspace_agent_contexts.ts";
+import { agentOf } from "../auth.ts";
+import type { AppEnv } from "../env.ts";
+import { uuid, validate } from "../validation.ts";
+
+/*
+ * The workspace agent's own routes (`/api/v2/workspaceagents/me/...`, agent token): its context
+ * snapshot, and context files for the chats bound to it. Rules in sql/functions/chat_context.sql;
+ * an agent acts only on chats bound to itself (another's look missing: 404).
+ */
+
+/** Resources per snapshot: instruction files, skills and MCP configs of one workspace. */
+const maxResources = 256;
+/** Files per chat-context request. */
+const maxContextFiles = 64;
+/**
+ * Characters of one resource body or context file: a large instruction file fits, and the 1 MiB
+ * request limit bounds the total.
+ */
+const maxBodyLength = 256 * 1024;
+/** A path or source: longer than any real path, short enough to index and show. */
+const maxSourceLength = 1024;
+const maxErrorLength = 4096;
+
+/** Text Postgres can store: no NUL characters. */
+const storable = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !s.includes("\u0000"), "must not contain NUL characters");
+
+const contextPush = z.strictObject({
+  resources: z
+    .array(
+      z.strictObject({
+        source: storable(maxSourceLength).min(1),
+        kind: z.enum(["instruction_file", "skill", "mcp_config"]),
+        body: storable(maxBodyLength),
+        status: z.enum(["ok", "oversize", "unreadable", "invalid", "excluded"]).optional(),
+        error: storable(maxErrorLength).nullable().optional(),
+      }),
+    )
+    .max(maxResources)
+    .refine((rs) => new Set(rs.map((r) => r.source)).size === rs.length, {
+      message: "sources must be unique",
+    }),
+  error: storable(maxErrorLength).nullable().optional(),
+});
+
+const contextFiles = z.strictObject({
+  chat_id: uuid().optional(),
+  files: z
+    .array(
+      z.strictObject({
+        path: storable(maxSourceLength).min(1),
+        content: storable(maxBodyLength),
+      }),
+    )
+    .min(1)
+    .max(maxContextFiles),
+});
+
+const chatQuery = z.object({ chat_id: uuid().optional() });
+
+export const workspaceAgentsRoutes = new Hono<AppEnv>()
+  .put("/me/context", validate("json", contextPush), async (c) => {
+    const agent = agentOf(c.get("actor"));
+    const body = c.req.valid("json");
+    const pushed = await pushWorkspaceAgentContext(c.get("deps").db, {
+      agent_id: agent.id,
+      resources: body.resources,
+      error: body.error ?? null,
+    });
+    return c.json({ aggregate_hash: pushed!.aggregate_hash, marked_dirty: pushed!.marked_dirty });
+  })
+
+  .post("/me/chat-context", validate("json", contextFiles), async (c) => {
+    const agent = agentOf(c.get("actor"));
+    const body = c.req.valid("json");
+    const added = await addChatContextFiles(c.get("deps").db, {
+      agent_id: agent.id,
+      chat_id: body.chat_id ?? null,
+      files: body.files,
+    });
+    return c.json({ chat_id: added!.chat_id, added: added!.added });
+  })
+
+  .delete("/me/chat-context", validate("query", chatQuery), async (c) => {
+    const agent = agentOf(c.get("actor"));
+    const cleared = await clearChatContextFiles(c.get("deps").db, {
+      agent_id: agent.id,
+      chat_id: c.req.valid("query").chat_id ?? null,
+    });
+    return c.json({ chat_id: cleared!.chat_id, removed: cleared!.removed });
+  });
