@@ -12,8 +12,11 @@
  *                                       the chat runner: 1,000 local/echo turns on 2 runner
  *                                       processes, heartbeats with 10,000 running chats
  *                                       (bench/runner.ts)
+ *   npm run bench -- context [chats]    workspace context pushes to an agent with 10, 100, 1,000
+ *                                       (and `chats`) bound chats (bench/context.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
+import { benchContext } from "./context.ts";
 import { benchList } from "./list.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchRunner } from "./runner.ts";
@@ -29,8 +32,9 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   suite: () => benchSuite(),
   watch: (watchers, eventsPerSecond) => benchWatch(watchers, eventsPerSecond),
   runner: (chats, running) => benchRunner(chats, running),
+  context: (chats) => benchContext(chats),
 };
-const defaults = ["startup", "list", "prompts", "watch", "runner"];
+const defaults = ["startup", "list", "prompts", "watch", "runner", "context"];
 
 const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);
