@@ -35,6 +35,7 @@ import {
   getAPIKeyForAuthByIDQuery,
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
+import { listChatContextResourcesForPromptByChatID } from "../src/generated/chat_context.ts";
 import {
   listChatEventsAfterCursor,
   listChatEventsByChatInRange,
@@ -427,6 +428,24 @@ async function runnerPlans(
   ];
 
   // The recovery pass's own queries, as the function runs them.
+  const recover = (
+    await nestedPlans(
+      client,
+      "SELECT * FROM chat_run_recover(interval '1 minute', interval '5 minutes')",
+    )
+  ).filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"));
+  return { plans, recover };
+}
+
+/**
+ * The plans of the statements `sql` runs inside functions and triggers, as auto_explain reports
+ * them (EXPLAIN shows only the outer call), in a transaction that is rolled back.
+ */
+async function nestedPlans(
+  client: pg.Client,
+  sql: string,
+  values: unknown[] = [],
+): Promise<string[]> {
   const notices: string[] = [];
   const onNotice = (n: { message?: string }) => {
     if (n.message) notices.push(n.message);
@@ -438,16 +457,68 @@ async function runnerPlans(
     await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
       SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
       SET LOCAL auto_explain.log_buffers = on; SET LOCAL auto_explain.log_timing = on;
+      SET LOCAL auto_explain.log_triggers = on;
       SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
-    await client.query("SELECT * FROM chat_run_recover(interval '1 minute', interval '5 minutes')");
+    await client.query(sql, values);
   } finally {
     await client.query("ROLLBACK");
     client.off("notice", onNotice);
   }
-  const recover = notices
-    .filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"))
-    .map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
-  return { plans, recover };
+  return notices.map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
+}
+
+/** Chats bound to one agent in the context plans. */
+const contextChats = 1_000;
+
+/**
+ * Workspace context on the seeded chats: an agent with a snapshot, 1,000 unarchived chats bound to
+ * it and pinned to that snapshot; the marking a changed push runs (inside its trigger) and a
+ * turn's read of a chat's pinned context.
+ */
+async function contextPlans(client: pg.Client): Promise<{ marking: string[]; plans: ChatPlan[] }> {
+  const agent = await client.query<{ id: string }>(
+    "SELECT id FROM workspace_agents ORDER BY id LIMIT 1",
+  );
+  const agentId = agent.rows[0]!.id;
+  const resources = (v: string) =>
+    JSON.stringify([
+      { source: "AGENTS.md", kind: "instruction_file", body: `rules ${v}` },
+      { source: "skills/a/SKILL.md", kind: "skill", body: "a skill" },
+      { source: ".mcp.json", kind: "mcp_config", body: "{}" },
+    ]);
+  await client.query("SELECT workspace_agent_context_push($1, $2::jsonb, NULL)", [
+    agentId,
+    resources("1"),
+  ]);
+  const chats = await client.query<{ id: string }>(
+    `UPDATE chats c SET agent_id = $1 FROM (
+       SELECT id FROM chats WHERE NOT archived ORDER BY md5(id::text || 'context') LIMIT ${contextChats}
+     ) p WHERE c.id = p.id RETURNING c.id`,
+    [agentId],
+  );
+  for (const { id } of chats.rows) {
+    await client.query("SELECT chat_context_pin($1, $2, NULL, 'context_pin')", [id, agentId]);
+  }
+  await client.query("ANALYZE chats; ANALYZE chat_context_resources");
+  const marking = (
+    await nestedPlans(client, "SELECT * FROM workspace_agent_context_push($1, $2::jsonb, NULL)", [
+      agentId,
+      resources("2"),
+    ])
+  ).filter((n) => n.includes("WITH marked AS"));
+  return {
+    marking,
+    plans: [
+      {
+        name: "ListChatContextResourcesForPromptByChatID",
+        why: "the start of every turn of a chat bound to a workspace",
+        shows: "a chat with 3 pinned resources",
+        query: await capturedQuery(listChatContextResourcesForPromptByChatID, {
+          chat_id: chats.rows[0]!.id,
+        }),
+      },
+    ],
+  };
 }
 
 /** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
@@ -581,6 +652,23 @@ async function plans(): Promise<string> {
         "",
       );
       for (const plan of runner.recover) out.push("```", plan.trim(), "```", "");
+
+      const context = await contextPlans(client);
+      out.push(
+        "### Workspace context",
+        "",
+        `On the data above, with one agent whose snapshot ${contextChats.toLocaleString("en")} ` +
+          "unarchived chats pinned.",
+        "",
+        "#### The marking of a changed push",
+        "",
+        "Hot because: every push whose content changed. The one UPDATE of the trigger " +
+          `workspace_agent_contexts_500_mark_chats_dirty, marking all ${contextChats.toLocaleString("en")} ` +
+          "chats, as auto_explain reports it from inside the push (with the chats row triggers it fires):",
+        "",
+      );
+      for (const plan of context.marking) out.push("```", plan.trim(), "```", "");
+      await explained(context.plans);
       return out.join("\n");
     } finally {
       await client.end();
