@@ -22,7 +22,7 @@ import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import { pushWorkspaceAgentContext } from "../src/generated/workspace_agent_contexts.ts";
-import { describeMachine, int, ms, table } from "./measure.ts";
+import { describeMachine, int, ms, nestedPlans, table } from "./measure.ts";
 import { withScratchDatabase } from "./seed-chats.ts";
 import { percentile } from "./stats.ts";
 
@@ -94,29 +94,13 @@ async function dirtyable(client: pg.Client, agentId: string) {
 
 /** The statements a push runs inside the database, as auto_explain reports them. */
 async function nestedStatements(client: pg.Client, agentId: string, version: string) {
-  const notices: string[] = [];
-  const onNotice = (n: { message?: string }) => {
-    if (n.message) notices.push(n.message);
-  };
-  client.on("notice", onNotice);
-  try {
-    await client.query("BEGIN");
-    await client.query("LOAD 'auto_explain'");
-    await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
-      SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
-      SET LOCAL auto_explain.log_timing = on; SET LOCAL auto_explain.log_triggers = on;
-      SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
-    await pushWorkspaceAgentContext(client, {
-      agent_id: agentId,
-      resources: resources(version),
-      error: null,
-    });
-  } finally {
-    await client.query("ROLLBACK");
-    client.off("notice", onNotice);
-  }
+  const plans = await nestedPlans(
+    client,
+    "SELECT * FROM workspace_agent_context_push($1, $2::jsonb, NULL)",
+    [agentId, JSON.stringify(resources(version))],
+  );
   // The top-level statement (the push itself) is reported too; the rest ran inside it.
-  const inside = notices.filter((n) => !n.includes("workspace_agent_context_push("));
+  const inside = plans.filter((n) => !n.includes("workspace_agent_context_push("));
   const marking = inside.find((n) => /UPDATE chats c\s+SET context_dirty_since/.test(n));
   const byStatement = new Map<string, number>();
   for (const n of inside) {

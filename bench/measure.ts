@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import { Worker } from "node:worker_threads";
 import { serve } from "@hono/node-server";
+import type pg from "pg";
 import { percentile } from "./stats.ts";
 
 /** Latencies (ms) of `runs` sequential calls, after `warmup` unmeasured ones (pool, plan cache, JIT). */
@@ -283,3 +284,33 @@ export const pair = (a: number, b: number) => `${ms(a)} / ${ms(b)}`;
 export const int = (x: number) => Math.round(x).toLocaleString("en");
 /** Whether a number meets its target, next to it. */
 export const mark = (ok: boolean) => (ok ? "✓" : "✗");
+
+/**
+ * The plans of the statements `sql` runs inside functions and triggers, as auto_explain reports
+ * them (EXPLAIN shows only the outer call), in a transaction that is rolled back.
+ */
+export async function nestedPlans(
+  client: pg.Client,
+  sql: string,
+  values: unknown[] = [],
+): Promise<string[]> {
+  const notices: string[] = [];
+  const onNotice = (n: { message?: string }) => {
+    if (n.message) notices.push(n.message);
+  };
+  client.on("notice", onNotice);
+  try {
+    await client.query("BEGIN");
+    await client.query("LOAD 'auto_explain'");
+    await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
+      SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
+      SET LOCAL auto_explain.log_buffers = on; SET LOCAL auto_explain.log_timing = on;
+      SET LOCAL auto_explain.log_triggers = on;
+      SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
+    await client.query(sql, values);
+  } finally {
+    await client.query("ROLLBACK");
+    client.off("notice", onNotice);
+  }
+  return notices.map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
+}

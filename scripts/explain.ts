@@ -19,6 +19,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type pg from "pg";
+import { nestedPlans } from "../bench/measure.ts";
 import {
   capturedQuery,
   cursorAt,
@@ -435,36 +436,6 @@ async function runnerPlans(
     )
   ).filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"));
   return { plans, recover };
-}
-
-/**
- * The plans of the statements `sql` runs inside functions and triggers, as auto_explain reports
- * them (EXPLAIN shows only the outer call), in a transaction that is rolled back.
- */
-async function nestedPlans(
-  client: pg.Client,
-  sql: string,
-  values: unknown[] = [],
-): Promise<string[]> {
-  const notices: string[] = [];
-  const onNotice = (n: { message?: string }) => {
-    if (n.message) notices.push(n.message);
-  };
-  client.on("notice", onNotice);
-  try {
-    await client.query("BEGIN");
-    await client.query("LOAD 'auto_explain'");
-    await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
-      SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
-      SET LOCAL auto_explain.log_buffers = on; SET LOCAL auto_explain.log_timing = on;
-      SET LOCAL auto_explain.log_triggers = on;
-      SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
-    await client.query(sql, values);
-  } finally {
-    await client.query("ROLLBACK");
-    client.off("notice", onNotice);
-  }
-  return notices.map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
 }
 
 /** Chats bound to one agent in the context plans. */

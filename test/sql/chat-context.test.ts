@@ -10,6 +10,7 @@ import { pushWorkspaceAgentContext } from "../../src/generated/workspace_agent_c
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
+import { sqlError } from "../setup/sql.ts";
 
 /*
  * Workspace context pinning where it lives: sql/functions/chat_context.sql and the trigger on
@@ -111,15 +112,6 @@ async function auditOf(where: { chatId?: string; agentId?: string }) {
     [where.chatId ?? null, where.agentId ?? null],
   );
   return rows;
-}
-
-async function sqlError(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as { code: string; message: string };
-  }
-  throw new Error("expected an error");
 }
 
 describe("pushing context", () => {

@@ -3,6 +3,7 @@ import type { Pool } from "../../src/db/index.ts";
 import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
+import { sqlError } from "../setup/sql.ts";
 
 /*
  * The message rules where they live: sql/functions/chat_messages.sql and
@@ -28,15 +29,6 @@ async function chatOf(ownerId: string, status = "waiting") {
   const chat = await gen.chat(pool, { ownerId, organizationId: orgId });
   await pool.query("UPDATE chats SET status = $2 WHERE id = $1", [chat.id, status]);
   return chat;
-}
-
-async function sqlError(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as { code: string; message: string };
-  }
-  throw new Error("expected an error");
 }
 
 const call = (id: string, toolName = "read_file", args: unknown = { path: "a" }) => ({

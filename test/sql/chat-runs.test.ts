@@ -28,6 +28,7 @@ import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
 import { chatState, messagesOf, textOf } from "../setup/runner.ts";
+import { sqlError } from "../setup/sql.ts";
 
 /*
  * The runner's rules where they live: sql/functions/chat_runner.sql, sql/queries/chat_runs.sql
@@ -50,15 +51,6 @@ const text = (s: string) => [{ type: "text", text: s }];
 
 async function owner() {
   return (await gen.user(pool, { organizationIds: [orgId] })).id;
-}
-
-async function sqlError(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as { code: string; message: string };
-  }
-  throw new Error("expected an error");
 }
 
 /** Pending chats of a fresh owner, so no other test's chats are claimed. */

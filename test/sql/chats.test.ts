@@ -3,6 +3,7 @@ import type { Pool } from "../../src/db/index.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
+import { sqlError } from "../setup/sql.ts";
 
 /*
  * The chat rules where they live: SQL functions and triggers, called directly. HTTP tests
@@ -27,15 +28,6 @@ async function owner() {
 async function row(id: string) {
   const { rows } = await pool.query("SELECT * FROM chats WHERE id = $1", [id]);
   return rows[0];
-}
-
-async function sqlError(fn: () => Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await fn();
-  } catch (err) {
-    return err as { code: string; message: string };
-  }
-  throw new Error("expected an error");
 }
 
 /** Pin orders of the owner's pinned chats, in order. */
