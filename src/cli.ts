@@ -7,12 +7,11 @@ import { migrate } from "./db/migrate.ts";
 import { insertAPIKey } from "./generated/api_keys.ts";
 import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
-import { openSecrets } from "./lib/secrets.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createModels, Runner } from "./runner/index.ts";
 import { toApiError } from "./server/errors.ts";
-import { startServer } from "./server/serve.ts";
+import { openConfigured, runnerSettings, startServer } from "./server/serve.ts";
 import { createCommitNotifier, createEphemeralPublisher } from "./watch/index.ts";
 
 /** Where the generated admin token is written (mode 0600) on first start. */
@@ -63,15 +62,7 @@ function exitOnSignal(logger: Logger, close: () => Promise<void>) {
 async function runnerCommand() {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const secrets = await openSecrets({ configuredKey: config.secretKey, dataDir: config.dataDir });
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    bootstrapToken: config.bootstrapToken,
-    poolMax: config.dbPoolMax,
-    eventsMode: config.eventsNotify,
-    logger,
-  });
+  const { secrets, database: db } = await openConfigured(config, logger);
   const notifier =
     config.eventsNotify === "batched" ? createCommitNotifier(db.pool, logger) : undefined;
   const runner = new Runner({
@@ -81,9 +72,7 @@ async function runnerCommand() {
     models: createModels({ secrets }),
     publish: createEphemeralPublisher(db.pool),
     afterWrite: notifier ? () => notifier.poke() : undefined,
-    concurrency: config.runner.concurrency,
-    heartbeatMs: config.runner.heartbeatMs,
-    staleAfterMs: config.runner.staleAfterMs,
+    ...runnerSettings(config),
   });
   try {
     await runner.start();

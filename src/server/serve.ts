@@ -35,8 +35,8 @@ function listen(server: Server): Promise<AddressInfo> {
   });
 }
 
-/** Opens the database (embedded unless DATABASE_URL), then serves the API on HOST:PORT. */
-export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+/** The secrets and the database that `pgchatd serve` and `pgchatd runner` open. */
+export async function openConfigured(config: Config, logger: Logger) {
   // Before the database: a damaged key file stops the start with nothing to clean up.
   const secrets = await openSecrets({ configuredKey: config.secretKey, dataDir: config.dataDir });
   const database = await openDatabase({
@@ -47,6 +47,21 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     eventsMode: config.eventsNotify,
     logger,
   });
+  return { secrets, database };
+}
+
+/** The runner options PGCHATD_RUNNER_* set. */
+export function runnerSettings(config: Config) {
+  return {
+    concurrency: config.runner.concurrency,
+    heartbeatMs: config.runner.heartbeatMs,
+    staleAfterMs: config.runner.staleAfterMs,
+  };
+}
+
+/** Opens the database (embedded unless DATABASE_URL), then serves the API on HOST:PORT. */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const { secrets, database } = await openConfigured(config, logger);
   let server: Server;
   let address: AddressInfo;
   let watch: Watch;
@@ -79,9 +94,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         publish: (chatId, ownerId, event, data) =>
           watch.publishEphemeral(chatId, ownerId, event, data),
         afterWrite: () => watch.poke(),
-        concurrency: config.runner.concurrency,
-        heartbeatMs: config.runner.heartbeatMs,
-        staleAfterMs: config.runner.staleAfterMs,
+        ...runnerSettings(config),
       });
       await runner.start();
     }

@@ -2,6 +2,7 @@ import { afterAll, onTestFinished } from "vitest";
 import { createPool, type Pool } from "../../src/db/pool.ts";
 import type { Secrets } from "../../src/lib/secrets.ts";
 import { createModels, type Publish, Runner, type RunnerOptions } from "../../src/runner/index.ts";
+import type { Part } from "../../src/runner/prompt.ts";
 import { captureLogger } from "./app.ts";
 import { testDb } from "./db.ts";
 
@@ -127,15 +128,7 @@ export function settled(pool: Pool, chatId: string, status: string, timeoutMs?: 
 export interface StoredMessage {
   id: number;
   role: string;
-  content: {
-    type: string;
-    text?: string;
-    tool_call_id?: string;
-    tool_name?: string;
-    args?: unknown;
-    result?: unknown;
-    is_error?: boolean;
-  }[];
+  content: Part[];
   deleted: boolean;
   input_tokens: number | null;
   output_tokens: number | null;

@@ -719,38 +719,16 @@ describe("summaries and titles", () => {
         set_plan_mode: false,
         plan_mode: null,
       });
-    expect(
-      await updateChatTitleFromModelByID(pool, {
-        id: chat!.id,
-        title: "generated",
-        regenerated: false,
-      }),
-    ).toBe(1);
+    const fromModel = (title: string, regenerated: boolean) =>
+      updateChatTitleFromModelByID(pool, { id: chat!.id, title, regenerated });
+    expect(await fromModel("generated", false)).toBe(1);
     expect((await chatState(pool, chat!.id)).title).toBe("generated");
     // Only once: a generated title is not the fallback any more.
-    expect(
-      await updateChatTitleFromModelByID(pool, {
-        id: chat!.id,
-        title: "again",
-        regenerated: false,
-      }),
-    ).toBe(0);
+    expect(await fromModel("again", false)).toBe(0);
     await patch("mine");
-    expect(
-      await updateChatTitleFromModelByID(pool, {
-        id: chat!.id,
-        title: "model",
-        regenerated: false,
-      }),
-    ).toBe(0);
+    expect(await fromModel("model", false)).toBe(0);
     expect((await chatState(pool, chat!.id)).title).toBe("mine");
-    expect(
-      await updateChatTitleFromModelByID(pool, {
-        id: chat!.id,
-        title: "asked for",
-        regenerated: true,
-      }),
-    ).toBe(1);
+    expect(await fromModel("asked for", true)).toBe(1);
     expect((await chatState(pool, chat!.id)).title).toBe("asked for");
   });
 
