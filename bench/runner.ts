@@ -31,9 +31,9 @@ import path from "node:path";
 import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
-import { recoverChatRuns } from "../src/generated/chat_runs.ts";
 import { createLogger } from "../src/log.ts";
 import { createModels, Runner, type RunnerStats } from "../src/runner/index.ts";
+import { runRecoveryPass } from "../src/runner/recovery.ts";
 import { describeMachine, int, ms, table } from "./measure.ts";
 import { withScratchDatabase } from "./seed-chats.ts";
 import { mean, percentile } from "./stats.ts";
@@ -263,7 +263,7 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
   const recoverTimes: number[] = [];
   for (let i = 0; i < 5; i++) {
     t = performance.now();
-    await recoverChatRuns(pool, { stale_after_seconds: 3600, tool_results_timeout_seconds: 300 });
+    await runRecoveryPass(pool, { staleAfterMs: 3_600_000, toolResultsTimeoutMs: 300_000 });
     recoverTimes.push(performance.now() - t);
   }
   t = performance.now();

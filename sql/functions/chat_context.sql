@@ -3,12 +3,10 @@
 -- (sql/triggers/workspace_agent_contexts.sql), so it runs for any writer of a snapshot.
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
--- WARNING (lock order): an agent's snapshot row (workspace_agent_contexts) BEFORE the rows of the
--- chats bound to that agent. A push locks the snapshot (FOR UPDATE) and then updates the bound
--- chats; a pin locks the snapshot (FOR SHARE) and then writes one chat. Pinning a chat that is
--- already bound to the agent therefore locks the snapshot first (chat_context_repin). Binding a
--- chat to an agent may lock the chat first: until it commits the chat is not bound to that agent
--- in anyone else's snapshot, so no push waits for it.
+-- WARNING (lock order): the global order in sql/functions/chats.sql: an agent's snapshot row
+-- (workspace_agent_contexts) BEFORE the rows of chats. A push locks the snapshot (FOR UPDATE) and
+-- then the bound chats in id order; whatever pins a chat from a snapshot or binds a chat to an
+-- agent locks that snapshot (FOR SHARE, chat_lock_agent_snapshot) before the chat's row.
 
 -- A resource's content hash: of its kind, source, status and body, so a rename or a status change
 -- is a change too.
@@ -122,8 +120,8 @@ $$;
 -- becomes the chat's, dirty is cleared, and the agent's own error (if any) becomes context_error.
 -- An agent that never pushed leaves the chat as it was, with context_error saying so. No-op for
 -- a chat bound to no agent. p_action: 'context_pin' (asked for) or 'context_hydrate' (a chat
--- without pinned context, at binding or at its next turn). The caller holds the chat; see the
--- WARNING above for the order of locks.
+-- without pinned context, at binding or at its next turn). The caller has locked the snapshot
+-- (chat_lock_agent_snapshot) before the chat's row; see the WARNING above.
 CREATE OR REPLACE FUNCTION chat_context_pin(
   p_chat_id uuid, p_agent_id uuid, p_actor_user_id uuid, p_action text
 ) RETURNS void
@@ -203,6 +201,8 @@ BEGIN
   END IF;
   SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(v_chat.workspace_id) l;
   IF (v_build, v_agent) IS DISTINCT FROM (v_chat.build_id, v_chat.agent_id) THEN
+    -- The new agent's snapshot before the chat's row (lock order).
+    PERFORM chat_lock_agent_snapshot(v_agent);
     UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
     PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
   ELSIF v_chat.agent_id IS NOT NULL AND v_chat.context_aggregate_hash IS NULL THEN

@@ -109,6 +109,11 @@ $$;
 
 -- Admits a user message into a locked chat: stores it and starts a turn (status pending). The
 -- message's model becomes the chat's model in the same transaction (model switch).
+-- A new turn ends the previous run's right to write: the lease is released in the same UPDATE
+-- (a run still holding it, e.g. one an edit superseded, finds it gone and writes nothing;
+-- chats__notify_runner tells it to stop). Tool calls the history still leaves unanswered (an
+-- archived chat interrupted in requires_action could not store their results) get error results
+-- first, so the model never sees a call without its result.
 CREATE OR REPLACE FUNCTION chat_admit_message(
   p_chat_id uuid, p_content jsonb, p_model_config_id uuid, p_created_by uuid, p_api_key_id text
 ) RETURNS bigint
@@ -116,10 +121,13 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_id bigint;
 BEGIN
+  PERFORM chat_fail_pending_tool_calls(p_chat_id, 'interrupted');
   -- Status first: the status change moves updated_at, so the message's touch trigger finds the
   -- chat already touched and skips its own UPDATE. One chat update and one status_change event
   -- per send, instead of an `updated` followed by a status_change.
-  UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id WHERE id = p_chat_id;
+  UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id,
+    worker_id = NULL, heartbeat_at = NULL
+  WHERE id = p_chat_id;
   INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
   VALUES (p_chat_id, 'user', p_content, 'both', p_model_config_id, p_created_by, p_api_key_id)
   RETURNING id INTO v_id;
@@ -127,38 +135,57 @@ BEGIN
 END;
 $$;
 
--- Admits one queued message (deleting it from the queue); its model falls back to the chat's.
-CREATE OR REPLACE FUNCTION chat_admit_queued(p_chat chats, p_queued chat_queued_messages) RETURNS bigint
+-- Admits one queued message of a locked chat, removing it from the queue; its model falls back
+-- to the chat's. Admits only a row this call removed: NULL when the message is no longer queued
+-- (deleted meanwhile), so a deleted message is never sent.
+CREATE OR REPLACE FUNCTION chat_admit_queued(p_chat chats, p_queued_id bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_queued chat_queued_messages;
+BEGIN
+  DELETE FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat.id
+  RETURNING * INTO v_queued;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN chat_admit_message(
+    p_chat.id, v_queued.content,
+    chat_usable_model(v_queued.model_config_id, p_chat.last_model_config_id),
+    v_queued.created_by, v_queued.api_key_id);
+END;
+$$;
+
+-- DELETE /{chat}/queue/{queued}: under the chat's lock, like every transition, so a promotion or
+-- a turn's end admitting the message either ran first (PC404 here) or finds it gone.
+CREATE OR REPLACE FUNCTION chat_delete_queued(p_chat_id uuid, p_owner_id uuid, p_queued_id bigint)
+RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-  DELETE FROM chat_queued_messages WHERE id = p_queued.id;
-  RETURN chat_admit_message(
-    p_chat.id, p_queued.content,
-    chat_usable_model(p_queued.model_config_id, p_chat.last_model_config_id),
-    p_queued.created_by, p_queued.api_key_id);
+  PERFORM chat_lock_for_owner(p_chat_id, p_owner_id);
+  DELETE FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Queued message not found.' USING ERRCODE = 'PC404';
+  END IF;
 END;
 $$;
 
 -- Stops the current turn of a locked chat: requires_action gets error results for its pending
 -- calls; pending, running and requires_action become waiting (a runner holding the chat sees
 -- the status change and stops, keeping its partial output). When no runner holds the chat, the
--- head of the queue is admitted at once, as the runner would do at the end of its turn.
+-- head of the queue is admitted at once, as the runner would do at the end of its turn. An
+-- archived chat only stops: it takes no message (the results are written when a later turn
+-- starts, chat_admit_message) and admits nothing.
 CREATE OR REPLACE FUNCTION chat_interrupt_locked(p_chat chats) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-  v_head chat_queued_messages;
 BEGIN
-  IF p_chat.status = 'requires_action' THEN
+  IF p_chat.status = 'requires_action' AND NOT p_chat.archived THEN
     PERFORM chat_fail_pending_tool_calls(p_chat.id, 'interrupted');
   END IF;
   IF p_chat.status IN ('pending', 'running', 'requires_action') THEN
     UPDATE chats SET status = 'waiting' WHERE id = p_chat.id;
   END IF;
-  IF p_chat.worker_id IS NULL AND NOT p_chat.archived THEN
-    SELECT * INTO v_head FROM chat_queued_messages WHERE chat_id = p_chat.id ORDER BY position LIMIT 1;
-    IF FOUND THEN
-      PERFORM chat_admit_queued(p_chat, v_head);
-    END IF;
+  IF p_chat.worker_id IS NULL THEN
+    PERFORM chat_admit_queue_head(p_chat);
   END IF;
 END;
 $$;
@@ -243,7 +270,7 @@ BEGIN
   IF v_chat.status = 'requires_action' THEN
     PERFORM chat_fail_pending_tool_calls(p_chat_id, 'superseded by a queued message');
   END IF;
-  RETURN chat_admit_queued(v_chat, v_queued);
+  RETURN chat_admit_queued(v_chat, v_queued.id);
 END;
 $$;
 
@@ -261,7 +288,10 @@ DECLARE
 BEGIN
   v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
   PERFORM chat_require_writable(v_chat);
-  SELECT * INTO v_message FROM chat_messages WHERE id = p_message_id AND chat_id = p_chat_id AND NOT deleted;
+  -- Only messages the client can see: a model-only message (context files, the system prompt)
+  -- looks missing, as it does in GET /messages.
+  SELECT * INTO v_message FROM chat_messages
+  WHERE id = p_message_id AND chat_id = p_chat_id AND NOT deleted AND visibility <> 'model';
   IF NOT FOUND THEN
     RAISE EXCEPTION 'Message not found.' USING ERRCODE = 'PC404';
   END IF;

@@ -4,12 +4,14 @@
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
 -- A lease: a runner holds a chat while chats.worker_id is its id; chats.started_at names the run
--- (the same runner may claim the chat again, e.g. after an edit). Only the holder of the current
--- lease writes a turn's output. The holder learns that its turn must stop from NOTIFY chat_runner
--- (chats__notify_runner) or, failing that, from its next heartbeat.
+-- (the same runner may claim the chat again after an edit). Only the holder of the current lease
+-- writes a turn's output. Admitting a new turn (chat_admit_message: a send, an edit, a promotion)
+-- releases the lease, so a superseded run can never write after the new turn's message. The
+-- holder learns that its turn must stop from NOTIFY chat_runner (chats__notify_runner) or,
+-- failing that, from its next heartbeat.
 --
--- WARNING (lock order): like every transition, these lock the chat row first (FOR NO KEY UPDATE),
--- then touch its messages and queue.
+-- WARNING (lock order, sql/functions/chats.sql): like every transition, these lock the chat row
+-- (FOR NO KEY UPDATE), then touch its messages and queue; several chats only in id order.
 
 -- The cost of a step in micros: prices are micros per million tokens, cached input is billed at
 -- the cache prices and only the rest at the input price. NULL for a model without pricing (free).
@@ -88,7 +90,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  RETURN chat_admit_queued(p_chat, v_head);
+  RETURN chat_admit_queued(p_chat, v_head.id);
 END;
 $$;
 
@@ -116,8 +118,9 @@ $$;
 --   p_outcome 'completed' -> waiting; 'requires_action' (client tool calls) -> requires_action;
 --   'error' (p_error, a ChatError) -> error.
 -- What happened to the chat meanwhile wins over p_outcome; the returned outcome says which:
---   'lost':        the lease is gone (recovered, or claimed again): nothing is written;
---   'discarded':   edited (pending) or archived: nothing is written, the lease is released;
+--   'lost':        the lease is gone (recovered, a new turn admitted by an edit, or claimed
+--                  again): nothing is written;
+--   'discarded':   archived: nothing is written, the lease is released;
 --   'interrupted': the partial output is kept, the status stays waiting;
 --   else p_outcome.
 -- Unanswered tool calls of a turn that does not end in requires_action get error results, so the
@@ -145,7 +148,7 @@ BEGIN
     outcome := 'lost';
     RETURN;
   END IF;
-  IF v_chat.archived OR v_chat.status = 'pending' THEN
+  IF v_chat.archived THEN
     UPDATE chats c SET worker_id = NULL, heartbeat_at = NULL,
       status = CASE WHEN c.status = 'running' THEN 'waiting' ELSE c.status END
     WHERE c.id = p_chat_id
@@ -215,39 +218,36 @@ BEGIN
 END;
 $$;
 
--- The recovery pass every runner makes once per heartbeat interval. Rows another transaction
--- holds are skipped (SKIP LOCKED): they are being changed, and the next pass sees them again.
+-- The recovery pass every runner makes once per heartbeat interval, one chat at a time: the
+-- runner lists the candidates (ListChatRecoveryCandidates) and calls this for each, every call its
+-- own transaction, so a chat whose recovery fails is logged and skipped, never stopping the
+-- recovery of the others. It takes the chat's row lock with SKIP LOCKED (a chat another
+-- transaction holds is being changed; the next pass sees it again) and does what still applies:
 --   stale_lease:   the holder stopped heartbeating -> the lease is released
 --                  (chat_run_release_locked: running back to pending);
 --   tool_timeout:  requires_action for longer than p_tool_results_timeout -> error results for
---                  the pending calls, status error (ChatError kind timeout), queue head admitted;
---   queue:         waiting, not leased, with a queue -> its head is admitted.
--- Returns what it did, one row per chat.
-CREATE OR REPLACE FUNCTION chat_run_recover(
-  p_stale_after interval, p_tool_results_timeout interval
-) RETURNS TABLE (chat_id uuid, action text)
+--                  the pending calls, status error (ChatError kind timeout), queue head admitted.
+--                  Not for an archived chat: it takes no message; once unarchived the timeout
+--                  applies again;
+--   queue:         waiting, not leased, not archived, with a queue -> its head is admitted.
+-- Returns what it did, or NULL.
+CREATE OR REPLACE FUNCTION chat_run_recover_chat(
+  p_chat_id uuid, p_stale_after interval, p_tool_results_timeout interval
+) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
 BEGIN
-  FOR v_chat IN
-    SELECT * FROM chats c
-    WHERE c.worker_id IS NOT NULL AND c.heartbeat_at < now() - p_stale_after
-    ORDER BY c.heartbeat_at
-    FOR NO KEY UPDATE SKIP LOCKED
-  LOOP
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE SKIP LOCKED;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF v_chat.worker_id IS NOT NULL AND v_chat.heartbeat_at < now() - p_stale_after THEN
     PERFORM chat_run_release_locked(v_chat);
-    chat_id := v_chat.id;
-    action := 'stale_lease';
-    RETURN NEXT;
-  END LOOP;
-
-  FOR v_chat IN
-    SELECT * FROM chats c
-    WHERE c.status = 'requires_action' AND c.status_changed_at < now() - p_tool_results_timeout
-    ORDER BY c.status_changed_at
-    FOR NO KEY UPDATE SKIP LOCKED
-  LOOP
+    RETURN 'stale_lease';
+  END IF;
+  IF v_chat.status = 'requires_action' AND NOT v_chat.archived
+     AND v_chat.status_changed_at < now() - p_tool_results_timeout THEN
     PERFORM chat_fail_pending_tool_calls(v_chat.id, 'no tool result arrived in time');
     UPDATE chats c SET status = 'error', last_turn_summary = NULL,
       last_error = jsonb_build_object(
@@ -258,25 +258,13 @@ BEGIN
     WHERE c.id = v_chat.id
     RETURNING * INTO v_chat;
     PERFORM chat_admit_queue_head(v_chat);
-    chat_id := v_chat.id;
-    action := 'tool_timeout';
-    RETURN NEXT;
-  END LOOP;
-
-  -- Driven from the queue table, which holds only busy chats' messages: never a scan of the
-  -- (mostly waiting) chats.
-  FOR v_chat IN
-    SELECT * FROM chats c
-    WHERE c.id IN (SELECT q.chat_id FROM chat_queued_messages q)
-      AND c.status = 'waiting' AND c.worker_id IS NULL AND NOT c.archived
-    ORDER BY c.id
-    FOR NO KEY UPDATE SKIP LOCKED
-  LOOP
-    PERFORM chat_admit_queue_head(v_chat);
-    chat_id := v_chat.id;
-    action := 'queue';
-    RETURN NEXT;
-  END LOOP;
+    RETURN 'tool_timeout';
+  END IF;
+  IF v_chat.status = 'waiting' AND v_chat.worker_id IS NULL AND NOT v_chat.archived
+     AND chat_admit_queue_head(v_chat) IS NOT NULL THEN
+    RETURN 'queue';
+  END IF;
+  RETURN NULL;
 END;
 $$;
 

@@ -1,9 +1,18 @@
 -- Chat rules: creation, archive cascade, pins, updates, workspace binding, read cursor.
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
--- WARNING (lock order): every function that may change pins takes the owner's pin lock
--- (chat_lock_pins) FIRST, then row locks, root before the rest of the family. Keeping one order
--- is what makes concurrent archive/unarchive/pin requests serialize instead of deadlocking.
+-- WARNING (lock order). Every routine in sql/ that holds more than one lock takes them in this
+-- order. A level may be skipped; a routine never goes back to a higher level once it holds a lower
+-- one, so no two routines can wait for each other in a cycle (docs/sql.md "Lock order"):
+--   1. the owner's pin lock (chat_lock_pins): archive, unarchive and pin changes of one owner;
+--   2. the family lock (chat_lock_family, keyed by the root chat): exclusive for an archive or
+--      unarchive in the family, shared for creating a child in it;
+--   3. an agent's context snapshot row (workspace_agent_contexts): FOR UPDATE by a push, FOR SHARE
+--      by whatever pins from it or binds a chat to its agent;
+--   4. chat rows. A routine that locks several locks all it will change in one statement, in id
+--      order (chat_lock_rows), before it changes any of them;
+--   5. a chat's messages, queue and pinned context, after the chat's row.
+-- test/sql/*.test.ts holds each pair of routines that could invert this with two real sessions.
 
 -- Serialises pin changes (and archives, which clear pins) of one owner, so pin_order stays a
 -- dense 1..n however many requests race. Transaction-scoped.
@@ -11,6 +20,48 @@ CREATE OR REPLACE FUNCTION chat_lock_pins(p_owner_id uuid) RETURNS void
 LANGUAGE sql AS $$
   SELECT pg_advisory_xact_lock(hashtext('pgchatd.chat_pins'), hashtext(p_owner_id::text));
 $$;
+
+-- Serialises changes to the shape of one family (the root and its descendants): an archive or
+-- unarchive holds it exclusively, a child's creation shares it. So the descendants an archive
+-- reads are all there are until it commits, and a child is never created under a parent that an
+-- archive is about to archive ("parent archived => children archived"). Transaction-scoped.
+CREATE OR REPLACE FUNCTION chat_lock_family(p_root_id uuid, p_exclusive boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_exclusive THEN
+    PERFORM pg_advisory_xact_lock(hashtext('pgchatd.chat_family'), hashtext(p_root_id::text));
+  ELSE
+    PERFORM pg_advisory_xact_lock_shared(hashtext('pgchatd.chat_family'), hashtext(p_root_id::text));
+  END IF;
+END;
+$$;
+
+-- Locks the given chat rows (FOR NO KEY UPDATE), in id order, in one statement: the only way a
+-- routine locks more than one chat (see the lock order above). The sort runs below the row
+-- locking, so the rows are locked in that order whatever plan finds them.
+CREATE OR REPLACE FUNCTION chat_lock_rows(p_ids uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM chats WHERE id = ANY (p_ids) ORDER BY id FOR NO KEY UPDATE;
+END;
+$$;
+
+-- Takes an agent's snapshot row FOR SHARE (level 3), before the chat rows that will be bound to
+-- it or pinned from it: a push holding the row FOR UPDATE updates the agent's chats next.
+CREATE OR REPLACE FUNCTION chat_lock_agent_snapshot(p_agent_id uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_agent_id IS NOT NULL THEN
+    PERFORM 1 FROM workspace_agent_contexts WHERE agent_id = p_agent_id FOR SHARE;
+  END IF;
+END;
+$$;
+
+-- The most JSON text a chat's client-declared tools may take (chats__check_dynamic_tools): a
+-- generous set of 250 tools with long descriptions and schemas fits; the bound keeps a chat row's
+-- TOAST small for the turns that read it.
+CREATE OR REPLACE FUNCTION chat_dynamic_tools_max_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT 262144 $$;
 
 -- The title a chat gets before one is generated: the first text part, whitespace collapsed,
 -- trimmed to 60 characters;
@@ -135,11 +186,17 @@ DECLARE
   v_id uuid;
 BEGIN
   IF p_parent_chat_id IS NOT NULL THEN
-    -- FOR SHARE: an archive of the parent waits for this child, or this sees it archived.
-    SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id AND owner_id = p_owner_id FOR SHARE;
+    -- No row lock on the parent: its family and organization never change, the family lock
+    -- orders this creation against archives (whose archived flag it reads), and its binding is
+    -- taken as it was when read. Locking the parent before the agent's snapshot would also invert
+    -- the lock order against a push (which locks the snapshot, then the parent).
+    SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id AND owner_id = p_owner_id;
     IF NOT FOUND THEN
       RAISE EXCEPTION 'Parent chat not found.' USING ERRCODE = 'PC400';
     END IF;
+    PERFORM chat_lock_family(COALESCE(v_parent.root_chat_id, v_parent.id), false);
+    -- Read again under the family lock: an archive that held it has committed by now.
+    SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id;
     IF v_parent.archived THEN
       RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'The parent chat is archived.';
     END IF;
@@ -162,6 +219,8 @@ BEGIN
     END IF;
     v_model := chat_resolve_model(p_model_config_id);
   END IF;
+  -- Level 3 before the new chat's row and its messages (chat_context_pin below pins from it).
+  PERFORM chat_lock_agent_snapshot(v_agent);
 
   -- The final status in the INSERT itself: a trigger sees the chat as it will be committed.
   INSERT INTO chats (
@@ -199,6 +258,17 @@ BEGIN
 END;
 $$;
 
+-- A chat and its descendants. Stable only under the family lock (chat_lock_family).
+CREATE OR REPLACE FUNCTION chat_subtree_ids(p_chat_id uuid) RETURNS uuid[]
+LANGUAGE sql STABLE AS $$
+  WITH RECURSIVE subtree (id) AS (
+    SELECT p_chat_id
+    UNION ALL
+    SELECT c.id FROM chats c JOIN subtree s ON c.parent_chat_id = s.id
+  )
+  SELECT array_agg(id) FROM subtree;
+$$;
+
 -- Archives (or unarchives) a chat and its descendants; returns the ids that changed.
 -- Archiving clears the pin (compacting the owner's other pins). A child may be archived alone,
 -- but not unarchived while its parent is archived: "parent archived => children archived".
@@ -206,6 +276,7 @@ CREATE OR REPLACE FUNCTION chat_archive(p_chat_id uuid, p_archived boolean) RETU
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
+  v_subtree uuid[];
   v_parent_archived boolean;
 BEGIN
   SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
@@ -213,23 +284,24 @@ BEGIN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
   PERFORM chat_lock_pins(v_chat.owner_id);
-  -- Root first, then the chat itself: an archive of the root and an unarchive of a child
-  -- serialise on the root's row lock.
-  PERFORM 1 FROM chats WHERE id = COALESCE(v_chat.root_chat_id, v_chat.id) FOR NO KEY UPDATE;
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
+  -- Under the family lock no chat joins the family and no archived flag in it changes, so this
+  -- is the subtree until commit. Pins change only under the pin lock, so pin_order is current.
+  v_subtree := chat_subtree_ids(p_chat_id);
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  -- Every row changed below, in one id-ordered lock: the subtree, and when a pinned chat is
+  -- archived the owner's pins after it (compacted).
+  PERFORM chat_lock_rows(v_subtree || CASE WHEN p_archived AND v_chat.pin_order > 0 THEN ARRAY(
+    SELECT id FROM chats WHERE owner_id = v_chat.owner_id AND pin_order > v_chat.pin_order)
+    ELSE '{}'::uuid[] END);
 
   IF p_archived THEN
     IF v_chat.archived THEN
       RAISE EXCEPTION 'Chat is already archived.' USING ERRCODE = 'PC400';
     END IF;
     RETURN QUERY
-    WITH RECURSIVE subtree (id) AS (
-      SELECT p_chat_id
-      UNION ALL
-      SELECT c.id FROM chats c JOIN subtree s ON c.parent_chat_id = s.id
-    )
     UPDATE chats c SET archived = true, pin_order = 0
-    FROM subtree s WHERE c.id = s.id AND NOT c.archived
+    WHERE c.id = ANY (v_subtree) AND NOT c.archived
     RETURNING c.id;
     IF v_chat.pin_order > 0 THEN
       UPDATE chats SET pin_order = pin_order - 1
@@ -247,13 +319,8 @@ BEGIN
       END IF;
     END IF;
     RETURN QUERY
-    WITH RECURSIVE subtree (id) AS (
-      SELECT p_chat_id
-      UNION ALL
-      SELECT c.id FROM chats c JOIN subtree s ON c.parent_chat_id = s.id
-    )
     UPDATE chats c SET archived = false
-    FROM subtree s WHERE c.id = s.id AND c.archived
+    WHERE c.id = ANY (v_subtree) AND c.archived
     RETURNING c.id;
   END IF;
 END;
@@ -278,7 +345,10 @@ BEGIN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
   PERFORM chat_lock_pins(v_owner);
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  -- The chat and the owner's pinned chats (the ones renumbered below), in one id-ordered lock.
+  PERFORM chat_lock_rows(p_chat_id || ARRAY(
+    SELECT id FROM chats WHERE owner_id = v_owner AND pin_order > 0));
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
 
   IF p_pin_order = 0 THEN
     IF v_chat.pin_order = 0 THEN
@@ -324,7 +394,8 @@ DECLARE
   v_build uuid;
   v_agent uuid;
 BEGIN
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  -- Owner and organization never change: checked before any lock.
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
@@ -332,6 +403,9 @@ BEGIN
     PERFORM chat_check_workspace(v_chat.owner_id, v_chat.organization_id, p_workspace_id);
     SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(p_workspace_id) l;
   END IF;
+  -- The new agent's snapshot (the chat pins from it below), then the chat.
+  PERFORM chat_lock_agent_snapshot(v_agent);
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
   UPDATE chats SET workspace_id = p_workspace_id, build_id = v_build, agent_id = v_agent
   WHERE id = p_chat_id
     AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, v_build, v_agent);
@@ -359,13 +433,31 @@ CREATE OR REPLACE FUNCTION chat_update(
   p_plan_mode text
 ) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
 BEGIN
-  -- No row lock here (unlike chat_lock_for_owner): chat_archive and chat_pin take the owner's pin
-  -- lock before any row lock, and locking the row first would invert that order. The owner never
-  -- changes, so this unlocked check cannot go stale.
-  IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
+  -- Owner and family never change, so this unlocked read cannot go stale.
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
+  -- Every lock the steps below take, taken first and in the global order: the steps lock rows
+  -- one after another (archive, then pin), which alone could hold a higher id while waiting for a
+  -- lower one. Under the pin and family locks these sets cannot change.
+  IF p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN
+    PERFORM chat_lock_pins(p_owner_id);
+  END IF;
+  IF p_archived IS NOT NULL THEN
+    PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
+  END IF;
+  IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
+    PERFORM chat_lock_agent_snapshot((SELECT l.agent_id FROM workspace_latest_agent(p_workspace_id) l));
+  END IF;
+  PERFORM chat_lock_rows(
+    CASE WHEN p_archived IS NOT NULL THEN chat_subtree_ids(p_chat_id) ELSE ARRAY[p_chat_id] END
+    || CASE WHEN p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN ARRAY(
+      SELECT id FROM chats WHERE owner_id = p_owner_id AND pin_order > 0) ELSE '{}'::uuid[] END);
+
   IF p_archived IS NOT NULL THEN
     INSERT INTO audit_logs (actor_user_id, action, chat_id)
     SELECT p_owner_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id

@@ -12,11 +12,10 @@ WHERE id = @id AND chat_id = @chat_id;
 -- name: PromoteChatQueuedMessage :one
 SELECT chat_promote_queued(@chat_id, @owner_id, @queued_id) AS message_id;
 
--- name: DeleteChatQueuedMessage :execrows
--- Only the chat owner's queued messages; 0 rows means not found (404).
-DELETE FROM chat_queued_messages q
-USING chats c
-WHERE q.id = @id AND q.chat_id = @chat_id AND c.id = q.chat_id AND c.owner_id = @owner_id;
+-- name: DeleteChatQueuedMessage :exec
+-- chat_delete_queued: under the chat's lock; PC404 for another owner's chat or a message that is
+-- not queued (any more).
+SELECT chat_delete_queued(@chat_id, @owner_id, @id);
 
 -- name: ListChatQueuedMessagesByChatIDs :many
 -- Change events: the queues a batch of `queue_update` events names, each in FIFO order.

@@ -2,8 +2,8 @@
 -- The runner's claim: the oldest pending, unarchived chats (chats_pending_idx), leased to this
 -- runner and set running in one statement. SKIP LOCKED: a chat another runner is claiming, or a
 -- request is changing, is left for the next claim instead of waited for, so runners never block
--- each other and never take the same chat. A claim also takes a pending chat whose previous run
--- still holds the lease (an edit made it pending): that run's writes then fail the lease check.
+-- each other and never take the same chat. A pending chat holds no lease: admitting its turn
+-- released any (chat_admit_message).
 UPDATE chats c
 SET status = 'running', worker_id = @worker_id, started_at = now(), heartbeat_at = now(),
   last_error = NULL
@@ -22,11 +22,21 @@ RETURNING c.id, c.started_at;
 -- One statement per interval for all of this runner's turns (chats_leased_idx); also how a runner
 -- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
 -- another started_at, is no longer this turn's: it stops without writing. A status other than
--- running, or archived, means the turn was interrupted, edited or archived meanwhile.
-UPDATE chats
+-- running, or archived, means the turn was interrupted or archived meanwhile.
+-- The rows are locked in id order before they are renewed (the lock order of
+-- sql/functions/chats.sql): a push or an archive locking several of them waits for the heartbeat
+-- or the other way round, never both.
+UPDATE chats c
 SET heartbeat_at = now()
-WHERE worker_id = @worker_id AND id = ANY (@chat_ids::uuid[])
-RETURNING id, status, started_at, archived;
+FROM (
+  SELECT l.id
+  FROM chats l
+  WHERE l.worker_id = @worker_id AND l.id = ANY (@chat_ids::uuid[])
+  ORDER BY l.id
+  FOR NO KEY UPDATE
+) locked
+WHERE c.id = locked.id
+RETURNING c.id, c.status, c.started_at, c.archived;
 
 -- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
@@ -58,10 +68,37 @@ FROM chat_run_finish(
 -- Shutdown: this runner's running chats go back to pending for another runner.
 SELECT chat_run_release_worker(@worker_id) AS released;
 
--- name: RecoverChatRuns :many
--- The recovery pass (chat_run_recover): stale leases, expired tool waits, stuck queues.
-SELECT r.chat_id, r.action
-FROM chat_run_recover(
+-- name: ListChatRecoveryCandidates :many
+-- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
+-- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
+-- is deliberately unindexed), unarchived chats waiting for tool results too long
+-- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
+-- holds only busy chats' messages: never a scan of the mostly waiting chats).
+SELECT id FROM (
+  (SELECT s.id FROM chats s
+   WHERE s.worker_id IS NOT NULL
+     AND s.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
+   ORDER BY s.heartbeat_at
+   LIMIT @batch_size)
+  UNION
+  (SELECT t.id FROM chats t
+   WHERE t.status = 'requires_action' AND NOT t.archived
+     AND t.status_changed_at
+       < now() - make_interval(secs => @tool_results_timeout_seconds::double precision)
+   ORDER BY t.status_changed_at
+   LIMIT @batch_size)
+  UNION
+  (SELECT q.id FROM chats q
+   WHERE q.id IN (SELECT m.chat_id FROM chat_queued_messages m)
+     AND q.status = 'waiting' AND q.worker_id IS NULL AND NOT q.archived
+   ORDER BY q.id
+   LIMIT @batch_size)
+) candidates;
+
+-- name: RecoverChatRunByID :one
+-- One candidate of the recovery pass, in a transaction of its own (chat_run_recover_chat).
+SELECT chat_run_recover_chat(
+  @chat_id,
   make_interval(secs => @stale_after_seconds::double precision),
   make_interval(secs => @tool_results_timeout_seconds::double precision)
-) AS r;
+) AS action;

@@ -43,31 +43,59 @@ BEGIN
 END;
 $$;
 
+-- Only when one of them is assigned: a heartbeat or a status change never enters plpgsql here.
 CREATE OR REPLACE TRIGGER chats_100_check_immutable
-  BEFORE UPDATE ON chats
+  BEFORE UPDATE OF id, owner_id, organization_id, parent_chat_id, root_chat_id, created_at ON chats
   FOR EACH ROW EXECUTE FUNCTION chats__check_immutable();
+
+-- Client-declared tools are a JSON array of at most chat_dynamic_tools_max_bytes() (API.md
+-- CreateChat; docs/api.md gives the limit). Checked only when the column is assigned, not as a
+-- CHECK constraint: a CHECK is evaluated on every UPDATE of the row, and reading a large,
+-- compressed value out of TOAST for each heartbeat cost more than the heartbeat itself.
+CREATE OR REPLACE FUNCTION chats__check_dynamic_tools() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF jsonb_typeof(NEW.dynamic_tools) <> 'array' THEN
+    RAISE EXCEPTION 'Dynamic tools must be a JSON array.' USING ERRCODE = 'PC400';
+  END IF;
+  IF octet_length(NEW.dynamic_tools::text) > chat_dynamic_tools_max_bytes() THEN
+    RAISE EXCEPTION 'Dynamic tools are too large.' USING ERRCODE = 'PC400',
+      DETAIL = format('unsafe_dynamic_tools: at most %s bytes of JSON, got %s',
+        chat_dynamic_tools_max_bytes(), octet_length(NEW.dynamic_tools::text));
+  END IF;
+  RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_100_check_dynamic_tools
+  BEFORE INSERT OR UPDATE OF dynamic_tools ON chats
+  FOR EACH ROW EXECUTE FUNCTION chats__check_dynamic_tools();
 
 -- version moves on every change of the row (but a heartbeat), and status_changed_at with the
 -- status. updated_at moves only for the changes API.md lists:
 -- status, archive state, pin position, labels and workspace binding (new user messages move it
 -- from the chat_messages trigger). Title, summary, plan_mode, model, context marking and the read
 -- cursor leave it alone. WARNING: an explicit SET updated_at is kept; only chat_messages uses it.
+-- Fired only for the columns it compares (UPDATE OF), and it compares them one by one, never the
+-- whole row: a heartbeat (heartbeat_at alone) does not enter it, and no update reads the
+-- dynamic tools (chats__track_tool_changes does, when they are assigned).
 CREATE OR REPLACE FUNCTION chats__track_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-  v_old chats;
 BEGIN
-  IF NEW IS NOT DISTINCT FROM OLD THEN
+  IF (NEW.status, NEW.archived, NEW.pin_order, NEW.updated_at, NEW.worker_id, NEW.started_at,
+      NEW.workspace_id, NEW.build_id, NEW.agent_id, NEW.last_model_config_id, NEW.title,
+      NEW.title_source, NEW.mode, NEW.plan_mode, NEW.client_type, NEW.api_key_id,
+      NEW.last_read_message_id, NEW.context_aggregate_hash, NEW.context_dirty_since,
+      NEW.context_error, NEW.mcp_server_ids, NEW.last_error, NEW.last_turn_summary, NEW.labels,
+      NEW.context_dirty_resources)
+     IS NOT DISTINCT FROM
+     (OLD.status, OLD.archived, OLD.pin_order, OLD.updated_at, OLD.worker_id, OLD.started_at,
+      OLD.workspace_id, OLD.build_id, OLD.agent_id, OLD.last_model_config_id, OLD.title,
+      OLD.title_source, OLD.mode, OLD.plan_mode, OLD.client_type, OLD.api_key_id,
+      OLD.last_read_message_id, OLD.context_aggregate_hash, OLD.context_dirty_since,
+      OLD.context_error, OLD.mcp_server_ids, OLD.last_error, OLD.last_turn_summary, OLD.labels,
+      OLD.context_dirty_resources) THEN
     RETURN NEW;
-  END IF;
-  -- A heartbeat alone is runner bookkeeping no client sees: the version stays, so the batched
-  -- heartbeat of thousands of running chats changes nothing for watchers.
-  IF NEW.heartbeat_at IS DISTINCT FROM OLD.heartbeat_at THEN
-    v_old := OLD;
-    v_old.heartbeat_at := NEW.heartbeat_at;
-    IF NEW IS NOT DISTINCT FROM v_old THEN
-      RETURN NEW;
-    END IF;
   END IF;
   NEW.version := OLD.version + 1;
   IF NEW.status IS DISTINCT FROM OLD.status THEN
@@ -87,9 +115,33 @@ BEGIN
 END;
 $$;
 
+-- Every column chats__track_changes compares, and no other: heartbeat_at (runner bookkeeping
+-- no client sees), dynamic_tools (below), the immutable columns and the derived ones (version,
+-- status_changed_at) are not in the list.
 CREATE OR REPLACE TRIGGER chats_500_track_changes
-  BEFORE UPDATE ON chats
+  BEFORE UPDATE OF status, archived, pin_order, updated_at, worker_id, started_at, workspace_id,
+    build_id, agent_id, last_model_config_id, title, title_source, mode, plan_mode, client_type,
+    api_key_id, last_read_message_id, context_aggregate_hash, context_dirty_since, context_error,
+    mcp_server_ids, last_error, last_turn_summary, labels, context_dirty_resources
+  ON chats
   FOR EACH ROW EXECUTE FUNCTION chats__track_changes();
+
+-- A change of the client-declared tools moves version too. Apart, because they can be large:
+-- only an UPDATE that assigns them reads them. (No code path of pgchatd changes them after
+-- creation; a DBA might.)
+CREATE OR REPLACE FUNCTION chats__track_tool_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.version := OLD.version + 1;
+  RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_500_track_tool_changes
+  BEFORE UPDATE OF dynamic_tools ON chats
+  FOR EACH ROW
+  WHEN (NEW.dynamic_tools IS DISTINCT FROM OLD.dynamic_tools)
+  EXECUTE FUNCTION chats__track_tool_changes();
 
 -- Change events for the owner's watch stream: one `created` per new chat. Statement-level with a
 -- transition table, so a statement that writes many chats writes its events in one INSERT.
@@ -122,7 +174,9 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_insert
 -- statement-level trigger joining the OLD and NEW transition tables: plpgsql caches that join's
 -- plan from its first execution, and a nested loop planned for one row took 12 s for a
 -- statement that changed 10,000 chats (a runner's shutdown); per row the cost stays linear.
--- WARNING: runner bookkeeping (worker_id, started_at) moves version but emits nothing.
+-- WARNING: runner bookkeeping (worker_id, started_at) moves version but emits nothing, and so
+-- does a change of the dynamic tools (not part of the Chat object; never read here, they can be
+-- large).
 CREATE OR REPLACE FUNCTION chats__events_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -156,11 +210,11 @@ BEGIN
     SELECT 'updated', NULL, 7
     WHERE NEW.archived = OLD.archived AND (
       (NEW.pin_order, NEW.labels, NEW.workspace_id, NEW.build_id, NEW.agent_id, NEW.mode,
-       NEW.plan_mode, NEW.last_model_config_id, NEW.mcp_server_ids, NEW.dynamic_tools,
+       NEW.plan_mode, NEW.last_model_config_id, NEW.mcp_server_ids,
        NEW.last_read_message_id, NEW.context_aggregate_hash, NEW.context_error)
       IS DISTINCT FROM
       (OLD.pin_order, OLD.labels, OLD.workspace_id, OLD.build_id, OLD.agent_id, OLD.mode,
-       OLD.plan_mode, OLD.last_model_config_id, OLD.mcp_server_ids, OLD.dynamic_tools,
+       OLD.plan_mode, OLD.last_model_config_id, OLD.mcp_server_ids,
        OLD.last_read_message_id, OLD.context_aggregate_hash, OLD.context_error)
       OR (NEW.context_dirty_since IS NULL AND OLD.context_dirty_since IS NOT NULL)
       OR (NEW.context_dirty_resources IS DISTINCT FROM OLD.context_dirty_resources
@@ -208,10 +262,13 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_delete
   FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_delete();
 
 -- Tells the runner holding a chat that its turn must stop: the chat left `running` (an interrupt
--- made it waiting, an edit pending) or was archived, while the lease stayed (the holder's own
--- transitions release the lease in the same UPDATE, so they notify nobody). Payload: the chat id;
--- every runner listens, the holder acts. Row-level with WHEN: other updates never enter plpgsql.
--- Its heartbeat is the fallback when a notification is missed.
+-- made it waiting) or was archived while the lease stayed, or a new turn was admitted (an edit:
+-- chat_admit_message released the lease and set pending). The holder's own transitions release
+-- the lease and leave `running` for another status than pending in the same UPDATE, so they
+-- notify nobody (a release back to pending, at shutdown or by recovery, does: a slow holder
+-- must stop too). Payload: the chat id; every runner listens, the holder acts. Row-level with
+-- WHEN: other updates never enter plpgsql. Its heartbeat is the fallback when a notification
+-- is missed.
 CREATE OR REPLACE FUNCTION chats__notify_runner() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -224,10 +281,12 @@ CREATE OR REPLACE TRIGGER chats_900_notify_runner
   AFTER UPDATE ON chats
   FOR EACH ROW
   WHEN (
-    OLD.worker_id IS NOT NULL
-    AND NEW.worker_id IS NOT DISTINCT FROM OLD.worker_id
-    AND NEW.started_at IS NOT DISTINCT FROM OLD.started_at
-    AND ((OLD.status = 'running' AND NEW.status <> 'running') OR (NEW.archived AND NOT OLD.archived))
+    OLD.worker_id IS NOT NULL AND (
+      (NEW.worker_id IS NOT DISTINCT FROM OLD.worker_id
+       AND NEW.started_at IS NOT DISTINCT FROM OLD.started_at
+       AND ((OLD.status = 'running' AND NEW.status <> 'running') OR (NEW.archived AND NOT OLD.archived)))
+      OR (NEW.worker_id IS NULL AND NEW.status = 'pending')
+    )
   )
   EXECUTE FUNCTION chats__notify_runner();
 

@@ -16,9 +16,25 @@ const migrationLockKey = 7_315_004_211_983_002n;
 
 export type Log = (msg: string) => void;
 
+/**
+ * How often a process waiting for another's migrations asks for the lock again. It asks with
+ * pg_try_advisory_lock between pauses rather than waiting inside pg_advisory_lock: a backend
+ * blocked in that call has a transaction open, and a migration that runs CREATE INDEX
+ * CONCURRENTLY waits for every open transaction of the database, the waiters' included: a
+ * deadlock between the migrating process and every process waiting for it.
+ */
+const migrationLockRetryMs = 50;
+
 /** Runs `fn` while holding the session-level migration lock on `client`. */
 export async function withMigrationLock<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
-  await client.query("SELECT pg_advisory_lock($1)", [migrationLockKey.toString()]);
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>(
+      "SELECT pg_try_advisory_lock($1) AS locked",
+      [migrationLockKey.toString()],
+    );
+    if (rows[0]?.locked) break;
+    await new Promise((r) => setTimeout(r, migrationLockRetryMs));
+  }
   try {
     return await fn();
   } finally {

@@ -111,25 +111,23 @@ export async function promoteChatQueuedMessage(client: Client, args: PromoteChat
   };
 }
 
-export const deleteChatQueuedMessageQuery = `-- name: DeleteChatQueuedMessage :execrows
--- Only the chat owner's queued messages; 0 rows means not found (404).
-DELETE FROM chat_queued_messages q
-USING chats c
-WHERE q.id = $1 AND q.chat_id = $2 AND c.id = q.chat_id AND c.owner_id = $3`;
+export const deleteChatQueuedMessageQuery = `-- name: DeleteChatQueuedMessage :exec
+-- chat_delete_queued: under the chat's lock; PC404 for another owner's chat or a message that is
+-- not queued (any more).
+SELECT chat_delete_queued($1, $2, $3)`;
 
 export interface DeleteChatQueuedMessageArgs {
-  id: number;
   chat_id: string;
   owner_id: string;
+  id: number;
 }
 
-export async function deleteChatQueuedMessage(client: Client, args: DeleteChatQueuedMessageArgs): Promise<number> {
-  const result = await client.query({
+export async function deleteChatQueuedMessage(client: Client, args: DeleteChatQueuedMessageArgs): Promise<void> {
+  await client.query({
     text: deleteChatQueuedMessageQuery,
-    values: [args.id, args.chat_id, args.owner_id],
+    values: [args.chat_id, args.owner_id, args.id],
     rowMode: "array",
   });
-  return result.rowCount ?? 0;
 }
 
 export const listChatQueuedMessagesByChatIDsQuery = `-- name: ListChatQueuedMessagesByChatIDs :many

@@ -16,8 +16,8 @@ export const claimPendingChatsQuery = `-- name: ClaimPendingChats :many
 -- The runner's claim: the oldest pending, unarchived chats (chats_pending_idx), leased to this
 -- runner and set running in one statement. SKIP LOCKED: a chat another runner is claiming, or a
 -- request is changing, is left for the next claim instead of waited for, so runners never block
--- each other and never take the same chat. A claim also takes a pending chat whose previous run
--- still holds the lease (an edit made it pending): that run's writes then fail the lease check.
+-- each other and never take the same chat. A pending chat holds no lease: admitting its turn
+-- released any (chat_admit_message).
 UPDATE chats c
 SET status = 'running', worker_id = $1, started_at = now(), heartbeat_at = now(),
   last_error = NULL
@@ -60,11 +60,21 @@ export const updateChatHeartbeatsByWorkerIDQuery = `-- name: UpdateChatHeartbeat
 -- One statement per interval for all of this runner's turns (chats_leased_idx); also how a runner
 -- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
 -- another started_at, is no longer this turn's: it stops without writing. A status other than
--- running, or archived, means the turn was interrupted, edited or archived meanwhile.
-UPDATE chats
+-- running, or archived, means the turn was interrupted or archived meanwhile.
+-- The rows are locked in id order before they are renewed (the lock order of
+-- sql/functions/chats.sql): a push or an archive locking several of them waits for the heartbeat
+-- or the other way round, never both.
+UPDATE chats c
 SET heartbeat_at = now()
-WHERE worker_id = $1 AND id = ANY ($2::uuid[])
-RETURNING id, status, started_at, archived`;
+FROM (
+  SELECT l.id
+  FROM chats l
+  WHERE l.worker_id = $1 AND l.id = ANY ($2::uuid[])
+  ORDER BY l.id
+  FOR NO KEY UPDATE
+) locked
+WHERE c.id = locked.id
+RETURNING c.id, c.status, c.started_at, c.archived`;
 
 export interface UpdateChatHeartbeatsByWorkerIDArgs {
   worker_id: string;
@@ -260,34 +270,85 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
   };
 }
 
-export const recoverChatRunsQuery = `-- name: RecoverChatRuns :many
--- The recovery pass (chat_run_recover): stale leases, expired tool waits, stuck queues.
-SELECT r.chat_id, r.action
-FROM chat_run_recover(
-  make_interval(secs => $1::double precision),
-  make_interval(secs => $2::double precision)
-) AS r`;
+export const listChatRecoveryCandidatesQuery = `-- name: ListChatRecoveryCandidates :many
+-- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
+-- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
+-- is deliberately unindexed), unarchived chats waiting for tool results too long
+-- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
+-- holds only busy chats' messages: never a scan of the mostly waiting chats).
+SELECT id FROM (
+  (SELECT s.id FROM chats s
+   WHERE s.worker_id IS NOT NULL
+     AND s.heartbeat_at < now() - make_interval(secs => $1::double precision)
+   ORDER BY s.heartbeat_at
+   LIMIT $2)
+  UNION
+  (SELECT t.id FROM chats t
+   WHERE t.status = 'requires_action' AND NOT t.archived
+     AND t.status_changed_at
+       < now() - make_interval(secs => $3::double precision)
+   ORDER BY t.status_changed_at
+   LIMIT $2)
+  UNION
+  (SELECT q.id FROM chats q
+   WHERE q.id IN (SELECT m.chat_id FROM chat_queued_messages m)
+     AND q.status = 'waiting' AND q.worker_id IS NULL AND NOT q.archived
+   ORDER BY q.id
+   LIMIT $2)
+) candidates`;
 
-export interface RecoverChatRunsArgs {
+export interface ListChatRecoveryCandidatesArgs {
   stale_after_seconds: number;
+  batch_size: number;
   tool_results_timeout_seconds: number;
 }
 
-export interface RecoverChatRunsRow {
-  chat_id: string | null;
-  action: string | null;
+export interface ListChatRecoveryCandidatesRow {
+  id: string;
 }
 
-export async function recoverChatRuns(client: Client, args: RecoverChatRunsArgs): Promise<RecoverChatRunsRow[]> {
+export async function listChatRecoveryCandidates(client: Client, args: ListChatRecoveryCandidatesArgs): Promise<ListChatRecoveryCandidatesRow[]> {
   const result = await client.query({
-    text: recoverChatRunsQuery,
-    values: [args.stale_after_seconds, args.tool_results_timeout_seconds],
+    text: listChatRecoveryCandidatesQuery,
+    values: [args.stale_after_seconds, args.batch_size, args.tool_results_timeout_seconds],
     rowMode: "array",
   });
   return result.rows.map((row) => {
     return {
-      chat_id: row[0],
-      action: row[1],
+      id: row[0],
     };
   });
+}
+
+export const recoverChatRunByIDQuery = `-- name: RecoverChatRunByID :one
+-- One candidate of the recovery pass, in a transaction of its own (chat_run_recover_chat).
+SELECT chat_run_recover_chat(
+  $1,
+  make_interval(secs => $2::double precision),
+  make_interval(secs => $3::double precision)
+) AS action`;
+
+export interface RecoverChatRunByIDArgs {
+  chat_id: string;
+  stale_after_seconds: number;
+  tool_results_timeout_seconds: number;
+}
+
+export interface RecoverChatRunByIDRow {
+  action: string | null;
+}
+
+export async function recoverChatRunByID(client: Client, args: RecoverChatRunByIDArgs): Promise<RecoverChatRunByIDRow | null> {
+  const result = await client.query({
+    text: recoverChatRunByIDQuery,
+    values: [args.chat_id, args.stale_after_seconds, args.tool_results_timeout_seconds],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    action: row[0],
+  };
 }

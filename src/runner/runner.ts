@@ -4,13 +4,13 @@ import { createListener, type Listener } from "../db/listen.ts";
 import type { Pool, Queryable } from "../db/pool.ts";
 import {
   claimPendingChats,
-  recoverChatRuns,
   releaseChatRunsByWorkerID,
   updateChatHeartbeatsByWorkerID,
 } from "../generated/chat_runs.ts";
 import type { Logger } from "../log.ts";
 import type { Models } from "./models.ts";
 import type { Publish } from "./parts.ts";
+import { runRecoveryPass } from "./recovery.ts";
 import {
   type Lease,
   type RetryPolicy,
@@ -66,6 +66,8 @@ export interface RunnerStats {
   statementsByQuery: Record<string, number>;
   claims: number;
   heartbeats: number;
+  /** Chats whose recovery raised (each logged with its error; the pass went on). */
+  recoveryFailures: number;
 }
 
 const defaults = {
@@ -109,6 +111,7 @@ export class Runner {
     statementsByQuery: {},
     claims: 0,
     heartbeats: 0,
+    recoveryFailures: 0,
   };
 
   private readonly opts: Required<Omit<RunnerOptions, "publish" | "afterWrite" | "retry">> & {
@@ -360,13 +363,18 @@ export class Runner {
   }
 
   private async recover(): Promise<void> {
-    const rows = await recoverChatRuns(this.db, {
-      stale_after_seconds: this.opts.staleAfterMs / 1000,
-      tool_results_timeout_seconds: this.opts.toolResultsTimeoutMs / 1000,
+    const pass = await runRecoveryPass(this.db, {
+      staleAfterMs: this.opts.staleAfterMs,
+      toolResultsTimeoutMs: this.opts.toolResultsTimeoutMs,
     });
-    if (rows.length === 0) return;
+    for (const f of pass.failed) {
+      this.stats.recoveryFailures++;
+      this.log.warn({ err: f.err, chat: f.chat_id }, "recovering a chat failed");
+    }
+    if (pass.recovered.length === 0) return;
     this.opts.afterWrite();
-    for (const r of rows) this.log.info({ chat: r.chat_id, action: r.action }, "recovered a chat");
+    for (const r of pass.recovered)
+      this.log.info({ chat: r.chat_id, action: r.action }, "recovered a chat");
     this.wake();
   }
 }

@@ -83,6 +83,16 @@ export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runne
         }
       },
     });
+    let reportedRecoveryFailures = 0;
+    new Counter({
+      name: "pgchatd_runner_recovery_failures_total",
+      help: "Chats whose recovery raised an error (each is logged; the pass goes on with the others)",
+      registers: [registry],
+      collect() {
+        this.inc(runner.stats.recoveryFailures - reportedRecoveryFailures);
+        reportedRecoveryFailures = runner.stats.recoveryFailures;
+      },
+    });
     let reportedStatements = 0;
     new Counter({
       name: "pgchatd_runner_statements_total",

@@ -670,7 +670,7 @@ describe("PATCH /chats/{chat}/messages/{message}", () => {
     expect(listed.json.queued_messages).toEqual([]);
   });
 
-  it("rejects editing an assistant, tool or system message with 400 and changes nothing", async () => {
+  it("rejects editing an assistant or tool message with 400, and a message the client cannot see (system prompt, context files) with 404, changing nothing", async () => {
     const u = await member();
     const chat = await gen.chat(t.pool, {
       ownerId: u.id,
@@ -681,10 +681,21 @@ describe("PATCH /chats/{chat}/messages/{message}", () => {
     const [system] = await stored(chat.id);
     const assistant = await gen.chatMessage(t.pool, chat.id, { role: "assistant" });
     const tool = await gen.chatMessage(t.pool, chat.id, { role: "tool" });
+    const contextFile = await gen.chatMessage(t.pool, chat.id, {
+      role: "user",
+      visibility: "model",
+      content: [
+        { type: "context-file", context_file_path: "AGENTS.md", context_file_content: "x" },
+      ],
+    });
     const before = await stored(chat.id);
-    for (const id of [assistant.id, tool.id, system.id]) {
+    for (const id of [assistant.id, tool.id]) {
       const res = await edit(u, chat.id, id, text("x"));
       expect({ id, status: res.status }).toEqual({ id, status: 400 });
+    }
+    for (const id of [system.id, contextFile.id]) {
+      const res = await edit(u, chat.id, id, text("x"));
+      expect({ id, status: res.status }).toEqual({ id, status: 404 });
     }
     expect(await stored(chat.id)).toEqual(before);
     expect((await chatRow(chat.id)).status).toBe("waiting");

@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Pool } from "../../src/db/index.ts";
+import type { Pool, PoolClient } from "../../src/db/index.ts";
 import {
+  addChatContextFiles,
+  clearChatContextFiles,
   prepareChatRunContextByID,
   repinChatContextByID,
 } from "../../src/generated/chat_context.ts";
@@ -10,6 +12,7 @@ import { pushWorkspaceAgentContext } from "../../src/generated/workspace_agent_c
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
+import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -149,7 +152,7 @@ describe("pushing context", () => {
     expect((await push(s.agentId, renamed)).aggregate_hash).not.toBe(r.aggregate_hash);
   });
 
-  it("marks dirty exactly the bound chats that pinned other content and are neither archived nor dirty, with the changed sources", async () => {
+  it("marks dirty exactly the bound, unarchived chats that pinned other content, with the changed sources; one already dirty keeps when it became dirty", async () => {
     const s = await setup();
     await push(s.agentId, [agentsMd("1"), skill("old")]);
     const pinned = await chatIn(s);
@@ -169,7 +172,7 @@ describe("pushing context", () => {
     );
 
     const r = await push(s.agentId, [agentsMd("2"), skill("new")]);
-    expect(r.marked_dirty).toBe(1);
+    expect(r.marked_dirty).toBe(2);
     const dirty = await contextOf(pinned.id);
     expect(dirty.context_dirty_since).not.toBeNull();
     expect(dirty.context_dirty_resources).toEqual([
@@ -180,13 +183,72 @@ describe("pushing context", () => {
     // The pinned copy is what the chat keeps using until it re-pins.
     expect((await pinnedSources(pinned.id)).map((p) => p.body)).toEqual(["rules 1", "skill old 1"]);
     expect((await contextOf(archived.id)).context_dirty_since).toBeNull();
-    expect((await contextOf(alreadyDirty.id)).context_dirty_since).toBe(before.context_dirty_since);
+    expect(await contextOf(alreadyDirty.id)).toMatchObject({
+      context_dirty_since: before.context_dirty_since,
+      context_dirty_resources: dirty.context_dirty_resources,
+    });
     expect((await contextOf(elsewhere.id)).context_dirty_since).toBeNull();
     const { rows } = await pool.query(
       "SELECT kind FROM chat_events WHERE chat_id = $1 AND kind = 'context_dirty'",
       [pinned.id],
     );
     expect(rows).toHaveLength(1);
+  });
+
+  it("recomputes a dirty chat's changed sources at every push, keeping when it became dirty", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1"), skill("a")]);
+    const chat = await chatIn(s);
+    expect((await push(s.agentId, [agentsMd("2"), skill("a")])).marked_dirty).toBe(1);
+    const first = await contextOf(chat.id);
+    expect(first.context_dirty_resources).toEqual([{ source: "AGENTS.md", change: "modified" }]);
+    expect((await push(s.agentId, [agentsMd("2"), skill("a", "2"), skill("b")])).marked_dirty).toBe(
+      1,
+    );
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_dirty_since: first.context_dirty_since,
+      context_dirty_resources: [
+        { source: "AGENTS.md", change: "modified" },
+        { source: "skills/a/SKILL.md", change: "modified" },
+        { source: "skills/b/SKILL.md", change: "added" },
+      ],
+    });
+    // Back to the pinned AGENTS.md: only the skills differ now.
+    await push(s.agentId, [agentsMd("1"), skill("a", "2")]);
+    expect((await contextOf(chat.id)).context_dirty_resources).toEqual([
+      { source: "skills/a/SKILL.md", change: "modified" },
+    ]);
+  });
+
+  it("marks a dirty chat clean again when a push restores the content it pinned", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await chatIn(s);
+    await push(s.agentId, [agentsMd("2")]);
+    expect((await contextOf(chat.id)).context_dirty_since).not.toBeNull();
+    const { rows: mark } = await pool.query("SELECT COALESCE(max(id), 0) AS id FROM chat_events");
+    const restored = await push(s.agentId, [agentsMd("1")]);
+    expect(restored.marked_dirty).toBe(0);
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_aggregate_hash: aggregateHash([agentsMd("1")]),
+      context_dirty_since: null,
+      context_dirty_resources: null,
+    });
+    const { rows } = await pool.query(
+      "SELECT action FROM audit_logs WHERE chat_id = $1 AND action LIKE 'context_%' ORDER BY id",
+      [chat.id],
+    );
+    expect(rows.map((r) => r.action)).toEqual([
+      "context_hydrate",
+      "context_dirty",
+      "context_clean",
+    ]);
+    // Watchers see it: the restoring push logged one `updated` for the chat.
+    const { rows: events } = await pool.query(
+      "SELECT kind FROM chat_events WHERE chat_id = $1 AND id > $2 ORDER BY xid, id",
+      [chat.id, mark[0].id],
+    );
+    expect(events.map((e) => e.kind)).toEqual(["updated"]);
   });
 
   it("marks nothing for identical content pushed again, and keeps the version", async () => {
@@ -399,35 +461,14 @@ describe("pinning and hydration", () => {
   });
 });
 
-/** Resolves once the backend `pid` waits for a lock (its statement is blocked by another). */
-async function blocked(pid: number) {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await pool.query(
-      "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
-      [pid],
-    );
-    if (rows[0]?.wait_event_type === "Lock") return;
-    if (Date.now() > deadline) throw new Error(`backend ${pid} never waited for a lock`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** A connection of its own, its backend pid, and a way to hand it back. */
-async function session() {
-  const client = await pool.connect();
-  const pid = (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
-  return { client, pid, release: () => client.release() };
-}
-
 describe("a push and a pin at the same moment", () => {
   it("a push during a re-pin waits for it, then marks the chat it pinned", async () => {
     const s = await setup();
     await push(s.agentId, [agentsMd("1")]);
     const chat = await chatIn(s);
     await push(s.agentId, [agentsMd("2")]);
-    const pinning = await session();
-    const pushing = await session();
+    const pinning = await session(pool);
+    const pushing = await session(pool);
     try {
       await pinning.client.query("BEGIN");
       await repinChatContextByID(pinning.client, { chat_id: chat.id, owner_id: s.ownerId });
@@ -436,7 +477,7 @@ describe("a push and a pin at the same moment", () => {
         resources: [agentsMd("3")],
         error: null,
       });
-      await blocked(pushing.pid);
+      await blocked(pool, pushing.pid);
       await pinning.client.query("COMMIT");
       expect((await pushed)!.marked_dirty).toBe(1);
     } finally {
@@ -455,9 +496,9 @@ describe("a push and a pin at the same moment", () => {
     await push(s.agentId, [agentsMd("1")]);
     const existing = await chatIn(s);
     await push(s.agentId, [agentsMd("2")]);
-    const pushing = await session();
-    const creating = await session();
-    const repinning = await session();
+    const pushing = await session(pool);
+    const creating = await session(pool);
+    const repinning = await session(pool);
     let created: { id: string } | undefined;
     try {
       await pushing.client.query("BEGIN");
@@ -473,8 +514,8 @@ describe("a push and a pin at the same moment", () => {
         chat_id: existing.id,
         owner_id: s.ownerId,
       });
-      await blocked(creating.pid);
-      await blocked(repinning.pid);
+      await blocked(pool, creating.pid);
+      await blocked(pool, repinning.pid);
       await pushing.client.query("COMMIT");
       await Promise.all([creation, repin]);
     } finally {
@@ -488,6 +529,136 @@ describe("a push and a pin at the same moment", () => {
         context_dirty_since: null,
       });
     }
+  });
+});
+
+describe("a push and the chats of its agent changing at the same moment", () => {
+  it("a subagent created while a push holds the snapshot waits for it, without a deadlock, and pins the pushed content", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const parent = await chatIn(s);
+    const pushing = await session(pool);
+    const creating = await session(pool);
+    let child: { ok: boolean } | undefined;
+    try {
+      // The push's first step alone: the snapshot row, as the push function locks it.
+      await pushing.client.query("BEGIN");
+      await pushing.client.query(
+        "SELECT 1 FROM workspace_agent_contexts WHERE agent_id = $1 FOR UPDATE",
+        [s.agentId],
+      );
+      const creation = outcome(
+        gen.chat(creating.client, { ownerId: s.ownerId, parent_chat_id: parent.id }),
+      );
+      await blocked(pool, creating.pid);
+      // The rest of the push: its trigger updates the bound chats, the parent among them.
+      const pushed = await outcome(
+        pushWorkspaceAgentContext(pushing.client, {
+          agent_id: s.agentId,
+          resources: [agentsMd("2")],
+          error: null,
+        }),
+      );
+      expect(pushed).toMatchObject({ ok: true });
+      await pushing.client.query("COMMIT");
+      child = await creation;
+      expect(child).toMatchObject({ ok: true });
+    } finally {
+      pushing.release();
+      creating.release();
+    }
+    const { rows } = await pool.query("SELECT id FROM chats WHERE parent_chat_id = $1", [
+      parent.id,
+    ]);
+    expect(await contextOf(rows[0].id)).toMatchObject({
+      context_aggregate_hash: aggregateHash([agentsMd("2")]),
+      context_dirty_since: null,
+    });
+    expect((await contextOf(parent.id)).context_dirty_since).not.toBeNull();
+  });
+
+  it("a push waiting for the lowest of its agent's chats holds none of the others", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    // The first chat created must not have the lowest id: a push locking in another order (the
+    // index's, which follows creation) would then hold it while waiting for the lowest.
+    const created: string[] = [];
+    while (created.length < 4 || created[0] === [...created].sort()[0])
+      created.push((await chatIn(s)).id);
+    const ids = [...created].sort();
+    const holder = await session(pool);
+    const pushing = await session(pool);
+    try {
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
+      const pushed = outcome(
+        pushWorkspaceAgentContext(pushing.client, {
+          agent_id: s.agentId,
+          resources: [agentsMd("2")],
+          error: null,
+        }),
+      );
+      await blocked(pool, pushing.pid);
+      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      await holder.client.query("COMMIT");
+      expect(await pushed).toMatchObject({ ok: true, value: { marked_dirty: ids.length } });
+    } finally {
+      holder.release();
+      pushing.release();
+    }
+  });
+
+  it("pushes racing with archives, unarchives, pins and subagent creation in the agent's families never deadlock", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("0")]);
+    const roots: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const root = await chatIn(s);
+      roots.push(root.id);
+      for (let j = 0; j < 3; j++)
+        await gen.chat(pool, { ownerId: s.ownerId, parent_chat_id: root.id });
+    }
+    const racers = Array.from({ length: 5 }, () => newPool(dbUrl, 1));
+    const errors: string[] = [];
+    const expected = new Set(["PC400"]);
+    const note = (r: { ok: boolean; code?: string; message?: string }) => {
+      if (!r.ok && !expected.has(r.code!)) errors.push(`${r.code} ${r.message}`);
+    };
+    const rounds = 20;
+    await Promise.all([
+      ...[0, 1].map(async (w) => {
+        for (let i = 0; i < rounds; i++)
+          note(await outcome(push(s.agentId, [agentsMd(`${w}.${i}`)], null, racers[w]!)));
+      }),
+      (async () => {
+        for (let i = 0; i < rounds; i++) {
+          const root = roots[i % roots.length]!;
+          const archived = (await pool.query("SELECT archived FROM chats WHERE id = $1", [root]))
+            .rows[0].archived;
+          note(await outcome(racers[2]!.query("SELECT chat_archive($1, $2)", [root, !archived])));
+        }
+      })(),
+      (async () => {
+        for (let i = 0; i < rounds; i++)
+          note(
+            await outcome(
+              racers[3]!.query("SELECT chat_pin($1, $2)", [roots[i % roots.length], i % 2]),
+            ),
+          );
+      })(),
+      (async () => {
+        for (let i = 0; i < rounds; i++)
+          note(
+            await outcome(
+              gen.chat(racers[4]!, {
+                ownerId: s.ownerId,
+                parent_chat_id: roots[i % roots.length]!,
+              }),
+            ),
+          );
+      })(),
+    ]);
+    expect(errors).toEqual([]);
   });
 });
 
@@ -538,5 +709,87 @@ describe("pushes racing with binding and re-pinning", () => {
       // And the copy is the content the hash names.
       expect(r.copy, `chat ${r.id}`).toBe(r.pinned);
     }
+  });
+});
+
+describe("context files in a long history", () => {
+  /** chat_messages rows the statements of `fn` read, in one transaction (its own statistics). */
+  async function messagesRead(fn: (client: PoolClient) => Promise<unknown>) {
+    const client = await pool.connect();
+    const counters = async () =>
+      (
+        await client.query(
+          `SELECT seq_scan, seq_tup_read, COALESCE(idx_tup_fetch, 0) AS idx_tup_fetch
+           FROM pg_stat_xact_user_tables WHERE relname = 'chat_messages'`,
+        )
+      ).rows[0] as { seq_scan: number; seq_tup_read: number; idx_tup_fetch: number };
+    try {
+      await client.query("BEGIN");
+      const before = await counters();
+      await fn(client);
+      const after = await counters();
+      await client.query("COMMIT");
+      return {
+        seqScans: after.seq_scan - before.seq_scan,
+        fetched:
+          after.idx_tup_fetch - before.idx_tup_fetch + after.seq_tup_read - before.seq_tup_read,
+      };
+    } finally {
+      client.release();
+    }
+  }
+
+  /** A chat bound to an agent, with `history` ordinary messages and two context-file messages. */
+  async function longChat(history: number) {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await chatIn(s);
+    for (const path of ["AGENTS.md", "docs/rules.md"])
+      await addChatContextFiles(pool, {
+        agent_id: s.agentId,
+        chat_id: chat.id,
+        files: [{ path, content: `rules in ${path}` }],
+      });
+    await pool.query(
+      `INSERT INTO chat_messages (chat_id, role, content)
+       SELECT $1, 'assistant', jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'm' || i))
+       FROM generate_series(1, $2::integer) i`,
+      [chat.id, history],
+    );
+    await pool.query("ANALYZE chat_messages");
+    return { ...s, chatId: chat.id };
+  }
+
+  it("copying them to a subagent reads the parent's context-file messages only, however long its history", async () => {
+    // chat_create alone (the fixture also reads the new chat back).
+    const copy = async (history: number) => {
+      const c = await longChat(history);
+      return messagesRead((client) =>
+        client.query(
+          "SELECT chat_create($1, NULL, NULL, NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, $3, NULL)",
+          [c.ownerId, c.chatId, JSON.stringify([{ type: "text", text: "subagent" }])],
+        ),
+      );
+    };
+    // The long one first: with the table that large, no plan reads it whole for a short chat.
+    const long = await copy(2000);
+    expect(long.seqScans).toBe(0);
+    expect(await copy(10)).toEqual(long);
+  });
+
+  it("clearing them reads the chat's context-file messages only, however long its history", async () => {
+    const clear = async (history: number) => {
+      const c = await longChat(history);
+      let removed: number | null | undefined;
+      const read = await messagesRead(async (client) => {
+        removed = (await clearChatContextFiles(client, { agent_id: c.agentId, chat_id: c.chatId }))!
+          .removed;
+      });
+      expect(removed).toBe(2);
+      return read;
+    };
+    const long = await clear(2000);
+    expect(long.seqScans).toBe(0);
+    expect(await clear(10)).toEqual(long);
   });
 });

@@ -17,6 +17,7 @@ import { markChatReadByID, updateChatByID } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
+import { sqlError } from "../setup/sql.ts";
 
 /*
  * The change-event log where it lives: the *_900_events_* triggers (sql/triggers/*.sql), the
@@ -636,23 +637,24 @@ describe("chat_messages, queue and diff status", () => {
       }),
     ]);
     m = await mark();
-    expect(
-      await deleteChatQueuedMessage(pool, {
-        id: sent!.queued_message_id!,
-        chat_id: chat.id,
-        owner_id: ownerId,
-      }),
-    ).toBe(1);
-    expect(await eventsSince(m, chat.id)).toEqual([
-      expect.objectContaining({ kind: "queue_update", owner_id: ownerId, chat_version: v }),
-    ]);
-    // A delete that removes nothing says nothing.
-    m = await mark();
     await deleteChatQueuedMessage(pool, {
       id: sent!.queued_message_id!,
       chat_id: chat.id,
       owner_id: ownerId,
     });
+    expect(await eventsSince(m, chat.id)).toEqual([
+      expect.objectContaining({ kind: "queue_update", owner_id: ownerId, chat_version: v }),
+    ]);
+    // A delete that removes nothing (PC404) says nothing.
+    m = await mark();
+    const err = await sqlError(() =>
+      deleteChatQueuedMessage(pool, {
+        id: sent!.queued_message_id!,
+        chat_id: chat.id,
+        owner_id: ownerId,
+      }),
+    );
+    expect(err.code).toBe("PC404");
     expect(await eventsSince(m, chat.id)).toEqual([]);
   });
 

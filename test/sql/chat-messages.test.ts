@@ -1,8 +1,17 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
-import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
+import {
+  editChatMessage,
+  interruptChat,
+  sendChatMessage,
+} from "../../src/generated/chat_messages.ts";
+import {
+  deleteChatQueuedMessage,
+  promoteChatQueuedMessage,
+} from "../../src/generated/chat_queued_messages.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
+import { blocked, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -274,7 +283,7 @@ describe("chat_send_message", () => {
 });
 
 describe("chat_edit_message", () => {
-  it("raises PC400 for assistant, tool and system messages, and PC404 for unknown or deleted ones", async () => {
+  it("raises PC400 for assistant and tool messages, and PC404 for unknown or deleted ones and for those the client cannot see (system prompt, context files)", async () => {
     const ownerId = await owner();
     const chat = await gen.chat(pool, {
       ownerId,
@@ -295,9 +304,21 @@ describe("chat_edit_message", () => {
     );
     const assistant = await gen.chatMessage(pool, chat.id, { role: "assistant" });
     const tool = await gen.chatMessage(pool, chat.id, { role: "tool" });
-    for (const id of [rows[0].id as number, assistant.id, tool.id]) {
+    for (const id of [assistant.id, tool.id]) {
       const err = await sqlError(() => editOne(id));
       expect({ id, code: err.code }).toEqual({ id, code: "PC400" });
+    }
+    // A context-file message is a user message, but only the model sees it.
+    const contextFile = await gen.chatMessage(pool, chat.id, {
+      role: "user",
+      visibility: "model",
+      content: [
+        { type: "context-file", context_file_path: "AGENTS.md", context_file_content: "x" },
+      ],
+    });
+    for (const id of [rows[0].id as number, contextFile.id]) {
+      const err = await sqlError(() => editOne(id));
+      expect({ id, code: err.code }).toEqual({ id, code: "PC404" });
     }
     const gone = await gen.chatMessage(pool, chat.id, { role: "user", text: "gone" });
     await pool.query("UPDATE chat_messages SET deleted = true WHERE id = $1", [gone.id]);
@@ -470,5 +491,116 @@ describe("tool results without pending calls", () => {
         (e: { code: string; message: string }) => e,
       );
     expect(err).toMatchObject({ code: "PC409", message: "The chat has no pending tool calls." });
+  });
+});
+
+describe("deleting a queued message, on two sessions", () => {
+  /** A chat that is busy (running, as a runner holds it) with one queued message. */
+  async function busyWithQueued(ownerId: string, body: string) {
+    const chat = await chatOf(ownerId, "running");
+    const sent = await sendChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: ownerId,
+      content: [text(body)],
+      model_config_id: null,
+      busy_behavior: "queue",
+      api_key_id: null,
+    });
+    return { chat, queuedId: sent!.queued_message_id! };
+  }
+  const userTexts = async (chatId: string) =>
+    (
+      await pool.query(
+        "SELECT content FROM chat_messages WHERE chat_id = $1 AND role = 'user' ORDER BY id",
+        [chatId],
+      )
+    ).rows.map((r) => r.content[0]?.text);
+
+  it("a promotion waiting for a delete of the same message finds it gone and sends nothing", async () => {
+    const ownerId = await owner();
+    const { chat, queuedId } = await busyWithQueued(ownerId, "deleted before it was sent");
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+    const deleting = await session(pool);
+    const promoting = await session(pool);
+    try {
+      await deleting.client.query("BEGIN");
+      await deleteChatQueuedMessage(deleting.client, {
+        chat_id: chat.id,
+        owner_id: ownerId,
+        id: queuedId,
+      });
+      const promotion = outcome(
+        promoteChatQueuedMessage(promoting.client, {
+          chat_id: chat.id,
+          owner_id: ownerId,
+          queued_id: queuedId,
+        }),
+      );
+      await blocked(pool, promoting.pid);
+      await deleting.client.query("COMMIT");
+      expect(await promotion).toMatchObject({ ok: false, code: "PC404" });
+    } finally {
+      deleting.release();
+      promoting.release();
+    }
+    expect(await userTexts(chat.id)).toEqual(["hello"]);
+    expect(
+      (await pool.query("SELECT status FROM chats WHERE id = $1", [chat.id])).rows[0].status,
+    ).toBe("waiting");
+  });
+
+  it("an interrupt admitting the queue head while a delete of it is open never sends it", async () => {
+    const ownerId = await owner();
+    const { chat, queuedId } = await busyWithQueued(ownerId, "deleted before it was sent");
+    const deleting = await session(pool);
+    const interrupting = await session(pool);
+    try {
+      await deleting.client.query("BEGIN");
+      await deleteChatQueuedMessage(deleting.client, {
+        chat_id: chat.id,
+        owner_id: ownerId,
+        id: queuedId,
+      });
+      const interrupt = outcome(
+        interruptChat(interrupting.client, { chat_id: chat.id, owner_id: ownerId }),
+      );
+      await blocked(pool, interrupting.pid);
+      await deleting.client.query("COMMIT");
+      expect(await interrupt).toMatchObject({ ok: true });
+    } finally {
+      deleting.release();
+      interrupting.release();
+    }
+    expect(await userTexts(chat.id)).toEqual(["hello"]);
+  });
+
+  it("a delete waiting for a promotion of the same message answers PC404 once it was sent", async () => {
+    const ownerId = await owner();
+    const { chat, queuedId } = await busyWithQueued(ownerId, "sent before the delete");
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.id]);
+    const promoting = await session(pool);
+    const deleting = await session(pool);
+    try {
+      await promoting.client.query("BEGIN");
+      await promoteChatQueuedMessage(promoting.client, {
+        chat_id: chat.id,
+        owner_id: ownerId,
+        queued_id: queuedId,
+      });
+      const deletion = outcome(
+        deleteChatQueuedMessage(deleting.client, {
+          chat_id: chat.id,
+          owner_id: ownerId,
+          id: queuedId,
+        }),
+      );
+      await blocked(pool, deleting.pid);
+      await promoting.client.query("COMMIT");
+      expect(await deletion).toMatchObject({ ok: false, code: "PC404" });
+    } finally {
+      promoting.release();
+      deleting.release();
+    }
+    expect(await userTexts(chat.id)).toEqual(["hello", "sent before the delete"]);
   });
 });

@@ -10,7 +10,6 @@ import { promoteChatQueuedMessage } from "../../src/generated/chat_queued_messag
 import {
   claimPendingChats,
   finishChatRun,
-  recoverChatRuns,
   releaseChatRunsByWorkerID,
   saveChatRunStep,
   updateChatHeartbeatsByWorkerID,
@@ -24,10 +23,12 @@ import {
   updateChatLastTurnSummaryByID,
   updateChatTitleFromModelByID,
 } from "../../src/generated/chats.ts";
+import { runRecoveryPass } from "../../src/runner/recovery.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
 import { chatState, messagesOf, textOf } from "../setup/runner.ts";
+import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -103,6 +104,13 @@ function finish(
       }),
     )
     .then((r) => r!);
+}
+
+/** A recovery pass with the runner's defaults (stale after 60 s, tool results within 5 min). */
+async function recover() {
+  const pass = await runRecoveryPass(pool, { staleAfterMs: 60_000, toolResultsTimeoutMs: 300_000 });
+  expect(pass.failed).toEqual([]);
+  return pass.recovered;
 }
 
 const toolCall = (id: string, name = "lookup") => ({
@@ -367,10 +375,7 @@ describe("ending a turn", () => {
     await pool.query("UPDATE chats SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", [
       chat!.id,
     ]);
-    const recovered = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const recovered = await recover();
     expect(recovered).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
     expect((await chatState(pool, chat!.id)).status).toBe("pending");
     const current = await claim(chat!.id);
@@ -445,7 +450,7 @@ describe("ending a turn", () => {
     expect(msgs.map(textOf)).toEqual(["hello", "partial", "second"]);
   });
 
-  it("discards the output of a turn whose message was edited meanwhile, and the edit's turn runs next", async () => {
+  it("writes nothing for a turn whose message was edited meanwhile (the edit ended its lease), and the edit's turn runs next", async () => {
     const o = await owner();
     const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
     const lease = await claim(chat.id);
@@ -457,13 +462,43 @@ describe("ending a turn", () => {
       content: text("edited"),
       api_key_id: null,
     });
+    expect(await chatState(pool, chat.id)).toMatchObject({ status: "pending", worker_id: null });
     const row = await finish(chat.id, lease, {
       messages: [{ role: "assistant", content: text("obsolete") }],
     });
-    expect(row).toMatchObject({ outcome: "discarded", status: "pending" });
+    expect(row.outcome).toBe("lost");
     expect((await messagesOf(pool, chat.id)).map(textOf)).toEqual(["edited"]);
     const next = await claim(chat.id);
     expect((await finish(chat.id, next)).outcome).toBe("completed");
+  });
+
+  it("never files a superseded turn's output under the edited question, even when an interrupt follows the edit", async () => {
+    const o = await owner();
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
+    const lease = await claim(chat.id);
+    const [first] = await messagesOf(pool, chat.id);
+    const listener = await listen(dbUrl, "chat_runner");
+    try {
+      await editChatMessage(pool, {
+        chat_id: chat.id,
+        owner_id: o,
+        message_id: first!.id,
+        content: text("edited"),
+        api_key_id: null,
+      });
+      // The old run is told to stop at once, not at its next heartbeat.
+      await listener.next((n) => n.payload === chat.id);
+    } finally {
+      await listener.close();
+    }
+    await interruptChat(pool, { chat_id: chat.id, owner_id: o });
+    const row = await finish(chat.id, lease, {
+      messages: [{ role: "assistant", content: text("answer to the old question") }],
+    });
+    expect(row.outcome).toBe("lost");
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map(textOf)).toEqual(["edited"]);
+    expect(await chatState(pool, chat.id)).toMatchObject({ status: "waiting", worker_id: null });
   });
 
   it("ends the turn of a chat archived meanwhile without output", async () => {
@@ -567,6 +602,42 @@ describe("wake-ups", () => {
   });
 });
 
+describe("heartbeats on two sessions", () => {
+  it("a heartbeat waiting for the lowest of its chats holds none of the others", async () => {
+    const worker = randomUUID();
+    const chats = await pendingChats(4);
+    for (const c of chats) await claim(c.id, worker);
+    // Claimed in creation order; the lowest id must not come first for the test to mean anything.
+    while (chats[0]!.id === chats.map((c) => c.id).sort()[0]) {
+      const [more] = await pendingChats(1);
+      await claim(more!.id, worker);
+      chats.push(more!);
+    }
+    const ids = chats.map((c) => c.id).sort();
+    const holder = await session(pool);
+    const beating = await session(pool);
+    try {
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
+      const beat = outcome(
+        updateChatHeartbeatsByWorkerID(beating.client, {
+          worker_id: worker,
+          chat_ids: chats.map((c) => c.id),
+        }),
+      );
+      await blocked(pool, beating.pid);
+      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      await holder.client.query("COMMIT");
+      const renewed = await beat;
+      expect(renewed.ok && renewed.value.map((r) => r.id).sort()).toEqual(ids);
+    } finally {
+      holder.release();
+      beating.release();
+    }
+    await releaseChatRunsByWorkerID(pool, { worker_id: worker });
+  });
+});
+
 describe("recovery", () => {
   it("returns a chat whose runner stopped heartbeating to pending", async () => {
     const [chat] = await pendingChats(1);
@@ -574,10 +645,7 @@ describe("recovery", () => {
     await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
       chat!.id,
     ]);
-    const rows = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const rows = await recover();
     expect(rows).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
     const s = await chatState(pool, chat!.id);
     expect(s.status).toBe("pending");
@@ -587,10 +655,7 @@ describe("recovery", () => {
   it("leaves a chat whose heartbeat is fresh alone", async () => {
     const [chat] = await pendingChats(1);
     const lease = await claim(chat!.id);
-    const rows = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const rows = await recover();
     expect(rows.map((r) => r.chat_id)).not.toContain(chat!.id);
     await finish(chat!.id, lease);
   });
@@ -602,19 +667,13 @@ describe("recovery", () => {
       outcome: "requires_action",
       messages: [{ role: "assistant", content: [toolCall("t1")] }],
     });
-    const fresh = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const fresh = await recover();
     expect(fresh.map((r) => r.chat_id)).not.toContain(chat!.id);
     await pool.query(
       "UPDATE chats SET status_changed_at = now() - interval '6 minutes' WHERE id = $1",
       [chat!.id],
     );
-    const rows = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const rows = await recover();
     expect(rows).toContainEqual({ chat_id: chat!.id, action: "tool_timeout" });
     const s = await chatState(pool, chat!.id);
     expect(s.status).toBe("error");
@@ -639,13 +698,103 @@ describe("recovery", () => {
       "INSERT INTO chat_queued_messages (chat_id, content, position) VALUES ($1, $2::jsonb, 1)",
       [chat!.id, JSON.stringify(text("stuck"))],
     );
-    const rows = await recoverChatRuns(pool, {
-      stale_after_seconds: 60,
-      tool_results_timeout_seconds: 300,
-    });
+    const rows = await recover();
     expect(rows).toContainEqual({ chat_id: chat!.id, action: "queue" });
     expect((await chatState(pool, chat!.id)).status).toBe("pending");
     expect((await messagesOf(pool, chat!.id)).map(textOf)).toEqual(["hello", "stuck"]);
+  });
+
+  /** A chat left in requires_action (one pending call `t1`) since long before the timeout. */
+  async function expiredToolWait(ownerId?: string) {
+    const [chat] = await pendingChats(1, ownerId);
+    const lease = await claim(chat!.id);
+    await finish(chat!.id, lease, {
+      outcome: "requires_action",
+      messages: [{ role: "assistant", content: [toolCall("t1")] }],
+    });
+    await pool.query(
+      "UPDATE chats SET status_changed_at = now() - interval '6 minutes' WHERE id = $1",
+      [chat!.id],
+    );
+    return chat!;
+  }
+
+  it("skips an archived chat left in requires_action and still recovers every other chat", async () => {
+    const archived = await expiredToolWait();
+    await pool.query("SELECT chat_archive($1, true)", [archived.id]);
+    const expired = await expiredToolWait();
+    const [stale] = await pendingChats(1);
+    await claim(stale!.id);
+    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
+      stale!.id,
+    ]);
+    const rows = await recover();
+    expect(rows).toContainEqual({ chat_id: expired.id, action: "tool_timeout" });
+    expect(rows).toContainEqual({ chat_id: stale!.id, action: "stale_lease" });
+    expect(rows.map((r) => r.chat_id)).not.toContain(archived.id);
+    expect(await chatState(pool, archived.id)).toMatchObject({ status: "requires_action" });
+    // Unarchived, the timeout applies to it like to any other chat.
+    await pool.query("SELECT chat_archive($1, false)", [archived.id]);
+    expect(await recover()).toContainEqual({ chat_id: archived.id, action: "tool_timeout" });
+    expect((await chatState(pool, archived.id)).status).toBe("error");
+  });
+
+  it("goes on with the other chats when one chat's recovery fails, and reports that one", async () => {
+    const poisoned = await expiredToolWait();
+    const expired = await expiredToolWait();
+    // Any failure will do: here its error tool results cannot be stored.
+    await pool.query(`
+      CREATE FUNCTION test_refuse_message() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'XX999'; END $$`);
+    await pool.query(
+      `CREATE TRIGGER chat_messages_000_test_refuse BEFORE INSERT ON chat_messages
+       FOR EACH ROW WHEN (NEW.chat_id = '${poisoned.id}') EXECUTE FUNCTION test_refuse_message()`,
+    );
+    try {
+      const pass = await runRecoveryPass(pool, {
+        staleAfterMs: 60_000,
+        toolResultsTimeoutMs: 300_000,
+      });
+      expect(pass.recovered).toContainEqual({ chat_id: expired.id, action: "tool_timeout" });
+      expect(pass.failed.map((f) => f.chat_id)).toEqual([poisoned.id]);
+      expect((pass.failed[0]!.err as { code: string }).code).toBe("XX999");
+      // Its transaction rolled back alone: the chat is as it was, for the next pass.
+      expect((await chatState(pool, poisoned.id)).status).toBe("requires_action");
+    } finally {
+      await pool.query("DROP TRIGGER chat_messages_000_test_refuse ON chat_messages");
+      await pool.query("DROP FUNCTION test_refuse_message()");
+    }
+    expect(await recover()).toContainEqual({ chat_id: poisoned.id, action: "tool_timeout" });
+  });
+
+  it("interrupts an archived chat left in requires_action, and its next turn starts with the calls answered", async () => {
+    const o = await owner();
+    const chat = await expiredToolWait(o);
+    await pool.query("SELECT chat_archive($1, true)", [chat.id]);
+    await interruptChat(pool, { chat_id: chat.id, owner_id: o });
+    expect(await chatState(pool, chat.id)).toMatchObject({ status: "waiting" });
+    // Read-only while archived: nothing was written.
+    expect((await messagesOf(pool, chat.id)).map((m) => m.role)).toEqual(["user", "assistant"]);
+    await pool.query("SELECT chat_archive($1, false)", [chat.id]);
+    await sendChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: o,
+      content: text("next"),
+      model_config_id: null,
+      busy_behavior: "queue",
+      api_key_id: null,
+    });
+    const msgs = await messagesOf(pool, chat.id);
+    expect(msgs.map((m) => m.role)).toEqual(["user", "assistant", "tool", "user"]);
+    expect(msgs[2]!.content).toEqual([
+      {
+        type: "tool-result",
+        tool_call_id: "t1",
+        tool_name: "lookup",
+        result: { error: "interrupted" },
+        is_error: true,
+      },
+    ]);
   });
 
   it("returns every chat of a stopping runner to pending in one call", async () => {

@@ -3,6 +3,7 @@ import type { Pool } from "../../src/db/index.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
+import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -132,6 +133,114 @@ describe("version and updated_at", () => {
     await pool.query("UPDATE chats SET last_turn_summary = 'b' WHERE id = $1", [chat.id]);
     await pool.query("UPDATE chats SET title = title WHERE id = $1", [chat.id]);
     expect((await row(chat.id)).version).toBe(3);
+  });
+
+  it("moves version for a change of each column a client or the runner may change, and not for a heartbeat alone", async () => {
+    const ownerId = await owner();
+    const ws = await gen.workspace(pool, { organizationId: orgId, ownerId });
+    const build = await gen.build(pool, ws.id);
+    const model = await gen.modelConfig(pool);
+    const keyId = (await gen.apiKey(pool, ownerId)).split("-")[0];
+    const changes: Record<string, string> = {
+      status: "status = 'running'",
+      archived: "archived = true",
+      pin_order: "pin_order = 1",
+      updated_at: "updated_at = now() - interval '1 day'",
+      worker_id: "worker_id = gen_random_uuid()",
+      started_at: "started_at = now()",
+      workspace_id: `workspace_id = '${ws.id}'`,
+      build_id: `build_id = '${build.id}'`,
+      agent_id: `agent_id = '${build.agents[0]!.id}'`,
+      last_model_config_id: `last_model_config_id = '${model.id}'`,
+      api_key_id: `api_key_id = '${keyId}'`,
+      title: "title = 'renamed'",
+      title_source: "title_source = 'user'",
+      mode: "mode = 'x'",
+      plan_mode: "plan_mode = 'plan'",
+      client_type: "client_type = 'ui'",
+      last_read_message_id: "last_read_message_id = 10",
+      context_aggregate_hash: "context_aggregate_hash = 'h'",
+      context_dirty_since: "context_dirty_since = now()",
+      context_error: "context_error = 'x'",
+      mcp_server_ids: "mcp_server_ids = ARRAY[gen_random_uuid()]",
+      last_error: `last_error = '{"kind": "generic"}'`,
+      last_turn_summary: "last_turn_summary = 'done'",
+      labels: `labels = '{"a": "b"}'`,
+      context_dirty_resources: `context_dirty_resources = '[]'`,
+      dynamic_tools: `dynamic_tools = '[{"name": "t"}]'`,
+    };
+    for (const [what, set] of Object.entries(changes)) {
+      const chat = await gen.chat(pool, { ownerId, organizationId: orgId });
+      await pool.query(`UPDATE chats SET ${set} WHERE id = $1`, [chat.id]);
+      const moved = (await row(chat.id)).version !== chat.version;
+      expect({ what, moved }).toEqual({ what, moved: true });
+    }
+    const chat = await gen.chat(pool, { ownerId, organizationId: orgId });
+    await pool.query("UPDATE chats SET heartbeat_at = now() WHERE id = $1", [chat.id]);
+    await pool.query(`UPDATE chats SET dynamic_tools = dynamic_tools WHERE id = $1`, [chat.id]);
+    expect((await row(chat.id)).version).toBe(chat.version);
+  });
+
+  it("tracks every column of chats but the immutable, derived and heartbeat ones, and reads the dynamic tools only when they are assigned", async () => {
+    // The triggers fire only for the columns they list (UPDATE OF): a column added to chats
+    // must be listed in one of them, or changing it would move no version and send no event.
+    const { rows } = await pool.query<{ trigger: string; columns: string[] }>(`
+      SELECT t.tgname AS trigger, array_agg(a.attname::text ORDER BY a.attname) AS columns
+      FROM pg_trigger t
+      JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = ANY (t.tgattr::int2[])
+      WHERE t.tgrelid = 'chats'::regclass
+        AND t.tgname IN ('chats_500_track_changes', 'chats_500_track_tool_changes')
+      GROUP BY t.tgname ORDER BY t.tgname`);
+    const { rows: all } = await pool.query<{ attname: string }>(
+      "SELECT attname FROM pg_attribute WHERE attrelid = 'chats'::regclass AND attnum > 0 AND NOT attisdropped",
+    );
+    const untracked = [
+      "id",
+      "owner_id",
+      "organization_id",
+      "parent_chat_id",
+      "root_chat_id",
+      "created_at",
+      "version",
+      "status_changed_at",
+      "heartbeat_at",
+    ];
+    const tracked = all.map((r) => r.attname).filter((c) => !untracked.includes(c));
+    expect(rows.map((r) => r.trigger)).toEqual([
+      "chats_500_track_changes",
+      "chats_500_track_tool_changes",
+    ]);
+    expect([...rows[0]!.columns, ...rows[1]!.columns].sort()).toEqual(tracked.sort());
+    expect(rows[1]!.columns).toEqual(["dynamic_tools"]);
+  });
+
+  it("refuses dynamic tools that are not an array or exceed 256 KiB of JSON, checked only when assigned", async () => {
+    const ownerId = await owner();
+    const chat = await gen.chat(pool, { ownerId, organizationId: orgId });
+    const tool = (i: number) => ({
+      name: `t${i}`,
+      description: "d".repeat(1000),
+      input_schema: {},
+    });
+    const fits = Array.from({ length: 200 }, (_, i) => tool(i));
+    await pool.query("UPDATE chats SET dynamic_tools = $2 WHERE id = $1", [
+      chat.id,
+      JSON.stringify(fits),
+    ]);
+    const tooLarge = Array.from({ length: 300 }, (_, i) => tool(i));
+    for (const value of [tooLarge, { not: "an array" }]) {
+      const err = await sqlError(() =>
+        pool.query("UPDATE chats SET dynamic_tools = $2 WHERE id = $1", [
+          chat.id,
+          JSON.stringify(value),
+        ]),
+      );
+      expect(err.code).toBe("PC400");
+    }
+    const err = await sqlError(() =>
+      gen.chat(pool, { ownerId, organizationId: orgId, dynamic_tools: tooLarge }),
+    );
+    expect(err).toMatchObject({ code: "PC400", message: "Dynamic tools are too large." });
   });
 
   it("moves updated_at for status, archive, pin, labels and workspace changes only", async () => {
@@ -313,6 +422,157 @@ describe("archive", () => {
       if (inserted.status === "rejected")
         expect((inserted.reason as { code: string }).code).toBe("PC400");
     }
+  });
+});
+
+describe("archive and creation in one family, on two sessions", () => {
+  async function family(ownerId: string) {
+    const root = await gen.chat(pool, { ownerId, organizationId: orgId });
+    const child = await gen.chat(pool, { ownerId, parent_chat_id: root.id });
+    return { root, child };
+  }
+
+  it("archiving a root waits for a grandchild being created, then archives it too", async () => {
+    const ownerId = await owner();
+    const { root, child } = await family(ownerId);
+    const creating = await session(pool);
+    const archiving = await session(pool);
+    let grandchild: { id: string } | undefined;
+    try {
+      await creating.client.query("BEGIN");
+      grandchild = await gen.chat(creating.client, { ownerId, parent_chat_id: child.id });
+      const archive = outcome(
+        archiving.client.query("SELECT chat_archive($1, true) AS id", [root.id]),
+      );
+      await blocked(pool, archiving.pid);
+      await creating.client.query("COMMIT");
+      const archived = await archive;
+      expect(archived.ok).toBe(true);
+    } finally {
+      creating.release();
+      archiving.release();
+    }
+    for (const id of [root.id, child.id, grandchild!.id]) {
+      expect({ id, archived: (await row(id)).archived }).toEqual({ id, archived: true });
+    }
+  });
+
+  it("refuses a grandchild whose root is being archived, once the archive commits", async () => {
+    const ownerId = await owner();
+    const { root, child } = await family(ownerId);
+    const archiving = await session(pool);
+    const creating = await session(pool);
+    try {
+      await archiving.client.query("BEGIN");
+      await archiving.client.query("SELECT chat_archive($1, true)", [root.id]);
+      const creation = outcome(gen.chat(creating.client, { ownerId, parent_chat_id: child.id }));
+      await blocked(pool, creating.pid);
+      await archiving.client.query("COMMIT");
+      expect(await creation).toMatchObject({ ok: false, code: "PC400" });
+    } finally {
+      archiving.release();
+      creating.release();
+    }
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM chats WHERE parent_chat_id = $1",
+      [child.id],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+});
+
+describe("lock order: several chat rows are locked in id order", () => {
+  /** A family of a root and children of which at least one has a smaller id than the root. */
+  async function familyWithLowerChild(ownerId: string) {
+    const root = await gen.chat(pool, { ownerId, organizationId: orgId });
+    const children: { id: string }[] = [];
+    while (!children.some((c) => c.id < root.id) || children.length < 2)
+      children.push(await gen.chat(pool, { ownerId, parent_chat_id: root.id }));
+    return { root, children };
+  }
+
+  it("an archive waiting for the lowest row of its family holds none of the others", async () => {
+    const ownerId = await owner();
+    const { root, children } = await familyWithLowerChild(ownerId);
+    const ids = [root.id, ...children.map((c) => c.id)].sort();
+    const holder = await session(pool);
+    const archiving = await session(pool);
+    try {
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
+      const archive = outcome(archiving.client.query("SELECT chat_archive($1, true)", [root.id]));
+      await blocked(pool, archiving.pid);
+      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      await holder.client.query("COMMIT");
+      expect((await archive).ok).toBe(true);
+    } finally {
+      holder.release();
+      archiving.release();
+    }
+  });
+
+  it("a pin move waiting for the lowest of the rows it renumbers holds none of the others", async () => {
+    const ownerId = await owner();
+    const chats: { id: string }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await gen.chat(pool, { ownerId, organizationId: orgId });
+      await pool.query("SELECT chat_pin($1, 1)", [c.id]);
+      chats.push(c);
+    }
+    const ids = chats.map((c) => c.id).sort();
+    // Move the highest id to the top: every pin is renumbered, the lowest id too.
+    const moved = ids[ids.length - 1]!;
+    const holder = await session(pool);
+    const pinning = await session(pool);
+    try {
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
+      const pin = outcome(pinning.client.query("SELECT chat_pin($1, 1)", [moved]));
+      await blocked(pool, pinning.pid);
+      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      await holder.client.query("COMMIT");
+      expect((await pin).ok).toBe(true);
+    } finally {
+      holder.release();
+      pinning.release();
+    }
+    expect(await pins(ownerId)).toEqual([1, 2, 3, 4]);
+    expect((await row(moved)).pin_order).toBe(1);
+  });
+
+  it("archive, unarchive, pin and unpin of one owner's families racing on separate connections never deadlock", async () => {
+    const ownerId = await owner();
+    const roots: string[] = [];
+    for (let i = 0; i < 4; i++) roots.push((await familyWithLowerChild(ownerId)).root.id);
+    const racers = Array.from({ length: 4 }, () => newPool(url, 1));
+    const errors: string[] = [];
+    await Promise.all(
+      racers.map(async (db, w) => {
+        for (let i = 0; i < 25; i++) {
+          const root = roots[(w + i) % roots.length]!;
+          const r = await row(root);
+          const call = r.archived
+            ? db.query("SELECT chat_archive($1, false)", [root])
+            : i % 3 === 0
+              ? db.query("SELECT chat_archive($1, true)", [root])
+              : db.query("SELECT chat_pin($1, $2)", [root, i % 2]);
+          const result = await outcome(call);
+          // Racing requests may find the state changed under them (PC400: already archived):
+          // that is the rule working. A deadlock (40P01) never is.
+          if (!result.ok && result.code !== "PC400")
+            errors.push(`${result.code} ${result.message}`);
+        }
+      }),
+    );
+    expect(errors).toEqual([]);
+    const { rows } = await pool.query(
+      `SELECT count(*)::int AS n FROM chats c JOIN chats p ON p.id = c.parent_chat_id
+       WHERE p.archived AND NOT c.archived AND c.owner_id = $1`,
+      [ownerId],
+    );
+    expect(rows[0].n).toBe(0);
+    const dense = await pins(ownerId);
+    expect(dense).toEqual(dense.map((_, i) => i + 1));
   });
 });
 

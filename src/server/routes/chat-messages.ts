@@ -165,12 +165,11 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
   .delete("/:chat/queue/:queued", validate("param", queuedParam), async (c) => {
     const actor = userOf(c.get("actor"));
     const { chat, queued } = c.req.valid("param");
-    const deleted = await deleteChatQueuedMessage(c.get("deps").db, {
+    await deleteChatQueuedMessage(c.get("deps").db, {
       id: queued,
       chat_id: chat,
       owner_id: actor.user.id,
     });
-    if (deleted === 0) throw notFound("Queued message");
     return c.body(null, 204);
   })
 

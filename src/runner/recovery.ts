@@ -1,0 +1,57 @@
+import type { Queryable } from "../db/pool.ts";
+import { listChatRecoveryCandidates, recoverChatRunByID } from "../generated/chat_runs.ts";
+
+/*
+ * The recovery pass (DESIGN.md "Runner"): stale leases, expired tool waits and stuck queues. One
+ * statement lists the candidates; each is then recovered by chat_run_recover_chat in its own
+ * transaction, so a chat whose recovery fails (a bug, a constraint, a row someone broke by hand)
+ * costs only itself: the pass goes on with the others, and the next pass tries it again.
+ */
+
+export interface RecoveryOptions {
+  staleAfterMs: number;
+  toolResultsTimeoutMs: number;
+  /** Candidates of each kind per listing. Bounds a listing's rows; a full one is listed again. */
+  batchSize?: number;
+}
+
+export interface RecoveryPass {
+  /** What was done, one entry per chat. */
+  recovered: { chat_id: string; action: string }[];
+  /** Chats whose recovery raised, with the error. */
+  failed: { chat_id: string; err: unknown }[];
+}
+
+/** 500 of each kind: a few hundred milliseconds of statements before the pass lists again. */
+const defaultBatchSize = 500;
+
+export async function runRecoveryPass(db: Queryable, opts: RecoveryOptions): Promise<RecoveryPass> {
+  const batchSize = opts.batchSize ?? defaultBatchSize;
+  const args = {
+    stale_after_seconds: opts.staleAfterMs / 1000,
+    tool_results_timeout_seconds: opts.toolResultsTimeoutMs / 1000,
+  };
+  const pass: RecoveryPass = { recovered: [], failed: [] };
+  const failed = new Set<string>();
+  for (;;) {
+    const candidates = await listChatRecoveryCandidates(db, { ...args, batch_size: batchSize });
+    let progress = 0;
+    for (const { id } of candidates) {
+      if (failed.has(id)) continue;
+      try {
+        const row = await recoverChatRunByID(db, { chat_id: id, ...args });
+        if (row?.action) {
+          pass.recovered.push({ chat_id: id, action: row.action });
+          progress++;
+        }
+      } catch (err) {
+        failed.add(id);
+        pass.failed.push({ chat_id: id, err });
+      }
+    }
+    // A listing shorter than one batch held every candidate. A full one may have left some out;
+    // list again while this round recovered something (recovered chats are no longer
+    // candidates, so each round shrinks what is left).
+    if (candidates.length < batchSize || progress === 0) return pass;
+  }
+}
