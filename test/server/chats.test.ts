@@ -106,6 +106,14 @@ describe("POST /chats", () => {
       { unsafe_dynamic_tools: [tool, tool] },
       { unsafe_dynamic_tools: [{ ...tool, name: "" }] },
       { unsafe_dynamic_tools: Array.from({ length: 251 }, (_, i) => ({ ...tool, name: `t${i}` })) },
+      // 100 tools, but 300 KB of descriptions: over the 256 KiB a chat's tools may take.
+      {
+        unsafe_dynamic_tools: Array.from({ length: 100 }, (_, i) => ({
+          ...tool,
+          name: `t${i}`,
+          description: "d".repeat(3_000),
+        })),
+      },
       { system_prompt: "x".repeat(10_001) },
       { content: [] },
       { content: [{ type: "image", url: "x" }] },

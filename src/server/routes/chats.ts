@@ -28,6 +28,12 @@ const maxOffset = 100_000;
 const maxWorkspaceIds = 25;
 /** Dynamic tools per chat (API.md). */
 const maxDynamicTools = 250;
+/**
+ * The total JSON of a chat's dynamic tools: the database refuses more (chats__check_dynamic_tools,
+ * chat_dynamic_tools_max_bytes(), measured on the stored form); checked here too so the client
+ * learns which field is too large.
+ */
+const maxDynamicToolsBytes = 256 * 1024;
 /** Tool names as model providers accept them (OpenAI and Anthropic: [a-zA-Z0-9_-]{1,64}). */
 const toolNamePattern = /^[a-zA-Z0-9_-]{1,64}$/;
 
@@ -51,6 +57,9 @@ const createChatBody = z.strictObject({
     .max(maxDynamicTools)
     .refine((tools) => new Set(tools.map((t) => t.name)).size === tools.length, {
       message: "dynamic tool names must be unique",
+    })
+    .refine((tools) => Buffer.byteLength(JSON.stringify(tools)) <= maxDynamicToolsBytes, {
+      message: `dynamic tools may take at most ${maxDynamicToolsBytes} bytes of JSON`,
     })
     .optional(),
   mode: z
