@@ -315,6 +315,7 @@ async function eventPlans(
         query: await capturedQuery(listChatEventsAfterCursor, {
           after_xid: nearHead.xid,
           after_id: nearHead.id,
+          past_other_databases: false,
           page_limit: 1000,
         }),
       },

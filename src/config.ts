@@ -50,6 +50,7 @@ const envSchema = z
     PGCHATD_RUNNER_CONCURRENCY: z.coerce.number().int().min(1).max(100_000).default(32),
     PGCHATD_RUNNER_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15_000),
     PGCHATD_RUNNER_STALE_MS: z.coerce.number().int().min(200).default(60_000),
+    PGCHATD_EVENTS_HELD_BACK_WARN_MS: z.coerce.number().int().min(0).default(10_000),
     PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
       .number()
       .int()
@@ -82,6 +83,8 @@ export interface Config {
   eventsNotify: "trigger" | "batched" | "off";
   /** Change events older than this are pruned; a stream resuming from before it resyncs. */
   eventRetentionSeconds: number;
+  /** Change events held back this long by an open transaction: a warning names it. */
+  eventsHeldBackWarnMs: number;
   /** The runner: whether `serve` runs one, how many turns at once, its lease timing. */
   runner: {
     enabled: boolean;
@@ -110,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.PGCHATD_SHUTDOWN_TIMEOUT_MS,
     eventsNotify: e.PGCHATD_EVENTS_NOTIFY,
     eventRetentionSeconds: e.PGCHATD_EVENT_RETENTION_SECONDS,
+    eventsHeldBackWarnMs: e.PGCHATD_EVENTS_HELD_BACK_WARN_MS,
     runner: {
       enabled: e.PGCHATD_RUNNER,
       concurrency: e.PGCHATD_RUNNER_CONCURRENCY,

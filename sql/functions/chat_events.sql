@@ -24,6 +24,30 @@ BEGIN
 END;
 $$;
 
+-- The read horizon: events with a smaller xid are all committed (or rolled back) and no
+-- transaction can add one any more, so a reader may hand them out in cursor order and never see
+-- one appear behind its position later. It is the smallest xid still running IN THIS DATABASE,
+-- or the snapshot's xmax when none is. A transaction of another database can never write this
+-- database's chat_events, so it does not hold the horizon back: the snapshot's own xmin is
+-- cluster-wide, and any open write transaction anywhere on the server would freeze every stream
+-- (docs/operations.md "Long transactions"). An xid whose backend cannot be found (it just ended,
+-- or a prepared transaction) holds the horizon, as it would have.
+-- Uses the caller's snapshot (STABLE): the rows a query reads below the horizon are the ones it
+-- can see. backend_xid is a 32-bit xid: running xids lie within 2^31 of each other, so their low
+-- 32 bits identify them.
+CREATE OR REPLACE FUNCTION chat_events_horizon() RETURNS xid8
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(min(r.xid), pg_snapshot_xmax(pg_current_snapshot()))
+  FROM pg_snapshot_xip(pg_current_snapshot()) AS r(xid)
+  WHERE NOT EXISTS (
+    SELECT 1
+    FROM pg_stat_get_activity(NULL) a
+    WHERE a.backend_xid IS NOT NULL
+      AND a.backend_xid::text::bigint = (r.xid::text::numeric % 4294967296)::bigint
+      AND a.datid <> (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+  );
+$$;
+
 -- Deletes the oldest events: the longest prefix, in cursor order, of committed events created
 -- before p_before, at most p_limit rows per call (short transactions; call again while it returns
 -- p_limit). Moves chat_event_horizon to the last deleted cursor, so a stream resuming from below
@@ -44,7 +68,7 @@ BEGIN
     SELECT e.xid, e.id, bool_and(e.created_at < p_before) OVER (ORDER BY e.xid, e.id) AS all_old
     FROM (
       SELECT xid, id, created_at FROM chat_events
-      WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+      WHERE xid < chat_events_horizon()
       ORDER BY xid, id
       LIMIT p_limit
     ) e

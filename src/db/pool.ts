@@ -87,6 +87,9 @@ const typeParsers: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig["getTypeParser"],
 };
 
+/** See clientConfig: the longest a pgchatd session may sit idle inside a transaction. */
+export const idleInTransactionTimeoutMs = 10_000;
+
 export interface PoolOptions {
   connectionString: string;
   /** Upper bound on connections; each is a backend process on the server. */
@@ -113,7 +116,10 @@ export function clientConfig(
     // random_page_cost 1.1: the working set is in memory or on SSD. With the default (4) the planner
     // prefers a sequential scan plus sort over 50 ordered index lookups for a small owner's list
     // page (measured in bench/list.ts: 1.49 ms with a Seq Scan and Sort, 0.52 ms without).
-    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c pgchatd.events=${eventsMode}`,
+    // idle_in_transaction_session_timeout: pgchatd never leaves a transaction open while it waits
+    // for something else, so one idle that long is a leak. Ended, it cannot hold the change-event
+    // horizon (and every watch stream) back for longer (docs/operations.md "Long transactions").
+    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}`,
   };
 }
 

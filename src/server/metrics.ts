@@ -50,6 +50,33 @@ export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runne
         this.set({ kind: "chat" }, counts.stream);
       },
     });
+    new Gauge({
+      name: "pgchatd_events_held_back_seconds",
+      help: "How long the oldest committed change event has waited for an open transaction to end (0: none waits)",
+      registers: [registry],
+      collect() {
+        this.set(watch.tailer.horizon.heldBackSeconds);
+      },
+    });
+    new Gauge({
+      name: "pgchatd_events_horizon_blocker",
+      help: "The open transaction change events wait for (1 while one does): its backend pid, database and application_name",
+      labelNames: ["pid", "database", "application"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const b = watch.tailer.horizon.blocker;
+        if (b)
+          this.set(
+            {
+              pid: String(b.pid ?? ""),
+              database: b.database ?? "",
+              application: b.application ?? "",
+            },
+            1,
+          );
+      },
+    });
     let reported = 0;
     new Counter({
       name: "pgchatd_stream_overflows_total",

@@ -72,6 +72,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger,
       render: createEventRenderer(database.pool),
       mode: config.eventsNotify,
+      heldBackWarnMs: config.eventsHeldBackWarnMs,
     });
   } catch (err) {
     await database.close();

@@ -76,6 +76,8 @@ export interface WatchOptions {
   mode: EventsNotifyMode;
   /** Safety poll; see TailerOptions. */
   safetyPollMs?: number;
+  /** See TailerOptions.heldBackWarnMs. */
+  heldBackWarnMs?: number;
   /** batched mode: at most one NOTIFY per this interval. */
   batchIntervalMs?: number;
   /** Per subscriber queue bound; a client further behind is disconnected and resumes by cursor. */
@@ -144,6 +146,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     render: opts.render,
     logger: log,
     safetyPollMs: opts.safetyPollMs ?? 1_000,
+    heldBackWarnMs: opts.heldBackWarnMs,
   });
   const listener = createListener(opts.url, "pgchatd-listen");
   listener.events.on("error", (err) => log.error({ err }, "LISTEN connection failed"));

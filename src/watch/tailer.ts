@@ -1,5 +1,9 @@
 import type { Pool } from "../db/index.ts";
-import { getChatEventBounds, listChatEventsAfterCursor } from "../generated/chat_events.ts";
+import {
+  getChatEventBounds,
+  getChatEventHorizonStatus,
+  listChatEventsAfterCursor,
+} from "../generated/chat_events.ts";
 import type { Logger } from "../log.ts";
 import { type Cursor, compareCursors, cursorArgs, rowCursor } from "./cursor.ts";
 import type { Hub, RenderedEvent, Wanted } from "./hub.ts";
@@ -15,6 +19,28 @@ export interface TailerOptions {
   logger: Logger;
   /** Reads even without a wake-up: catches writes that sent no NOTIFY (batched mode, psql). */
   safetyPollMs: number;
+  /** Delivery held back this long by an open transaction is logged as a warning naming it. */
+  heldBackWarnMs?: number;
+}
+
+/** The transaction at the read horizon, while events wait for it to end. */
+export interface HorizonBlocker {
+  /** Its backend; null for a prepared transaction. */
+  pid: number | null;
+  database: string | null;
+  /** application_name, or "prepared transaction <gid>". */
+  application: string | null;
+  /** Since when it is open. */
+  since: string | null;
+}
+
+/** What holds delivery back (/metrics, docs/operations.md "Long transactions"). */
+export interface HorizonStatus {
+  /** How long the oldest committed event the tailer cannot hand out yet has waited; 0 when none. */
+  heldBackSeconds: number;
+  blocker: HorizonBlocker | null;
+  /** The tailer reads past other databases' open transactions (they hold the cluster's xmin). */
+  pastOtherDatabases: boolean;
 }
 
 /** Rows per read; a burst bigger than this is read in several pages back to back. */
@@ -24,6 +50,13 @@ const pageSize = 1000;
  * sit above the xmin horizon for a moment while an older transaction finishes.
  */
 const horizonRetryMs = [5, 20, 80, 250];
+/** Default for TailerOptions.heldBackWarnMs: long past any transaction pgchatd itself runs. */
+const defaultHeldBackWarnMs = 10_000;
+/**
+ * A shorter wait is concurrent writers committing in another order than they started: naming
+ * their transactions each second would only churn the blocker series of /metrics.
+ */
+const nameBlockerAfterMs = 1_000;
 
 /**
  * Reads chat_events after its cursor, renders each batch once and hands it to the hub. One read
@@ -34,6 +67,11 @@ export class Tailer {
   position: Cursor = { xid: 0n, id: 0 };
   /** Everything up to here has been read; a subscriber registering now starts after it. */
   fetchedUntil: Cursor = { xid: 0n, id: 0 };
+  /** The last look at the horizon (checkHorizon). */
+  horizon: HorizonStatus = { heldBackSeconds: 0, blocker: null, pastOtherDatabases: false };
+  private checking: Promise<void> | undefined;
+  /** The blocker last warned about, so one open transaction is named once, not every second. */
+  private warnedBlocker: string | undefined;
   private reading: Promise<void> | undefined;
   private again = false;
   private retry = 0;
@@ -53,7 +91,10 @@ export class Tailer {
     this.position = { xid: BigInt(bounds.start_xid), id: 0 };
     this.fetchedUntil = this.position;
     this.started = true;
-    this.pollTimer = setInterval(() => this.wake(false), this.opts.safetyPollMs);
+    this.pollTimer = setInterval(() => {
+      this.wake(false);
+      void this.checkHorizon();
+    }, this.opts.safetyPollMs);
     this.pollTimer.unref();
   }
 
@@ -87,6 +128,63 @@ export class Tailer {
     clearInterval(this.pollTimer);
     clearTimeout(this.retryTimer);
     await this.idle();
+    await this.checking;
+  }
+
+  /**
+   * Looks at the read horizon: whether only other databases' transactions hold the cluster's
+   * xmin back (then reads look past them), how long committed events have been held back, and by
+   * which transaction. Warns once per blocker past heldBackWarnMs. One check at a time.
+   */
+  checkHorizon(): Promise<void> {
+    if (this.stopped || !this.started) return Promise.resolve();
+    this.checking ??= this.lookAtHorizon().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async lookAtHorizon(): Promise<void> {
+    let row: Awaited<ReturnType<typeof getChatEventHorizonStatus>>;
+    try {
+      row = await getChatEventHorizonStatus(this.opts.pool, {
+        after_xid: cursorArgs(this.position).xid,
+        after_id: this.position.id,
+      });
+    } catch (err) {
+      this.opts.logger.warn({ err }, "checking the change-event horizon failed");
+      return;
+    }
+    if (!row) return;
+    const past = BigInt(row.horizon ?? 0) > BigInt(row.xmin ?? 0);
+    const wasPast = this.horizon.pastOtherDatabases;
+    const heldMs = row.held_since
+      ? Math.max(0, Date.parse(row.now) - Date.parse(row.held_since))
+      : 0;
+    const blocker: HorizonBlocker | null =
+      heldMs >= nameBlockerAfterMs
+        ? {
+            pid: row.blocker_pid,
+            database: row.blocker_database,
+            application: row.blocker_application,
+            since: row.blocker_xact_start,
+          }
+        : null;
+    this.horizon = { heldBackSeconds: heldMs / 1000, blocker, pastOtherDatabases: past };
+    if (past && !wasPast) this.wake();
+
+    const warnMs = this.opts.heldBackWarnMs ?? defaultHeldBackWarnMs;
+    const key = blocker && `${blocker.pid}/${blocker.application}/${blocker.since}`;
+    if (blocker && heldMs >= warnMs && key !== this.warnedBlocker) {
+      this.warnedBlocker = key!;
+      this.opts.logger.warn(
+        { heldBackSeconds: Math.round(heldMs / 100) / 10, blocker },
+        "change events are held back by an open transaction; streams deliver them when it ends",
+      );
+    } else if (!blocker && this.warnedBlocker) {
+      this.warnedBlocker = undefined;
+      this.opts.logger.info("change events flow again: the transaction holding them back ended");
+    }
   }
 
   private async readAll(): Promise<void> {
@@ -96,6 +194,7 @@ export class Tailer {
         const rows = await listChatEventsAfterCursor(this.opts.pool, {
           after_xid: cursorArgs(this.position).xid,
           after_id: this.position.id,
+          past_other_databases: this.horizon.pastOtherDatabases,
           page_limit: pageSize,
         });
         if (rows.length === 0) break;
@@ -133,6 +232,9 @@ export class Tailer {
     }
     const delay = horizonRetryMs[this.retry];
     if (delay === undefined || this.stopped) {
+      // A commit we were told about is still out of reach: see what holds it (and read past
+      // other databases' transactions) now rather than at the next poll.
+      if (delay === undefined) void this.checkHorizon();
       this.retry = 0;
       return;
     }

@@ -28,6 +28,7 @@ export async function testServer(
     mode?: EventsNotifyMode;
     maxQueuedBytes?: number;
     safetyPollMs?: number;
+    heldBackWarnMs?: number;
   } = {},
 ): Promise<TestServer> {
   const dbUrl = opts.dbUrl ?? (await testDb()).url;
@@ -42,6 +43,7 @@ export async function testServer(
     mode: opts.mode ?? "trigger",
     maxQueuedBytes: opts.maxQueuedBytes,
     safetyPollMs: opts.safetyPollMs,
+    heldBackWarnMs: opts.heldBackWarnMs,
   });
   const app = createApp({ db: pool, logger, watch });
   const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }) as Server;

@@ -15,7 +15,7 @@ import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messa
 import { deleteChatQueuedMessage } from "../../src/generated/chat_queued_messages.ts";
 import { markChatReadByID, updateChatByID } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
-import { testDb } from "../setup/db.ts";
+import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
 import { sqlError } from "../setup/sql.ts";
 
@@ -847,6 +847,18 @@ describe("transactions and NOTIFY", () => {
   });
 });
 
+/**
+ * The tailer's read with this database's horizon (chat_events_horizon), checked against the
+ * cheap one (the cluster-wide xmin): that one may stop earlier (other test files' transactions in
+ * their databases hold it), never read anything else.
+ */
+async function readBothHorizons(args: { after_xid: string; after_id: number; page_limit: number }) {
+  const cheap = await listChatEventsAfterCursor(pool, { ...args, past_other_databases: false });
+  const own = await listChatEventsAfterCursor(pool, { ...args, past_other_databases: true });
+  expect(own.slice(0, cheap.length)).toEqual(cheap);
+  return own;
+}
+
 describe("reading in (xid, id) order below the xmin horizon", () => {
   it("hides a committed transaction's rows while an older transaction is open, then returns both in (xid, id) order", async () => {
     const ownerId = await owner();
@@ -858,11 +870,7 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
     const b = await connectClient(url, "pgchatd-test-tx-b");
     // Nothing else writes to this file's database meanwhile, so the reads are not filtered.
     const read = () =>
-      listChatEventsAfterCursor(pool, {
-        after_xid: start.xid,
-        after_id: start.id,
-        page_limit: 100,
-      });
+      readBothHorizons({ after_xid: start.xid, after_id: start.id, page_limit: 100 });
     try {
       await a.query("BEGIN");
       await a.query("UPDATE chats SET title = 'from A' WHERE id = $1", [chatA.id]);
@@ -906,11 +914,7 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
       await b.query("COMMIT");
       await a.query("UPDATE chats SET title = 'from A' WHERE id = $1", [chatA.id]);
       const read = () =>
-        listChatEventsAfterCursor(pool, {
-          after_xid: start.xid,
-          after_id: start.id,
-          page_limit: 100,
-        });
+        readBothHorizons({ after_xid: start.xid, after_id: start.id, page_limit: 100 });
       expect(await read()).toEqual([]);
       await a.query("COMMIT");
       const rows = await until(read, (r) => r.length >= 2);
@@ -919,13 +923,13 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
       expect(rows[0]!.xid).toBe(xidA);
       expect(rows[0]!.id).toBeGreaterThan(rows[1]!.id);
       // A cursor at A's row continues with B's; one at B's returns nothing of either.
-      const afterA = await listChatEventsAfterCursor(pool, {
+      const afterA = await readBothHorizons({
         after_xid: rows[0]!.xid,
         after_id: rows[0]!.id,
         page_limit: 100,
       });
       expect(afterA.map((r) => r.id)).toEqual([rows[1]!.id]);
-      const afterB = await listChatEventsAfterCursor(pool, {
+      const afterB = await readBothHorizons({
         after_xid: rows[1]!.xid,
         after_id: rows[1]!.id,
         page_limit: 100,
@@ -934,6 +938,66 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
     } finally {
       await a.end();
       await b.end();
+    }
+  });
+
+  it("looks past an open write transaction of another database, never past one of this database", async () => {
+    const ownerId = await owner();
+    const chat = await newChat(ownerId);
+    const start = await cursorNow();
+    await belowHorizon(start.xid);
+    const other = await connectClient((await emptyDatabase()).url, "pgchatd-test-other-db");
+    const here = await connectClient(url, "pgchatd-test-tx-here");
+    const read = (past: boolean) =>
+      listChatEventsAfterCursor(pool, {
+        after_xid: start.xid,
+        after_id: start.id,
+        past_other_databases: past,
+        page_limit: 100,
+      });
+    try {
+      // Another database's transaction takes an xid and stays open.
+      await other.query("BEGIN");
+      await other.query("SELECT pg_current_xact_id()");
+      await chatUpdate(chat.id, ownerId, { title: "while another database's transaction is open" });
+      // The cluster-wide xmin holds the event back; this database's horizon does not.
+      expect(await read(false)).toEqual([]);
+      const past = await read(true);
+      expect(past.map((r) => [r.chat_id, r.kind])).toEqual([[chat.id, "title_change"]]);
+      // A transaction of this database, though, holds both.
+      await here.query("BEGIN");
+      await here.query("SELECT pg_current_xact_id()");
+      const cursor = { after_xid: past[0]!.xid, after_id: past[0]!.id };
+      await chatUpdate(chat.id, ownerId, { title: "while this database's transaction is open" });
+      for (const p of [false, true])
+        expect(
+          await listChatEventsAfterCursor(pool, {
+            ...cursor,
+            past_other_databases: p,
+            page_limit: 100,
+          }),
+        ).toEqual([]);
+      await here.query("COMMIT");
+      const rows = await until(
+        () =>
+          listChatEventsAfterCursor(pool, {
+            ...cursor,
+            past_other_databases: true,
+            page_limit: 100,
+          }),
+        (r) => r.length >= 1,
+      );
+      expect(rows.map((r) => r.kind)).toEqual(["title_change"]);
+      await other.query("COMMIT");
+      // Nothing was lost on the cheap path either, once the other transaction ended.
+      const all = await until(
+        () => read(false),
+        (r) => r.length >= 2,
+      );
+      expect(all.map((r) => r.id)).toEqual([past[0]!.id, rows[0]!.id]);
+    } finally {
+      await other.end();
+      await here.end();
     }
   });
 
@@ -952,11 +1016,7 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
       ["99", id99],
       ["100", id100],
     ];
-    const after = await listChatEventsAfterCursor(pool, {
-      after_xid: "98",
-      after_id: 0,
-      page_limit: 2,
-    });
+    const after = await readBothHorizons({ after_xid: "98", after_id: 0, page_limit: 2 });
     expect(after.map((e) => [e.xid, e.id])).toEqual(expected);
     const until = (await getChatEventBounds(pool))!.next_xid!;
     const range = { after_xid: "0", after_id: 0, until_xid: until, until_id: 0, page_limit: 10 };
@@ -983,12 +1043,12 @@ describe("reading in (xid, id) order below the xmin horizon", () => {
     const all = await eventsSince(start.id, chat.id);
     expect(kindsOf(all)).toEqual(["created", "message", "title_change", "title_change"]);
     await belowHorizon(all.at(-1)!.xid);
-    const page1 = await listChatEventsAfterCursor(pool, {
+    const page1 = await readBothHorizons({
       after_xid: start.xid,
       after_id: start.id,
       page_limit: 3,
     });
-    const page2 = await listChatEventsAfterCursor(pool, {
+    const page2 = await readBothHorizons({
       after_xid: page1.at(-1)!.xid,
       after_id: page1.at(-1)!.id,
       page_limit: 3,
