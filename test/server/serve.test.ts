@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { defaultStateDir } from "../../src/db/embedded.ts";
 import { emptyDatabase } from "../setup/db.ts";
 
 /*
@@ -11,8 +13,11 @@ import { emptyDatabase } from "../setup/db.ts";
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
+/** Run before `dirs` are removed: they may need to read a data dir. */
+const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const cleanup of cleanups) await cleanup();
   for (const d of dirs) await fs.rm(d, { recursive: true, force: true });
 });
 
@@ -200,4 +205,50 @@ describe("pgchatd serve", () => {
     s.child.kill("SIGTERM");
     expect(await exitOf(s.child)).toBe(0);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "starts as root in a private directory without changing its permissions, and keeps the database across restarts",
+    async () => {
+      // Like `git clone` into /root (mode 0700), then `npm start`.
+      const parent = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-private-"));
+      await fs.chmod(parent, 0o700);
+      dirs.push(parent);
+      const dataDir = path.join(parent, ".data");
+      const clusters = path.join(defaultStateDir, "clusters");
+      const createdStateDirs = [clusters, defaultStateDir].filter((d) => !existsSync(d));
+      cleanups.push(async () => {
+        const cluster = await fs.readlink(path.join(dataDir, "pg")).catch(() => null);
+        if (cluster) await fs.rm(path.dirname(cluster), { recursive: true, force: true });
+        // Only when this test created them and no other cluster has appeared there since.
+        for (const d of createdStateDirs) await fs.rmdir(d).catch(() => {});
+      });
+
+      const first = await startServe({ PGCHATD_DATA_DIR: dataDir });
+      const cluster = await fs.realpath(path.join(dataDir, "pg"));
+      expect(path.dirname(path.dirname(cluster))).toBe(clusters);
+      // Logged on the start that placed it, for whoever plans backups.
+      expect(first.stdout()).toContain(cluster);
+      expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+      const postmasterPid = Number(
+        (await fs.readFile(path.join(dataDir, "pg", "postmaster.pid"), "utf8")).split("\n")[0],
+      );
+      first.child.kill("SIGTERM");
+      expect(await exitOf(first.child)).toBe(0);
+      expect(alive(postmasterPid)).toBe(false);
+
+      const again = await startServe({ PGCHATD_DATA_DIR: dataDir });
+      expect(again.token).toBeUndefined();
+      expect(again.stdout()).not.toContain(cluster);
+      const token = (await fs.readFile(path.join(dataDir, "admin-token"), "utf8")).trim();
+      const me = await fetch(`${again.url}/api/v2/users/me`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(me.status).toBe(200);
+      again.child.kill("SIGTERM");
+      expect(await exitOf(again.child)).toBe(0);
+
+      const st = await fs.stat(parent);
+      expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: 0, mode: 0o700 });
+    },
+  );
 });

@@ -45,7 +45,8 @@ async function containerServer(): Promise<Server | null> {
 }
 
 async function embeddedServer(): Promise<Server> {
-  // Under /tmp, not the repo: as root the postgres OS user must be able to enter every parent.
+  // Enterable by the postgres OS user (as root), so the cluster stays in this directory and goes
+  // with it, instead of being placed in /var/lib/pgchatd.
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-test-"));
   await fs.chmod(dir, 0o755);
   const pg = await EmbeddedPostgres.start({
