@@ -14,9 +14,17 @@
  *                                       (bench/runner.ts)
  *   npm run bench -- context [chats]    workspace context pushes to an agent with 10, 100, 1,000
  *                                       (and `chats`) bound chats (bench/context.ts)
+ *   npm run bench -- chat-updates [chats]
+ *                                       heartbeats and status changes of chats carrying 0, 100 KiB
+ *                                       and 256 KiB of dynamic tools (bench/chat-updates.ts)
+ *   npm run bench -- horizon            change-event delivery while a transaction is open in this or
+ *                                       another database, and what the read horizon costs
+ *                                       (bench/horizon.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
+import { benchChatUpdates } from "./chat-updates.ts";
 import { benchContext } from "./context.ts";
+import { benchHorizon } from "./horizon.ts";
 import { benchList } from "./list.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchRunner } from "./runner.ts";
@@ -33,8 +41,19 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   watch: (watchers, eventsPerSecond) => benchWatch(watchers, eventsPerSecond),
   runner: (chats, running) => benchRunner(chats, running),
   context: (chats) => benchContext(chats),
+  "chat-updates": (chats) => benchChatUpdates(chats),
+  horizon: () => benchHorizon(),
 };
-const defaults = ["startup", "list", "prompts", "watch", "runner", "context"];
+const defaults = [
+  "startup",
+  "list",
+  "prompts",
+  "watch",
+  "runner",
+  "context",
+  "chat-updates",
+  "horizon",
+];
 
 const [name, ...args] = process.argv.slice(2);
 console.log(`machine: ${(await import("node:os")).cpus().length} cores, node ${process.version}`);
