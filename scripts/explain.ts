@@ -38,6 +38,7 @@ import {
 } from "../src/generated/api_keys.ts";
 import { listChatContextResourcesForPromptByChatID } from "../src/generated/chat_context.ts";
 import {
+  getChatEventHorizonStatus,
   listChatEventsAfterCursor,
   listChatEventsByChatInRange,
   listChatEventsByOwnerInRange,
@@ -51,6 +52,7 @@ import {
 import {
   claimPendingChats,
   getChatForRunByID,
+  listChatRecoveryCandidates,
   updateChatHeartbeatsByWorkerID,
 } from "../src/generated/chat_runs.ts";
 import {
@@ -320,6 +322,26 @@ async function eventPlans(
         }),
       },
       {
+        name: "ListChatEventsAfterCursor: past other databases",
+        why: "the tailer while only other databases' open transactions hold the cluster's xmin",
+        shows: "the same read below chat_events_horizon()",
+        query: await capturedQuery(listChatEventsAfterCursor, {
+          after_xid: nearHead.xid,
+          after_id: nearHead.id,
+          past_other_databases: true,
+          page_limit: 1000,
+        }),
+      },
+      {
+        name: "GetChatEventHorizonStatus",
+        why: "the tailer's look at its horizon, once a second per process",
+        shows: "a cursor 1,000 events behind the head",
+        query: await capturedQuery(getChatEventHorizonStatus, {
+          after_xid: nearHead.xid,
+          after_id: nearHead.id,
+        }),
+      },
+      {
         name: "ListChatEventsByOwnerInRange",
         why: "a watch stream reconnecting with Last-Event-ID",
         shows: `heavy owner (${ownerEvents.toLocaleString("en")} events), from the middle of its events to the head, watch kinds, page of 500`,
@@ -362,9 +384,9 @@ const runnerState = { pending: 200, running: 2_000, requiresAction: 100, queued:
 const workerId = "00000000-0000-4000-8000-00000000a11c";
 
 /**
- * The runner's hot statements: the claim, the batched heartbeat, a turn's reads, and the queries
- * inside the recovery pass (chat_run_recover), whose plans auto_explain reports from inside the
- * function. Writing statements run in a transaction that is rolled back.
+ * The runner's hot statements: the claim, the batched heartbeat, a turn's reads, the recovery
+ * pass's candidates, and the queries inside chat_run_recover_chat, whose plans auto_explain
+ * reports from inside the function. Writing statements run in a transaction that is rolled back.
  */
 async function runnerPlans(
   client: pg.Client,
@@ -427,13 +449,24 @@ async function runnerPlans(
         chat_id: messages.targetChatId,
       }),
     },
+    {
+      name: "ListChatRecoveryCandidates",
+      why: "every runner, once per heartbeat interval: the recovery pass's candidates",
+      shows: `${running.rows.length.toLocaleString("en")} leased chats (none stale), ${runnerState.requiresAction} in requires_action (none expired), ${runnerState.queued} queued messages on running chats`,
+      query: await capturedQuery(listChatRecoveryCandidates, {
+        stale_after_seconds: 60,
+        tool_results_timeout_seconds: 300,
+        batch_size: 500,
+      }),
+    },
   ];
 
-  // The recovery pass's own queries, as the function runs them.
+  // One candidate's recovery, as the function runs it (a stale lease).
   const recover = (
     await nestedPlans(
       client,
-      "SELECT * FROM chat_run_recover(interval '1 minute', interval '5 minutes')",
+      "SELECT chat_run_recover_chat($1, interval '1 minute', interval '5 minutes')",
+      [running.rows[0]!.id],
     )
   ).filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"));
   return { plans, recover };
@@ -447,7 +480,9 @@ const contextChats = 1_000;
  * it and pinned to that snapshot; the marking a changed push runs (inside its trigger) and a
  * turn's read of a chat's pinned context.
  */
-async function contextPlans(client: pg.Client): Promise<{ marking: string[]; plans: ChatPlan[] }> {
+async function contextPlans(
+  client: pg.Client,
+): Promise<{ marking: string[]; contextFiles: string[]; plans: ChatPlan[] }> {
   const agent = await client.query<{ id: string }>(
     "SELECT id FROM workspace_agents ORDER BY id LIMIT 1",
   );
@@ -477,9 +512,47 @@ async function contextPlans(client: pg.Client): Promise<{ marking: string[]; pla
       agentId,
       resources("2"),
     ])
-  ).filter((n) => n.includes("WITH marked AS"));
+  ).filter((n) => n.includes("chat_lock_rows") || n.includes("WITH compared AS"));
+  // Context files in a chat with a long history: the clear, and the copy to a new subagent.
+  const longChat = chats.rows[0]!.id;
+  await client.query(
+    `INSERT INTO chat_messages (chat_id, role, content, visibility)
+     SELECT $1, 'user', jsonb_build_array(jsonb_build_object('type', 'context-file',
+       'context_file_path', 'AGENTS.md', 'context_file_content', 'rules')), 'model'
+     FROM generate_series(1, 2)`,
+    [longChat],
+  );
+  await client.query(
+    `INSERT INTO chat_messages (chat_id, role, content)
+     SELECT $1, 'assistant', jsonb_build_array(jsonb_build_object('type', 'text', 'text', 'm' || i))
+     FROM generate_series(1, 10000) i`,
+    [longChat],
+  );
+  await client.query("ANALYZE chat_messages");
+  const owner = await client.query<{ owner_id: string }>(
+    "SELECT owner_id FROM chats WHERE id = $1",
+    [longChat],
+  );
+  const contextFiles = [
+    ...(await nestedPlans(client, "SELECT * FROM chat_context_files_clear($1, $2)", [
+      agentId,
+      longChat,
+    ])),
+    ...(await nestedPlans(
+      client,
+      'SELECT chat_create($1, NULL, NULL, NULL, $2, NULL, NULL, NULL, NULL, NULL, NULL, \'[{"type": "text", "text": "subagent"}]\', NULL)',
+      [owner.rows[0]!.owner_id, longChat],
+    )),
+  ].filter(
+    (n) =>
+      n.includes("context-file") &&
+      !n.includes(
+        "INSERT INTO chat_messages (chat_id, role, content, visibility)\n  SELECT v_chat.id",
+      ),
+  );
   return {
     marking,
+    contextFiles,
     plans: [
       {
         name: "ListChatContextResourcesForPromptByChatID",
@@ -616,11 +689,10 @@ async function plans(): Promise<string> {
       );
       await explained(runner.plans);
       out.push(
-        "#### chat_run_recover",
+        "#### chat_run_recover_chat",
         "",
-        "Hot because: every runner runs the recovery pass once per heartbeat interval. Its three " +
-          "queries, as auto_explain reports them from inside the function (the stale leases, " +
-          "the expired tool waits, the queues nobody admitted):",
+        "Hot because: the recovery pass runs it for each candidate, in a transaction of its own. " +
+          "Its lock of the one chat, as auto_explain reports it from inside the function:",
         "",
       );
       for (const plan of runner.recover) out.push("```", plan.trim(), "```", "");
@@ -634,12 +706,23 @@ async function plans(): Promise<string> {
         "",
         "#### The marking of a changed push",
         "",
-        "Hot because: every push whose content changed. The one UPDATE of the trigger " +
-          `workspace_agent_contexts_500_mark_chats_dirty, marking all ${contextChats.toLocaleString("en")} ` +
-          "chats, as auto_explain reports it from inside the push (with the chats row triggers it fires):",
+        "Hot because: every push whose content changed. The trigger " +
+          `workspace_agent_contexts_500_mark_chats_dirty locks the agent's ${contextChats.toLocaleString("en")} ` +
+          "chats in id order (chat_lock_rows), then compares and marks them all in one UPDATE, as " +
+          "auto_explain reports it from inside the push (with the chats row triggers it fires):",
         "",
       );
       for (const plan of context.marking) out.push("```", plan.trim(), "```", "");
+      out.push(
+        "#### Context files in a long history",
+        "",
+        "Hot because: an agent clears a chat's context files, and every subagent chat copies its " +
+          "parent's. On a chat with 10,000 messages and 2 context-file messages, the clear and the " +
+          "copy read those 2 through chat_messages_context_files_idx, as auto_explain reports " +
+          "them from inside chat_context_files_clear and chat_create:",
+        "",
+      );
+      for (const plan of context.contextFiles) out.push("```", plan.trim(), "```", "");
       await explained(context.plans);
       return out.join("\n");
     } finally {
