@@ -93,7 +93,11 @@ export class Tailer {
     this.started = true;
     this.pollTimer = setInterval(() => {
       this.wake(false);
-      void this.checkHorizon();
+      // Without a stream there is nothing to hold back on this process, and an idle replica
+      // should not query the database every second for it.
+      if (!this.opts.hub.isEmpty()) void this.checkHorizon();
+      else if (this.horizon.blocker || this.horizon.heldBackSeconds > 0)
+        this.horizon = { ...this.horizon, heldBackSeconds: 0, blocker: null };
     }, this.opts.safetyPollMs);
     this.pollTimer.unref();
   }
