@@ -8,7 +8,10 @@ import { buildTools } from "../../src/runner/prompt.ts";
 
 const echo = localModel("echo")!;
 
-async function stream(prompt: string, opts: { signal?: AbortSignal; tools?: boolean } = {}) {
+async function stream(
+  prompt: string,
+  opts: { signal?: AbortSignal; tools?: boolean; onDelta?: () => void } = {},
+) {
   const result = streamText({
     model: echo,
     prompt,
@@ -25,7 +28,10 @@ async function stream(prompt: string, opts: { signal?: AbortSignal; tools?: bool
   let finish: string | undefined;
   let usage: { inputTokens?: number; outputTokens?: number } | undefined;
   for await (const part of result.fullStream) {
-    if (part.type === "text-delta") deltas.push(part.text);
+    if (part.type === "text-delta") {
+      deltas.push(part.text);
+      opts.onDelta?.();
+    }
     if (part.type === "tool-call") calls.push({ name: part.toolName, input: part.input });
     if (part.type === "error") error = part.error;
     if (part.type === "finish-step") {
@@ -82,9 +88,12 @@ describe("local/echo", () => {
   it("streams '/sleep <ms>' slowly and stops at once when aborted", async () => {
     const controller = new AbortController();
     const started = Date.now();
-    const pending = stream("/sleep 60000", { signal: controller.signal });
-    setTimeout(() => controller.abort(), 50);
-    const r = await pending;
+    // Aborted once the first part is out (the next one is due 6 s later), not after a fixed
+    // delay, which a loaded machine may let pass before the first part.
+    const r = await stream("/sleep 60000", {
+      signal: controller.signal,
+      onDelta: () => controller.abort(),
+    });
     expect(Date.now() - started).toBeLessThan(10_000);
     const text = r.deltas.join("");
     expect(text.length).toBeGreaterThan(0);

@@ -34,7 +34,8 @@ describe("PartStream", () => {
     const { sent, publish } = recorder();
     const s = new PartStream(publish, chatId, "o", 5, captureLogger().logger);
     s.delta("text", "soon");
-    await new Promise((r) => setTimeout(r, 50));
+    // Waits for the part, with the turn still open (close() would flush it anyway).
+    await expect.poll(() => sent.length, { timeout: 10_000, interval: 5 }).toBeGreaterThan(0);
     expect(sent.map((p) => p.data.part?.text)).toEqual(["soon"]);
     await s.close();
   });

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
@@ -36,6 +36,10 @@ interface RunnerProcess {
   exited: Promise<number | null>;
 }
 
+/**
+ * A `pgchatd runner` process, killed when the test ends if it still runs: left running after a
+ * failure, it would claim the next test's chats.
+ */
 function startRunnerProcess(): Promise<RunnerProcess> {
   const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "runner"], {
     env: {
@@ -44,12 +48,19 @@ function startRunnerProcess(): Promise<RunnerProcess> {
       DATABASE_URL: dbUrl,
       LOG_LEVEL: "warn",
       PGCHATD_RUNNER_HEARTBEAT_MS: "200",
-      PGCHATD_RUNNER_STALE_MS: "1000",
+      // The default staleness (60 s): on a loaded machine a process can miss a second of
+      // heartbeats, and the other one would take its turns over again and again. The one test of
+      // a stale lease recovers it with a runner of its own.
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
   children.push(child);
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  onTestFinished(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGKILL");
+    await exited;
+  });
   let out = "";
   let err = "";
   child.stderr!.on("data", (d: Buffer) => {
@@ -77,12 +88,13 @@ describe("pgchatd runner processes", () => {
     const doomed = await startRunnerProcess();
     const o = await owner();
     const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, text: "/sleep 2000" });
-    // The killed runner had started: its first part went out and it holds the chat.
+    // Killed as soon as its first part went out, well before its turn (2 s) can end: it still
+    // holds the chat.
     await parts.next((n) => n.payload.includes(chat.id), 15_000);
-    await parts.close();
-    expect((await chatState(pool, chat.id)).worker_id).toBe(doomed.workerId);
     doomed.child.kill("SIGKILL");
     await doomed.exited;
+    await parts.close();
+    expect((await chatState(pool, chat.id)).worker_id).toBe(doomed.workerId);
 
     const { runner } = await testRunner({ heartbeatMs: 200, staleAfterMs: 1_000 });
     runner.wake();
@@ -92,6 +104,9 @@ describe("pgchatd runner processes", () => {
       ["user", "/sleep 2000"],
       ["assistant", "echo: /sleep 2000"],
     ]);
+    // Counted once the runner has seen its turn's end commit, which the test's connection can
+    // see first.
+    await runner.idle();
     expect(runner.stats.turns.completed).toBe(1);
   });
 

@@ -376,7 +376,12 @@ describe("POST /{chat}/title/regenerate", () => {
     const res = await t.call("POST", `${base}/${chat}/title/regenerate`, { token: ownerToken });
     expect(res.status, res.text).toBe(200);
     expect(res.json.title).toBe("Fake Title From Model");
-    const request = fake.requests.findLast((r) => r.lastUser.includes("Write the title"))!;
+    // This chat's title request: a turn's follow-up of an earlier test may reach the fake late.
+    const request = fake.requests.findLast(
+      (r) =>
+        r.lastUser.includes("Write the title") &&
+        r.body.messages.some((m: { content: unknown }) => m.content === "turn 7"),
+    )!;
     const convo = request.body.messages
       .filter((m: { role: string }) => m.role !== "system")
       .map(

@@ -246,7 +246,12 @@ describe("leases", () => {
     for (const c of chats) {
       const replies = (await messagesOf(pool, c.id)).filter((m) => m.role === "assistant");
       expect(replies).toHaveLength(1);
+      // Claimed once: a second claim would log another `running`.
+      expect(await statusHistory(pool, c.id)).toEqual(["running", "waiting"]);
     }
+    // A turn is counted once its runner has seen its end commit, which another connection can
+    // see first.
+    await Promise.all([a.runner.idle(), b.runner.idle()]);
     const done = a.runner.stats.turns.completed + b.runner.stats.turns.completed;
     expect(done).toBe(40);
     expect(a.runner.stats.turns.lost + b.runner.stats.turns.lost).toBe(0);
@@ -320,6 +325,8 @@ describe("leases", () => {
     );
     await settled(pool, chat.id, "waiting");
     expect((await messagesOf(pool, chat.id)).map(textOf)).toEqual(["edited", "echo: edited"]);
+    // The stopped turn may end after the new one stored its reply.
+    await runner.idle();
     // Discarded by its own end, or replaced by the edit's claim first (lost): either way unwritten.
     expect(runner.stats.turns.discarded + runner.stats.turns.lost).toBe(1);
   });
@@ -369,8 +376,10 @@ describe("leases", () => {
       unsafe_dynamic_tools: [lookupTool],
     });
     runner.wake();
-    await settled(pool, chat.id, "requires_action");
+    // The recovery pass fails it 300 ms after requires_action: too short a state to catch by
+    // polling on a loaded machine, so the log tells that it was there.
     const state = await settled(pool, chat.id, "error");
+    expect(await statusHistory(pool, chat.id)).toEqual(["running", "requires_action", "error"]);
     expect(state.last_error!.kind).toBe("timeout");
     const last = (await messagesOf(pool, chat.id)).at(-1)!;
     expect(last.role).toBe("tool");

@@ -143,7 +143,15 @@ describe("pgchatd serve", () => {
       role: "assistant",
       content: [{ type: "text", text: "echo: hello, server" }],
     });
-    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    // The runner counts the turn once it has seen its end commit, which the status poll (another
+    // connection) can see first.
+    let metrics = "";
+    const counted = /^pgchatd_runner_turns_total\{outcome="completed"\} [1-9]/m;
+    const countedBy = Date.now() + 15_000;
+    while (!counted.test(metrics) && Date.now() < countedBy) {
+      metrics = await (await fetch(`${s.url}/metrics`)).text();
+      if (!counted.test(metrics)) await new Promise((r) => setTimeout(r, 50));
+    }
     expect(metrics).toMatch(/^pgchatd_runner_turns_total\{outcome="completed"\} 1$/m);
     expect(metrics).toMatch(/^pgchatd_runner_active_turns 0$/m);
     s.child.kill("SIGTERM");

@@ -8,8 +8,9 @@ import { testDb } from "./db.ts";
 
 /*
  * Runners for tests: on this file's database (or `dbUrl`), each with its own pool (its own
- * connections, as a separate process would have), with timings shrunk so that heartbeats,
- * staleness and retries happen within a test.
+ * connections, as a separate process would have), with timings shrunk so that heartbeats, the
+ * recovery pass and retries happen within a test. A lease goes stale only in tests that shrink
+ * staleAfterMs themselves.
  */
 
 export interface TestRunner {
@@ -68,7 +69,9 @@ export async function testRunner(
     models: createModels({ secrets }),
     pollMs: 100,
     heartbeatMs: 200,
-    staleAfterMs: 1_000,
+    // As in production: a loaded machine can delay a heartbeat past a second, and another runner
+    // would then take the turn over, which tests of anything else do not expect.
+    staleAfterMs: 60_000,
     retry: { retries: 3, baseDelayMs: 5, maxDelayMs: 20 },
     partFlushMs: 10,
     ...options,

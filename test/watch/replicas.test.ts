@@ -103,7 +103,9 @@ describe.each(["trigger", "batched"] as const)("two replicas, PGCHATD_EVENTS_NOT
     const auth = { authorization: `Bearer ${token}` };
     const sse: SseClient[] = [];
     let wakeups: Listener | undefined;
-    const env = { DATABASE_URL: db.url, PGCHATD_EVENTS_NOTIFY: mode };
+    // No runner: it would answer the chat and write events of its own (status, reply, title,
+    // summary) between the test's writes, and hold the chat running when the test posts to it.
+    const env = { DATABASE_URL: db.url, PGCHATD_EVENTS_NOTIFY: mode, PGCHATD_RUNNER: "false" };
     const [one, two] = await Promise.all([startReplica(env), startReplica(env)]);
     try {
       // A raw LISTEN on the wake-up channel: what the mode really sends.

@@ -258,6 +258,38 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 10_0
   }
 }
 
+/** The transaction that logged the event with this cursor ("<xid>.<id>"). */
+const xidOf = (id: string) => id.split(".")[0]!;
+
+/**
+ * Waits until every transaction up to `xid` has ended, so a server can read its events: the
+ * tailer reads below the xmin horizon, which any open transaction on the cluster holds back.
+ */
+async function belowHorizon(xid: string) {
+  await eventually(async () => {
+    const { rows } = await srv.pool.query<{ xmin: string }>(
+      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
+    );
+    return BigInt(rows[0]!.xmin) > BigInt(xid);
+  }, `transaction ${xid} is below the xmin horizon`);
+}
+
+/**
+ * Checks what a watch received besides the test's own events (`mine`), and returns those. Events
+ * logged before it opened may come too: opened without a cursor, it gets those the server had not
+ * read yet (API.md "Streams"); resuming, those after its cursor. Either way they can only be the
+ * latest of `before` (the owner's log when the watch opened), each once, in cursor order, ahead of
+ * every event of the test.
+ */
+function ownEvents(events: SseEvent[], mine: (e: SseEvent) => boolean, before: string[]) {
+  const first = events.findIndex(mine);
+  const earlier = first === -1 ? events : events.slice(0, first);
+  expect(earlier.map((e) => e.id)).toEqual(before.slice(before.length - earlier.length));
+  const own = events.slice(earlier.length);
+  expect(own.filter((e) => !mine(e))).toEqual([]);
+  return own;
+}
+
 describe("GET /chats/watch", () => {
   it("sends created, title_change, updated, status_change and deleted events with the changed chat", async () => {
     const u = await member();
@@ -685,12 +717,19 @@ describe("resuming by cursor", () => {
       } finally {
         await notified.close();
       }
+      const last = (await logged({ ownerId: u.id }, "0.0")).at(-1)!.cursor;
+      // Else the first watch's catch-up may read only part of them (another session's open
+      // transaction holds them above the horizon), and a later read move the start of the others.
+      await belowHorizon(xidOf(last));
       const url = `${idle.url}${base}/watch`;
       const watches = await Promise.all(
         Array.from({ length: 8 }, () => track(openSse(url, auth(u)))),
       );
       await eventually(async () => watches.every((w) => w.ids.length > 0), "starting cursors");
-      expect(new Set(watches.map((w) => w.ids[0])).size).toBe(1);
+      const starts = new Set(watches.map((w) => w.ids[0]!));
+      expect(starts.size).toBe(1);
+      // None started at the position the server had before the catch-up, ahead of the writes.
+      for (const start of starts) expect(compareIds(start, last)).toBeGreaterThanOrEqual(0);
     } finally {
       await idle.close();
     }
@@ -814,6 +853,9 @@ describe("resync", () => {
     const created = await w1.next(ofChat(chat.id));
     w1.close();
     await patchChat(u, chat.id, { title: "before pruning" });
+    // Pruning removes only events below the xmin horizon: once the title change is, it goes too.
+    const [titled] = await logged({ ownerId: u.id }, created.id);
+    await belowHorizon(xidOf(titled!.cursor));
     // Everything logged so far is two hours old, and the retention is one hour.
     await srv.pool.query("UPDATE chat_events SET created_at = now() - interval '2 hours'");
     const { logger } = captureLogger();
@@ -846,6 +888,10 @@ describe("slow subscribers", () => {
     try {
       const u = await member();
       const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+      // The chat's `created` is logged before the watches open, yet may still reach them (the
+      // server reads the log only below the xmin horizon). The test counts the events of its own
+      // writes, told apart by their transaction ids.
+      const before = (await logged({ ownerId: u.id }, "0.0")).map((r) => r.cursor);
       const url = `${server.url}${base}/watch`;
       const stalled = await track(openSse(url, auth(u)));
       const reader = await track(openSse(url, auth(u)));
@@ -864,9 +910,15 @@ describe("slow subscribers", () => {
             `${n}-${"v".repeat(240)}`,
           ]),
         );
+      const xids = new Set<string>();
+      const mine = (e: SseEvent) => xids.has(xidOf(e.id));
       const writeFat = async (n: number) => {
         const labels = JSON.stringify(fatLabels(n));
-        await srv.pool.query("UPDATE chats SET labels = $2 WHERE id = $1", [chat.id, labels]);
+        const { rows } = await srv.pool.query<{ xid: string }>(
+          "UPDATE chats SET labels = $2 WHERE id = $1 RETURNING pg_current_xact_id()::text AS xid",
+          [chat.id, labels],
+        );
+        xids.add(rows[0]!.xid);
         return labels.length;
       };
       const capBytes = 64 * 1024 * 1024;
@@ -874,17 +926,21 @@ describe("slow subscribers", () => {
       let bytes = 0;
       while (subscribers() === 2 && bytes < capBytes) {
         bytes += await writeFat(written++);
-        await reader.waitFor(written, kind("updated"), 30_000);
+        await reader.waitFor(written, mine, 30_000);
       }
       expect(subscribers(), `stalled subscriber kept after ${bytes} bytes`).toBe(1);
 
       // A few more after the overflow: the reading client keeps getting every event, in order.
       for (let n = 0; n < 3; n++) bytes += await writeFat(written++);
-      const got = await reader.waitFor(written, kind("updated"), 30_000);
-      const expected = (await logged({ ownerId: u.id }, "0.0")).filter((r) => r.kind === "updated");
+      const got = await reader.waitFor(written, mine, 30_000);
+      // One `updated` per write, each delivered once.
+      const expected = (await logged({ ownerId: u.id }, "0.0")).filter((r) =>
+        xids.has(xidOf(r.cursor)),
+      );
+      expect(expected.map((r) => r.kind)).toEqual(Array(written).fill("updated"));
       expect(got.map((e) => e.id)).toEqual(expected.map((r) => r.cursor));
       expectIncreasing(got.map((e) => e.id));
-      expect(reader.events.length).toBe(written);
+      expect(ownEvents(reader.events, mine, before)).toEqual(got);
 
       // Dropped by the server itself, while the client still reads nothing: its connection is
       // closed, not left waiting for a reader that may never come back.
@@ -896,15 +952,17 @@ describe("slow subscribers", () => {
       // The stalled client, reading again, finds its stream ended short of the log...
       stalled.resume();
       expect(await settlesWithin(stalled.ended, 10_000)).toBe(true);
-      const seen = stalled.events.length;
+      const own = ownEvents(stalled.events, mine, before);
+      const seen = own.length;
       expect(seen).toBeLessThan(written);
-      expect(stalled.events.map((e) => e.id)).toEqual(expected.slice(0, seen).map((r) => r.cursor));
+      expect(own.map((e) => e.id)).toEqual(expected.slice(0, seen).map((r) => r.cursor));
       // ...and resumes by cursor with exactly what it missed.
       const resumed = await track(
         openSse(url, auth(u, { "last-event-id": stalled.lastEventId() })),
       );
-      const rest = await resumed.waitFor(written - seen, kind("updated"), 30_000);
+      const rest = await resumed.waitFor(written - seen, mine, 30_000);
       expect(rest.map((e) => e.id)).toEqual(expected.slice(seen).map((r) => r.cursor));
+      expect(ownEvents(resumed.events, mine, before)).toEqual(rest);
       // Operators see the drop in /metrics.
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toMatch(/^pgchatd_stream_overflows_total 1$/m);
