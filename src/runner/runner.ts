@@ -183,9 +183,12 @@ export class Runner {
       }
     });
     await listener.connect();
-    await listener.listenTo(channels.events);
-    await listener.listenTo(channels.runner);
-    await listener.listenTo(channels.pending);
+    try {
+      await listener.listenTo(channels.events, channels.runner, channels.pending);
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
     this.listener = listener;
 
     const every = (ms: number, fn: () => void) => {
