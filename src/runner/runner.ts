@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { channels } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
-import type { Pool, Queryable } from "../db/pool.ts";
+import type { Pool, PoolQueryable } from "../db/pool.ts";
 import {
   claimPendingChats,
   recoverChatRuns,
@@ -118,7 +118,7 @@ export class Runner {
   };
   private readonly log: Logger;
   /** The pool, counting statements (RunnerStats.statements). */
-  private readonly db: Queryable;
+  private readonly db: PoolQueryable;
   private readonly runs = new Map<string, Run>();
   /** Summaries and titles of finished turns. */
   private readonly followUps = new Set<Promise<void>>();
@@ -148,7 +148,7 @@ export class Runner {
         const name = (text && /^-- name: (\w+)/.exec(text)?.[1]) ?? "other";
         this.stats.statementsByQuery[name] = (this.stats.statementsByQuery[name] ?? 0) + 1;
         return (pool.query as (...a: unknown[]) => unknown)(...args);
-      }) as Queryable["query"],
+      }) as PoolQueryable["query"],
     };
   }
 
