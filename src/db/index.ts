@@ -6,7 +6,7 @@ import { EmbeddedPostgres } from "./embedded.ts";
 import { migrate } from "./migrate.ts";
 import { createPool, type Pool, type PoolOptions } from "./pool.ts";
 
-export type { Pool, PoolClient, Queryable } from "./pool.ts";
+export type { Pool, PoolClient, PoolQueryable, Queryable } from "./pool.ts";
 export { withTx } from "./pool.ts";
 
 export interface DatabaseOptions {

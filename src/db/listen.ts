@@ -1,27 +1,310 @@
-import pgListen from "pg-listen";
+import { EventEmitter } from "node:events";
+import pg from "pg";
 import { clientConfig } from "./pool.ts";
 
+/*
+ * The LISTEN connection, written here on pg.Client rather than taken from a library. pg-listen,
+ * used before, sent statements concurrently on its one client: NOTIFYs from every caller at once,
+ * its liveness query alongside them, and one LISTEN per channel in parallel on reconnect.
+ * node-postgres queues such overlaps with a deprecation warning and pg 9 refuses them; pg-listen
+ * is unmaintained. So this one sends one statement at a time on its connection, LISTENs every
+ * channel in one round trip, and reconnects for as long as the process lives.
+ */
+
 /** A reconnect attempt every 100 ms, doubling up to 5 s, forever: the database will come back. */
-function retryDelayMs(attempt: number): number {
+export function retryDelayMs(attempt: number): number {
   return Math.min(100 * 2 ** attempt, 5_000);
 }
 
-/**
- * A LISTEN connection (pg-listen) that reconnects with backoff for as long as the process lives;
- * its `connected` event fires after every (re)connect, when notifications may have been missed.
- * Payloads are passed on as the strings they are.
- */
-export function createListener(url: string, applicationName: string) {
-  // pg-listen is CommonJS with `exports.default`; `.default` is the function under every loader.
-  return pgListen.default(clientConfig(url, applicationName), {
-    retryInterval: retryDelayMs,
-    retryLimit: Number.POSITIVE_INFINITY,
-    // pg-listen gives up after 3 s by default; a database restart takes longer than that.
-    retryTimeout: Number.POSITIVE_INFINITY,
-    paranoidChecking: 10_000,
-    parse: (s) => s,
-    serialize: (s) => String(s),
-  });
+export interface ListenerOptions {
+  /**
+   * A peer that vanished without closing (a crashed host, a dropped route) sends nothing, and an
+   * idle connection never finds out: a statement this often does. Default 10 s.
+   */
+  livenessCheckMs?: number;
+  /**
+   * A statement unanswered this long means the connection is dead, not slow: NOTIFY commits take
+   * milliseconds. Without the bound a dead connection would hold every queued statement until the
+   * kernel gives up retransmitting (about 15 minutes on Linux). Default 10 s.
+   */
+  deadAfterMs?: number;
+}
+/** A connect whose packets are dropped would otherwise stall the reconnect loop forever. */
+const connectTimeoutMs = 10_000;
+
+export interface ListenerEvents {
+  /** A connection failed or a notification handler threw; the listener carries on. */
+  error: [err: Error];
+  /** Reconnect attempt n (1, 2, ...) after the connection was lost. */
+  reconnect: [attempt: number];
+  /**
+   * Listening on every channel, after the first connect and after each reconnect: what was
+   * notified while no connection listened is lost, so callers re-read their state now.
+   */
+  connected: [];
 }
 
-export type Listener = ReturnType<typeof createListener>;
+interface Connection {
+  client: pg.Client;
+  /** Settles when the last statement handed to this connection has; the next one waits for it. */
+  tail: Promise<void>;
+  lost: boolean;
+}
+
+const ignore = () => {};
+
+/**
+ * One LISTEN connection. Every statement (LISTEN, NOTIFY, the liveness check) waits for the one
+ * before it, so the connection never has two in flight. Notifications arrive on `notifications`,
+ * keyed by channel, with their payload as the string it is.
+ */
+export class Listener {
+  readonly events = new EventEmitter<ListenerEvents>();
+  readonly notifications = new EventEmitter<Record<string, [payload: string]>>();
+  private readonly channels = new Set<string>();
+  /** The connection listening on every channel; unset while (re)connecting. */
+  private live: Connection | undefined;
+  /** The client of a connect in progress, so close() can end it. */
+  private connecting: pg.Client | undefined;
+  private reconnecting: Promise<void> | undefined;
+  /** Clients being ended; close() waits for them, so no socket outlives it. */
+  private readonly ending = new Map<pg.Client, Promise<void>>();
+  private firstConnect: Promise<void> | undefined;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private livenessDeadline: NodeJS.Timeout | undefined;
+  private checking = false;
+  /** Cuts a reconnect backoff short (close). */
+  private wakeBackoff: (() => void) | undefined;
+  private closed = false;
+
+  private readonly livenessCheckMs: number;
+  private readonly deadAfterMs: number;
+
+  constructor(
+    private readonly config: pg.ClientConfig,
+    options: ListenerOptions = {},
+  ) {
+    this.livenessCheckMs = options.livenessCheckMs ?? 10_000;
+    this.deadAfterMs = options.deadAfterMs ?? 10_000;
+    // Every stream of a process may listen on one channel.
+    this.notifications.setMaxListeners(0);
+  }
+
+  /**
+   * Connects and LISTENs the channels named so far. Rejects when the first connect fails (a
+   * database that is down at start stops the start); after that, losses reconnect by themselves.
+   */
+  connect(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the listener is closed"));
+    this.firstConnect ??= this.open().then(
+      () => {
+        this.livenessTimer = setInterval(() => this.checkLiveness(), this.livenessCheckMs);
+        this.emitSafely(() => this.events.emit("connected"));
+      },
+      (err: unknown) => {
+        this.firstConnect = undefined;
+        throw err;
+      },
+    );
+    return this.firstConnect;
+  }
+
+  /**
+   * Adds channels, all LISTENed in one round trip. Resolves once listening; at once while
+   * (re)connecting, since the connect listens on every channel before it emits `connected`.
+   */
+  async listenTo(...channels: string[]): Promise<void> {
+    const added = channels.filter((c) => !this.channels.has(c));
+    for (const c of added) this.channels.add(c);
+    const conn = this.live;
+    if (added.length === 0 || !conn) return;
+    await this.send(conn, (c) => c.query(listenStatement(c, added)));
+  }
+
+  /**
+   * NOTIFY on this connection, after the statements before it. Rejects while no connection is up:
+   * a caller that must not lose the wake-up has a safety poll, and queueing through an outage
+   * would pile up statements without bound.
+   */
+  async notify(channel: string, payload: string): Promise<void> {
+    const conn = this.live;
+    if (!conn) throw new Error(`LISTEN connection is down: NOTIFY ${channel} not sent`);
+    await this.send(conn, (c) => c.query("SELECT pg_notify($1, $2)", [channel, payload]));
+  }
+
+  /** Ends the connection and stops reconnecting; no timer or socket is left once it resolves. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.livenessTimer);
+    clearTimeout(this.livenessDeadline);
+    this.wakeBackoff?.();
+    const conn = this.live;
+    this.live = undefined;
+    if (conn) this.end(conn);
+    if (this.connecting) this.endClient(this.connecting);
+    await this.reconnecting;
+    while (this.ending.size > 0) await Promise.all(this.ending.values());
+  }
+
+  /** Opens a connection, LISTENs every channel, and makes it the live one. */
+  private async open(): Promise<void> {
+    if (this.closed) throw new Error("the listener is closed");
+    const client = new pg.Client({
+      ...this.config,
+      keepAlive: true,
+      connectionTimeoutMillis: connectTimeoutMs,
+    });
+    const conn: Connection = { client, tail: Promise.resolve(), lost: false };
+    // pg emits 'error' on a client whose connection fails between statements; unhandled, that
+    // would crash the process. The handlers stay for the client's life, after it was replaced too.
+    client.on("error", (err) => this.lose(conn, err));
+    client.on("end", () => this.lose(conn, new Error("LISTEN connection ended")));
+    client.on("notification", (msg) => {
+      try {
+        this.notifications.emit(msg.channel, msg.payload ?? "");
+      } catch (err) {
+        this.report(err);
+      }
+    });
+    this.connecting = client;
+    try {
+      // A client ended while connecting (close()) never settles connect(): its 'end' does.
+      await new Promise<void>((resolve, reject) => {
+        client.once("end", () => reject(new Error("LISTEN connection ended while connecting")));
+        client.connect().then(() => resolve(), reject);
+      });
+      // A channel added while this LISTEN was on its way is LISTENed in the next round.
+      const listening = new Set<string>();
+      for (;;) {
+        if (this.closed) throw new Error("the listener was closed while connecting");
+        const missing = [...this.channels].filter((c) => !listening.has(c));
+        if (missing.length === 0) break;
+        await this.send(conn, (c) => c.query(listenStatement(c, missing)));
+        for (const c of missing) listening.add(c);
+      }
+      if (conn.lost) throw new Error("LISTEN connection lost while connecting");
+    } catch (err) {
+      this.end(conn);
+      throw err;
+    } finally {
+      this.connecting = undefined;
+    }
+    this.live = conn;
+  }
+
+  /** Runs `statement` once every statement handed to `conn` before it has settled. */
+  private send<T>(conn: Connection, statement: (c: pg.Client) => Promise<T>): Promise<T> {
+    const run = conn.tail.then(() => statement(conn.client));
+    conn.tail = run.then(ignore, ignore);
+    return run;
+  }
+
+  /** `conn` failed: drop it, and reconnect if it was the live one. */
+  private lose(conn: Connection, err: Error): void {
+    if (conn.lost) return;
+    conn.lost = true;
+    if (conn !== this.live || this.closed) return;
+    this.live = undefined;
+    this.report(err);
+    this.end(conn);
+    const reconnecting = this.reconnect()
+      .catch((e: unknown) => this.report(e))
+      .finally(() => {
+        if (this.reconnecting === reconnecting) this.reconnecting = undefined;
+      });
+    this.reconnecting = reconnecting;
+  }
+
+  private async reconnect(): Promise<void> {
+    for (let attempt = 1; !this.closed; attempt++) {
+      try {
+        this.emitSafely(() => this.events.emit("reconnect", attempt));
+        await this.open();
+        this.emitSafely(() => this.events.emit("connected"));
+        return;
+      } catch (err) {
+        if (this.closed) return;
+        this.report(err);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, retryDelayMs(attempt - 1));
+        this.wakeBackoff = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeBackoff = undefined;
+    }
+  }
+
+  /** A `SELECT 1` in the queue like any statement; unanswered in time, the connection is lost. */
+  private checkLiveness(): void {
+    const conn = this.live;
+    if (!conn || this.checking) return;
+    this.checking = true;
+    this.livenessDeadline = setTimeout(
+      () => this.lose(conn, new Error(`LISTEN connection silent for ${this.deadAfterMs} ms`)),
+      this.deadAfterMs,
+    );
+    this.send(conn, (c) => c.query("SELECT 1"))
+      .then(ignore, (err: Error) => this.lose(conn, err))
+      .finally(() => {
+        clearTimeout(this.livenessDeadline);
+        this.checking = false;
+      });
+  }
+
+  private end(conn: Connection): void {
+    conn.lost = true;
+    this.endClient(conn.client);
+  }
+
+  /**
+   * Ends a client: politely when idle; a statement in flight (a dead connection's) makes pg
+   * destroy the socket instead, which fails the statements waiting behind it.
+   */
+  private endClient(client: pg.Client): void {
+    if (this.ending.has(client)) return;
+    this.ending.set(
+      client,
+      client
+        .end()
+        .catch(ignore)
+        .finally(() => this.ending.delete(client)),
+    );
+  }
+
+  /** A caller's handler that throws must not stop the reconnect loop. */
+  private emitSafely(emit: () => void): void {
+    try {
+      emit();
+    } catch (err) {
+      this.report(err);
+    }
+  }
+
+  /** An EventEmitter throws an 'error' nobody listens to: here that would crash the process. */
+  private report(err: unknown): void {
+    if (this.events.listenerCount("error") === 0) return;
+    try {
+      this.events.emit("error", err instanceof Error ? err : new Error(String(err)));
+    } catch {
+      // A throwing error handler has nowhere left to report to.
+    }
+  }
+}
+
+/** One simple-query string: every channel LISTENed in a single round trip. */
+function listenStatement(client: pg.Client, channels: string[]): string {
+  return channels.map((c) => `LISTEN ${client.escapeIdentifier(c)}`).join("; ");
+}
+
+/** A LISTEN connection that reconnects with backoff for as long as the process lives. */
+export function createListener(
+  url: string,
+  applicationName: string,
+  options?: ListenerOptions,
+): Listener {
+  return new Listener(clientConfig(url, applicationName), options);
+}

@@ -5,6 +5,13 @@ import pg from "pg";
  * query functions accept exactly this shape.
  */
 export type Queryable = Pick<pg.ClientBase, "query">;
+/**
+ * A pool, or a wrapper of one: each query takes a connection of its own, so a caller may run
+ * several at once (Promise.all). One client may not: node-postgres runs one statement at a time,
+ * queues the others with a deprecation warning, and pg 9 refuses them. `escapeIdentifier`, which
+ * every Client and PoolClient has and a Pool has not, keeps them out at compile time.
+ */
+export type PoolQueryable = Queryable & { escapeIdentifier?: never };
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { channels } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
-import type { Pool, Queryable } from "../db/pool.ts";
+import type { Pool, PoolQueryable } from "../db/pool.ts";
 import {
   claimPendingChats,
   releaseChatRunsByWorkerID,
@@ -121,7 +121,7 @@ export class Runner {
   };
   private readonly log: Logger;
   /** The pool, counting statements (RunnerStats.statements). */
-  private readonly db: Queryable;
+  private readonly db: PoolQueryable;
   private readonly runs = new Map<string, Run>();
   /** Summaries and titles of finished turns. */
   private readonly followUps = new Set<Promise<void>>();
@@ -151,7 +151,7 @@ export class Runner {
         const name = (text && /^-- name: (\w+)/.exec(text)?.[1]) ?? "other";
         this.stats.statementsByQuery[name] = (this.stats.statementsByQuery[name] ?? 0) + 1;
         return (pool.query as (...a: unknown[]) => unknown)(...args);
-      }) as Queryable["query"],
+      }) as PoolQueryable["query"],
     };
   }
 
@@ -186,9 +186,12 @@ export class Runner {
       }
     });
     await listener.connect();
-    await listener.listenTo(channels.events);
-    await listener.listenTo(channels.runner);
-    await listener.listenTo(channels.pending);
+    try {
+      await listener.listenTo(channels.events, channels.runner, channels.pending);
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
     this.listener = listener;
 
     const every = (ms: number, fn: () => void) => {

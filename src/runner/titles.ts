@@ -1,5 +1,5 @@
 import type { ModelMessage } from "ai";
-import type { Queryable } from "../db/index.ts";
+import type { PoolQueryable } from "../db/index.ts";
 import { listChatTitleTurnMessagesByChatID } from "../generated/chat_messages.ts";
 import { getChatForRunByID } from "../generated/chat_runs.ts";
 import {
@@ -90,7 +90,7 @@ export type RegenerateResult = { ok: true } | { ok: false; error: ChatError };
  * replicas), PC404 for a chat that is not the caller's. A model failure is returned, not thrown.
  */
 export async function regenerateChatTitle(
-  deps: { db: Queryable; models: Models },
+  deps: { db: PoolQueryable; models: Models },
   ownerId: string,
   chatId: string,
 ): Promise<RegenerateResult> {

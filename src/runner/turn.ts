@@ -1,5 +1,5 @@
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
-import type { Queryable } from "../db/index.ts";
+import type { PoolQueryable } from "../db/index.ts";
 import {
   listChatContextResourcesForPromptByChatID,
   prepareChatRunContextByID,
@@ -55,7 +55,8 @@ export interface RetryPolicy {
 }
 
 export interface TurnDeps {
-  db: Queryable;
+  /** A pool: a turn reads its chat and history at once. */
+  db: PoolQueryable;
   models: Models;
   publish: Publish | undefined;
   /** After a commit that wrote change events (see RunnerOptions.afterWrite). */

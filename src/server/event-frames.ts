@@ -1,4 +1,4 @@
-import type { Queryable } from "../db/index.ts";
+import type { PoolQueryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queued_messages.ts";
 import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
@@ -43,7 +43,7 @@ interface RenderedChat {
  * children are asked for every id in parallel with the chats (a child has none), in both archive
  * states (a root shows those in its own), so this costs one round trip, not two.
  */
-async function loadChats(db: Queryable, ids: string[]): Promise<Map<string, RenderedChat>> {
+async function loadChats(db: PoolQueryable, ids: string[]): Promise<Map<string, RenderedChat>> {
   const out = new Map<string, RenderedChat>();
   if (ids.length === 0) return out;
   const [rows, active, archived] = await Promise.all([
@@ -70,7 +70,7 @@ async function loadChats(db: Queryable, ids: string[]): Promise<Map<string, Rend
  * a batch reads and serialises it once: chats (with children), messages and queues are read in
  * one round of parallel queries.
  */
-export function createEventRenderer(db: Queryable): RenderEvents {
+export function createEventRenderer(db: PoolQueryable): RenderEvents {
   return async (rows: EventRow[], wanted: Wanted[]): Promise<RenderedEvent[]> => {
     const chatIds = new Set<string>();
     const messageIds = new Set<number>();

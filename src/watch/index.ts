@@ -116,9 +116,9 @@ export interface Watch {
 }
 
 /**
- * Starts this process's change-event machinery: one LISTEN connection (pg-listen, reconnecting
- * with backoff for as long as the process lives), the tailer, the subscriber hub and, in batched
- * mode, the notifier. Resolves once it listens and knows where the log ends.
+ * Starts this process's change-event machinery: one LISTEN connection (src/db/listen.ts,
+ * reconnecting with backoff for as long as the process lives; it also carries this process's
+ * NOTIFYs, one at a time), the tailer, the subscriber hub and, in batched mode, the notifier. Resolves once it listens and knows where the log ends.
  */
 export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const log = opts.logger.child({ component: "watch" });
@@ -165,8 +165,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
 
   await listener.connect();
   try {
-    await listener.listenTo(eventsChannel);
-    await listener.listenTo(partsChannel);
+    await listener.listenTo(eventsChannel, partsChannel);
     await tailer.start();
   } catch (err) {
     await listener.close().catch(() => {});
@@ -177,7 +176,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const notifier =
     opts.mode === "batched"
       ? new BatchedNotifier(
-          () => listener.notify(eventsChannel, "batch").then(() => {}),
+          () => listener.notify(eventsChannel, "batch"),
           opts.batchIntervalMs ?? 10,
           log,
         )

@@ -309,7 +309,7 @@ describe("change events under load", () => {
       }
     }
 
-    // The LISTEN connection is killed twice; each time it must come back (pg-listen reconnects).
+    // The LISTEN connection is killed twice; each time it must come back (the listener reconnects).
     async function killListen() {
       const before = await listenPids();
       expect(before).toHaveLength(1);

@@ -139,13 +139,17 @@ describe.each(["trigger", "batched"] as const)("two replicas, PGCHATD_EVENTS_NOT
       // The snapshot ends with the queue, the only snapshot frame with an id.
       await stream.next((e) => e.event === "queue_update" && e.id !== "");
       const text = `posted on replica one (${mode})`;
-      // The chat is pending since its creation: "interrupt" makes the message land at once.
+      // A runner of either replica may still be answering the first message: "interrupt" makes
+      // this one land at once whatever the chat's state, and the stream may carry that runner's
+      // reply before it.
       const sent = await call(one, token, "POST", `/${created.id}/messages`, {
         content: [{ type: "text", text }],
         busy_behavior: "interrupt",
       });
       expect(sent.queued).toBe(false);
-      const onMessage = await stream.next((e) => e.event === "message" && e.id !== "");
+      const onMessage = await stream.next(
+        (e) => e.event === "message" && e.id !== "" && JSON.parse(e.data).id === sent.message.id,
+      );
       expect(JSON.parse(onMessage.data)).toMatchObject({
         id: sent.message.id,
         role: "user",

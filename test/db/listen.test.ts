@@ -1,0 +1,313 @@
+import net from "node:net";
+import pg from "pg";
+import { describe, expect, inject, it } from "vitest";
+import { createListener, type Listener } from "../../src/db/listen.ts";
+import { connectClient, withTx } from "../../src/db/pool.ts";
+import { testDb } from "../setup/db.ts";
+
+/*
+ * The LISTEN connection of src/db/listen.ts against a real server: one statement at a time on
+ * its connection, reconnecting after a kill or a silent peer, and nothing left after close().
+ */
+
+const deadlineMs = 10_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true, or fails with `what` after the deadline. */
+async function until(check: () => boolean | Promise<boolean>, what: string) {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** The next `event` of `emitter` whose arguments satisfy `match`. */
+function nextEvent<T extends unknown[]>(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  match: (...args: T) => boolean = () => true,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, on);
+      reject(new Error(`no ${event} event within ${deadlineMs} ms`));
+    }, deadlineMs);
+    const on = (...args: T) => {
+      if (!match(...args)) return;
+      clearTimeout(timer);
+      emitter.off(event, on);
+      resolve(args);
+    };
+    emitter.on(event, on);
+  });
+}
+
+/** Backends of this database's connections named `applicationName`. */
+async function backends(db: pg.ClientBase | pg.Pool, applicationName: string): Promise<number[]> {
+  const { rows } = await db.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity
+     WHERE application_name = $1 AND datname = current_database()`,
+    [applicationName],
+  );
+  return rows.map((r) => r.pid);
+}
+
+async function killBackends(db: pg.ClientBase | pg.Pool, applicationName: string) {
+  const pids = await backends(db, applicationName);
+  expect(pids).toHaveLength(1);
+  await db.query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", [pids]);
+}
+
+/** The listener's payloads on `channel`, in arrival order. */
+function collect(listener: Listener, channel: string): string[] {
+  const got: string[] = [];
+  listener.notifications.on(channel, (payload: string) => got.push(payload));
+  return got;
+}
+
+/**
+ * Counts statements handed to pg and not yet answered, per client named `applicationName`, and
+ * keeps the most one client had at once. node-postgres queues a second statement on a busy
+ * client (deprecated; pg 9 refuses it), so only this count shows an overlap.
+ */
+function trackInFlight(applicationName: string) {
+  const original = pg.Client.prototype.query;
+  const inFlight = new Map<pg.Client, number>();
+  let most = 0;
+  // biome-ignore lint/suspicious/noExplicitAny: wrapping pg's overloaded query signature.
+  (pg.Client.prototype as any).query = function (this: pg.Client, ...args: unknown[]) {
+    // biome-ignore lint/suspicious/noExplicitAny: forwarding the same arguments.
+    const result = (original as any).apply(this, args);
+    const name = (this as unknown as { connectionParameters: { application_name?: string } })
+      .connectionParameters.application_name;
+    if (name !== applicationName || !(result instanceof Promise)) return result;
+    const n = (inFlight.get(this) ?? 0) + 1;
+    inFlight.set(this, n);
+    most = Math.max(most, n);
+    const settled = () => inFlight.set(this, inFlight.get(this)! - 1);
+    result.then(settled, settled);
+    return result;
+  };
+  return {
+    most: () => most,
+    restore: () => {
+      pg.Client.prototype.query = original;
+    },
+  };
+}
+
+/** Active handles by kind (timers, sockets) that keep the process alive. */
+function handles(): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) out[kind] = (out[kind] ?? 0) + 1;
+  return { timers: out.Timeout ?? 0, sockets: out.TCPSocketWrap ?? 0 };
+}
+
+/**
+ * A TCP proxy to the test database whose open connections can be frozen: they stop carrying
+ * bytes either way and stay open, like a peer that vanished without closing.
+ */
+async function freezableProxy(url: string) {
+  const target = new URL(url);
+  const upstream = { host: target.hostname, port: Number(target.port || 5432) };
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const server = net.createServer((down) => {
+    const up = net.connect(upstream);
+    const pair: [net.Socket, net.Socket] = [down, up];
+    pairs.add(pair);
+    down.pipe(up);
+    up.pipe(down);
+    const drop = () => {
+      down.destroy();
+      up.destroy();
+      pairs.delete(pair);
+    };
+    for (const s of pair) {
+      s.on("error", drop);
+      s.on("close", drop);
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  target.hostname = "127.0.0.1";
+  target.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: target.toString(),
+    freeze() {
+      for (const [down, up] of pairs) {
+        down.unpipe(up);
+        up.unpipe(down);
+        down.pause();
+        up.pause();
+      }
+    },
+    async close() {
+      for (const [down, up] of pairs) {
+        down.destroy();
+        up.destroy();
+      }
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+describe("the LISTEN connection", () => {
+  // First in the file: no pool connection of an earlier test idles out meanwhile and moves the
+  // handle counts.
+  it("leaves no timer, socket or backend behind after close(): connected, reconnecting after a kill, or waiting out a backoff", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-close";
+    const admin = await connectClient(db.url, "pgchatd-test-admin");
+    // ALTER DATABASE ... ALLOW_CONNECTIONS is refused from inside the database it changes.
+    const server = await connectClient(inject("pg").adminUrl, "pgchatd-test-admin");
+    try {
+      const before = handles();
+      const backendsGone = () =>
+        until(async () => (await backends(admin, app)).length === 0, "the backends to exit");
+
+      const connected = createListener(db.url, app);
+      await connected.connect();
+      await connected.listenTo("close_probe");
+      await connected.close();
+      await backendsGone();
+
+      // Closed while its reconnect is connecting.
+      const reconnecting = createListener(db.url, app);
+      reconnecting.events.on("error", () => {});
+      await reconnecting.connect();
+      await reconnecting.listenTo("close_probe");
+      const attempt = nextEvent(reconnecting.events, "reconnect");
+      await killBackends(admin, app);
+      await attempt;
+      await reconnecting.close();
+      await backendsGone();
+
+      // Closed between two failed attempts: the database refuses connections meanwhile.
+      const backingOff = createListener(db.url, app);
+      await backingOff.connect();
+      await server.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS false`);
+      try {
+        // 55000: the database is not accepting connections.
+        const refused = nextEvent<[Error & { code?: string }]>(
+          backingOff.events,
+          "error",
+          (err) => err.code === "55000",
+        );
+        refused.catch(() => {});
+        await killBackends(admin, app);
+        await refused;
+        await backingOff.close();
+      } finally {
+        await server.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
+      }
+
+      expect(handles()).toEqual(before);
+      await backendsGone();
+    } finally {
+      await admin.end();
+      await server.end();
+    }
+  });
+
+  it("never has two statements in flight on its connection: 200 concurrent NOTIFYs, a kill and the LISTEN of four channels on reconnect, 200 more", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-overlap";
+    const channels = ["overlap_a", "overlap_b", "overlap_c", "overlap_d"];
+    const deprecations: string[] = [];
+    const onWarning = (w: Error) => {
+      if (/already executing a query/.test(w.message)) deprecations.push(w.message);
+    };
+    process.on("warning", onWarning);
+    const tracked = trackInFlight(app);
+    const listener = createListener(db.url, app);
+    listener.events.on("error", () => {});
+    try {
+      await listener.connect();
+      await listener.listenTo(...channels);
+      const received = channels.map((c) => collect(listener, c));
+      const burst = (from: number) =>
+        Promise.all(
+          Array.from({ length: 200 }, (_, i) =>
+            listener.notify(channels[i % channels.length]!, String(from + i)),
+          ),
+        );
+      await burst(0);
+      expect(tracked.most()).toBe(1);
+      await until(() => received.flat().length === 200, "the first 200 notifications");
+
+      const reconnected = nextEvent(listener.events, "connected");
+      await killBackends(db.pool, app);
+      await reconnected;
+      await burst(200);
+      await until(() => received.flat().length === 400, "200 more on all four channels");
+      for (const got of received) expect(got).toHaveLength(100);
+
+      expect(tracked.most()).toBe(1);
+      expect(deprecations).toEqual([]);
+    } finally {
+      tracked.restore();
+      process.off("warning", onWarning);
+      await listener.close();
+    }
+  });
+
+  it("reports the killed backend's error, emits connected again and receives what commits after, but nothing from a rolled-back transaction", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-kill";
+    const listener = createListener(db.url, app);
+    const errors: (Error & { code?: string })[] = [];
+    listener.events.on("error", (err) => errors.push(err));
+    let connects = 0;
+    listener.events.on("connected", () => connects++);
+    const got = collect(listener, "kill_probe");
+    try {
+      await listener.connect();
+      await listener.listenTo("kill_probe");
+      await db.pool.query("SELECT pg_notify('kill_probe', 'before')");
+      await until(() => got.length === 1, "the notification before the kill");
+
+      const reconnected = nextEvent(listener.events, "connected");
+      await killBackends(db.pool, app);
+      await reconnected;
+      expect(connects).toBe(2);
+      // 57P01 admin_shutdown: what pg_terminate_backend sends the backend's client.
+      expect(errors.map((e) => e.code)).toContain("57P01");
+
+      await withTx(db.pool, async (c) => {
+        await c.query("SELECT pg_notify('kill_probe', 'rolled back')");
+        throw new Error("abort");
+      }).catch(() => {});
+      await db.pool.query("SELECT pg_notify('kill_probe', 'after')");
+      await until(() => got.includes("after"), "the notification after the kill");
+      expect(got).toEqual(["before", "after"]);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it("reconnects when its connection goes silent: the liveness check finds a peer gone without closing", async () => {
+    const db = await testDb();
+    const proxy = await freezableProxy(db.url);
+    const listener = createListener(proxy.url, "pgchatd-test-listener-silent", {
+      livenessCheckMs: 100,
+      deadAfterMs: 500,
+    });
+    const errors: Error[] = [];
+    listener.events.on("error", (err) => errors.push(err));
+    const got = collect(listener, "silent_probe");
+    try {
+      await listener.connect();
+      await listener.listenTo("silent_probe");
+      const reconnected = nextEvent(listener.events, "connected");
+      proxy.freeze();
+      await reconnected;
+      expect(errors.map((e) => e.message)).toContain("LISTEN connection silent for 500 ms");
+
+      await db.pool.query("SELECT pg_notify('silent_probe', 'after')");
+      await until(() => got.includes("after"), "the notification after the reconnect");
+    } finally {
+      await listener.close();
+      await proxy.close();
+    }
+  });
+});
