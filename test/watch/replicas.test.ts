@@ -139,9 +139,9 @@ describe.each(["trigger", "batched"] as const)("two replicas, PGCHATD_EVENTS_NOT
       // The snapshot ends with the queue, the only snapshot frame with an id.
       await stream.next((e) => e.event === "queue_update" && e.id !== "");
       const text = `posted on replica one (${mode})`;
-      // A runner of either replica may still be answering the first message: "interrupt" makes
-      // this one land at once whatever the chat's state, and the stream may carry that runner's
-      // reply before it.
+      // The chat is pending since its creation (the replicas run no runner): "interrupt" makes
+      // the message land at once. Matched by its id all the same: the stream carries it among
+      // the chat's other events.
       const sent = await call(one, token, "POST", `/${created.id}/messages`, {
         content: [{ type: "text", text }],
         busy_behavior: "interrupt",
