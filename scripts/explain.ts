@@ -456,6 +456,7 @@ async function runnerPlans(
       query: await capturedQuery(listChatRecoveryCandidates, {
         stale_after_seconds: 60,
         tool_results_timeout_seconds: 300,
+        skip_ids: [],
         batch_size: 500,
       }),
     },

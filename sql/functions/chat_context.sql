@@ -34,6 +34,77 @@ LANGUAGE sql STABLE AS $$
   WHERE p.content_hash IS DISTINCT FROM a.content_hash;
 $$;
 
+-- context_error of a chat bound to an agent that has not pushed any context yet.
+CREATE OR REPLACE FUNCTION chat_context_not_pushed_error() RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT 'The workspace agent has not pushed its context yet.' $$;
+
+-- Compares chats bound to an agent with its current snapshot, whatever their marking was: pinned
+-- other content -> dirty, with the sources that differ now (context_dirty_since kept from the
+-- first marking); pinned exactly this content (a push restored it) -> clean. Only chats whose
+-- marking changes are written, with an audit entry each (context_dirty or context_clean; the
+-- actor is p_actor_user_id, or the agent when NULL), and a pending "not pushed yet" error goes.
+-- Only the given chats that are bound to the agent, unarchived and pinned: the caller holds the
+-- snapshot and has locked these rows (lock order). Returns how many it marked dirty.
+CREATE OR REPLACE FUNCTION chat_context_mark(
+  p_agent_id uuid, p_chat_ids uuid[], p_actor_user_id uuid
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_snapshot workspace_agent_contexts;
+  v_count integer;
+BEGIN
+  SELECT * INTO v_snapshot FROM workspace_agent_contexts WHERE agent_id = p_agent_id;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  WITH compared AS (
+    SELECT c.id, c.context_dirty_resources AS was,
+      CASE WHEN c.context_aggregate_hash <> v_snapshot.aggregate_hash
+        THEN chat_context_changes(c.id, p_agent_id) END AS changes
+    FROM chats c
+    WHERE c.id = ANY (p_chat_ids) AND c.agent_id = p_agent_id AND NOT c.archived
+      AND c.context_aggregate_hash IS NOT NULL
+  ), marked AS (
+    UPDATE chats c
+    SET context_dirty_since = CASE WHEN m.changes IS NOT NULL THEN COALESCE(c.context_dirty_since, now()) END,
+      context_dirty_resources = m.changes,
+      context_error = NULLIF(c.context_error, chat_context_not_pushed_error())
+    FROM compared m
+    WHERE c.id = m.id AND (m.was IS DISTINCT FROM m.changes
+      OR c.context_error = chat_context_not_pushed_error())
+    RETURNING c.id, m.changes IS NOT NULL AS dirty, m.was IS DISTINCT FROM m.changes AS remarked
+  ), logged AS (
+    INSERT INTO audit_logs (actor_user_id, actor_agent_id, action, chat_id, agent_id, detail)
+    SELECT p_actor_user_id, CASE WHEN p_actor_user_id IS NULL THEN p_agent_id END,
+      CASE WHEN m.dirty THEN 'context_dirty' ELSE 'context_clean' END, m.id, p_agent_id,
+      jsonb_build_object('aggregate_hash', v_snapshot.aggregate_hash, 'version', v_snapshot.version)
+    FROM marked m
+    WHERE m.remarked
+    RETURNING action
+  )
+  SELECT count(*) FILTER (WHERE action = 'context_dirty') INTO v_count FROM logged;
+  RETURN v_count;
+END;
+$$;
+
+-- Every unarchived chat bound to the agent, locked in id order and compared with its snapshot
+-- (chat_context_mark): what a push whose content changed does, in its own transaction. The
+-- caller holds the snapshot FOR UPDATE. Returns how many it marked dirty.
+CREATE OR REPLACE FUNCTION chat_context_mark_agent(p_agent_id uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_ids uuid[];
+BEGIN
+  -- Collected from the locking statement itself: a chat unarchived or bound after it is not
+  -- compared here (its unarchive or its binding compares or pins it), and never written
+  -- without its lock.
+  SELECT COALESCE(array_agg(l.id), '{}') INTO v_ids FROM (
+    SELECT id FROM chats WHERE agent_id = p_agent_id AND NOT archived ORDER BY id FOR NO KEY UPDATE
+  ) l;
+  RETURN chat_context_mark(p_agent_id, v_ids, NULL);
+END;
+$$;
+
 -- A pushed ContextPush's resources as rows, with their content hashes (defaults: status ok,
 -- body ''). The route validated shapes and sizes.
 CREATE OR REPLACE FUNCTION chat_context_pushed_resources(p_resources jsonb)
@@ -69,30 +140,31 @@ BEGIN
   INTO pushed_hash, v_count
   FROM chat_context_pushed_resources(p_resources) r;
 
+  PERFORM set_config('pgchatd.context_marked', '0', true);
   -- The snapshot row lock orders this push against pins of it (see the WARNING above).
   SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
   WHERE s.agent_id = p_agent_id FOR UPDATE;
   IF NOT FOUND THEN
-    INSERT INTO workspace_agent_contexts (agent_id, aggregate_hash, error)
-    VALUES (p_agent_id, pushed_hash, p_error)
-    ON CONFLICT (agent_id) DO NOTHING;
-    IF FOUND THEN
-      -- The first snapshot: no chat can have pinned any content of this agent yet.
-      INSERT INTO workspace_agent_context_resources
-        (agent_id, source, kind, body, content_hash, size, status, error)
-      SELECT p_agent_id, r.source, r.kind, r.body, r.content_hash, octet_length(r.body), r.status,
-        r.error
-      FROM chat_context_pushed_resources(p_resources) r;
-      v_old := pushed_hash;
-    ELSE
-      -- A concurrent first push won: take its row like any later push.
-      SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
-      WHERE s.agent_id = p_agent_id FOR UPDATE;
-    END IF;
+    -- The first push: there is no snapshot row to lock yet, so the agent's row stands in for it
+    -- (chat_lock_agent_snapshot waits on it FOR SHARE): a chat bound to the agent meanwhile
+    -- either committed first, and is compared below, or waits and pins this content.
+    PERFORM 1 FROM workspace_agents WHERE id = p_agent_id FOR NO KEY UPDATE;
+    SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
+    WHERE s.agent_id = p_agent_id FOR UPDATE;
   END IF;
-
-  PERFORM set_config('pgchatd.context_marked', '0', true);
-  IF v_old = pushed_hash THEN
+  IF NOT FOUND THEN
+    INSERT INTO workspace_agent_contexts (agent_id, aggregate_hash, error)
+    VALUES (p_agent_id, pushed_hash, p_error);
+    INSERT INTO workspace_agent_context_resources
+      (agent_id, source, kind, body, content_hash, size, status, error)
+    SELECT p_agent_id, r.source, r.kind, r.body, r.content_hash, octet_length(r.body), r.status,
+      r.error
+    FROM chat_context_pushed_resources(p_resources) r;
+    -- Chats bound to the agent before it had a snapshot kept what they had pinned (another
+    -- agent's content, e.g. the previous build's): compared with the first snapshot like any.
+    PERFORM set_config('pgchatd.context_marked', chat_context_mark_agent(p_agent_id)::text, true);
+    v_old := NULL;
+  ELSIF v_old = pushed_hash THEN
     UPDATE workspace_agent_contexts SET received_at = now(), error = p_error
     WHERE agent_id = p_agent_id;
   ELSE
@@ -111,8 +183,8 @@ BEGIN
 
   INSERT INTO audit_logs (actor_agent_id, action, agent_id, detail)
   VALUES (p_agent_id, 'context_push', p_agent_id, jsonb_build_object(
-    'aggregate_hash', pushed_hash, 'resources', v_count, 'changed', v_old <> pushed_hash,
-    'marked_dirty', marked_dirty));
+    'aggregate_hash', pushed_hash, 'resources', v_count,
+    'changed', v_old IS DISTINCT FROM pushed_hash, 'marked_dirty', marked_dirty));
 END;
 $$;
 
@@ -120,8 +192,9 @@ $$;
 -- becomes the chat's, dirty is cleared, and the agent's own error (if any) becomes context_error.
 -- An agent that never pushed leaves the chat as it was, with context_error saying so. No-op for
 -- a chat bound to no agent. p_action: 'context_pin' (asked for) or 'context_hydrate' (a chat
--- without pinned context, at binding or at its next turn). The caller has locked the snapshot
--- (chat_lock_agent_snapshot) before the chat's row; see the WARNING above.
+-- without pinned context, at binding or at its next turn). Takes the snapshot, then the chat's
+-- row, then writes the copy (the lock order; callers that hold them already lose nothing), so
+-- two pins of one chat serialise on its row.
 CREATE OR REPLACE FUNCTION chat_context_pin(
   p_chat_id uuid, p_agent_id uuid, p_actor_user_id uuid, p_action text
 ) RETURNS void
@@ -132,11 +205,12 @@ BEGIN
   IF p_agent_id IS NULL THEN
     RETURN;
   END IF;
-  SELECT * INTO v_snapshot FROM workspace_agent_contexts WHERE agent_id = p_agent_id FOR SHARE;
-  IF NOT FOUND THEN
-    UPDATE chats SET context_error = 'The workspace agent has not pushed its context yet.'
-    WHERE id = p_chat_id
-      AND context_error IS DISTINCT FROM 'The workspace agent has not pushed its context yet.';
+  PERFORM chat_lock_agent_snapshot(p_agent_id);
+  SELECT * INTO v_snapshot FROM workspace_agent_contexts WHERE agent_id = p_agent_id;
+  PERFORM 1 FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
+  IF v_snapshot.agent_id IS NULL THEN
+    UPDATE chats SET context_error = chat_context_not_pushed_error()
+    WHERE id = p_chat_id AND context_error IS DISTINCT FROM chat_context_not_pushed_error();
     INSERT INTO audit_logs (actor_user_id, action, chat_id, agent_id, detail)
     VALUES (p_actor_user_id, p_action, p_chat_id, p_agent_id,
       jsonb_build_object('error', 'no context snapshot'));
@@ -169,7 +243,7 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
-  PERFORM 1 FROM workspace_agent_contexts WHERE agent_id = v_agent FOR SHARE;
+  PERFORM chat_lock_agent_snapshot(v_agent);
   v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
   PERFORM chat_require_writable(v_chat);
   IF v_chat.agent_id IS NULL THEN
@@ -187,7 +261,9 @@ $$;
 -- Before a turn of a chat bound to a workspace: a newer build of the workspace re-binds the chat
 -- to that build's first agent (API.md) and re-pins from it; a chat bound to an agent without
 -- pinned context is hydrated. Context problems are recorded in context_error, never raised: they
--- must not block the turn. No-op for a chat without a workspace.
+-- must not block the turn. No-op for a chat without a workspace. The snapshot, then the chat's
+-- row (lock order), and only if the binding and the pin are still as first read: a PATCH of the
+-- workspace, or a re-pin, that committed meanwhile has bound and pinned the chat itself.
 CREATE OR REPLACE FUNCTION chat_run_prepare_context(p_chat_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -200,14 +276,24 @@ BEGIN
     RETURN;
   END IF;
   SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(v_chat.workspace_id) l;
-  IF (v_build, v_agent) IS DISTINCT FROM (v_chat.build_id, v_chat.agent_id) THEN
-    -- The new agent's snapshot before the chat's row (lock order).
-    PERFORM chat_lock_agent_snapshot(v_agent);
-    UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
-    PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
-  ELSIF v_chat.agent_id IS NOT NULL AND v_chat.context_aggregate_hash IS NULL THEN
-    PERFORM chat_context_pin(p_chat_id, v_chat.agent_id, NULL, 'context_hydrate');
+  IF (v_build, v_agent) IS NOT DISTINCT FROM (v_chat.build_id, v_chat.agent_id)
+     AND (v_agent IS NULL OR v_chat.context_aggregate_hash IS NOT NULL) THEN
+    RETURN;
   END IF;
+  PERFORM chat_lock_agent_snapshot(v_agent);
+  PERFORM 1 FROM chats c
+  WHERE c.id = p_chat_id
+    AND (c.workspace_id, c.build_id, c.agent_id, c.context_aggregate_hash)
+      IS NOT DISTINCT FROM
+      (v_chat.workspace_id, v_chat.build_id, v_chat.agent_id, v_chat.context_aggregate_hash)
+  FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF (v_build, v_agent) IS DISTINCT FROM (v_chat.build_id, v_chat.agent_id) THEN
+    UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
+  END IF;
+  PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
 END;
 $$;
 

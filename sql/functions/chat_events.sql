@@ -54,13 +54,20 @@ BEGIN
 END;
 $$;
 
--- Deletes the oldest events: the longest prefix, in cursor order, of committed events created
--- before p_before, at most p_limit rows per call (short transactions; call again while it returns
--- p_limit). Moves chat_event_horizon to the last deleted cursor, so a stream resuming from below
--- it is told to resync instead of silently missing events.
+-- Deletes the oldest events: the longest prefix, in cursor order, of events below the read
+-- horizon as it was sampled at or before p_before, at most p_limit rows per call (short
+-- transactions; call again while it returns p_limit). Every such event committed before that
+-- sample, so it has been readable for the whole retention: tailers read it long ago. (Not by
+-- created_at, the writing transaction's start: an event of a transaction open longer than the
+-- retention would be deleted as it commits, before any tailer read it.) Each call samples the
+-- horizon for later calls and drops the samples no call needs any more. Moves
+-- chat_event_horizon to the last deleted cursor, so a stream resuming from below it is told to
+-- resync instead of silently missing events.
 CREATE OR REPLACE FUNCTION chat_events_prune(p_before timestamptz, p_limit integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
+  v_sampled_at timestamptz;
+  v_safe xid8;
   v_xid xid8;
   v_id bigint;
   v_count integer;
@@ -69,18 +76,26 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(hashtext('chat_events_prune')) THEN
     RETURN 0;
   END IF;
-  SELECT p.xid, p.id INTO v_xid, v_id
+  INSERT INTO chat_event_horizon_samples (sampled_at, horizon)
+  VALUES (now(), chat_events_horizon())
+  ON CONFLICT (sampled_at) DO NOTHING;
+  SELECT sampled_at, horizon INTO v_sampled_at, v_safe
+  FROM chat_event_horizon_samples
+  WHERE sampled_at <= p_before
+  ORDER BY sampled_at DESC
+  LIMIT 1;
+  IF NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  DELETE FROM chat_event_horizon_samples WHERE sampled_at < v_sampled_at;
+  SELECT e.xid, e.id INTO v_xid, v_id
   FROM (
-    SELECT e.xid, e.id, bool_and(e.created_at < p_before) OVER (ORDER BY e.xid, e.id) AS all_old
-    FROM (
-      SELECT xid, id, created_at FROM chat_events
-      WHERE xid < chat_events_horizon()
-      ORDER BY xid, id
-      LIMIT p_limit
-    ) e
-  ) p
-  WHERE p.all_old
-  ORDER BY p.xid DESC, p.id DESC
+    SELECT xid, id FROM chat_events
+    WHERE xid < v_safe
+    ORDER BY xid, id
+    LIMIT p_limit
+  ) e
+  ORDER BY e.xid DESC, e.id DESC
   LIMIT 1;
   IF NOT FOUND THEN
     RETURN 0;

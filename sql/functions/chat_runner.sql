@@ -185,14 +185,15 @@ END;
 $$;
 
 -- Releases one chat's lease without a turn end: a running chat goes back to pending (its turn
--- runs again, from the start, on some runner); an interrupted one admits its queue head.
+-- runs again, from the start, on some runner); an interrupted one admits its queue head. An
+-- archived running chat becomes waiting, as chat_run_finish leaves it: archiving ended its turn.
 CREATE OR REPLACE FUNCTION chat_run_release_locked(p_chat chats) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
 BEGIN
   UPDATE chats SET worker_id = NULL, heartbeat_at = NULL,
-    status = CASE WHEN status = 'running' THEN 'pending' ELSE status END
+    status = CASE WHEN status <> 'running' THEN status WHEN archived THEN 'waiting' ELSE 'pending' END
   WHERE id = p_chat.id
   RETURNING * INTO v_chat;
   IF v_chat.status = 'waiting' THEN

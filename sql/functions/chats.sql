@@ -47,13 +47,38 @@ END;
 $$;
 
 -- Takes an agent's snapshot row FOR SHARE (level 3), before the chat rows that will be bound to
--- it or pinned from it: a push holding the row FOR UPDATE updates the agent's chats next.
+-- it or pinned from it: a push holding the row FOR UPDATE updates the agent's chats next. An agent
+-- that has no snapshot yet has no row to lock: its own row stands in (the first push holds it
+-- FOR NO KEY UPDATE while it creates the snapshot), so a binding waits for a first push in
+-- progress and then pins what it pushed.
 CREATE OR REPLACE FUNCTION chat_lock_agent_snapshot(p_agent_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF p_agent_id IS NOT NULL THEN
+  IF p_agent_id IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM 1 FROM workspace_agent_contexts WHERE agent_id = p_agent_id FOR SHARE;
+  IF NOT FOUND THEN
+    PERFORM 1 FROM workspace_agents WHERE id = p_agent_id FOR SHARE;
+    -- A first push waited for above has created the snapshot: lock it too, before any chat row
+    -- (a later push takes it FOR UPDATE and then the chats).
     PERFORM 1 FROM workspace_agent_contexts WHERE agent_id = p_agent_id FOR SHARE;
   END IF;
+END;
+$$;
+
+-- Several agents' snapshots (chat_lock_agent_snapshot), in agent id order: an unarchive compares
+-- the chats it restores with the snapshots of their agents, so it takes them all before the rows.
+CREATE OR REPLACE FUNCTION chat_lock_agent_snapshots(p_agent_ids uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_agent uuid;
+BEGIN
+  FOR v_agent IN
+    SELECT DISTINCT a FROM unnest(p_agent_ids) a WHERE a IS NOT NULL ORDER BY a
+  LOOP
+    PERFORM chat_lock_agent_snapshot(v_agent);
+  END LOOP;
 END;
 $$;
 
@@ -289,6 +314,10 @@ BEGIN
   -- is the subtree until commit. Pins change only under the pin lock, so pin_order is current.
   v_subtree := chat_subtree_ids(p_chat_id);
   SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF NOT p_archived THEN
+    -- The restored chats are compared with their agents' snapshots below (level 3 first).
+    PERFORM chat_lock_agent_snapshots(ARRAY(SELECT agent_id FROM chats WHERE id = ANY (v_subtree)));
+  END IF;
   -- Every row changed below, in one id-ordered lock: the subtree, and when a pinned chat is
   -- archived the owner's pins after it (compacted).
   PERFORM chat_lock_rows(v_subtree || CASE WHEN p_archived AND v_chat.pin_order > 0 THEN ARRAY(
@@ -322,6 +351,14 @@ BEGIN
     UPDATE chats c SET archived = false
     WHERE c.id = ANY (v_subtree) AND c.archived
     RETURNING c.id;
+    -- Pushes skip archived chats: each restored chat is compared with its agent's snapshot now,
+    -- as a push would have. (A push waiting for these rows compares them again after commit.)
+    PERFORM chat_context_mark(a.agent_id, a.ids, v_chat.owner_id)
+    FROM (
+      SELECT agent_id, array_agg(id) AS ids FROM chats
+      WHERE id = ANY (v_subtree) AND agent_id IS NOT NULL
+      GROUP BY agent_id
+    ) a;
   END IF;
 END;
 $$;
@@ -386,32 +423,24 @@ BEGIN
 END;
 $$;
 
--- Binds a chat to a workspace (its latest build's first agent), or unbinds it (NULL).
-CREATE OR REPLACE FUNCTION chat_bind_workspace(p_chat_id uuid, p_workspace_id uuid) RETURNS void
+-- Binds a chat to a workspace's build and agent (p_build_id and p_agent_id: what
+-- workspace_latest_agent gave the caller), or unbinds it (all NULL). The caller has checked the
+-- workspace (chat_check_workspace), locked the agent's snapshot and then the chat's row: binds
+-- exactly what it locked for, never a build that landed since (the next turn re-binds to that).
+CREATE OR REPLACE FUNCTION chat_bind_workspace(
+  p_chat_id uuid, p_workspace_id uuid, p_build_id uuid, p_agent_id uuid
+) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
-  v_build uuid;
-  v_agent uuid;
 BEGIN
-  -- Owner and organization never change: checked before any lock.
   SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
-  END IF;
-  IF p_workspace_id IS NOT NULL THEN
-    PERFORM chat_check_workspace(v_chat.owner_id, v_chat.organization_id, p_workspace_id);
-    SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(p_workspace_id) l;
-  END IF;
-  -- The new agent's snapshot (the chat pins from it below), then the chat.
-  PERFORM chat_lock_agent_snapshot(v_agent);
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id FOR NO KEY UPDATE;
-  UPDATE chats SET workspace_id = p_workspace_id, build_id = v_build, agent_id = v_agent
+  UPDATE chats SET workspace_id = p_workspace_id, build_id = p_build_id, agent_id = p_agent_id
   WHERE id = p_chat_id
-    AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, v_build, v_agent);
+    AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, p_build_id, p_agent_id);
   -- Bound to another agent: its context replaces the pinned one. Unbound: the pinned copy stays.
-  IF FOUND AND v_agent IS NOT NULL AND v_agent IS DISTINCT FROM v_chat.agent_id THEN
-    PERFORM chat_context_pin(p_chat_id, v_agent, v_chat.owner_id, 'context_hydrate');
+  IF FOUND AND p_agent_id IS NOT NULL AND p_agent_id IS DISTINCT FROM v_chat.agent_id THEN
+    PERFORM chat_context_pin(p_chat_id, p_agent_id, v_chat.owner_id, 'context_hydrate');
   END IF;
 END;
 $$;
@@ -435,11 +464,18 @@ CREATE OR REPLACE FUNCTION chat_update(
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
+  v_build uuid;
+  v_agent uuid;
+  v_family uuid[];
 BEGIN
-  -- Owner and family never change, so this unlocked read cannot go stale.
+  -- Owner, organization and family never change, so this unlocked read cannot go stale.
   SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
+    PERFORM chat_check_workspace(p_owner_id, v_chat.organization_id, p_workspace_id);
+    SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(p_workspace_id) l;
   END IF;
   -- Every lock the steps below take, taken first and in the global order: the steps lock rows
   -- one after another (archive, then pin), which alone could hold a higher id while waiting for a
@@ -447,14 +483,15 @@ BEGIN
   IF p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN
     PERFORM chat_lock_pins(p_owner_id);
   END IF;
+  v_family := ARRAY[p_chat_id];
   IF p_archived IS NOT NULL THEN
     PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
+    v_family := chat_subtree_ids(p_chat_id);
   END IF;
-  IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
-    PERFORM chat_lock_agent_snapshot((SELECT l.agent_id FROM workspace_latest_agent(p_workspace_id) l));
-  END IF;
-  PERFORM chat_lock_rows(
-    CASE WHEN p_archived IS NOT NULL THEN chat_subtree_ids(p_chat_id) ELSE ARRAY[p_chat_id] END
+  -- Level 3: the snapshot the binding pins from, and those an unarchive compares with.
+  PERFORM chat_lock_agent_snapshots(v_agent || CASE WHEN p_archived = false
+    THEN ARRAY(SELECT agent_id FROM chats WHERE id = ANY (v_family)) ELSE '{}'::uuid[] END);
+  PERFORM chat_lock_rows(v_family
     || CASE WHEN p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN ARRAY(
       SELECT id FROM chats WHERE owner_id = p_owner_id AND pin_order > 0) ELSE '{}'::uuid[] END);
 
@@ -467,7 +504,7 @@ BEGIN
     PERFORM chat_pin(p_chat_id, p_pin_order);
   END IF;
   IF p_set_workspace THEN
-    PERFORM chat_bind_workspace(p_chat_id, p_workspace_id);
+    PERFORM chat_bind_workspace(p_chat_id, p_workspace_id, v_build, v_agent);
   END IF;
   IF p_title IS NOT NULL OR p_labels IS NOT NULL OR p_set_plan_mode THEN
     UPDATE chats SET

@@ -23,20 +23,28 @@ RETURNING c.id, c.started_at;
 -- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
 -- another started_at, is no longer this turn's: it stops without writing. A status other than
 -- running, or archived, means the turn was interrupted or archived meanwhile.
--- The rows are locked in id order before they are renewed (the lock order of
--- sql/functions/chats.sql): a push or an archive locking several of them waits for the heartbeat
--- or the other way round, never both.
-UPDATE chats c
-SET heartbeat_at = now()
-FROM (
-  SELECT l.id
-  FROM chats l
-  WHERE l.worker_id = @worker_id AND l.id = ANY (@chat_ids::uuid[])
-  ORDER BY l.id
-  FOR NO KEY UPDATE
-) locked
-WHERE c.id = locked.id
-RETURNING c.id, c.status, c.started_at, c.archived;
+-- SKIP LOCKED: a chat another transaction holds (a request changing it, a push marking it) is
+-- not waited for, so a heartbeat never waits and never takes part in a deadlock; it comes back
+-- with renewed = false and its committed state, still this runner's, renewed next time.
+WITH renewed AS (
+  UPDATE chats c
+  SET heartbeat_at = now()
+  FROM (
+    SELECT l.id
+    FROM chats l
+    WHERE l.worker_id = @worker_id AND l.id = ANY (@chat_ids::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+  ) locked
+  WHERE c.id = locked.id
+  RETURNING c.id, c.status, c.started_at, c.archived
+)
+SELECT r.id, r.status, r.started_at, r.archived, true AS renewed
+FROM renewed r
+UNION ALL
+SELECT h.id, h.status, h.started_at, h.archived, false
+FROM chats h
+WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
+  AND h.id NOT IN (SELECT r.id FROM renewed r);
 
 -- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
@@ -73,11 +81,13 @@ SELECT chat_run_release_worker(@worker_id) AS released;
 -- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
 -- is deliberately unindexed), unarchived chats waiting for tool results too long
 -- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
--- holds only busy chats' messages: never a scan of the mostly waiting chats).
+-- holds only busy chats' messages: never a scan of the mostly waiting chats). @skip_ids: chats
+-- whose recovery failed earlier in this pass, so they cannot crowd the others out of a batch.
 SELECT id FROM (
   (SELECT s.id FROM chats s
    WHERE s.worker_id IS NOT NULL
      AND s.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
+     AND s.id <> ALL (@skip_ids::uuid[])
    ORDER BY s.heartbeat_at
    LIMIT @batch_size)
   UNION
@@ -85,12 +95,14 @@ SELECT id FROM (
    WHERE t.status = 'requires_action' AND NOT t.archived
      AND t.status_changed_at
        < now() - make_interval(secs => @tool_results_timeout_seconds::double precision)
+     AND t.id <> ALL (@skip_ids::uuid[])
    ORDER BY t.status_changed_at
    LIMIT @batch_size)
   UNION
   (SELECT q.id FROM chats q
    WHERE q.id IN (SELECT m.chat_id FROM chat_queued_messages m)
      AND q.status = 'waiting' AND q.worker_id IS NULL AND NOT q.archived
+     AND q.id <> ALL (@skip_ids::uuid[])
    ORDER BY q.id
    LIMIT @batch_size)
 ) candidates;

@@ -8,6 +8,8 @@
 DROP FUNCTION IF EXISTS chat_run_recover(interval, interval);
 -- chat_admit_queued now takes the queued message's id and admits only what its DELETE removed.
 DROP FUNCTION IF EXISTS chat_admit_queued(chats, chat_queued_messages);
+-- chat_bind_workspace now binds the build and agent its caller resolved and locked for.
+DROP FUNCTION IF EXISTS chat_bind_workspace(uuid, uuid);
 
 -- A CHECK is evaluated on every UPDATE of a row, so this one read the whole (possibly large,
 -- compressed) dynamic tools on every heartbeat. The trigger chats_100_check_dynamic_tools checks

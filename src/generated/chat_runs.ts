@@ -61,20 +61,28 @@ export const updateChatHeartbeatsByWorkerIDQuery = `-- name: UpdateChatHeartbeat
 -- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
 -- another started_at, is no longer this turn's: it stops without writing. A status other than
 -- running, or archived, means the turn was interrupted or archived meanwhile.
--- The rows are locked in id order before they are renewed (the lock order of
--- sql/functions/chats.sql): a push or an archive locking several of them waits for the heartbeat
--- or the other way round, never both.
-UPDATE chats c
-SET heartbeat_at = now()
-FROM (
-  SELECT l.id
-  FROM chats l
-  WHERE l.worker_id = $1 AND l.id = ANY ($2::uuid[])
-  ORDER BY l.id
-  FOR NO KEY UPDATE
-) locked
-WHERE c.id = locked.id
-RETURNING c.id, c.status, c.started_at, c.archived`;
+-- SKIP LOCKED: a chat another transaction holds (a request changing it, a push marking it) is
+-- not waited for, so a heartbeat never waits and never takes part in a deadlock; it comes back
+-- with renewed = false and its committed state, still this runner's, renewed next time.
+WITH renewed AS (
+  UPDATE chats c
+  SET heartbeat_at = now()
+  FROM (
+    SELECT l.id
+    FROM chats l
+    WHERE l.worker_id = $1 AND l.id = ANY ($2::uuid[])
+    FOR NO KEY UPDATE SKIP LOCKED
+  ) locked
+  WHERE c.id = locked.id
+  RETURNING c.id, c.status, c.started_at, c.archived
+)
+SELECT r.id, r.status, r.started_at, r.archived, true AS renewed
+FROM renewed r
+UNION ALL
+SELECT h.id, h.status, h.started_at, h.archived, false
+FROM chats h
+WHERE h.worker_id = $1 AND h.id = ANY ($2::uuid[])
+  AND h.id NOT IN (SELECT r.id FROM renewed r)`;
 
 export interface UpdateChatHeartbeatsByWorkerIDArgs {
   worker_id: string;
@@ -86,6 +94,7 @@ export interface UpdateChatHeartbeatsByWorkerIDRow {
   status: "waiting" | "pending" | "running" | "paused" | "completed" | "error" | "requires_action";
   started_at: string | null;
   archived: boolean;
+  renewed: boolean;
 }
 
 export async function updateChatHeartbeatsByWorkerID(client: Client, args: UpdateChatHeartbeatsByWorkerIDArgs): Promise<UpdateChatHeartbeatsByWorkerIDRow[]> {
@@ -100,6 +109,7 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
       status: row[1],
       started_at: row[2],
       archived: row[3],
+      renewed: row[4],
     };
   });
 }
@@ -275,30 +285,35 @@ export const listChatRecoveryCandidatesQuery = `-- name: ListChatRecoveryCandida
 -- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
 -- is deliberately unindexed), unarchived chats waiting for tool results too long
 -- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
--- holds only busy chats' messages: never a scan of the mostly waiting chats).
+-- holds only busy chats' messages: never a scan of the mostly waiting chats). @skip_ids: chats
+-- whose recovery failed earlier in this pass, so they cannot crowd the others out of a batch.
 SELECT id FROM (
   (SELECT s.id FROM chats s
    WHERE s.worker_id IS NOT NULL
      AND s.heartbeat_at < now() - make_interval(secs => $1::double precision)
+     AND s.id <> ALL ($2::uuid[])
    ORDER BY s.heartbeat_at
-   LIMIT $2)
+   LIMIT $3)
   UNION
   (SELECT t.id FROM chats t
    WHERE t.status = 'requires_action' AND NOT t.archived
      AND t.status_changed_at
-       < now() - make_interval(secs => $3::double precision)
+       < now() - make_interval(secs => $4::double precision)
+     AND t.id <> ALL ($2::uuid[])
    ORDER BY t.status_changed_at
-   LIMIT $2)
+   LIMIT $3)
   UNION
   (SELECT q.id FROM chats q
    WHERE q.id IN (SELECT m.chat_id FROM chat_queued_messages m)
      AND q.status = 'waiting' AND q.worker_id IS NULL AND NOT q.archived
+     AND q.id <> ALL ($2::uuid[])
    ORDER BY q.id
-   LIMIT $2)
+   LIMIT $3)
 ) candidates`;
 
 export interface ListChatRecoveryCandidatesArgs {
   stale_after_seconds: number;
+  skip_ids: string[];
   batch_size: number;
   tool_results_timeout_seconds: number;
 }
@@ -310,7 +325,7 @@ export interface ListChatRecoveryCandidatesRow {
 export async function listChatRecoveryCandidates(client: Client, args: ListChatRecoveryCandidatesArgs): Promise<ListChatRecoveryCandidatesRow[]> {
   const result = await client.query({
     text: listChatRecoveryCandidatesQuery,
-    values: [args.stale_after_seconds, args.batch_size, args.tool_results_timeout_seconds],
+    values: [args.stale_after_seconds, args.skip_ids, args.batch_size, args.tool_results_timeout_seconds],
     rowMode: "array",
   });
   return result.rows.map((row) => {

@@ -32,26 +32,27 @@ export async function runRecoveryPass(db: Queryable, opts: RecoveryOptions): Pro
     tool_results_timeout_seconds: opts.toolResultsTimeoutMs / 1000,
   };
   const pass: RecoveryPass = { recovered: [], failed: [] };
-  const failed = new Set<string>();
+  /** Tried in this pass without being recovered (failed, or held by another transaction). */
+  const tried = new Set<string>();
   for (;;) {
-    const candidates = await listChatRecoveryCandidates(db, { ...args, batch_size: batchSize });
-    let progress = 0;
+    const candidates = await listChatRecoveryCandidates(db, {
+      ...args,
+      skip_ids: [...tried],
+      batch_size: batchSize,
+    });
     for (const { id } of candidates) {
-      if (failed.has(id)) continue;
       try {
         const row = await recoverChatRunByID(db, { chat_id: id, ...args });
-        if (row?.action) {
-          pass.recovered.push({ chat_id: id, action: row.action });
-          progress++;
-        }
+        if (row?.action) pass.recovered.push({ chat_id: id, action: row.action });
+        else tried.add(id);
       } catch (err) {
-        failed.add(id);
+        tried.add(id);
         pass.failed.push({ chat_id: id, err });
       }
     }
-    // A listing shorter than one batch held every candidate. A full one may have left some out;
-    // list again while this round recovered something (recovered chats are no longer
-    // candidates, so each round shrinks what is left).
-    if (candidates.length < batchSize || progress === 0) return pass;
+    // A listing shorter than one batch held every candidate. A full one may have left some out:
+    // list again. Each round shrinks what is left: every chat it listed was recovered (no longer
+    // a candidate) or is skipped from now on.
+    if (candidates.length < batchSize) return pass;
   }
 }

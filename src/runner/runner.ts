@@ -353,6 +353,8 @@ export class Runner {
       worker_id: this.workerId,
       chat_ids: runs.map((r) => r.lease.chatId),
     });
+    // A row another transaction held comes back unrenewed (renewed = false) with its committed
+    // state: still this runner's, renewed at the next heartbeat.
     const held = new Map(rows.map((r) => [r.id, r]));
     for (const run of runs) {
       if (this.runs.get(run.lease.chatId) !== run) continue;

@@ -662,6 +662,240 @@ describe("a push and the chats of its agent changing at the same moment", () => 
   });
 });
 
+describe("bindings, first pushes and unarchives racing with pushes", () => {
+  const bind = (
+    db: Pool | PoolClient,
+    chatId: string,
+    ownerId: string,
+    workspaceId: string | null,
+  ) =>
+    updateChatByID(db, {
+      id: chatId,
+      owner_id: ownerId,
+      title: null,
+      archived: null,
+      pin_order: null,
+      labels: null,
+      set_workspace: true,
+      workspace_id: workspaceId,
+      set_plan_mode: false,
+      plan_mode: null,
+    });
+  async function bindingOf(chatId: string) {
+    const { rows } = await pool.query(
+      "SELECT workspace_id, build_id, agent_id FROM chats WHERE id = $1",
+      [chatId],
+    );
+    return rows[0] as {
+      workspace_id: string | null;
+      build_id: string | null;
+      agent_id: string | null;
+    };
+  }
+
+  it("a PATCH of the workspace binds the build it resolved and locked for; a build landing while it waits is bound at the next turn", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await gen.chat(pool, { ownerId: s.ownerId, organizationId: orgId });
+    const first = await bindingOf((await chatIn(s)).id);
+    const holder = await session(pool);
+    const binding = await session(pool);
+    let newer: { id: string; agents: { id: string }[] } | undefined;
+    try {
+      await holder.client.query("BEGIN");
+      await holder.client.query(
+        "SELECT 1 FROM workspace_agent_contexts WHERE agent_id = $1 FOR UPDATE",
+        [s.agentId],
+      );
+      const bound = outcome(bind(binding.client, chat.id, s.ownerId, s.workspaceId));
+      await blocked(pool, binding.pid);
+      newer = await gen.build(pool, s.workspaceId);
+      await push(newer.agents[0]!.id, [agentsMd("new build")]);
+      await holder.client.query("COMMIT");
+      expect(await bound).toMatchObject({ ok: true });
+    } finally {
+      holder.release();
+      binding.release();
+    }
+    expect(await bindingOf(chat.id)).toEqual(first);
+    await prepareChatRunContextByID(pool, { chat_id: chat.id });
+    expect(await bindingOf(chat.id)).toMatchObject({
+      build_id: newer!.id,
+      agent_id: newer!.agents[0]!.id,
+    });
+    expect((await contextOf(chat.id)).context_aggregate_hash).toBe(
+      aggregateHash([agentsMd("new build")]),
+    );
+  });
+
+  it("a chat re-bound to a new build's agent before its first push is compared with that push", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await chatIn(s);
+    const next = await gen.build(pool, s.workspaceId);
+    await prepareChatRunContextByID(pool, { chat_id: chat.id });
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_aggregate_hash: aggregateHash([agentsMd("1")]),
+      context_error: "The workspace agent has not pushed its context yet.",
+    });
+    const first = await push(next.agents[0]!.id, [agentsMd("2"), skill("s")]);
+    expect(first.marked_dirty).toBe(1);
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_dirty_resources: [
+        { source: "AGENTS.md", change: "modified" },
+        { source: "skills/s/SKILL.md", change: "added" },
+      ],
+      context_error: null,
+    });
+  });
+
+  it("a binding waits for an agent's first push in progress, then pins what it pushed", async () => {
+    const s = await setup();
+    const other = await setup();
+    await push(other.agentId, [agentsMd("elsewhere")]);
+    const chat = await chatIn(other);
+    const pushing = await session(pool);
+    const binding = await session(pool);
+    try {
+      await pushing.client.query("BEGIN");
+      await pushWorkspaceAgentContext(pushing.client, {
+        agent_id: s.agentId,
+        resources: [agentsMd("first")],
+        error: null,
+      });
+      // The chat's owner binds it to s's workspace (same owner for the test: reuse other's user).
+      await pool.query("UPDATE workspaces SET owner_id = $2 WHERE id = $1", [
+        s.workspaceId,
+        other.ownerId,
+      ]);
+      const bound = outcome(bind(binding.client, chat.id, other.ownerId, s.workspaceId));
+      await blocked(pool, binding.pid);
+      await pushing.client.query("COMMIT");
+      expect(await bound).toMatchObject({ ok: true });
+    } finally {
+      pushing.release();
+      binding.release();
+    }
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_aggregate_hash: aggregateHash([agentsMd("first")]),
+      context_dirty_since: null,
+      context_error: null,
+    });
+  });
+
+  it("a turn's preparation waiting for a PATCH of the workspace leaves the binding the PATCH made", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await chatIn(s);
+    const ws2 = await gen.workspace(pool, { organizationId: orgId, ownerId: s.ownerId });
+    const build2 = await gen.build(pool, ws2.id);
+    await push(build2.agents[0]!.id, [agentsMd("workspace 2")]);
+    for (const target of [ws2.id, null]) {
+      // A newer build of the chat's workspace: the turn would re-bind the chat to it.
+      await gen.build(pool, s.workspaceId);
+      const patching = await session(pool);
+      const preparing = await session(pool);
+      try {
+        await patching.client.query("BEGIN");
+        await bind(patching.client, chat.id, s.ownerId, target);
+        const prepared = outcome(prepareChatRunContextByID(preparing.client, { chat_id: chat.id }));
+        await blocked(pool, preparing.pid);
+        await patching.client.query("COMMIT");
+        expect(await prepared).toMatchObject({ ok: true });
+      } finally {
+        patching.release();
+        preparing.release();
+      }
+      expect(await bindingOf(chat.id)).toEqual(
+        target
+          ? { workspace_id: ws2.id, build_id: build2.id, agent_id: build2.agents[0]!.id }
+          : { workspace_id: null, build_id: null, agent_id: null },
+      );
+      if (target) await bind(pool, chat.id, s.ownerId, s.workspaceId);
+    }
+  });
+
+  it("a turn's hydration waiting for a re-pin of the chat leaves the pin alone", async () => {
+    const s = await setup();
+    const chat = await chatIn(s); // bound before the agent's first push: nothing pinned
+    await push(s.agentId, [agentsMd("1"), skill("s")]);
+    const repinning = await session(pool);
+    const preparing = await session(pool);
+    try {
+      await repinning.client.query("BEGIN");
+      await repinChatContextByID(repinning.client, { chat_id: chat.id, owner_id: s.ownerId });
+      const prepared = outcome(prepareChatRunContextByID(preparing.client, { chat_id: chat.id }));
+      await blocked(pool, preparing.pid);
+      await repinning.client.query("COMMIT");
+      expect(await prepared).toMatchObject({ ok: true });
+    } finally {
+      repinning.release();
+      preparing.release();
+    }
+    expect((await pinnedSources(chat.id)).map((r) => r.source)).toEqual([
+      "AGENTS.md",
+      "skills/s/SKILL.md",
+    ]);
+    expect((await contextOf(chat.id)).context_aggregate_hash).toBe(
+      aggregateHash([agentsMd("1"), skill("s")]),
+    );
+  });
+
+  it("an unarchived chat is compared with the pushes it missed while archived", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await chatIn(s);
+    await pool.query("SELECT chat_archive($1, true)", [chat.id]);
+    expect((await push(s.agentId, [agentsMd("2")])).marked_dirty).toBe(0);
+    await pool.query("SELECT chat_archive($1, false)", [chat.id]);
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_dirty_resources: [{ source: "AGENTS.md", change: "modified" }],
+    });
+    expect((await contextOf(chat.id)).context_dirty_since).not.toBeNull();
+  });
+
+  it("a chat unarchived while a push waits is compared once, without a deadlock, however pins race", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    let lo = await chatIn(s);
+    let hi = await chatIn(s);
+    if (lo.id > hi.id) [lo, hi] = [hi, lo];
+    await pool.query("SELECT chat_pin($1, 1)", [hi.id]);
+    await pool.query("SELECT chat_archive($1, true)", [lo.id]);
+    const holding = await session(pool);
+    const pushing = await session(pool);
+    const unarchiving = await session(pool);
+    const pinning = await session(pool);
+    try {
+      await holding.client.query("BEGIN");
+      await holding.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [hi.id]);
+      const pushed = outcome(
+        pushWorkspaceAgentContext(pushing.client, {
+          agent_id: s.agentId,
+          resources: [agentsMd("2")],
+          error: null,
+        }),
+      );
+      await blocked(pool, pushing.pid);
+      const unarchived = outcome(
+        unarchiving.client.query("SELECT chat_archive($1, false)", [lo.id]),
+      );
+      const pinned = outcome(pinning.client.query("SELECT chat_pin($1, 1)", [lo.id]));
+      await holding.client.query("COMMIT");
+      const results = await Promise.all([pushed, unarchived, pinned]);
+      expect(results.filter((r) => !r.ok && r.code !== "PC400")).toEqual([]);
+      expect(results[0]).toMatchObject({ ok: true });
+      expect(results[1]).toMatchObject({ ok: true });
+    } finally {
+      for (const c of [holding, pushing, unarchiving, pinning]) c.release();
+    }
+    for (const c of [lo, hi])
+      expect((await contextOf(c.id)).context_dirty_resources, c.id).toEqual([
+        { source: "AGENTS.md", change: "modified" },
+      ]);
+  });
+});
+
 describe("pushes racing with binding and re-pinning", () => {
   it("never leaves a chat pinned to older content without marking it dirty", async () => {
     const s = await setup();

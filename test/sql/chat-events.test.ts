@@ -1179,21 +1179,20 @@ describe("range reads for resuming streams", () => {
 });
 
 describe("pruning", () => {
-  it("deletes the oldest prefix in batches, moves the horizon, and keeps everything from the first recent row on", async () => {
+  it("deletes in batches the events committed before a horizon sampled a retention ago, moves the pruning horizon, and keeps the rest", async () => {
     const ownerId = await owner();
-    // Old: everything so far plus a chat of its own, backdated two days.
+    // Old: everything so far plus a chat of its own, committed "two days ago".
     const oldChat = await newChat(ownerId);
     await chatUpdate(oldChat.id, ownerId, { title: "old" });
     const lastOld = await cursorNow();
-    await pool.query(
-      "UPDATE chat_events SET created_at = now() - interval '2 days' WHERE (xid, id) <= ($1::xid8, $2)",
-      [lastOld.xid, lastOld.id],
-    );
+    await belowHorizon(lastOld.xid);
+    await gen.agedEventLog(pool, 2 * 86_400);
     const { rows: old } = await pool.query(
       "SELECT xid::text AS xid, id FROM chat_events ORDER BY chat_events.xid, chat_events.id",
     );
     expect(old.length).toBeGreaterThanOrEqual(3);
-    // Recent rows, then rows that are old again but come after a recent one.
+    // Recent rows: one as it is, one whose created_at claims two days too. Only when a row
+    // committed counts: both stay.
     const recentChat = await newChat(ownerId);
     const lateOldChat = await newChat(ownerId);
     await pool.query(
@@ -1207,7 +1206,7 @@ describe("pruning", () => {
     expect(BigInt(before.start_xid!)).toBeLessThanOrEqual(BigInt(before.next_xid!));
     expect(BigInt(before.next_xid!)).toBeGreaterThan(BigInt(last.xid));
 
-    // Nothing is older than a retention of a week.
+    // Nothing committed a week ago.
     expect(
       await pruneChatEvents(pool, { retention_seconds: 7 * 86_400, batch_size: 1000 }),
     ).toEqual({ deleted: 0 });
@@ -1248,6 +1247,44 @@ describe("pruning", () => {
       { chat_id: lateOldChat.id, kind: "created" },
       { chat_id: lateOldChat.id, kind: "message" },
     ]);
+  });
+
+  it("never prunes an event before the retention has passed since it committed, however long before its transaction started", async () => {
+    const ownerId = await owner();
+    const chat = await newChat(ownerId);
+    const retention = 1;
+    const writer = await connectClient(url, "pgchatd-test-long-writer");
+    let xid: string;
+    try {
+      await writer.query("BEGIN");
+      await writer.query("UPDATE chats SET title = 'written by a long transaction' WHERE id = $1", [
+        chat.id,
+      ]);
+      xid = (await writer.query("SELECT pg_current_xact_id()::text AS x")).rows[0].x;
+      // The transaction stays open longer than the retention, while pruning runs as usual.
+      const deadline = Date.now() + 2_000 * retention;
+      while (Date.now() < deadline) {
+        await pruneChatEvents(pool, { retention_seconds: retention, batch_size: 1000 });
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await writer.query("COMMIT");
+    } finally {
+      await writer.end();
+    }
+    // Just committed, with a created_at older than the retention: still there for every tailer.
+    await pruneChatEvents(pool, { retention_seconds: retention, batch_size: 1000 });
+    const kept = await pool.query("SELECT kind::text AS kind FROM chat_events WHERE xid = $1", [
+      xid,
+    ]);
+    expect(kept.rows).toEqual([{ kind: "title_change" }]);
+    // A retention after its commit, it goes.
+    await until(
+      async () => {
+        await pruneChatEvents(pool, { retention_seconds: retention, batch_size: 1000 });
+        return (await pool.query("SELECT 1 FROM chat_events WHERE xid = $1", [xid])).rows;
+      },
+      (rows) => rows.length === 0,
+    );
   });
 
   it("returns 0 while another session holds the prune lock", async () => {

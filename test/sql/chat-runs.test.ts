@@ -28,7 +28,7 @@ import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
 import { chatState, messagesOf, textOf } from "../setup/runner.ts";
-import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
+import { session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -223,7 +223,13 @@ describe("heartbeats", () => {
       chat_ids: [a!.id, b!.id],
     });
     expect(rows).toEqual([
-      { id: a!.id, status: "running", started_at: mine.startedAt, archived: false },
+      {
+        id: a!.id,
+        status: "running",
+        started_at: mine.startedAt,
+        archived: false,
+        renewed: true,
+      },
     ]);
     const after = await pool.query<{ version: number; heartbeat_at: string }>(
       "SELECT version, heartbeat_at FROM chats WHERE id = $1",
@@ -603,36 +609,37 @@ describe("wake-ups", () => {
 });
 
 describe("heartbeats on two sessions", () => {
-  it("a heartbeat waiting for the lowest of its chats holds none of the others", async () => {
+  it("a heartbeat never waits for a chat another transaction holds: it renews the others and reports that one unrenewed, still this runner's", async () => {
     const worker = randomUUID();
-    const chats = await pendingChats(4);
+    const chats = await pendingChats(3);
     for (const c of chats) await claim(c.id, worker);
-    // Claimed in creation order; the lowest id must not come first for the test to mean anything.
-    while (chats[0]!.id === chats.map((c) => c.id).sort()[0]) {
-      const [more] = await pendingChats(1);
-      await claim(more!.id, worker);
-      chats.push(more!);
-    }
-    const ids = chats.map((c) => c.id).sort();
+    await pool.query(
+      "UPDATE chats SET heartbeat_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])",
+      [chats.map((c) => c.id)],
+    );
+    const held = chats[1]!.id;
     const holder = await session(pool);
-    const beating = await session(pool);
     try {
       await holder.client.query("BEGIN");
-      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
-      const beat = outcome(
-        updateChatHeartbeatsByWorkerID(beating.client, {
-          worker_id: worker,
-          chat_ids: chats.map((c) => c.id),
-        }),
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [held]);
+      // Returns at once, while the row is still held.
+      const rows = await updateChatHeartbeatsByWorkerID(pool, {
+        worker_id: worker,
+        chat_ids: chats.map((c) => c.id),
+      });
+      expect(rows.map((r) => [r.id, r.renewed, r.status]).sort()).toEqual(
+        chats.map((c) => [c.id, c.id !== held, "running"]).sort(),
       );
-      await blocked(pool, beating.pid);
-      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      const { rows: beats } = await pool.query(
+        "SELECT id, heartbeat_at > now() - interval '30 seconds' AS fresh FROM chats WHERE id = ANY($1::uuid[])",
+        [chats.map((c) => c.id)],
+      );
+      expect(Object.fromEntries(beats.map((b) => [b.id, b.fresh]))).toEqual(
+        Object.fromEntries(chats.map((c) => [c.id, c.id !== held])),
+      );
       await holder.client.query("COMMIT");
-      const renewed = await beat;
-      expect(renewed.ok && renewed.value.map((r) => r.id).sort()).toEqual(ids);
     } finally {
       holder.release();
-      beating.release();
     }
     await releaseChatRunsByWorkerID(pool, { worker_id: worker });
   });
@@ -739,32 +746,55 @@ describe("recovery", () => {
     expect((await chatState(pool, archived.id)).status).toBe("error");
   });
 
+  it("ends an archived chat whose runner died waiting, as an archive mid-turn leaves it, not pending to run again", async () => {
+    const [chat] = await pendingChats(1);
+    await claim(chat!.id);
+    await pool.query("SELECT chat_archive($1, true)", [chat!.id]);
+    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
+      chat!.id,
+    ]);
+    expect(await recover()).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
+    expect(await chatState(pool, chat!.id)).toMatchObject({ status: "waiting", worker_id: null });
+    await pool.query("SELECT chat_archive($1, false)", [chat!.id]);
+    const { rows } = await pool.query("SELECT 1 FROM chats WHERE id = $1 AND status = 'pending'", [
+      chat!.id,
+    ]);
+    expect(rows).toEqual([]);
+  });
+
   it("goes on with the other chats when one chat's recovery fails, and reports that one", async () => {
-    const poisoned = await expiredToolWait();
+    // Two bad chats, the oldest, ahead of a good one: with batches of one, they come first in
+    // every listing unless the pass skips what failed.
+    const poisoned = [await expiredToolWait(), await expiredToolWait()];
     const expired = await expiredToolWait();
-    // Any failure will do: here its error tool results cannot be stored.
+    // Any failure will do: here their error tool results cannot be stored.
     await pool.query(`
       CREATE FUNCTION test_refuse_message() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'XX999'; END $$`);
     await pool.query(
       `CREATE TRIGGER chat_messages_000_test_refuse BEFORE INSERT ON chat_messages
-       FOR EACH ROW WHEN (NEW.chat_id = '${poisoned.id}') EXECUTE FUNCTION test_refuse_message()`,
+       FOR EACH ROW WHEN (NEW.chat_id IN ('${poisoned[0]!.id}', '${poisoned[1]!.id}'))
+       EXECUTE FUNCTION test_refuse_message()`,
     );
     try {
       const pass = await runRecoveryPass(pool, {
         staleAfterMs: 60_000,
         toolResultsTimeoutMs: 300_000,
+        batchSize: 1,
       });
       expect(pass.recovered).toContainEqual({ chat_id: expired.id, action: "tool_timeout" });
-      expect(pass.failed.map((f) => f.chat_id)).toEqual([poisoned.id]);
-      expect((pass.failed[0]!.err as { code: string }).code).toBe("XX999");
-      // Its transaction rolled back alone: the chat is as it was, for the next pass.
-      expect((await chatState(pool, poisoned.id)).status).toBe("requires_action");
+      expect(pass.failed.map((f) => f.chat_id).sort()).toEqual(poisoned.map((c) => c.id).sort());
+      expect(pass.failed.map((f) => (f.err as { code: string }).code)).toEqual(["XX999", "XX999"]);
+      // Their transactions rolled back alone: the chats are as they were, for the next pass.
+      for (const c of poisoned)
+        expect((await chatState(pool, c.id)).status).toBe("requires_action");
     } finally {
       await pool.query("DROP TRIGGER chat_messages_000_test_refuse ON chat_messages");
       await pool.query("DROP FUNCTION test_refuse_message()");
     }
-    expect(await recover()).toContainEqual({ chat_id: poisoned.id, action: "tool_timeout" });
+    const later = await recover();
+    for (const c of poisoned)
+      expect(later).toContainEqual({ chat_id: c.id, action: "tool_timeout" });
   });
 
   it("interrupts an archived chat left in requires_action, and its next turn starts with the calls answered", async () => {

@@ -856,8 +856,8 @@ describe("resync", () => {
     // Pruning removes only events below the xmin horizon: once the title change is, it goes too.
     const [titled] = await logged({ ownerId: u.id }, created.id);
     await belowHorizon(xidOf(titled!.cursor));
-    // Everything logged so far is two hours old, and the retention is one hour.
-    await srv.pool.query("UPDATE chat_events SET created_at = now() - interval '2 hours'");
+    // Everything logged so far was committed two hours ago, and the retention is one hour.
+    await gen.agedEventLog(srv.pool, 2 * 3600);
     const { logger } = captureLogger();
     const pruning = startEventPruning({ pool: srv.pool, retentionSeconds: 3600, logger });
     try {
