@@ -157,7 +157,11 @@ export async function benchContext(extraArg?: string) {
           `${ms(percentile(times, 50))} / ${ms(Math.max(...times))} ms`,
           `${ms((percentile(times, 50) * 1000) / Math.max(1, n))} µs`,
           `${ms(percentile(same, 50))} ms`,
-          String(nested.byStatement.get("WITH marked AS (") ?? 0),
+          String(
+            [...nested.byStatement]
+              .filter(([text]) => text.includes("WITH compared AS"))
+              .reduce((sum, [, runs]) => sum + runs, 0),
+          ),
           int(nested.count),
         ]);
       }

@@ -57,7 +57,8 @@ BEGIN
   IF NOT FOUND THEN
     RETURN 0;
   END IF;
-  WITH compared AS (
+  -- MATERIALIZED: the changes are computed once per chat, not once per reference.
+  WITH compared AS MATERIALIZED (
     SELECT c.id, c.context_dirty_resources AS was,
       CASE WHEN c.context_aggregate_hash <> v_snapshot.aggregate_hash
         THEN chat_context_changes(c.id, p_agent_id) END AS changes
