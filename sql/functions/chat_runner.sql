@@ -209,12 +209,16 @@ DECLARE
   v_chat chats;
   v_count integer := 0;
 BEGIN
+  -- The runner stops these turns itself: chats__notify_runner need not tell every runner about
+  -- each of them (10,000 notifications for a runner with 10,000 turns).
+  PERFORM set_config('pgchatd.releasing_own_leases', 'on', true);
   FOR v_chat IN
     SELECT * FROM chats WHERE worker_id = p_worker_id ORDER BY id FOR NO KEY UPDATE
   LOOP
     PERFORM chat_run_release_locked(v_chat);
     v_count := v_count + 1;
   END LOOP;
+  PERFORM set_config('pgchatd.releasing_own_leases', '', true);
   RETURN v_count;
 END;
 $$;

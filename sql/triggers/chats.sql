@@ -265,8 +265,8 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_delete
 -- made it waiting) or was archived while the lease stayed, or a new turn was admitted (an edit:
 -- chat_admit_message released the lease and set pending). The holder's own transitions release
 -- the lease and leave `running` for another status than pending in the same UPDATE, so they
--- notify nobody (a release back to pending, at shutdown or by recovery, does: a slow holder
--- must stop too). Payload: the chat id; every runner listens, the holder acts. Row-level with
+-- notify nobody; a release back to pending by recovery does (a slow holder must stop too), one
+-- at a runner's own shutdown does not (pgchatd.releasing_own_leases: it stops them itself). Payload: the chat id; every runner listens, the holder acts. Row-level with
 -- WHEN: other updates never enter plpgsql. Its heartbeat is the fallback when a notification
 -- is missed.
 CREATE OR REPLACE FUNCTION chats__notify_runner() RETURNS trigger
@@ -285,7 +285,8 @@ CREATE OR REPLACE TRIGGER chats_900_notify_runner
       (NEW.worker_id IS NOT DISTINCT FROM OLD.worker_id
        AND NEW.started_at IS NOT DISTINCT FROM OLD.started_at
        AND ((OLD.status = 'running' AND NEW.status <> 'running') OR (NEW.archived AND NOT OLD.archived)))
-      OR (NEW.worker_id IS NULL AND NEW.status = 'pending')
+      OR (NEW.worker_id IS NULL AND NEW.status = 'pending'
+          AND current_setting('pgchatd.releasing_own_leases', true) IS DISTINCT FROM 'on')
     )
   )
   EXECUTE FUNCTION chats__notify_runner();

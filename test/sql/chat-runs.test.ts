@@ -827,6 +827,28 @@ describe("recovery", () => {
     ]);
   });
 
+  it("tells the holder of a stale lease that recovery released it, and nobody about a runner's own shutdown", async () => {
+    const [stale, own] = await pendingChats(2);
+    await claim(stale!.id);
+    const worker = randomUUID();
+    await claim(own!.id, worker);
+    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
+      stale!.id,
+    ]);
+    const listener = await listen(dbUrl, "chat_runner");
+    try {
+      expect(await recover()).toContainEqual({ chat_id: stale!.id, action: "stale_lease" });
+      await listener.next((n) => n.payload === stale!.id);
+      await releaseChatRunsByWorkerID(pool, { worker_id: worker });
+      // Notifications arrive in commit order: none about the released chat came before this one.
+      await pool.query("SELECT pg_notify('chat_runner', 'marker')");
+      await listener.next((n) => n.payload === "marker");
+      expect(listener.received.map((n) => n.payload)).not.toContain(own!.id);
+    } finally {
+      await listener.close();
+    }
+  });
+
   it("returns every chat of a stopping runner to pending in one call", async () => {
     const chats = await pendingChats(3);
     const worker = randomUUID();
