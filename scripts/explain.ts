@@ -513,7 +513,11 @@ async function contextPlans(
       agentId,
       resources("2"),
     ])
-  ).filter((n) => n.includes("chat_lock_rows") || n.includes("WITH compared AS"));
+  ).filter(
+    (n) =>
+      (n.includes("array_agg(l.id)") && n.includes("FOR NO KEY UPDATE")) ||
+      n.includes("WITH compared AS"),
+  );
   // Context files in a chat with a long history: the clear, and the copy to a new subagent.
   const longChat = chats.rows[0]!.id;
   await client.query(
@@ -708,9 +712,10 @@ async function plans(): Promise<string> {
         "#### The marking of a changed push",
         "",
         "Hot because: every push whose content changed. The trigger " +
-          `workspace_agent_contexts_500_mark_chats_dirty locks the agent's ${contextChats.toLocaleString("en")} ` +
-          "chats in id order (chat_lock_rows), then compares and marks them all in one UPDATE, as " +
-          "auto_explain reports it from inside the push (with the chats row triggers it fires):",
+          "workspace_agent_contexts_500_mark_chats_dirty (chat_context_mark_agent) locks the " +
+          `agent's ${contextChats.toLocaleString("en")} chats in id order, then compares and marks ` +
+          "exactly those in one statement, as auto_explain reports them from inside the push " +
+          "(with the chats row triggers the marking fires):",
         "",
       );
       for (const plan of context.marking) out.push("```", plan.trim(), "```", "");
