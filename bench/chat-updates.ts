@@ -23,7 +23,7 @@ import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
 import { updateChatHeartbeatsByWorkerID } from "../src/generated/chat_runs.ts";
 import { describeMachine, table } from "./measure.ts";
-import { withScratchDatabase } from "./seed-chats.ts";
+import { seedOwner, withScratchDatabase } from "./seed-chats.ts";
 import { median } from "./stats.ts";
 
 const rounds = 5;
@@ -57,13 +57,7 @@ export async function benchChatUpdates(chatsArg?: string) {
     await migrate(url);
     const pool = createPool({ connectionString: url, max: 4 });
     try {
-      const { rows: seed } = await pool.query<{ org: string; owner: string }>(`
-        WITH o AS (INSERT INTO organizations (name) VALUES ('bench') RETURNING id),
-             u AS (INSERT INTO users (username) VALUES ('bench') RETURNING id),
-             m AS (INSERT INTO organization_members (organization_id, user_id)
-                   SELECT o.id, u.id FROM o, u RETURNING organization_id, user_id)
-        SELECT organization_id AS org, user_id AS owner FROM m`);
-      const { org, owner } = seed[0]!;
+      const { org, owner } = await seedOwner(pool);
       const results: { stored: number; heartbeat: number; status: number }[] = [];
       for (const size of sizes) {
         const payload = JSON.stringify(tools(size));

@@ -41,7 +41,7 @@ import { createLogger } from "../src/log.ts";
 import { createEventRenderer } from "../src/server/event-frames.ts";
 import { startWatch } from "../src/watch/index.ts";
 import { describeMachine, table } from "./measure.ts";
-import { withScratchDatabase } from "./seed-chats.ts";
+import { seedOwner, withScratchDatabase } from "./seed-chats.ts";
 import { median, percentile } from "./stats.ts";
 
 const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));
@@ -58,13 +58,7 @@ export async function benchHorizon() {
     const pool = createPool({ connectionString: url, max: 12 });
     const logger = createLogger("silent");
     try {
-      const { rows: seed } = await pool.query<{ org: string; owner: string }>(`
-        WITH o AS (INSERT INTO organizations (name) VALUES ('bench') RETURNING id),
-             u AS (INSERT INTO users (username) VALUES ('bench') RETURNING id),
-             m AS (INSERT INTO organization_members (organization_id, user_id)
-                   SELECT o.id, u.id FROM o, u RETURNING organization_id, user_id)
-        SELECT organization_id AS org, user_id AS owner FROM m`);
-      const { org, owner } = seed[0]!;
+      const { org, owner } = await seedOwner(pool);
       const { rows: chats } = await pool.query<{ id: string }>(
         `SELECT chat_create($1, $2, NULL, NULL, NULL, 'api', NULL, NULL, '{}', NULL, NULL,
            '[{"type": "text", "text": "hi"}]', NULL) AS id FROM generate_series(1, 8)`,
