@@ -8,9 +8,11 @@
 --   2. the family lock (chat_lock_family, keyed by the root chat): exclusive for an archive or
 --      unarchive in the family, shared for creating a child in it;
 --   3. an agent's context snapshot row (workspace_agent_contexts): FOR UPDATE by a push, FOR SHARE
---      by whatever pins from it or binds a chat to its agent;
+--      by whatever pins from it or binds a chat to its agent (chat_lock_agent_snapshot; before an
+--      agent's first push, its workspace_agents row stands in); several in agent id order;
 --   4. chat rows. A routine that locks several locks all it will change in one statement, in id
---      order (chat_lock_rows), before it changes any of them;
+--      order (chat_lock_rows), before it changes any of them; or it skips rows others hold
+--      (SKIP LOCKED: the claim, the heartbeat, recovery) and never waits;
 --   5. a chat's messages, queue and pinned context, after the chat's row.
 -- test/sql/*.test.ts holds each pair of routines that could invert this with two real sessions.
 
