@@ -1,4 +1,4 @@
-import type { Queryable } from "../db/pool.ts";
+import type { PoolQueryable } from "../db/pool.ts";
 import { listChatRecoveryCandidates, recoverChatRunByID } from "../generated/chat_runs.ts";
 
 /*
@@ -25,7 +25,11 @@ export interface RecoveryPass {
 /** 500 of each kind: a few hundred milliseconds of statements before the pass lists again. */
 const defaultBatchSize = 500;
 
-export async function runRecoveryPass(db: Queryable, opts: RecoveryOptions): Promise<RecoveryPass> {
+/** `db` is a pool: each chat's recovery must be a transaction of its own, not one shared client's. */
+export async function runRecoveryPass(
+  db: PoolQueryable,
+  opts: RecoveryOptions,
+): Promise<RecoveryPass> {
   const batchSize = opts.batchSize ?? defaultBatchSize;
   const args = {
     stale_after_seconds: opts.staleAfterMs / 1000,

@@ -16,7 +16,12 @@ describe("graceful shutdown", () => {
     const server = await startServer(config, captureLogger().logger);
     const url = new URL(server.url);
 
-    // A request whose body is still arriving when close() is called.
+    // A request whose body is still arriving when close() is called: close() waits until the
+    // server has answered its headers (it rejects it at once: no credentials), not for a time.
+    let answered!: () => void;
+    const headersAnswered = new Promise<void>((r) => {
+      answered = r;
+    });
     const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(
         {
@@ -27,6 +32,7 @@ describe("graceful shutdown", () => {
           headers: { "content-type": "application/json" },
         },
         (res) => {
+          answered();
           let body = "";
           res.on("data", (d) => {
             body += d;
@@ -38,7 +44,7 @@ describe("graceful shutdown", () => {
       req.write('{"name":');
       setTimeout(() => req.end('"late"}'), 300);
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await headersAnswered;
     const closed = server.close();
     const res = await response;
     // Unauthenticated: the point is that it was answered, not reset.
