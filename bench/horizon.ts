@@ -38,10 +38,10 @@ import {
   listChatEventsAfterCursor,
 } from "../src/generated/chat_events.ts";
 import { createLogger } from "../src/log.ts";
-import { createEventRenderer } from "../src/server/event-frames.ts";
+import { createEventRenderer } from "../src/server/event_frames.ts";
 import { startWatch } from "../src/watch/index.ts";
 import { describeMachine, table } from "./measure.ts";
-import { seedOwner, withScratchDatabase } from "./seed-chats.ts";
+import { seedOwner, withScratchDatabase } from "./seed_chats.ts";
 import { median, percentile } from "./stats.ts";
 
 const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));

@@ -49,7 +49,7 @@ import {
   listChatsArgs,
   seedChats,
   withScratchDatabase,
-} from "./seed-chats.ts";
+} from "./seed_chats.ts";
 import { percentile } from "./stats.ts";
 
 const sqlRuns = 2_000;

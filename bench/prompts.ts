@@ -58,13 +58,13 @@ import {
   serverSettings,
   table,
 } from "./measure.ts";
-import { capturedQuery, withScratchDatabase } from "./seed-chats.ts";
+import { capturedQuery, withScratchDatabase } from "./seed_chats.ts";
 import {
   createChat,
   describeMessages,
   type MessagesLayout,
   seedMessages,
-} from "./seed-messages.ts";
+} from "./seed_messages.ts";
 import { mean, percentile } from "./stats.ts";
 
 /**

@@ -14,15 +14,15 @@
  *                                       (bench/runner.ts)
  *   npm run bench -- context [chats]    workspace context pushes to an agent with 10, 100, 1,000
  *                                       (and `chats`) bound chats (bench/context.ts)
- *   npm run bench -- chat-updates [chats]
+ *   npm run bench -- chat_updates [chats]
  *                                       heartbeats and status changes of chats carrying 0, 100 KiB
- *                                       and 256 KiB of dynamic tools (bench/chat-updates.ts)
+ *                                       and 256 KiB of dynamic tools (bench/chat_updates.ts)
  *   npm run bench -- horizon            change-event delivery while a transaction is open in this or
  *                                       another database, and what the read horizon costs
  *                                       (bench/horizon.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
-import { benchChatUpdates } from "./chat-updates.ts";
+import { benchChatUpdates } from "./chat_updates.ts";
 import { benchContext } from "./context.ts";
 import { benchHorizon } from "./horizon.ts";
 import { benchList } from "./list.ts";
@@ -41,7 +41,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   watch: (watchers, eventsPerSecond) => benchWatch(watchers, eventsPerSecond),
   runner: (chats, running) => benchRunner(chats, running),
   context: (chats) => benchContext(chats),
-  "chat-updates": (chats) => benchChatUpdates(chats),
+  chat_updates: (chats) => benchChatUpdates(chats),
   horizon: () => benchHorizon(),
 };
 const defaults = [
@@ -51,7 +51,7 @@ const defaults = [
   "watch",
   "runner",
   "context",
-  "chat-updates",
+  "chat_updates",
   "horizon",
 ];
 

@@ -32,10 +32,11 @@ import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
 import { createLogger } from "../src/log.ts";
-import { createModels, Runner, type RunnerStats } from "../src/runner/index.ts";
+import { createModels } from "../src/models/index.ts";
+import { Runner, type RunnerStats } from "../src/runner/index.ts";
 import { runRecoveryPass } from "../src/runner/recovery.ts";
 import { describeMachine, int, ms, table } from "./measure.ts";
-import { withScratchDatabase } from "./seed-chats.ts";
+import { withScratchDatabase } from "./seed_chats.ts";
 import { mean, percentile } from "./stats.ts";
 
 const root = path.resolve(import.meta.dirname, "..");

@@ -16,7 +16,7 @@
  * `tsx src/cli.ts serve`, PGCHATD_EVENTS_NOTIFY=trigger, its own process so its RSS and CPU are
  * read from /proc) and W SSE clients on GET /api/experimental/chats/watch over loopback, run from
  * two worker threads of this process, 10 per owner over W/10 owners (each seeded by
- * bench/seed-chats.ts with 20 chats). 8 pg connections UPDATE the titles of the watched owners'
+ * bench/seed_chats.ts with 20 chats). 8 pg connections UPDATE the titles of the watched owners'
  * unarchived chats (round robin over owners, then chats) at E per second for 1 s of warm-up
  * and 10 s measured. Each UPDATE returns its transaction id, which is the xid of its
  * title_change event's SSE id "<xid>.<id>", so every delivery is matched to its write exactly
@@ -77,7 +77,7 @@ import {
   describeSeed,
   seedChats,
   withScratchDatabase,
-} from "./seed-chats.ts";
+} from "./seed_chats.ts";
 import { percentile } from "./stats.ts";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -478,7 +478,7 @@ interface Owner {
   chats: string[];
 }
 
-/** Seeds `owners` owners (bench/seed-chats.ts, 20 chats each) and gives each an API key. */
+/** Seeds `owners` owners (bench/seed_chats.ts, 20 chats each) and gives each an API key. */
 async function seedOwners(url: string, owners: number): Promise<Owner[]> {
   const client = await connectClient(url, "bench-watch-seed");
   try {

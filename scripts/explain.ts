@@ -7,7 +7,7 @@
  *   npm run explain -- --print           print to stdout only
  *   npm run explain -- --chats 50000     seed another number of chats (default 100,000)
  *
- * After the chat list, the messages data set of `npm run bench -- prompts` (bench/seed-messages.ts:
+ * After the chat list, the messages data set of `npm run bench -- prompts` (bench/seed_messages.ts:
  * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
  * prompt-history reads; seeding it takes ~12 s. Then the change-event reads on the log all that
  * wrote, and the runner's statements on runner state set on the seeded chats.
@@ -28,8 +28,8 @@ import {
   type SeededChats,
   seedChats,
   withScratchDatabase,
-} from "../bench/seed-chats.ts";
-import { describeMessages, type SeededMessages, seedMessages } from "../bench/seed-messages.ts";
+} from "../bench/seed_chats.ts";
+import { describeMessages, type SeededMessages, seedMessages } from "../bench/seed_messages.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import {
@@ -712,7 +712,7 @@ async function plans(): Promise<string> {
         "#### The marking of a changed push",
         "",
         "Hot because: every push whose content changed. The trigger " +
-          "workspace_agent_contexts_500_mark_chats_dirty (chat_context_mark_agent) locks the " +
+          "workspace_agent_context_push (chat_context_mark_agent) locks the " +
           `agent's ${contextChats.toLocaleString("en")} chats in id order, then compares and marks ` +
           "exactly those in one statement, as auto_explain reports them from inside the push " +
           "(with the chats row triggers the marking fires):",

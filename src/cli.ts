@@ -9,7 +9,8 @@ import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createModels, Runner } from "./runner/index.ts";
+import { createModels } from "./models/index.ts";
+import { Runner } from "./runner/index.ts";
 import { toApiError } from "./server/errors.ts";
 import { openConfigured, runnerSettings, startServer } from "./server/serve.ts";
 import { createCommitNotifier, createEphemeralPublisher } from "./watch/index.ts";
@@ -171,7 +172,7 @@ async function createKeyCommand(username: string, opts: { lifetime?: number }) {
 
 /** Instruction files `pgchatd chat context add` takes from a directory, when they exist. */
 const instructionFileNames = ["AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md"];
-/** The server refuses larger context files (src/server/routes/workspace-agents.ts). */
+/** The server refuses larger context files (src/server/routes/chat_context.ts). */
 const maxContextFileChars = 256 * 1024;
 
 /** The agent's server and token, from the workspace's environment. */

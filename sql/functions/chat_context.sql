@@ -1,9 +1,9 @@
 -- Workspace context: agents push snapshots, chats pin copies, pushes mark chats dirty, context
--- files, and the audit entries of all of it. The dirty marking itself is a trigger
--- (sql/triggers/workspace_agent_contexts.sql), so it runs for any writer of a snapshot.
+-- files, and the audit entries of all of it. A push marks the bound chats itself
+-- (workspace_agent_context_push calls chat_context_mark_agent) and returns its own count.
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
--- WARNING (lock order): the global order in sql/functions/chats.sql: an agent's snapshot row
+-- WARNING (lock order): the global order in sql/functions/shared.sql: an agent's snapshot row
 -- (workspace_agent_contexts) BEFORE the rows of chats. A push locks the snapshot (FOR UPDATE) and
 -- then the bound chats in id order; whatever pins a chat from a snapshot or binds a chat to an
 -- agent locks that snapshot (FOR SHARE, chat_lock_agent_snapshot) before the chat's row.
@@ -123,9 +123,12 @@ $$;
 -- PUT /workspaceagents/me/context. Stores the agent's snapshot and returns its aggregate hash
 -- (sha256 over the sorted content hashes of the resources) and how many chats it marked dirty.
 -- A push whose aggregate hash equals the stored one changes no resource and marks nothing (only
--- received_at and error move). Otherwise the resources are replaced, then the snapshot row is
--- updated, and its trigger marks the bound chats dirty in this same transaction; the marking
--- reports its count through the transaction-local setting pgchatd.context_marked.
+-- received_at and error move). Otherwise the resources are replaced, the snapshot row is
+-- updated, and every unarchived chat bound to the agent is compared with the new content
+-- (chat_context_mark_agent) in this same transaction and in one statement: the `context_dirty`
+-- events go out with the push's commit, and a rolled-back push marks nothing. The snapshot row
+-- is locked FOR UPDATE first, so a chat pinning from it meanwhile either committed first (and is
+-- compared here) or waits and pins the new content.
 -- p_resources: [{source, kind, body, status?, error?}].
 CREATE OR REPLACE FUNCTION workspace_agent_context_push(
   p_agent_id uuid, p_resources jsonb, p_error text,
@@ -141,7 +144,6 @@ BEGIN
   INTO pushed_hash, v_count
   FROM chat_context_pushed_resources(p_resources) r;
 
-  PERFORM set_config('pgchatd.context_marked', '0', true);
   -- The snapshot row lock orders this push against pins of it (see the WARNING above).
   SELECT s.aggregate_hash INTO v_old FROM workspace_agent_contexts s
   WHERE s.agent_id = p_agent_id FOR UPDATE;
@@ -163,11 +165,12 @@ BEGIN
     FROM chat_context_pushed_resources(p_resources) r;
     -- Chats bound to the agent before it had a snapshot kept what they had pinned (another
     -- agent's content, e.g. the previous build's): compared with the first snapshot like any.
-    PERFORM set_config('pgchatd.context_marked', chat_context_mark_agent(p_agent_id)::text, true);
+    marked_dirty := chat_context_mark_agent(p_agent_id);
     v_old := NULL;
   ELSIF v_old = pushed_hash THEN
     UPDATE workspace_agent_contexts SET received_at = now(), error = p_error
     WHERE agent_id = p_agent_id;
+    marked_dirty := 0;
   ELSE
     DELETE FROM workspace_agent_context_resources WHERE agent_id = p_agent_id;
     INSERT INTO workspace_agent_context_resources
@@ -175,12 +178,11 @@ BEGIN
     SELECT p_agent_id, r.source, r.kind, r.body, r.content_hash, octet_length(r.body), r.status,
       r.error
     FROM chat_context_pushed_resources(p_resources) r;
-    -- Fires workspace_agent_contexts_500_mark_chats_dirty, after the resources are in place.
     UPDATE workspace_agent_contexts
     SET aggregate_hash = pushed_hash, version = version + 1, received_at = now(), error = p_error
     WHERE agent_id = p_agent_id;
+    marked_dirty := chat_context_mark_agent(p_agent_id);
   END IF;
-  marked_dirty := current_setting('pgchatd.context_marked')::integer;
 
   INSERT INTO audit_logs (actor_agent_id, action, agent_id, detail)
   VALUES (p_agent_id, 'context_push', p_agent_id, jsonb_build_object(
@@ -295,39 +297,6 @@ BEGIN
     UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
   END IF;
   PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
-END;
-$$;
-
--- The chat an agent's chat-context request is about, locked: `p_chat_id` when it is bound to the
--- agent (PC404 otherwise: another agent's chat looks missing), else the agent's one active root
--- chat (PC400 when it has none or several). Archived chats are read-only (PC400).
-CREATE OR REPLACE FUNCTION chat_lock_for_agent(p_agent_id uuid, p_chat_id uuid) RETURNS chats
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_chat chats;
-  v_ids uuid[];
-BEGIN
-  IF p_chat_id IS NULL THEN
-    SELECT array_agg(id) INTO v_ids FROM (
-      SELECT id FROM chats
-      WHERE agent_id = p_agent_id AND NOT archived AND parent_chat_id IS NULL
-      LIMIT 2
-    ) c;
-    IF v_ids IS NULL THEN
-      RAISE EXCEPTION 'The agent has no active chat.' USING ERRCODE = 'PC400',
-        DETAIL = 'Name the chat with chat_id.';
-    ELSIF cardinality(v_ids) > 1 THEN
-      RAISE EXCEPTION 'The agent has several active chats.' USING ERRCODE = 'PC400',
-        DETAIL = 'Name the chat with chat_id.';
-    END IF;
-    p_chat_id := v_ids[1];
-  END IF;
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND agent_id = p_agent_id FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
-  END IF;
-  PERFORM chat_require_writable(v_chat);
-  RETURN v_chat;
 END;
 $$;
 

@@ -1,10 +1,6 @@
--- Turn lifecycle rules: send, queue, promote, edit, tool results, interrupt.
+-- Turn lifecycle rules: send, edit, tool results, interrupt (the queue: chat_queue.sql).
 -- Every transition locks the chat row first (chat_lock_for_owner), so concurrent requests on one
 -- chat serialise; each public function is one transaction from its caller's point of view.
-
--- The queue holds at most this many messages per chat (API.md: the 21st is refused with 429).
-CREATE OR REPLACE FUNCTION chat_queue_limit() RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$ SELECT 20 $$;
 
 -- The text of a user message for the prompt history: its text parts joined verbatim in authored
 -- order; NULL when the content is not a JSON array or the text is blank.
@@ -17,39 +13,6 @@ LANGUAGE sql IMMUTABLE AS $$
       WITH ORDINALITY AS e(part, n)
     WHERE part ->> 'type' = 'text'
   ) t;
-$$;
-
--- Locks the owner's chat for a transition. PC404 when it is missing or someone else's.
-CREATE OR REPLACE FUNCTION chat_lock_for_owner(p_chat_id uuid, p_owner_id uuid) RETURNS chats
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_chat chats;
-BEGIN
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
-  END IF;
-  RETURN v_chat;
-END;
-$$;
-
-CREATE OR REPLACE FUNCTION chat_require_writable(p_chat chats) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF p_chat.archived THEN
-    RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'Unarchive the chat to change it.';
-  END IF;
-END;
-$$;
-
--- A model config that is still usable (exists, enabled, not deleted, provider enabled), else the
--- fallback. Queued messages keep the model they were sent with unless it went away.
-CREATE OR REPLACE FUNCTION chat_usable_model(p_model_config_id uuid, p_fallback uuid) RETURNS uuid
-LANGUAGE sql STABLE AS $$
-  SELECT COALESCE(
-    (SELECT m.id FROM chat_model_configs m JOIN chat_providers p ON p.id = m.provider_id
-     WHERE m.id = p_model_config_id AND m.enabled AND NOT m.deleted AND p.enabled),
-    p_fallback);
 $$;
 
 -- The client tool calls the chat waits for: tool-call parts of its newest assistant message
@@ -135,40 +98,6 @@ BEGIN
 END;
 $$;
 
--- Admits one queued message of a locked chat, removing it from the queue; its model falls back
--- to the chat's. Admits only a row this call removed: NULL when the message is no longer queued
--- (deleted meanwhile), so a deleted message is never sent.
-CREATE OR REPLACE FUNCTION chat_admit_queued(p_chat chats, p_queued_id bigint) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_queued chat_queued_messages;
-BEGIN
-  DELETE FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat.id
-  RETURNING * INTO v_queued;
-  IF NOT FOUND THEN
-    RETURN NULL;
-  END IF;
-  RETURN chat_admit_message(
-    p_chat.id, v_queued.content,
-    chat_usable_model(v_queued.model_config_id, p_chat.last_model_config_id),
-    v_queued.created_by, v_queued.api_key_id);
-END;
-$$;
-
--- DELETE /{chat}/queue/{queued}: under the chat's lock, like every transition, so a promotion or
--- a turn's end admitting the message either ran first (PC404 here) or finds it gone.
-CREATE OR REPLACE FUNCTION chat_delete_queued(p_chat_id uuid, p_owner_id uuid, p_queued_id bigint)
-RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM chat_lock_for_owner(p_chat_id, p_owner_id);
-  DELETE FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'Queued message not found.' USING ERRCODE = 'PC404';
-  END IF;
-END;
-$$;
-
 -- Stops the current turn of a locked chat: requires_action gets error results for its pending
 -- calls; pending, running and requires_action become waiting (a runner holding the chat sees
 -- the status change and stops, keeping its partial output). When no runner holds the chat, the
@@ -239,38 +168,6 @@ BEGIN
       queued_message_id := NULL;
     END IF;
   END IF;
-END;
-$$;
-
--- POST /{chat}/queue/{queued}/promote. On requires_action: error results for the pending calls,
--- then the message. On running: the message goes to the head of the queue and the turn runs on
--- (returns NULL). Otherwise the message is admitted now. Returns the admitted message's id.
-CREATE OR REPLACE FUNCTION chat_promote_queued(p_chat_id uuid, p_owner_id uuid, p_queued_id bigint)
-RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_chat chats;
-  v_queued chat_queued_messages;
-BEGIN
-  v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
-  PERFORM chat_require_writable(v_chat);
-  SELECT * INTO v_queued FROM chat_queued_messages WHERE id = p_queued_id AND chat_id = p_chat_id;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'Queued message not found.' USING ERRCODE = 'PC404';
-  END IF;
-  -- Running, or still leased by a runner that is saving an interrupted turn: the turn's end
-  -- admits the head, so the message moves there and the turn's output stays before it.
-  IF v_chat.status = 'running' OR v_chat.worker_id IS NOT NULL THEN
-    UPDATE chat_queued_messages
-    SET position = (SELECT min(position) - 1 FROM chat_queued_messages WHERE chat_id = p_chat_id)
-    WHERE id = p_queued_id
-      AND position > (SELECT min(position) FROM chat_queued_messages WHERE chat_id = p_chat_id);
-    RETURN NULL;
-  END IF;
-  IF v_chat.status = 'requires_action' THEN
-    PERFORM chat_fail_pending_tool_calls(p_chat_id, 'superseded by a queued message');
-  END IF;
-  RETURN chat_admit_queued(v_chat, v_queued.id);
 END;
 $$;
 

@@ -1,3 +1,9 @@
+-- name: PushWorkspaceAgentContext :one
+-- PUT /workspaceagents/me/context: workspace_agent_context_push (sql/functions/chat_context.sql)
+-- stores the snapshot and marks the bound chats dirty in the same transaction, in one statement.
+SELECT p.pushed_hash AS aggregate_hash, p.marked_dirty
+FROM workspace_agent_context_push(@agent_id, @resources, sqlc.narg(error)::text) AS p;
+
 -- name: RepinChatContextByID :exec
 -- PUT /{chat}/context: chat_context_repin (sql/functions/chat_context.sql).
 SELECT chat_context_repin(@chat_id, @owner_id);

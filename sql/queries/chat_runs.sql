@@ -60,7 +60,7 @@ JOIN chat_providers p ON p.id = m.provider_id
 WHERE c.id = @id;
 
 -- name: SaveChatRunStep :one
--- chat_run_save_step: see sql/functions/chat_runner.sql.
+-- chat_run_save_step: see sql/functions/chat_runs.sql.
 SELECT chat_run_save_step(
   @chat_id, @worker_id, @started_at, @model_config_id, @messages
 ) AS saved;

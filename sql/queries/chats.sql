@@ -157,10 +157,3 @@ WHERE c.id = ANY(@ids::uuid[]);
 UPDATE chats
 SET last_turn_summary = NULLIF(btrim(@summary::text), '')
 WHERE id = @id AND updated_at = @expected_updated_at;
-
--- name: UpdateChatTitleFromModelByID :execrows
--- A title written by the model. After the first turn it replaces only the fallback title, never
--- one the user set; a regeneration the user asked for (@regenerated) replaces any.
-UPDATE chats
-SET title = @title, title_source = 'generated'
-WHERE id = @id AND (@regenerated::boolean OR title_source = 'fallback');

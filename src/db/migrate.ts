@@ -42,6 +42,13 @@ export async function withMigrationLock<T>(client: pg.Client, fn: () => Promise<
   }
 }
 
+/**
+ * Routine files applied before the rest of their folder, in this order: the guards every feature
+ * calls. A SQL-language function's body is checked when it is created, so what it calls must
+ * exist already; the order is stated here rather than left to file names.
+ */
+const routineFilesFirst = ["functions/shared.sql"];
+
 async function sqlFiles(dir: string): Promise<string[]> {
   const names = (await fs.readdir(dir).catch(() => [] as string[])).filter((n) =>
     n.endsWith(".sql"),
@@ -50,13 +57,15 @@ async function sqlFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Re-applies every routine file: `sql/functions/*.sql`, then `sql/triggers/*.sql`, in one
- * transaction. The files are idempotent (CREATE OR REPLACE) and hold each routine's current body,
- * so a routine is changed in exactly one place.
+ * Re-applies every routine file: `sql/functions/shared.sql`, the other `sql/functions/*.sql`,
+ * then `sql/triggers/*.sql`, in one transaction. The files are idempotent (CREATE OR REPLACE)
+ * and hold each routine's current body, so a routine is changed in exactly one place.
  */
 export async function applyRoutines(client: pg.Client, log: Log = () => {}): Promise<void> {
+  const first = routineFilesFirst.map((f) => path.join(sqlDir, f));
   const files = [
-    ...(await sqlFiles(path.join(sqlDir, "functions"))),
+    ...first,
+    ...(await sqlFiles(path.join(sqlDir, "functions"))).filter((f) => !first.includes(f)),
     ...(await sqlFiles(path.join(sqlDir, "triggers"))),
   ];
   await client.query("BEGIN");

@@ -1,11 +1,4 @@
-export type { ChatError, ChatErrorKind } from "./chat-error.ts";
-export { chatErrorKinds, classifyError } from "./chat-error.ts";
-export { localModel } from "./local-model.ts";
-export type { ModelSource, Models, ResolvedModel } from "./models.ts";
-export { createModels } from "./models.ts";
 export type { Publish } from "./parts.ts";
 export type { RunnerOptions, RunnerStats } from "./runner.ts";
 export { Runner } from "./runner.ts";
-export type { RegenerateResult } from "./titles.ts";
-export { regenerateChatTitle } from "./titles.ts";
 export type { RetryPolicy, TurnOutcome } from "./turn.ts";

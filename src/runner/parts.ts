@@ -1,6 +1,6 @@
 import type { EphemeralEvent } from "../db/channels.ts";
 import type { Logger } from "../log.ts";
-import type { ChatError } from "./chat-error.ts";
+import type { ChatError } from "../models/chat_error.ts";
 
 /*
  * A turn's ephemeral stream events (API.md: `message_part`, and `retry`), published to the chat's

@@ -8,7 +8,7 @@ import {
   updateChatHeartbeatsByWorkerID,
 } from "../generated/chat_runs.ts";
 import type { Logger } from "../log.ts";
-import type { Models } from "./models.ts";
+import type { Models } from "../models/providers.ts";
 import type { Publish } from "./parts.ts";
 import { runRecoveryPass } from "./recovery.ts";
 import {

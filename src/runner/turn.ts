@@ -13,11 +13,11 @@ import {
   getChatForRunByID,
   saveChatRunStep,
 } from "../generated/chat_runs.ts";
-import { updateChatLastTurnSummaryByID, updateChatTitleFromModelByID } from "../generated/chats.ts";
+import { updateChatTitleFromModelByID } from "../generated/chat_titles.ts";
+import { updateChatLastTurnSummaryByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
-import { type ChatError, classifyError, retryAfterMs, TurnError } from "./chat-error.ts";
-import type { Models, ResolvedModel } from "./models.ts";
-import { PartStream, type Publish } from "./parts.ts";
+import { type ChatError, classifyError, retryAfterMs, TurnError } from "../models/chat_error.ts";
+import { generateTitle, titleMessages } from "../models/chat_titles.ts";
 import {
   buildMessages,
   buildTools,
@@ -27,9 +27,10 @@ import {
   type HistoryRow,
   type Part,
   withPinnedContext,
-} from "./prompt.ts";
-import { generateQuickText } from "./quick-text.ts";
-import { generateTitle, titleMessages } from "./titles.ts";
+} from "../models/prompt.ts";
+import type { Models, ResolvedModel } from "../models/providers.ts";
+import { generateQuickText } from "../models/quick_text.ts";
+import { PartStream, type Publish } from "./parts.ts";
 
 /*
  * One turn of one claimed chat: read the chat and its history, call the model (streaming parts to

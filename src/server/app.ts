@@ -5,16 +5,16 @@ import { requireAgent, requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
-import { chatFilesRoutes, maxFileBytes } from "./routes/chat-files.ts";
-import { chatMessagesRoutes } from "./routes/chat-messages.ts";
-import { chatModelConfigsRoutes } from "./routes/chat-model-configs.ts";
-import { chatProvidersRoutes } from "./routes/chat-providers.ts";
-import { chatStreamsRoutes } from "./routes/chat-streams.ts";
+import { workspaceAgentsRoutes } from "./routes/chat_context.ts";
+import { chatStreamsRoutes } from "./routes/chat_events.ts";
+import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
+import { chatMessagesRoutes } from "./routes/chat_messages.ts";
+import { chatModelConfigsRoutes } from "./routes/chat_model_configs.ts";
+import { chatProvidersRoutes } from "./routes/chat_providers.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
 import { usersRoutes } from "./routes/users.ts";
-import { workspaceAgentsRoutes } from "./routes/workspace-agents.ts";
 import { workspacesRoutes } from "./routes/workspaces.ts";
 
 /** JSON bodies are small; 1 MiB stops a runaway client before it is parsed into memory. */

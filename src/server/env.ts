@@ -3,7 +3,8 @@ import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
-import type { Models, Runner } from "../runner/index.ts";
+import type { Models } from "../models/index.ts";
+import type { Runner } from "../runner/index.ts";
 import type { Watch } from "../watch/index.ts";
 
 /** A user as the API shows it (GET /users/me). */

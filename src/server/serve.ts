@@ -3,13 +3,14 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Config } from "../config.ts";
 import { type Database, openDatabase } from "../db/index.ts";
-import { startEventPruning } from "../jobs/prune-events.ts";
+import { startEventPruning } from "../jobs/chat_events.ts";
 import { openSecrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
-import { createModels, Runner } from "../runner/index.ts";
+import { createModels } from "../models/index.ts";
+import { Runner } from "../runner/index.ts";
 import { startWatch, type Watch } from "../watch/index.ts";
 import { createApp } from "./app.ts";
-import { createEventRenderer } from "./event-frames.ts";
+import { createEventRenderer } from "./event_frames.ts";
 
 /** How often a draining server closes connections that went idle. */
 const idleSweepMs = 100;

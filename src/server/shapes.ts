@@ -4,7 +4,7 @@ import type {
   GetChatModelConfigByIDRow,
   GetChatProviderByIDRow,
 } from "../generated/chat_models.ts";
-import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queued_messages.ts";
+import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queue.ts";
 import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
 import type { User } from "./env.ts";
 

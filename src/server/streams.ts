@@ -6,7 +6,7 @@ import {
   listChatEventsByOwnerInRange,
 } from "../generated/chat_events.ts";
 import { listChatMessagesAfterIDByChatID } from "../generated/chat_messages.ts";
-import { listChatQueuedMessagesByChatID } from "../generated/chat_queued_messages.ts";
+import { listChatQueuedMessagesByChatID } from "../generated/chat_queue.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
 import {
@@ -20,7 +20,7 @@ import {
   type Watch,
   watchKinds,
 } from "../watch/index.ts";
-import { sseBlock, streamData } from "./event-frames.ts";
+import { sseBlock, streamData } from "./event_frames.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
 
 /*

@@ -7,8 +7,8 @@ import {
   resultNullability,
   Scope,
   Unsupported,
-} from "../../scripts/sqlc-gen-ts/infer.ts";
-import { initSqlParser } from "../../scripts/sqlc-gen-ts/params.ts";
+} from "../../scripts/sqlc_gen_ts/infer.ts";
+import { initSqlParser } from "../../scripts/sqlc_gen_ts/params.ts";
 
 /*
  * Nullability inference on parse trees alone, against a fake catalog. (describe.test.ts runs the

@@ -1,12 +1,12 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { GenError } from "../../scripts/sqlc-gen-ts/errors.ts";
+import { GenError } from "../../scripts/sqlc_gen_ts/errors.ts";
 import {
   initSqlParser,
   ParamError,
   prepareQuery,
   rewriteParams,
-} from "../../scripts/sqlc-gen-ts/params.ts";
-import { parseQueryFile } from "../../scripts/sqlc-gen-ts/parse.ts";
+} from "../../scripts/sqlc_gen_ts/params.ts";
+import { parseQueryFile } from "../../scripts/sqlc_gen_ts/parse.ts";
 
 beforeAll(async () => {
   await initSqlParser();

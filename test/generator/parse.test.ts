@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { GenError, GenErrors } from "../../scripts/sqlc-gen-ts/errors.ts";
-import { prepareQueryFiles } from "../../scripts/sqlc-gen-ts/generate.ts";
-import { lowerFirst, parseQueryFile } from "../../scripts/sqlc-gen-ts/parse.ts";
+import { GenError, GenErrors } from "../../scripts/sqlc_gen_ts/errors.ts";
+import { prepareQueryFiles } from "../../scripts/sqlc_gen_ts/generate.ts";
+import { lowerFirst, parseQueryFile } from "../../scripts/sqlc_gen_ts/parse.ts";
 
 const file = "sql/queries/users.sql";
 

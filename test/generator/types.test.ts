@@ -5,7 +5,7 @@ import {
   type PgTypeInfo,
   resultParsers,
   TypeCatalog,
-} from "../../scripts/sqlc-gen-ts/types.ts";
+} from "../../scripts/sqlc_gen_ts/types.ts";
 import { clientConfig } from "../../src/db/pool.ts";
 
 function base(oid: number, name: string, extra: Partial<PgTypeInfo> = {}): PgTypeInfo {

@@ -7,7 +7,7 @@ import {
   type FakeOpenAI,
   type FakeRequest,
   fakeOpenAI,
-} from "../setup/fake-openai.ts";
+} from "../setup/fake_openai.ts";
 import { chatState, eventually, messagesOf, settled, testRunner, textOf } from "../setup/runner.ts";
 
 /*

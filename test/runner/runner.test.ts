@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
-import { chatErrorKinds } from "../../src/runner/index.ts";
+import { chatErrorKinds } from "../../src/models/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
 import {

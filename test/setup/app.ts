@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { createSecrets } from "../../src/lib/secrets.ts";
-import { createModels } from "../../src/runner/index.ts";
+import { createModels } from "../../src/models/index.ts";
 import { createApp } from "../../src/server/app.ts";
 import { testDb } from "./db.ts";
 

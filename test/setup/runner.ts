@@ -1,8 +1,9 @@
 import { afterAll, onTestFinished } from "vitest";
 import { createPool, type Pool } from "../../src/db/pool.ts";
 import type { Secrets } from "../../src/lib/secrets.ts";
-import { createModels, type Publish, Runner, type RunnerOptions } from "../../src/runner/index.ts";
-import type { Part } from "../../src/runner/prompt.ts";
+import { createModels } from "../../src/models/index.ts";
+import type { Part } from "../../src/models/prompt.ts";
+import { type Publish, Runner, type RunnerOptions } from "../../src/runner/index.ts";
 import { captureLogger } from "./app.ts";
 import { testDb } from "./db.ts";
 

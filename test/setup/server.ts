@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Pool } from "../../src/db/pool.ts";
 import { createApp } from "../../src/server/app.ts";
-import { createEventRenderer } from "../../src/server/event-frames.ts";
+import { createEventRenderer } from "../../src/server/event_frames.ts";
 import { type EventsNotifyMode, startWatch, type Watch } from "../../src/watch/index.ts";
 import { captureLogger } from "./app.ts";
 import { newPool, testDb } from "./db.ts";

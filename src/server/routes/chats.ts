@@ -10,9 +10,9 @@ import {
   listLatestChatIDsByWorkspaceIDs,
   updateChatByID,
 } from "../../generated/chats.ts";
-import { regenerateChatTitle } from "../../runner/index.ts";
+import { regenerateChatTitle } from "../../models/index.ts";
 import { userOf } from "../auth.ts";
-import { loadChat, withChildren } from "../chat-view.ts";
+import { loadChat, withChildren } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
 import { badRequest, forbidden, modelFailed, unavailable } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";

@@ -5,10 +5,10 @@ import {
   addChatContextFiles,
   clearChatContextFiles,
   prepareChatRunContextByID,
+  pushWorkspaceAgentContext,
   repinChatContextByID,
 } from "../../src/generated/chat_context.ts";
 import { updateChatByID } from "../../src/generated/chats.ts";
-import { pushWorkspaceAgentContext } from "../../src/generated/workspace_agent_contexts.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
@@ -18,7 +18,7 @@ import { sqlError } from "../setup/sql.ts";
 /*
  * Workspace context pinning where it lives: sql/functions/chat_context.sql and the trigger on
  * workspace_agent_contexts, called directly, with real concurrent connections for the race
- * between pushes, chats binding and re-pinning. test/server/workspace-agents.test.ts checks the
+ * between pushes, chats binding and re-pinning. test/server/chat_context.test.ts checks the
  * routes.
  */
 

@@ -15,10 +15,10 @@ import {
   getChatQueuedMessageByID,
   listChatQueuedMessagesByChatID,
   promoteChatQueuedMessage,
-} from "../../generated/chat_queued_messages.ts";
+} from "../../generated/chat_queue.ts";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
-import { loadChat } from "../chat-view.ts";
+import { loadChat } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
 import { notFound } from "../errors.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";

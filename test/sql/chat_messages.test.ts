@@ -8,7 +8,7 @@ import {
 import {
   deleteChatQueuedMessage,
   promoteChatQueuedMessage,
-} from "../../src/generated/chat_queued_messages.ts";
+} from "../../src/generated/chat_queue.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { blocked, outcome, session } from "../setup/sessions.ts";
@@ -16,7 +16,7 @@ import { sqlError } from "../setup/sql.ts";
 
 /*
  * The message rules where they live: sql/functions/chat_messages.sql and
- * sql/triggers/chat_messages.sql, called directly. test/server/chat-messages.test.ts checks the
+ * sql/triggers/chat_messages.sql, called directly. test/server/chat_messages.test.ts checks the
  * same rules through the routes.
  */
 

@@ -12,7 +12,7 @@ import {
   pruneChatEvents,
 } from "../../src/generated/chat_events.ts";
 import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
-import { deleteChatQueuedMessage } from "../../src/generated/chat_queued_messages.ts";
+import { deleteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
 import { markChatReadByID, updateChatByID } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";

@@ -1,6 +1,6 @@
 import type { PoolQueryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
-import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queued_messages.ts";
+import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queue.ts";
 import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
 import {
   type Cursor,

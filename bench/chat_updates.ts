@@ -2,8 +2,8 @@
  * What an UPDATE of chat rows costs when the chats carry client-declared tools, by size of the
  * tools. Prints numbers; never passes or fails.
  *
- *   npm run bench -- chat-updates          1,000 chats per size
- *   npm run bench -- chat-updates 5000     5,000 chats per size
+ *   npm run bench -- chat_updates          1,000 chats per size
+ *   npm run bench -- chat_updates 5000     5,000 chats per size
  *
  * Database: a scratch database on DATABASE_URL's server when set, else an embedded cluster in a
  * temporary directory; removed afterwards.
@@ -23,7 +23,7 @@ import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
 import { updateChatHeartbeatsByWorkerID } from "../src/generated/chat_runs.ts";
 import { describeMachine, table } from "./measure.ts";
-import { seedOwner, withScratchDatabase } from "./seed-chats.ts";
+import { seedOwner, withScratchDatabase } from "./seed_chats.ts";
 import { median } from "./stats.ts";
 
 const rounds = 5;

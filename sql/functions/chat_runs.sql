@@ -1,5 +1,5 @@
 -- The runner's side of the turn lifecycle: leases, saving a turn's output, shutdown, recovery,
--- token costs and title regeneration. The claim and the heartbeat are single statements in
+-- and token costs. The claim and the heartbeat are single statements in
 -- sql/queries/chat_runs.sql.
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
@@ -10,7 +10,7 @@
 -- holder learns that its turn must stop from NOTIFY chat_runner (chats__notify_runner) or,
 -- failing that, from its next heartbeat.
 --
--- WARNING (lock order, sql/functions/chats.sql): like every transition, these lock the chat row
+-- WARNING (lock order, sql/functions/shared.sql): like every transition, these lock the chat row
 -- (FOR NO KEY UPDATE), then touch its messages and queue; several chats only in id order.
 
 -- The cost of a step in micros: prices are micros per million tokens, cached input is billed at
@@ -74,23 +74,6 @@ BEGIN
     RETURN NULL;
   END IF;
   RETURN v_chat;
-END;
-$$;
-
--- Admits the head of a chat's queue, if any, as a turn's end does. Not for archived chats.
-CREATE OR REPLACE FUNCTION chat_admit_queue_head(p_chat chats) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-  v_head chat_queued_messages;
-BEGIN
-  IF p_chat.archived THEN
-    RETURN NULL;
-  END IF;
-  SELECT * INTO v_head FROM chat_queued_messages WHERE chat_id = p_chat.id ORDER BY position LIMIT 1;
-  IF NOT FOUND THEN
-    RETURN NULL;
-  END IF;
-  RETURN chat_admit_queued(p_chat, v_head.id);
 END;
 $$;
 
@@ -270,26 +253,5 @@ BEGIN
     RETURN 'queue';
   END IF;
   RETURN NULL;
-END;
-$$;
-
--- POST /{chat}/title/regenerate takes this before calling the model: PC404 unless the chat is the
--- owner's, PC409 while another regeneration of it runs (one left by a crashed server expires
--- after p_expire_after).
-CREATE OR REPLACE FUNCTION chat_title_regeneration_begin(
-  p_chat_id uuid, p_owner_id uuid, p_expire_after interval
-) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
-    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
-  END IF;
-  INSERT INTO chat_title_regenerations AS r (chat_id) VALUES (p_chat_id)
-  ON CONFLICT (chat_id) DO UPDATE SET started_at = now()
-    WHERE r.started_at < now() - p_expire_after;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'A title is already being generated for this chat.' USING ERRCODE = 'PC409',
-      DETAIL = 'Wait for it to finish.';
-  END IF;
 END;
 $$;

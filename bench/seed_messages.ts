@@ -24,7 +24,7 @@
  */
 import type pg from "pg";
 import { insertChat } from "../src/generated/chats.ts";
-import { defaultModelConfigId, seedProgressBar } from "./seed-chats.ts";
+import { defaultModelConfigId, seedProgressBar } from "./seed_chats.ts";
 
 export type MessagesLayout = "per-chat" | "interleaved";
 

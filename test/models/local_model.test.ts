@@ -1,8 +1,8 @@
 import { generateText, streamText } from "ai";
 import { describe, expect, it } from "vitest";
-import { classifyError } from "../../src/runner/chat-error.ts";
-import { localModel } from "../../src/runner/local-model.ts";
-import { buildTools } from "../../src/runner/prompt.ts";
+import { classifyError } from "../../src/models/chat_error.ts";
+import { localModel } from "../../src/models/local_model.ts";
+import { buildTools } from "../../src/models/prompt.ts";
 
 /* The built-in local/echo model (API.md "The local model") through the AI SDK, as turns call it. */
 

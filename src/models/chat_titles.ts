@@ -5,12 +5,12 @@ import { getChatForRunByID } from "../generated/chat_runs.ts";
 import {
   beginChatTitleRegeneration,
   deleteChatTitleRegeneration,
-} from "../generated/chat_title_regenerations.ts";
-import { updateChatTitleFromModelByID } from "../generated/chats.ts";
-import { type ChatError, classifyError } from "./chat-error.ts";
-import type { Models, ResolvedModel } from "./models.ts";
+  updateChatTitleFromModelByID,
+} from "../generated/chat_titles.ts";
+import { type ChatError, classifyError } from "./chat_error.ts";
 import { partsOf } from "./prompt.ts";
-import { generateQuickText } from "./quick-text.ts";
+import type { Models, ResolvedModel } from "./providers.ts";
+import { generateQuickText } from "./quick_text.ts";
 
 /*
  * Chat titles from the model: once after the first completed turn (while the title is still the

@@ -8,7 +8,7 @@ import { newPool } from "../setup/db.ts";
  * The message routes of API.md: history, send (queue, interrupt, model switch), edit, prompts,
  * the queue (delete, promote), tool results and interrupt. There is no runner yet, so tests put
  * chats into a status with SQL (worker_id set = a runner holds the chat). The SQL-level rules are
- * in test/sql/chat-messages.test.ts.
+ * in test/sql/chat_messages.test.ts.
  */
 
 let t: Awaited<ReturnType<typeof testApp>>;

@@ -1,7 +1,10 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { addChatContextFiles, clearChatContextFiles } from "../../generated/chat_context.ts";
-import { pushWorkspaceAgentContext } from "../../generated/workspace_agent_contexts.ts";
+import {
+  addChatContextFiles,
+  clearChatContextFiles,
+  pushWorkspaceAgentContext,
+} from "../../generated/chat_context.ts";
 import { agentOf } from "../auth.ts";
 import type { AppEnv } from "../env.ts";
 import { uuid, validate } from "../validation.ts";

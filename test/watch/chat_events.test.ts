@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
-import { startEventPruning } from "../../src/jobs/prune-events.ts";
+import { startEventPruning } from "../../src/jobs/chat_events.ts";
 import { startServer } from "../../src/server/serve.ts";
 import { createEphemeralPublisher, streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";

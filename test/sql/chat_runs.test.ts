@@ -6,7 +6,7 @@ import {
   interruptChat,
   sendChatMessage,
 } from "../../src/generated/chat_messages.ts";
-import { promoteChatQueuedMessage } from "../../src/generated/chat_queued_messages.ts";
+import { promoteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
 import {
   claimPendingChats,
   finishChatRun,
@@ -17,12 +17,9 @@ import {
 import {
   beginChatTitleRegeneration,
   deleteChatTitleRegeneration,
-} from "../../src/generated/chat_title_regenerations.ts";
-import {
-  updateChatByID,
-  updateChatLastTurnSummaryByID,
   updateChatTitleFromModelByID,
-} from "../../src/generated/chats.ts";
+} from "../../src/generated/chat_titles.ts";
+import { updateChatByID, updateChatLastTurnSummaryByID } from "../../src/generated/chats.ts";
 import { runRecoveryPass } from "../../src/runner/recovery.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
@@ -32,7 +29,7 @@ import { session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
- * The runner's rules where they live: sql/functions/chat_runner.sql, sql/queries/chat_runs.sql
+ * The runner's rules where they live: sql/functions/chat_runs.sql, sql/queries/chat_runs.sql
  * and the chats triggers, called directly, with real concurrent connections where the rule is
  * about concurrency. test/runner/ checks the runner that calls them.
  */

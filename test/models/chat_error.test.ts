@@ -1,7 +1,7 @@
 import { APICallError, LoadAPIKeyError } from "@ai-sdk/provider";
 import { RetryError } from "ai";
 import { describe, expect, it } from "vitest";
-import { classifyError, retryAfterMs, TurnError } from "../../src/runner/chat-error.ts";
+import { classifyError, retryAfterMs, TurnError } from "../../src/models/chat_error.ts";
 import { backoffMs } from "../../src/runner/turn.ts";
 
 /* How provider failures become ChatErrors (API.md ChatError kinds), and the retry timing. */

@@ -3,8 +3,8 @@ import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
 import type { LanguageModelV3 } from "@ai-sdk/provider";
 import type { Secrets } from "../lib/secrets.ts";
-import { TurnError } from "./chat-error.ts";
-import { localModel } from "./local-model.ts";
+import { TurnError } from "./chat_error.ts";
+import { localModel } from "./local_model.ts";
 
 /*
  * Model configs as AI SDK language models. A provider's API key is decrypted here, per call, into

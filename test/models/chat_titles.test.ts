@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { normalizeQuickText } from "../../src/runner/quick-text.ts";
-import { titleMessages } from "../../src/runner/titles.ts";
+import { titleMessages } from "../../src/models/chat_titles.ts";
+import { normalizeQuickText } from "../../src/models/quick_text.ts";
 
 /* The context a title is written from, and how a model's answer becomes a title. */
 

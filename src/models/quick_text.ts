@@ -1,6 +1,6 @@
 import { generateText, type ModelMessage } from "ai";
-import type { LocalTask } from "./local-model.ts";
-import type { ResolvedModel } from "./models.ts";
+import type { LocalTask } from "./local_model.ts";
+import type { ResolvedModel } from "./providers.ts";
 
 /*
  * Short texts about a conversation (titles, turn summaries), asked of the chat's own model. They
