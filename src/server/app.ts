@@ -5,12 +5,17 @@ import { requireAgent, requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./env.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
-import { workspaceAgentsRoutes } from "./routes/chat_context.ts";
-import { chatStreamsRoutes } from "./routes/chat_events.ts";
+import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
+import { chatEventsRoutes } from "./routes/chat_events.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
 import { chatMessagesRoutes } from "./routes/chat_messages.ts";
-import { chatModelConfigsRoutes } from "./routes/chat_model_configs.ts";
-import { chatProvidersRoutes } from "./routes/chat_providers.ts";
+import {
+  chatModelConfigsRoutes,
+  chatModelsRoutes,
+  chatProvidersRoutes,
+} from "./routes/chat_models.ts";
+import { chatQueueRoutes } from "./routes/chat_queue.ts";
+import { chatTitlesRoutes } from "./routes/chat_titles.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
@@ -79,7 +84,7 @@ export function createApp(deps: AppDeps): App {
   // Agent routes first: they answer before the user routes' authentication below runs.
   const agents = new Hono<AppEnv>();
   agents.use(requireAgent);
-  agents.route("/", workspaceAgentsRoutes);
+  agents.route("/", chatContextAgentRoutes);
   app.route("/api/v2/workspaceagents", agents);
 
   const v2 = new Hono<AppEnv>();
@@ -91,13 +96,17 @@ export function createApp(deps: AppDeps): App {
 
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
-  // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs"
-  // and "watch".
+  // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
+  // "models" and "watch".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
-  chats.route("/", chatStreamsRoutes);
+  chats.route("/", chatModelsRoutes);
+  chats.route("/", chatEventsRoutes);
   chats.route("/", chatMessagesRoutes);
+  chats.route("/", chatQueueRoutes);
+  chats.route("/", chatContextRoutes);
+  chats.route("/", chatTitlesRoutes);
   chats.route("/", chatsRoutes);
   app.route("/api/experimental/chats", chats);
 

@@ -1,12 +1,14 @@
 import type { Queryable } from "../db/index.ts";
 import { listChatFilesByChatID } from "../generated/chat_files.ts";
+import { getChatMessageByID } from "../generated/chat_messages.ts";
 import { getChatByIDForOwner, listChildChatsByRootIDs } from "../generated/chats.ts";
 import { notFound } from "./errors.ts";
-import { type ChatRow, chatFileJson, chatJson } from "./shapes.ts";
+import { type ChatRow, chatFileJson, chatJson, chatMessageJson } from "./shapes.ts";
 
 /*
- * Chats as responses need more than one query (children, files). The chat and chat-message
- * routes both answer with them, so the loading lives here rather than in one route file.
+ * Chats and messages as responses need more than one query (children, files) or are answered by
+ * several features' routes (chats, messages, queue, context, titles), so the loading lives here
+ * rather than in one route file.
  */
 
 /** Roots with their children embedded (children of every depth, newest first). */
@@ -30,4 +32,10 @@ export async function loadChat(db: Queryable, ownerId: string, chatId: string) {
   const [json] = await withChildren(db, [chat], chat.archived);
   const files = await listChatFilesByChatID(db, { chat_id: chat.id });
   return { ...json!, files: files.map(chatFileJson) };
+}
+
+/** A message as a response (send, edit, tool results, promotion); undefined when it is gone. */
+export async function loadMessage(db: Queryable, chatId: string, id: number) {
+  const m = await getChatMessageByID(db, { id, chat_id: chatId });
+  return m ? chatMessageJson(m) : undefined;
 }

@@ -18,7 +18,12 @@ beforeAll(async () => {
 const base = "/api/experimental/chats";
 const text = (s: string) => [{ type: "text", text: s }];
 
-async function member() {
+interface Member {
+  id: string;
+  token: string;
+}
+
+async function member(): Promise<Member> {
   const u = await gen.user(t.pool, { organizationIds: [orgId] });
   return { id: u.id, token: await gen.apiKey(t.pool, u.id) };
 }
@@ -385,5 +390,129 @@ describe("PATCH /chats/{chat}", () => {
     ]) {
       expect((await patch(u.token, chat, body)).status).toBe(400);
     }
+  });
+});
+
+describe("GET /api/experimental/chats/by-workspace", () => {
+  async function workspace(owner: Member) {
+    const ws = await gen.workspace(t.pool, { organizationId: orgId, ownerId: owner.id });
+    await gen.build(t.pool, ws.id, ["main"]);
+    return ws;
+  }
+
+  async function chatIn(owner: Member, workspaceId: string, updatedAt: string) {
+    const c = await gen.chat(t.pool, {
+      ownerId: owner.id,
+      organizationId: orgId,
+      workspace_id: workspaceId,
+    });
+    await t.pool.query("UPDATE chats SET updated_at = $2::timestamptz WHERE id = $1", [
+      c.id,
+      updatedAt,
+    ]);
+    return c;
+  }
+
+  function byWorkspace(who: Member, ids?: string[]) {
+    const qs = ids === undefined ? "" : `?${new URLSearchParams({ workspace_ids: ids.join(",") })}`;
+    return t.call("GET", `/api/experimental/chats/by-workspace${qs}`, { token: who.token });
+  }
+
+  it("maps each workspace to the caller's latest-updated unarchived root chat in it", async () => {
+    const me = await member();
+    const w1 = await workspace(me);
+    const w2 = await workspace(me);
+    const empty = await workspace(me);
+    await chatIn(me, w1.id, "2024-01-01T00:00:00Z");
+    const latest = await chatIn(me, w1.id, "2024-01-03T00:00:00Z");
+    await chatIn(me, w1.id, "2024-01-02T00:00:00Z");
+    const only = await chatIn(me, w2.id, "2020-01-01T00:00:00Z");
+
+    const res = await byWorkspace(me, [w1.id, w2.id, empty.id]);
+    expect(res.status, res.text).toBe(200);
+    expect(res.json).toEqual({ [w1.id]: latest.id, [w2.id]: only.id });
+  });
+
+  it("skips archived chats and child chats, however recently updated", async () => {
+    const me = await member();
+    const ws = await workspace(me);
+    const root = await chatIn(me, ws.id, "2024-01-01T00:00:00Z");
+    const child = await gen.chat(t.pool, { ownerId: me.id, parent_chat_id: root.id });
+    expect(child.workspace_id).toBe(ws.id); // a child inherits the workspace binding
+    await t.pool.query("UPDATE chats SET updated_at = '2030-01-01' WHERE id = $1", [child.id]);
+    const archived = await chatIn(me, ws.id, "2024-06-01T00:00:00Z");
+    await t.pool.query("SELECT chat_archive($1, true)", [archived.id]);
+    await t.pool.query("UPDATE chats SET updated_at = '2031-01-01' WHERE id = $1", [archived.id]);
+
+    const res = await byWorkspace(me, [ws.id]);
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({ [ws.id]: root.id });
+
+    // With the only root archived, the workspace has no entry.
+    await t.pool.query("SELECT chat_archive($1, true)", [root.id]);
+    expect((await byWorkspace(me, [ws.id])).json).toEqual({});
+  });
+
+  it("never returns another user's chat", async () => {
+    const me = await member();
+    const them = await member();
+    const mine = await workspace(me);
+    const theirs = await workspace(them);
+    const myChat = await chatIn(me, mine.id, "2024-01-01T00:00:00Z");
+    const theirChat = await chatIn(them, theirs.id, "2024-01-01T00:00:00Z");
+    // Even a newer chat of theirs that points at my workspace (written directly, bypassing the
+    // binding rules) is not mine.
+    const intruder = await chatIn(them, theirs.id, "2030-01-01T00:00:00Z");
+    await t.pool.query(
+      "UPDATE chats SET workspace_id = $2, updated_at = '2030-01-01' WHERE id = $1",
+      [intruder.id, mine.id],
+    );
+
+    expect((await byWorkspace(me, [mine.id, theirs.id])).json).toEqual({ [mine.id]: myChat.id });
+    expect((await byWorkspace(them, [theirs.id])).json).toEqual({ [theirs.id]: theirChat.id });
+    expect((await byWorkspace(them, [mine.id])).json).toEqual({ [mine.id]: intruder.id });
+  });
+
+  it("accepts up to 25 workspace ids and rejects 26 (400)", async () => {
+    const me = await member();
+    const ws = await workspace(me);
+    const c = await chatIn(me, ws.id, "2024-01-01T00:00:00Z");
+    const fillers = Array.from(
+      { length: 24 },
+      (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+    );
+
+    const ok = await byWorkspace(me, [ws.id, ...fillers]);
+    expect(ok.status, ok.text).toBe(200);
+    expect(ok.json).toEqual({ [ws.id]: c.id });
+
+    const tooMany = await byWorkspace(me, [
+      ws.id,
+      ...fillers,
+      "00000000-0000-4000-8000-999999999999",
+    ]);
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.message).toEqual(expect.any(String));
+  });
+
+  it("rejects an id that is not a uuid (400)", async () => {
+    const me = await member();
+    const ws = await workspace(me);
+    for (const ids of [["nope"], [ws.id, "nope"], [`${ws.id}x`]]) {
+      const res = await byWorkspace(me, ids);
+      expect(res.status, ids.join(",")).toBe(400);
+    }
+  });
+
+  it("answers {} without workspace_ids", async () => {
+    const me = await member();
+    const ws = await workspace(me);
+    await chatIn(me, ws.id, "2024-01-01T00:00:00Z");
+    const res = await byWorkspace(me);
+    expect(res.status).toBe(200);
+    expect(res.json).toEqual({});
+    const blank = await byWorkspace(me, []);
+    expect(blank.status).toBe(200);
+    expect(blank.json).toEqual({});
   });
 });

@@ -4,10 +4,12 @@ import {
   addChatContextFiles,
   clearChatContextFiles,
   pushWorkspaceAgentContext,
+  repinChatContextByID,
 } from "../../generated/chat_context.ts";
-import { agentOf } from "../auth.ts";
+import { agentOf, userOf } from "../auth.ts";
+import { loadChat } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
-import { uuid, validate } from "../validation.ts";
+import { chatParam, uuid, validate } from "../validation.ts";
 
 /*
  * The workspace agent's own routes (`/api/v2/workspaceagents/me/...`, agent token): its context
@@ -68,7 +70,7 @@ const contextFiles = z.strictObject({
 
 const chatQuery = z.object({ chat_id: uuid().optional() });
 
-export const workspaceAgentsRoutes = new Hono<AppEnv>()
+export const chatContextAgentRoutes = new Hono<AppEnv>()
   .put("/me/context", validate("json", contextPush), async (c) => {
     const agent = agentOf(c.get("actor"));
     const body = c.req.valid("json");
@@ -99,3 +101,16 @@ export const workspaceAgentsRoutes = new Hono<AppEnv>()
     });
     return c.json({ chat_id: cleared!.chat_id, removed: cleared!.removed });
   });
+
+/** PUT /chats/{chat}/context (the chat's owner): re-pins the agent's current snapshot. */
+export const chatContextRoutes = new Hono<AppEnv>().put(
+  "/:chat/context",
+  validate("param", chatParam),
+  async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const db = c.get("deps").db;
+    await repinChatContextByID(db, { chat_id: chat, owner_id: actor.user.id });
+    return c.json(await loadChat(db, actor.user.id, chat));
+  },
+);

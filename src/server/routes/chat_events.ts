@@ -37,7 +37,7 @@ function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
 }
 
 /** GET /watch and GET /{chat}/stream (API.md "Streams"); the lifecycle is in ../streams.ts. */
-export const chatStreamsRoutes = new Hono<AppEnv>()
+export const chatEventsRoutes = new Hono<AppEnv>()
   .get("/watch", validate("query", watchQuery), async (c) => {
     const { db, logger } = c.get("deps");
     const watch = watchOf(c);

@@ -3,7 +3,6 @@ import { z } from "zod";
 import type { Queryable } from "../../db/index.ts";
 import {
   editChatMessage,
-  getChatMessageByID,
   interruptChat,
   listChatMessagesByChatID,
   listChatPromptsByChatID,
@@ -11,14 +10,12 @@ import {
   submitChatToolResults,
 } from "../../generated/chat_messages.ts";
 import {
-  deleteChatQueuedMessage,
   getChatQueuedMessageByID,
   listChatQueuedMessagesByChatID,
-  promoteChatQueuedMessage,
 } from "../../generated/chat_queue.ts";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
-import { loadChat } from "../chat_view.ts";
+import { loadChat, loadMessage } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
 import { notFound } from "../errors.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";
@@ -33,7 +30,6 @@ const defaultPrompts = 500;
 
 const messageId = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const messageParam = z.object({ chat: uuid(), message: messageId });
-const queuedParam = z.object({ chat: uuid(), queued: messageId });
 
 const historyQuery = z.object({
   before_id: messageId.optional(),
@@ -65,11 +61,6 @@ const toolResultsBody = z.strictObject({
 async function requireChat(db: Queryable, chatId: string, ownerId: string) {
   const found = await getChatExistsByIDForOwner(db, { id: chatId, owner_id: ownerId });
   if (!found?.found) throw notFound("Chat");
-}
-
-async function messageJson(db: Queryable, chatId: string, id: number) {
-  const m = await getChatMessageByID(db, { id, chat_id: chatId });
-  return m ? chatMessageJson(m) : undefined;
 }
 
 export const chatMessagesRoutes = new Hono<AppEnv>()
@@ -113,7 +104,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       api_key_id: actor.apiKeyId,
     });
     if (sent?.message_id) {
-      return c.json({ message: await messageJson(db, chat, sent.message_id), queued: false });
+      return c.json({ message: await loadMessage(db, chat, sent.message_id), queued: false });
     }
     const queued = await getChatQueuedMessageByID(db, {
       id: sent!.queued_message_id!,
@@ -141,7 +132,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
         api_key_id: actor.apiKeyId,
       });
       return c.json({
-        message: await messageJson(db, chat, edited!.message_id!),
+        message: await loadMessage(db, chat, edited!.message_id!),
         deleted_message_ids: edited!.deleted_message_ids ?? [],
       });
     },
@@ -162,30 +153,6 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/:chat/queue/:queued", validate("param", queuedParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat, queued } = c.req.valid("param");
-    await deleteChatQueuedMessage(c.get("deps").db, {
-      id: queued,
-      chat_id: chat,
-      owner_id: actor.user.id,
-    });
-    return c.body(null, 204);
-  })
-
-  .post("/:chat/queue/:queued/promote", validate("param", queuedParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat, queued } = c.req.valid("param");
-    const db = c.get("deps").db;
-    const promoted = await promoteChatQueuedMessage(db, {
-      chat_id: chat,
-      owner_id: actor.user.id,
-      queued_id: queued,
-    });
-    const id = promoted?.message_id;
-    return c.json(id ? { message: await messageJson(db, chat, id) } : {}, 202);
-  })
-
   .post(
     "/:chat/tool-results",
     validate("param", chatParam),
@@ -200,7 +167,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
         results: c.req.valid("json").results,
         api_key_id: actor.apiKeyId,
       });
-      return c.json({ message: await messageJson(db, chat, stored!.message_id!) });
+      return c.json({ message: await loadMessage(db, chat, stored!.message_id!) });
     },
   )
 

@@ -1,8 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { withTx } from "../../db/index.ts";
-import { repinChatContextByID } from "../../generated/chat_context.ts";
-import { listEnabledModelConfigs } from "../../generated/chat_models.ts";
 import {
   getChatExistsByIDForOwner,
   insertChat,
@@ -10,13 +8,11 @@ import {
   listLatestChatIDsByWorkspaceIDs,
   updateChatByID,
 } from "../../generated/chats.ts";
-import { regenerateChatTitle } from "../../models/index.ts";
 import { userOf } from "../auth.ts";
 import { loadChat, withChildren } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
-import { badRequest, forbidden, modelFailed, unavailable } from "../errors.ts";
+import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
-import { pricingJson } from "../shapes.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
 /** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
@@ -183,56 +179,9 @@ export const chatsRoutes = new Hono<AppEnv>()
     return c.json(Object.fromEntries(rows.map((r) => [r.workspace_id, r.chat_id])));
   })
 
-  .get("/models", async (c) => {
-    const rows = await listEnabledModelConfigs(c.get("deps").db);
-    const providers = new Map<
-      string,
-      { id: string; provider: string; display_name: string; models: unknown[] }
-    >();
-    for (const r of rows) {
-      let p = providers.get(r.provider_id);
-      if (!p) {
-        p = {
-          id: r.provider_id,
-          provider: r.provider,
-          display_name: r.provider_display_name,
-          models: [],
-        };
-        providers.set(r.provider_id, p);
-      }
-      p.models.push({
-        id: r.id,
-        model: r.model,
-        display_name: r.display_name,
-        context_limit: r.context_limit,
-        is_default: r.is_default,
-        pricing: pricingJson(r),
-      });
-    }
-    return c.json({ providers: [...providers.values()] });
-  })
-
   .get("/:chat", validate("param", chatParam), async (c) => {
     const actor = userOf(c.get("actor"));
     return c.json(await loadChat(c.get("deps").db, actor.user.id, c.req.valid("param").chat));
-  })
-
-  .put("/:chat/context", validate("param", chatParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat } = c.req.valid("param");
-    const db = c.get("deps").db;
-    await repinChatContextByID(db, { chat_id: chat, owner_id: actor.user.id });
-    return c.json(await loadChat(db, actor.user.id, chat));
-  })
-
-  .post("/:chat/title/regenerate", validate("param", chatParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat } = c.req.valid("param");
-    const { db, models } = c.get("deps");
-    if (!models) throw unavailable("Model calls are not configured on this server.");
-    const result = await regenerateChatTitle({ db, models }, actor.user.id, chat);
-    if (!result.ok) throw modelFailed(result.error);
-    return c.json(await loadChat(db, actor.user.id, chat));
   })
 
   .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {

@@ -1,0 +1,277 @@
+import { randomUUID } from "node:crypto";
+import { Hono } from "hono";
+import { z } from "zod";
+import type { Queryable } from "../../db/index.ts";
+import {
+  createChatModelConfig,
+  deleteChatModelConfigByID,
+  deleteChatProviderByID,
+  getChatModelConfigByID,
+  getChatProviderByID,
+  insertChatProvider,
+  listChatModelConfigs,
+  listChatProviders,
+  listEnabledModelConfigs,
+  updateChatModelConfigByID,
+  updateChatProviderByID,
+} from "../../generated/chat_models.ts";
+import { requireOwner } from "../auth.ts";
+import type { AppDeps, AppEnv } from "../env.ts";
+import { notFound, unavailable } from "../errors.ts";
+import { chatModelConfigJson, chatProviderJson, pricingJson } from "../shapes.ts";
+import { httpUrl, micros, uuid, validate } from "../validation.ts";
+
+/*
+ * Models: providers and model configs (site owners), and the enabled models any user may pick
+ * (GET /models). Rules in sql/functions/chat_models.sql.
+ */
+
+/*
+ * GET/POST /providers, PATCH/DELETE /providers/{id} (site owners). Rules in SQL: the duplicate
+ * rule (chat_providers_kind_base_url_key), openai-compatible needs a base_url
+ * (chat_providers_base_url_required), delete and disable guards (sql/functions/chat_models.sql).
+ * API keys are sealed here with the provider id as associated data and never leave the server.
+ */
+
+/** Far above any provider's key format; keeps a pasted file out of the database. */
+const maxApiKeyLength = 4096;
+
+const providerKind = z.enum(["openai", "anthropic", "openai-compatible", "local"]);
+const displayName = z.string().max(256);
+/** "" means "no base URL" (the kind's default endpoint), like null. */
+const baseUrl = z
+  .union([z.literal(""), httpUrl()])
+  .nullable()
+  .transform((v) => v || null);
+const apiKey = z.string().min(1).max(maxApiKeyLength);
+
+const providerCreateBody = z.strictObject({
+  provider: providerKind,
+  display_name: displayName.optional(),
+  base_url: baseUrl.optional(),
+  api_key: apiKey.optional(),
+  enabled: z.boolean().optional(),
+});
+
+/** The kind is fixed: a key for one kind means nothing to another; create a new provider. */
+const providerUpdateBody = z.strictObject({
+  display_name: displayName.optional(),
+  base_url: baseUrl.optional(),
+  api_key: apiKey.nullable().optional(),
+  enabled: z.boolean().optional(),
+});
+
+const providerParam = z.object({ id: uuid() });
+
+async function sealApiKey(deps: AppDeps, providerId: string, key: string): Promise<Buffer> {
+  if (!deps.secrets) throw unavailable("Provider secrets are not configured on this server.");
+  return deps.secrets.encrypt(key, providerId);
+}
+
+export const chatProvidersRoutes = new Hono<AppEnv>()
+  .use(requireOwner)
+
+  .get("/", async (c) => {
+    const rows = await listChatProviders(c.get("deps").db);
+    return c.json(rows.map(chatProviderJson));
+  })
+
+  .post("/", validate("json", providerCreateBody), async (c) => {
+    const body = c.req.valid("json");
+    const deps = c.get("deps");
+    const id = randomUUID();
+    const row = await insertChatProvider(deps.db, {
+      id,
+      provider: body.provider,
+      display_name: body.display_name ?? "",
+      base_url: body.base_url ?? null,
+      enabled: body.enabled ?? true,
+      api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
+    });
+    return c.json(chatProviderJson(row!), 201);
+  })
+
+  .patch(
+    "/:id",
+    validate("param", providerParam),
+    validate("json", providerUpdateBody),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const deps = c.get("deps");
+      await updateChatProviderByID(deps.db, {
+        id,
+        display_name: body.display_name ?? null,
+        set_base_url: body.base_url !== undefined,
+        base_url: body.base_url ?? null,
+        enabled: body.enabled ?? null,
+        set_api_key: body.api_key !== undefined,
+        api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
+      });
+      const row = await getChatProviderByID(deps.db, { id });
+      if (!row) throw notFound("Provider");
+      return c.json(chatProviderJson(row));
+    },
+  )
+
+  .delete("/:id", validate("param", providerParam), async (c) => {
+    await deleteChatProviderByID(c.get("deps").db, { id: c.req.valid("param").id });
+    return c.body(null, 204);
+  });
+
+/*
+ * GET/POST /model-configs, PATCH/DELETE /model-configs/{id} (site owners). Rules in SQL
+ * (sql/functions/chat_models.sql): one default at a time under a lock, the default cannot be
+ * deleted, disabled or un-defaulted (make another one the default instead), soft delete, and the
+ * provider must exist and not be deleted.
+ */
+
+/** context_limit is an integer column. */
+const maxContextLimit = 2_147_483_647;
+
+/** Micros per million tokens; all four are required so a price is never half-specified. */
+const pricing = z.strictObject({
+  input: micros(),
+  output: micros(),
+  cache_read: micros(),
+  cache_write: micros(),
+});
+
+const modelConfigFields = {
+  model: z.string().trim().min(1).max(256),
+  display_name: z.string().max(256),
+  context_limit: z.number().int().min(1).max(maxContextLimit),
+  enabled: z.boolean(),
+  is_default: z.boolean(),
+  pricing: pricing.nullable(),
+};
+
+/** Said here as a 400 for the body; the database holds it as chat_model_configs_default_usable. */
+const defaultIsEnabled = (b: { enabled?: boolean | undefined; is_default?: boolean | undefined }) =>
+  !(b.is_default === true && b.enabled === false);
+const defaultIsEnabledError = {
+  message: "a default model config must be enabled",
+  path: ["enabled"],
+};
+
+const modelConfigCreateBody = z
+  .strictObject({
+    provider_id: uuid(),
+    model: modelConfigFields.model,
+    display_name: modelConfigFields.display_name.optional(),
+    context_limit: modelConfigFields.context_limit,
+    enabled: modelConfigFields.enabled.optional(),
+    is_default: modelConfigFields.is_default.optional(),
+    pricing: modelConfigFields.pricing.optional(),
+  })
+  .refine(defaultIsEnabled, defaultIsEnabledError);
+
+const modelConfigUpdateBody = z
+  .strictObject({
+    provider_id: uuid().optional(),
+    model: modelConfigFields.model.optional(),
+    display_name: modelConfigFields.display_name.optional(),
+    context_limit: modelConfigFields.context_limit.optional(),
+    enabled: modelConfigFields.enabled.optional(),
+    is_default: modelConfigFields.is_default.optional(),
+    pricing: modelConfigFields.pricing.optional(),
+  })
+  .refine(defaultIsEnabled, defaultIsEnabledError);
+
+const modelConfigParam = z.object({ id: uuid() });
+
+type Pricing = z.infer<typeof pricing> | null | undefined;
+
+const priceArgs = (p: Pricing) => ({
+  input_price_micros: p?.input ?? null,
+  output_price_micros: p?.output ?? null,
+  cache_read_price_micros: p?.cache_read ?? null,
+  cache_write_price_micros: p?.cache_write ?? null,
+});
+
+async function modelConfigJson(db: Queryable, id: string) {
+  const row = await getChatModelConfigByID(db, { id });
+  if (!row) throw notFound("Model config");
+  return chatModelConfigJson(row);
+}
+
+export const chatModelConfigsRoutes = new Hono<AppEnv>()
+  .use(requireOwner)
+
+  .get("/", async (c) => {
+    const rows = await listChatModelConfigs(c.get("deps").db);
+    return c.json(rows.map(chatModelConfigJson));
+  })
+
+  .post("/", validate("json", modelConfigCreateBody), async (c) => {
+    const body = c.req.valid("json");
+    const db = c.get("deps").db;
+    const created = await createChatModelConfig(db, {
+      provider_id: body.provider_id,
+      model: body.model,
+      display_name: body.display_name ?? "",
+      context_limit: body.context_limit,
+      enabled: body.enabled ?? true,
+      is_default: body.is_default ?? false,
+      ...priceArgs(body.pricing),
+    });
+    return c.json(await modelConfigJson(db, created!.id!), 201);
+  })
+
+  .patch(
+    "/:id",
+    validate("param", modelConfigParam),
+    validate("json", modelConfigUpdateBody),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const db = c.get("deps").db;
+      await updateChatModelConfigByID(db, {
+        id,
+        provider_id: body.provider_id ?? null,
+        model: body.model ?? null,
+        display_name: body.display_name ?? null,
+        context_limit: body.context_limit ?? null,
+        enabled: body.enabled ?? null,
+        is_default: body.is_default ?? null,
+        set_pricing: body.pricing !== undefined,
+        ...priceArgs(body.pricing),
+      });
+      return c.json(await modelConfigJson(db, id));
+    },
+  )
+
+  .delete("/:id", validate("param", modelConfigParam), async (c) => {
+    await deleteChatModelConfigByID(c.get("deps").db, { id: c.req.valid("param").id });
+    return c.body(null, 204);
+  });
+
+/** GET /models: the enabled model configs, grouped by provider, for any signed-in user. */
+export const chatModelsRoutes = new Hono<AppEnv>().get("/models", async (c) => {
+  const rows = await listEnabledModelConfigs(c.get("deps").db);
+  const providers = new Map<
+    string,
+    { id: string; provider: string; display_name: string; models: unknown[] }
+  >();
+  for (const r of rows) {
+    let p = providers.get(r.provider_id);
+    if (!p) {
+      p = {
+        id: r.provider_id,
+        provider: r.provider,
+        display_name: r.provider_display_name,
+        models: [],
+      };
+      providers.set(r.provider_id, p);
+    }
+    p.models.push({
+      id: r.id,
+      model: r.model,
+      display_name: r.display_name,
+      context_limit: r.context_limit,
+      is_default: r.is_default,
+      pricing: pricingJson(r),
+    });
+  }
+  return c.json({ providers: [...providers.values()] });
+});

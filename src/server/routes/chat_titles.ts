@@ -1,0 +1,25 @@
+import { Hono } from "hono";
+import { regenerateChatTitle } from "../../models/index.ts";
+import { userOf } from "../auth.ts";
+import { loadChat } from "../chat_view.ts";
+import type { AppEnv } from "../env.ts";
+import { modelFailed, unavailable } from "../errors.ts";
+import { chatParam, validate } from "../validation.ts";
+
+/*
+ * POST /{chat}/title/regenerate: one regeneration at a time per chat across replicas
+ * (sql/functions/chat_titles.sql); the model call itself is src/models/chat_titles.ts.
+ */
+export const chatTitlesRoutes = new Hono<AppEnv>().post(
+  "/:chat/title/regenerate",
+  validate("param", chatParam),
+  async (c) => {
+    const actor = userOf(c.get("actor"));
+    const { chat } = c.req.valid("param");
+    const { db, models } = c.get("deps");
+    if (!models) throw unavailable("Model calls are not configured on this server.");
+    const result = await regenerateChatTitle({ db, models }, actor.user.id, chat);
+    if (!result.ok) throw modelFailed(result.error);
+    return c.json(await loadChat(db, actor.user.id, chat));
+  },
+);
