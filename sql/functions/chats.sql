@@ -288,27 +288,29 @@ BEGIN
 END;
 $$;
 
--- PATCH /{chat}: applies the given changes in one transaction, for the chat's owner only (PC404
--- otherwise). NULL leaves a field alone;
--- p_set_workspace / p_set_plan_mode say whether a NULL workspace_id / plan_mode is meant.
--- Archive runs before pin, so {archived: false, pin_order: 1} unarchives and then pins.
-CREATE OR REPLACE FUNCTION chat_update(
+-- The owner's chat, with every lock the named changes take, taken first and in the global lock
+-- order (shared.sql): an archive or unarchive (p_archived not NULL), a pin change (p_pin), a
+-- workspace binding (p_set_workspace; p_workspace_id NULL unbinds). Each rule below starts with
+-- it, and PATCH /{chat} calls it once for all its fields before the rules, in one transaction:
+-- the rules lock rows one after another (archive, then pin), which alone could hold a higher id
+-- while waiting for a lower one, and a binding after an archive would take an agent's snapshot
+-- (level 3) while holding chat rows (level 4). Under the pin and family locks the sets it locks
+-- cannot change; taking a lock it already holds again is free, so the rules may repeat it.
+-- PC404 for another owner's chat, PC400 for a workspace the chat cannot be bound to. Returns the
+-- build and agent a binding binds to (the workspace's latest).
+CREATE OR REPLACE FUNCTION chat_lock_for_update(
   p_chat_id uuid,
   p_owner_id uuid,
-  p_title text,
   p_archived boolean,
-  p_pin_order integer,
-  p_labels jsonb,
+  p_pin boolean,
   p_set_workspace boolean,
   p_workspace_id uuid,
-  p_set_plan_mode boolean,
-  p_plan_mode text
-) RETURNS void
+  OUT build_id uuid,
+  OUT agent_id uuid
+)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
-  v_build uuid;
-  v_agent uuid;
   v_family uuid[];
 BEGIN
   -- Owner, organization and family never change, so this unlocked read cannot go stale.
@@ -318,12 +320,9 @@ BEGIN
   END IF;
   IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
     PERFORM chat_check_workspace(p_owner_id, v_chat.organization_id, p_workspace_id);
-    SELECT l.build_id, l.agent_id INTO v_build, v_agent FROM workspace_latest_agent(p_workspace_id) l;
+    SELECT l.build_id, l.agent_id INTO build_id, agent_id FROM workspace_latest_agent(p_workspace_id) l;
   END IF;
-  -- Every lock the steps below take, taken first and in the global order: the steps lock rows
-  -- one after another (archive, then pin), which alone could hold a higher id while waiting for a
-  -- lower one. Under the pin and family locks these sets cannot change.
-  IF p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN
+  IF p_archived IS NOT NULL OR p_pin THEN
     PERFORM chat_lock_pins(p_owner_id);
   END IF;
   v_family := ARRAY[p_chat_id];
@@ -332,32 +331,51 @@ BEGIN
     v_family := chat_subtree_ids(p_chat_id);
   END IF;
   -- Level 3: the snapshot the binding pins from, and those an unarchive compares with.
-  PERFORM chat_lock_agent_snapshots(v_agent || CASE WHEN p_archived = false
-    THEN ARRAY(SELECT agent_id FROM chats WHERE id = ANY (v_family)) ELSE '{}'::uuid[] END);
+  PERFORM chat_lock_agent_snapshots(agent_id || CASE WHEN p_archived = false
+    THEN ARRAY(SELECT c.agent_id FROM chats c WHERE c.id = ANY (v_family)) ELSE '{}'::uuid[] END);
   PERFORM chat_lock_rows(v_family
-    || CASE WHEN p_archived IS NOT NULL OR p_pin_order IS NOT NULL THEN ARRAY(
-      SELECT id FROM chats WHERE owner_id = p_owner_id AND pin_order > 0) ELSE '{}'::uuid[] END);
+    || CASE WHEN p_archived IS NOT NULL OR p_pin THEN ARRAY(
+      SELECT c.id FROM chats c WHERE c.owner_id = p_owner_id AND c.pin_order > 0)
+      ELSE '{}'::uuid[] END);
+END;
+$$;
 
-  IF p_archived IS NOT NULL THEN
-    INSERT INTO audit_logs (actor_user_id, action, chat_id)
-    SELECT p_owner_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
-    FROM chat_archive(p_chat_id, p_archived) AS a(id);
-  END IF;
-  IF p_pin_order IS NOT NULL THEN
-    PERFORM chat_pin(p_chat_id, p_pin_order);
-  END IF;
-  IF p_set_workspace THEN
-    PERFORM chat_bind_workspace(p_chat_id, p_workspace_id, v_build, v_agent);
-  END IF;
-  IF p_title IS NOT NULL OR p_labels IS NOT NULL OR p_set_plan_mode THEN
-    UPDATE chats SET
-      title = COALESCE(p_title, title),
-      -- A title the user set is never replaced by a generated one (chat_run_finish's caller).
-      title_source = CASE WHEN p_title IS NOT NULL THEN 'user' ELSE title_source END,
-      labels = COALESCE(p_labels, labels),
-      plan_mode = CASE WHEN p_set_plan_mode THEN p_plan_mode ELSE plan_mode END
-    WHERE id = p_chat_id;
-  END IF;
+-- ArchiveChat / UnarchiveChat (PATCH {archived}): the chat and its descendants, with an audit entry
+-- each (chat_archive holds the cascade).
+CREATE OR REPLACE FUNCTION chat_set_archived(p_chat_id uuid, p_owner_id uuid, p_archived boolean)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM chat_lock_for_update(p_chat_id, p_owner_id, p_archived, false, false, NULL);
+  INSERT INTO audit_logs (actor_user_id, action, chat_id)
+  SELECT p_owner_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
+  FROM chat_archive(p_chat_id, p_archived) AS a(id);
+END;
+$$;
+
+-- PinChat / UnpinChat (PATCH {pin_order}): 0 unpins; a positive value pins an unpinned chat at
+-- the end or moves a pinned one there (chat_pin keeps the pins dense).
+CREATE OR REPLACE FUNCTION chat_set_pin(p_chat_id uuid, p_owner_id uuid, p_pin_order integer)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM chat_lock_for_update(p_chat_id, p_owner_id, NULL, true, false, NULL);
+  PERFORM chat_pin(p_chat_id, p_pin_order);
+END;
+$$;
+
+-- BindChatWorkspace (PATCH {workspace_id}): binds the chat to the workspace's latest build and
+-- its first agent and pins that agent's context, or unbinds (NULL).
+CREATE OR REPLACE FUNCTION chat_set_workspace(p_chat_id uuid, p_owner_id uuid, p_workspace_id uuid)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_build uuid;
+  v_agent uuid;
+BEGIN
+  SELECT l.build_id, l.agent_id INTO v_build, v_agent
+  FROM chat_lock_for_update(p_chat_id, p_owner_id, NULL, false, true, p_workspace_id) l;
+  PERFORM chat_bind_workspace(p_chat_id, p_workspace_id, v_build, v_agent);
 END;
 $$;
 

@@ -110,13 +110,47 @@ ORDER BY c.root_chat_id, c.created_at DESC, c.id DESC;
 -- name: GetChatExistsByIDForOwner :one
 SELECT EXISTS (SELECT 1 FROM chats WHERE id = @id AND owner_id = @owner_id) AS found;
 
--- name: UpdateChatByID :exec
--- PATCH /{chat}: chat_update applies archive, pin, workspace, title, labels and plan_mode in
--- one transaction (sql/functions/chats.sql).
-SELECT chat_update(
-  @id, @owner_id, sqlc.narg(title), sqlc.narg(archived), sqlc.narg(pin_order), sqlc.narg(labels),
-  @set_workspace, sqlc.narg(workspace_id), @set_plan_mode, sqlc.narg(plan_mode)
+-- name: LockChatForUpdate :exec
+-- PATCH /{chat} with more than one field, first: every lock its rules take, in the global order,
+-- so the rules that follow in the same transaction never wait out of order
+-- (chat_lock_for_update, sql/functions/chats.sql). PC404 for another owner's chat.
+SELECT chat_lock_for_update(
+  @id, @owner_id, sqlc.narg(archived), @pin, @set_workspace, sqlc.narg(workspace_id)
 );
+
+-- name: ArchiveChat :exec
+-- Archives the chat and every descendant, clears their pins and closes the gap (chat_archive).
+SELECT chat_set_archived(@id, @owner_id, true);
+
+-- name: UnarchiveChat :exec
+-- Unarchives the chat and every descendant; a child under an archived parent stays (PC400).
+SELECT chat_set_archived(@id, @owner_id, false);
+
+-- name: PinChat :exec
+-- Pins an unpinned chat at the end (n+1), or moves a pinned one to @pin_order (clamped to 1..n):
+-- pins stay a dense 1..n (chat_pin).
+SELECT chat_set_pin(@id, @owner_id, @pin_order);
+
+-- name: UnpinChat :exec
+-- Unpins the chat and closes the gap.
+SELECT chat_set_pin(@id, @owner_id, 0);
+
+-- name: BindChatWorkspace :exec
+-- Binds the chat to the workspace's latest build and agent and pins its context; NULL unbinds.
+SELECT chat_set_workspace(@id, @owner_id, sqlc.narg(workspace_id));
+
+-- name: RenameChatByID :execrows
+-- A title the user set: never replaced by a generated one (UpdateChatTitleFromModelByID).
+UPDATE chats SET title = @title, title_source = 'user'
+WHERE id = @id AND owner_id = @owner_id;
+
+-- name: SetChatLabelsByID :execrows
+UPDATE chats SET labels = @labels
+WHERE id = @id AND owner_id = @owner_id;
+
+-- name: SetChatPlanModeByID :execrows
+UPDATE chats SET plan_mode = sqlc.narg(plan_mode)
+WHERE id = @id AND owner_id = @owner_id;
 
 -- name: ListLatestChatIDsByWorkspaceIDs :many
 -- The most recently updated unarchived root chat of the owner in each workspace.

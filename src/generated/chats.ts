@@ -508,33 +508,175 @@ export async function getChatExistsByIDForOwner(client: Client, args: GetChatExi
   };
 }
 
-export const updateChatByIDQuery = `-- name: UpdateChatByID :exec
--- PATCH /{chat}: chat_update applies archive, pin, workspace, title, labels and plan_mode in
--- one transaction (sql/functions/chats.sql).
-SELECT chat_update(
-  $1, $2, $3, $4, $5, $6,
-  $7, $8, $9, $10
+export const lockChatForUpdateQuery = `-- name: LockChatForUpdate :exec
+-- PATCH /{chat} with more than one field, first: every lock its rules take, in the global order,
+-- so the rules that follow in the same transaction never wait out of order
+-- (chat_lock_for_update, sql/functions/chats.sql). PC404 for another owner's chat.
+SELECT chat_lock_for_update(
+  $1, $2, $3, $4, $5, $6
 )`;
 
-export interface UpdateChatByIDArgs {
+export interface LockChatForUpdateArgs {
   id: string;
   owner_id: string;
-  title: string | null;
   archived: boolean | null;
-  pin_order: number | null;
-  labels: any;
+  pin: boolean;
   set_workspace: boolean;
   workspace_id: string | null;
-  set_plan_mode: boolean;
-  plan_mode: string | null;
 }
 
-export async function updateChatByID(client: Client, args: UpdateChatByIDArgs): Promise<void> {
+export async function lockChatForUpdate(client: Client, args: LockChatForUpdateArgs): Promise<void> {
   await client.query({
-    text: updateChatByIDQuery,
-    values: [args.id, args.owner_id, args.title, args.archived, args.pin_order, jsonParam(args.labels), args.set_workspace, args.workspace_id, args.set_plan_mode, args.plan_mode],
+    text: lockChatForUpdateQuery,
+    values: [args.id, args.owner_id, args.archived, args.pin, args.set_workspace, args.workspace_id],
     rowMode: "array",
   });
+}
+
+export const archiveChatQuery = `-- name: ArchiveChat :exec
+-- Archives the chat and every descendant, clears their pins and closes the gap (chat_archive).
+SELECT chat_set_archived($1, $2, true)`;
+
+export interface ArchiveChatArgs {
+  id: string;
+  owner_id: string;
+}
+
+export async function archiveChat(client: Client, args: ArchiveChatArgs): Promise<void> {
+  await client.query({
+    text: archiveChatQuery,
+    values: [args.id, args.owner_id],
+    rowMode: "array",
+  });
+}
+
+export const unarchiveChatQuery = `-- name: UnarchiveChat :exec
+-- Unarchives the chat and every descendant; a child under an archived parent stays (PC400).
+SELECT chat_set_archived($1, $2, false)`;
+
+export interface UnarchiveChatArgs {
+  id: string;
+  owner_id: string;
+}
+
+export async function unarchiveChat(client: Client, args: UnarchiveChatArgs): Promise<void> {
+  await client.query({
+    text: unarchiveChatQuery,
+    values: [args.id, args.owner_id],
+    rowMode: "array",
+  });
+}
+
+export const pinChatQuery = `-- name: PinChat :exec
+-- Pins an unpinned chat at the end (n+1), or moves a pinned one to @pin_order (clamped to 1..n):
+-- pins stay a dense 1..n (chat_pin).
+SELECT chat_set_pin($1, $2, $3)`;
+
+export interface PinChatArgs {
+  id: string;
+  owner_id: string;
+  pin_order: number;
+}
+
+export async function pinChat(client: Client, args: PinChatArgs): Promise<void> {
+  await client.query({
+    text: pinChatQuery,
+    values: [args.id, args.owner_id, args.pin_order],
+    rowMode: "array",
+  });
+}
+
+export const unpinChatQuery = `-- name: UnpinChat :exec
+-- Unpins the chat and closes the gap.
+SELECT chat_set_pin($1, $2, 0)`;
+
+export interface UnpinChatArgs {
+  id: string;
+  owner_id: string;
+}
+
+export async function unpinChat(client: Client, args: UnpinChatArgs): Promise<void> {
+  await client.query({
+    text: unpinChatQuery,
+    values: [args.id, args.owner_id],
+    rowMode: "array",
+  });
+}
+
+export const bindChatWorkspaceQuery = `-- name: BindChatWorkspace :exec
+-- Binds the chat to the workspace's latest build and agent and pins its context; NULL unbinds.
+SELECT chat_set_workspace($1, $2, $3)`;
+
+export interface BindChatWorkspaceArgs {
+  id: string;
+  owner_id: string;
+  workspace_id: string | null;
+}
+
+export async function bindChatWorkspace(client: Client, args: BindChatWorkspaceArgs): Promise<void> {
+  await client.query({
+    text: bindChatWorkspaceQuery,
+    values: [args.id, args.owner_id, args.workspace_id],
+    rowMode: "array",
+  });
+}
+
+export const renameChatByIDQuery = `-- name: RenameChatByID :execrows
+-- A title the user set: never replaced by a generated one (UpdateChatTitleFromModelByID).
+UPDATE chats SET title = $1, title_source = 'user'
+WHERE id = $2 AND owner_id = $3`;
+
+export interface RenameChatByIDArgs {
+  title: string;
+  id: string;
+  owner_id: string;
+}
+
+export async function renameChatByID(client: Client, args: RenameChatByIDArgs): Promise<number> {
+  const result = await client.query({
+    text: renameChatByIDQuery,
+    values: [args.title, args.id, args.owner_id],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
+}
+
+export const setChatLabelsByIDQuery = `-- name: SetChatLabelsByID :execrows
+UPDATE chats SET labels = $1
+WHERE id = $2 AND owner_id = $3`;
+
+export interface SetChatLabelsByIDArgs {
+  labels: any;
+  id: string;
+  owner_id: string;
+}
+
+export async function setChatLabelsByID(client: Client, args: SetChatLabelsByIDArgs): Promise<number> {
+  const result = await client.query({
+    text: setChatLabelsByIDQuery,
+    values: [jsonParam(args.labels), args.id, args.owner_id],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
+}
+
+export const setChatPlanModeByIDQuery = `-- name: SetChatPlanModeByID :execrows
+UPDATE chats SET plan_mode = $1
+WHERE id = $2 AND owner_id = $3`;
+
+export interface SetChatPlanModeByIDArgs {
+  plan_mode: string | null;
+  id: string;
+  owner_id: string;
+}
+
+export async function setChatPlanModeByID(client: Client, args: SetChatPlanModeByIDArgs): Promise<number> {
+  const result = await client.query({
+    text: setChatPlanModeByIDQuery,
+    values: [args.plan_mode, args.id, args.owner_id],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
 }
 
 export const listLatestChatIDsByWorkspaceIDsQuery = `-- name: ListLatestChatIDsByWorkspaceIDs :many

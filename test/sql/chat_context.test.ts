@@ -8,7 +8,13 @@ import {
   pushWorkspaceAgentContext,
   repinChatContextByID,
 } from "../../src/generated/chat_context.ts";
-import { updateChatByID } from "../../src/generated/chats.ts";
+import {
+  archiveChat,
+  bindChatWorkspace,
+  pinChat,
+  unarchiveChat,
+} from "../../src/generated/chats.ts";
+import { patchChat } from "../../src/server/chat_patch.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
@@ -358,18 +364,7 @@ describe("pinning and hydration", () => {
     await push(s.agentId, [agentsMd("1")]);
     const chat = await gen.chat(pool, { ownerId: s.ownerId, organizationId: orgId });
     const patch = (workspace: string | null) =>
-      updateChatByID(pool, {
-        id: chat.id,
-        owner_id: s.ownerId,
-        title: null,
-        archived: null,
-        pin_order: null,
-        labels: null,
-        set_workspace: true,
-        workspace_id: workspace,
-        set_plan_mode: false,
-        plan_mode: null,
-      });
+      bindChatWorkspace(pool, { id: chat.id, owner_id: s.ownerId, workspace_id: workspace });
     await patch(s.workspaceId);
     expect((await contextOf(chat.id)).context_aggregate_hash).toBe(aggregateHash([agentsMd("1")]));
     await patch(null);
@@ -437,18 +432,7 @@ describe("pinning and hydration", () => {
     const root = await chatIn(s);
     const child = await gen.chat(pool, { ownerId: s.ownerId, parent_chat_id: root.id });
     const patch = (archived: boolean) =>
-      updateChatByID(pool, {
-        id: root.id,
-        owner_id: s.ownerId,
-        title: null,
-        archived,
-        pin_order: null,
-        labels: null,
-        set_workspace: false,
-        workspace_id: null,
-        set_plan_mode: false,
-        plan_mode: null,
-      });
+      (archived ? archiveChat : unarchiveChat)(pool, { id: root.id, owner_id: s.ownerId });
     await patch(true);
     await patch(false);
     for (const id of [root.id, child.id]) {
@@ -668,19 +652,7 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
     chatId: string,
     ownerId: string,
     workspaceId: string | null,
-  ) =>
-    updateChatByID(db, {
-      id: chatId,
-      owner_id: ownerId,
-      title: null,
-      archived: null,
-      pin_order: null,
-      labels: null,
-      set_workspace: true,
-      workspace_id: workspaceId,
-      set_plan_mode: false,
-      plan_mode: null,
-    });
+  ) => bindChatWorkspace(db, { id: chatId, owner_id: ownerId, workspace_id: workspaceId });
   async function bindingOf(chatId: string) {
     const { rows } = await pool.query(
       "SELECT workspace_id, build_id, agent_id FROM chats WHERE id = $1",
@@ -726,6 +698,46 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
     expect((await contextOf(chat.id)).context_aggregate_hash).toBe(
       aggregateHash([agentsMd("new build")]),
     );
+  });
+
+  it("a PATCH of a pin and a workspace together waits for the agent's snapshot before it locks any chat row", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const pinned = await chatIn(s);
+    await pinChat(pool, { id: pinned.id, owner_id: s.ownerId, pin_order: 1 });
+    const chat = await gen.chat(pool, { ownerId: s.ownerId, organizationId: orgId });
+    // One connection, so its backend is the one the PATCH's transaction runs on.
+    const patching = newPool(dbUrl, 1);
+    const holder = await session(pool);
+    try {
+      const pid = (await patching.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      // A push in progress: it holds the snapshot and locks the agent's chats next.
+      await holder.client.query("BEGIN");
+      await holder.client.query(
+        "SELECT 1 FROM workspace_agent_contexts WHERE agent_id = $1 FOR UPDATE",
+        [s.agentId],
+      );
+      const patched = outcome(
+        patchChat(patching, s.ownerId, chat.id, { pin_order: 1, workspace_id: s.workspaceId }),
+      );
+      await blocked(pool, pid);
+      // Pinning first would hold both rows while the binding waits: a push locking the pinned
+      // chat next would then wait for the PATCH, and the PATCH for the push.
+      expect(await lockedChats(pool, [chat.id, pinned.id])).toEqual([]);
+      await holder.client.query("COMMIT");
+      expect(await patched).toMatchObject({ ok: true });
+    } finally {
+      holder.release();
+      await patching.end();
+    }
+    const { rows } = await pool.query(
+      "SELECT id, pin_order, agent_id FROM chats WHERE id = ANY ($1) ORDER BY pin_order",
+      [[chat.id, pinned.id]],
+    );
+    expect(rows).toEqual([
+      { id: pinned.id, pin_order: 1, agent_id: s.agentId },
+      { id: chat.id, pin_order: 2, agent_id: s.agentId },
+    ]);
   });
 
   it("a chat re-bound to a new build's agent before its first push is compared with that push", async () => {

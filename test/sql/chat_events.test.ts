@@ -13,7 +13,8 @@ import {
 } from "../../src/generated/chat_events.ts";
 import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
 import { deleteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
-import { markChatReadByID, updateChatByID } from "../../src/generated/chats.ts";
+import { markChatReadByID } from "../../src/generated/chats.ts";
+import { patchChat } from "../../src/server/chat_patch.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
@@ -110,20 +111,14 @@ async function version(chatId: string): Promise<number> {
 async function chatUpdate(
   chatId: string,
   ownerId: string,
-  change: { title?: string; archived?: boolean; pin_order?: number; labels?: unknown },
+  change: {
+    title?: string;
+    archived?: boolean;
+    pin_order?: number;
+    labels?: Record<string, string>;
+  },
 ) {
-  await updateChatByID(pool, {
-    id: chatId,
-    owner_id: ownerId,
-    title: change.title ?? null,
-    archived: change.archived ?? null,
-    pin_order: change.pin_order ?? null,
-    labels: change.labels ?? null,
-    set_workspace: false,
-    workspace_id: null,
-    set_plan_mode: false,
-    plan_mode: null,
-  });
+  await patchChat(pool, ownerId, chatId, change);
 }
 
 /** Polls `fn` until `ok` holds, or fails after the deadline (no fixed sleeps). */
@@ -344,7 +339,7 @@ describe("chats: one event per visible change, with owner and the version after 
     expect(await eventsSince(m, chat.id)).toEqual([]);
   });
 
-  it("emits updated for labels (chat_update), pins (chat_pin) and a moved read cursor (chat_mark_read)", async () => {
+  it("emits updated for labels (SetChatLabelsByID), pins (chat_pin) and a moved read cursor (chat_mark_read)", async () => {
     const ownerId = await owner();
     const chat = await newChat(ownerId);
     let m = await mark();

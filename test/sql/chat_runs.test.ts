@@ -19,7 +19,11 @@ import {
   deleteChatTitleRegeneration,
   updateChatTitleFromModelByID,
 } from "../../src/generated/chat_titles.ts";
-import { updateChatByID, updateChatLastTurnSummaryByID } from "../../src/generated/chats.ts";
+import {
+  archiveChat,
+  renameChatByID,
+  updateChatLastTurnSummaryByID,
+} from "../../src/generated/chats.ts";
 import { runRecoveryPass } from "../../src/runner/recovery.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
@@ -137,18 +141,7 @@ describe("claiming", () => {
   it("never claims an archived chat", async () => {
     const o = await owner();
     const [chat] = await pendingChats(1, o);
-    await updateChatByID(pool, {
-      id: chat!.id,
-      owner_id: o,
-      title: null,
-      archived: true,
-      pin_order: null,
-      labels: null,
-      set_workspace: false,
-      workspace_id: null,
-      set_plan_mode: false,
-      plan_mode: null,
-    });
+    await archiveChat(pool, { id: chat!.id, owner_id: o });
     await expect(claim(chat!.id)).rejects.toThrow(/not claimable/);
     expect((await chatState(pool, chat!.id)).status).toBe("pending");
   });
@@ -904,19 +897,7 @@ describe("summaries and titles", () => {
   it("never replaces a title the user set with a generated one, unless the user asks to regenerate", async () => {
     const o = await owner();
     const [chat] = await pendingChats(1, o);
-    const patch = (title: string) =>
-      updateChatByID(pool, {
-        id: chat!.id,
-        owner_id: o,
-        title,
-        archived: null,
-        pin_order: null,
-        labels: null,
-        set_workspace: false,
-        workspace_id: null,
-        set_plan_mode: false,
-        plan_mode: null,
-      });
+    const patch = (title: string) => renameChatByID(pool, { id: chat!.id, owner_id: o, title });
     const fromModel = (title: string, regenerated: boolean) =>
       updateChatTitleFromModelByID(pool, { id: chat!.id, title, regenerated });
     expect(await fromModel("generated", false)).toBe(1);

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setChatLabelsByID } from "../../src/generated/chats.ts";
 import { streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
@@ -228,12 +229,11 @@ describe("change events under load", () => {
       (c, chat, n) =>
         c.query("UPDATE chats SET title = $2 WHERE id = $1", [chat.id, `t${n}`]).then(() => {}),
       (c, chat, n) =>
-        c
-          .query(
-            "SELECT chat_update($1, $2, NULL, NULL, NULL, $3::jsonb, false, NULL, false, NULL)",
-            [chat.id, chat.owner.id, JSON.stringify({ n: String(n) })],
-          )
-          .then(() => {}),
+        setChatLabelsByID(c, {
+          id: chat.id,
+          owner_id: chat.owner.id,
+          labels: { n: String(n) },
+        }).then(() => {}),
       (c, chat, n) => gen.chatMessage(c, chat.id, { text: `m${n}` }).then(() => {}),
       (c, chat) =>
         c

@@ -6,9 +6,9 @@ import {
   insertChat,
   listChatsByOwner,
   listLatestChatIDsByWorkspaceIDs,
-  updateChatByID,
 } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
+import { patchChat } from "../chat_patch.ts";
 import { loadChat, withChildren } from "../chat_view.ts";
 import type { AppEnv } from "../env.ts";
 import { badRequest, forbidden } from "../errors.ts";
@@ -186,18 +186,11 @@ export const chatsRoutes = new Hono<AppEnv>()
 
   .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {
     const actor = userOf(c.get("actor"));
-    const body = c.req.valid("json");
-    await updateChatByID(c.get("deps").db, {
-      id: c.req.valid("param").chat,
-      owner_id: actor.user.id,
-      title: body.title ?? null,
-      archived: body.archived ?? null,
-      pin_order: body.pin_order ?? null,
-      labels: body.labels ?? null,
-      set_workspace: body.workspace_id !== undefined,
-      workspace_id: body.workspace_id ?? null,
-      set_plan_mode: body.plan_mode !== undefined,
-      plan_mode: body.plan_mode ?? null,
-    });
+    await patchChat(
+      c.get("deps").db,
+      actor.user.id,
+      c.req.valid("param").chat,
+      c.req.valid("json"),
+    );
     return c.body(null, 204);
   });
