@@ -1,6 +1,6 @@
 /*
- * Workspace context pushes (API.md PUT /workspaceagents/me/context) to an agent with many bound
- * chats. Prints numbers; never passes or fails.
+ * Workspace context pushes (docs/api.md PUT /workspaceagents/me/context) to an agent with many
+ * bound chats. Prints numbers; never passes or fails.
  *
  *   npm run bench -- context            10, 100 and 1,000 bound chats
  *   npm run bench -- context 10000      ... and 10,000

@@ -1,7 +1,7 @@
 /*
  * The prompt history (GET /api/experimental/chats/{chat}/prompts) on a seeded chat with 10,000
  * user messages: our design (chat_prompts, kept by the chat_messages__sync_prompt trigger) against
- * the reference design (unrolling content at read time), read side and write side.
+ * unrolling content at read time instead, read side and write side.
  * Prints numbers next to their targets; never passes or fails.
  *
  *   npm run bench -- prompts                 51 chats, 270,000 messages, each chat's rows adjacent

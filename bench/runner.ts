@@ -1,5 +1,6 @@
 /*
- * The chat runner (DESIGN.md "Runner") under load. Prints numbers; never passes or fails.
+ * The chat runner (docs/operations.md "The runner") under load. Prints numbers; never passes or
+ * fails.
  *
  *   npm run bench -- runner              1,000 chats, 2 runner processes; heartbeat at 10,000
  *   npm run bench -- runner 2000 20000   2,000 chats; heartbeat at 20,000 running chats

@@ -1,7 +1,7 @@
 /*
- * Change events under load (DESIGN.md "Change events", API.md "Streams"): how fast a committed
- * change reaches many watch streams, and what each NOTIFY mode costs the writers. Prints numbers
- * next to the design's targets; never passes or fails.
+ * Change events under load (docs/operations.md "Change events", docs/api.md "Streams"): how fast a
+ * committed change reaches many watch streams, and what each NOTIFY mode costs the writers. Prints
+ * numbers next to the design's targets; never passes or fails.
  *
  *   npm run bench -- watch                  W = 100 and 1,000 watchers, 500 events/s
  *   npm run bench -- watch 10000            the same, plus W = 10,000
@@ -45,7 +45,7 @@
  * autocannon (16 connections, a worker thread) against one server with PGCHATD_EVENTS_NOTIFY =
  * off (the triggers write nothing: the baseline), trigger, batched; each with 1 process listening
  * on the database (the loaded one), 10 (9 more servers that only run and LISTEN), and 1 + 100 idle
- * LISTEN connections (on another channel, as DESIGN.md measured: Postgres wakes every listening
+ * LISTEN connections (on another channel: Postgres wakes every listening
  * backend of the database on each NOTIFY, whatever its channel, and this keeps 100,000
  * notifications a second out of this process). Each request sends the first message of an idle
  * chat (a message row, the chat to pending; 3 events and, in trigger mode, 1 NOTIFY), taking the

@@ -262,7 +262,7 @@ END;
 $$;
 
 -- Before a turn of a chat bound to a workspace: a newer build of the workspace re-binds the chat
--- to that build's first agent (API.md) and re-pins from it; a chat bound to an agent without
+-- to that build's first agent (docs/api.md) and re-pins from it; a chat bound to an agent without
 -- pinned context is hydrated. Context problems are recorded in context_error, never raised: they
 -- must not block the turn. No-op for a chat without a workspace. The snapshot, then the chat's
 -- row (lock order), and only if the binding and the pin are still as first read: a PATCH of the

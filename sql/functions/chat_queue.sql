@@ -4,7 +4,7 @@
 -- admits only a row its own DELETE removed. Sending is chat_send_message (chat_messages.sql).
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 
--- The queue holds at most this many messages per chat (API.md: the 21st is refused with 429).
+-- The queue holds at most this many messages per chat (docs/api.md: the 21st is refused with 429).
 CREATE OR REPLACE FUNCTION chat_queue_limit() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 20 $$;
 

@@ -48,7 +48,7 @@ CREATE OR REPLACE TRIGGER chats_100_check_immutable
   BEFORE UPDATE OF id, owner_id, organization_id, parent_chat_id, root_chat_id, created_at ON chats
   FOR EACH ROW EXECUTE FUNCTION chats__check_immutable();
 
--- Client-declared tools are a JSON array of at most chat_dynamic_tools_max_bytes() (API.md
+-- Client-declared tools are a JSON array of at most chat_dynamic_tools_max_bytes() (docs/api.md
 -- CreateChat; docs/api.md gives the limit). Checked only when the column is assigned, not as a
 -- CHECK constraint: a CHECK is evaluated on every UPDATE of the row, and reading a large,
 -- compressed value out of TOAST for each heartbeat cost more than the heartbeat itself.
@@ -72,7 +72,7 @@ CREATE OR REPLACE TRIGGER chats_100_check_dynamic_tools
   FOR EACH ROW EXECUTE FUNCTION chats__check_dynamic_tools();
 
 -- version moves on every change of the row (but a heartbeat), and status_changed_at with the
--- status. updated_at moves only for the changes API.md lists:
+-- status. updated_at moves only for the changes docs/api.md lists:
 -- status, archive state, pin position, labels and workspace binding (new user messages move it
 -- from the chat_messages trigger). Title, summary, plan_mode, model, context marking and the read
 -- cursor leave it alone. WARNING: an explicit SET updated_at is kept; only chat_messages uses it.
@@ -164,7 +164,7 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_insert
   AFTER INSERT ON chats REFERENCING NEW TABLE AS new_rows
   FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_insert();
 
--- Change events for an update, one row per kind that applies (API.md "Streams"):
+-- Change events for an update, one row per kind that applies (docs/api.md "Streams"):
 --   archive / unarchive -> deleted / created (one per family member: the cascade updates each);
 --   status -> status_change, plus action_required with the pending tool calls on entering
 --   requires_action; title -> title_change; last_turn_summary -> summary_change;

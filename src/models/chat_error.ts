@@ -2,9 +2,9 @@ import { APICallError, LoadAPIKeyError } from "@ai-sdk/provider";
 import { RetryError } from "ai";
 
 /*
- * Why a turn failed, as API.md's ChatError: stored in chats.last_error, sent as the chat stream's
- * `error` event and with `retry` events. Provider errors are classified by HTTP status and error
- * code, never by message text alone, so the kinds mean the same for every provider.
+ * Why a turn failed, as docs/api.md's ChatError: stored in chats.last_error, sent as the chat
+ * stream's `error` event and with `retry` events. Provider errors are classified by HTTP status and
+ * error code, never by message text alone, so the kinds mean the same for every provider.
  */
 
 export const chatErrorKinds = [

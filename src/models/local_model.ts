@@ -11,9 +11,9 @@ import {
 } from "@ai-sdk/provider";
 
 /*
- * The built-in `local` provider's `echo` model (API.md "The local model"): deterministic, free
- * and offline, so a fresh install answers chats and the tests exercise the whole runner. It is a
- * real AI SDK LanguageModelV3, called through streamText like any provider.
+ * The built-in `local` provider's `echo` model (docs/api.md "Turns", the local model):
+ * deterministic, free and offline, so a fresh install answers chats and the tests exercise the
+ * whole runner. It is a real AI SDK LanguageModelV3, called through streamText like any provider.
  *
  *   <text>                   -> "echo: <text>", streamed in a few parts
  *   /tool <name> <json>      -> a call of tool <name> with <json> arguments

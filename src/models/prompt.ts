@@ -9,12 +9,12 @@ import {
 } from "ai";
 
 /*
- * A chat's history, as stored (Part[] per message, API.md), turned into AI SDK messages, and its
- * client-declared tools into an AI SDK tool set without `execute`: the SDK hands their calls back
- * to us, and the chat goes requires_action until the client answers.
+ * A chat's history, as stored (Part[] per message, docs/api.md), turned into AI SDK messages, and
+ * its client-declared tools into an AI SDK tool set without `execute`: the SDK hands their calls
+ * back to us, and the chat goes requires_action until the client answers.
  */
 
-/** A stored content part (API.md Part). */
+/** A stored content part (docs/api.md Part). */
 export interface Part {
   type: string;
   text?: string;

@@ -3,9 +3,9 @@ import type { Logger } from "../log.ts";
 import type { ChatError } from "../models/chat_error.ts";
 
 /*
- * A turn's ephemeral stream events (API.md: `message_part`, and `retry`), published to the chat's
- * subscribers on every replica. Each publication is a NOTIFY, so token deltas are coalesced: at
- * most one part per flush interval and kind, instead of one per token.
+ * A turn's ephemeral stream events (docs/api.md: `message_part`, and `retry`), published to the
+ * chat's subscribers on every replica. Each publication is a NOTIFY, so token deltas are coalesced:
+ * at most one part per flush interval and kind, instead of one per token.
  */
 
 /** Hands an ephemeral event to the chat stream subscribers (src/watch publishEphemeral). */

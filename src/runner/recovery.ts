@@ -2,10 +2,10 @@ import type { PoolQueryable } from "../db/pool.ts";
 import { listChatRecoveryCandidates, recoverChatRunByID } from "../generated/chat_runs.ts";
 
 /*
- * The recovery pass (DESIGN.md "Runner"): stale leases, expired tool waits and stuck queues. One
- * statement lists the candidates; each is then recovered by chat_run_recover_chat in its own
- * transaction, so a chat whose recovery fails (a bug, a constraint, a row someone broke by hand)
- * costs only itself: the pass goes on with the others, and the next pass tries it again.
+ * The recovery pass (docs/operations.md "The runner"): stale leases, expired tool waits and stuck
+ * queues. One statement lists the candidates; each is then recovered by chat_run_recover_chat in
+ * its own transaction, so a chat whose recovery fails (a bug, a constraint, a row someone broke by
+ * hand) costs only itself: the pass goes on with the others, and the next pass tries it again.
  */
 
 export interface RecoveryOptions {

@@ -20,10 +20,10 @@ import {
 } from "./turn.ts";
 
 /*
- * The chat runner (DESIGN.md "Runner"): claims pending chats, runs their turns, heartbeats its
- * leases in one statement per interval, recovers what crashed runners left behind, and hands its
- * chats back on shutdown. Any number of runners (in `pgchatd serve` processes or alone as
- * `pgchatd runner`) share one database; the lease rules in SQL keep them apart.
+ * The chat runner (docs/operations.md "The runner"): claims pending chats, runs their turns,
+ * heartbeats its leases in one statement per interval, recovers what crashed runners left behind,
+ * and hands its chats back on shutdown. Any number of runners (in `pgchatd serve` processes or
+ * alone as `pgchatd runner`) share one database; the lease rules in SQL keep them apart.
  */
 
 export interface RunnerOptions {
@@ -49,7 +49,7 @@ export interface RunnerOptions {
   heartbeatMs?: number;
   /** A lease whose heartbeat is older than this was left by a runner that died. */
   staleAfterMs?: number;
-  /** A chat waiting this long for client tool results fails (API.md: 5 minutes). */
+  /** A chat waiting this long for client tool results fails (docs/api.md: 5 minutes). */
   toolResultsTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
   chunkTimeoutMs?: number;

@@ -14,9 +14,9 @@ import {
 import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
 
 /*
- * Change events as SSE frames (API.md "Streams"). Frames are built here as whole strings rather
- * than with streamSSE's writeSSE, because one frame goes to every subscriber of a chat or owner:
- * it is rendered and serialised once per process, not once per subscriber.
+ * Change events as SSE frames (docs/api.md "Streams"). Frames are built here as whole strings
+ * rather than with streamSSE's writeSSE, because one frame goes to every subscriber of a chat or
+ * owner: it is rendered and serialised once per process, not once per subscriber.
  */
 
 /** One SSE block. `data` is JSON text (never contains a newline). */
@@ -39,7 +39,7 @@ interface RenderedChat {
 
 /**
  * The chats of a batch as watch events show them: the current row (so at or after each event's
- * version, API.md) with a root's children embedded like GET /{chat}, serialised once each. The
+ * version, docs/api.md) with a root's children embedded like GET /{chat}, serialised once each. The
  * children are asked for every id in parallel with the chats (a child has none), in both archive
  * states (a root shows those in its own), so this costs one round trip, not two.
  */

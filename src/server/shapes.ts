@@ -9,8 +9,8 @@ import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
 import type { User } from "./env.ts";
 
 /*
- * Response shapes of API.md: rows from the generated queries in, JSON objects out. Routes shape
- * every response through these, so a field is named and formatted in one place.
+ * Response shapes of docs/api.md: rows from the generated queries in, JSON objects out. Routes
+ * shape every response through these, so a field is named and formatted in one place.
  */
 
 export function userJson(u: User) {
@@ -85,7 +85,7 @@ function chatFields(c: ChatRow) {
   };
 }
 
-/** A Chat. Only roots embed their subagent chats; a child's `children` is [] (API.md). */
+/** A Chat. Only roots embed their subagent chats; a child's `children` is [] (docs/api.md). */
 export function chatJson(c: ChatRow, children: ChatRow[] = []) {
   const embedded = c.parent_chat_id === null ? children : [];
   return {

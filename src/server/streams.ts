@@ -24,7 +24,7 @@ import { sseBlock, streamData } from "./event_frames.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
 
 /*
- * The lifecycle of the two SSE streams of API.md: register (live events are held), send what
+ * The lifecycle of the two SSE streams of docs/api.md: register (live events are held), send what
  * came before (backfill from the log, or a snapshot), release the held events, then pump the
  * subscriber's queue to the socket until either side closes.
  */
@@ -94,7 +94,7 @@ export async function runWatchStream(ctx: StreamContext, ownerId: string, resume
 /**
  * GET /chats/{chat}/stream: a snapshot (status, messages after `afterId`, queue) unless the client
  * resumes from a cursor, then the chat's live events. The read cursor moves on connect and on
- * disconnect (API.md "has_unread").
+ * disconnect (docs/api.md "has_unread").
  */
 export async function runChatStream(
   ctx: StreamContext,

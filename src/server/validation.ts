@@ -52,7 +52,7 @@ export const micros = () => z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)
 /** A message part's text: far above any prompt, well below the 1 MiB body limit. */
 const maxTextLength = 500_000;
 
-/** InputPart[] of API.md: what clients may send as a user message. */
+/** InputPart[] of docs/api.md: what clients may send as a user message. */
 export const messageContent = z
   .array(
     z.discriminatedUnion("type", [

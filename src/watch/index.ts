@@ -15,7 +15,7 @@ export { streamKinds, watchKinds } from "./kinds.ts";
 export type { Frame, Subscriber } from "./subscriber.ts";
 export type { RenderEvents } from "./tailer.ts";
 
-/** How committed events wake the tailers (DESIGN.md "Change events"; docs/operations.md). */
+/** How committed events wake the tailers (docs/operations.md "Change events"). */
 export type EventsNotifyMode = "trigger" | "batched" | "off";
 
 /** The wake-up channel the triggers (trigger mode) and the batched notifier NOTIFY. */

@@ -4,7 +4,7 @@ import type { ListChatEventsAfterCursorRow } from "../generated/chat_events.ts";
 export type EventRow = ListChatEventsAfterCursorRow;
 export type EventKind = EventRow["kind"];
 
-/** Kinds on the owner's watch stream (API.md "Streams"). */
+/** Kinds on the owner's watch stream (docs/api.md "Streams"). */
 export const watchKinds: ReadonlySet<EventKind> = new Set<EventKind>([
   "created",
   "deleted",

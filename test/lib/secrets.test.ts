@@ -15,7 +15,7 @@ import {
 
 /*
  * src/lib/secrets.ts: AES-256-GCM sealing of provider API keys, bound to the provider id, under
- * PGCHATD_SECRET_KEY or a generated key file (DESIGN.md "Runner").
+ * PGCHATD_SECRET_KEY or a generated key file (docs/operations.md "The runner").
  */
 
 const tempDirs: string[] = [];

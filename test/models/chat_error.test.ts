@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { classifyError, retryAfterMs, TurnError } from "../../src/models/chat_error.ts";
 import { backoffMs } from "../../src/runner/turn.ts";
 
-/* How provider failures become ChatErrors (API.md ChatError kinds), and the retry timing. */
+/* How provider failures become ChatErrors (docs/api.md "Turns", ChatError kinds), and the retry
+ * timing. */
 
 function apiError(statusCode: number, body: unknown = {}, headers: Record<string, string> = {}) {
   return new APICallError({

@@ -4,7 +4,8 @@ import { classifyError } from "../../src/models/chat_error.ts";
 import { localModel } from "../../src/models/local_model.ts";
 import { buildTools } from "../../src/models/prompt.ts";
 
-/* The built-in local/echo model (API.md "The local model") through the AI SDK, as turns call it. */
+/* The built-in local/echo model (docs/api.md "Turns", the local model) through the AI SDK, as turns
+ * call it. */
 
 const echo = localModel("echo")!;
 

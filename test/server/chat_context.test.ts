@@ -3,7 +3,7 @@ import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
 
 /*
- * The workspace agent's routes (API.md: PUT /workspaceagents/me/context, POST and DELETE
+ * The workspace agent's routes (docs/api.md: PUT /workspaceagents/me/context, POST and DELETE
  * /workspaceagents/me/chat-context) and PUT /chats/{chat}/context, through app.request.
  */
 

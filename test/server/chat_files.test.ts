@@ -4,7 +4,7 @@ import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
 
 /*
- * POST /api/experimental/chats/files and GET /files/{file} (API.md "Chat routes"), and the link
+ * POST /api/experimental/chats/files and GET /files/{file} (docs/api.md "Chats"), and the link
  * a chat's file parts make (GET /{chat} lists `files`).
  */
 

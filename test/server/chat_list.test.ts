@@ -5,8 +5,8 @@ import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
 
 /*
- * GET /api/experimental/chats (API.md "Chat routes", "List order", "has_unread", "Pins",
- * "Search q"). Every test uses a fresh owner, so no test sees another one's chats.
+ * GET /api/experimental/chats (docs/api.md "GET /", "The Chat object": list order, has_unread,
+ * pins, "Search q"). Every test uses a fresh owner, so no test sees another one's chats.
  */
 
 let t: Awaited<ReturnType<typeof testApp>>;

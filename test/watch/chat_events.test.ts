@@ -10,7 +10,7 @@ import { type TestServer, testServer } from "../setup/server.ts";
 import { openSse, type SseClient, type SseEvent } from "../setup/sse.ts";
 
 /*
- * The two SSE streams of API.md "Streams" over real sockets: GET /chats/watch (an owner's chat
+ * The two SSE streams of docs/api.md "Streams" over real sockets: GET /chats/watch (an owner's chat
  * events) and GET /chats/{chat}/stream (one chat's snapshot and live events), with resume by
  * cursor, resync, the bounded subscriber queue, ephemeral message_part (also across two
  * processes) and shutdown. There is no runner in these servers: chats stay where the tests put
@@ -277,9 +277,9 @@ async function belowHorizon(xid: string) {
 /**
  * Checks what a watch received besides the test's own events (`mine`), and returns those. Events
  * logged before it opened may come too: opened without a cursor, it gets those the server had not
- * read yet (API.md "Streams"); resuming, those after its cursor. Either way they can only be the
- * latest of `before` (the owner's log when the watch opened), each once, in cursor order, ahead of
- * every event of the test.
+ * read yet (docs/api.md "Streams"); resuming, those after its cursor. Either way they can only be
+ * the latest of `before` (the owner's log when the watch opened), each once, in cursor order, ahead
+ * of every event of the test.
  */
 function ownEvents(events: SseEvent[], mine: (e: SseEvent) => boolean, before: string[]) {
   const first = events.findIndex(mine);

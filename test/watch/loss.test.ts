@@ -8,9 +8,9 @@ import { type TestServer, testServer } from "../setup/server.ts";
 import { openSse, type SseClient, type SseEvent } from "../setup/sse.ts";
 
 /*
- * The loss test of the change-event design (DESIGN.md "Change events"): many writers, commits
- * out of id order, the LISTEN connection killed, a client resuming by cursor. Every subscriber
- * must see exactly the log, in cursor order: no gap, no duplicate.
+ * The loss test of the change-event design (docs/operations.md "Change events"): many writers,
+ * commits out of id order, the LISTEN connection killed, a client resuming by cursor. Every
+ * subscriber must see exactly the log, in cursor order: no gap, no duplicate.
  */
 
 /** A chat stream names status_change `status` (followed by `error`, same id, on failure). */

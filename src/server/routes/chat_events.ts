@@ -36,7 +36,7 @@ function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
   return watch;
 }
 
-/** GET /watch and GET /{chat}/stream (API.md "Streams"); the lifecycle is in ../streams.ts. */
+/** GET /watch and GET /{chat}/stream (docs/api.md "Streams"); the lifecycle is in ../streams.ts. */
 export const chatEventsRoutes = new Hono<AppEnv>()
   .get("/watch", validate("query", watchQuery), async (c) => {
     const { db, logger } = c.get("deps");

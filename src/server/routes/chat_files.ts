@@ -8,7 +8,7 @@ import type { AppEnv } from "../env.ts";
 import { badRequest, forbidden, notFound, tooLarge } from "../errors.ts";
 import { uuid, validate } from "../validation.ts";
 
-/** Largest upload (API.md); app.ts applies it as the body limit of POST /files. */
+/** Largest upload (docs/api.md); app.ts applies it as the body limit of POST /files. */
 export const maxFileBytes = 10 * 1024 * 1024;
 /** File names are stored and echoed in headers; 255 bytes is what file systems allow. */
 const maxFileNameBytes = 255;

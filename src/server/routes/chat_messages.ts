@@ -21,10 +21,10 @@ import { notFound } from "../errors.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
-/** History pages (API.md: limit 1..200, default 50). */
+/** History pages (docs/api.md: limit 1..200, default 50). */
 const maxHistoryPage = 200;
 const defaultHistoryPage = 50;
-/** Prompt history (API.md: limit 0..2000; 0 means the default). */
+/** Prompt history (docs/api.md: limit 0..2000; 0 means the default). */
 const maxPrompts = 2000;
 const defaultPrompts = 500;
 

@@ -15,14 +15,14 @@ import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
-/** A page holds at most this many root chats (API.md: limit 1..200, default 50). */
+/** A page holds at most this many root chats (docs/api.md: limit 1..200, default 50). */
 const maxPageSize = 200;
 const defaultPageSize = 50;
 /** Deep offsets cost a scan of everything skipped; keyset (after_id) is the way to go deeper. */
 const maxOffset = 100_000;
-/** GET /by-workspace answers for at most this many workspaces at once (API.md). */
+/** GET /by-workspace answers for at most this many workspaces at once (docs/api.md). */
 const maxWorkspaceIds = 25;
-/** Dynamic tools per chat (API.md). */
+/** Dynamic tools per chat (docs/api.md). */
 const maxDynamicTools = 250;
 /**
  * The total JSON of a chat's dynamic tools: the database refuses more (chats__check_dynamic_tools,
