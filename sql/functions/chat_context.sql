@@ -293,10 +293,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN;
   END IF;
-  IF (v_build, v_agent) IS DISTINCT FROM (v_chat.build_id, v_chat.agent_id) THEN
-    UPDATE chats SET build_id = v_build, agent_id = v_agent WHERE id = p_chat_id;
-  END IF;
-  PERFORM chat_context_pin(p_chat_id, v_agent, NULL, 'context_hydrate');
+  PERFORM chat_bind_workspace(p_chat_id, v_chat.workspace_id, v_build, v_agent, NULL, true);
 END;
 $$;
 

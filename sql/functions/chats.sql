@@ -24,6 +24,27 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- Creates a chat in its final state (status pending) with its first messages, in one call.
+-- The parent a new child chat is created under: the owner's (PC400 "Parent chat not found."
+-- otherwise) and not archived (PC400): "parent archived => children archived". chat_create checks
+-- it under the family lock; the insert trigger chats__check_family checks it again for any other
+-- writer of chats, and derives the child's root from it.
+CREATE OR REPLACE FUNCTION chat_require_parent(p_parent_chat_id uuid, p_owner_id uuid)
+RETURNS chats
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_parent chats;
+BEGIN
+  SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id;
+  IF NOT FOUND OR v_parent.owner_id <> p_owner_id THEN
+    RAISE EXCEPTION 'Parent chat not found.' USING ERRCODE = 'PC400';
+  END IF;
+  IF v_parent.archived THEN
+    RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'The parent chat is archived.';
+  END IF;
+  RETURN v_parent;
+END;
+$$;
+
 -- A child (p_parent_chat_id) inherits organization, client type, workspace binding and model
 -- (unless one is given), and copies the parent's context-file messages.
 -- p_content is the first user message's Part[]; its file parts must name the owner's files.
@@ -59,15 +80,11 @@ BEGIN
     -- taken as it was when read. Locking the parent before the agent's snapshot would also invert
     -- the lock order against a push (which locks the snapshot, then the parent).
     SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id AND owner_id = p_owner_id;
-    IF NOT FOUND THEN
-      RAISE EXCEPTION 'Parent chat not found.' USING ERRCODE = 'PC400';
+    IF FOUND THEN
+      PERFORM chat_lock_family(COALESCE(v_parent.root_chat_id, v_parent.id), false);
     END IF;
-    PERFORM chat_lock_family(COALESCE(v_parent.root_chat_id, v_parent.id), false);
-    -- Read again under the family lock: an archive that held it has committed by now.
-    SELECT * INTO v_parent FROM chats WHERE id = p_parent_chat_id;
-    IF v_parent.archived THEN
-      RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'The parent chat is archived.';
-    END IF;
+    -- Checked under the family lock: an archive that held it has committed by now.
+    v_parent := chat_require_parent(p_parent_chat_id, p_owner_id);
     IF p_organization_id IS NOT NULL AND p_organization_id <> v_parent.organization_id THEN
       RAISE EXCEPTION 'A child chat belongs to its parent''s organization.' USING ERRCODE = 'PC400';
     END IF;
@@ -267,11 +284,16 @@ END;
 $$;
 
 -- Binds a chat to a workspace's build and agent (p_build_id and p_agent_id: what
--- workspace_latest_agent gave the caller), or unbinds it (all NULL). The caller has checked the
--- workspace (chat_check_workspace), locked the agent's snapshot and then the chat's row: binds
--- exactly what it locked for, never a build that landed since (the next turn re-binds to that).
+-- workspace_latest_agent gave the caller), or unbinds it (all NULL): the one body of a binding,
+-- for a PATCH of the workspace (chat_set_workspace) and for the re-binding to a newer build before
+-- a turn (chat_run_prepare_context). The caller has checked the workspace (chat_check_workspace),
+-- locked the agent's snapshot and then the chat's row: binds exactly what it locked for, never a
+-- build that landed since (the next turn re-binds to that). Bound to another agent, the chat pins
+-- that agent's context (p_actor_user_id in the audit entry: the owner, or NULL for the server);
+-- with p_hydrate also when it has none pinned yet. Unbound, the pinned copy stays.
 CREATE OR REPLACE FUNCTION chat_bind_workspace(
-  p_chat_id uuid, p_workspace_id uuid, p_build_id uuid, p_agent_id uuid
+  p_chat_id uuid, p_workspace_id uuid, p_build_id uuid, p_agent_id uuid,
+  p_actor_user_id uuid, p_hydrate boolean
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -281,9 +303,9 @@ BEGIN
   UPDATE chats SET workspace_id = p_workspace_id, build_id = p_build_id, agent_id = p_agent_id
   WHERE id = p_chat_id
     AND (workspace_id, build_id, agent_id) IS DISTINCT FROM (p_workspace_id, p_build_id, p_agent_id);
-  -- Bound to another agent: its context replaces the pinned one. Unbound: the pinned copy stays.
-  IF FOUND AND p_agent_id IS NOT NULL AND p_agent_id IS DISTINCT FROM v_chat.agent_id THEN
-    PERFORM chat_context_pin(p_chat_id, p_agent_id, v_chat.owner_id, 'context_hydrate');
+  IF p_agent_id IS NOT NULL AND (p_agent_id IS DISTINCT FROM v_chat.agent_id
+     OR (p_hydrate AND v_chat.context_aggregate_hash IS NULL)) THEN
+    PERFORM chat_context_pin(p_chat_id, p_agent_id, p_actor_user_id, 'context_hydrate');
   END IF;
 END;
 $$;
@@ -375,7 +397,7 @@ DECLARE
 BEGIN
   SELECT l.build_id, l.agent_id INTO v_build, v_agent
   FROM chat_lock_for_update(p_chat_id, p_owner_id, NULL, false, true, p_workspace_id) l;
-  PERFORM chat_bind_workspace(p_chat_id, p_workspace_id, v_build, v_agent);
+  PERFORM chat_bind_workspace(p_chat_id, p_workspace_id, v_build, v_agent, p_owner_id, false);
 END;
 $$;
 

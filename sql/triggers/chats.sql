@@ -2,7 +2,8 @@
 -- (100 checks, 500 derived writes, 900 change events).
 
 -- A child's family is derived, never trusted from the caller: root_chat_id is the parent's root
--- (or the parent), the parent belongs to the same owner, and an archived parent takes no children.
+-- (or the parent), the parent belongs to the same owner, and an archived parent takes no children
+-- (chat_require_parent, sql/functions/chats.sql: the same check chat_create makes).
 CREATE OR REPLACE FUNCTION chats__check_family() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -12,13 +13,7 @@ BEGIN
     NEW.root_chat_id := NULL;
     RETURN NEW;
   END IF;
-  SELECT * INTO v_parent FROM chats WHERE id = NEW.parent_chat_id;
-  IF NOT FOUND OR v_parent.owner_id <> NEW.owner_id THEN
-    RAISE EXCEPTION 'Parent chat not found.' USING ERRCODE = 'PC400';
-  END IF;
-  IF v_parent.archived THEN
-    RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400', DETAIL = 'The parent chat is archived.';
-  END IF;
+  v_parent := chat_require_parent(NEW.parent_chat_id, NEW.owner_id);
   NEW.root_chat_id := COALESCE(v_parent.root_chat_id, v_parent.id);
   RETURN NEW;
 END;
