@@ -1,5 +1,5 @@
--- Change events: the NOTIFY mode, the read horizon and pruning. The rows themselves are written
--- by the *_900_* triggers in sql/triggers/.
+-- Change events: the NOTIFY mode, the one writer of the log (chat_events_append, which the
+-- *_900_* triggers in sql/triggers/ call), the read horizon and pruning.
 
 -- How this session publishes events, from the session setting pgchatd.events:
 --   trigger (default; also any session that does not set it, such as psql): the triggers write
@@ -20,6 +20,23 @@ LANGUAGE plpgsql AS $$
 BEGIN
   IF chat_events_mode() = 'trigger' THEN
     PERFORM pg_notify('chat_events', pg_current_xact_id()::text);
+  END IF;
+END;
+$$;
+
+-- The one writer of chat_events: appends the events in the order given and wakes the tailers
+-- (chat_events_notify). The *_900_* triggers compute their events and pass them here; they fire
+-- only while chat_events_mode() is not 'off' (their WHEN clause), so in that mode nothing is even
+-- computed.
+CREATE OR REPLACE FUNCTION chat_events_append(p_events chat_event_row[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF cardinality(p_events) > 0 THEN
+    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
+    SELECT e.chat_id, e.owner_id, e.kind, e.chat_version, e.payload
+    FROM unnest(p_events) WITH ORDINALITY AS e(chat_id, owner_id, kind, chat_version, payload, n)
+    ORDER BY e.n;
+    PERFORM chat_events_notify();
   END IF;
 END;
 $$;
@@ -117,20 +134,14 @@ $$;
 CREATE OR REPLACE FUNCTION chat_events__emit_per_chat() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
   IF TG_OP = 'DELETE' THEN
-    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
-    SELECT c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version
-    FROM chats c WHERE c.id IN (SELECT chat_id FROM old_rows) ORDER BY c.id;
+    PERFORM chat_events_append(ARRAY(
+      SELECT ROW(c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version, NULL)::chat_event_row
+      FROM chats c WHERE c.id IN (SELECT chat_id FROM old_rows) ORDER BY c.id));
   ELSE
-    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
-    SELECT c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version
-    FROM chats c WHERE c.id IN (SELECT chat_id FROM new_rows) ORDER BY c.id;
-  END IF;
-  IF FOUND THEN
-    PERFORM chat_events_notify();
+    PERFORM chat_events_append(ARRAY(
+      SELECT ROW(c.id, c.owner_id, TG_ARGV[0]::chat_event_kind, c.version, NULL)::chat_event_row
+      FROM chats c WHERE c.id IN (SELECT chat_id FROM new_rows) ORDER BY c.id));
   END IF;
   RETURN NULL;
 END;

@@ -88,6 +88,7 @@ BEGIN
   -- Status first: the status change moves updated_at, so the message's touch trigger finds the
   -- chat already touched and skips its own UPDATE. One chat update and one status_change event
   -- per send, instead of an `updated` followed by a status_change.
+  -- status: waiting/error (a send, a promotion, the queue head), any (an edit) -> pending (docs/sql.md "Chat status").
   UPDATE chats SET status = 'pending', last_model_config_id = p_model_config_id,
     worker_id = NULL, heartbeat_at = NULL
   WHERE id = p_chat_id;
@@ -110,6 +111,7 @@ BEGIN
   IF p_chat.status = 'requires_action' AND NOT p_chat.archived THEN
     PERFORM chat_fail_pending_tool_calls(p_chat.id, 'interrupted');
   END IF;
+  -- status: pending/running/requires_action -> waiting (an interrupt) (docs/sql.md "Chat status").
   IF p_chat.status IN ('pending', 'running', 'requires_action') THEN
     UPDATE chats SET status = 'waiting' WHERE id = p_chat.id;
   END IF;
@@ -257,6 +259,7 @@ BEGIN
   FROM (SELECT t.*, row_number() OVER () AS ord FROM chat_pending_tool_calls(p_chat_id) t) c
   JOIN jsonb_array_elements(p_results) r ON r ->> 'tool_call_id' = c.tool_call_id
   RETURNING id INTO v_id;
+  -- status: requires_action -> pending (the tool results) (docs/sql.md "Chat status").
   UPDATE chats SET status = 'pending' WHERE id = p_chat_id;
   RETURN v_id;
 END;

@@ -131,6 +131,7 @@ BEGIN
     outcome := 'lost';
     RETURN;
   END IF;
+  -- status: running (archived) -> waiting, nothing stored (docs/sql.md "Chat status").
   IF v_chat.archived THEN
     UPDATE chats c SET worker_id = NULL, heartbeat_at = NULL,
       status = CASE WHEN c.status = 'running' THEN 'waiting' ELSE c.status END
@@ -152,6 +153,8 @@ BEGIN
     PERFORM chat_fail_pending_tool_calls(p_chat_id,
       CASE WHEN v_interrupted THEN 'interrupted' ELSE 'the turn ended before this tool ran' END);
   END IF;
+  -- status: running -> waiting (completed, or interrupted meanwhile), requires_action or error
+  -- (docs/sql.md "Chat status").
   UPDATE chats c SET status = v_status, worker_id = NULL, heartbeat_at = NULL,
     last_error = CASE WHEN v_status = 'error' THEN p_error END,
     last_turn_summary = CASE WHEN v_status = 'waiting' AND NOT v_interrupted
@@ -175,6 +178,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
 BEGIN
+  -- status: running -> pending (archived: waiting) (docs/sql.md "Chat status").
   UPDATE chats SET worker_id = NULL, heartbeat_at = NULL,
     status = CASE WHEN status <> 'running' THEN status WHEN archived THEN 'waiting' ELSE 'pending' END
   WHERE id = p_chat.id
@@ -237,6 +241,7 @@ BEGIN
   IF v_chat.status = 'requires_action' AND NOT v_chat.archived
      AND v_chat.status_changed_at < now() - p_tool_results_timeout THEN
     PERFORM chat_fail_pending_tool_calls(v_chat.id, 'no tool result arrived in time');
+    -- status: requires_action -> error (the tool results timed out) (docs/sql.md "Chat status").
     UPDATE chats c SET status = 'error', last_turn_summary = NULL,
       last_error = jsonb_build_object(
         'message', 'No tool results arrived in time.',

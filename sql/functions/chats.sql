@@ -108,6 +108,7 @@ BEGIN
   PERFORM chat_lock_agent_snapshot(v_agent);
 
   -- The final status in the INSERT itself: a trigger sees the chat as it will be committed.
+  -- status: a new chat is pending (docs/sql.md "Chat status").
   INSERT INTO chats (
     owner_id, organization_id, workspace_id, build_id, agent_id, parent_chat_id,
     last_model_config_id, title, status, mode, plan_mode, client_type, labels, dynamic_tools,

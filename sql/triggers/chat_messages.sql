@@ -68,25 +68,21 @@ CREATE OR REPLACE TRIGGER chat_messages_510_sync_prompt
 CREATE OR REPLACE FUNCTION chat_messages__events_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
-  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
-  SELECT m.chat_id, c.owner_id, 'message', c.version, jsonb_build_object('message_id', m.id)
-  FROM new_rows m
-  JOIN chats c ON c.id = m.chat_id
-  WHERE m.visibility <> 'model' AND NOT m.deleted
-  ORDER BY m.id;
-  IF FOUND THEN
-    PERFORM chat_events_notify();
-  END IF;
+  PERFORM chat_events_append(ARRAY(
+    SELECT ROW(m.chat_id, c.owner_id, 'message', c.version,
+      jsonb_build_object('message_id', m.id))::chat_event_row
+    FROM new_rows m
+    JOIN chats c ON c.id = m.chat_id
+    WHERE m.visibility <> 'model' AND NOT m.deleted
+    ORDER BY m.id));
   RETURN NULL;
 END;
 $$;
 
 CREATE OR REPLACE TRIGGER chat_messages_900_events_on_insert
   AFTER INSERT ON chat_messages REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chat_messages__events_on_insert();
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chat_messages__events_on_insert();
 
 -- An edit soft-deletes messages: one `history_reset` per chat whose history (what users see:
 -- not model-only messages such as context files) lost messages, so its stream subscribers
@@ -97,34 +93,26 @@ CREATE OR REPLACE TRIGGER chat_messages_900_events_on_insert
 -- planning is cheap next to them.
 CREATE OR REPLACE FUNCTION chat_messages__events_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE
-  v_count bigint;
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
   EXECUTE $q$
-    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
-    SELECT c.id, c.owner_id, 'history_reset', c.version,
-      jsonb_build_object('deleted_message_ids', d.ids)
-    FROM (
-      SELECT n.chat_id, jsonb_agg(n.id ORDER BY n.id) AS ids
-      FROM new_rows n
-      JOIN old_rows o ON o.id = n.id
-      WHERE n.deleted AND NOT o.deleted AND n.visibility <> 'model'
-      GROUP BY n.chat_id
-    ) d
-    JOIN chats c ON c.id = d.chat_id
-    ORDER BY c.id
+    SELECT chat_events_append(ARRAY(
+      SELECT ROW(c.id, c.owner_id, 'history_reset', c.version,
+        jsonb_build_object('deleted_message_ids', d.ids))::chat_event_row
+      FROM (
+        SELECT n.chat_id, jsonb_agg(n.id ORDER BY n.id) AS ids
+        FROM new_rows n
+        JOIN old_rows o ON o.id = n.id
+        WHERE n.deleted AND NOT o.deleted AND n.visibility <> 'model'
+        GROUP BY n.chat_id
+      ) d
+      JOIN chats c ON c.id = d.chat_id
+      ORDER BY c.id))
   $q$;
-  GET DIAGNOSTICS v_count = ROW_COUNT;
-  IF v_count > 0 THEN
-    PERFORM chat_events_notify();
-  END IF;
   RETURN NULL;
 END;
 $$;
 
 CREATE OR REPLACE TRIGGER chat_messages_900_events_on_update
   AFTER UPDATE ON chat_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chat_messages__events_on_update();
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chat_messages__events_on_update();

@@ -4,12 +4,15 @@
 -- (send, promote, delete, edit); see chat_events__emit_per_chat in sql/functions/chat_events.sql.
 CREATE OR REPLACE TRIGGER chat_queued_messages_900_events_on_insert
   AFTER INSERT ON chat_queued_messages REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');
 
 CREATE OR REPLACE TRIGGER chat_queued_messages_900_events_on_update
   AFTER UPDATE ON chat_queued_messages REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');
 
 CREATE OR REPLACE TRIGGER chat_queued_messages_900_events_on_delete
   AFTER DELETE ON chat_queued_messages REFERENCING OLD TABLE AS old_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chat_events__emit_per_chat('queue_update');

@@ -143,21 +143,17 @@ CREATE OR REPLACE TRIGGER chats_500_track_tool_changes
 CREATE OR REPLACE FUNCTION chats__events_on_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
-  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version)
-  SELECT n.id, n.owner_id, 'created', n.version FROM new_rows n ORDER BY n.created_at, n.id;
-  IF FOUND THEN
-    PERFORM chat_events_notify();
-  END IF;
+  PERFORM chat_events_append(ARRAY(
+    SELECT ROW(n.id, n.owner_id, 'created', n.version, NULL)::chat_event_row
+    FROM new_rows n ORDER BY n.created_at, n.id));
   RETURN NULL;
 END;
 $$;
 
 CREATE OR REPLACE TRIGGER chats_900_events_on_insert
   AFTER INSERT ON chats REFERENCING NEW TABLE AS new_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_insert();
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chats__events_on_insert();
 
 -- Change events for an update, one row per kind that applies (docs/api.md "Streams"):
 --   archive / unarchive -> deleted / created (one per family member: the cascade updates each);
@@ -175,53 +171,47 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_insert
 CREATE OR REPLACE FUNCTION chats__events_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
-  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
-  SELECT NEW.id, NEW.owner_id, k.kind, NEW.version, k.payload
-  FROM (
-    SELECT 'deleted'::chat_event_kind AS kind, NULL::jsonb AS payload, 1 AS ord
-    WHERE NEW.archived AND NOT OLD.archived
-    UNION ALL
-    SELECT 'created', NULL, 1 WHERE OLD.archived AND NOT NEW.archived
-    UNION ALL
-    SELECT 'status_change', jsonb_build_object('status', NEW.status, 'previous_status', OLD.status)
-      || CASE WHEN NEW.status = 'error' THEN jsonb_build_object('error', NEW.last_error) ELSE '{}' END, 2
-    WHERE NEW.status <> OLD.status
-    UNION ALL
-    SELECT 'action_required', jsonb_build_object('tool_calls', chat_events_tool_calls(NEW.id)), 3
-    WHERE NEW.status = 'requires_action' AND OLD.status <> 'requires_action'
-    UNION ALL
-    SELECT 'title_change', NULL, 4 WHERE NEW.title <> OLD.title
-    UNION ALL
-    SELECT 'summary_change', NULL, 5 WHERE NEW.last_turn_summary IS DISTINCT FROM OLD.last_turn_summary
-    UNION ALL
-    SELECT 'context_dirty', NULL, 6
-    WHERE NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL
-    UNION ALL
-    -- Only what no other kind explains: updated_at and last_error move with a status change,
-    -- the dirty resources with context_dirty.
-    SELECT 'updated', NULL, 7
-    WHERE NEW.archived = OLD.archived AND (
-      (NEW.pin_order, NEW.labels, NEW.workspace_id, NEW.build_id, NEW.agent_id, NEW.mode,
-       NEW.plan_mode, NEW.last_model_config_id, NEW.mcp_server_ids,
-       NEW.last_read_message_id, NEW.context_aggregate_hash, NEW.context_error)
-      IS DISTINCT FROM
-      (OLD.pin_order, OLD.labels, OLD.workspace_id, OLD.build_id, OLD.agent_id, OLD.mode,
-       OLD.plan_mode, OLD.last_model_config_id, OLD.mcp_server_ids,
-       OLD.last_read_message_id, OLD.context_aggregate_hash, OLD.context_error)
-      OR (NEW.context_dirty_since IS NULL AND OLD.context_dirty_since IS NOT NULL)
-      OR (NEW.context_dirty_resources IS DISTINCT FROM OLD.context_dirty_resources
-          AND NOT (NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL))
-      OR (NEW.status = OLD.status
-          AND (NEW.updated_at <> OLD.updated_at OR NEW.last_error IS DISTINCT FROM OLD.last_error))
-    )
-  ) k
-  ORDER BY k.ord;
-  IF FOUND THEN
-    PERFORM chat_events_notify();
-  END IF;
+  PERFORM chat_events_append(ARRAY(
+    SELECT ROW(NEW.id, NEW.owner_id, k.kind, NEW.version, k.payload)::chat_event_row
+    FROM (
+      SELECT 'deleted'::chat_event_kind AS kind, NULL::jsonb AS payload, 1 AS ord
+      WHERE NEW.archived AND NOT OLD.archived
+      UNION ALL
+      SELECT 'created', NULL, 1 WHERE OLD.archived AND NOT NEW.archived
+      UNION ALL
+      SELECT 'status_change', jsonb_build_object('status', NEW.status, 'previous_status', OLD.status)
+        || CASE WHEN NEW.status = 'error' THEN jsonb_build_object('error', NEW.last_error) ELSE '{}' END, 2
+      WHERE NEW.status <> OLD.status
+      UNION ALL
+      SELECT 'action_required', jsonb_build_object('tool_calls', chat_events_tool_calls(NEW.id)), 3
+      WHERE NEW.status = 'requires_action' AND OLD.status <> 'requires_action'
+      UNION ALL
+      SELECT 'title_change', NULL, 4 WHERE NEW.title <> OLD.title
+      UNION ALL
+      SELECT 'summary_change', NULL, 5 WHERE NEW.last_turn_summary IS DISTINCT FROM OLD.last_turn_summary
+      UNION ALL
+      SELECT 'context_dirty', NULL, 6
+      WHERE NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL
+      UNION ALL
+      -- Only what no other kind explains: updated_at and last_error move with a status change,
+      -- the dirty resources with context_dirty.
+      SELECT 'updated', NULL, 7
+      WHERE NEW.archived = OLD.archived AND (
+        (NEW.pin_order, NEW.labels, NEW.workspace_id, NEW.build_id, NEW.agent_id, NEW.mode,
+         NEW.plan_mode, NEW.last_model_config_id, NEW.mcp_server_ids,
+         NEW.last_read_message_id, NEW.context_aggregate_hash, NEW.context_error)
+        IS DISTINCT FROM
+        (OLD.pin_order, OLD.labels, OLD.workspace_id, OLD.build_id, OLD.agent_id, OLD.mode,
+         OLD.plan_mode, OLD.last_model_config_id, OLD.mcp_server_ids,
+         OLD.last_read_message_id, OLD.context_aggregate_hash, OLD.context_error)
+        OR (NEW.context_dirty_since IS NULL AND OLD.context_dirty_since IS NOT NULL)
+        OR (NEW.context_dirty_resources IS DISTINCT FROM OLD.context_dirty_resources
+            AND NOT (NEW.context_dirty_since IS NOT NULL AND OLD.context_dirty_since IS NULL))
+        OR (NEW.status = OLD.status
+            AND (NEW.updated_at <> OLD.updated_at OR NEW.last_error IS DISTINCT FROM OLD.last_error))
+      )
+    ) k
+    ORDER BY k.ord));
   RETURN NULL;
 END;
 $$;
@@ -229,7 +219,7 @@ $$;
 CREATE OR REPLACE TRIGGER chats_900_events_on_update
   AFTER UPDATE ON chats
   FOR EACH ROW
-  WHEN (NEW.version IS DISTINCT FROM OLD.version)
+  WHEN (NEW.version IS DISTINCT FROM OLD.version AND chat_events_mode() <> 'off')
   EXECUTE FUNCTION chats__events_on_update();
 
 -- A chat removed for good (a DBA's DELETE, or its owner deleted): `hard_deleted`, carrying the
@@ -237,24 +227,19 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_update
 CREATE OR REPLACE FUNCTION chats__events_on_delete() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF chat_events_mode() = 'off' THEN
-    RETURN NULL;
-  END IF;
-  INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
-  SELECT o.id, o.owner_id, 'hard_deleted', o.version + 1,
-    jsonb_build_object('organization_id', o.organization_id, 'parent_chat_id', o.parent_chat_id,
-      'root_chat_id', o.root_chat_id, 'title', o.title)
-  FROM old_rows o ORDER BY o.id;
-  IF FOUND THEN
-    PERFORM chat_events_notify();
-  END IF;
+  PERFORM chat_events_append(ARRAY(
+    SELECT ROW(o.id, o.owner_id, 'hard_deleted', o.version + 1,
+      jsonb_build_object('organization_id', o.organization_id, 'parent_chat_id', o.parent_chat_id,
+        'root_chat_id', o.root_chat_id, 'title', o.title))::chat_event_row
+    FROM old_rows o ORDER BY o.id));
   RETURN NULL;
 END;
 $$;
 
 CREATE OR REPLACE TRIGGER chats_900_events_on_delete
   AFTER DELETE ON chats REFERENCING OLD TABLE AS old_rows
-  FOR EACH STATEMENT EXECUTE FUNCTION chats__events_on_delete();
+  FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
+  EXECUTE FUNCTION chats__events_on_delete();
 
 -- Tells the runner holding a chat that its turn must stop: the chat left `running` (an interrupt
 -- made it waiting) or was archived while the lease stayed, or a new turn was admitted (an edit:

@@ -18,6 +18,7 @@ export const claimPendingChatsQuery = `-- name: ClaimPendingChats :many
 -- request is changing, is left for the next claim instead of waited for, so runners never block
 -- each other and never take the same chat. A pending chat holds no lease: admitting its turn
 -- released any (chat_admit_message).
+-- status: pending -> running (docs/sql.md "Chat status").
 UPDATE chats c
 SET status = 'running', worker_id = $1, started_at = now(), heartbeat_at = now(),
   last_error = NULL

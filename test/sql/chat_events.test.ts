@@ -15,6 +15,7 @@ import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messa
 import { deleteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
 import { markChatReadByID } from "../../src/generated/chats.ts";
 import { patchChat } from "../../src/server/chat_patch.ts";
+import { streamKinds, watchKinds } from "../../src/watch/kinds.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
@@ -670,6 +671,26 @@ describe("chat_messages, queue and diff status", () => {
     m = await mark();
     await gen.diffStatus(pool, chat.id, { pull_request_state: "merged", additions: 5 });
     expect(kindsOf(await eventsSince(m, chat.id))).toEqual(["diff_status_change"]);
+  });
+});
+
+describe("the event kinds and their writer", () => {
+  it("every kind of the SQL enum goes to the owner's watch or to a chat's stream, and the TypeScript lists name no other", async () => {
+    const { rows } = await pool.query(
+      "SELECT unnest(enum_range(NULL::chat_event_kind))::text AS kind",
+    );
+    const sqlKinds = rows.map((r) => r.kind as string).sort();
+    const listed = [...new Set([...watchKinds, ...streamKinds])].sort();
+    expect(listed).toEqual(sqlKinds);
+  });
+
+  it("chat_events_append is the only routine that writes chat_events", async () => {
+    const { rows } = await pool.query(
+      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+       WHERE n.nspname = 'public' AND p.prosrc ~* 'insert\\s+into\\s+chat_events\\s*\\('
+       ORDER BY 1`,
+    );
+    expect(rows.map((r) => r.proname)).toEqual(["chat_events_append"]);
   });
 });
 

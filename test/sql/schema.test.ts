@@ -1,3 +1,6 @@
+import fs from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
 import { testDb } from "../setup/db.ts";
@@ -45,5 +48,76 @@ describe("foreign keys", () => {
       ORDER BY c.conname`);
     const unindexed = rows.filter((r) => !r.indexed).map((r) => r.name);
     expect(unindexed).toEqual(Object.keys(unindexedOnPurpose).sort());
+  });
+});
+
+describe("the chat status state machine", () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+  const pointer = 'docs/sql.md "Chat status"';
+
+  /** The rows of the "Chat status" table in docs/sql.md: from, event, to, where, also. */
+  async function stateTable(): Promise<string[][]> {
+    const doc = await fs.readFile(path.join(root, "docs/sql.md"), "utf8");
+    const section = doc.slice(doc.indexOf("### Chat status"));
+    const start = section.indexOf("| from |");
+    const table = section.slice(start, section.indexOf("\n\n", start));
+    return table
+      .split("\n")
+      .slice(2)
+      .map((line) =>
+        line
+          .split("|")
+          .slice(1, -1)
+          .map((cell) => cell.trim()),
+      );
+  }
+
+  it("every UPDATE of chats that sets status in sql/ points at the table", async () => {
+    const missing: string[] = [];
+    let sites = 0;
+    for (const dir of ["functions", "queries", "triggers"]) {
+      for (const name of await fs.readdir(path.join(root, "sql", dir))) {
+        const text = await fs.readFile(path.join(root, "sql", dir, name), "utf8");
+        for (const m of text.matchAll(/UPDATE chats\b[\s\S]*?\bWHERE\b/g)) {
+          const setClause = m[0].slice(m[0].search(/\bSET\b/));
+          if (!/(^|[\s,(])status\s*=/.test(setClause.replace(/^SET\s+/, " "))) continue;
+          sites++;
+          const before = text.slice(0, m.index).split("\n").slice(-4).join("\n");
+          if (!before.includes(pointer)) {
+            const line = text.slice(0, m.index).split("\n").length;
+            missing.push(`sql/${dir}/${name}:${line}`);
+          }
+        }
+      }
+    }
+    expect(sites).toBeGreaterThanOrEqual(8);
+    expect(missing).toEqual([]);
+  });
+
+  it("names only functions and queries that exist, and every status the enum has", async () => {
+    const rows = await stateTable();
+    expect(rows.length).toBeGreaterThanOrEqual(10);
+    const named = new Set(rows.flatMap((r) => [...r[3]!.matchAll(/`(\w+)`/g)].map((m) => m[1]!)));
+    const { rows: procs } = await pool.query<{ proname: string }>(
+      "SELECT proname FROM pg_proc WHERE proname = ANY ($1)",
+      [[...named]],
+    );
+    const queries = (await fs.readdir(path.join(root, "sql/queries"))).map((f) =>
+      fs.readFile(path.join(root, "sql/queries", f), "utf8"),
+    );
+    const queryText = (await Promise.all(queries)).join("\n");
+    const unknown = [...named].filter(
+      (n) => !procs.some((p) => p.proname === n) && !queryText.includes(`-- name: ${n} `),
+    );
+    expect(unknown).toEqual([]);
+    const { rows: statuses } = await pool.query<{ s: string }>(
+      "SELECT unnest(enum_range(NULL::chat_status))::text AS s",
+    );
+    const inTable = new Set(
+      rows.flatMap((r) => [...`${r[0]} ${r[2]}`.matchAll(/`(\w+)`/g)].map((m) => m[1]!)),
+    );
+    // In the enum because docs/api.md lists them; no rule sets them (said under the table).
+    const unused = ["paused", "completed"];
+    expect(statuses.map((r) => r.s).filter((s) => !inTable.has(s))).toEqual(unused);
   });
 });
