@@ -10,16 +10,8 @@ SELECT chat_create(
 
 -- name: GetChatByIDForOwner :one
 -- Chats are visible to their owner only; another owner's id reads as missing.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.id = @id AND c.owner_id = @owner_id;
 
 -- name: ListChatsByOwner :many
@@ -32,16 +24,8 @@ WITH cursor AS (
   FROM chats k
   WHERE k.id = sqlc.narg(after_id)::uuid AND k.owner_id = @owner_id
 )
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.owner_id = @owner_id
   AND c.parent_chat_id IS NULL
   AND c.archived = @archived
@@ -94,16 +78,8 @@ LIMIT @page_limit OFFSET @page_offset;
 -- name: ListChildChatsByRootIDs :many
 -- The subagent chats of listed roots (every depth), grouped by root and newest first within it:
 -- the order chats_root_chat_id_idx yields for root_chat_id = ANY(...), so nothing is sorted.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.root_chat_id = ANY (@root_ids::uuid[]) AND c.archived = @archived
 ORDER BY c.root_chat_id, c.created_at DESC, c.id DESC;
 
@@ -172,16 +148,8 @@ SELECT chat_mark_read(@id) AS last_read_message_id;
 -- name: ListChatsByIDs :many
 -- Change events: the chats a batch of events names, each read once however many events and
 -- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.id = ANY(@ids::uuid[]);
 
 -- name: UpdateChatLastTurnSummaryByID :execrows

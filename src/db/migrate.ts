@@ -57,14 +57,16 @@ async function sqlFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * Re-applies every routine file: `sql/functions/shared.sql`, the other `sql/functions/*.sql`,
- * then `sql/triggers/*.sql`, in one transaction. The files are idempotent (CREATE OR REPLACE)
- * and hold each routine's current body, so a routine is changed in exactly one place.
+ * Re-applies every routine file: `sql/functions/shared.sql`, `sql/views/*.sql` (a SQL-language
+ * function may read a view), the other `sql/functions/*.sql`, then `sql/triggers/*.sql`, in one
+ * transaction. The files are idempotent (CREATE OR REPLACE) and hold each routine's current body,
+ * so a routine is changed in exactly one place.
  */
 export async function applyRoutines(client: pg.Client, log: Log = () => {}): Promise<void> {
   const first = routineFilesFirst.map((f) => path.join(sqlDir, f));
   const files = [
     ...first,
+    ...(await sqlFiles(path.join(sqlDir, "views"))),
     ...(await sqlFiles(path.join(sqlDir, "functions"))).filter((f) => !first.includes(f)),
     ...(await sqlFiles(path.join(sqlDir, "triggers"))),
   ];

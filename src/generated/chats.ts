@@ -59,16 +59,8 @@ export async function insertChat(client: Client, args: InsertChatArgs): Promise<
 
 export const getChatByIDForOwnerQuery = `-- name: GetChatByIDForOwner :one
 -- Chats are visible to their owner only; another owner's id reads as missing.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.id = $1 AND c.owner_id = $2`;
 
 export interface GetChatByIDForOwnerArgs {
@@ -187,16 +179,8 @@ WITH cursor AS (
   FROM chats k
   WHERE k.id = $1::uuid AND k.owner_id = $2
 )
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.owner_id = $2
   AND c.parent_chat_id IS NULL
   AND c.archived = $3
@@ -364,16 +348,8 @@ export async function listChatsByOwner(client: Client, args: ListChatsByOwnerArg
 export const listChildChatsByRootIDsQuery = `-- name: ListChildChatsByRootIDs :many
 -- The subagent chats of listed roots (every depth), grouped by root and newest first within it:
 -- the order chats_root_chat_id_idx yields for root_chat_id = ANY(...), so nothing is sorted.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.root_chat_id = ANY ($1::uuid[]) AND c.archived = $2
 ORDER BY c.root_chat_id, c.created_at DESC, c.id DESC`;
 
@@ -746,16 +722,8 @@ export async function markChatReadByID(client: Client, args: MarkChatReadByIDArg
 export const listChatsByIDsQuery = `-- name: ListChatsByIDs :many
 -- Change events: the chats a batch of events names, each read once however many events and
 -- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
-SELECT c.id, c.owner_id, c.organization_id, c.workspace_id, c.build_id, c.agent_id,
-  c.parent_chat_id, c.root_chat_id, c.last_model_config_id, c.title, c.status, c.last_error,
-  c.created_at, c.updated_at, c.archived, c.pin_order, c.mode, c.plan_mode, c.client_type,
-  c.mcp_server_ids, c.labels, c.has_unread, c.last_turn_summary, c.context_aggregate_hash,
-  c.context_dirty_since, c.context_dirty_resources, c.context_error, c.version,
-  c.diff_chat_id, c.diff_url, c.diff_pull_request_state, c.diff_pull_request_title,
-  c.diff_pull_request_draft, c.diff_pr_number, c.diff_changes_requested, c.diff_additions,
-  c.diff_deletions, c.diff_changed_files, c.diff_git_branch, c.diff_git_remote_origin,
-  c.diff_refreshed_at, c.diff_stale_at
-FROM chats_expanded c
+SELECT c.*
+FROM chat_rows c
 WHERE c.id = ANY($1::uuid[])`;
 
 export interface ListChatsByIDsArgs {
