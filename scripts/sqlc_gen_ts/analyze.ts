@@ -4,6 +4,7 @@ import type { AnalyzedQuery, Field } from "./emit.ts";
 import { GenError } from "./errors.ts";
 import { RelationCatalog, resultNullability } from "./infer.ts";
 import type { PreparedQuery } from "./params.ts";
+import { alwaysOneRow } from "./rows.ts";
 import { nullable, TypeCatalog } from "./types.ts";
 
 const jsonOid = 114;
@@ -106,6 +107,14 @@ export class Analyzer {
         type: nullable(this.types.resultType(f.dataTypeID), !result.notNull[i]),
       }));
     }
-    return { name: block.name, command: block.command, sql: q.sql, params, columns };
+    const oneRow = block.command === ":one" && (await alwaysOneRow(this.client, q.stmt));
+    return {
+      name: block.name,
+      command: block.command,
+      sql: q.sql,
+      params,
+      columns,
+      ...(oneRow ? { alwaysOneRow: true } : {}),
+    };
   }
 }

@@ -44,7 +44,7 @@ export async function bootstrap(
       email: null,
       roles: ["owner"],
       chat_spend_limit_micros: null,
-      organization_ids: [org!.id],
+      organization_ids: [org.id],
     });
     await insertAPIKey(client, {
       id: key.id,

@@ -30,14 +30,14 @@ export interface InsertAPIKeyRow {
   expires_at: string | null;
 }
 
-export async function insertAPIKey(client: Client, args: InsertAPIKeyArgs): Promise<InsertAPIKeyRow | null> {
+export async function insertAPIKey(client: Client, args: InsertAPIKeyArgs): Promise<InsertAPIKeyRow> {
   const result = await client.query({
     text: insertAPIKeyQuery,
     values: [args.id, args.user_id, args.hashed_secret, args.lifetime_seconds],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertAPIKey returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

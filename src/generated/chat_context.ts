@@ -29,14 +29,14 @@ export interface PushWorkspaceAgentContextRow {
   marked_dirty: number | null;
 }
 
-export async function pushWorkspaceAgentContext(client: Client, args: PushWorkspaceAgentContextArgs): Promise<PushWorkspaceAgentContextRow | null> {
+export async function pushWorkspaceAgentContext(client: Client, args: PushWorkspaceAgentContextArgs): Promise<PushWorkspaceAgentContextRow> {
   const result = await client.query({
     text: pushWorkspaceAgentContextQuery,
     values: [args.agent_id, jsonParam(args.resources), args.error],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`PushWorkspaceAgentContext returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -127,14 +127,14 @@ export interface AddChatContextFilesRow {
   added: number | null;
 }
 
-export async function addChatContextFiles(client: Client, args: AddChatContextFilesArgs): Promise<AddChatContextFilesRow | null> {
+export async function addChatContextFiles(client: Client, args: AddChatContextFilesArgs): Promise<AddChatContextFilesRow> {
   const result = await client.query({
     text: addChatContextFilesQuery,
     values: [args.agent_id, args.chat_id, jsonParam(args.files)],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`AddChatContextFiles returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -158,14 +158,14 @@ export interface ClearChatContextFilesRow {
   removed: number | null;
 }
 
-export async function clearChatContextFiles(client: Client, args: ClearChatContextFilesArgs): Promise<ClearChatContextFilesRow | null> {
+export async function clearChatContextFiles(client: Client, args: ClearChatContextFilesArgs): Promise<ClearChatContextFilesRow> {
   const result = await client.query({
     text: clearChatContextFilesQuery,
     values: [args.agent_id, args.chat_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`ClearChatContextFiles returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -284,14 +284,14 @@ export interface PruneChatEventsRow {
   deleted: number | null;
 }
 
-export async function pruneChatEvents(client: Client, args: PruneChatEventsArgs): Promise<PruneChatEventsRow | null> {
+export async function pruneChatEvents(client: Client, args: PruneChatEventsArgs): Promise<PruneChatEventsRow> {
   const result = await client.query({
     text: pruneChatEventsQuery,
     values: [args.retention_seconds, args.batch_size],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`PruneChatEvents returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

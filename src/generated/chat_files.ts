@@ -28,14 +28,14 @@ export interface InsertChatFileRow {
   created_at: string;
 }
 
-export async function insertChatFile(client: Client, args: InsertChatFileArgs): Promise<InsertChatFileRow | null> {
+export async function insertChatFile(client: Client, args: InsertChatFileArgs): Promise<InsertChatFileRow> {
   const result = await client.query({
     text: insertChatFileQuery,
     values: [args.owner_id, args.organization_id, args.name, args.mimetype, args.data],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertChatFile returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -42,14 +42,14 @@ export interface InsertChatMessageRow {
   created_by: string | null;
 }
 
-export async function insertChatMessage(client: Client, args: InsertChatMessageArgs): Promise<InsertChatMessageRow | null> {
+export async function insertChatMessage(client: Client, args: InsertChatMessageArgs): Promise<InsertChatMessageRow> {
   const result = await client.query({
     text: insertChatMessageQuery,
     values: [args.chat_id, args.role, jsonParam(args.content), args.visibility, args.model_config_id, args.created_by, args.api_key_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertChatMessage returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -247,14 +247,14 @@ export interface SendChatMessageRow {
   queued_message_id: number | null;
 }
 
-export async function sendChatMessage(client: Client, args: SendChatMessageArgs): Promise<SendChatMessageRow | null> {
+export async function sendChatMessage(client: Client, args: SendChatMessageArgs): Promise<SendChatMessageRow> {
   const result = await client.query({
     text: sendChatMessageQuery,
     values: [args.chat_id, args.owner_id, jsonParam(args.content), args.model_config_id, args.busy_behavior, args.api_key_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`SendChatMessage returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -280,14 +280,14 @@ export interface EditChatMessageRow {
   deleted_message_ids: number[] | null;
 }
 
-export async function editChatMessage(client: Client, args: EditChatMessageArgs): Promise<EditChatMessageRow | null> {
+export async function editChatMessage(client: Client, args: EditChatMessageArgs): Promise<EditChatMessageRow> {
   const result = await client.query({
     text: editChatMessageQuery,
     values: [args.chat_id, args.owner_id, args.message_id, jsonParam(args.content), args.api_key_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`EditChatMessage returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -310,14 +310,14 @@ export interface SubmitChatToolResultsRow {
   message_id: number | null;
 }
 
-export async function submitChatToolResults(client: Client, args: SubmitChatToolResultsArgs): Promise<SubmitChatToolResultsRow | null> {
+export async function submitChatToolResults(client: Client, args: SubmitChatToolResultsArgs): Promise<SubmitChatToolResultsRow> {
   const result = await client.query({
     text: submitChatToolResultsQuery,
     values: [args.chat_id, args.owner_id, jsonParam(args.results), args.api_key_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`SubmitChatToolResults returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

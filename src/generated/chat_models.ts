@@ -37,14 +37,14 @@ export interface InsertChatProviderRow {
   updated_at: string;
 }
 
-export async function insertChatProvider(client: Client, args: InsertChatProviderArgs): Promise<InsertChatProviderRow | null> {
+export async function insertChatProvider(client: Client, args: InsertChatProviderArgs): Promise<InsertChatProviderRow> {
   const result = await client.query({
     text: insertChatProviderQuery,
     values: [args.id, args.provider, args.display_name, args.base_url, args.enabled, args.api_key_ciphertext],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertChatProvider returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -162,14 +162,14 @@ export interface UpdateChatProviderByIDRow {
   id: string | null;
 }
 
-export async function updateChatProviderByID(client: Client, args: UpdateChatProviderByIDArgs): Promise<UpdateChatProviderByIDRow | null> {
+export async function updateChatProviderByID(client: Client, args: UpdateChatProviderByIDArgs): Promise<UpdateChatProviderByIDRow> {
   const result = await client.query({
     text: updateChatProviderByIDQuery,
     values: [args.id, args.display_name, args.set_base_url, args.base_url, args.enabled, args.set_api_key, args.api_key_ciphertext],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`UpdateChatProviderByID returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -227,14 +227,14 @@ export interface InsertChatModelConfigRow {
   is_default: boolean;
 }
 
-export async function insertChatModelConfig(client: Client, args: InsertChatModelConfigArgs): Promise<InsertChatModelConfigRow | null> {
+export async function insertChatModelConfig(client: Client, args: InsertChatModelConfigArgs): Promise<InsertChatModelConfigRow> {
   const result = await client.query({
     text: insertChatModelConfigQuery,
     values: [args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertChatModelConfig returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -273,14 +273,14 @@ export interface CreateChatModelConfigRow {
   id: string | null;
 }
 
-export async function createChatModelConfig(client: Client, args: CreateChatModelConfigArgs): Promise<CreateChatModelConfigRow | null> {
+export async function createChatModelConfig(client: Client, args: CreateChatModelConfigArgs): Promise<CreateChatModelConfigRow> {
   const result = await client.query({
     text: createChatModelConfigQuery,
     values: [args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`CreateChatModelConfig returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -426,14 +426,14 @@ export interface UpdateChatModelConfigByIDRow {
   id: string | null;
 }
 
-export async function updateChatModelConfigByID(client: Client, args: UpdateChatModelConfigByIDArgs): Promise<UpdateChatModelConfigByIDRow | null> {
+export async function updateChatModelConfigByID(client: Client, args: UpdateChatModelConfigByIDArgs): Promise<UpdateChatModelConfigByIDRow> {
   const result = await client.query({
     text: updateChatModelConfigByIDQuery,
     values: [args.id, args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.set_pricing, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`UpdateChatModelConfigByID returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

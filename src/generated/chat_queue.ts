@@ -96,14 +96,14 @@ export interface PromoteChatQueuedMessageRow {
   message_id: number | null;
 }
 
-export async function promoteChatQueuedMessage(client: Client, args: PromoteChatQueuedMessageArgs): Promise<PromoteChatQueuedMessageRow | null> {
+export async function promoteChatQueuedMessage(client: Client, args: PromoteChatQueuedMessageArgs): Promise<PromoteChatQueuedMessageRow> {
   const result = await client.query({
     text: promoteChatQueuedMessageQuery,
     values: [args.chat_id, args.owner_id, args.queued_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`PromoteChatQueuedMessage returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

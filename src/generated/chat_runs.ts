@@ -197,14 +197,14 @@ export interface SaveChatRunStepRow {
   saved: boolean | null;
 }
 
-export async function saveChatRunStep(client: Client, args: SaveChatRunStepArgs): Promise<SaveChatRunStepRow | null> {
+export async function saveChatRunStep(client: Client, args: SaveChatRunStepArgs): Promise<SaveChatRunStepRow> {
   const result = await client.query({
     text: saveChatRunStepQuery,
     values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, jsonParam(args.messages)],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`SaveChatRunStep returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -236,14 +236,14 @@ export interface FinishChatRunRow {
   title_source: "fallback" | "generated" | "user" | null;
 }
 
-export async function finishChatRun(client: Client, args: FinishChatRunArgs): Promise<FinishChatRunRow | null> {
+export async function finishChatRun(client: Client, args: FinishChatRunArgs): Promise<FinishChatRunRow> {
   const result = await client.query({
     text: finishChatRunQuery,
     values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, jsonParam(args.messages), args.outcome, jsonParam(args.error)],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`FinishChatRun returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -266,14 +266,14 @@ export interface ReleaseChatRunsByWorkerIDRow {
   released: number | null;
 }
 
-export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseChatRunsByWorkerIDArgs): Promise<ReleaseChatRunsByWorkerIDRow | null> {
+export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseChatRunsByWorkerIDArgs): Promise<ReleaseChatRunsByWorkerIDRow> {
   const result = await client.query({
     text: releaseChatRunsByWorkerIDQuery,
     values: [args.worker_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`ReleaseChatRunsByWorkerID returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -354,14 +354,14 @@ export interface RecoverChatRunByIDRow {
   action: string | null;
 }
 
-export async function recoverChatRunByID(client: Client, args: RecoverChatRunByIDArgs): Promise<RecoverChatRunByIDRow | null> {
+export async function recoverChatRunByID(client: Client, args: RecoverChatRunByIDArgs): Promise<RecoverChatRunByIDRow> {
   const result = await client.query({
     text: recoverChatRunByIDQuery,
     values: [args.chat_id, args.stale_after_seconds, args.tool_results_timeout_seconds],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`RecoverChatRunByID returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

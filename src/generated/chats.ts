@@ -42,14 +42,14 @@ export interface InsertChatRow {
   id: string | null;
 }
 
-export async function insertChat(client: Client, args: InsertChatArgs): Promise<InsertChatRow | null> {
+export async function insertChat(client: Client, args: InsertChatArgs): Promise<InsertChatRow> {
   const result = await client.query({
     text: insertChatQuery,
     values: [args.owner_id, args.organization_id, args.workspace_id, args.model_config_id, args.parent_chat_id, args.client_type, args.mode, args.plan_mode, jsonParam(args.labels), jsonParam(args.dynamic_tools), args.system_prompt, jsonParam(args.content), args.api_key_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertChat returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -469,14 +469,14 @@ export interface GetChatExistsByIDForOwnerRow {
   found: boolean;
 }
 
-export async function getChatExistsByIDForOwner(client: Client, args: GetChatExistsByIDForOwnerArgs): Promise<GetChatExistsByIDForOwnerRow | null> {
+export async function getChatExistsByIDForOwner(client: Client, args: GetChatExistsByIDForOwnerArgs): Promise<GetChatExistsByIDForOwnerRow> {
   const result = await client.query({
     text: getChatExistsByIDForOwnerQuery,
     values: [args.id, args.owner_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`GetChatExistsByIDForOwner returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
@@ -704,14 +704,14 @@ export interface MarkChatReadByIDRow {
   last_read_message_id: number | null;
 }
 
-export async function markChatReadByID(client: Client, args: MarkChatReadByIDArgs): Promise<MarkChatReadByIDRow | null> {
+export async function markChatReadByID(client: Client, args: MarkChatReadByIDArgs): Promise<MarkChatReadByIDRow> {
   const result = await client.query({
     text: markChatReadByIDQuery,
     values: [args.id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`MarkChatReadByID returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

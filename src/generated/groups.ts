@@ -26,14 +26,14 @@ export interface InsertGroupRow {
   created_at: string;
 }
 
-export async function insertGroup(client: Client, args: InsertGroupArgs): Promise<InsertGroupRow | null> {
+export async function insertGroup(client: Client, args: InsertGroupArgs): Promise<InsertGroupRow> {
   const result = await client.query({
     text: insertGroupQuery,
     values: [args.organization_id, args.name, args.chat_spend_limit_micros],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertGroup returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -15,14 +15,14 @@ export interface PingDatabaseRow {
   migrated: boolean;
 }
 
-export async function pingDatabase(client: Client): Promise<PingDatabaseRow | null> {
+export async function pingDatabase(client: Client): Promise<PingDatabaseRow> {
   const result = await client.query({
     text: pingDatabaseQuery,
     values: [],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`PingDatabase returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -21,14 +21,14 @@ export interface InsertOrganizationRow {
   created_at: string;
 }
 
-export async function insertOrganization(client: Client, args: InsertOrganizationArgs): Promise<InsertOrganizationRow | null> {
+export async function insertOrganization(client: Client, args: InsertOrganizationArgs): Promise<InsertOrganizationRow> {
   const result = await client.query({
     text: insertOrganizationQuery,
     values: [args.name],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertOrganization returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -26,14 +26,14 @@ export interface InsertWorkspaceRow {
   created_at: string;
 }
 
-export async function insertWorkspace(client: Client, args: InsertWorkspaceArgs): Promise<InsertWorkspaceRow | null> {
+export async function insertWorkspace(client: Client, args: InsertWorkspaceArgs): Promise<InsertWorkspaceRow> {
   const result = await client.query({
     text: insertWorkspaceQuery,
     values: [args.organization_id, args.owner_id, args.name],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    return null;
+    throw new Error(`InsertWorkspace returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

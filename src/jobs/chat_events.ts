@@ -34,7 +34,7 @@ export function startEventPruning(opts: {
         retention_seconds: opts.retentionSeconds,
         batch_size: batchSize,
       });
-      const deleted = row?.deleted ?? 0;
+      const deleted = row.deleted ?? 0;
       total += deleted;
       if (deleted < batchSize) break;
     }

@@ -47,7 +47,7 @@ export async function runRecoveryPass(
     for (const { id } of candidates) {
       try {
         const row = await recoverChatRunByID(db, { chat_id: id, ...args });
-        if (row?.action) pass.recovered.push({ chat_id: id, action: row.action });
+        if (row.action) pass.recovered.push({ chat_id: id, action: row.action });
         else tried.add(id);
       } catch (err) {
         tried.add(id);

@@ -264,7 +264,7 @@ export class Runner {
     await this.maintenance?.catch(() => {});
     try {
       const released = await releaseChatRunsByWorkerID(this.db, { worker_id: this.workerId });
-      if (released?.released) {
+      if (released.released) {
         this.opts.afterWrite();
         this.log.info({ released: released.released }, "released leases");
       }

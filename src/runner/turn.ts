@@ -310,7 +310,7 @@ export async function runTurn(
       error: error ?? null,
     });
     deps.afterWrite();
-    return row!;
+    return row;
   };
 
   let model: ResolvedModel;
@@ -406,7 +406,7 @@ export async function runTurn(
         messages: stepMessages,
       });
       deps.afterWrite();
-      if (!saved?.saved) {
+      if (!saved.saved) {
         // Stopped or taken away meanwhile: the turn's end decides what happens to this step.
         output.push(...stepMessages);
         return { outcome: (await finish("completed")).outcome as TurnOutcome };

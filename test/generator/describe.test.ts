@@ -155,6 +155,45 @@ describe("describing statements", () => {
   });
 });
 
+describe(":one queries that always return one row", () => {
+  const one = async (sql: string) => (await analyze(sql, ":one")).alwaysOneRow === true;
+
+  it("a SELECT without FROM, or FROM a function returning one row, returns the row, not | null", async () => {
+    expect(await one("SELECT now() AS at")).toBe(true);
+    expect(await one("SELECT EXISTS (SELECT 1 FROM gen_parents WHERE id = @id) AS found")).toBe(
+      true,
+    );
+    expect(await one("SELECT p.x FROM make_interval(secs => 1) AS p(x)")).toBe(true);
+    expect(
+      await one(
+        "INSERT INTO gen_children (id, parent_id, label) VALUES (@id, 1, 'x') RETURNING id",
+      ),
+    ).toBe(true);
+    expect(
+      await one(
+        "INSERT INTO gen_children (id, parent_id, label) VALUES (@id, 1, 'x') ON CONFLICT (id) DO UPDATE SET label = 'y' RETURNING id",
+      ),
+    ).toBe(true);
+  });
+
+  it("anything that may return no row keeps | null", async () => {
+    expect(await one("SELECT id FROM gen_parents WHERE id = @id")).toBe(false);
+    expect(await one("SELECT now() AS at WHERE @flag::boolean")).toBe(false);
+    expect(await one("SELECT now() AS at LIMIT @n")).toBe(false);
+    expect(await one("SELECT unnest(@ids::int[]) AS id")).toBe(false);
+    expect(await one("SELECT x FROM generate_series(1, @n) AS x")).toBe(false);
+    expect(
+      await one(
+        "INSERT INTO gen_children (id, parent_id, label) VALUES (@id, 1, 'x') ON CONFLICT (id) DO NOTHING RETURNING id",
+      ),
+    ).toBe(false);
+    expect(
+      await one("INSERT INTO gen_children (id, parent_id, label) SELECT @id, 1, 'x' RETURNING id"),
+    ).toBe(false);
+    expect(await one("WITH x AS (SELECT 1 AS v) SELECT v FROM x")).toBe(false);
+  });
+});
+
 describe("nullability against the database", () => {
   it("table columns keep their NOT NULL", async () => {
     expect(await rowType("SELECT id, name, note FROM gen_parents")).toEqual({

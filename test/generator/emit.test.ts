@@ -89,6 +89,18 @@ export async function getUserByID(client: Client, args: GetUserByIDArgs): Promis
 `);
   });
 
+  it(":one of a query that always returns one row returns the row, and throws if the server answers otherwise", () => {
+    const text = emitModule("sql/queries/users.sql", [{ ...getUserByID, alwaysOneRow: true }]);
+    expect(text).toContain(
+      "export async function getUserByID(client: Client, args: GetUserByIDArgs): Promise<GetUserByIDRow> {",
+    );
+    expect(text).toContain(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the generated code's template literal.
+      "throw new Error(`GetUserByID returned ${result.rows.length} rows, expected 1`);",
+    );
+    expect(text).not.toContain("return null;");
+  });
+
   it(":many maps every row; a query without parameters has no Args and passes no values", () => {
     expect(emitModule("sql/queries/users.sql", [listUsers])).toBe(`${header}
 export const listUsersQuery = \`-- name: ListUsers :many

@@ -79,7 +79,7 @@ export const chatContextAgentRoutes = new Hono<AppEnv>()
       resources: body.resources,
       error: body.error ?? null,
     });
-    return c.json({ aggregate_hash: pushed!.aggregate_hash, marked_dirty: pushed!.marked_dirty });
+    return c.json({ aggregate_hash: pushed.aggregate_hash, marked_dirty: pushed.marked_dirty });
   })
 
   .post("/me/chat-context", validate("json", contextFiles), async (c) => {
@@ -90,7 +90,7 @@ export const chatContextAgentRoutes = new Hono<AppEnv>()
       chat_id: body.chat_id ?? null,
       files: body.files,
     });
-    return c.json({ chat_id: added!.chat_id, added: added!.added });
+    return c.json({ chat_id: added.chat_id, added: added.added });
   })
 
   .delete("/me/chat-context", validate("query", chatQuery), async (c) => {
@@ -99,7 +99,7 @@ export const chatContextAgentRoutes = new Hono<AppEnv>()
       agent_id: agent.id,
       chat_id: c.req.valid("query").chat_id ?? null,
     });
-    return c.json({ chat_id: cleared!.chat_id, removed: cleared!.removed });
+    return c.json({ chat_id: cleared.chat_id, removed: cleared.removed });
   });
 
 /** PUT /chats/{chat}/context (the chat's owner): re-pins the agent's current snapshot. */

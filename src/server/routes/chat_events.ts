@@ -62,7 +62,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
     const owner = userOf(c.get("actor")).user.id;
     const { chat } = c.req.valid("param");
     const q = c.req.valid("query");
-    if (!(await getChatExistsByIDForOwner(db, { id: chat, owner_id: owner }))?.found) {
+    if (!(await getChatExistsByIDForOwner(db, { id: chat, owner_id: owner })).found) {
       throw notFound("Chat");
     }
     const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));

@@ -66,7 +66,7 @@ export const chatFilesRoutes = new Hono<AppEnv>()
       mimetype: declared,
       data,
     });
-    return c.json({ id: file!.id }, 201);
+    return c.json({ id: file.id }, 201);
   })
 
   .get("/:file", validate("param", fileParam), async (c) => {

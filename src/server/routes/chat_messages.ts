@@ -60,7 +60,7 @@ const toolResultsBody = z.strictObject({
 /** 404 unless the chat is the caller's (reads only; transitions check inside their function). */
 async function requireChat(db: Queryable, chatId: string, ownerId: string) {
   const found = await getChatExistsByIDForOwner(db, { id: chatId, owner_id: ownerId });
-  if (!found?.found) throw notFound("Chat");
+  if (!found.found) throw notFound("Chat");
 }
 
 export const chatMessagesRoutes = new Hono<AppEnv>()
@@ -103,11 +103,11 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       busy_behavior: body.busy_behavior,
       api_key_id: actor.apiKeyId,
     });
-    if (sent?.message_id) {
+    if (sent.message_id) {
       return c.json({ message: await loadMessage(db, chat, sent.message_id), queued: false });
     }
     const queued = await getChatQueuedMessageByID(db, {
-      id: sent!.queued_message_id!,
+      id: sent.queued_message_id!,
       chat_id: chat,
     });
     return c.json({
@@ -132,8 +132,8 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
         api_key_id: actor.apiKeyId,
       });
       return c.json({
-        message: await loadMessage(db, chat, edited!.message_id!),
-        deleted_message_ids: edited!.deleted_message_ids ?? [],
+        message: await loadMessage(db, chat, edited.message_id!),
+        deleted_message_ids: edited.deleted_message_ids ?? [],
       });
     },
   )
@@ -167,7 +167,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
         results: c.req.valid("json").results,
         api_key_id: actor.apiKeyId,
       });
-      return c.json({ message: await loadMessage(db, chat, stored!.message_id!) });
+      return c.json({ message: await loadMessage(db, chat, stored.message_id!) });
     },
   )
 

@@ -215,7 +215,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       is_default: body.is_default ?? false,
       ...priceArgs(body.pricing),
     });
-    return c.json(await modelConfigJson(db, created!.id!), 201);
+    return c.json(await modelConfigJson(db, created.id!), 201);
   })
 
   .patch(

@@ -38,6 +38,6 @@ export const chatQueueRoutes = new Hono<AppEnv>()
       owner_id: actor.user.id,
       queued_id: queued,
     });
-    const id = promoted?.message_id;
+    const id = promoted.message_id;
     return c.json(id ? { message: await loadMessage(db, chat, id) } : {}, 202);
   });

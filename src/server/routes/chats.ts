@@ -127,7 +127,7 @@ export const chatsRoutes = new Hono<AppEnv>()
         id: query.after_id,
         owner_id: actor.user.id,
       });
-      if (!cursor?.found) throw badRequest("after_id does not name one of your chats.");
+      if (!cursor.found) throw badRequest("after_id does not name one of your chats.");
     }
     return c.json(await withChildren(db, rows, search.archived));
   })
@@ -161,7 +161,7 @@ export const chatsRoutes = new Hono<AppEnv>()
         content: body.content,
         api_key_id: actor.apiKeyId,
       });
-      return loadChat(tx, actor.user.id, created!.id!);
+      return loadChat(tx, actor.user.id, created.id!);
     });
     return c.json(chat, 201);
   })

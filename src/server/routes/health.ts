@@ -8,7 +8,7 @@ export function healthRoutes(metrics: Metrics) {
     .get("/healthz", async (c) => {
       try {
         const row = await pingDatabase(c.get("deps").db);
-        if (!row?.migrated)
+        if (!row.migrated)
           return c.json({ status: "unavailable", message: "Schema is not migrated." }, 503);
       } catch {
         return c.json({ status: "unavailable", message: "Database does not answer." }, 503);

@@ -29,7 +29,7 @@ const createWorkspaceBody = z.strictObject({
 export const organizationsRoutes = new Hono<AppEnv>()
   .post("/organizations", requireOwner, validate("json", createOrgBody), async (c) => {
     const org = await insertOrganization(c.get("deps").db, { name: c.req.valid("json").name });
-    return c.json({ id: org!.id, name: org!.name }, 201);
+    return c.json({ id: org.id, name: org.name }, 201);
   })
 
   .put(
@@ -104,10 +104,10 @@ export const organizationsRoutes = new Hono<AppEnv>()
       });
       return c.json(
         {
-          id: ws!.id,
-          name: ws!.name,
-          owner_id: ws!.owner_id,
-          organization_id: ws!.organization_id,
+          id: ws.id,
+          name: ws.name,
+          owner_id: ws.owner_id,
+          organization_id: ws.organization_id,
         },
         201,
       );
