@@ -38,7 +38,6 @@ import {
   listChatEventsAfterCursor,
 } from "../src/generated/chat_events.ts";
 import { createLogger } from "../src/log.ts";
-import { createEventRenderer } from "../src/server/event_frames.ts";
 import { startWatch } from "../src/watch/index.ts";
 import { describeMachine, table } from "./measure.ts";
 import { seedOwner, withScratchDatabase } from "./seed_chats.ts";
@@ -71,7 +70,6 @@ export async function benchHorizon() {
         url,
         pool,
         logger,
-        render: createEventRenderer(pool),
         mode: "trigger",
       });
       const rows: string[][] = [];

@@ -3,7 +3,7 @@
 -- Re-applied on every migrate (CREATE OR REPLACE VIEW), like the routines: this file is its one
 -- home. A new visible field is a migration (the column), a line here (at the end: CREATE OR
 -- REPLACE VIEW only appends columns; renaming or dropping one needs a migration that drops the
--- view), its shape in src/server/shapes.ts and docs/api.md.
+-- view), its shape in src/api/shapes.ts and docs/api.md.
 -- The diff status is a LEFT join on its unique key, so a query that reads none of its columns
 -- (the list's filters read only the chat's) has it removed by the planner.
 CREATE OR REPLACE VIEW chat_rows AS

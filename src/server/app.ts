@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { requireAgent, requireUser } from "./auth.ts";
-import type { AppDeps, AppEnv } from "./env.ts";
+import type { AppDeps, AppEnv } from "./deps.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";

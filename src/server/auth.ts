@@ -3,7 +3,7 @@ import type { Queryable } from "../db/index.ts";
 import { getAPIKeyForAuthByID, updateAPIKeyLastUsedByID } from "../generated/api_keys.ts";
 import { getWorkspaceAgentForAuthByTokenID } from "../generated/workspaces.ts";
 import { hashSecret, parseToken, secretMatches } from "../lib/tokens.ts";
-import type { Actor, AppEnv, User, UserActor } from "./env.ts";
+import type { Actor, AppEnv, User, UserActor } from "./deps.ts";
 import { forbidden, unauthorized } from "./errors.ts";
 
 /** Compared against when the key id is unknown, so both failures cost the same. */

@@ -1,9 +1,9 @@
+import { type ChatRow, chatFileJson, chatJson, chatMessageJson } from "../api/shapes.ts";
 import type { Queryable } from "../db/index.ts";
 import { listChatFilesByChatID } from "../generated/chat_files.ts";
 import { getChatMessageByID } from "../generated/chat_messages.ts";
 import { getChatByIDForOwner, listChildChatsByRootIDs } from "../generated/chats.ts";
 import { notFound } from "./errors.ts";
-import { type ChatRow, chatFileJson, chatJson, chatMessageJson } from "./shapes.ts";
 
 /*
  * Chats and messages as responses need more than one query (children, files) or are answered by

@@ -4,7 +4,7 @@ import { routePath } from "hono/route";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Pool } from "../db/index.ts";
 import type { Watch } from "../watch/index.ts";
-import type { AppDeps } from "./env.ts";
+import type { AppDeps } from "./deps.ts";
 
 export interface Metrics {
   registry: Registry;

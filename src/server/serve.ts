@@ -10,7 +10,6 @@ import { createModels } from "../models/index.ts";
 import { Runner } from "../runner/index.ts";
 import { startWatch, type Watch } from "../watch/index.ts";
 import { createApp } from "./app.ts";
-import { createEventRenderer } from "./event_frames.ts";
 
 /** How often a draining server closes connections that went idle. */
 const idleSweepMs = 100;
@@ -71,7 +70,6 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       url: database.url,
       pool: database.pool,
       logger,
-      render: createEventRenderer(database.pool),
       mode: config.eventsNotify,
       heldBackWarnMs: config.eventsHeldBackWarnMs,
     });

@@ -3,8 +3,10 @@ import { createListener } from "../db/listen.ts";
 import type { Pool } from "../db/pool.ts";
 import { notifyChatEphemeral, notifyChatEvents } from "../generated/chat_events.ts";
 import type { Logger } from "../log.ts";
+import { createEventRenderer } from "./frames.ts";
 import { Hub } from "./hub.ts";
 import { BatchedNotifier } from "./notifier.ts";
+import { sseEvent } from "./sse.ts";
 import { type RenderEvents, Tailer } from "./tailer.ts";
 
 export type { Cursor } from "./cursor.ts";
@@ -12,6 +14,7 @@ export { compareCursors, formatCursor, parseCursor } from "./cursor.ts";
 export type { Hub, RenderedEvent, Wanted } from "./hub.ts";
 export type { EventKind, EventRow } from "./kinds.ts";
 export { streamKinds, watchKinds } from "./kinds.ts";
+export { resolveResume, runChatStream, runWatchStream } from "./streams.ts";
 export type { Frame, Subscriber } from "./subscriber.ts";
 export type { RenderEvents } from "./tailer.ts";
 
@@ -38,7 +41,7 @@ export function encodeEphemeral(
   event: EphemeralEvent,
   data: unknown,
 ): { body: string; payload: string } {
-  const body = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+  const body = sseEvent(event, JSON.stringify(data));
   const payload = JSON.stringify({ o: origin, c: chatId, u: ownerId, b: body });
   if (Buffer.byteLength(payload) > maxPartPayloadBytes) {
     throw new RangeError(
@@ -72,7 +75,8 @@ export interface WatchOptions {
   url: string;
   pool: Pool;
   logger: Logger;
-  render: RenderEvents;
+  /** How events become frames; createEventRenderer (frames.ts) unless a test swaps it. */
+  render?: RenderEvents;
   mode: EventsNotifyMode;
   /** Safety poll; see TailerOptions. */
   safetyPollMs?: number;
@@ -118,10 +122,12 @@ export interface Watch {
 /**
  * Starts this process's change-event machinery: one LISTEN connection (src/db/listen.ts,
  * reconnecting with backoff for as long as the process lives; it also carries this process's
- * NOTIFYs, one at a time), the tailer, the subscriber hub and, in batched mode, the notifier. Resolves once it listens and knows where the log ends.
+ * NOTIFYs, one at a time), the tailer, the subscriber hub and, in batched mode, the notifier.
+ * Resolves once it listens and knows where the log ends.
  */
 export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const log = opts.logger.child({ component: "watch" });
+  const render = opts.render ?? createEventRenderer(opts.pool);
   const originId = crypto.randomUUID();
   let tailer: Tailer | undefined;
   const hub = new Hub({
@@ -143,7 +149,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   tailer = new Tailer({
     pool: opts.pool,
     hub,
-    render: opts.render,
+    render,
     logger: log,
     safetyPollMs: opts.safetyPollMs ?? 1_000,
     heldBackWarnMs: opts.heldBackWarnMs,
@@ -186,7 +192,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     hub,
     tailer,
     mode: opts.mode,
-    render: opts.render,
+    render,
     poke() {
       wakeForCommit();
       notifier?.poke();

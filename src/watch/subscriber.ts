@@ -1,4 +1,5 @@
-import { type Cursor, compareCursors, formatCursor } from "./cursor.ts";
+import { type Cursor, compareCursors } from "./cursor.ts";
+import { sseComment, withSseId } from "./sse.ts";
 
 /** A rendered durable event, shared by every subscriber it goes to. */
 export interface Frame {
@@ -78,7 +79,7 @@ export class Subscriber {
       this.account(body.length);
       return;
     }
-    this.enqueue(withId ? `id: ${formatCursor(this.lastCursor)}\n${body}` : body);
+    this.enqueue(withId ? withSseId(this.lastCursor, body) : body);
   }
 
   /**
@@ -89,7 +90,7 @@ export class Subscriber {
   heartbeat(position: Cursor): void {
     if (this.closed || this.held) return;
     if (compareCursors(position, this.lastCursor) > 0) this.lastCursor = position;
-    this.enqueue(`id: ${formatCursor(this.lastCursor)}\n: keep-alive\n\n`);
+    this.enqueue(sseComment("keep-alive", this.lastCursor));
   }
 
   /** The snapshot sent these messages; their live `message` events are dropped once each. */

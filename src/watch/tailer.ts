@@ -9,7 +9,7 @@ import { type Cursor, compareCursors, cursorArgs, rowCursor } from "./cursor.ts"
 import type { Hub, RenderedEvent, Wanted } from "./hub.ts";
 import type { EventRow } from "./kinds.ts";
 
-/** Turns event rows into frames; lives with the HTTP shapes (src/server/event_frames.ts). */
+/** Turns event rows into frames; lives with the HTTP shapes (src/watch/frames.ts). */
 export type RenderEvents = (rows: EventRow[], wanted: Wanted[]) => Promise<RenderedEvent[]>;
 
 export interface TailerOptions {

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { beforeAll, describe, expect, it } from "vitest";
 import { requireAgent, requireOwner, requireUser } from "../../src/server/auth.ts";
-import type { AppEnv } from "../../src/server/env.ts";
+import type { AppEnv } from "../../src/server/deps.ts";
 import { errorHandler } from "../../src/server/errors.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";

@@ -3,7 +3,6 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Pool } from "../../src/db/pool.ts";
 import { createApp } from "../../src/server/app.ts";
-import { createEventRenderer } from "../../src/server/event_frames.ts";
 import { type EventsNotifyMode, startWatch, type Watch } from "../../src/watch/index.ts";
 import { captureLogger } from "./app.ts";
 import { newPool, testDb } from "./db.ts";
@@ -39,7 +38,6 @@ export async function testServer(
     url: dbUrl,
     pool,
     logger,
-    render: createEventRenderer(pool),
     mode: opts.mode ?? "trigger",
     maxQueuedBytes: opts.maxQueuedBytes,
     safetyPollMs: opts.safetyPollMs,

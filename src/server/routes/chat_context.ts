@@ -8,7 +8,7 @@ import {
 } from "../../generated/chat_context.ts";
 import { agentOf, userOf } from "../auth.ts";
 import { loadChat } from "../chat_view.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { chatParam, uuid, validate } from "../validation.ts";
 
 /*

@@ -2,10 +2,10 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
+import { resolveResume, runChatStream, runWatchStream } from "../../watch/index.ts";
 import { userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { notFound, unavailable } from "../errors.ts";
-import { resolveResume, runChatStream, runWatchStream } from "../streams.ts";
 import { chatParam, validate } from "../validation.ts";
 
 /** A cursor is "<xid>.<id>"; anything up to this length is parsed (and malformed means resync). */

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { getChatFileByIDForOwner, insertChatFile } from "../../generated/chat_files.ts";
 import { allowedUploadTypes, baseMediaType, sniffType } from "../../lib/sniff.ts";
 import { userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { badRequest, forbidden, notFound, tooLarge } from "../errors.ts";
 import { uuid, validate } from "../validation.ts";
 

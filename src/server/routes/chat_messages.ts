@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { chatMessageJson, chatQueuedMessageJson } from "../../api/shapes.ts";
 import type { Queryable } from "../../db/index.ts";
 import {
   editChatMessage,
@@ -16,9 +17,8 @@ import {
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
 import { loadChat, loadMessage } from "../chat_view.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
-import { chatMessageJson, chatQueuedMessageJson } from "../shapes.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";
 
 /** History pages (docs/api.md: limit 1..200, default 50). */

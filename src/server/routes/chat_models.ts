@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Hono } from "hono";
 import { z } from "zod";
+import { chatModelConfigJson, chatProviderJson, pricingJson } from "../../api/shapes.ts";
 import type { Queryable } from "../../db/index.ts";
 import {
   createChatModelConfig,
@@ -16,9 +17,8 @@ import {
   updateChatProviderByID,
 } from "../../generated/chat_models.ts";
 import { requireOwner } from "../auth.ts";
-import type { AppDeps, AppEnv } from "../env.ts";
+import type { AppDeps, AppEnv } from "../deps.ts";
 import { notFound, unavailable } from "../errors.ts";
-import { chatModelConfigJson, chatProviderJson, pricingJson } from "../shapes.ts";
 import { httpUrl, micros, uuid, validate } from "../validation.ts";
 
 /*

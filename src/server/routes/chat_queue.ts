@@ -3,7 +3,7 @@ import { z } from "zod";
 import { deleteChatQueuedMessage, promoteChatQueuedMessage } from "../../generated/chat_queue.ts";
 import { userOf } from "../auth.ts";
 import { loadMessage } from "../chat_view.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { uuid, validate } from "../validation.ts";
 
 /*

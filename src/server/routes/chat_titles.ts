@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { regenerateChatTitle } from "../../models/index.ts";
 import { userOf } from "../auth.ts";
 import { loadChat } from "../chat_view.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { modelFailed, unavailable } from "../errors.ts";
 import { chatParam, validate } from "../validation.ts";
 

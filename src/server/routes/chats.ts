@@ -10,7 +10,7 @@ import {
 import { userOf } from "../auth.ts";
 import { patchChat } from "../chat_patch.ts";
 import { loadChat, withChildren } from "../chat_view.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { chatParam, messageContent, uuid, validate } from "../validation.ts";

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { pingDatabase } from "../../generated/health.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import type { Metrics } from "../metrics.ts";
 
 export function healthRoutes(metrics: Metrics) {

@@ -8,7 +8,7 @@ import {
 } from "../../generated/organizations.ts";
 import { insertWorkspace } from "../../generated/workspaces.ts";
 import { requireOwner, userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { forbidden, notFound } from "../errors.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 

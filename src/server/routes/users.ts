@@ -1,13 +1,13 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { userJson } from "../../api/shapes.ts";
 import { insertAPIKey } from "../../generated/api_keys.ts";
 import { getOrganizationByName } from "../../generated/organizations.ts";
 import { getUserByID, insertUser } from "../../generated/users.ts";
 import { generateToken } from "../../lib/tokens.ts";
 import { requireOwner, userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
-import { userJson } from "../shapes.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 
 /** Keys last 30 days unless the caller asks otherwise. */

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { getWorkspaceByID, insertWorkspaceBuild } from "../../generated/workspaces.ts";
 import { generateToken } from "../../lib/tokens.ts";
 import { userOf } from "../auth.ts";
-import type { AppEnv } from "../env.ts";
+import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
 import { resourceName, uuid, validate } from "../validation.ts";
 

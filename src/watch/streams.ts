@@ -1,4 +1,5 @@
 import type { SSEStreamingApi } from "hono/streaming";
+import { chatMessageJson, chatQueuedMessageJson } from "../api/shapes.ts";
 import type { Pool } from "../db/index.ts";
 import {
   getChatEventBounds,
@@ -9,19 +10,13 @@ import { listChatMessagesAfterIDByChatID } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../generated/chat_queue.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
-import {
-  type Cursor,
-  compareCursors,
-  type EventRow,
-  formatCursor,
-  parseCursor,
-  type Subscriber,
-  streamKinds,
-  type Watch,
-  watchKinds,
-} from "../watch/index.ts";
-import { sseBlock, streamData } from "./event_frames.ts";
-import { chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+import { type Cursor, compareCursors, formatCursor, parseCursor } from "./cursor.ts";
+import { streamData } from "./frames.ts";
+import type { Hub } from "./hub.ts";
+import { type EventRow, streamKinds, watchKinds } from "./kinds.ts";
+import { sseComment, sseEvent } from "./sse.ts";
+import type { Subscriber } from "./subscriber.ts";
+import type { RenderEvents, Tailer } from "./tailer.ts";
 
 /*
  * The lifecycle of the two SSE streams of docs/api.md: register (live events are held), send what
@@ -65,9 +60,17 @@ export async function resolveResume(db: Pool, lastEventId: string | undefined): 
   return { kind: "resume", cursor };
 }
 
+/** What a stream needs of this process's Watch (index.ts). */
+interface StreamWatch {
+  hub: Hub;
+  tailer: Pick<Tailer, "position">;
+  render: RenderEvents;
+  poke(): void;
+}
+
 interface StreamContext {
   stream: SSEStreamingApi;
-  watch: Watch;
+  watch: StreamWatch;
   db: Pool;
   logger: Logger;
   /** Closes the client's connection now, even while a write to it is blocked. */
@@ -80,8 +83,7 @@ export async function runWatchStream(ctx: StreamContext, ownerId: string, resume
   await withSubscriber(ctx, sub, async () => {
     // A new watcher's Last-Event-ID starts at the head, so it can resume even before its first
     // event. Not when resuming: a client cut off during the backfill must keep its own cursor.
-    if (resume.kind === "fresh")
-      await ctx.stream.write(`id: ${formatCursor(sub.floor)}\n: watching\n\n`);
+    if (resume.kind === "fresh") await ctx.stream.write(sseComment("watching", sub.floor));
     if (resume.kind === "resync") await writeResync(ctx, sub);
     if (resume.kind === "resume") {
       await backfill(ctx, sub, resume.cursor, (after) =>
@@ -192,7 +194,7 @@ async function backfill(
 
 async function writeResync(ctx: StreamContext, sub: Subscriber) {
   const cursor = formatCursor(sub.floor);
-  await ctx.stream.write(sseBlock("resync", JSON.stringify({ cursor }), sub.floor));
+  await ctx.stream.write(sseEvent("resync", JSON.stringify({ cursor }), sub.floor));
 }
 
 async function writeSnapshot(
@@ -209,7 +211,7 @@ async function writeSnapshot(
   }
   // Only the snapshot's last frame carries the cursor: a client cut off in the middle of it has
   // no new Last-Event-ID, so it gets the whole snapshot again instead of the rest of the log.
-  await ctx.stream.write(sseBlock("status", streamData.status(chat.id, chat.status)));
+  await ctx.stream.write(sseEvent("status", streamData.status(chat.id, chat.status)));
   let after = afterId;
   const sent = new Set<number>();
   for (;;) {
@@ -221,7 +223,7 @@ async function writeSnapshot(
     if (page.length === 0) break;
     let chunk = "";
     for (const m of page) {
-      chunk += sseBlock("message", JSON.stringify(chatMessageJson(m)));
+      chunk += sseEvent("message", JSON.stringify(chatMessageJson(m)));
       sent.add(m.id);
     }
     await ctx.stream.write(chunk);
@@ -242,7 +244,7 @@ async function writeSnapshot(
   sub.alreadySent(later.map((r) => Number(r.payload?.message_id)).filter((id) => sent.has(id)));
   const queue = await listChatQueuedMessagesByChatID(ctx.db, { chat_id: chatId });
   await ctx.stream.write(
-    sseBlock("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),
+    sseEvent("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),
   );
 }
 

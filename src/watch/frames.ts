@@ -1,29 +1,19 @@
+import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "../api/shapes.ts";
 import type { PoolQueryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queue.ts";
 import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
-import {
-  type Cursor,
-  type EventRow,
-  type Frame,
-  formatCursor,
-  type RenderEvents,
-  type RenderedEvent,
-  type Wanted,
-} from "../watch/index.ts";
-import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "./shapes.ts";
+import type { Cursor } from "./cursor.ts";
+import type { RenderedEvent, Wanted } from "./hub.ts";
+import type { EventRow } from "./kinds.ts";
+import { sseEvent } from "./sse.ts";
+import type { Frame } from "./subscriber.ts";
+import type { RenderEvents } from "./tailer.ts";
 
 /*
- * Change events as SSE frames (docs/api.md "Streams"). Frames are built here as whole strings
- * rather than with streamSSE's writeSSE, because one frame goes to every subscriber of a chat or
- * owner: it is rendered and serialised once per process, not once per subscriber.
+ * Change events rendered as the frames of docs/api.md "Streams" (sse.ts writes them), once per
+ * process for all the subscribers of a chat or an owner.
  */
-
-/** One SSE block. `data` is JSON text (never contains a newline). */
-export function sseBlock(event: string, data: string, cursor?: Cursor): string {
-  const id = cursor ? `id: ${formatCursor(cursor)}\n` : "";
-  return `${id}event: ${event}\ndata: ${data}\n\n`;
-}
 
 /** Chat stream frame bodies, shared by the snapshot (routes) and live events (renderer). */
 export const streamData = {
@@ -133,7 +123,7 @@ function watchFrame(
       ? `,"tool_calls":${JSON.stringify(row.payload?.tool_calls ?? [])}`
       : "";
   const data = `{"kind":"${row.kind}","chat":${chat}${toolCalls}}`;
-  return { frame: { cursor, text: sseBlock(row.kind, data, cursor) }, chatOwnerId };
+  return { frame: { cursor, text: sseEvent(row.kind, data, cursor) }, chatOwnerId };
 }
 
 function streamFrames(
@@ -144,14 +134,14 @@ function streamFrames(
 ): Frame | undefined {
   const frame = (event: string, data: string): Frame => ({
     cursor,
-    text: sseBlock(event, data, cursor),
+    text: sseEvent(event, data, cursor),
   });
   switch (row.kind) {
     case "status_change": {
       const status = frame("status", streamData.status(row.chat_id, row.payload?.status));
       // One frame (one cursor) for both blocks: a subscriber takes an event whole or not at all.
       if (row.payload?.status === "error" && row.payload.error) {
-        status.text += sseBlock("error", JSON.stringify(row.payload.error), cursor);
+        status.text += sseEvent("error", JSON.stringify(row.payload.error), cursor);
       }
       return status;
     }

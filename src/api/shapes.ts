@@ -6,14 +6,14 @@ import type {
 } from "../generated/chat_models.ts";
 import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queue.ts";
 import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
-import type { User } from "./env.ts";
+import type { GetUserByIDRow } from "../generated/users.ts";
 
 /*
  * Response shapes of docs/api.md: rows from the generated queries in, JSON objects out. Routes
  * shape every response through these, so a field is named and formatted in one place.
  */
 
-export function userJson(u: User) {
+export function userJson(u: GetUserByIDRow) {
   return {
     id: u.id,
     username: u.username,
