@@ -22,8 +22,9 @@ import { randomUUID } from "node:crypto";
 import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
 import { updateChatHeartbeatsByWorkerID } from "../src/generated/chat_runs.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { seedOwner } from "../support/seed_chats.ts";
 import { describeMachine, table } from "./measure.ts";
-import { seedOwner, withScratchDatabase } from "./seed_chats.ts";
 import { median } from "./stats.ts";
 
 const rounds = 5;

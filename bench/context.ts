@@ -22,8 +22,9 @@ import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import { pushWorkspaceAgentContext } from "../src/generated/chat_context.ts";
-import { describeMachine, int, ms, nestedPlans, table } from "./measure.ts";
-import { withScratchDatabase } from "./seed_chats.ts";
+import { nestedPlans } from "../support/plans.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { describeMachine, int, ms, table } from "./measure.ts";
 import { percentile } from "./stats.ts";
 
 const runs = 5;

@@ -39,8 +39,9 @@ import {
 } from "../src/generated/chat_events.ts";
 import { createLogger } from "../src/log.ts";
 import { startWatch } from "../src/watch/index.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { seedOwner } from "../support/seed_chats.ts";
 import { describeMachine, table } from "./measure.ts";
-import { seedOwner, withScratchDatabase } from "./seed_chats.ts";
 import { median, percentile } from "./stats.ts";
 
 const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));

@@ -27,29 +27,27 @@ import { getAPIKeyForAuthByID, insertAPIKey } from "../src/generated/api_keys.ts
 import { listChatsByOwner, listChildChatsByRootIDs } from "../src/generated/chats.ts";
 import { generateToken } from "../src/lib/tokens.ts";
 import { createApp } from "../src/server/app.ts";
-import {
-  autocannon,
-  describeMachine,
-  explainAnalyze,
-  int,
-  latencies,
-  mark,
-  pair,
-  planNodes,
-  type Queryable,
-  serveLocal,
-  serverSettings,
-  table,
-  throughput,
-} from "./measure.ts";
+import { explainAnalyze, planNodes, type Queryable } from "../support/plans.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
 import {
   capturedQuery,
   cursorAt,
   describeSeed,
   listChatsArgs,
   seedChats,
-  withScratchDatabase,
-} from "./seed_chats.ts";
+} from "../support/seed_chats.ts";
+import {
+  autocannon,
+  describeMachine,
+  int,
+  latencies,
+  mark,
+  pair,
+  serveLocal,
+  serverSettings,
+  table,
+  throughput,
+} from "./measure.ts";
 import { percentile } from "./stats.ts";
 
 const sqlRuns = 2_000;

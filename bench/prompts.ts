@@ -41,30 +41,28 @@ import { insertAPIKey } from "../src/generated/api_keys.ts";
 import { insertChatMessage, listChatPromptsByChatID } from "../src/generated/chat_messages.ts";
 import { generateToken } from "../src/lib/tokens.ts";
 import { createApp } from "../src/server/app.ts";
-import {
-  autocannon,
-  describeMachine,
-  explainAnalyze,
-  type HttpRun,
-  int,
-  latencies,
-  mark,
-  ms,
-  type PlanNode,
-  pair,
-  planNodes,
-  type Queryable,
-  serveLocal,
-  serverSettings,
-  table,
-} from "./measure.ts";
-import { capturedQuery, withScratchDatabase } from "./seed_chats.ts";
+import { explainAnalyze, type PlanNode, planNodes, type Queryable } from "../support/plans.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { capturedQuery } from "../support/seed_chats.ts";
 import {
   createChat,
   describeMessages,
   type MessagesLayout,
   seedMessages,
-} from "./seed_messages.ts";
+} from "../support/seed_messages.ts";
+import {
+  autocannon,
+  describeMachine,
+  type HttpRun,
+  int,
+  latencies,
+  mark,
+  ms,
+  pair,
+  serveLocal,
+  serverSettings,
+  table,
+} from "./measure.ts";
 import { mean, percentile } from "./stats.ts";
 
 /**

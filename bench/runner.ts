@@ -27,7 +27,7 @@
  * the recovery pass alone with M leased chats, and the shutdown that stops the M turns and hands
  * their leases back in one statement.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import path from "node:path";
 import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
@@ -36,11 +36,12 @@ import { createLogger } from "../src/log.ts";
 import { createModels } from "../src/models/index.ts";
 import { Runner, type RunnerStats } from "../src/runner/index.ts";
 import { runRecoveryPass } from "../src/runner/recovery.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { spawnPgchatd } from "../support/spawn.ts";
 import { describeMachine, int, ms, table } from "./measure.ts";
-import { withScratchDatabase } from "./seed_chats.ts";
 import { mean, percentile } from "./stats.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
+const _root = path.resolve(import.meta.dirname, "..");
 const creators = 8;
 const pacedPerSecond = 100;
 /** Heartbeats observed in part 2. */
@@ -54,30 +55,20 @@ interface RunnerProcess {
   stopped: Promise<RunnerStats>;
 }
 
-function spawnRunner(url: string): Promise<RunnerProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "runner"], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", PGCHATD_EVENTS_NOTIFY: "trigger" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
+async function spawnRunner(url: string): Promise<RunnerProcess> {
   let resolveStats!: (s: RunnerStats) => void;
   const stopped = new Promise<RunnerStats>((r) => {
     resolveStats = r;
   });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      if (/pgchatd runner \S+ is running/.test(out)) resolve({ child, stopped });
-      for (const line of out.split("\n")) {
-        if (!line.includes('"runner stopped"')) continue;
+  const proc = await spawnPgchatd("runner", {
+    env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: "info", PGCHATD_EVENTS_NOTIFY: "trigger" },
+    onLine: (line) => {
+      if (line.includes('"runner stopped"')) {
         resolveStats((JSON.parse(line) as { stats: RunnerStats }).stats);
       }
-    });
-    child.once("exit", (code) => {
-      if (code !== 0) reject(new Error(`runner exited ${code}:\n${out}`));
-    });
+    },
   });
+  return { child: proc.child, stopped };
 }
 
 async function seedOwner(pool: pg.Pool, name: string): Promise<{ owner: string; org: string }> {

@@ -16,7 +16,7 @@
  * `tsx src/cli.ts serve`, PGCHATD_EVENTS_NOTIFY=trigger, its own process so its RSS and CPU are
  * read from /proc) and W SSE clients on GET /api/experimental/chats/watch over loopback, run from
  * two worker threads of this process, 10 per owner over W/10 owners (each seeded by
- * bench/seed_chats.ts with 20 chats). 8 pg connections UPDATE the titles of the watched owners'
+ * support/seed_chats.ts with 20 chats). 8 pg connections UPDATE the titles of the watched owners'
  * unarchived chats (round robin over owners, then chats) at E per second for 1 s of warm-up
  * and 10 s measured. Each UPDATE returns its transaction id, which is the xid of its
  * title_change event's SSE id "<xid>.<id>", so every delivery is matched to its write exactly
@@ -57,7 +57,7 @@
  * events and database transactions per request (xacts: every server's tailer reads included, from
  * pg_stat_database), and CPU of the loaded server, Postgres, the other servers and the machine.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -71,16 +71,13 @@ import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import { insertAPIKey } from "../src/generated/api_keys.ts";
 import { generateToken } from "../src/lib/tokens.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import { defaultModelConfigId, describeSeed, seedChats } from "../support/seed_chats.ts";
+import { spawnPgchatd } from "../support/spawn.ts";
 import { autocannon, describeMachine, type HttpRun, int, mark, ms, table } from "./measure.ts";
-import {
-  defaultModelConfigId,
-  describeSeed,
-  seedChats,
-  withScratchDatabase,
-} from "./seed_chats.ts";
 import { percentile } from "./stats.ts";
 
-const root = path.resolve(import.meta.dirname, "..");
+const _root = path.resolve(import.meta.dirname, "..");
 
 /** Part 1 shape: each owner is watched by this many streams and owns this many seeded chats. */
 const watchersPerOwner = 10;
@@ -199,16 +196,21 @@ process.once("exit", () => {
 });
 
 /**
- * `tsx src/cli.ts serve` as a child process (node --import tsx, so the pid is the server's own),
- * on DATABASE_URL `dbUrl`, a free port, logging warnings only.
+ * `pgchatd serve` as a child process (bin/pgchatd.js runs the CLI in its own process, so the pid
+ * is the server's), on DATABASE_URL `dbUrl`, a free port, logging warnings only.
  */
 async function spawnServer(
   dbUrl: string,
   mode: "trigger" | "batched" | "off",
 ): Promise<ServerProcess> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "pgchatd-bench-watch-server-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "serve"], {
-    cwd: root,
+  // pino writes JSON lines to stdout; anything else (a crash) is in the process's output.
+  const logged: string[] = [];
+  const keep = (line: string) => {
+    logged.push(line);
+    if (logged.length > 200) logged.splice(0, logged.length - 200);
+  };
+  const proc = await spawnPgchatd("serve", {
     env: {
       ...process.env,
       DATABASE_URL: dbUrl,
@@ -218,49 +220,20 @@ async function spawnServer(
       PGCHATD_EVENTS_NOTIFY: mode,
       PGCHATD_DATA_DIR: dataDir,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    onLine: (line) => {
+      if (line.startsWith("{")) keep(line);
+    },
+    onSpawn: (child) => children.add(child),
+    timeoutMs: 60_000,
   });
-  children.add(child);
-  // pino writes JSON lines to stdout; stderr has anything else (a crash).
-  const logged: string[] = [];
-  const keep = (line: string) => {
-    logged.push(line);
-    if (logged.length > 200) logged.splice(0, logged.length - 200);
-  };
-  child.stderr!.setEncoding("utf8");
-  child.stderr!.on("data", (chunk: string) => {
-    for (const line of chunk.split("\n")) if (line) keep(line);
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error("server did not listen in 60 s")), 60_000);
-    child.stdout!.setEncoding("utf8");
-    child.stdout!.on("data", (chunk: string) => {
-      for (const line of chunk.split("\n")) if (line.startsWith("{")) keep(line);
-      if (out.length < 100_000) out += chunk;
-      const m = /pgchatd is listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`server exited before listening:\n${logged.slice(-20).join("\n")}`));
-    });
-  });
+  const { child } = proc;
+  const url = proc.ready;
   return {
     pid: child.pid!,
     url,
     logged,
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const force = setTimeout(() => child.kill("SIGKILL"), 20_000);
-        await exited;
-        clearTimeout(force);
-      }
+      await proc.stop();
       children.delete(child);
       await fsp.rm(dataDir, { recursive: true, force: true });
     },
@@ -478,7 +451,7 @@ interface Owner {
   chats: string[];
 }
 
-/** Seeds `owners` owners (bench/seed_chats.ts, 20 chats each) and gives each an API key. */
+/** Seeds `owners` owners (support/seed_chats.ts, 20 chats each) and gives each an API key. */
 async function seedOwners(url: string, owners: number): Promise<Owner[]> {
   const client = await connectClient(url, "bench-watch-seed");
   try {

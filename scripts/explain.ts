@@ -7,7 +7,7 @@
  *   npm run explain -- --print           print to stdout only
  *   npm run explain -- --chats 50000     seed another number of chats (default 100,000)
  *
- * After the chat list, the messages data set of `npm run bench -- prompts` (bench/seed_messages.ts:
+ * After the chat list, the messages data set of `npm run bench -- prompts` (support/seed_messages.ts:
  * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
  * prompt-history reads; seeding it takes ~12 s. Then the change-event reads on the log all that
  * wrote, and the runner's statements on runner state set on the seeded chats.
@@ -19,17 +19,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type pg from "pg";
-import { nestedPlans } from "../bench/measure.ts";
-import {
-  capturedQuery,
-  cursorAt,
-  describeSeed,
-  listChatsArgs,
-  type SeededChats,
-  seedChats,
-  withScratchDatabase,
-} from "../bench/seed_chats.ts";
-import { describeMessages, type SeededMessages, seedMessages } from "../bench/seed_messages.ts";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient } from "../src/db/pool.ts";
 import {
@@ -67,6 +56,17 @@ import {
   getWorkspaceByIDQuery,
 } from "../src/generated/workspaces.ts";
 import { streamKinds, watchKinds } from "../src/watch/index.ts";
+import { nestedPlans } from "../support/plans.ts";
+import { withScratchDatabase } from "../support/scratch_db.ts";
+import {
+  capturedQuery,
+  cursorAt,
+  describeSeed,
+  listChatsArgs,
+  type SeededChats,
+  seedChats,
+} from "../support/seed_chats.ts";
+import { describeMessages, type SeededMessages, seedMessages } from "../support/seed_messages.ts";
 
 /** Sizes of the seeded tables; large enough that a missing index shows as a sequential scan. */
 const seed = {

@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import path from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
+import { spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
@@ -40,8 +40,14 @@ interface RunnerProcess {
  * A `pgchatd runner` process, killed when the test ends if it still runs: left running after a
  * failure, it would claim the next test's chats.
  */
-function startRunnerProcess(): Promise<RunnerProcess> {
-  const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "runner"], {
+async function startRunnerProcess(): Promise<RunnerProcess> {
+  let started: ChildProcess | undefined;
+  onTestFinished(async () => {
+    if (!started || started.exitCode !== null || started.signalCode !== null) return;
+    started.kill("SIGKILL");
+    await new Promise((r) => started!.once("exit", r));
+  });
+  const p = await spawnPgchatd("runner", {
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
@@ -52,30 +58,12 @@ function startRunnerProcess(): Promise<RunnerProcess> {
       // heartbeats, and the other one would take its turns over again and again. The one test of
       // a stale lease recovers it with a runner of its own.
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    onSpawn: (child) => {
+      started = child;
+      children.push(child);
+    },
   });
-  children.push(child);
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  onTestFinished(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill("SIGKILL");
-    await exited;
-  });
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      const workerId = /pgchatd runner (\S+) is running/.exec(out)?.[1];
-      if (workerId) resolve({ child, workerId, exited });
-    });
-    child.once("exit", (code) =>
-      reject(new Error(`pgchatd runner exited ${code}:\n${out}\n${err}`)),
-    );
-  });
+  return { child: p.child, workerId: p.ready, exited: p.exited };
 }
 
 async function owner() {

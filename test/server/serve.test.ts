@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { defaultStateDir } from "../../src/db/embedded.ts";
+import { spawnPgchatd } from "../../support/spawn.ts";
 import { emptyDatabase } from "../setup/db.ts";
 
 /*
@@ -28,35 +29,20 @@ interface Started {
   stdout: () => string;
 }
 
-function startServe(env: Record<string, string>): Promise<Started> {
-  const base = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? "/tmp",
-    LOG_LEVEL: "warn",
-    PORT: "0",
-  };
-  const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "serve"], {
-    env: { ...base, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+async function startServe(env: Record<string, string>): Promise<Started> {
+  const p = await spawnPgchatd("serve", {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      LOG_LEVEL: "warn",
+      PORT: "0",
+      ...env,
+    },
+    onSpawn: (child) => children.push(child),
   });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d: Buffer) => {
-    err += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d.toString();
-      // The CLI prints the listening line last, after the token lines.
-      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-      if (url) {
-        const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(out)?.[1];
-        resolve({ child, url, token, stdout: () => out });
-      }
-    });
-    child.once("exit", (code) => reject(new Error(`pgchatd exited ${code}:\n${out}\n${err}`)));
-  });
+  // The CLI prints the listening line last, after the token lines.
+  const token = /Admin API token[^\n]*\n\s+(\S+)/.exec(p.output())?.[1];
+  return { child: p.child, url: p.ready, token, stdout: p.output };
 }
 
 function exitOf(child: ChildProcess): Promise<number | null> {
@@ -182,21 +168,16 @@ describe("pgchatd serve", () => {
     const db = await emptyDatabase();
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-serve-"));
     dirs.push(dataDir);
-    const bad = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "serve"], {
+    const bad = spawnPgchatd("serve", {
       env: {
         PATH: process.env.PATH ?? "",
         DATABASE_URL: db.url,
         PGCHATD_BOOTSTRAP_TOKEN: "short",
         PORT: "0",
       },
-      stdio: ["ignore", "pipe", "pipe"],
+      onSpawn: (child) => children.push(child),
     });
-    let err = "";
-    bad.stderr!.on("data", (d: Buffer) => {
-      err += d.toString();
-    });
-    expect(await exitOf(bad)).toBe(1);
-    expect(err).toMatch(/PGCHATD_BOOTSTRAP_TOKEN/);
+    await expect(bad).rejects.toThrow(/exited 1:[\s\S]*PGCHATD_BOOTSTRAP_TOKEN/);
 
     const token = `bootstrapa-${"t".repeat(30)}`;
     const s = await startServe({

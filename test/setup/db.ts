@@ -1,7 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { inject } from "vitest";
 import { connectClient, createPool, type Pool } from "../../src/db/pool.ts";
-import { databaseUrl } from "./urls.ts";
+import {
+  createScratchDatabase,
+  databaseUrl,
+  dropScratchDatabases,
+} from "../../support/scratch_db.ts";
 
 /*
  * Each test file gets a private database cloned from the migrated template, created on the first
@@ -59,13 +63,7 @@ const extraDatabases: string[] = [];
 /** A new, empty (unmigrated) database on the test server, dropped after the file. */
 export async function emptyDatabase(): Promise<{ url: string; name: string }> {
   const { adminUrl, template } = inject("pg");
-  const name = `${template}_empty_${randomBytes(5).toString("hex")}`;
-  const admin = await connectClient(adminUrl, "pgchatd-test-empty");
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
+  const name = await createScratchDatabase(adminUrl, `${template}_empty`);
   extraDatabases.push(name);
   return { url: databaseUrl(adminUrl, name), name };
 }
@@ -82,11 +80,5 @@ export async function releaseTestDb(): Promise<void> {
   const names = extraDatabases.splice(0);
   if (current) names.push((await current).name);
   current = undefined;
-  if (names.length === 0) return;
-  const admin = await connectClient(inject("pg").adminUrl, "pgchatd-test-drop");
-  try {
-    for (const name of names) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
+  await dropScratchDatabases(inject("pg").adminUrl, names);
 }

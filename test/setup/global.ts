@@ -6,8 +6,8 @@ import type { TestProject } from "vitest/node";
 import { EmbeddedPostgres } from "../../src/db/embedded.ts";
 import { migrate } from "../../src/db/migrate.ts";
 import { connectClient } from "../../src/db/pool.ts";
+import { databaseUrl } from "../../support/scratch_db.ts";
 import { checkQueryCoverage } from "./coverage.ts";
-import { databaseUrl } from "./urls.ts";
 
 /*
  * One PostgreSQL server for the whole run: DATABASE_URL when set (CI's PostgreSQL 15 run), else a

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
@@ -45,7 +46,7 @@ afterAll(async () => {
 async function startReplica(env: Record<string, string>): Promise<Replica> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-replica-"));
   dirs.push(dataDir);
-  const child = spawn(process.execPath, [path.resolve("bin/pgchatd.js"), "serve"], {
+  const p = await spawnPgchatd("serve", {
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
@@ -55,24 +56,9 @@ async function startReplica(env: Record<string, string>): Promise<Replica> {
       PGCHATD_DATA_DIR: dataDir,
       ...env,
     },
-    stdio: ["ignore", "pipe", "pipe"],
+    onSpawn: (child) => children.push(child),
   });
-  children.push(child);
-  let out = "";
-  child.stdout!.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr!.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", () => {
-      // The CLI prints the listening line last.
-      const url = /listening on (http:\/\/\S+)/.exec(out)?.[1];
-      if (url) resolve({ child, url, output: () => out });
-    });
-    child.once("exit", (code) => reject(new Error(`pgchatd exited ${code}:\n${out}`)));
-  });
+  return { child: p.child, url: p.ready, output: p.output };
 }
 
 async function call(replica: Replica, token: string, method: string, p: string, body?: unknown) {

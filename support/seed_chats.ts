@@ -1,28 +1,5 @@
-/*
- * A realistic chat list to measure against, seeded with set-based SQL (INSERT ... SELECT over
- * generate_series) in a handful of statements, so 100k chats take seconds. Shared by
- * `npm run bench -- list` and `npm run explain`.
- *
- * Shape (defaults): 100,000 chats over 1,000 owners in one organization, plus one heavy owner
- * with 10,000. Per owner: ~80% roots and ~20% children of one of the owner's roots (the
- * chats_100_check_family trigger derives root_chat_id from the parent), 5 pinned roots
- * (pin_order 1..5), ~10% of the chats archived as whole families (never a pinned root), labels on
- * ~30% ({"team": "t<k>", "env": "prod"|"dev"}), a diff status on ~5% (unique pull request URLs),
- * assistant messages on ~20% (half of them read, so has_unread is mixed), ~30% of the roots bound
- * to one of the owner's 3 workspaces, updated_at spread over the last 90 days.
- *
- * Rows go through the real triggers. Ids are derived (md5 of owner index and position), so a
- * child's parent is computed, not looked up; the other values come from random() after setseed,
- * so one size always seeds the same data.
- */
-import { randomBytes } from "node:crypto";
-import fs from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import cliProgress from "cli-progress";
 import type pg from "pg";
-import { EmbeddedPostgres } from "../src/db/embedded.ts";
-import { connectClient } from "../src/db/pool.ts";
 import type { ListChatsByOwnerArgs } from "../src/generated/chats.ts";
 
 export interface SeedChatsOptions {
@@ -474,36 +451,4 @@ export async function seedOwner(db: pg.Pool | pg.Client): Promise<{ org: string;
                SELECT o.id, u.id FROM o, u RETURNING organization_id, user_id)
     SELECT organization_id AS org, user_id AS owner FROM m`);
   return rows[0]!;
-}
-
-export async function withScratchDatabase<T>(
-  prefix: string,
-  fn: (url: string, where: string) => Promise<T>,
-): Promise<T> {
-  const name = `${prefix}_${randomBytes(4).toString("hex")}`;
-  if (process.env.DATABASE_URL) {
-    const admin = await connectClient(process.env.DATABASE_URL);
-    await admin.query(`CREATE DATABASE ${name}`);
-    try {
-      const u = new URL(process.env.DATABASE_URL);
-      u.pathname = `/${name}`;
-      return await fn(u.toString(), `DATABASE_URL's server (${u.host})`);
-    } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    }
-  }
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), `${prefix.replaceAll("_", "-")}-`));
-  await fs.chmod(dir, 0o755);
-  const pg = await EmbeddedPostgres.start({
-    pgDir: path.join(dir, "pg"),
-    passwordFile: path.join(dir, "pw"),
-  });
-  try {
-    await pg.ensureDatabase(name);
-    return await fn(pg.url(name), "embedded cluster (default settings)");
-  } finally {
-    await pg.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
 }
