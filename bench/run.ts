@@ -20,6 +20,8 @@
  *   npm run bench -- horizon            change-event delivery while a transaction is open in this or
  *                                       another database, and what the read horizon costs
  *                                       (bench/horizon.ts)
+ *   npm run bench -- tailer [commits]   reads of the change-event log per commit, and empty ones
+ *                                       (bench/tailer.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -30,6 +32,7 @@ import { benchPrompts } from "./prompts.ts";
 import { benchRunner } from "./runner.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
+import { benchTailer } from "./tailer.ts";
 import { benchWatch } from "./watch.ts";
 
 const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
@@ -43,6 +46,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   context: (chats) => benchContext(chats),
   chat_updates: (chats) => benchChatUpdates(chats),
   horizon: () => benchHorizon(),
+  tailer: (commits) => benchTailer(commits),
 };
 const defaults = [
   "startup",
@@ -53,6 +57,7 @@ const defaults = [
   "context",
   "chat_updates",
   "horizon",
+  "tailer",
 ];
 
 const [name, ...args] = process.argv.slice(2);

@@ -711,8 +711,8 @@ async function plans(): Promise<string> {
         "",
         "#### The marking of a changed push",
         "",
-        "Hot because: every push whose content changed. The trigger " +
-          "workspace_agent_context_push (chat_context_mark_agent) locks the " +
+        "Hot because: every push whose content changed. The push " +
+          "(workspace_agent_context_push → chat_context_mark_agent) locks the " +
           `agent's ${contextChats.toLocaleString("en")} chats in id order, then compares and marks ` +
           "exactly those in one statement, as auto_explain reports them from inside the push " +
           "(with the chats row triggers the marking fires):",

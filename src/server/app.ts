@@ -55,10 +55,11 @@ export function createApp(deps: AppDeps): App {
     const { watch, runner } = deps;
     // A request that may have written has committed by now: deliver its events without waiting
     // for the NOTIFY round trip (in batched mode also schedule the one NOTIFY for other
-    // replicas), and let this process's runner claim a chat it may have made pending.
+    // replicas), and let this process's runner claim a chat it may have made pending. A request
+    // that failed rolled its transaction back and wrote nothing.
     app.use(async (c, next) => {
       await next();
-      if (c.req.method === "GET" || c.req.method === "HEAD") return;
+      if (c.req.method === "GET" || c.req.method === "HEAD" || c.res.status >= 400) return;
       watch?.poke();
       runner?.wake();
     });

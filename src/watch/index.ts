@@ -142,9 +142,18 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   let lagging = false;
   /** The catch-up read that beforeSubscribe started, while it runs. */
   let catchingUp: Promise<void> | undefined;
-  const wakeForCommit = () => {
-    if (hub.isEmpty()) lagging = true;
-    else tailer!.wake();
+  /**
+   * A commit's NOTIFY (trigger mode: it names the transaction, and the tailer skips it once read),
+   * or this process's own write (`payload` undefined: the poke after a request, which reads only
+   * when no read runs; see Tailer.nudge).
+   */
+  const wakeForCommit = (payload: string | undefined) => {
+    if (hub.isEmpty()) {
+      lagging = true;
+      return;
+    }
+    if (payload === undefined) tailer!.nudge();
+    else tailer!.wake(true, /^\d+$/.test(payload) ? BigInt(payload) : undefined);
   };
   tailer = new Tailer({
     pool: opts.pool,
@@ -159,7 +168,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   listener.events.on("reconnect", (attempt) => log.warn({ attempt }, "LISTEN reconnecting"));
   // After every (re)connect: anything committed while we were not listening is read now.
   listener.events.on("connected", () => tailer.wake());
-  listener.notifications.on(eventsChannel, wakeForCommit);
+  listener.notifications.on(eventsChannel, (payload: string) => wakeForCommit(payload));
   listener.notifications.on(partsChannel, (payload: string) => {
     try {
       const msg = JSON.parse(payload) as { o: string; c: string; u: string; b: string };
@@ -194,7 +203,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     mode: opts.mode,
     render,
     poke() {
-      wakeForCommit();
+      wakeForCommit(undefined);
       notifier?.poke();
     },
     async beforeSubscribe() {

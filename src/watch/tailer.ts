@@ -67,6 +67,8 @@ export class Tailer {
   position: Cursor = { xid: 0n, id: 0 };
   /** Everything up to here has been read; a subscriber registering now starts after it. */
   fetchedUntil: Cursor = { xid: 0n, id: 0 };
+  /** Reads of the log so far, and how many found nothing (bench/tailer.ts counts them). */
+  readonly reads = { total: 0, empty: 0 };
   /** The last look at the horizon (checkHorizon). */
   horizon: HorizonStatus = { heldBackSeconds: 0, blocker: null, pastOtherDatabases: false };
   private checking: Promise<void> | undefined;
@@ -74,6 +76,8 @@ export class Tailer {
   private warnedBlocker: string | undefined;
   private reading: Promise<void> | undefined;
   private again = false;
+  /** The newest transaction a wake-up named while a read ran (see wake). */
+  private againXid: bigint | undefined;
   private retry = 0;
   private retryIfEmpty = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -105,21 +109,44 @@ export class Tailer {
   /**
    * Something may have been committed: read (now, or right after the read in progress). A wake-up
    * for a known commit (NOTIFY, a local write) that finds nothing retries briefly; a poll does not.
+   * A wake-up that names the committed transaction (`xid`, a trigger-mode NOTIFY) reads only if
+   * nothing of that transaction or a later one has been read yet: once one event of it has, all
+   * of it has (its events became visible together, and the log is read in xid order). Usually
+   * this process's own request poked the tailer first, and a read for the NOTIFY that follows
+   * would find nothing and then retry the horizon ladder (bench/tailer.ts counts reads).
    */
-  wake(expectEvents = true): void {
+  wake(expectEvents = true, xid?: bigint): void {
     if (this.stopped || !this.started) return;
-    if (expectEvents) this.retryIfEmpty = true;
+    if (xid !== undefined && xid <= this.fetchedUntil.xid) return;
     if (this.reading) {
-      this.again = true;
+      if (expectEvents) this.retryIfEmpty = true;
+      if (xid === undefined) this.again = true;
+      else if (this.againXid === undefined || xid > this.againXid) this.againXid = xid;
       return;
     }
+    if (expectEvents) this.retryIfEmpty = true;
     this.reading = this.readAll().finally(() => {
       this.reading = undefined;
+      const xidAgain = this.againXid;
+      this.againXid = undefined;
       if (this.again) {
         this.again = false;
         this.wake();
+      } else if (xidAgain !== undefined) {
+        this.wake(true, xidAgain);
       }
     });
+  }
+
+  /**
+   * This process committed a write: read now if no read is running, without the horizon ladder.
+   * While a read runs, nothing: the NOTIFY every commit sends (the trigger's, naming it, or the
+   * batched notifier's) wakes the tailer for it if that read missed it. So a request's commit
+   * costs one read, not the poke's read, its NOTIFY's read and their retries.
+   */
+  nudge(): void {
+    if (this.reading) return;
+    this.wake(false);
   }
 
   /** Waits for the read in progress, if any (tests and shutdown). */
@@ -201,6 +228,8 @@ export class Tailer {
           past_other_databases: this.horizon.pastOtherDatabases,
           page_limit: pageSize,
         });
+        this.reads.total++;
+        if (rows.length === 0) this.reads.empty++;
         if (rows.length === 0) break;
         found += rows.length;
         await this.deliver(rows);

@@ -138,3 +138,37 @@ describe("open transactions and the read horizon", () => {
     }
   });
 });
+
+describe("wake-ups of the tailer", () => {
+  it("a commit's NOTIFY makes the tailer read only until it has read that transaction, and a poke during a read adds none", async () => {
+    // No safety poll during the test: every read counted is one a wake-up asked for.
+    const quiet = await testServer({ safetyPollMs: 600_000 });
+    try {
+      const u = await gen.user(quiet.pool, { organizationIds: [orgId] });
+      const token = await gen.apiKey(quiet.pool, u.id);
+      const chat = await gen.chat(quiet.pool, { ownerId: u.id, organizationId: orgId });
+      const sse = await openSse(`${quiet.url}/api/experimental/chats/watch`, {
+        authorization: `Bearer ${token}`,
+      });
+      clients.push(sse);
+      await quiet.pool.query("UPDATE chats SET title = 'once' WHERE id = $1", [chat.id]);
+      const event = await sse.next(titleChangeOf(chat.id, "once"));
+      const xid = BigInt(event.id.split(".")[0]!);
+      const { tailer } = quiet.watch;
+      await tailer.idle();
+      const before = tailer.reads.total;
+
+      tailer.wake(true, xid);
+      await tailer.idle();
+      expect(tailer.reads.total).toBe(before);
+
+      // A later transaction, without the retry ladder an empty read would start.
+      tailer.wake(false, xid + 1n);
+      tailer.nudge();
+      await tailer.idle();
+      expect(tailer.reads.total).toBe(before + 1);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
