@@ -33,8 +33,8 @@ import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
 import { createLogger } from "../src/log.ts";
-import { createModels } from "../src/models/index.ts";
-import { Runner, type RunnerStats } from "../src/runner/index.ts";
+import { createRunner } from "../src/processes/runner.ts";
+import type { RunnerStats } from "../src/runner/index.ts";
 import { runRecoveryPass } from "../src/runner/recovery.ts";
 import { withScratchDatabase } from "../support/scratch_db.ts";
 import { spawnPgchatd } from "../support/spawn.ts";
@@ -223,11 +223,10 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
   const ids = await createChats(pool, who, running, () => "/sleep 600000");
   console.log(`created ${int(running)} chats in ${ms((performance.now() - t) / 1000)} s`);
   const runnerPool = createPool({ connectionString: url, max: 10 });
-  const runner = new Runner({
+  const runner = createRunner({
     pool: runnerPool,
     databaseUrl: url,
     logger: createLogger("warn"),
-    models: createModels({}),
     concurrency: running,
     claimBatch: 100,
     // Far off: part 2 runs the heartbeats itself, so it sees each one whole.

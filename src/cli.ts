@@ -9,11 +9,9 @@ import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createModels } from "./models/index.ts";
-import { Runner } from "./runner/index.ts";
+import { startRunner } from "./processes/runner.ts";
+import { startServer } from "./processes/serve.ts";
 import { toApiError } from "./server/errors.ts";
-import { openConfigured, runnerSettings, startServer } from "./server/serve.ts";
-import { createCommitNotifier, createEphemeralPublisher } from "./watch/index.ts";
 
 /** Where the generated admin token is written (mode 0600) on first start. */
 export function adminTokenPath(config: Config) {
@@ -63,34 +61,10 @@ function exitOnSignal(logger: Logger, close: () => Promise<void>) {
 async function runnerCommand() {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const { secrets, database: db } = await openConfigured(config, logger);
-  const notifier =
-    config.eventsNotify === "batched" ? createCommitNotifier(db.pool, logger) : undefined;
-  const runner = new Runner({
-    pool: db.pool,
-    databaseUrl: db.url,
-    logger,
-    models: createModels({ secrets }),
-    publish: createEphemeralPublisher(db.pool),
-    afterWrite: notifier ? () => notifier.poke() : undefined,
-    ...runnerSettings(config),
-  });
-  try {
-    await runner.start();
-  } catch (err) {
-    await db.close();
-    throw err;
-  }
+  const { runner, close } = await startRunner(config, logger);
   // Printed last: scripts (and tests) wait for this line.
   console.log(`pgchatd runner ${runner.workerId} is running`);
-  exitOnSignal(logger, async () => {
-    try {
-      await runner.stop();
-    } finally {
-      notifier?.stop();
-      await db.close();
-    }
-  });
+  exitOnSignal(logger, close);
 }
 
 async function migrateCommand() {

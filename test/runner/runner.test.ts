@@ -37,10 +37,7 @@ const lookupTool = {
   input_schema: { type: "object", properties: { q: { type: "string" } } },
 };
 
-async function member() {
-  const u = await gen.user(pool, { organizationIds: [orgId] });
-  return { id: u.id, token: await gen.apiKey(pool, u.id) };
-}
+const member = () => gen.member(pool, { organizationIds: [orgId] });
 
 async function createChat(token: string, body: Record<string, unknown>) {
   const res = await t.call("POST", base, { token, body });

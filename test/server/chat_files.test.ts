@@ -45,10 +45,8 @@ beforeAll(async () => {
   orgId = (await gen.organization(t.pool)).id;
 });
 
-async function newMember(organizationIds = [orgId]): Promise<Member> {
-  const u = await gen.user(t.pool, { organizationIds });
-  return { id: u.id, token: await gen.apiKey(t.pool, u.id) };
-}
+const newMember = (organizationIds = [orgId]): Promise<Member> =>
+  gen.member(t.pool, { organizationIds });
 
 async function upload(
   who: Member,

@@ -94,10 +94,7 @@ interface ListedProvider {
   models: ListedModel[];
 }
 
-async function newMember(): Promise<{ id: string; token: string }> {
-  const u = await gen.user(t.pool, { organizationIds: [orgId] });
-  return { id: u.id, token: await gen.apiKey(t.pool, u.id) };
-}
+const newMember = () => gen.member(t.pool, { organizationIds: [orgId] });
 
 async function models(who: { token: string }): Promise<ListedProvider[]> {
   const res = await t.call("GET", "/api/experimental/chats/models", { token: who.token });

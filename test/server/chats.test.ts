@@ -23,10 +23,7 @@ interface Member {
   token: string;
 }
 
-async function member(): Promise<Member> {
-  const u = await gen.user(t.pool, { organizationIds: [orgId] });
-  return { id: u.id, token: await gen.apiKey(t.pool, u.id) };
-}
+const member = (): Promise<Member> => gen.member(t.pool, { organizationIds: [orgId] });
 
 async function create(token: string, body: Record<string, unknown>) {
   return t.call("POST", base, { token, body: { content: text("hi"), ...body } });

@@ -1,7 +1,7 @@
 import http from "node:http";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
-import { startServer } from "../../src/server/serve.ts";
+import { startServer } from "../../src/processes/serve.ts";
 import { captureLogger } from "../setup/app.ts";
 import { emptyDatabase } from "../setup/db.ts";
 

@@ -21,10 +21,8 @@ export interface Member {
 export function chatRequests(ctx: () => { t: Awaited<ReturnType<typeof testApp>>; orgId: string }) {
   type ChatOpts = Omit<Parameters<typeof gen.chat>[1], "ownerId">;
 
-  async function member(): Promise<Member> {
-    const u = await gen.user(ctx().t.pool, { organizationIds: [ctx().orgId] });
-    return { id: u.id, token: await gen.apiKey(ctx().t.pool, u.id) };
-  }
+  const member = (): Promise<Member> =>
+    gen.member(ctx().t.pool, { organizationIds: [ctx().orgId] });
 
   /** Puts a chat into `status`; `worker` simulates a runner holding it. */
   async function setStatus(chatId: string, status: Status, worker = false) {

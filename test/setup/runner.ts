@@ -1,9 +1,9 @@
 import { afterAll, onTestFinished } from "vitest";
 import { createPool, type Pool } from "../../src/db/pool.ts";
 import type { Secrets } from "../../src/lib/secrets.ts";
-import { createModels } from "../../src/models/index.ts";
 import type { Part } from "../../src/models/prompt.ts";
-import { type Publish, Runner, type RunnerOptions } from "../../src/runner/index.ts";
+import { createRunner } from "../../src/processes/runner.ts";
+import type { Publish, Runner, RunnerOptions } from "../../src/runner/index.ts";
 import { captureLogger } from "./app.ts";
 import { testDb } from "./db.ts";
 
@@ -65,9 +65,9 @@ export async function testRunner(
         await forward(...args);
       }
     : record;
-  const runner = new Runner({
+  const runner = createRunner({
     logger,
-    models: createModels({ secrets }),
+    secrets,
     pollMs: 100,
     heartbeatMs: 200,
     // As in production: a loaded machine can delay a heartbeat past a second, and another runner

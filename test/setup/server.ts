@@ -1,9 +1,6 @@
-import type { Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { serve } from "@hono/node-server";
 import type { Pool } from "../../src/db/pool.ts";
-import { createApp } from "../../src/server/app.ts";
-import { type EventsNotifyMode, startWatch, type Watch } from "../../src/watch/index.ts";
+import { assembleServer } from "../../src/processes/serve.ts";
+import type { EventsNotifyMode, Watch } from "../../src/watch/index.ts";
 import { captureLogger } from "./app.ts";
 import { newPool, testDb } from "./db.ts";
 
@@ -34,30 +31,27 @@ export async function testServer(
   // The pool's sessions publish in the same mode as the server (batched: no NOTIFY per commit).
   const pool = newPool(dbUrl, 20, opts.mode);
   const { logger, lines } = captureLogger();
-  const watch = await startWatch({
-    url: dbUrl,
+  // Wired as `pgchatd serve` wires it (src/processes/serve.ts), without a runner or pruning.
+  const server = await assembleServer({
     pool,
+    databaseUrl: dbUrl,
     logger,
-    mode: opts.mode ?? "trigger",
-    maxQueuedBytes: opts.maxQueuedBytes,
-    safetyPollMs: opts.safetyPollMs,
-    heldBackWarnMs: opts.heldBackWarnMs,
+    host: "127.0.0.1",
+    port: 0,
+    events: {
+      mode: opts.mode ?? "trigger",
+      maxQueuedBytes: opts.maxQueuedBytes,
+      safetyPollMs: opts.safetyPollMs,
+      heldBackWarnMs: opts.heldBackWarnMs,
+    },
+    shutdownTimeoutMs: 1_000,
   });
-  const app = createApp({ db: pool, logger, watch });
-  const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }) as Server;
-  await new Promise<void>((ok) => server.once("listening", ok));
-  const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: server.url,
     pool,
     dbUrl,
-    watch,
+    watch: server.watch,
     logLines: lines,
-    async close() {
-      watch.hub.closeAll();
-      server.closeAllConnections();
-      await new Promise<void>((ok) => server.close(() => ok()));
-      await watch.close();
-    },
+    close: server.close,
   };
 }

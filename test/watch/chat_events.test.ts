@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 import { startEventPruning } from "../../src/jobs/chat_events.ts";
-import { startServer } from "../../src/server/serve.ts";
+import { startServer } from "../../src/processes/serve.ts";
 import { createEphemeralPublisher, streamKinds, watchKinds } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
@@ -45,10 +45,8 @@ interface Member {
   token: string;
 }
 
-async function member(opts: { owner?: boolean } = {}): Promise<Member> {
-  const u = await gen.user(srv.pool, { organizationIds: [orgId], owner: opts.owner });
-  return { id: u.id, token: await gen.apiKey(srv.pool, u.id) };
-}
+const member = (opts: { owner?: boolean } = {}): Promise<Member> =>
+  gen.member(srv.pool, { organizationIds: [orgId], owner: opts.owner });
 
 /** A JSON call to the shared server as `u` (or without credentials). */
 async function api(u: Member | null, method: string, path: string, body?: unknown) {

@@ -1,0 +1,28 @@
+import type { Config } from "../config.ts";
+import { openDatabase } from "../db/index.ts";
+import { openSecrets } from "../lib/secrets.ts";
+import type { Logger } from "../log.ts";
+
+/** The secrets and the database that `pgchatd serve` and `pgchatd runner` open. */
+export async function openConfigured(config: Config, logger: Logger) {
+  // Before the database: a damaged key file stops the start with nothing to clean up.
+  const secrets = await openSecrets({ configuredKey: config.secretKey, dataDir: config.dataDir });
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    bootstrapToken: config.bootstrapToken,
+    poolMax: config.dbPoolMax,
+    eventsMode: config.eventsNotify,
+    logger,
+  });
+  return { secrets, database };
+}
+
+/** The runner options PGCHATD_RUNNER_* set. */
+export function runnerSettings(config: Config) {
+  return {
+    concurrency: config.runner.concurrency,
+    heartbeatMs: config.runner.heartbeatMs,
+    staleAfterMs: config.runner.staleAfterMs,
+  };
+}
