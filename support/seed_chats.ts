@@ -1,3 +1,20 @@
+/*
+ * A realistic chat list to measure against, seeded with set-based SQL (INSERT ... SELECT over
+ * generate_series) in a handful of statements, so 100k chats take seconds. Shared by
+ * `npm run bench -- list` and `npm run explain`.
+ *
+ * Shape (defaults): 100,000 chats over 1,000 owners in one organization, plus one heavy owner
+ * with 10,000. Per owner: ~80% roots and ~20% children of one of the owner's roots (the
+ * chats_100_check_family trigger derives root_chat_id from the parent), 5 pinned roots
+ * (pin_order 1..5), ~10% of the chats archived as whole families (never a pinned root), labels on
+ * ~30% ({"team": "t<k>", "env": "prod"|"dev"}), a diff status on ~5% (unique pull request URLs),
+ * assistant messages on ~20% (half of them read, so has_unread is mixed), ~30% of the roots bound
+ * to one of the owner's 3 workspaces, updated_at spread over the last 90 days.
+ *
+ * Rows go through the real triggers. Ids are derived (md5 of owner index and position), so a
+ * child's parent is computed, not looked up; the other values come from random() after setseed,
+ * so one size always seeds the same data.
+ */
 import cliProgress from "cli-progress";
 import type pg from "pg";
 import type { ListChatsByOwnerArgs } from "../src/generated/chats.ts";
