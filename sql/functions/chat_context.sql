@@ -102,6 +102,11 @@ BEGIN
   SELECT COALESCE(array_agg(l.id), '{}') INTO v_ids FROM (
     SELECT id FROM chats WHERE agent_id = p_agent_id AND NOT archived ORDER BY id FOR NO KEY UPDATE
   ) l;
+  -- A chat bound before the agent ever pushed has nothing pinned and says so; it has now (its
+  -- next turn pins the content).
+  UPDATE chats SET context_error = NULL
+  WHERE id = ANY (v_ids) AND context_aggregate_hash IS NULL
+    AND context_error = chat_context_not_pushed_error();
   RETURN chat_context_mark(p_agent_id, v_ids, NULL);
 END;
 $$;
@@ -283,6 +288,9 @@ BEGIN
      AND (v_agent IS NULL OR v_chat.context_aggregate_hash IS NOT NULL) THEN
     RETURN;
   END IF;
+  -- A re-binding changes the family's agents: the family lock, shared, keeps it out of an
+  -- archive or unarchive of the family that has read them (chat_lock_for_update).
+  PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), false);
   PERFORM chat_lock_agent_snapshot(v_agent);
   PERFORM 1 FROM chats c
   WHERE c.id = p_chat_id

@@ -319,8 +319,13 @@ $$;
 -- while waiting for a lower one, and a binding after an archive would take an agent's snapshot
 -- (level 3) while holding chat rows (level 4). Under the pin and family locks the sets it locks
 -- cannot change; taking a lock it already holds again is free, so the rules may repeat it.
--- PC404 for another owner's chat, PC400 for a workspace the chat cannot be bound to. Returns the
--- build and agent a binding binds to (the workspace's latest).
+-- A binding takes the family lock shared (so an archive or unarchive of the family, which takes
+-- it exclusively, never sees its family's agents change between reading and locking them) and
+-- the workspace's row FOR SHARE before it resolves the latest build: a build landing meanwhile
+-- waits for this transaction, so a rule that resolves again later in it (chat_set_workspace)
+-- finds the agent locked here, never one it would lock after the chat rows.
+-- PC404 for another owner's chat, or one deleted while this waited; PC400 for a workspace the
+-- chat cannot be bound to. Returns the build and agent a binding binds to (the latest).
 CREATE OR REPLACE FUNCTION chat_lock_for_update(
   p_chat_id uuid,
   p_owner_id uuid,
@@ -343,7 +348,6 @@ BEGIN
   END IF;
   IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
     PERFORM chat_check_workspace(p_owner_id, v_chat.organization_id, p_workspace_id);
-    SELECT l.build_id, l.agent_id INTO build_id, agent_id FROM workspace_latest_agent(p_workspace_id) l;
   END IF;
   IF p_archived IS NOT NULL OR p_pin THEN
     PERFORM chat_lock_pins(p_owner_id);
@@ -352,6 +356,12 @@ BEGIN
   IF p_archived IS NOT NULL THEN
     PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
     v_family := chat_subtree_ids(p_chat_id);
+  ELSIF p_set_workspace THEN
+    PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), false);
+  END IF;
+  IF p_set_workspace AND p_workspace_id IS NOT NULL THEN
+    PERFORM 1 FROM workspaces WHERE id = p_workspace_id FOR SHARE;
+    SELECT l.build_id, l.agent_id INTO build_id, agent_id FROM workspace_latest_agent(p_workspace_id) l;
   END IF;
   -- Level 3: the snapshot the binding pins from, and those an unarchive compares with.
   PERFORM chat_lock_agent_snapshots(agent_id || CASE WHEN p_archived = false
@@ -360,6 +370,9 @@ BEGIN
     || CASE WHEN p_archived IS NOT NULL OR p_pin THEN ARRAY(
       SELECT c.id FROM chats c WHERE c.owner_id = p_owner_id AND c.pin_order > 0)
       ELSE '{}'::uuid[] END);
+  IF NOT EXISTS (SELECT 1 FROM chats c WHERE c.id = p_chat_id) THEN
+    RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
+  END IF;
 END;
 $$;
 

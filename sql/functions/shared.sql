@@ -8,7 +8,9 @@
 -- one, so no two routines can wait for each other in a cycle (docs/sql.md "Lock order"):
 --   1. the owner's pin lock (chat_lock_pins): archive, unarchive and pin changes of one owner;
 --   2. the family lock (chat_lock_family, keyed by the root chat): exclusive for an archive or
---      unarchive in the family, shared for creating a child in it;
+--      unarchive in the family, shared for creating a child in it or binding one of its chats
+--      (so the agents an archive or unarchive reads stay its family's until it commits); then a
+--      binding's workspace row FOR SHARE (a new build waits, so the latest build stays put);
 --   3. an agent's context snapshot row (workspace_agent_contexts): FOR UPDATE by a push, FOR SHARE
 --      by whatever pins from it or binds a chat to its agent (chat_lock_agent_snapshot; before an
 --      agent's first push, its workspace_agents row stands in); several in agent id order;

@@ -681,10 +681,13 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
       );
       const bound = outcome(bind(binding.client, chat.id, s.ownerId, s.workspaceId));
       await blocked(pool, binding.pid);
-      newer = await gen.build(pool, s.workspaceId);
-      await push(newer.agents[0]!.id, [agentsMd("new build")]);
+      // The new build waits for the binding (it holds the workspace's row FOR SHARE), so the
+      // binding binds the build it resolved.
+      const landing = gen.build(pool, s.workspaceId);
       await holder.client.query("COMMIT");
       expect(await bound).toMatchObject({ ok: true });
+      newer = await landing;
+      await push(newer.agents[0]!.id, [agentsMd("new build")]);
     } finally {
       holder.release();
       binding.release();
@@ -738,6 +741,122 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
       { id: pinned.id, pin_order: 1, agent_id: s.agentId },
       { id: chat.id, pin_order: 2, agent_id: s.agentId },
     ]);
+  });
+
+  it("a PATCH of a pin and a workspace binds the build that landed while it waited for the pin lock, taking that agent's snapshot before any chat row", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const pinned = await chatIn(s);
+    await pinChat(pool, { id: pinned.id, owner_id: s.ownerId, pin_order: 1 });
+    const chat = await gen.chat(pool, { ownerId: s.ownerId, organizationId: orgId });
+    const patching = newPool(dbUrl, 1);
+    const pins = await session(pool);
+    const pushing = await session(pool);
+    try {
+      const pid = (await patching.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+      // Another pin change of the owner holds the pin lock; the PATCH waits for it.
+      await pins.client.query("BEGIN");
+      await pins.client.query("SELECT chat_lock_pins($1)", [s.ownerId]);
+      const patched = outcome(
+        patchChat(patching, s.ownerId, chat.id, { pin_order: 1, workspace_id: s.workspaceId }),
+      );
+      await blocked(pool, pid);
+      // A new build lands meanwhile, and a push of its agent is in progress.
+      const newer = await gen.build(pool, s.workspaceId);
+      const agent = newer.agents[0]!.id;
+      await push(agent, [agentsMd("new build")]);
+      await pushing.client.query("BEGIN");
+      await pushing.client.query(
+        "SELECT 1 FROM workspace_agent_contexts WHERE agent_id = $1 FOR UPDATE",
+        [agent],
+      );
+      await pins.client.query("COMMIT");
+      await blocked(pool, pid);
+      // Resolving the build before the pin lock bound an agent it had not locked: it waited for
+      // that agent's snapshot holding the chat rows, which the push locks next.
+      expect(await lockedChats(pool, [chat.id, pinned.id])).toEqual([]);
+      await pushing.client.query("COMMIT");
+      expect(await patched).toMatchObject({ ok: true });
+      expect(await bindingOf(chat.id)).toMatchObject({ build_id: newer.id, agent_id: agent });
+    } finally {
+      pins.release();
+      pushing.release();
+      await patching.end();
+    }
+  });
+
+  it('an agent\'s first push clears "has not pushed yet" from the chats bound to it with nothing pinned', async () => {
+    const s = await setup();
+    const chat = await chatIn(s);
+    expect((await contextOf(chat.id)).context_error).toBe(
+      "The workspace agent has not pushed its context yet.",
+    );
+    await push(s.agentId, [agentsMd("1")]);
+    expect(await contextOf(chat.id)).toMatchObject({
+      context_aggregate_hash: null,
+      context_error: null,
+    });
+  });
+
+  it("a binding of a chat deleted while it waited answers PC404", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const chat = await gen.chat(pool, { ownerId: s.ownerId, organizationId: orgId });
+    const deleting = await session(pool);
+    const binding = await session(pool);
+    try {
+      await deleting.client.query("BEGIN");
+      await deleting.client.query("DELETE FROM chats WHERE id = $1", [chat.id]);
+      const bound = outcome(bind(binding.client, chat.id, s.ownerId, s.workspaceId));
+      await blocked(pool, binding.pid);
+      await deleting.client.query("COMMIT");
+      expect(await bound).toMatchObject({ ok: false, code: "PC404" });
+    } finally {
+      deleting.release();
+      binding.release();
+    }
+  });
+
+  it("an unarchive waits for the binding of one of its family's chats, then compares that chat with its new agent", async () => {
+    const s = await setup();
+    await push(s.agentId, [agentsMd("1")]);
+    const other = await setup();
+    await push(other.agentId, [agentsMd("other")]);
+    const root = await chatIn(s);
+    const child = await gen.chat(pool, { ownerId: s.ownerId, parent_chat_id: root.id });
+    await archiveChat(pool, { id: root.id, owner_id: s.ownerId });
+    // The other workspace is the owner's too, in the same organization.
+    await pool.query("UPDATE workspaces SET owner_id = $1 WHERE id = $2", [
+      s.ownerId,
+      other.workspaceId,
+    ]);
+    const binding = await session(pool);
+    const unarchiving = await session(pool);
+    try {
+      await binding.client.query("BEGIN");
+      await bind(binding.client, child.id, s.ownerId, other.workspaceId);
+      const unarchived = outcome(
+        unarchiveChat(unarchiving.client, { id: root.id, owner_id: s.ownerId }),
+      );
+      await blocked(pool, unarchiving.pid);
+      // It waits on the family lock, before it reads the family's agents: not on a chat row,
+      // after having locked the agents it read (the binding changes one of them).
+      const { rows } = await pool.query(
+        "SELECT locktype FROM pg_locks WHERE pid = $1 AND NOT granted",
+        [unarchiving.pid],
+      );
+      expect(rows.map((r) => r.locktype)).toEqual(["advisory"]);
+      await binding.client.query("COMMIT");
+      expect(await unarchived).toMatchObject({ ok: true });
+    } finally {
+      binding.release();
+      unarchiving.release();
+    }
+    expect(await bindingOf(child.id)).toMatchObject({ agent_id: other.agentId });
+    expect(await contextOf(child.id)).toMatchObject({
+      context_aggregate_hash: aggregateHash([agentsMd("other")]),
+      context_dirty_since: null,
+    });
   });
 
   it("a chat re-bound to a new build's agent before its first push is compared with that push", async () => {
