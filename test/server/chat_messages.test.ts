@@ -1,9 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
-import { createApp } from "../../src/server/app.ts";
 import { gen } from "../fixtures/index.ts";
-import { captureLogger, testApp } from "../setup/app.ts";
-import { base, chatRequests, type Member, text } from "../setup/chat_requests.ts";
-import { newPool } from "../setup/db.ts";
+import { testApp } from "../setup/app.ts";
+import { base, chatRequests, type Member, text, wideClient } from "../setup/chat_requests.ts";
 
 /*
  * The message routes of docs/api.md: history, send (queue, interrupt, model switch), edit,
@@ -985,26 +983,9 @@ describe("POST /chats/{chat}/interrupt", () => {
 });
 
 describe("concurrency", () => {
-  /** A second app on its own 30-connection pool, so requests really run in parallel. */
-  function wideClient() {
-    const app = createApp({ db: newPool(t.db.url, 30), logger: captureLogger().logger });
-    return async (method: string, path: string, token: string, body?: unknown) => {
-      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-      if (body !== undefined) headers["content-type"] = "application/json";
-      const res = await app.request(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const raw = await res.text();
-      // biome-ignore lint/suspicious/noExplicitAny: response JSON of any shape.
-      const json: any = raw ? JSON.parse(raw) : undefined;
-      return { status: res.status, json };
-    };
-  }
   let wide: ReturnType<typeof wideClient>;
   beforeAll(() => {
-    wide = wideClient();
+    wide = wideClient(t.db.url);
   });
 
   it("lets exactly one of 20 concurrent tool-result submissions win; the others get 409", async () => {

@@ -1,6 +1,8 @@
 import { expect } from "vitest";
+import { createApp } from "../../src/server/app.ts";
 import { gen } from "../fixtures/index.ts";
-import type { testApp } from "./app.ts";
+import { captureLogger, type testApp } from "./app.ts";
+import { newPool } from "./db.ts";
 
 /*
  * Requests and reads shared by the message and queue route tests (test/server/chat_messages.test.ts,
@@ -10,6 +12,27 @@ import type { testApp } from "./app.ts";
 
 export const base = "/api/experimental/chats";
 export const text = (s: string) => [{ type: "text", text: s }];
+
+/**
+ * A second app on the file's database with its own 30-connection pool, so concurrent requests
+ * really run in parallel (the file's app shares a pool of 10 with its fixtures).
+ */
+export function wideClient(dbUrl: string) {
+  const app = createApp({ db: newPool(dbUrl, 30), logger: captureLogger().logger });
+  return async (method: string, path: string, token: string, body?: unknown) => {
+    const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const res = await app.request(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const raw = await res.text();
+    // biome-ignore lint/suspicious/noExplicitAny: response JSON of any shape.
+    const json: any = raw ? JSON.parse(raw) : undefined;
+    return { status: res.status, json };
+  };
+}
 
 export type Status = "waiting" | "pending" | "running" | "requires_action" | "error";
 export interface Member {
