@@ -37,6 +37,7 @@ import { createRunner } from "../src/processes/runner.ts";
 import type { RunnerStats } from "../src/runner/index.ts";
 import { runRecoveryPass } from "../src/runner/recovery.ts";
 import { withScratchDatabase } from "../support/scratch_db.ts";
+import { seedOwner } from "../support/seed_chats.ts";
 import { spawnPgchatd } from "../support/spawn.ts";
 import { describeMachine, int, ms, table } from "./measure.ts";
 import { mean, percentile } from "./stats.ts";
@@ -69,22 +70,6 @@ async function spawnRunner(url: string): Promise<RunnerProcess> {
     },
   });
   return { child: proc.child, stopped };
-}
-
-async function seedOwner(pool: pg.Pool, name: string): Promise<{ owner: string; org: string }> {
-  const org = await pool.query<{ id: string }>(
-    "INSERT INTO organizations (name) VALUES ($1) RETURNING id",
-    [name],
-  );
-  const user = await pool.query<{ id: string }>(
-    "INSERT INTO users (username, name) VALUES ($1, $1) RETURNING id",
-    [name],
-  );
-  await pool.query("INSERT INTO organization_members (organization_id, user_id) VALUES ($1, $2)", [
-    org.rows[0]!.id,
-    user.rows[0]!.id,
-  ]);
-  return { owner: user.rows[0]!.id, org: org.rows[0]!.id };
 }
 
 const createSql = `SELECT chat_create($1, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,

@@ -44,15 +44,15 @@ export async function dropScratchDatabases(adminUrl: string, names: string[]): P
 
 /**
  * Runs `fn` with the URL of a new empty database, dropped afterwards: on the server at
- * `databaseUrl` (default: DATABASE_URL) when there is one, else in a temporary embedded cluster.
- * `where` says which, for reports.
+ * `databaseUrl` (absent: DATABASE_URL) when there is one, else in a temporary embedded cluster;
+ * `databaseUrl: null` always uses an embedded cluster. `where` says which, for reports.
  */
 export async function withScratchDatabase<T>(
   prefix: string,
   fn: (url: string, where: string) => Promise<T>,
-  opts: { databaseUrl?: string | undefined; log?: (msg: string) => void } = {},
+  opts: { databaseUrl?: string | null | undefined; log?: (msg: string) => void } = {},
 ): Promise<T> {
-  const serverUrl = opts.databaseUrl ?? process.env.DATABASE_URL;
+  const serverUrl = opts.databaseUrl === undefined ? process.env.DATABASE_URL : opts.databaseUrl;
   if (serverUrl) {
     const name = await createScratchDatabase(serverUrl, prefix);
     try {

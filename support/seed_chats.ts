@@ -455,17 +455,18 @@ export async function cursorAt(
   return row;
 }
 
-/**
- * Runs `fn` with the URL of a new, empty database: on DATABASE_URL's server when it is set
- * (dropped afterwards), else on an embedded cluster in a temporary directory (removed afterwards).
- */
 /** One organization with one member, for benchmarks that need a chat owner and nothing else. */
-export async function seedOwner(db: pg.Pool | pg.Client): Promise<{ org: string; owner: string }> {
-  const { rows } = await db.query<{ org: string; owner: string }>(`
-    WITH o AS (INSERT INTO organizations (name) VALUES ('bench') RETURNING id),
-         u AS (INSERT INTO users (username) VALUES ('bench') RETURNING id),
+export async function seedOwner(
+  db: pg.Pool | pg.Client,
+  name = "bench",
+): Promise<{ org: string; owner: string }> {
+  const { rows } = await db.query<{ org: string; owner: string }>(
+    `WITH o AS (INSERT INTO organizations (name) VALUES ($1) RETURNING id),
+         u AS (INSERT INTO users (username, name) VALUES ($1, $1) RETURNING id),
          m AS (INSERT INTO organization_members (organization_id, user_id)
                SELECT o.id, u.id FROM o, u RETURNING organization_id, user_id)
-    SELECT organization_id AS org, user_id AS owner FROM m`);
+    SELECT organization_id AS org, user_id AS owner FROM m`,
+    [name],
+  );
   return rows[0]!;
 }

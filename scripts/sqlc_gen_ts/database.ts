@@ -15,6 +15,7 @@ export async function withScratchDatabase<T>(
       await migrate(url);
       return fn(url);
     },
-    { databaseUrl: opts.databaseUrl ?? "", log: opts.log },
+    // Only the server the caller names (main.ts passes DATABASE_URL), else an embedded cluster.
+    { databaseUrl: opts.databaseUrl ?? null, log: opts.log },
   );
 }
