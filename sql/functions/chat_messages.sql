@@ -138,6 +138,8 @@ DECLARE
 BEGIN
   v_chat := chat_lock_for_owner(p_chat_id, p_owner_id);
   PERFORM chat_require_writable(v_chat);
+  -- Queued or admitted, a send is refused at the spend limit (docs/api.md "Spend limits").
+  PERFORM chat_require_spend_under_limit(p_owner_id, v_chat.organization_id);
   IF p_model_config_id IS NOT NULL THEN
     v_model := chat_resolve_model(p_model_config_id);
   ELSE

@@ -106,6 +106,8 @@ BEGIN
   END IF;
   -- Level 3 before the new chat's row and its messages (chat_context_pin below pins from it).
   PERFORM chat_lock_agent_snapshot(v_agent);
+  -- Level 5 (the new row cannot be waited for): 409 when the owner is at the spend limit.
+  PERFORM chat_require_spend_under_limit(p_owner_id, v_org);
 
   -- The final status in the INSERT itself: a trigger sees the chat as it will be committed.
   -- status: a new chat is pending (docs/sql.md "Chat status").

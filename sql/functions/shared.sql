@@ -17,7 +17,10 @@
 --   4. chat rows. A routine that locks several locks all it will change in one statement, in id
 --      order (chat_lock_rows), before it changes any of them; or it skips rows others hold
 --      (SKIP LOCKED: the claim, the heartbeat, recovery) and never waits;
---   5. a chat's messages, queue and pinned context, after the chat's row.
+--   5. an owner's spend lock in one organization (chat_lock_spend): shared by the spend check of
+--      a create or a send, exclusive by whatever stores assistant messages (their cost), after
+--      the chat's row (a new chat's row, which nobody can wait for, may come after it);
+--   6. a chat's messages, queue and pinned context, after the chat's row.
 -- test/sql/*.test.ts holds each pair of routines that could invert this with two real sessions.
 
 -- Serialises pin changes (and archives, which clear pins) of one owner, so pin_order stays a
@@ -38,6 +41,25 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('pgchatd.chat_family'), hashtext(p_root_id::text));
   ELSE
     PERFORM pg_advisory_xact_lock_shared(hashtext('pgchatd.chat_family'), hashtext(p_root_id::text));
+  END IF;
+END;
+$$;
+
+-- Orders spend checks against the spending they check: a create or a send holds it shared while
+-- it compares the owner's spend in the organization with the limit and admits the message; the
+-- statement that stores assistant messages (their cost, chat_messages_600_roll_up_cost) holds it
+-- exclusively. So no message is admitted on a spend that a committing turn has already raised
+-- past the limit, and sends do not wait for each other. Transaction-scoped.
+CREATE OR REPLACE FUNCTION chat_lock_spend(p_owner_id uuid, p_organization_id uuid, p_exclusive boolean)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_exclusive THEN
+    PERFORM pg_advisory_xact_lock(hashtext('pgchatd.chat_spend'),
+      hashtext(p_owner_id::text || p_organization_id::text));
+  ELSE
+    PERFORM pg_advisory_xact_lock_shared(hashtext('pgchatd.chat_spend'),
+      hashtext(p_owner_id::text || p_organization_id::text));
   END IF;
 END;
 $$;

@@ -116,3 +116,80 @@ CREATE OR REPLACE TRIGGER chat_messages_900_events_on_update
   AFTER UPDATE ON chat_messages REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
   FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
   EXECUTE FUNCTION chat_messages__events_on_update();
+
+-- An assistant message's usage and cost never change once stored, nor does a message become or
+-- stop being one: the daily cost rollup (chat_messages_600_roll_up_cost) counted it when it was
+-- inserted. Soft deletion changes none of these (an edit does not refund a model call).
+CREATE OR REPLACE FUNCTION chat_messages__usage_write_once() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'A message''s usage and cost cannot change once stored.' USING ERRCODE = '55000';
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_110_usage_write_once
+  BEFORE UPDATE ON chat_messages
+  FOR EACH ROW WHEN (
+    (OLD.role = 'assistant' OR NEW.role = 'assistant') AND
+    (OLD.role, OLD.chat_id, OLD.created_at, OLD.model_config_id, OLD.total_cost_micros,
+      OLD.input_tokens, OLD.output_tokens, OLD.cache_read_tokens, OLD.cache_creation_tokens,
+      OLD.runtime_ms)
+    IS DISTINCT FROM
+    (NEW.role, NEW.chat_id, NEW.created_at, NEW.model_config_id, NEW.total_cost_micros,
+      NEW.input_tokens, NEW.output_tokens, NEW.cache_read_tokens, NEW.cache_creation_tokens,
+      NEW.runtime_ms)
+  )
+  EXECUTE FUNCTION chat_messages__usage_write_once();
+
+-- Adds the cost of the statement's assistant messages to chat_cost_daily, one upsert per chat,
+-- UTC day and model, in key order. Before that it takes each owner's spend lock exclusively
+-- (chat_lock_spend, in owner and organization order): a create or send checking that owner's
+-- spend waits for this transaction and then sees its cost.
+CREATE OR REPLACE FUNCTION chat_messages__roll_up_cost() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+  v record;
+BEGIN
+  FOR v IN
+    SELECT DISTINCT c.owner_id, c.organization_id
+    FROM new_rows m JOIN chats c ON c.id = m.chat_id
+    WHERE m.role = 'assistant'
+    ORDER BY c.owner_id, c.organization_id
+  LOOP
+    PERFORM chat_lock_spend(v.owner_id, v.organization_id, true);
+  END LOOP;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO chat_cost_daily AS d (
+    chat_id, day, model_config_id, owner_id, organization_id, root_chat_id, total_cost_micros,
+    priced_message_count, unpriced_message_count, input_tokens, output_tokens,
+    cache_read_tokens, cache_creation_tokens, runtime_ms
+  )
+  SELECT m.chat_id, (m.created_at AT TIME ZONE 'UTC')::date, m.model_config_id, c.owner_id,
+    c.organization_id, COALESCE(c.root_chat_id, c.id), COALESCE(sum(m.total_cost_micros), 0),
+    count(m.total_cost_micros), count(*) - count(m.total_cost_micros),
+    COALESCE(sum(m.input_tokens), 0), COALESCE(sum(m.output_tokens), 0),
+    COALESCE(sum(m.cache_read_tokens), 0), COALESCE(sum(m.cache_creation_tokens), 0),
+    COALESCE(sum(m.runtime_ms), 0)
+  FROM new_rows m
+  JOIN chats c ON c.id = m.chat_id
+  WHERE m.role = 'assistant'
+  GROUP BY 1, 2, 3, 4, 5, 6
+  ORDER BY 1, 2, 3
+  ON CONFLICT (chat_id, day, model_config_id) DO UPDATE SET
+    total_cost_micros = d.total_cost_micros + excluded.total_cost_micros,
+    priced_message_count = d.priced_message_count + excluded.priced_message_count,
+    unpriced_message_count = d.unpriced_message_count + excluded.unpriced_message_count,
+    input_tokens = d.input_tokens + excluded.input_tokens,
+    output_tokens = d.output_tokens + excluded.output_tokens,
+    cache_read_tokens = d.cache_read_tokens + excluded.cache_read_tokens,
+    cache_creation_tokens = d.cache_creation_tokens + excluded.cache_creation_tokens,
+    runtime_ms = d.runtime_ms + excluded.runtime_ms;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_600_roll_up_cost
+  AFTER INSERT ON chat_messages REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION chat_messages__roll_up_cost();

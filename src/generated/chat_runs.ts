@@ -117,15 +117,20 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
 
 export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
--- the provider's settings and sealed key (decrypted only in memory, never logged).
+-- the provider's settings and sealed key (decrypted only in memory, never logged), and whether
+-- the owner is at the spend limit in the chat's organization (the turn then ends in a
+-- usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url, p.api_key_ciphertext,
-  p.enabled AND NOT p.deleted AS provider_enabled
+  p.enabled AND NOT p.deleted AS provider_enabled,
+  s.is_limited AND s.current_spend >= s.spend_limit_micros AS over_spend_limit,
+  s.period AS spend_period, s.spend_limit_micros, s.current_spend, s.period_end AS spend_resets_at
 FROM chats c
 JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
+CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
 WHERE c.id = $1`;
 
 export interface GetChatForRunByIDArgs {
@@ -148,6 +153,11 @@ export interface GetChatForRunByIDRow {
   base_url: string | null;
   api_key_ciphertext: Buffer | null;
   provider_enabled: boolean;
+  over_spend_limit: boolean | null;
+  spend_period: string | null;
+  spend_limit_micros: number | null;
+  current_spend: number | null;
+  spend_resets_at: string | null;
 }
 
 export async function getChatForRunByID(client: Client, args: GetChatForRunByIDArgs): Promise<GetChatForRunByIDRow | null> {
@@ -176,6 +186,11 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     base_url: row[12],
     api_key_ciphertext: row[13],
     provider_enabled: row[14],
+    over_spend_limit: row[15],
+    spend_period: row[16],
+    spend_limit_micros: row[17],
+    current_spend: row[18],
+    spend_resets_at: row[19],
   };
 }
 

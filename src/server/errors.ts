@@ -26,6 +26,8 @@ export class ApiError extends Error {
     message: string,
     readonly detail?: string,
     readonly validations?: Validation[],
+    /** Fields a specific error adds to the body (the spend limit's figures). */
+    readonly fields?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -35,6 +37,7 @@ export class ApiError extends Error {
       message: this.message,
       ...(this.detail ? { detail: this.detail } : {}),
       ...(this.validations ? { validations: this.validations } : {}),
+      ...this.fields,
     };
   }
 }
@@ -176,8 +179,26 @@ function isPgError(err: unknown): err is PgError {
   );
 }
 
+/**
+ * PL409, the spend limit (chat_require_spend_under_limit): 409 with the figures SQL put in the
+ * DETAIL as JSON, `{message, spent_micros, limit_micros, resets_at}` (docs/api.md "Spend limits").
+ */
+function spendLimitReached(err: PgError): ApiError {
+  const figures = JSON.parse(err.detail ?? "{}") as {
+    spent_micros: number;
+    limit_micros: number;
+    resets_at: string;
+  };
+  return new ApiError(409, err.message, undefined, undefined, {
+    spent_micros: figures.spent_micros,
+    limit_micros: figures.limit_micros,
+    resets_at: figures.resets_at,
+  });
+}
+
 /** The response for a database error, or null when it is a server fault. */
 export function fromDatabaseError(err: PgError): ApiError | null {
+  if (err.code === "PL409") return spendLimitReached(err);
   const projectStatus = projectStates[err.code];
   if (projectStatus) return new ApiError(projectStatus, err.message, err.detail || undefined);
   const byConstraint = err.constraint ? constraints[err.constraint] : undefined;

@@ -414,7 +414,7 @@ describe("chat_prompts trigger", () => {
     await update(m.id, "content", JSON.stringify([text("third")]));
     expect(await now()).toBe("third");
 
-    await update(m.id, "role", "assistant");
+    await update(m.id, "role", "system");
     expect(await now()).toBeUndefined();
     await update(m.id, "role", "user");
     expect(await now()).toBe("third");

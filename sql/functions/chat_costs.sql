@@ -1,0 +1,63 @@
+-- Cost analytics: what assistant messages cost, over a window, for one owner or for everyone
+-- (docs/sql.md "Cost and spend limits"). The rollups themselves are the queries of
+-- sql/queries/chat_costs.sql; these functions give them their rows.
+-- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
+--
+-- Cost counts assistant messages, deleted ones too (an edit does not refund a model call):
+-- priced ones have total_cost_micros, unpriced ones (a model without pricing) are counted apart.
+
+-- The clock of spend periods and default windows: now(), unless the session set
+-- pgchatd.clock_now (tests move it across period boundaries; the server never sets it).
+CREATE OR REPLACE FUNCTION chat_clock_now() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(NULLIF(current_setting('pgchatd.clock_now', true), '')::timestamptz, now());
+$$;
+
+-- A window [p_start, p_end) as the daily rollup sees it: the whole UTC days inside it
+-- [first_day, end_day), and the partial days at either end, read from chat_messages:
+-- [p_start, head_end) and [tail_start, p_end). A window that starts and ends at UTC midnights has
+-- no partial days; one inside a single day is all head.
+CREATE OR REPLACE FUNCTION chat_cost_window(p_start timestamptz, p_end timestamptz)
+-- A set of one row only so that the planner inlines it and folds it to constants.
+RETURNS TABLE (first_day date, end_day date, head_end timestamptz, tail_start timestamptz)
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT d.first_day, d.end_day,
+    least(d.first_day::timestamp AT TIME ZONE 'UTC', p_end),
+    greatest(d.end_day, d.first_day)::timestamp AT TIME ZONE 'UTC'
+  FROM (
+    SELECT (p_start AT TIME ZONE 'UTC')::date
+        + CASE WHEN (p_start AT TIME ZONE 'UTC')::time = '00:00' THEN 0 ELSE 1 END AS first_day,
+      (p_end AT TIME ZONE 'UTC')::date AS end_day
+  ) d;
+$$;
+
+-- The cost rows of [p_start, p_end): the rollup's whole days, then the messages of the partial
+-- days, in one shape; the rollups of sql/queries/chat_costs.sql group them. The planner inlines it
+-- (a single SQL SELECT) and pushes a caller's `owner_id = ...` into both parts, so one owner's
+-- rows come through chat_cost_daily_owner_idx, everyone's through chat_cost_daily_day_idx, and
+-- the partial days through chat_messages_assistant_created_at_idx.
+CREATE OR REPLACE FUNCTION chat_cost_rows(p_start timestamptz, p_end timestamptz)
+RETURNS TABLE (
+  chat_id uuid, root_chat_id uuid, owner_id uuid, organization_id uuid, model_config_id uuid,
+  total_cost_micros bigint, priced_message_count bigint, unpriced_message_count bigint,
+  input_tokens bigint, output_tokens bigint, cache_read_tokens bigint,
+  cache_creation_tokens bigint, runtime_ms bigint
+)
+LANGUAGE sql STABLE AS $$
+  SELECT d.chat_id, d.root_chat_id, d.owner_id, d.organization_id, d.model_config_id,
+    d.total_cost_micros, d.priced_message_count, d.unpriced_message_count, d.input_tokens,
+    d.output_tokens, d.cache_read_tokens, d.cache_creation_tokens, d.runtime_ms
+  FROM chat_cost_daily d, chat_cost_window(p_start, p_end) w
+  WHERE d.day >= w.first_day AND d.day < w.end_day
+  UNION ALL
+  SELECT m.chat_id, COALESCE(c.root_chat_id, c.id), c.owner_id, c.organization_id,
+    m.model_config_id, COALESCE(m.total_cost_micros, 0),
+    (m.total_cost_micros IS NOT NULL)::int, (m.total_cost_micros IS NULL)::int,
+    COALESCE(m.input_tokens, 0), COALESCE(m.output_tokens, 0), COALESCE(m.cache_read_tokens, 0),
+    COALESCE(m.cache_creation_tokens, 0), COALESCE(m.runtime_ms, 0)
+  FROM chat_cost_window(p_start, p_end) w
+  JOIN chat_messages m ON m.role = 'assistant'
+    AND ((m.created_at >= p_start AND m.created_at < w.head_end)
+      OR (m.created_at >= w.tail_start AND m.created_at < p_end))
+  JOIN chats c ON c.id = m.chat_id;
+$$;
