@@ -90,7 +90,8 @@ BEGIN
 END;
 $$;
 
--- PUT /usage-limits: the deployment's limit (NULL turns limiting off) and period, audited.
+-- PUT /usage-limits: the deployment's limit (NULL turns limiting off) and period (NULL keeps it),
+-- audited.
 CREATE OR REPLACE FUNCTION chat_usage_limits_set_config(
   p_actor_id uuid, p_spend_limit_micros bigint, p_period text
 ) RETURNS void
@@ -100,11 +101,13 @@ DECLARE
 BEGIN
   SELECT * INTO v_old FROM chat_usage_limit_config FOR UPDATE;
   UPDATE chat_usage_limit_config
-  SET spend_limit_micros = p_spend_limit_micros, period = p_period, updated_at = now();
+  SET spend_limit_micros = p_spend_limit_micros, period = COALESCE(p_period, v_old.period),
+    updated_at = now();
   INSERT INTO audit_logs (actor_user_id, action, detail)
   VALUES (p_actor_id, 'usage_limit_config', jsonb_build_object(
     'old', jsonb_build_object('spend_limit_micros', v_old.spend_limit_micros, 'period', v_old.period),
-    'new', jsonb_build_object('spend_limit_micros', p_spend_limit_micros, 'period', p_period)));
+    'new', jsonb_build_object('spend_limit_micros', p_spend_limit_micros,
+      'period', COALESCE(p_period, v_old.period))));
 END;
 $$;
 

@@ -9,11 +9,11 @@ SELECT g.spend_limit_micros, g.period, g.updated_at,
 FROM chat_usage_limit_config g;
 
 -- name: ListChatUsageLimitUserOverrides :many
--- The users with an override (users_chat_spend_limit_idx), or the one user_id names.
+-- The users with an override (users_chat_spend_limit_idx), or the one target_user_id names.
 SELECT u.id AS user_id, u.username, u.name, u.chat_spend_limit_micros::bigint AS spend_limit_micros
 FROM users u
 WHERE u.chat_spend_limit_micros IS NOT NULL
-  AND (sqlc.narg(user_id)::uuid IS NULL OR u.id = sqlc.narg(user_id)::uuid)
+  AND (sqlc.narg(target_user_id)::uuid IS NULL OR u.id = sqlc.narg(target_user_id)::uuid)
 ORDER BY lower(u.username);
 
 -- name: ListChatUsageLimitGroupOverrides :many
@@ -28,11 +28,11 @@ ORDER BY gr.organization_id, lower(gr.name);
 
 -- name: SetChatUsageLimitConfig :exec
 -- chat_usage_limits_set_config: see sql/functions/chat_usage_limits.sql.
-SELECT chat_usage_limits_set_config(@actor_id, sqlc.narg(spend_limit_micros), @period);
+SELECT chat_usage_limits_set_config(@actor_id, sqlc.narg(spend_limit_micros), sqlc.narg(period));
 
 -- name: SetChatUsageLimitUserOverride :exec
 -- chat_usage_limits_set_user_override (NULL deletes it): PC404 for an unknown user.
-SELECT chat_usage_limits_set_user_override(@actor_id, @user_id, sqlc.narg(spend_limit_micros));
+SELECT chat_usage_limits_set_user_override(@actor_id, @target_user_id, sqlc.narg(spend_limit_micros));
 
 -- name: SetChatUsageLimitGroupOverride :exec
 -- chat_usage_limits_set_group_override (NULL deletes it): PC404 for an unknown group.

@@ -1,3 +1,7 @@
+import type {
+  ListChatCostByUserRow,
+  ListChatCostSummaryByOwnerRow,
+} from "../generated/chat_costs.ts";
 import type { ListChatFilesByChatIDRow } from "../generated/chat_files.ts";
 import type { GetChatMessageByIDRow } from "../generated/chat_messages.ts";
 import type {
@@ -5,6 +9,12 @@ import type {
   GetChatProviderByIDRow,
 } from "../generated/chat_models.ts";
 import type { GetChatQueuedMessageByIDRow } from "../generated/chat_queue.ts";
+import type {
+  GetChatUsageLimitConfigRow,
+  GetChatUsageLimitStatusRow,
+  ListChatUsageLimitGroupOverridesRow,
+  ListChatUsageLimitUserOverridesRow,
+} from "../generated/chat_usage_limits.ts";
 import type { GetChatByIDForOwnerRow } from "../generated/chats.ts";
 import type { GetUserByIDRow } from "../generated/users.ts";
 
@@ -194,5 +204,113 @@ export function chatModelConfigJson(m: GetChatModelConfigByIDRow) {
     pricing: pricingJson(m),
     created_at: m.created_at,
     updated_at: m.updated_at,
+  };
+}
+
+/** A cost window as the responses show it (docs/api.md "Cost and limit bodies"). */
+export interface CostWindow {
+  start_date: string;
+  end_date: string;
+}
+
+const tokenTotals = (r: ListChatCostSummaryByOwnerRow) => ({
+  total_input_tokens: r.total_input_tokens,
+  total_output_tokens: r.total_output_tokens,
+  total_cache_read_tokens: r.total_cache_read_tokens,
+  total_cache_creation_tokens: r.total_cache_creation_tokens,
+});
+
+/** UsageLimitStatus: the period and figures only while a limit applies. */
+export function usageLimitStatusJson(s: GetChatUsageLimitStatusRow) {
+  if (!s.is_limited) return { is_limited: false, current_spend: s.current_spend };
+  return {
+    is_limited: true,
+    period: s.period,
+    spend_limit_micros: s.spend_limit_micros,
+    current_spend: s.current_spend,
+    period_start: s.period_start,
+    period_end: s.period_end,
+  };
+}
+
+/** CostSummary from ListChatCostSummaryByOwner's three groupings; usage_limit only when limited. */
+export function costSummaryJson(
+  window: CostWindow,
+  rows: ListChatCostSummaryByOwnerRow[],
+  usageLimit: GetChatUsageLimitStatusRow | null,
+) {
+  const total = rows.find((r) => r.kind === "total");
+  return {
+    ...window,
+    total_cost_micros: total?.total_cost_micros ?? 0,
+    priced_message_count: total?.priced_message_count ?? 0,
+    unpriced_message_count: total?.unpriced_message_count ?? 0,
+    total_input_tokens: total?.total_input_tokens ?? 0,
+    total_output_tokens: total?.total_output_tokens ?? 0,
+    total_cache_read_tokens: total?.total_cache_read_tokens ?? 0,
+    total_cache_creation_tokens: total?.total_cache_creation_tokens ?? 0,
+    total_runtime_ms: total?.total_runtime_ms ?? 0,
+    by_model: rows
+      .filter((r) => r.kind === "model")
+      .map((r) => ({
+        model_config_id: r.model_config_id,
+        display_name: r.display_name,
+        provider: r.provider,
+        model: r.model,
+        total_cost_micros: r.total_cost_micros,
+        message_count: r.priced_message_count + r.unpriced_message_count,
+        ...tokenTotals(r),
+        total_runtime_ms: r.total_runtime_ms,
+      })),
+    by_chat: rows
+      .filter((r) => r.kind === "chat")
+      .map((r) => ({
+        root_chat_id: r.root_chat_id,
+        chat_title: r.chat_title,
+        total_cost_micros: r.total_cost_micros,
+        message_count: r.priced_message_count + r.unpriced_message_count,
+        ...tokenTotals(r),
+        total_runtime_ms: r.total_runtime_ms,
+      })),
+    ...(usageLimit?.is_limited ? { usage_limit: usageLimitStatusJson(usageLimit) } : {}),
+  };
+}
+
+/** CostUsers from ListChatCostByUser (its first row carries the count even on an empty page). */
+export function costUsersJson(window: CostWindow, rows: ListChatCostByUserRow[]) {
+  return {
+    ...window,
+    count: rows[0]?.total_count ?? 0,
+    users: rows
+      .filter((r) => r.user_id !== null)
+      .map((r) => ({
+        user_id: r.user_id,
+        username: r.username,
+        name: r.name,
+        total_cost_micros: r.total_cost_micros,
+        message_count: r.message_count,
+        chat_count: r.chat_count,
+        total_input_tokens: r.total_input_tokens,
+        total_output_tokens: r.total_output_tokens,
+        total_cache_read_tokens: r.total_cache_read_tokens,
+        total_cache_creation_tokens: r.total_cache_creation_tokens,
+        total_runtime_ms: r.total_runtime_ms,
+      })),
+  };
+}
+
+/** UsageLimitConfig with its overrides embedded. */
+export function usageLimitConfigJson(
+  config: GetChatUsageLimitConfigRow,
+  overrides: ListChatUsageLimitUserOverridesRow[],
+  groupOverrides: ListChatUsageLimitGroupOverridesRow[],
+) {
+  return {
+    spend_limit_micros: config.spend_limit_micros,
+    period: config.period,
+    updated_at: config.updated_at,
+    unpriced_model_count: config.unpriced_model_count,
+    overrides,
+    group_overrides: groupOverrides,
   };
 }

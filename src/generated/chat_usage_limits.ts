@@ -43,7 +43,7 @@ export async function getChatUsageLimitConfig(client: Client): Promise<GetChatUs
 }
 
 export const listChatUsageLimitUserOverridesQuery = `-- name: ListChatUsageLimitUserOverrides :many
--- The users with an override (users_chat_spend_limit_idx), or the one user_id names.
+-- The users with an override (users_chat_spend_limit_idx), or the one target_user_id names.
 SELECT u.id AS user_id, u.username, u.name, u.chat_spend_limit_micros::bigint AS spend_limit_micros
 FROM users u
 WHERE u.chat_spend_limit_micros IS NOT NULL
@@ -51,7 +51,7 @@ WHERE u.chat_spend_limit_micros IS NOT NULL
 ORDER BY lower(u.username)`;
 
 export interface ListChatUsageLimitUserOverridesArgs {
-  user_id: string | null;
+  target_user_id: string | null;
 }
 
 export interface ListChatUsageLimitUserOverridesRow {
@@ -64,7 +64,7 @@ export interface ListChatUsageLimitUserOverridesRow {
 export async function listChatUsageLimitUserOverrides(client: Client, args: ListChatUsageLimitUserOverridesArgs): Promise<ListChatUsageLimitUserOverridesRow[]> {
   const result = await client.query({
     text: listChatUsageLimitUserOverridesQuery,
-    values: [args.user_id],
+    values: [args.target_user_id],
     rowMode: "array",
   });
   return result.rows.map((row) => {
@@ -123,7 +123,7 @@ SELECT chat_usage_limits_set_config($1, $2, $3)`;
 export interface SetChatUsageLimitConfigArgs {
   actor_id: string;
   spend_limit_micros: number | null;
-  period: string;
+  period: string | null;
 }
 
 export async function setChatUsageLimitConfig(client: Client, args: SetChatUsageLimitConfigArgs): Promise<void> {
@@ -140,14 +140,14 @@ SELECT chat_usage_limits_set_user_override($1, $2, $3)`;
 
 export interface SetChatUsageLimitUserOverrideArgs {
   actor_id: string;
-  user_id: string;
+  target_user_id: string;
   spend_limit_micros: number | null;
 }
 
 export async function setChatUsageLimitUserOverride(client: Client, args: SetChatUsageLimitUserOverrideArgs): Promise<void> {
   await client.query({
     text: setChatUsageLimitUserOverrideQuery,
-    values: [args.actor_id, args.user_id, args.spend_limit_micros],
+    values: [args.actor_id, args.target_user_id, args.spend_limit_micros],
     rowMode: "array",
   });
 }

@@ -42,6 +42,27 @@ export class TurnError extends Error {
   }
 }
 
+/**
+ * A turn that would start while its owner is at the spend limit (docs/api.md "Spend limits"):
+ * it ends with this instead of calling the model. The figures come from the same SQL status the
+ * 409 of a send reports.
+ */
+export function spendLimitError(limit: {
+  spend_period: string | null;
+  spend_limit_micros: number | null;
+  current_spend: number | null;
+  spend_resets_at: string | null;
+}): ChatError {
+  return {
+    message: `You have reached your spend limit for this ${limit.spend_period ?? "period"}.`,
+    kind: "usage_limit",
+    provider: null,
+    retryable: false,
+    status_code: null,
+    detail: `Spent ${limit.current_spend} of ${limit.spend_limit_micros} micros; the limit resets at ${limit.spend_resets_at}.`,
+  };
+}
+
 /** Provider error bodies can be long (HTML error pages); the detail keeps the start. */
 const maxDetailLength = 500;
 

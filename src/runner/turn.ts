@@ -16,7 +16,13 @@ import {
 import { updateChatTitleFromModelByID } from "../generated/chat_titles.ts";
 import { updateChatLastTurnSummaryByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
-import { type ChatError, classifyError, retryAfterMs, TurnError } from "../models/chat_error.ts";
+import {
+  type ChatError,
+  classifyError,
+  retryAfterMs,
+  spendLimitError,
+  TurnError,
+} from "../models/chat_error.ts";
 import { generateTitle, titleMessages } from "../models/chat_titles.ts";
 import {
   buildMessages,
@@ -312,6 +318,13 @@ export async function runTurn(
     deps.afterWrite();
     return row;
   };
+
+  // Admitted before the owner reached the limit (a queued message, a promotion, an edit): the
+  // turn ends here and the model is never called.
+  if (chat.over_spend_limit) {
+    const row = await finish("error", spendLimitError(chat));
+    return { outcome: row.outcome as TurnOutcome };
+  }
 
   let model: ResolvedModel;
   try {

@@ -6,6 +6,7 @@ import type { AppDeps, AppEnv } from "./deps.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
+import { chatCostsRoutes } from "./routes/chat_costs.ts";
 import { chatEventsRoutes } from "./routes/chat_events.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
 import { chatMessagesRoutes } from "./routes/chat_messages.ts";
@@ -16,6 +17,7 @@ import {
 } from "./routes/chat_models.ts";
 import { chatQueueRoutes } from "./routes/chat_queue.ts";
 import { chatTitlesRoutes } from "./routes/chat_titles.ts";
+import { chatUsageLimitsRoutes } from "./routes/chat_usage_limits.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
@@ -102,6 +104,8 @@ export function createApp(deps: AppDeps): App {
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
+  chats.route("/usage-limits", chatUsageLimitsRoutes);
+  chats.route("/", chatCostsRoutes);
   chats.route("/", chatModelsRoutes);
   chats.route("/", chatEventsRoutes);
   chats.route("/", chatMessagesRoutes);

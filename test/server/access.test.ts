@@ -43,6 +43,13 @@ const unscoped: Record<string, string> = {
   GetChatModelConfigByID: "/model-configs (site owner)",
   UpdateChatModelConfigByID: "/model-configs (site owner)",
   DeleteChatModelConfigByID: "/model-configs (site owner)",
+  ListChatCostByUser: "GET /cost/users (site owner)",
+  GetChatUsageLimitConfig: "/usage-limits (site owner)",
+  ListChatUsageLimitUserOverrides: "/usage-limits (site owner)",
+  ListChatUsageLimitGroupOverrides: "/usage-limits (site owner)",
+  SetChatUsageLimitConfig: "PUT /usage-limits (site owner)",
+  SetChatUsageLimitUserOverride: "/usage-limits/overrides/{user} (site owner)",
+  SetChatUsageLimitGroupOverride: "/usage-limits/group-overrides/{group} (site owner)",
   ListEnabledModelConfigs: "GET /models: the deployment's model catalogue, the same for everyone",
   GetWorkspaceByID: "workspace routes check the workspace's owner before acting",
   InsertWorkspaceBuild:

@@ -228,16 +228,18 @@ describe("GET /chats/{chat}/messages", () => {
     expect(assistant).toMatchObject({ id: reply.id, role: "assistant", created_by: null });
     expect(assistant.usage).toBeNull();
 
-    await t.pool.query(
-      `UPDATE chat_messages SET input_tokens = 100, output_tokens = 20, total_tokens = 120,
-         reasoning_tokens = 5, cache_creation_tokens = 3, cache_read_tokens = 40,
-         context_limit = 128000, total_cost_micros = 1234, runtime_ms = 987
-       WHERE id = $1`,
-      [reply.id],
+    // Usage is written once, with the message (as a turn stores it).
+    const { rows } = await t.pool.query(
+      `INSERT INTO chat_messages (chat_id, role, content, input_tokens, output_tokens,
+         total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit,
+         total_cost_micros, runtime_ms)
+       VALUES ($1, 'assistant', $2, 100, 20, 120, 5, 3, 40, 128000, 1234, 987)
+       RETURNING id`,
+      [chat.id, JSON.stringify(text("answer"))],
     );
     const withUsage = (await history(u, chat.id)).json.messages[0];
     expect(withUsage).toEqual({
-      id: reply.id,
+      id: rows[0].id,
       chat_id: chat.id,
       created_at: expect.stringMatching(timestamp),
       role: "assistant",

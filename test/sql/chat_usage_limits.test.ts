@@ -68,7 +68,7 @@ describe("which limit applies", () => {
     );
     await setChatUsageLimitUserOverride(pool, {
       actor_id: adminId,
-      user_id: userId,
+      target_user_id: userId,
       spend_limit_micros: 7,
     });
     const s = await statusOf(pool, userId);
@@ -85,7 +85,7 @@ describe("which limit applies", () => {
     );
     await setChatUsageLimitUserOverride(pool, {
       actor_id: adminId,
-      user_id: userId,
+      target_user_id: userId,
       spend_limit_micros: 300,
     });
     expect(await statusOf(pool, userId)).toMatchObject({
@@ -391,7 +391,7 @@ describe("changes to the limits", () => {
     await setLimit(500, "week");
     await setChatUsageLimitUserOverride(pool, {
       actor_id: adminId,
-      user_id: userId,
+      target_user_id: userId,
       spend_limit_micros: 20,
     });
     await setChatUsageLimitGroupOverride(pool, {
@@ -401,7 +401,7 @@ describe("changes to the limits", () => {
     });
     await setChatUsageLimitUserOverride(pool, {
       actor_id: adminId,
-      user_id: userId,
+      target_user_id: userId,
       spend_limit_micros: null,
     });
     const { rows } = await pool.query(
@@ -437,7 +437,7 @@ describe("changes to the limits", () => {
     const user = await sqlError(() =>
       setChatUsageLimitUserOverride(pool, {
         actor_id: adminId,
-        user_id: missing,
+        target_user_id: missing,
         spend_limit_micros: 1,
       }),
     );

@@ -1,0 +1,130 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import { usageLimitConfigJson, usageLimitStatusJson } from "../../api/shapes.ts";
+import {
+  getChatUsageLimitConfig,
+  getChatUsageLimitStatus,
+  listChatUsageLimitGroupOverrides,
+  listChatUsageLimitUserOverrides,
+  setChatUsageLimitConfig,
+  setChatUsageLimitGroupOverride,
+  setChatUsageLimitUserOverride,
+} from "../../generated/chat_usage_limits.ts";
+import { requireOwner, userOf } from "../auth.ts";
+import type { AppEnv } from "../deps.ts";
+import { forbidden } from "../errors.ts";
+import { uuid, validate } from "../validation.ts";
+
+/*
+ * Spend limits (docs/api.md "Spend limits"): the deployment's limit and its user and group
+ * overrides (site owners; every change audited), and the caller's own status. Resolution, the
+ * period and the check inside create and send are SQL (sql/functions/chat_usage_limits.sql).
+ */
+
+/** A positive amount of micros within JavaScript's safe integers (0 would block everyone). */
+const limitMicros = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+const configBody = z.strictObject({
+  spend_limit_micros: limitMicros.nullable(),
+  /** Omitted, the period stays as it is. */
+  period: z.enum(["day", "week", "month"]).optional(),
+});
+const overrideBody = z.strictObject({ spend_limit_micros: limitMicros });
+const userParam = z.object({ user: uuid() });
+const groupParam = z.object({ group: uuid() });
+const statusQuery = z.object({
+  /** The organization to report on; default the caller's first. */
+  organization_id: uuid().optional(),
+});
+
+async function loadConfig(db: AppEnv["Variables"]["deps"]["db"]) {
+  const [config, overrides, groupOverrides] = await Promise.all([
+    getChatUsageLimitConfig(db),
+    listChatUsageLimitUserOverrides(db, { target_user_id: null }),
+    listChatUsageLimitGroupOverrides(db, { group_id: null }),
+  ]);
+  return usageLimitConfigJson(config!, overrides, groupOverrides);
+}
+
+export const chatUsageLimitsRoutes = new Hono<AppEnv>()
+  .get("/status", validate("query", statusQuery), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const requested = c.req.valid("query").organization_id;
+    if (requested && !actor.user.organization_ids.includes(requested)) {
+      throw forbidden("You are not a member of this organization.");
+    }
+    const organizationId = requested ?? actor.user.organization_ids[0];
+    if (!organizationId) throw forbidden("You are not a member of any organization.");
+    const status = await getChatUsageLimitStatus(c.get("deps").db, {
+      user_id: actor.user.id,
+      organization_id: organizationId,
+    });
+    return c.json(usageLimitStatusJson(status!));
+  })
+
+  .get("/", requireOwner, async (c) => c.json(await loadConfig(c.get("deps").db)))
+
+  .put("/", requireOwner, validate("json", configBody), async (c) => {
+    const body = c.req.valid("json");
+    const db = c.get("deps").db;
+    await setChatUsageLimitConfig(db, {
+      actor_id: userOf(c.get("actor")).user.id,
+      spend_limit_micros: body.spend_limit_micros,
+      period: body.period ?? null,
+    });
+    return c.json(await loadConfig(db));
+  })
+
+  .put(
+    "/overrides/:user",
+    requireOwner,
+    validate("param", userParam),
+    validate("json", overrideBody),
+    async (c) => {
+      const db = c.get("deps").db;
+      const userId = c.req.valid("param").user;
+      await setChatUsageLimitUserOverride(db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        target_user_id: userId,
+        spend_limit_micros: c.req.valid("json").spend_limit_micros,
+      });
+      const [override] = await listChatUsageLimitUserOverrides(db, { target_user_id: userId });
+      return c.json(override);
+    },
+  )
+
+  .delete("/overrides/:user", requireOwner, validate("param", userParam), async (c) => {
+    await setChatUsageLimitUserOverride(c.get("deps").db, {
+      actor_id: userOf(c.get("actor")).user.id,
+      target_user_id: c.req.valid("param").user,
+      spend_limit_micros: null,
+    });
+    return c.body(null, 204);
+  })
+
+  .put(
+    "/group-overrides/:group",
+    requireOwner,
+    validate("param", groupParam),
+    validate("json", overrideBody),
+    async (c) => {
+      const db = c.get("deps").db;
+      const groupId = c.req.valid("param").group;
+      await setChatUsageLimitGroupOverride(db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        group_id: groupId,
+        spend_limit_micros: c.req.valid("json").spend_limit_micros,
+      });
+      const [override] = await listChatUsageLimitGroupOverrides(db, { group_id: groupId });
+      return c.json(override);
+    },
+  )
+
+  .delete("/group-overrides/:group", requireOwner, validate("param", groupParam), async (c) => {
+    await setChatUsageLimitGroupOverride(c.get("deps").db, {
+      actor_id: userOf(c.get("actor")).user.id,
+      group_id: c.req.valid("param").group,
+      spend_limit_micros: null,
+    });
+    return c.body(null, 204);
+  });
