@@ -22,10 +22,13 @@
  *                                       (bench/horizon.ts)
  *   npm run bench -- tailer [commits]   reads of the change-event log per commit, and empty ones
  *                                       (bench/tailer.ts)
+ *   npm run bench -- cost [messages]    cost rollups and the spend check on 10,000,000 assistant
+ *                                       messages over 1,000 users (bench/cost.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
 import { benchContext } from "./context.ts";
+import { benchCost } from "./cost.ts";
 import { benchHorizon } from "./horizon.ts";
 import { benchList } from "./list.ts";
 import { benchPrompts } from "./prompts.ts";
@@ -47,6 +50,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   chat_updates: (chats) => benchChatUpdates(chats),
   horizon: () => benchHorizon(),
   tailer: (commits) => benchTailer(commits),
+  cost: (messages) => benchCost(messages),
 };
 const defaults = [
   "startup",
@@ -58,6 +62,7 @@ const defaults = [
   "chat_updates",
   "horizon",
   "tailer",
+  "cost",
 ];
 
 const [name, ...args] = process.argv.slice(2);

@@ -10,7 +10,8 @@
  * After the chat list, the messages data set of `npm run bench -- prompts` (support/seed_messages.ts:
  * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
  * prompt-history reads; seeding it takes ~12 s. Then the change-event reads on the log all that
- * wrote, and the runner's statements on runner state set on the seeded chats.
+ * wrote, the runner's statements on runner state set on the seeded chats, and the cost rollups on
+ * 1,000,000 assistant messages (support/seed_costs.ts; ~25 s).
  *
  * Identity queries get their generic plan (stable text). The chat list gets EXPLAIN (ANALYZE,
  * BUFFERS) with sample arguments: node-pg sends them as unnamed statements, which are planned for
@@ -26,6 +27,11 @@ import {
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
 import { listChatContextResourcesForPromptByChatID } from "../src/generated/chat_context.ts";
+import {
+  getChatCostByChatID,
+  listChatCostByUser,
+  listChatCostSummaryByOwner,
+} from "../src/generated/chat_costs.ts";
 import {
   getChatEventHorizonStatus,
   listChatEventsAfterCursor,
@@ -44,6 +50,7 @@ import {
   listChatRecoveryCandidates,
   updateChatHeartbeatsByWorkerID,
 } from "../src/generated/chat_runs.ts";
+import { getChatUsageLimitStatus } from "../src/generated/chat_usage_limits.ts";
 import {
   listChatsByIDs,
   listChatsByOwner,
@@ -66,6 +73,7 @@ import {
   type SeededChats,
   seedChats,
 } from "../support/seed_chats.ts";
+import { describeCostSeed, type SeededCosts, seedCosts } from "../support/seed_costs.ts";
 import { describeMessages, type SeededMessages, seedMessages } from "../support/seed_messages.ts";
 
 /** Sizes of the seeded tables; large enough that a missing index shows as a sequential scan. */
@@ -572,6 +580,94 @@ async function contextPlans(
 }
 
 /** Long uuid[] literals (a page of ids) shortened, so the plan stays readable. */
+/** The cost data set for the plans: a tenth of `npm run bench -- cost`'s, seeded in ~25 s. */
+const costSeed = { users: 100, chats: 10_000, heavyChats: 200 };
+
+/**
+ * The cost rollups and the spend check, with the routes' arguments: the default window (30 UTC
+ * days, midnight to midnight: the daily rollup alone) and the same length ending at a time of day
+ * (the partial days read from chat_messages).
+ */
+async function costPlans(client: pg.Client, seeded: SeededCosts): Promise<ChatPlan[]> {
+  const dayMs = 86_400_000;
+  const end = Math.floor(Date.now() / dayMs) * dayMs + dayMs;
+  const aligned = {
+    start_date: new Date(end - 30 * dayMs).toISOString(),
+    end_date: new Date(end).toISOString(),
+  };
+  const partial = {
+    start_date: new Date(end - 30 * dayMs - dayMs / 2).toISOString(),
+    end_date: new Date(end - dayMs / 2).toISOString(),
+  };
+  const heavy = `heavy user (${seeded.heavyChatIds.length.toLocaleString("en")} chats)`;
+  const { rows } = await client.query<{ id: string; n: number }>(
+    `SELECT p.id, count(*)::int AS n FROM chats p JOIN chats c ON c.root_chat_id = p.id
+     WHERE p.owner_id = $1 GROUP BY p.id ORDER BY n DESC, p.id LIMIT 1`,
+    [seeded.heavyUserId],
+  );
+  const root = rows[0]!;
+  return [
+    {
+      name: "ListChatCostSummaryByOwner: default window",
+      why: "GET /api/experimental/chats/cost/{user}/summary",
+      shows: `${heavy}, the 30 UTC days ending with today`,
+      query: await capturedQuery(listChatCostSummaryByOwner, {
+        ...aligned,
+        owner_id: seeded.heavyUserId,
+      }),
+    },
+    {
+      name: "ListChatCostSummaryByOwner: window ending at noon",
+      why: "the same with bounds that are not UTC midnights",
+      shows: `${heavy}, 30 days ending at noon UTC yesterday`,
+      query: await capturedQuery(listChatCostSummaryByOwner, {
+        ...partial,
+        owner_id: seeded.heavyUserId,
+      }),
+    },
+    {
+      name: "ListChatCostByUser: default window",
+      why: "GET /api/experimental/chats/cost/users, the per-user page (site owners)",
+      shows: `every user, the 30 UTC days ending with today, limit 50`,
+      query: await capturedQuery(listChatCostByUser, {
+        ...aligned,
+        search: "",
+        limit: 50,
+        offset: 0,
+      }),
+    },
+    {
+      name: "ListChatCostByUser: window ending at noon",
+      why: "the same page with bounds that are not UTC midnights",
+      shows: `every user, 30 days ending at noon UTC yesterday, limit 50`,
+      query: await capturedQuery(listChatCostByUser, {
+        ...partial,
+        search: "",
+        limit: 50,
+        offset: 0,
+      }),
+    },
+    {
+      name: "GetChatCostByChatID",
+      why: "GET /api/experimental/chats/{chat}/cost",
+      shows: `a root chat with ${root.n} subagent chats`,
+      query: await capturedQuery(getChatCostByChatID, {
+        chat_id: root.id,
+        owner_id: seeded.heavyUserId,
+      }),
+    },
+    {
+      name: "GetChatUsageLimitStatus",
+      why: "GET /usage-limits/status; the same function is the spend check of every create and send",
+      shows: `${heavy}, monthly period`,
+      query: await capturedQuery(getChatUsageLimitStatus, {
+        user_id: seeded.heavyUserId,
+        organization_id: seeded.organizationId,
+      }),
+    },
+  ];
+}
+
 function shortenIdLists(plan: string): string {
   return plan.replace(
     /'\{([0-9a-f-]{36}|\d+)(,([0-9a-f-]{36}|\d+))+\}'/g,
@@ -730,6 +826,21 @@ async function plans(): Promise<string> {
       );
       for (const plan of context.contextFiles) out.push("```", plan.trim(), "```", "");
       await explained(context.plans);
+
+      const costs = await seedCosts(client, { ...costSeed, progress: false });
+      console.error(
+        `seeded ${costs.counts.messages.toLocaleString("en")} cost messages in ${((costs.ms.messages + costs.ms.rollup) / 1000).toFixed(1)} s`,
+      );
+      await client.query("SELECT chat_usage_limits_set_config(NULL, 5000000, 'month')");
+      out.push(
+        "### Cost and spend limits",
+        "",
+        `On ${describeCostSeed(costs)}, a monthly limit set. EXPLAIN (ANALYZE, BUFFERS) with ` +
+          "sample arguments, as for the chat list. `npm run bench -- cost` measures the same " +
+          "reads on ten times the data.",
+        "",
+      );
+      await explained(await costPlans(client, costs));
       return out.join("\n");
     } finally {
       await client.end();

@@ -61,3 +61,33 @@ LANGUAGE sql STABLE AS $$
       OR (m.created_at >= w.tail_start AND m.created_at < p_end))
   JOIN chats c ON c.id = m.chat_id;
 $$;
+
+-- Rebuilds chat_cost_daily from chat_messages, the way migration 00024 first filled it: for
+-- messages loaded with triggers off (session_replication_role = replica, as `npm run bench --
+-- cost` seeds them), or a rollup in doubt. Takes the table's lock, so the trigger's upserts wait.
+CREATE OR REPLACE FUNCTION chat_costs_rebuild_daily() RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_rows bigint;
+BEGIN
+  LOCK TABLE chat_cost_daily IN EXCLUSIVE MODE;
+  DELETE FROM chat_cost_daily;
+  INSERT INTO chat_cost_daily (
+    chat_id, day, model_config_id, owner_id, organization_id, root_chat_id, total_cost_micros,
+    priced_message_count, unpriced_message_count, input_tokens, output_tokens,
+    cache_read_tokens, cache_creation_tokens, runtime_ms
+  )
+  SELECT m.chat_id, (m.created_at AT TIME ZONE 'UTC')::date, m.model_config_id, c.owner_id,
+    c.organization_id, COALESCE(c.root_chat_id, c.id), COALESCE(sum(m.total_cost_micros), 0),
+    count(m.total_cost_micros), count(*) - count(m.total_cost_micros),
+    COALESCE(sum(m.input_tokens), 0), COALESCE(sum(m.output_tokens), 0),
+    COALESCE(sum(m.cache_read_tokens), 0), COALESCE(sum(m.cache_creation_tokens), 0),
+    COALESCE(sum(m.runtime_ms), 0)
+  FROM chat_messages m
+  JOIN chats c ON c.id = m.chat_id
+  WHERE m.role = 'assistant'
+  GROUP BY 1, 2, 3, 4, 5, 6;
+  GET DIAGNOSTICS v_rows = ROW_COUNT;
+  RETURN v_rows;
+END;
+$$;

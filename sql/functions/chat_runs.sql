@@ -33,20 +33,20 @@ LANGUAGE sql STABLE AS $$
       m.cache_write_price_micros) > 0;
 $$;
 
--- Stores a step's messages (assistant, then tool) with their usage; the cost comes from the
--- model's pricing and the context limit from its config.
--- p_messages: [{role, content, input_tokens, output_tokens, total_tokens, reasoning_tokens,
---   cache_creation_tokens, cache_read_tokens, runtime_ms, provider_response_id}]
-CREATE OR REPLACE FUNCTION chat_run_insert_messages(
-  p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
+-- The body of chat_run_insert_messages and chat_run_keep_usage (below): every message, or
+-- (p_usage_only) the messages with usage, deleted and model-only.
+CREATE OR REPLACE FUNCTION chat_run_store_messages(
+  p_chat_id uuid, p_model_config_id uuid, p_messages jsonb, p_usage_only boolean
 ) RETURNS void
 LANGUAGE sql AS $$
   INSERT INTO chat_messages (
-    chat_id, role, content, visibility, model_config_id, input_tokens, output_tokens,
+    chat_id, role, content, visibility, deleted, model_config_id, input_tokens, output_tokens,
     total_tokens, reasoning_tokens, cache_creation_tokens, cache_read_tokens, context_limit,
     total_cost_micros, runtime_ms, provider_response_id
   )
-  SELECT p_chat_id, (m ->> 'role')::chat_message_role, m -> 'content', 'both', p_model_config_id,
+  SELECT p_chat_id, (m ->> 'role')::chat_message_role, m -> 'content',
+    CASE WHEN p_usage_only THEN 'model' ELSE 'both' END::chat_message_visibility, p_usage_only,
+    p_model_config_id,
     (m ->> 'input_tokens')::bigint, (m ->> 'output_tokens')::bigint,
     (m ->> 'total_tokens')::bigint, (m ->> 'reasoning_tokens')::bigint,
     (m ->> 'cache_creation_tokens')::bigint, (m ->> 'cache_read_tokens')::bigint,
@@ -57,7 +57,30 @@ LANGUAGE sql AS $$
     (m ->> 'runtime_ms')::bigint, m ->> 'provider_response_id'
   FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(m, n)
   LEFT JOIN chat_model_configs c ON c.id = p_model_config_id
+  WHERE NOT p_usage_only OR m ? 'input_tokens'
   ORDER BY e.n;
+$$;
+
+-- Stores a step's messages (assistant, then tool) with their usage; the cost comes from the
+-- model's pricing and the context limit from its config.
+-- p_messages: [{role, content, input_tokens, output_tokens, total_tokens, reasoning_tokens,
+--   cache_creation_tokens, cache_read_tokens, runtime_ms, provider_response_id}]
+CREATE OR REPLACE FUNCTION chat_run_insert_messages(
+  p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
+) RETURNS void
+LANGUAGE sql AS $$
+  SELECT chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, false);
+$$;
+
+-- A turn whose output is not kept (its lease was lost to an edit or to recovery, or its chat was
+-- archived) still called the model, and its cost counts (docs/api.md "Spend limits": an edit does
+-- not refund a model call): the messages that carry usage are stored deleted and model-only, so
+-- the cost rollup counts them and no history, prompt, stream or tool-call rule ever sees them.
+CREATE OR REPLACE FUNCTION chat_run_keep_usage(
+  p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
+) RETURNS void
+LANGUAGE sql AS $$
+  SELECT chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, true);
 $$;
 
 -- The chat row when the caller holds its current lease (locked), else NULL.
@@ -102,8 +125,8 @@ $$;
 --   'error' (p_error, a ChatError) -> error.
 -- What happened to the chat meanwhile wins over p_outcome; the returned outcome says which:
 --   'lost':        the lease is gone (recovered, a new turn admitted by an edit, or claimed
---                  again): nothing is written;
---   'discarded':   archived: nothing is written, the lease is released;
+--                  again): only the cost is kept (chat_run_keep_usage);
+--   'discarded':   archived: only the cost is kept, the lease is released;
 --   'interrupted': the partial output is kept, the status stays waiting;
 --   else p_outcome.
 -- Unanswered tool calls of a turn that does not end in requires_action get error results, so the
@@ -129,10 +152,14 @@ BEGIN
   v_chat := chat_run_lock_lease(p_chat_id, p_worker_id, p_started_at);
   IF v_chat.id IS NULL THEN
     outcome := 'lost';
+    IF EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id) THEN
+      PERFORM chat_run_keep_usage(p_chat_id, p_model_config_id, p_messages);
+    END IF;
     RETURN;
   END IF;
-  -- status: running (archived) -> waiting, nothing stored (docs/sql.md "Chat status").
+  -- status: running (archived) -> waiting, nothing stored but the cost (docs/sql.md "Chat status").
   IF v_chat.archived THEN
+    PERFORM chat_run_keep_usage(p_chat_id, p_model_config_id, p_messages);
     UPDATE chats c SET worker_id = NULL, heartbeat_at = NULL,
       status = CASE WHEN c.status = 'running' THEN 'waiting' ELSE c.status END
     WHERE c.id = p_chat_id

@@ -75,6 +75,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v record;
 BEGIN
+  -- Limiting off: no lock, no spend to add up.
+  IF (SELECT spend_limit_micros IS NULL FROM chat_usage_limit_config) THEN
+    RETURN;
+  END IF;
   PERFORM chat_lock_spend(p_user_id, p_organization_id, false);
   -- A statement after the lock: its snapshot sees what the waited-for writers committed.
   SELECT * INTO v FROM chat_usage_limit_status(p_user_id, p_organization_id);

@@ -2,14 +2,16 @@
 
 -- Archived chats are read-only: no message of any kind lands in one. The row lock (the same one
 -- an archive takes to update the chat) orders this insert against a concurrent archive: either
--- the archive waits for this transaction, or this insert sees the chat archived.
+-- the archive waits for this transaction, or this insert sees the chat archived. The one
+-- exception is the cost of a turn the archive ended (chat_run_keep_usage): stored deleted and
+-- model-only, it is in no history.
 CREATE OR REPLACE FUNCTION chat_messages__check_chat_writable() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
   v_archived boolean;
 BEGIN
   SELECT archived INTO v_archived FROM chats WHERE id = NEW.chat_id FOR NO KEY UPDATE;
-  IF v_archived THEN
+  IF v_archived AND NOT (NEW.deleted AND NEW.visibility = 'model') THEN
     RAISE EXCEPTION 'Chat is archived.' USING ERRCODE = 'PC400',
       DETAIL = 'Unarchive the chat to add messages.';
   END IF;

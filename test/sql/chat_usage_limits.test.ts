@@ -1,12 +1,15 @@
+import { randomUUID } from "node:crypto";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { Pool, Queryable } from "../../src/db/index.ts";
-import { sendChatMessage } from "../../src/generated/chat_messages.ts";
+import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
+import { finishChatRun } from "../../src/generated/chat_runs.ts";
 import {
   getChatUsageLimitStatus,
   setChatUsageLimitConfig,
   setChatUsageLimitGroupOverride,
   setChatUsageLimitUserOverride,
 } from "../../src/generated/chat_usage_limits.ts";
+import { archiveChat } from "../../src/generated/chats.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { blocked, outcome, session } from "../setup/sessions.ts";
@@ -381,6 +384,75 @@ describe("the daily cost rollup", () => {
       [chat.id],
     );
     expect(rows[0].s).toBe(5);
+  });
+});
+
+describe("the cost of a turn whose output is not kept", () => {
+  /** A chat of a new user whose turn a runner holds, as ClaimPendingChats leaves it. */
+  async function runningTurn() {
+    const userId = await member();
+    const chat = await gen.chat(pool, { ownerId: userId, organizationId: orgId });
+    const worker = randomUUID();
+    const { rows } = await pool.query(
+      `UPDATE chats SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
+       WHERE id = $1 RETURNING started_at, last_model_config_id`,
+      [chat.id, worker],
+    );
+    const model = await gen.modelConfig(pool, { inputPriceMicros: 1_000_000 });
+    const finish = () =>
+      finishChatRun(pool, {
+        chat_id: chat.id,
+        worker_id: worker,
+        started_at: rows[0].started_at,
+        model_config_id: model.id,
+        messages: [
+          {
+            role: "assistant",
+            content: [{ type: "text", text: "an answer nobody will see" }],
+            input_tokens: 60,
+            output_tokens: 20,
+          },
+        ],
+        outcome: "completed",
+        error: null,
+      });
+    return { userId, chat, finish };
+  }
+
+  const visibleAssistants = async (chatId: string) =>
+    (
+      await pool.query(
+        "SELECT count(*)::int AS n FROM chat_messages WHERE chat_id = $1 AND role = 'assistant' AND NOT deleted",
+        [chatId],
+      )
+    ).rows[0].n;
+
+  it("a turn whose lease an edit took still counts its cost, and its output is in no history", async () => {
+    await setLimit(1_000);
+    const { userId, chat, finish } = await runningTurn();
+    const { rows } = await pool.query(
+      "SELECT id FROM chat_messages WHERE chat_id = $1 AND role = 'user'",
+      [chat.id],
+    );
+    await editChatMessage(pool, {
+      chat_id: chat.id,
+      owner_id: userId,
+      message_id: rows[0].id,
+      content: [{ type: "text", text: "again" }],
+      api_key_id: null,
+    });
+    expect((await finish()).outcome).toBe("lost");
+    expect((await statusOf(pool, userId)).current_spend).toBe(60);
+    expect(await visibleAssistants(chat.id)).toBe(0);
+  });
+
+  it("a turn its chat's archive ended still counts its cost", async () => {
+    await setLimit(1_000);
+    const { userId, chat, finish } = await runningTurn();
+    await archiveChat(pool, { id: chat.id, owner_id: userId });
+    expect((await finish()).outcome).toBe("discarded");
+    expect((await statusOf(pool, userId)).current_spend).toBe(60);
+    expect(await visibleAssistants(chat.id)).toBe(0);
   });
 });
 

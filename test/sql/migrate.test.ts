@@ -1,6 +1,10 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { migrate as runMigrations } from "postgres-migrations";
 import { describe, expect, it } from "vitest";
 import { bootstrap } from "../../src/db/bootstrap.ts";
-import { applyRoutines, migrate } from "../../src/db/migrate.ts";
+import { applyRoutines, migrate, sqlDir } from "../../src/db/migrate.ts";
 import { connectClient } from "../../src/db/pool.ts";
 import { authenticateUser } from "../../src/server/auth.ts";
 import { emptyDatabase, newPool } from "../setup/db.ts";
@@ -32,6 +36,72 @@ describe("migrations", () => {
       await client.end();
     }
     await migrate(db.url);
+  });
+});
+
+describe("migration 00024 (the daily cost rollup)", () => {
+  it("counts the assistant messages stored before it, priced and unpriced apart", async () => {
+    const db = await emptyDatabase();
+    // The schema as it was before 00024, with messages in it.
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-migrations-"));
+    try {
+      for (const f of await fs.readdir(path.join(sqlDir, "schema"))) {
+        if (f < "00024") await fs.copyFile(path.join(sqlDir, "schema", f), path.join(dir, f));
+      }
+      const client = await connectClient(db.url);
+      try {
+        await runMigrations({ client }, dir);
+        await client.query(
+          `WITH o AS (INSERT INTO organizations (name) VALUES ('old') RETURNING id),
+             u AS (INSERT INTO users (username) VALUES ('old') RETURNING id),
+             m AS (INSERT INTO organization_members SELECT o.id, u.id FROM o, u RETURNING *),
+             c AS (INSERT INTO chats (id, owner_id, organization_id, title, last_model_config_id)
+                   SELECT '00000000-0000-4000-8000-000000000001', u.id, o.id, 'old',
+                     (SELECT id FROM chat_model_configs WHERE is_default)
+                   FROM o, u
+                   RETURNING id)
+           INSERT INTO chat_messages (chat_id, role, content, created_at, total_cost_micros,
+             input_tokens, runtime_ms)
+           SELECT c.id, r.role::chat_message_role, '[]', r.at, r.cost, 10, 5
+           FROM c, (VALUES ('assistant', '2026-01-05T10:00:00Z'::timestamptz, 7),
+             ('assistant', '2026-01-05T23:00:00Z', NULL), ('user', '2026-01-05T09:00:00Z', NULL),
+             ('assistant', '2026-01-06T01:00:00Z', 3)) r(role, at, cost)`,
+        );
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+    await migrate(db.url);
+    const client = await connectClient(db.url);
+    try {
+      const { rows } = await client.query(
+        `SELECT day::text, total_cost_micros, priced_message_count, unpriced_message_count,
+           input_tokens, runtime_ms
+         FROM chat_cost_daily ORDER BY day`,
+      );
+      expect(rows).toEqual([
+        {
+          day: "2026-01-05",
+          total_cost_micros: 7,
+          priced_message_count: 1,
+          unpriced_message_count: 1,
+          input_tokens: 20,
+          runtime_ms: 10,
+        },
+        {
+          day: "2026-01-06",
+          total_cost_micros: 3,
+          priced_message_count: 1,
+          unpriced_message_count: 0,
+          input_tokens: 10,
+          runtime_ms: 5,
+        },
+      ]);
+    } finally {
+      await client.end();
+    }
   });
 });
 
