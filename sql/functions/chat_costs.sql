@@ -56,9 +56,11 @@ LANGUAGE sql STABLE AS $$
     COALESCE(m.input_tokens, 0), COALESCE(m.output_tokens, 0), COALESCE(m.cache_read_tokens, 0),
     COALESCE(m.cache_creation_tokens, 0), COALESCE(m.runtime_ms, 0)
   FROM chat_cost_window(p_start, p_end) w
-  JOIN chat_messages m ON m.role = 'assistant'
-    AND ((m.created_at >= p_start AND m.created_at < w.head_end)
-      OR (m.created_at >= w.tail_start AND m.created_at < p_end))
+  -- Two plain ranges rather than an OR of them: each is an index-only range scan, where an OR
+  -- would become a bitmap scan that reads the heap.
+  CROSS JOIN LATERAL (VALUES (p_start, w.head_end), (w.tail_start, p_end)) part(lo, hi)
+  JOIN chat_messages m ON m.role = 'assistant' AND m.created_at >= part.lo
+    AND m.created_at < part.hi
   JOIN chats c ON c.id = m.chat_id;
 $$;
 

@@ -43,9 +43,19 @@ LANGUAGE sql STABLE AS $$
   ) grp ON true;
 $$;
 
+-- An owner's cost in an organization in [p_start, p_end), both UTC midnights: the daily rollup's
+-- rows of those days (chat_cost_daily_owner_idx, index-only), no message read.
+CREATE OR REPLACE FUNCTION chat_usage_spend(
+  p_user_id uuid, p_organization_id uuid, p_start timestamptz, p_end timestamptz
+) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(sum(d.total_cost_micros), 0)::bigint
+  FROM chat_cost_daily d
+  WHERE d.owner_id = p_user_id AND d.organization_id = p_organization_id
+    AND d.day >= (p_start AT TIME ZONE 'UTC')::date AND d.day < (p_end AT TIME ZONE 'UTC')::date;
+$$;
+
 -- An owner's limit and spend in an organization for the period that contains chat_clock_now().
--- The spend is the daily rollup's whole days of the period (chat_cost_daily_owner_idx,
--- index-only): periods start at UTC midnights, so no message is read.
 CREATE OR REPLACE FUNCTION chat_usage_limit_status(
   p_user_id uuid, p_organization_id uuid,
   OUT is_limited boolean, OUT source text, OUT period text, OUT spend_limit_micros bigint,
@@ -53,42 +63,44 @@ CREATE OR REPLACE FUNCTION chat_usage_limit_status(
 )
 LANGUAGE sql STABLE AS $$
   SELECT r.source <> 'none', r.source, r.period, r.spend_limit_micros,
-    (SELECT COALESCE(sum(d.total_cost_micros), 0)::bigint
-     FROM chat_cost_daily d
-     WHERE d.owner_id = p_user_id AND d.organization_id = p_organization_id
-       AND d.day >= (p.period_start AT TIME ZONE 'UTC')::date
-       AND d.day < (p.period_end AT TIME ZONE 'UTC')::date),
+    chat_usage_spend(p_user_id, p_organization_id, p.period_start, p.period_end),
     p.period_start, p.period_end
   FROM chat_usage_limit_resolve(p_user_id, p_organization_id) r,
     chat_usage_period(r.period, chat_clock_now()) p;
 $$;
 
--- The check of a create or a send: under the owner's spend lock (shared, held to commit), an
--- owner at or over the limit gets PL409 with DETAIL {spent_micros, limit_micros, resets_at}
--- (src/server/errors.ts answers 409 with these figures). The lock waits for a turn that is
--- storing its cost, so the spend read here includes every turn committed before the message is
--- admitted. Turns already admitted may still finish over the limit: their cost is known only when
--- they end, and the next turn of the owner is refused (usage_limit) when it would start.
+-- The check of a create or a send: an owner at or over the limit gets PL409 with DETAIL
+-- {spent_micros, limit_micros, resets_at} (src/server/errors.ts answers 409 with these figures).
+-- The spend is read under the owner's spend lock (shared, held to commit), which waits for a turn
+-- that is storing its cost, so it includes every turn committed before the message is admitted.
+-- Turns already admitted may still finish over the limit: their cost is known only when they
+-- end, and the next turn of the owner is refused (usage_limit) when it would start.
 CREATE OR REPLACE FUNCTION chat_require_spend_under_limit(p_user_id uuid, p_organization_id uuid)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  v record;
+  v_limit record;
+  v_period record;
+  v_spent bigint;
 BEGIN
+  SELECT * INTO v_limit FROM chat_usage_limit_resolve(p_user_id, p_organization_id);
   -- Limiting off: no lock, no spend to add up.
-  IF (SELECT spend_limit_micros IS NULL FROM chat_usage_limit_config) THEN
+  IF v_limit.source = 'none' THEN
     RETURN;
   END IF;
   PERFORM chat_lock_spend(p_user_id, p_organization_id, false);
+  SELECT * INTO v_period FROM chat_usage_period(v_limit.period, chat_clock_now());
   -- A statement after the lock: its snapshot sees what the waited-for writers committed.
-  SELECT * INTO v FROM chat_usage_limit_status(p_user_id, p_organization_id);
-  IF v.is_limited AND v.current_spend >= v.spend_limit_micros THEN
-    RAISE EXCEPTION 'You have reached your spend limit for this %.', v.period
+  v_spent := chat_usage_spend(p_user_id, p_organization_id, v_period.period_start,
+    v_period.period_end);
+  IF v_spent >= v_limit.spend_limit_micros THEN
+    RAISE EXCEPTION 'You have reached your spend limit for this %.', v_limit.period
       USING ERRCODE = 'PL409',
         DETAIL = json_build_object(
-          'spent_micros', v.current_spend,
-          'limit_micros', v.spend_limit_micros,
-          'resets_at', to_char(v.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+          'spent_micros', v_spent,
+          'limit_micros', v_limit.spend_limit_micros,
+          'resets_at', to_char(v_period.period_end AT TIME ZONE 'UTC',
+            'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         )::text;
   END IF;
 END;

@@ -100,7 +100,7 @@ export function createApp(deps: AppDeps): App {
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
-  // "models" and "watch".
+  // "usage-limits", "cost", "models" and "watch".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
