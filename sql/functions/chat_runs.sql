@@ -57,7 +57,10 @@ LANGUAGE sql AS $$
     (m ->> 'runtime_ms')::bigint, m ->> 'provider_response_id'
   FROM jsonb_array_elements(p_messages) WITH ORDINALITY AS e(m, n)
   LEFT JOIN chat_model_configs c ON c.id = p_model_config_id
-  WHERE NOT p_usage_only OR m ? 'input_tokens'
+  WHERE NOT p_usage_only OR (m ? 'input_tokens'
+    -- Kept once: a finish repeated for the same step finds its response already stored.
+    AND NOT EXISTS (SELECT 1 FROM chat_messages k
+      WHERE k.chat_id = p_chat_id AND k.provider_response_id = m ->> 'provider_response_id'))
   ORDER BY e.n;
 $$;
 

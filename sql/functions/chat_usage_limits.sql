@@ -71,36 +71,30 @@ $$;
 
 -- The check of a create or a send: an owner at or over the limit gets PL409 with DETAIL
 -- {spent_micros, limit_micros, resets_at} (src/server/errors.ts answers 409 with these figures).
--- The spend is read under the owner's spend lock (shared, held to commit), which waits for a turn
--- that is storing its cost, so it includes every turn committed before the message is admitted.
+-- The limit and the spend are read together, in one statement after the owner's spend lock
+-- (shared, held to commit): the lock waits for a turn that is storing its cost, and the
+-- statement's snapshot then sees that cost and any change to the limits committed meanwhile.
 -- Turns already admitted may still finish over the limit: their cost is known only when they
 -- end, and the next turn of the owner is refused (usage_limit) when it would start.
 CREATE OR REPLACE FUNCTION chat_require_spend_under_limit(p_user_id uuid, p_organization_id uuid)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-  v_limit record;
-  v_period record;
-  v_spent bigint;
+  v record;
 BEGIN
-  SELECT * INTO v_limit FROM chat_usage_limit_resolve(p_user_id, p_organization_id);
   -- Limiting off: no lock, no spend to add up.
-  IF v_limit.source = 'none' THEN
+  IF (SELECT g.spend_limit_micros IS NULL FROM chat_usage_limit_config g) THEN
     RETURN;
   END IF;
   PERFORM chat_lock_spend(p_user_id, p_organization_id, false);
-  SELECT * INTO v_period FROM chat_usage_period(v_limit.period, chat_clock_now());
-  -- A statement after the lock: its snapshot sees what the waited-for writers committed.
-  v_spent := chat_usage_spend(p_user_id, p_organization_id, v_period.period_start,
-    v_period.period_end);
-  IF v_spent >= v_limit.spend_limit_micros THEN
-    RAISE EXCEPTION 'You have reached your spend limit for this %.', v_limit.period
+  SELECT * INTO v FROM chat_usage_limit_status(p_user_id, p_organization_id);
+  IF v.is_limited AND v.current_spend >= v.spend_limit_micros THEN
+    RAISE EXCEPTION 'You have reached your spend limit for this %.', v.period
       USING ERRCODE = 'PL409',
         DETAIL = json_build_object(
-          'spent_micros', v_spent,
-          'limit_micros', v_limit.spend_limit_micros,
-          'resets_at', to_char(v_period.period_end AT TIME ZONE 'UTC',
-            'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+          'spent_micros', v.current_spend,
+          'limit_micros', v.spend_limit_micros,
+          'resets_at', to_char(v.period_end AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         )::text;
   END IF;
 END;

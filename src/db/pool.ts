@@ -123,10 +123,13 @@ export function clientConfig(
     // random_page_cost 1.1: the working set is in memory or on SSD. With the default (4) the planner
     // prefers a sequential scan plus sort over 50 ordered index lookups for a small owner's list
     // page (measured in bench/list.ts: 1.49 ms with a Seq Scan and Sort, 0.52 ms without).
+    // jit off: pgchatd's statements are short; where the planner's estimate is large (the partial
+    // days of a cost window, whose bounds it cannot see), compiling took 10-140 ms of a 14 ms
+    // query (docs/operations.md "Planner settings").
     // idle_in_transaction_session_timeout: pgchatd never leaves a transaction open while it waits
     // for something else, so one idle that long is a leak. Ended, it cannot hold the change-event
     // horizon (and every watch stream) back for longer (docs/operations.md "Long transactions").
-    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}`,
+    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}`,
   };
 }
 

@@ -106,18 +106,30 @@ export const listChatCostByUserQuery = `-- name: ListChatCostByUser :many
 -- most expensive first, filtered by a case-insensitive substring of username or name ('' for
 -- all). total_count counts the filtered users; the first row always comes back (with a NULL
 -- user_id when the page is empty), so the count survives a page past the end.
-WITH per_user AS (
-  SELECT r.owner_id,
-    sum(r.total_cost_micros)::bigint AS total_cost_micros,
-    sum(r.priced_message_count + r.unpriced_message_count)::bigint AS message_count,
-    count(DISTINCT r.root_chat_id)::bigint AS chat_count,
-    sum(r.input_tokens)::bigint AS total_input_tokens,
-    sum(r.output_tokens)::bigint AS total_output_tokens,
-    sum(r.cache_read_tokens)::bigint AS total_cache_read_tokens,
-    sum(r.cache_creation_tokens)::bigint AS total_cache_creation_tokens,
-    sum(r.runtime_ms)::bigint AS total_runtime_ms
+-- Two hash aggregations, by root chat and then by user, instead of count(DISTINCT), which sorts.
+WITH per_root AS (
+  SELECT r.owner_id, r.root_chat_id,
+    sum(r.total_cost_micros) AS total_cost_micros,
+    sum(r.priced_message_count + r.unpriced_message_count) AS message_count,
+    sum(r.input_tokens) AS total_input_tokens,
+    sum(r.output_tokens) AS total_output_tokens,
+    sum(r.cache_read_tokens) AS total_cache_read_tokens,
+    sum(r.cache_creation_tokens) AS total_cache_creation_tokens,
+    sum(r.runtime_ms) AS total_runtime_ms
   FROM chat_cost_rows($1, $2) r
-  GROUP BY r.owner_id
+  GROUP BY r.owner_id, r.root_chat_id
+), per_user AS (
+  SELECT pr.owner_id,
+    sum(pr.total_cost_micros)::bigint AS total_cost_micros,
+    sum(pr.message_count)::bigint AS message_count,
+    count(*)::bigint AS chat_count,
+    sum(pr.total_input_tokens)::bigint AS total_input_tokens,
+    sum(pr.total_output_tokens)::bigint AS total_output_tokens,
+    sum(pr.total_cache_read_tokens)::bigint AS total_cache_read_tokens,
+    sum(pr.total_cache_creation_tokens)::bigint AS total_cache_creation_tokens,
+    sum(pr.total_runtime_ms)::bigint AS total_runtime_ms
+  FROM per_root pr
+  GROUP BY pr.owner_id
 ), matching AS (
   SELECT u.id AS user_id, u.username, u.name, pu.total_cost_micros, pu.message_count,
     pu.chat_count, pu.total_input_tokens, pu.total_output_tokens, pu.total_cache_read_tokens,

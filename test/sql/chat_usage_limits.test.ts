@@ -295,6 +295,28 @@ describe("the check in create and send", () => {
     }
   });
 
+  it("a send waiting for a turn's cost compares it with the limit as committed by then, lowered meanwhile", async () => {
+    await setLimit(1_000);
+    const userId = await member();
+    const [spent, sending] = await waitingChats(userId, 2);
+    await gen.costMessage(pool, spent!.id, { costMicros: 500 });
+    const turn = await session(wide);
+    const sender = await session(wide);
+    try {
+      await turn.client.query("BEGIN");
+      await gen.costMessage(turn.client, spent!.id, { costMicros: 300 });
+      const sent = outcome(send(sender.client, sending!.id, userId));
+      await blocked(pool, sender.pid);
+      await setLimit(600);
+      await turn.client.query("COMMIT");
+      const result = await sent;
+      expect(result.ok ? "admitted" : result.code).toBe("PL409");
+    } finally {
+      turn.release();
+      sender.release();
+    }
+  });
+
   it("20 concurrent sends under the limit are all admitted, and none waits for another", async () => {
     await setLimit(100);
     const userId = await member();
@@ -411,6 +433,7 @@ describe("the cost of a turn whose output is not kept", () => {
             content: [{ type: "text", text: "an answer nobody will see" }],
             input_tokens: 60,
             output_tokens: 20,
+            provider_response_id: `resp-${worker}`,
           },
         ],
         outcome: "completed",
@@ -444,6 +467,14 @@ describe("the cost of a turn whose output is not kept", () => {
     expect((await finish()).outcome).toBe("lost");
     expect((await statusOf(pool, userId)).current_spend).toBe(60);
     expect(await visibleAssistants(chat.id)).toBe(0);
+  });
+
+  it("a finish repeated for a step it already stored counts that step once", async () => {
+    await setLimit(1_000);
+    const { userId, finish } = await runningTurn();
+    expect((await finish()).outcome).toBe("completed");
+    expect((await finish()).outcome).toBe("lost");
+    expect((await statusOf(pool, userId)).current_spend).toBe(60);
   });
 
   it("a turn its chat's archive ended still counts its cost", async () => {
