@@ -64,15 +64,16 @@ LANGUAGE sql STABLE AS $$
   JOIN chats c ON c.id = m.chat_id;
 $$;
 
--- Rebuilds chat_cost_daily from chat_messages, the way migration 00024 first filled it: for
--- messages loaded with triggers off (session_replication_role = replica, as `npm run bench --
--- cost` seeds them), or a rollup in doubt. Takes the table's lock, so the trigger's upserts wait.
+-- Rebuilds chat_cost_daily and chat_spend_daily from chat_messages, the way migration 00027
+-- first filled them: for messages loaded with triggers off (session_replication_role = replica,
+-- as `npm run bench -- cost` seeds them), or a rollup in doubt. Takes the tables' locks, so the
+-- trigger's upserts wait.
 CREATE OR REPLACE FUNCTION chat_costs_rebuild_daily() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
   v_rows bigint;
 BEGIN
-  LOCK TABLE chat_cost_daily IN EXCLUSIVE MODE;
+  LOCK TABLE chat_cost_daily, chat_spend_daily IN EXCLUSIVE MODE;
   DELETE FROM chat_cost_daily;
   INSERT INTO chat_cost_daily (
     chat_id, day, model_config_id, owner_id, organization_id, root_chat_id, total_cost_micros,
@@ -92,6 +93,12 @@ BEGIN
   -- In day order, as the trigger writes them: a window's rows share heap pages.
   ORDER BY 2;
   GET DIAGNOSTICS v_rows = ROW_COUNT;
+  DELETE FROM chat_spend_daily;
+  INSERT INTO chat_spend_daily (owner_id, organization_id, day, total_cost_micros)
+  SELECT owner_id, organization_id, day, sum(total_cost_micros)
+  FROM chat_cost_daily
+  WHERE total_cost_micros > 0
+  GROUP BY 1, 2, 3;
   RETURN v_rows;
 END;
 $$;

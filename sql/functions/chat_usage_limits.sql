@@ -4,9 +4,11 @@
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 
 -- The UTC period that contains p_now: a day, an ISO week (from Monday) or a calendar month.
-CREATE OR REPLACE FUNCTION chat_usage_period(
-  p_period text, p_now timestamptz, OUT period_start timestamptz, OUT period_end timestamptz
-)
+-- Like the other functions here, a set of one row (RETURNS TABLE) only so that the planner inlines
+-- it into the calling statement, whose plan is then cached: a function the planner cannot inline
+-- is planned again on every call, which cost the spend check more than its reads.
+CREATE OR REPLACE FUNCTION chat_usage_period(p_period text, p_now timestamptz)
+RETURNS TABLE (period_start timestamptz, period_end timestamptz)
 LANGUAGE sql IMMUTABLE AS $$
   SELECT s.t AT TIME ZONE 'UTC', (s.t + ('1 ' || p_period)::interval) AT TIME ZONE 'UTC'
   FROM (SELECT date_trunc(p_period, p_now AT TIME ZONE 'UTC') AS t) s;
@@ -18,10 +20,8 @@ $$;
 --   'group'   the smallest override among the user's groups in this organization (groups of
 --             other organizations never apply here);
 --   'default' the deployment's limit.
-CREATE OR REPLACE FUNCTION chat_usage_limit_resolve(
-  p_user_id uuid, p_organization_id uuid,
-  OUT spend_limit_micros bigint, OUT source text, OUT period text
-)
+CREATE OR REPLACE FUNCTION chat_usage_limit_resolve(p_user_id uuid, p_organization_id uuid)
+RETURNS TABLE (spend_limit_micros bigint, source text, period text)
 LANGUAGE sql STABLE AS $$
   SELECT
     CASE WHEN g.spend_limit_micros IS NOT NULL
@@ -43,27 +43,21 @@ LANGUAGE sql STABLE AS $$
   ) grp ON true;
 $$;
 
--- An owner's cost in an organization in [p_start, p_end), both UTC midnights: the daily rollup's
--- rows of those days (chat_cost_daily_owner_idx, index-only), no message read.
-CREATE OR REPLACE FUNCTION chat_usage_spend(
-  p_user_id uuid, p_organization_id uuid, p_start timestamptz, p_end timestamptz
-) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-  SELECT COALESCE(sum(d.total_cost_micros), 0)::bigint
-  FROM chat_cost_daily d
-  WHERE d.owner_id = p_user_id AND d.organization_id = p_organization_id
-    AND d.day >= (p_start AT TIME ZONE 'UTC')::date AND d.day < (p_end AT TIME ZONE 'UTC')::date;
-$$;
-
 -- An owner's limit and spend in an organization for the period that contains chat_clock_now().
-CREATE OR REPLACE FUNCTION chat_usage_limit_status(
-  p_user_id uuid, p_organization_id uuid,
-  OUT is_limited boolean, OUT source text, OUT period text, OUT spend_limit_micros bigint,
-  OUT current_spend bigint, OUT period_start timestamptz, OUT period_end timestamptz
+-- The spend is chat_spend_daily's rows of the period's days (at most 31, index-only on its primary
+-- key): periods start at UTC midnights, so no message is read.
+CREATE OR REPLACE FUNCTION chat_usage_limit_status(p_user_id uuid, p_organization_id uuid)
+RETURNS TABLE (
+  is_limited boolean, source text, period text, spend_limit_micros bigint, current_spend bigint,
+  period_start timestamptz, period_end timestamptz
 )
 LANGUAGE sql STABLE AS $$
   SELECT r.source <> 'none', r.source, r.period, r.spend_limit_micros,
-    chat_usage_spend(p_user_id, p_organization_id, p.period_start, p.period_end),
+    (SELECT COALESCE(sum(d.total_cost_micros), 0)::bigint
+     FROM chat_spend_daily d
+     WHERE d.owner_id = p_user_id AND d.organization_id = p_organization_id
+       AND d.day >= (p.period_start AT TIME ZONE 'UTC')::date
+       AND d.day < (p.period_end AT TIME ZONE 'UTC')::date),
     p.period_start, p.period_end
   FROM chat_usage_limit_resolve(p_user_id, p_organization_id) r,
     chat_usage_period(r.period, chat_clock_now()) p;

@@ -5,8 +5,8 @@
 -- Forward-only: never edit this file once it has landed; add a new migration instead.
 
 -- What assistant messages cost, summed per chat, UTC day and model. Every rollup reads this
--- instead of chat_messages: a spend check sums at most a month of one owner's rows, and a 30-day
--- page of every user's cost reads one row per chat, day and model instead of every message.
+-- instead of chat_messages: a 30-day page of every user's cost reads one row per chat, day and
+-- model instead of every message.
 -- Kept by the statement trigger chat_messages_600_roll_up_cost (sql/triggers/chat_messages.sql)
 -- in the transaction that stores the messages; a message's usage never changes afterwards
 -- (chat_messages_110_usage_write_once). Rows go with their chat.
@@ -33,12 +33,22 @@ CREATE TABLE chat_cost_daily (
 -- The trigger's upsert key; a chat's cost (GET /{chat}/cost) reads its rows by chat id.
 CREATE UNIQUE INDEX chat_cost_daily_key ON chat_cost_daily (chat_id, day, model_config_id)
   NULLS NOT DISTINCT;
--- One owner's days: the spend check (owner, organization, current period; index-only) and a
--- user's cost summary.
-CREATE INDEX chat_cost_daily_owner_idx ON chat_cost_daily (owner_id, day)
-  INCLUDE (organization_id, total_cost_micros);
+-- One owner's days: a user's cost summary.
+CREATE INDEX chat_cost_daily_owner_idx ON chat_cost_daily (owner_id, day);
 -- Every owner's days: the per-user cost page.
 CREATE INDEX chat_cost_daily_day_idx ON chat_cost_daily (day);
+
+-- The spend check's own rollup: priced cost per owner, organization and UTC day, so a month is at
+-- most 31 rows of one index (its primary key covers the cost). Kept by the same trigger, which
+-- holds the owner's spend lock while it writes, so this hot row costs no extra waiting. No foreign
+-- keys: the spend of a chat deleted later still happened (and a deleted user's rows are few).
+CREATE TABLE chat_spend_daily (
+  owner_id uuid NOT NULL,
+  organization_id uuid NOT NULL,
+  day date NOT NULL,
+  total_cost_micros bigint NOT NULL,
+  PRIMARY KEY (owner_id, organization_id, day) INCLUDE (total_cost_micros)
+);
 
 -- The deployment's spend limit: one row. A NULL limit turns limiting off for everyone (user and
 -- group overrides included). The period is a UTC day, an ISO week from Monday, or a calendar month.

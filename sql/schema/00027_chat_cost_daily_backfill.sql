@@ -1,4 +1,4 @@
--- Fills chat_cost_daily (00024) from the assistant messages stored so far.
+-- Fills chat_cost_daily and chat_spend_daily (00024) from the assistant messages stored so far.
 -- Forward-only: never edit this file once it has landed; add a new migration instead.
 --
 -- The rollup counts every assistant message from here on. Servers of the previous version may
@@ -37,6 +37,16 @@ BEGIN
     cache_read_tokens = d.cache_read_tokens + excluded.cache_read_tokens,
     cache_creation_tokens = d.cache_creation_tokens + excluded.cache_creation_tokens,
     runtime_ms = d.runtime_ms + excluded.runtime_ms;
+  INSERT INTO chat_spend_daily AS s (owner_id, organization_id, day, total_cost_micros)
+  SELECT c.owner_id, c.organization_id, (m.created_at AT TIME ZONE 'UTC')::date,
+    sum(m.total_cost_micros)
+  FROM new_rows m
+  JOIN chats c ON c.id = m.chat_id
+  WHERE m.role = 'assistant' AND m.total_cost_micros > 0
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 2, 3
+  ON CONFLICT (owner_id, organization_id, day) DO UPDATE SET
+    total_cost_micros = s.total_cost_micros + excluded.total_cost_micros;
   RETURN NULL;
 END;
 $$;
@@ -62,3 +72,9 @@ WHERE m.role = 'assistant'
 GROUP BY 1, 2, 3, 4, 5, 6
 -- In day order, as the trigger writes them: a window's rows share heap pages.
 ORDER BY 2;
+
+INSERT INTO chat_spend_daily (owner_id, organization_id, day, total_cost_micros)
+SELECT owner_id, organization_id, day, sum(total_cost_micros)
+FROM chat_cost_daily
+WHERE total_cost_micros > 0
+GROUP BY 1, 2, 3;

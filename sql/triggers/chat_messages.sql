@@ -144,7 +144,7 @@ CREATE OR REPLACE TRIGGER chat_messages_110_usage_write_once
   EXECUTE FUNCTION chat_messages__usage_write_once();
 
 -- Adds the cost of the statement's assistant messages to chat_cost_daily, one upsert per chat,
--- UTC day and model, in key order. Before that it takes each owner's spend lock exclusively
+-- UTC day and model, in key order, and to chat_spend_daily (owner, organization and day). Before that it takes each owner's spend lock exclusively
 -- (chat_lock_spend, in owner and organization order): a create or send checking that owner's
 -- spend waits for this transaction and then sees its cost.
 CREATE OR REPLACE FUNCTION chat_messages__roll_up_cost() RETURNS trigger
@@ -188,6 +188,17 @@ BEGIN
     cache_read_tokens = d.cache_read_tokens + excluded.cache_read_tokens,
     cache_creation_tokens = d.cache_creation_tokens + excluded.cache_creation_tokens,
     runtime_ms = d.runtime_ms + excluded.runtime_ms;
+  -- The spend check's rollup: one row per owner, organization and day, written under the lock.
+  INSERT INTO chat_spend_daily AS s (owner_id, organization_id, day, total_cost_micros)
+  SELECT c.owner_id, c.organization_id, (m.created_at AT TIME ZONE 'UTC')::date,
+    sum(m.total_cost_micros)
+  FROM new_rows m
+  JOIN chats c ON c.id = m.chat_id
+  WHERE m.role = 'assistant' AND m.total_cost_micros > 0
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 2, 3
+  ON CONFLICT (owner_id, organization_id, day) DO UPDATE SET
+    total_cost_micros = s.total_cost_micros + excluded.total_cost_micros;
   RETURN NULL;
 END;
 $$;

@@ -192,14 +192,14 @@ export interface GetChatUsageLimitStatusRow {
   period_end: string | null;
 }
 
-export async function getChatUsageLimitStatus(client: Client, args: GetChatUsageLimitStatusArgs): Promise<GetChatUsageLimitStatusRow> {
+export async function getChatUsageLimitStatus(client: Client, args: GetChatUsageLimitStatusArgs): Promise<GetChatUsageLimitStatusRow | null> {
   const result = await client.query({
     text: getChatUsageLimitStatusQuery,
     values: [args.user_id, args.organization_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    throw new Error(`GetChatUsageLimitStatus returned ${result.rows.length} rows, expected 1`);
+    return null;
   }
   const row = result.rows[0]!;
   return {

@@ -58,8 +58,9 @@ async function atClock<T>(now: string, fn: (db: Queryable) => Promise<T>): Promi
   }
 }
 
-const statusOf = (db: Queryable, userId: string, organizationId = orgId) =>
-  getChatUsageLimitStatus(db, { user_id: userId, organization_id: organizationId });
+/** The status (always one row: the deployment's limit is a single row). */
+const statusOf = async (db: Queryable, userId: string, organizationId = orgId) =>
+  (await getChatUsageLimitStatus(db, { user_id: userId, organization_id: organizationId }))!;
 
 describe("which limit applies", () => {
   it("with no deployment limit nobody is limited, and user and group overrides are ignored", async () => {
@@ -389,6 +390,13 @@ describe("the daily cost rollup", () => {
         runtime_ms: 0,
       },
     ]);
+    // The spend check's rollup: the priced cost per owner, organization and day.
+    const spend = await pool.query(
+      `SELECT day::text, total_cost_micros FROM chat_spend_daily
+       WHERE owner_id = $1 AND organization_id = $2 ORDER BY day`,
+      [userId, orgId],
+    );
+    expect(spend.rows).toEqual([{ day: "2026-05-01", total_cost_micros: 12 }]);
   });
 
   it("a stored message's cost cannot change (the rollup counted it)", async () => {

@@ -99,6 +99,13 @@ describe("migration 00024 (the daily cost rollup)", () => {
           runtime_ms: 5,
         },
       ]);
+      const spend = await client.query(
+        "SELECT day::text, total_cost_micros FROM chat_spend_daily ORDER BY day",
+      );
+      expect(spend.rows).toEqual([
+        { day: "2026-01-05", total_cost_micros: 7 },
+        { day: "2026-01-06", total_cost_micros: 3 },
+      ]);
     } finally {
       await client.end();
     }
