@@ -194,7 +194,7 @@ export async function benchCost(messagesArg?: string) {
           [
             ["spend check", "p50 / p99 ms", "target"],
             [
-              `chat_usage_limit_status, heavy user (${monthRows} rollup rows this month)`,
+              `chat_usage_limit_status, heavy user (${monthRows} days of chat_spend_daily this month)`,
               `${ms(percentile(status, 50))} / ${ms(percentile(status, 99))}`,
               "",
             ],
@@ -342,7 +342,7 @@ async function benchWithoutRollup(
 
 async function monthRowsOf(pool: Pool, userId: string): Promise<string> {
   const { rows } = await pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM chat_cost_daily
+    `SELECT count(*)::int AS n FROM chat_spend_daily
      WHERE owner_id = $1 AND day >= date_trunc('month', now() AT TIME ZONE 'UTC')::date`,
     [userId],
   );

@@ -399,6 +399,32 @@ describe("the daily cost rollup", () => {
     expect(spend.rows).toEqual([{ day: "2026-05-01", total_cost_micros: 12 }]);
   });
 
+  it("rebuilding the rollups from the messages gives exactly what the trigger kept", async () => {
+    const userId = await member();
+    const root = await gen.chat(pool, { ownerId: userId, organizationId: orgId });
+    const child = await gen.chat(pool, { ownerId: userId, parent_chat_id: root.id });
+    const model = await gen.modelConfig(pool);
+    for (const [chatId, costMicros, createdAt] of [
+      [root.id, 3, "2026-07-01T23:59:59Z"],
+      [root.id, null, "2026-07-02T00:00:00Z"],
+      [child.id, 8, "2026-07-02T10:00:00Z"],
+    ] as const) {
+      await gen.costMessage(pool, chatId, { costMicros, createdAt, modelConfigId: model.id });
+    }
+    const snapshot = async () =>
+      (
+        await pool.query(
+          `SELECT (SELECT jsonb_agg(d ORDER BY d.chat_id, d.day, d.model_config_id)
+                   FROM chat_cost_daily d) AS costs,
+             (SELECT jsonb_agg(s ORDER BY s.owner_id, s.organization_id, s.day)
+              FROM chat_spend_daily s) AS spend`,
+        )
+      ).rows[0];
+    const kept = await snapshot();
+    await pool.query("SELECT chat_costs_rebuild_daily()");
+    expect(await snapshot()).toEqual(kept);
+  });
+
   it("a stored message's cost cannot change (the rollup counted it)", async () => {
     const userId = await member();
     const chat = await gen.chat(pool, { ownerId: userId, organizationId: orgId });
