@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { usageLimitConfigJson, usageLimitStatusJson } from "../../api/shapes.ts";
+import type { Queryable } from "../../db/index.ts";
 import {
   getChatUsageLimitConfig,
   getChatUsageLimitStatus,
@@ -37,7 +38,7 @@ const statusQuery = z.object({
   organization_id: uuid().optional(),
 });
 
-async function loadConfig(db: AppEnv["Variables"]["deps"]["db"]) {
+async function loadConfig(db: Queryable) {
   const [config, overrides, groupOverrides] = await Promise.all([
     getChatUsageLimitConfig(db),
     listChatUsageLimitUserOverrides(db, { target_user_id: null }),
