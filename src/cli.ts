@@ -193,10 +193,15 @@ async function contextFilesOf(paths: string[]): Promise<{ path: string; content:
   );
 }
 
-/** A call to the agent's chat-context route; the server's error message on failure. */
-async function chatContextRequest(method: "POST" | "DELETE", query: string, body?: unknown) {
+/** A call to one of the agent's routes (`me/<route>`); the server's error message on failure. */
+async function agentRequest(
+  method: "POST" | "DELETE",
+  route: string,
+  query: string,
+  body?: unknown,
+) {
   const { url, token } = agentEnv();
-  const res = await fetch(`${url}/api/v2/workspaceagents/me/chat-context${query}`, {
+  const res = await fetch(`${url}/api/v2/workspaceagents/me/${route}${query}`, {
     method,
     headers: { "coder-agent-token": token, "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -212,7 +217,7 @@ async function chatContextRequest(method: "POST" | "DELETE", query: string, body
 
 async function chatContextAddCommand(paths: string[], opts: { chat?: string }) {
   const files = await contextFilesOf(paths);
-  const r = await chatContextRequest("POST", "", {
+  const r = await agentRequest("POST", "chat-context", "", {
     ...(opts.chat ? { chat_id: opts.chat } : {}),
     files,
   });
@@ -221,8 +226,24 @@ async function chatContextAddCommand(paths: string[], opts: { chat?: string }) {
 
 async function chatContextClearCommand(opts: { chat?: string }) {
   const query = opts.chat ? `?chat_id=${encodeURIComponent(opts.chat)}` : "";
-  const r = await chatContextRequest("DELETE", query);
+  const r = await agentRequest("DELETE", "chat-context", query);
   console.log(`removed ${r.removed} context file(s) from chat ${r.chat_id}`);
+}
+
+/** `pgchatd chat git-activity`: what a git hook (post-checkout, pre-push) reports. */
+async function chatGitActivityCommand(opts: {
+  chat?: string;
+  branch: string;
+  remote: string;
+  url?: string;
+}) {
+  const r = await agentRequest("POST", "git-activity", "", {
+    ...(opts.chat ? { chat_id: opts.chat } : {}),
+    branch: opts.branch,
+    remote_origin: opts.remote,
+    ...(opts.url ? { url: opts.url } : {}),
+  });
+  console.log(`chat ${r.chat_id}: ${r.git_remote_origin} ${r.git_branch}, marked for refresh`);
 }
 
 export function buildCli(): Command {
@@ -260,6 +281,14 @@ export function buildCli(): Command {
     .description("remove the context files from the agent's chat")
     .option("--chat <id>", "the chat (default: the agent's one active chat)")
     .action(chatContextClearCommand);
+  chat
+    .command("git-activity")
+    .description("report a branch pushed or checked out, so the chat shows its pull request")
+    .requiredOption("--branch <name>", "the branch (e.g. $(git rev-parse --abbrev-ref HEAD))")
+    .requiredOption("--remote <url>", "its remote (e.g. $(git remote get-url origin))")
+    .option("--url <url>", "the pull request's URL, when known")
+    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .action(chatGitActivityCommand);
   const admin = program.command("admin").description("administration");
   admin
     .command("create-user <username>")

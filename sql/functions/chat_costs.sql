@@ -6,13 +6,6 @@
 -- Cost counts assistant messages, deleted ones too (an edit does not refund a model call):
 -- priced ones have total_cost_micros, unpriced ones (a model without pricing) are counted apart.
 
--- The clock of spend periods and default windows: now(), unless the session set
--- pgchatd.clock_now (tests move it across period boundaries; the server never sets it).
-CREATE OR REPLACE FUNCTION chat_clock_now() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$
-  SELECT COALESCE(NULLIF(current_setting('pgchatd.clock_now', true), '')::timestamptz, now());
-$$;
-
 -- A window [p_start, p_end) as the daily rollup sees it: the whole UTC days inside it
 -- [first_day, end_day), and the partial days at either end, read from chat_messages:
 -- [p_start, head_end) and [tail_start, p_end). A window that starts and ends at UTC midnights has

@@ -23,6 +23,15 @@
 --   6. a chat's messages, queue and pinned context, after the chat's row.
 -- test/sql/*.test.ts holds each pair of routines that could invert this with two real sessions.
 
+-- The clock of the rules that wait or count in periods (spend periods, diff-status backoffs):
+-- now(), unless the session set pgchatd.clock_now (tests move it across boundaries; the server
+-- never sets it).
+CREATE OR REPLACE FUNCTION chat_clock_now() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT COALESCE(NULLIF(current_setting('pgchatd.clock_now', true), '')::timestamptz, now());
+$$;
+
+
 -- Serialises pin changes (and archives, which clear pins) of one owner, so pin_order stays a
 -- dense 1..n however many requests race. Transaction-scoped.
 CREATE OR REPLACE FUNCTION chat_lock_pins(p_owner_id uuid) RETURNS void

@@ -21,3 +21,12 @@ ON CONFLICT (chat_id) DO UPDATE SET
   git_branch = EXCLUDED.git_branch,
   git_remote_origin = EXCLUDED.git_remote_origin,
   refreshed_at = EXCLUDED.refreshed_at;
+
+-- name: ReportChatGitActivity :one
+-- chat_diff_status_report_activity: see sql/functions/chat_diff_statuses.sql.
+SELECT r.chat_id, r.url, r.pull_request_state, r.pull_request_title, r.pull_request_draft,
+  r.pr_number, r.changes_requested, r.additions, r.deletions, r.changed_files, r.git_branch,
+  r.git_remote_origin, r.refreshed_at, r.stale_at
+FROM chat_diff_status_report_activity(
+  @agent_id, sqlc.narg(chat_id), @branch, @remote_origin, sqlc.narg(url)
+) AS r;

@@ -2,6 +2,7 @@ import type {
   ListChatCostByUserRow,
   ListChatCostSummaryByOwnerRow,
 } from "../generated/chat_costs.ts";
+import type { ReportChatGitActivityRow } from "../generated/chat_diff_statuses.ts";
 import type { ListChatFilesByChatIDRow } from "../generated/chat_files.ts";
 import type { GetChatMessageByIDRow } from "../generated/chat_messages.ts";
 import type {
@@ -38,24 +39,45 @@ export function userJson(u: GetUserByIDRow) {
 /** The chat columns every chat query selects (GetChatByIDForOwner, ListChatsByOwner, ...). */
 export type ChatRow = GetChatByIDForOwnerRow;
 
-function diffStatusJson(c: ChatRow) {
-  if (c.diff_chat_id === null) return null;
+/** ChatDiffStatus: a diff-status row (as ReportChatGitActivity returns it), or null. */
+export function chatDiffStatusJson(d: ReportChatGitActivityRow) {
+  if (d.chat_id === null) return null;
   return {
+    chat_id: d.chat_id,
+    url: d.url,
+    pull_request_state: d.pull_request_state,
+    pull_request_title: d.pull_request_title ?? "",
+    pull_request_draft: d.pull_request_draft ?? false,
+    pr_number: d.pr_number,
+    changes_requested: d.changes_requested ?? false,
+    additions: d.additions ?? 0,
+    deletions: d.deletions ?? 0,
+    changed_files: d.changed_files ?? 0,
+    git_branch: d.git_branch ?? "",
+    git_remote_origin: d.git_remote_origin ?? "",
+    refreshed_at: d.refreshed_at,
+    stale_at: d.stale_at,
+  };
+}
+
+/** A chat's diff status, from the diff_* columns of chat_rows. */
+function diffStatusJson(c: ChatRow) {
+  return chatDiffStatusJson({
     chat_id: c.diff_chat_id,
     url: c.diff_url,
     pull_request_state: c.diff_pull_request_state,
-    pull_request_title: c.diff_pull_request_title ?? "",
-    pull_request_draft: c.diff_pull_request_draft ?? false,
+    pull_request_title: c.diff_pull_request_title,
+    pull_request_draft: c.diff_pull_request_draft,
     pr_number: c.diff_pr_number,
-    changes_requested: c.diff_changes_requested ?? false,
-    additions: c.diff_additions ?? 0,
-    deletions: c.diff_deletions ?? 0,
-    changed_files: c.diff_changed_files ?? 0,
-    git_branch: c.diff_git_branch ?? "",
-    git_remote_origin: c.diff_git_remote_origin ?? "",
+    changes_requested: c.diff_changes_requested,
+    additions: c.diff_additions,
+    deletions: c.diff_deletions,
+    changed_files: c.diff_changed_files,
+    git_branch: c.diff_git_branch,
+    git_remote_origin: c.diff_git_remote_origin,
     refreshed_at: c.diff_refreshed_at,
     stale_at: c.diff_stale_at,
-  };
+  });
 }
 
 function chatFields(c: ChatRow) {

@@ -53,3 +53,65 @@ export async function upsertChatDiffStatus(client: Client, args: UpsertChatDiffS
     rowMode: "array",
   });
 }
+
+export const reportChatGitActivityQuery = `-- name: ReportChatGitActivity :one
+-- chat_diff_status_report_activity: see sql/functions/chat_diff_statuses.sql.
+SELECT r.chat_id, r.url, r.pull_request_state, r.pull_request_title, r.pull_request_draft,
+  r.pr_number, r.changes_requested, r.additions, r.deletions, r.changed_files, r.git_branch,
+  r.git_remote_origin, r.refreshed_at, r.stale_at
+FROM chat_diff_status_report_activity(
+  $1, $2, $3, $4, $5
+) AS r`;
+
+export interface ReportChatGitActivityArgs {
+  agent_id: string;
+  chat_id: string | null;
+  branch: string;
+  remote_origin: string;
+  url: string | null;
+}
+
+export interface ReportChatGitActivityRow {
+  chat_id: string | null;
+  url: string | null;
+  pull_request_state: string | null;
+  pull_request_title: string | null;
+  pull_request_draft: boolean | null;
+  pr_number: number | null;
+  changes_requested: boolean | null;
+  additions: number | null;
+  deletions: number | null;
+  changed_files: number | null;
+  git_branch: string | null;
+  git_remote_origin: string | null;
+  refreshed_at: string | null;
+  stale_at: string | null;
+}
+
+export async function reportChatGitActivity(client: Client, args: ReportChatGitActivityArgs): Promise<ReportChatGitActivityRow> {
+  const result = await client.query({
+    text: reportChatGitActivityQuery,
+    values: [args.agent_id, args.chat_id, args.branch, args.remote_origin, args.url],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`ReportChatGitActivity returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    chat_id: row[0],
+    url: row[1],
+    pull_request_state: row[2],
+    pull_request_title: row[3],
+    pull_request_draft: row[4],
+    pr_number: row[5],
+    changes_requested: row[6],
+    additions: row[7],
+    deletions: row[8],
+    changed_files: row[9],
+    git_branch: row[10],
+    git_remote_origin: row[11],
+    refreshed_at: row[12],
+    stale_at: row[13],
+  };
+}

@@ -7,6 +7,7 @@ import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
 import { chatCostsRoutes } from "./routes/chat_costs.ts";
+import { chatDiffStatusesAgentRoutes } from "./routes/chat_diff_statuses.ts";
 import { chatEventsRoutes } from "./routes/chat_events.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
 import { chatMessagesRoutes } from "./routes/chat_messages.ts";
@@ -88,6 +89,7 @@ export function createApp(deps: AppDeps): App {
   const agents = new Hono<AppEnv>();
   agents.use(requireAgent);
   agents.route("/", chatContextAgentRoutes);
+  agents.route("/", chatDiffStatusesAgentRoutes);
   app.route("/api/v2/workspaceagents", agents);
 
   const v2 = new Hono<AppEnv>();

@@ -99,6 +99,35 @@ describe("pgchatd chat context", () => {
     }
   });
 
+  it("git-activity reports a branch and its remote for the agent's chat, which then shows them", async () => {
+    const srv = await testServer();
+    try {
+      const org = await gen.organization(srv.pool);
+      const u = await gen.user(srv.pool, { organizationIds: [org.id] });
+      const ws = await gen.workspace(srv.pool, { organizationId: org.id, ownerId: u.id });
+      const agent = (await gen.build(srv.pool, ws.id)).agents[0]!;
+      const chat = await gen.chat(srv.pool, {
+        ownerId: u.id,
+        organizationId: org.id,
+        workspace_id: ws.id,
+      });
+      const env = { PGCHATD_AGENT_URL: srv.url, PGCHATD_AGENT_TOKEN: agent.token };
+      const remote = "git@github.com:acme/api.git";
+      const out = await pgchatd(
+        ["chat", "git-activity", "--branch", "fix/flaky", "--remote", remote],
+        env,
+      );
+      expect(out.stdout.trim()).toBe(`chat ${chat.id}: ${remote} fix/flaky, marked for refresh`);
+      const { rows } = await srv.pool.query(
+        "SELECT git_branch, git_remote_origin FROM chat_diff_statuses WHERE chat_id = $1",
+        [chat.id],
+      );
+      expect(rows).toEqual([{ git_branch: "fix/flaky", git_remote_origin: remote }]);
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("fails with the server's message, or without the agent's environment", async () => {
     const srv = await testServer();
     try {
