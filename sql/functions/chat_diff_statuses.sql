@@ -56,3 +56,94 @@ BEGIN
   RETURN v_row;
 END;
 $$;
+
+-- The refresher (docs/sql.md "Pull-request status"). Every runner process runs one; they share the
+-- work through the claim, which takes rows nobody else holds (SKIP LOCKED) and pushes their
+-- stale_at 5 minutes ahead in the same statement: a refresher that dies holding rows leaves them
+-- to another one 5 minutes later, never forever. Claims and backoffs never move updated_at (the
+-- last change from outside). Archived chats, rows without a branch or a remote, and rows of a
+-- forge that is rate limited are never claimed.
+CREATE OR REPLACE FUNCTION chat_diff_statuses_claim(p_limit integer)
+RETURNS SETOF chat_diff_statuses
+LANGUAGE sql AS $$
+  UPDATE chat_diff_statuses d
+  SET stale_at = chat_clock_now() + interval '5 minutes'
+  FROM (
+    SELECT s.chat_id
+    FROM chat_diff_statuses s
+    JOIN chats c ON c.id = s.chat_id
+    WHERE s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
+      AND NOT c.archived
+      AND NOT EXISTS (
+        SELECT 1 FROM chat_forge_backoffs b
+        WHERE b.host = s.forge_host AND b.until > chat_clock_now())
+    ORDER BY s.stale_at, s.chat_id
+    LIMIT p_limit
+    FOR NO KEY UPDATE OF s SKIP LOCKED
+  ) picked
+  WHERE d.chat_id = picked.chat_id
+  RETURNING d.*;
+$$;
+
+-- The outcome of one claimed row's refresh. It applies only while the row still holds the
+-- reference that was claimed (p_branch, p_remote_origin, p_updated_at): an agent that reported
+-- new activity meanwhile made the row stale again, and this answer is about the old reference.
+--   'found'         the branch's pull request (p_pr: {url, state, title, draft, number,
+--                   additions, deletions, changed_files, changes_requested}): stored, refreshed
+--                   now, next refresh in 120 s, updated_at now (a change from outside);
+--   'no_pr'         none yet: within 2 minutes of the last activity (a push, then the pull
+--                   request is opened) retry in 15 s, else leave the claim's 5-minute lock;
+--   'error'         the forge failed (p_error): retry in 120 s, the error kept;
+--   'rate_limited'  the forge asked to wait until p_until: this row and every row of its forge
+--                   wait until then (chat_forge_backoffs).
+-- Returns whether it applied.
+CREATE OR REPLACE FUNCTION chat_diff_status_record_refresh(
+  p_chat_id uuid, p_branch text, p_remote_origin text, p_updated_at timestamptz,
+  p_outcome text, p_pr jsonb, p_error text, p_until timestamptz
+) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_row chat_diff_statuses;
+BEGIN
+  IF p_outcome NOT IN ('found', 'no_pr', 'error', 'rate_limited') THEN
+    RAISE EXCEPTION 'Unknown refresh outcome %.', p_outcome USING ERRCODE = '22023';
+  END IF;
+  SELECT * INTO v_row FROM chat_diff_statuses WHERE chat_id = p_chat_id FOR NO KEY UPDATE;
+  IF NOT FOUND OR v_row.git_branch <> p_branch OR v_row.git_remote_origin <> p_remote_origin
+     OR v_row.updated_at <> p_updated_at THEN
+    RETURN false;
+  END IF;
+  IF p_outcome = 'found' THEN
+    UPDATE chat_diff_statuses SET
+      url = p_pr ->> 'url',
+      pull_request_state = p_pr ->> 'state',
+      pull_request_title = COALESCE(p_pr ->> 'title', ''),
+      pull_request_draft = COALESCE((p_pr ->> 'draft')::boolean, false),
+      pr_number = (p_pr ->> 'number')::integer,
+      additions = COALESCE((p_pr ->> 'additions')::integer, 0),
+      deletions = COALESCE((p_pr ->> 'deletions')::integer, 0),
+      changed_files = COALESCE((p_pr ->> 'changed_files')::integer, 0),
+      changes_requested = COALESCE((p_pr ->> 'changes_requested')::boolean, false),
+      refreshed_at = chat_clock_now(),
+      stale_at = chat_clock_now() + interval '120 seconds',
+      updated_at = chat_clock_now(),
+      last_error = NULL
+    WHERE chat_id = p_chat_id;
+  ELSIF p_outcome = 'no_pr' THEN
+    UPDATE chat_diff_statuses SET last_error = NULL,
+      stale_at = CASE WHEN updated_at > chat_clock_now() - interval '2 minutes'
+        THEN chat_clock_now() + interval '15 seconds' ELSE stale_at END
+    WHERE chat_id = p_chat_id;
+  ELSIF p_outcome = 'error' THEN
+    UPDATE chat_diff_statuses
+    SET stale_at = chat_clock_now() + interval '120 seconds', last_error = p_error
+    WHERE chat_id = p_chat_id;
+  ELSE
+    INSERT INTO chat_forge_backoffs (host, until) VALUES (v_row.forge_host, p_until)
+    ON CONFLICT (host) DO UPDATE SET until = greatest(chat_forge_backoffs.until, excluded.until);
+    UPDATE chat_diff_statuses SET stale_at = greatest(p_until, stale_at), last_error = p_error
+    WHERE chat_id = p_chat_id;
+  END IF;
+  RETURN true;
+END;
+$$;

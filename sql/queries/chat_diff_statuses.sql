@@ -30,3 +30,15 @@ SELECT r.chat_id, r.url, r.pull_request_state, r.pull_request_title, r.pull_requ
 FROM chat_diff_status_report_activity(
   @agent_id, sqlc.narg(chat_id), @branch, @remote_origin, sqlc.narg(url)
 ) AS r;
+
+-- name: ClaimStaleChatDiffStatuses :many
+-- chat_diff_statuses_claim: see sql/functions/chat_diff_statuses.sql.
+SELECT c.chat_id, c.git_branch, c.git_remote_origin, c.forge_host, c.updated_at
+FROM chat_diff_statuses_claim(@batch_size) AS c;
+
+-- name: RecordChatDiffStatusRefresh :one
+-- chat_diff_status_record_refresh: see sql/functions/chat_diff_statuses.sql.
+SELECT chat_diff_status_record_refresh(
+  @chat_id, @git_branch, @git_remote_origin, @updated_at, @outcome, sqlc.narg(pr),
+  sqlc.narg(error), sqlc.narg(until)
+) AS applied;

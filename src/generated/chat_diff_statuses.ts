@@ -7,6 +7,11 @@ interface Client {
   query: (config: QueryArrayConfig) => Promise<QueryArrayResult>;
 }
 
+/** json/jsonb parameters are sent as JSON text, whatever the value's JavaScript type. */
+function jsonParam(value: unknown): string | null {
+  return value === null || value === undefined ? null : JSON.stringify(value);
+}
+
 export const upsertChatDiffStatusQuery = `-- name: UpsertChatDiffStatus :exec
 INSERT INTO chat_diff_statuses (
   chat_id, url, pull_request_state, pull_request_title, pull_request_draft, pr_number,
@@ -113,5 +118,76 @@ export async function reportChatGitActivity(client: Client, args: ReportChatGitA
     git_remote_origin: row[11],
     refreshed_at: row[12],
     stale_at: row[13],
+  };
+}
+
+export const claimStaleChatDiffStatusesQuery = `-- name: ClaimStaleChatDiffStatuses :many
+-- chat_diff_statuses_claim: see sql/functions/chat_diff_statuses.sql.
+SELECT c.chat_id, c.git_branch, c.git_remote_origin, c.forge_host, c.updated_at
+FROM chat_diff_statuses_claim($1) AS c`;
+
+export interface ClaimStaleChatDiffStatusesArgs {
+  batch_size: number;
+}
+
+export interface ClaimStaleChatDiffStatusesRow {
+  chat_id: string | null;
+  git_branch: string | null;
+  git_remote_origin: string | null;
+  forge_host: string | null;
+  updated_at: string | null;
+}
+
+export async function claimStaleChatDiffStatuses(client: Client, args: ClaimStaleChatDiffStatusesArgs): Promise<ClaimStaleChatDiffStatusesRow[]> {
+  const result = await client.query({
+    text: claimStaleChatDiffStatusesQuery,
+    values: [args.batch_size],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+      git_branch: row[1],
+      git_remote_origin: row[2],
+      forge_host: row[3],
+      updated_at: row[4],
+    };
+  });
+}
+
+export const recordChatDiffStatusRefreshQuery = `-- name: RecordChatDiffStatusRefresh :one
+-- chat_diff_status_record_refresh: see sql/functions/chat_diff_statuses.sql.
+SELECT chat_diff_status_record_refresh(
+  $1, $2, $3, $4, $5, $6,
+  $7, $8
+) AS applied`;
+
+export interface RecordChatDiffStatusRefreshArgs {
+  chat_id: string;
+  git_branch: string;
+  git_remote_origin: string;
+  updated_at: string;
+  outcome: string;
+  pr: any;
+  error: string | null;
+  until: string | null;
+}
+
+export interface RecordChatDiffStatusRefreshRow {
+  applied: boolean | null;
+}
+
+export async function recordChatDiffStatusRefresh(client: Client, args: RecordChatDiffStatusRefreshArgs): Promise<RecordChatDiffStatusRefreshRow> {
+  const result = await client.query({
+    text: recordChatDiffStatusRefreshQuery,
+    values: [args.chat_id, args.git_branch, args.git_remote_origin, args.updated_at, args.outcome, jsonParam(args.pr), args.error, args.until],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`RecordChatDiffStatusRefresh returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    applied: row[0],
   };
 }
