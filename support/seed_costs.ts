@@ -39,6 +39,8 @@ export interface SeededCosts {
   /** Chats of the heavy user, waiting (a send to one is admitted). */
   heavyChatIds: string[];
   counts: { users: number; chats: number; messages: number; rollupRows: number };
+  /** Days back the messages go. */
+  days: number;
   /** Seeding wall time: messages, then the rollup, then VACUUM ANALYZE. */
   ms: { messages: number; rollup: number; vacuum: number };
 }
@@ -187,6 +189,7 @@ export async function seedCosts(
     typicalUserId: picked[0]!.typical,
     heavyChatIds: heavyChatRows.map((r) => r.id),
     counts: { users, chats: chatTotal, messages: total, rollupRows: rebuilt[0]!.n },
+    days,
     ms: { messages: messagesMs, rollup: rollupMs, vacuum: vacuumMs },
   };
 }
@@ -195,7 +198,7 @@ export function describeCostSeed(s: SeededCosts): string {
   const n = (x: number) => x.toLocaleString("en");
   return (
     `${n(s.counts.messages)} assistant messages in ${n(s.counts.chats)} chats of ` +
-    `${n(s.counts.users)} users over 365 days (heavy user: ${n(s.heavyChatIds.length)} chats); ` +
+    `${n(s.counts.users)} users over ${s.days} days (heavy user: ${n(s.heavyChatIds.length)} chats); ` +
     `${n(s.counts.rollupRows)} daily rollup rows`
   );
 }

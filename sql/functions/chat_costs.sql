@@ -60,7 +60,9 @@ $$;
 -- Rebuilds chat_cost_daily and chat_spend_daily from chat_messages, the way migration 00027
 -- first filled them: for messages loaded with triggers off (session_replication_role = replica,
 -- as `npm run bench -- cost` seeds them), or a rollup in doubt. Takes the tables' locks, so the
--- trigger's upserts wait.
+-- trigger's upserts wait. Its aggregation is the trigger's (chat_messages__roll_up_cost) over the
+-- whole table instead of a transition table, which no function can take; the test "rebuilding the
+-- rollups from the messages gives exactly what the trigger kept" holds the two together.
 CREATE OR REPLACE FUNCTION chat_costs_rebuild_daily() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -39,10 +39,10 @@ describe("migrations", () => {
   });
 });
 
-describe("migration 00024 (the daily cost rollup)", () => {
+describe("migrations 00024 to 00027 (the cost rollups and their backfill)", () => {
   it("counts the assistant messages stored before it, priced and unpriced apart", async () => {
     const db = await emptyDatabase();
-    // The schema as it was before 00024, with messages in it.
+    // The schema as it was before the cost rollups, with messages in it.
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-migrations-"));
     try {
       for (const f of await fs.readdir(path.join(sqlDir, "schema"))) {
