@@ -51,6 +51,17 @@ const envSchema = z
     PGCHATD_RUNNER_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15_000),
     PGCHATD_RUNNER_STALE_MS: z.coerce.number().int().min(200).default(60_000),
     PGCHATD_EVENTS_HELD_BACK_WARN_MS: z.coerce.number().int().min(0).default(10_000),
+    PGCHATD_GITHUB_API_URL: z.url({ protocol: /^https?$/ }).default("https://api.github.com"),
+    PGCHATD_GITHUB_HOST: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined),
+    // Never echoed back or logged (src/log.ts redacts `token`).
+    PGCHATD_GITHUB_TOKEN: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined),
+    PGCHATD_DIFF_STATUS_INLINE_MS: z.coerce.number().int().min(0).max(60_000).default(1_500),
     PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
       .number()
       .int()
@@ -85,6 +96,10 @@ export interface Config {
   eventRetentionSeconds: number;
   /** Change events held back this long by an open transaction: a warning names it. */
   eventsHeldBackWarnMs: number;
+  /** The forge the pull-request status comes from (docs/operations.md "Pull-request status"). */
+  github: { apiUrl: string; host: string | undefined; token: string | undefined };
+  /** How long GET /{chat} waits for a stale pull-request status to be resolved inline. */
+  diffStatusInlineMs: number;
   /** The runner: whether `serve` runs one, how many turns at once, its lease timing. */
   runner: {
     enabled: boolean;
@@ -114,6 +129,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventsNotify: e.PGCHATD_EVENTS_NOTIFY,
     eventRetentionSeconds: e.PGCHATD_EVENT_RETENTION_SECONDS,
     eventsHeldBackWarnMs: e.PGCHATD_EVENTS_HELD_BACK_WARN_MS,
+    github: {
+      apiUrl: e.PGCHATD_GITHUB_API_URL,
+      host: e.PGCHATD_GITHUB_HOST,
+      token: e.PGCHATD_GITHUB_TOKEN,
+    },
+    diffStatusInlineMs: e.PGCHATD_DIFF_STATUS_INLINE_MS,
     runner: {
       enabled: e.PGCHATD_RUNNER,
       concurrency: e.PGCHATD_RUNNER_CONCURRENCY,

@@ -85,6 +85,30 @@ LANGUAGE sql AS $$
   RETURNING d.*;
 $$;
 
+-- GET /{chat} of a chat whose reference is stale: the same claim for that one chat, so the request
+-- resolves it inline (bounded, src/forge/refresh.ts) unless a refresher holds it already. Nothing
+-- when it is not stale, not refreshable, or held.
+CREATE OR REPLACE FUNCTION chat_diff_status_claim_chat(p_chat_id uuid)
+RETURNS SETOF chat_diff_statuses
+LANGUAGE sql AS $$
+  UPDATE chat_diff_statuses d
+  SET stale_at = chat_clock_now() + interval '5 minutes'
+  FROM (
+    SELECT s.chat_id
+    FROM chat_diff_statuses s
+    JOIN chats c ON c.id = s.chat_id
+    WHERE s.chat_id = p_chat_id
+      AND s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
+      AND NOT c.archived
+      AND NOT EXISTS (
+        SELECT 1 FROM chat_forge_backoffs b
+        WHERE b.host = s.forge_host AND b.until > chat_clock_now())
+    FOR NO KEY UPDATE OF s SKIP LOCKED
+  ) picked
+  WHERE d.chat_id = picked.chat_id
+  RETURNING d.*;
+$$;
+
 -- The outcome of one claimed row's refresh. It applies only while the row still holds the
 -- reference that was claimed (p_branch, p_remote_origin, p_updated_at): an agent that reported
 -- new activity meanwhile made the row stale again, and this answer is about the old reference.

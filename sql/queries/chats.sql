@@ -45,21 +45,25 @@ WHERE c.owner_id = @owner_id
       AND sqlc.narg(diff_url)::text IS NULL)
     -- Pull-request filters match the diff status of the chat or of any chat in its family, so a
     -- pull request opened by a subagent finds its root. The matching families are collected once
-    -- (an InitPlan) and looked up by id, instead of an EXISTS evaluated for every root.
+    -- (an InitPlan) from chat_diff_statuses alone (it carries the owner and the root), served by
+    -- an index per filter (docs/sql.md "Pull-request status"), and looked up by id. Substrings
+    -- are LIKE patterns with %, _ and \ escaped, so the trigram indexes serve them.
     OR c.id = ANY (ARRAY(
-      SELECT COALESCE(f.root_chat_id, f.id)
+      SELECT d.root_chat_id
       FROM chat_diff_statuses d
-      JOIN chats f ON f.id = d.chat_id
-      WHERE f.owner_id = @owner_id
+      WHERE d.owner_id = @owner_id
         AND (sqlc.narg(pr)::integer IS NULL OR d.pr_number = sqlc.narg(pr)::integer)
         AND (
           sqlc.narg(repo)::text IS NULL
-          OR strpos(lower(d.git_remote_origin), lower(sqlc.narg(repo)::text)) > 0
-          OR strpos(lower(COALESCE(d.url, '')), lower(sqlc.narg(repo)::text)) > 0
+          OR lower(d.git_remote_origin) LIKE '%' || replace(replace(replace(
+            lower(sqlc.narg(repo)::text), '\', '\\'), '%', '\%'), '_', '\_') || '%'
+          OR lower(d.url) LIKE '%' || replace(replace(replace(
+            lower(sqlc.narg(repo)::text), '\', '\\'), '%', '\%'), '_', '\_') || '%'
         )
         AND (
           sqlc.narg(pr_title)::text IS NULL
-          OR strpos(lower(d.pull_request_title), lower(sqlc.narg(pr_title)::text)) > 0
+          OR lower(d.pull_request_title) LIKE '%' || replace(replace(replace(
+            lower(sqlc.narg(pr_title)::text), '\', '\\'), '%', '\%'), '_', '\_') || '%'
         )
         AND (
           sqlc.narg(pr_status)::text IS NULL

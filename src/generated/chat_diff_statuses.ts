@@ -122,9 +122,12 @@ export async function reportChatGitActivity(client: Client, args: ReportChatGitA
 }
 
 export const claimStaleChatDiffStatusesQuery = `-- name: ClaimStaleChatDiffStatuses :many
--- chat_diff_statuses_claim: see sql/functions/chat_diff_statuses.sql.
-SELECT c.chat_id, c.git_branch, c.git_remote_origin, c.forge_host, c.updated_at
-FROM chat_diff_statuses_claim($1) AS c`;
+-- chat_diff_statuses_claim: see sql/functions/chat_diff_statuses.sql. With the owner's own forge
+-- token, if any (sealed; src/forge/refresh.ts opens it).
+SELECT c.chat_id, c.owner_id, c.git_branch, c.git_remote_origin, c.forge_host, c.updated_at,
+  t.token_ciphertext
+FROM chat_diff_statuses_claim($1) AS c
+LEFT JOIN chat_forge_tokens t ON t.user_id = c.owner_id`;
 
 export interface ClaimStaleChatDiffStatusesArgs {
   batch_size: number;
@@ -132,10 +135,12 @@ export interface ClaimStaleChatDiffStatusesArgs {
 
 export interface ClaimStaleChatDiffStatusesRow {
   chat_id: string | null;
+  owner_id: string | null;
   git_branch: string | null;
   git_remote_origin: string | null;
   forge_host: string | null;
   updated_at: string | null;
+  token_ciphertext: Buffer | null;
 }
 
 export async function claimStaleChatDiffStatuses(client: Client, args: ClaimStaleChatDiffStatusesArgs): Promise<ClaimStaleChatDiffStatusesRow[]> {
@@ -147,10 +152,52 @@ export async function claimStaleChatDiffStatuses(client: Client, args: ClaimStal
   return result.rows.map((row) => {
     return {
       chat_id: row[0],
-      git_branch: row[1],
-      git_remote_origin: row[2],
-      forge_host: row[3],
-      updated_at: row[4],
+      owner_id: row[1],
+      git_branch: row[2],
+      git_remote_origin: row[3],
+      forge_host: row[4],
+      updated_at: row[5],
+      token_ciphertext: row[6],
+    };
+  });
+}
+
+export const claimStaleChatDiffStatusByChatIDQuery = `-- name: ClaimStaleChatDiffStatusByChatID :many
+-- chat_diff_status_claim_chat: GET /{chat} resolving a stale reference inline. Zero or one row.
+SELECT c.chat_id, c.owner_id, c.git_branch, c.git_remote_origin, c.forge_host, c.updated_at,
+  t.token_ciphertext
+FROM chat_diff_status_claim_chat($1) AS c
+LEFT JOIN chat_forge_tokens t ON t.user_id = c.owner_id`;
+
+export interface ClaimStaleChatDiffStatusByChatIDArgs {
+  chat_id: string;
+}
+
+export interface ClaimStaleChatDiffStatusByChatIDRow {
+  chat_id: string | null;
+  owner_id: string | null;
+  git_branch: string | null;
+  git_remote_origin: string | null;
+  forge_host: string | null;
+  updated_at: string | null;
+  token_ciphertext: Buffer | null;
+}
+
+export async function claimStaleChatDiffStatusByChatID(client: Client, args: ClaimStaleChatDiffStatusByChatIDArgs): Promise<ClaimStaleChatDiffStatusByChatIDRow[]> {
+  const result = await client.query({
+    text: claimStaleChatDiffStatusByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+      owner_id: row[1],
+      git_branch: row[2],
+      git_remote_origin: row[3],
+      forge_host: row[4],
+      updated_at: row[5],
+      token_ciphertext: row[6],
     };
   });
 }
@@ -190,4 +237,171 @@ export async function recordChatDiffStatusRefresh(client: Client, args: RecordCh
   return {
     applied: row[0],
   };
+}
+
+export const getChatPullRequestCountsByOwnerQuery = `-- name: GetChatPullRequestCountsByOwner :one
+-- GET /insights/pull-requests (the caller's) and, with owner_id NULL, the deployment's counts for
+-- the telemetry snapshot: one index-only scan of chat_diff_statuses_owner_pull_requests_idx
+-- either way (the server plans each execution with its parameter values). A draft is an open
+-- pull request marked draft; \`open\` counts the others, as \`pr_status:\` does.
+SELECT count(*) AS total,
+  count(*) FILTER (WHERE pull_request_state = 'open' AND NOT pull_request_draft) AS open,
+  count(*) FILTER (WHERE pull_request_state = 'merged') AS merged,
+  count(*) FILTER (WHERE pull_request_state = 'closed') AS closed,
+  count(*) FILTER (WHERE pull_request_state = 'open' AND pull_request_draft) AS draft
+FROM chat_diff_statuses
+WHERE pull_request_state IS NOT NULL
+  AND ($1::uuid IS NULL OR owner_id = $1::uuid)`;
+
+export interface GetChatPullRequestCountsByOwnerArgs {
+  owner_id: string | null;
+}
+
+export interface GetChatPullRequestCountsByOwnerRow {
+  total: number;
+  open: number;
+  merged: number;
+  closed: number;
+  draft: number;
+}
+
+export async function getChatPullRequestCountsByOwner(client: Client, args: GetChatPullRequestCountsByOwnerArgs): Promise<GetChatPullRequestCountsByOwnerRow | null> {
+  const result = await client.query({
+    text: getChatPullRequestCountsByOwnerQuery,
+    values: [args.owner_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    total: row[0],
+    open: row[1],
+    merged: row[2],
+    closed: row[3],
+    draft: row[4],
+  };
+}
+
+export const listChatPullRequestsByOwnerQuery = `-- name: ListChatPullRequestsByOwner :many
+-- GET /insights/pull-requests: the owner's chats with a pull request, newest chat first, one
+-- page, walking chat_diff_statuses_owner_pull_requests_idx in order (no sort).
+SELECT d.chat_id, d.url, d.pull_request_state, d.pull_request_title, d.pull_request_draft,
+  d.pr_number, d.changes_requested, d.additions, d.deletions, d.changed_files, d.git_branch,
+  d.git_remote_origin, d.refreshed_at, d.stale_at
+FROM chat_diff_statuses d
+WHERE d.owner_id = $1 AND d.pull_request_state IS NOT NULL
+ORDER BY d.chat_created_at DESC, d.chat_id DESC
+LIMIT $2 OFFSET $3`;
+
+export interface ListChatPullRequestsByOwnerArgs {
+  owner_id: string;
+  page_limit: number;
+  page_offset: number;
+}
+
+export interface ListChatPullRequestsByOwnerRow {
+  chat_id: string;
+  url: string | null;
+  pull_request_state: string | null;
+  pull_request_title: string;
+  pull_request_draft: boolean;
+  pr_number: number | null;
+  changes_requested: boolean;
+  additions: number;
+  deletions: number;
+  changed_files: number;
+  git_branch: string;
+  git_remote_origin: string;
+  refreshed_at: string | null;
+  stale_at: string;
+}
+
+export async function listChatPullRequestsByOwner(client: Client, args: ListChatPullRequestsByOwnerArgs): Promise<ListChatPullRequestsByOwnerRow[]> {
+  const result = await client.query({
+    text: listChatPullRequestsByOwnerQuery,
+    values: [args.owner_id, args.page_limit, args.page_offset],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+      url: row[1],
+      pull_request_state: row[2],
+      pull_request_title: row[3],
+      pull_request_draft: row[4],
+      pr_number: row[5],
+      changes_requested: row[6],
+      additions: row[7],
+      deletions: row[8],
+      changed_files: row[9],
+      git_branch: row[10],
+      git_remote_origin: row[11],
+      refreshed_at: row[12],
+      stale_at: row[13],
+    };
+  });
+}
+
+export const getChatForgeTokenByUserIDQuery = `-- name: GetChatForgeTokenByUserID :one
+SELECT EXISTS (SELECT 1 FROM chat_forge_tokens WHERE user_id = $1) AS has_token`;
+
+export interface GetChatForgeTokenByUserIDArgs {
+  user_id: string;
+}
+
+export interface GetChatForgeTokenByUserIDRow {
+  has_token: boolean;
+}
+
+export async function getChatForgeTokenByUserID(client: Client, args: GetChatForgeTokenByUserIDArgs): Promise<GetChatForgeTokenByUserIDRow> {
+  const result = await client.query({
+    text: getChatForgeTokenByUserIDQuery,
+    values: [args.user_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`GetChatForgeTokenByUserID returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    has_token: row[0],
+  };
+}
+
+export const upsertChatForgeTokenByUserIDQuery = `-- name: UpsertChatForgeTokenByUserID :exec
+-- The caller's own forge token, sealed by the server (src/lib/secrets.ts) before it gets here.
+INSERT INTO chat_forge_tokens (user_id, token_ciphertext)
+VALUES ($1, $2)
+ON CONFLICT (user_id) DO UPDATE SET
+  token_ciphertext = excluded.token_ciphertext, updated_at = now()`;
+
+export interface UpsertChatForgeTokenByUserIDArgs {
+  user_id: string;
+  token_ciphertext: Buffer;
+}
+
+export async function upsertChatForgeTokenByUserID(client: Client, args: UpsertChatForgeTokenByUserIDArgs): Promise<void> {
+  await client.query({
+    text: upsertChatForgeTokenByUserIDQuery,
+    values: [args.user_id, args.token_ciphertext],
+    rowMode: "array",
+  });
+}
+
+export const deleteChatForgeTokenByUserIDQuery = `-- name: DeleteChatForgeTokenByUserID :execrows
+DELETE FROM chat_forge_tokens WHERE user_id = $1`;
+
+export interface DeleteChatForgeTokenByUserIDArgs {
+  user_id: string;
+}
+
+export async function deleteChatForgeTokenByUserID(client: Client, args: DeleteChatForgeTokenByUserIDArgs): Promise<number> {
+  const result = await client.query({
+    text: deleteChatForgeTokenByUserIDQuery,
+    values: [args.user_id],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
 }

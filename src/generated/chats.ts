@@ -200,21 +200,25 @@ WHERE c.owner_id = $2
       AND $11::text IS NULL)
     -- Pull-request filters match the diff status of the chat or of any chat in its family, so a
     -- pull request opened by a subagent finds its root. The matching families are collected once
-    -- (an InitPlan) and looked up by id, instead of an EXISTS evaluated for every root.
+    -- (an InitPlan) from chat_diff_statuses alone (it carries the owner and the root), served by
+    -- an index per filter (docs/sql.md "Pull-request status"), and looked up by id. Substrings
+    -- are LIKE patterns with %, _ and \\ escaped, so the trigram indexes serve them.
     OR c.id = ANY (ARRAY(
-      SELECT COALESCE(f.root_chat_id, f.id)
+      SELECT d.root_chat_id
       FROM chat_diff_statuses d
-      JOIN chats f ON f.id = d.chat_id
-      WHERE f.owner_id = $2
+      WHERE d.owner_id = $2
         AND ($7::integer IS NULL OR d.pr_number = $7::integer)
         AND (
           $8::text IS NULL
-          OR strpos(lower(d.git_remote_origin), lower($8::text)) > 0
-          OR strpos(lower(COALESCE(d.url, '')), lower($8::text)) > 0
+          OR lower(d.git_remote_origin) LIKE '%' || replace(replace(replace(
+            lower($8::text), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'
+          OR lower(d.url) LIKE '%' || replace(replace(replace(
+            lower($8::text), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'
         )
         AND (
           $9::text IS NULL
-          OR strpos(lower(d.pull_request_title), lower($9::text)) > 0
+          OR lower(d.pull_request_title) LIKE '%' || replace(replace(replace(
+            lower($9::text), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'
         )
         AND (
           $10::text IS NULL

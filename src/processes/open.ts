@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import { openDatabase } from "../db/index.ts";
+import { createGithubForge } from "../forge/github.ts";
 import { openSecrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 
@@ -15,7 +16,7 @@ export async function openConfigured(config: Config, logger: Logger) {
     eventsMode: config.eventsNotify,
     logger,
   });
-  return { secrets, database };
+  return { secrets, database, forge: createGithubForge(config.github) };
 }
 
 /** The runner options PGCHATD_RUNNER_* set. */

@@ -1,5 +1,6 @@
 import type { Config } from "../config.ts";
 import type { Pool } from "../db/index.ts";
+import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat_diff_statuses.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 import { createModels, type Models } from "../models/index.ts";
@@ -32,6 +33,7 @@ export function createRunner(parts: RunnerParts): Runner {
 
 export interface RunningRunner {
   runner: Runner;
+  refresher: DiffStatusRefresher;
   close(): Promise<void>;
 }
 
@@ -41,7 +43,7 @@ export interface RunningRunner {
  * batched mode its commits send the one NOTIFY per interval a server would.
  */
 export async function startRunner(config: Config, logger: Logger): Promise<RunningRunner> {
-  const { secrets, database } = await openConfigured(config, logger);
+  const { secrets, database, forge } = await openConfigured(config, logger);
   const pool: Pool = database.pool;
   const notifier =
     config.eventsNotify === "batched" ? createCommitNotifier(pool, logger) : undefined;
@@ -61,11 +63,14 @@ export async function startRunner(config: Config, logger: Logger): Promise<Runni
     await database.close();
     throw err;
   }
+  // Every runner process refreshes pull-request statuses (src/jobs/chat_diff_statuses.ts).
+  const refresher = startDiffStatusRefresher({ pool, forge, secrets, logger });
   return {
     runner,
+    refresher,
     async close() {
       try {
-        await runner.stop();
+        await Promise.all([runner.stop(), refresher.stop()]);
       } finally {
         notifier?.stop();
         await database.close();

@@ -3,6 +3,8 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Config } from "../config.ts";
 import type { Database, Pool } from "../db/index.ts";
+import type { Forge } from "../forge/github.ts";
+import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat_diff_statuses.ts";
 import { startEventPruning } from "../jobs/chat_events.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
@@ -37,6 +39,11 @@ export interface ServerParts {
   };
   /** Events older than this are pruned; undefined runs no pruning. */
   eventRetentionSeconds?: number | undefined;
+  /**
+   * Where pull-request statuses come from: GET /{chat} resolves a stale one inline (for at most
+   * `inlineMs`), and a server with a runner also runs the refresher. Absent, neither happens.
+   */
+  forge?: { forge: Forge; inlineMs: number; refreshPollMs?: number | undefined } | undefined;
   /** This process's own runner (its settings), or none. */
   runner?: Omit<RunnerParts, "pool" | "databaseUrl" | "logger" | "secrets" | "models"> | undefined;
   /** How long a shutdown waits for in-flight requests before closing their connections. */
@@ -47,6 +54,7 @@ export interface AssembledServer {
   url: string;
   watch: Watch;
   runner: Runner | undefined;
+  refresher: DiffStatusRefresher | undefined;
   /** Stops accepting, drains in-flight requests (up to the shutdown timeout), stops the rest. */
   close(): Promise<void>;
 }
@@ -91,6 +99,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
         });
   const models = createModels({ secrets: parts.secrets });
   let runner: Runner | undefined;
+  let refresher: DiffStatusRefresher | undefined;
   let server: Server;
   let address: AddressInfo;
   try {
@@ -106,6 +115,16 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
         afterWrite: () => watch.poke(),
       });
       await runner.start();
+      // Every runner process refreshes pull-request statuses (src/jobs/chat_diff_statuses.ts).
+      if (parts.forge) {
+        refresher = startDiffStatusRefresher({
+          pool: parts.pool,
+          forge: parts.forge.forge,
+          secrets: parts.secrets,
+          logger,
+          pollMs: parts.forge.refreshPollMs,
+        });
+      }
     }
     const app = createApp({
       db: parts.pool,
@@ -114,12 +133,14 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
       secrets: parts.secrets,
       models,
       runner,
+      forge: parts.forge,
     });
     // Without createServer options @hono/node-server builds a plain node:http server.
     server = serve({ fetch: app.fetch, hostname: parts.host, port: parts.port }) as Server;
     address = await listen(server);
   } catch (err) {
     await runner?.stop().catch(() => {});
+    await refresher?.stop();
     await pruning?.stop();
     await watch.close();
     throw err;
@@ -152,17 +173,18 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
         watch.hub.closeAll();
       });
       await runnerStopped;
+      await refresher?.stop();
       await pruning?.stop();
       await watch.close();
     })();
     return closing;
   };
-  return { url, watch, runner, close };
+  return { url, watch, runner, refresher, close };
 }
 
 /** `pgchatd serve`: opens the database (embedded unless DATABASE_URL), then serves the API. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const { secrets, database } = await openConfigured(config, logger);
+  const { secrets, database, forge } = await openConfigured(config, logger);
   let server: AssembledServer;
   try {
     server = await assembleServer({
@@ -174,6 +196,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       port: config.port,
       events: { mode: config.eventsNotify, heldBackWarnMs: config.eventsHeldBackWarnMs },
       eventRetentionSeconds: config.eventRetentionSeconds,
+      forge: { forge, inlineMs: config.diffStatusInlineMs },
       runner: config.runner.enabled ? runnerSettings(config) : undefined,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     });

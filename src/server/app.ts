@@ -7,7 +7,10 @@ import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
 import { chatCostsRoutes } from "./routes/chat_costs.ts";
-import { chatDiffStatusesAgentRoutes } from "./routes/chat_diff_statuses.ts";
+import {
+  chatDiffStatusesAgentRoutes,
+  chatDiffStatusesRoutes,
+} from "./routes/chat_diff_statuses.ts";
 import { chatEventsRoutes } from "./routes/chat_events.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
 import { chatMessagesRoutes } from "./routes/chat_messages.ts";
@@ -102,12 +105,13 @@ export function createApp(deps: AppDeps): App {
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
-  // "usage-limits", "cost", "models" and "watch".
+  // "usage-limits", "cost", "models", "watch", "insights" and "github-token".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
   chats.route("/usage-limits", chatUsageLimitsRoutes);
   chats.route("/", chatCostsRoutes);
+  chats.route("/", chatDiffStatusesRoutes);
   chats.route("/", chatModelsRoutes);
   chats.route("/", chatEventsRoutes);
   chats.route("/", chatMessagesRoutes);

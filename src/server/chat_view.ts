@@ -1,8 +1,10 @@
 import { type ChatRow, chatFileJson, chatJson, chatMessageJson } from "../api/shapes.ts";
 import type { Queryable } from "../db/index.ts";
+import { refreshReferenceInline } from "../forge/refresh.ts";
 import { listChatFilesByChatID } from "../generated/chat_files.ts";
 import { getChatMessageByID } from "../generated/chat_messages.ts";
 import { getChatByIDForOwner, listChildChatsByRootIDs } from "../generated/chats.ts";
+import type { AppDeps } from "./deps.ts";
 import { notFound } from "./errors.ts";
 
 /*
@@ -32,6 +34,22 @@ export async function loadChat(db: Queryable, ownerId: string, chatId: string) {
   const [json] = await withChildren(db, [chat], chat.archived);
   const files = await listChatFilesByChatID(db, { chat_id: chat.id });
   return { ...json!, files: files.map(chatFileJson) };
+}
+
+/**
+ * GET /{chat}: loadChat, with a pull-request status the refresher has not reached yet resolved
+ * now, within deps.forge.inlineMs (docs/api.md "Pull-request status").
+ */
+export async function loadChatResolved(deps: AppDeps, ownerId: string, chatId: string) {
+  const chat = await loadChat(deps.db, ownerId, chatId);
+  const stale = chat.diff_status && Date.parse(chat.diff_status.stale_at!) <= Date.now();
+  if (!deps.forge || !stale || chat.archived) return chat;
+  const resolved = await refreshReferenceInline(
+    { db: deps.db, forge: deps.forge.forge, secrets: deps.secrets, logger: deps.logger },
+    chatId,
+    deps.forge.inlineMs,
+  );
+  return resolved ? loadChat(deps.db, ownerId, chatId) : chat;
 }
 
 /** A message as a response (send, edit, tool results, promotion); undefined when it is gone. */

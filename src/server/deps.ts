@@ -1,4 +1,5 @@
 import type { Pool } from "../db/index.ts";
+import type { Forge } from "../forge/github.ts";
 import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
 import type { Secrets } from "../lib/secrets.ts";
@@ -30,6 +31,11 @@ export interface AppDeps {
   secrets?: Secrets | undefined;
   /** Model calls outside turns (title regeneration); absent, those routes answer 503. */
   models?: Models | undefined;
+  /**
+   * The forge of pull-request statuses: GET /{chat} resolves a stale status inline, waiting at
+   * most `inlineMs`. Absent, it shows the stored status.
+   */
+  forge?: { forge: Forge; inlineMs: number } | undefined;
   /** This process's runner: woken after writes that may have made chats pending; in /metrics. */
   runner?: Pick<Runner, "wake" | "active" | "stats"> | undefined;
 }

@@ -7,8 +7,8 @@ import { parseQueryFile } from "../../scripts/sqlc_gen_ts/parse.ts";
 
 /*
  * Access checks are enforced, not a convention (the way coder's dbauthz accounting test works):
- * every generated query that request handling can reach (anything src/server, src/models or
- * src/watch imports) either takes the caller's scope as a parameter (owner_id, user_id, agent_id)
+ * every generated query that request handling can reach (anything src/server, src/models,
+ * src/forge or src/watch imports) either takes the caller's scope as a parameter (owner_id, user_id, agent_id)
  * or is listed below with the reason it cannot return or change another owner's rows. A new
  * query used by a route without either fails this test; so does a stale entry.
  */
@@ -72,6 +72,10 @@ const unscoped: Record<string, string> = {
   DeleteChatTitleRegeneration: "title regeneration's own marker, after the owner check",
   UpdateChatTitleFromModelByID:
     "title regeneration, after BeginChatTitleRegeneration checked the owner",
+  ClaimStaleChatDiffStatusByChatID:
+    "GET /{chat} resolving its pull request inline, after GetChatByIDForOwner (loadChatResolved)",
+  RecordChatDiffStatusRefresh:
+    "the outcome of a reference claimed by the refresher or by GET /{chat} after the owner check",
   // The change-event fan-out: rows are read in batches for every subscriber and each event is
   // delivered only to its chat's owner (src/watch/hub.ts), never by a client-supplied id.
   ListChatsByIDs: "change events: ids from the log; each event goes to its owner only",
@@ -103,7 +107,7 @@ beforeAll(async () => {
   // What request handling imports from the generated modules.
   reachable = new Set();
   const byFunction = new Map([...queries.keys()].map((q) => [q[0]!.toLowerCase() + q.slice(1), q]));
-  for (const dir of ["src/server", "src/models", "src/watch"]) {
+  for (const dir of ["src/server", "src/models", "src/forge", "src/watch"]) {
     for (const file of await fs.readdir(path.join(root, dir), { recursive: true })) {
       if (!file.endsWith(".ts")) continue;
       const text = await fs.readFile(path.join(root, dir, file), "utf8");

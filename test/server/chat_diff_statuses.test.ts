@@ -1,5 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createGithubForge } from "../../src/forge/github.ts";
+import { forgeTokenSealedFor } from "../../src/forge/refresh.ts";
+import { type FakeForge, fakeForge } from "../../support/fake_forge.ts";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
 
@@ -149,5 +152,135 @@ describe("POST /workspaceagents/me/git-activity", () => {
       [s.chat.id],
     );
     expect(rows[0].n).toBe(0);
+  });
+});
+
+describe("pull requests as users see them", () => {
+  let fake: FakeForge;
+  let f: Awaited<ReturnType<typeof testApp>>;
+  /** Long enough never to be reached on a busy machine when the forge answers at once. */
+  const inlineMs = 10_000;
+
+  beforeAll(async () => {
+    fake = await fakeForge();
+    f = await testApp({
+      forge: { forge: createGithubForge({ apiUrl: fake.url, host: "github.com" }), inlineMs },
+    });
+  });
+  afterAll(() => fake.close());
+
+  const reportOn = (agentToken: string, branch: string) =>
+    f.call("POST", `${me}/git-activity`, {
+      body: { branch, remote_origin: "https://github.com/acme/api.git" },
+      headers: { "coder-agent-token": agentToken },
+    });
+
+  it("GET /{chat} resolves a reference the refresher has not reached yet, inline", async () => {
+    const s = await boundChat();
+    const branch = gen.uniqueName("inline");
+    fake.pulls.push({ owner: "acme", repo: "api", branch, number: 12, title: "Inline" });
+    await reportOn(s.agent.token, branch);
+    const res = await f.call("GET", `${chats}/${s.chat.id}`, { token: s.token });
+    expect(res.status).toBe(200);
+    expect(res.json.diff_status).toMatchObject({
+      pr_number: 12,
+      pull_request_title: "Inline",
+      pull_request_state: "open",
+      url: "https://github.com/acme/api/pull/12",
+      refreshed_at: timestamp,
+    });
+    // Fresh now: the next GET asks the forge nothing.
+    const asked = fake.requests.length;
+    await f.call("GET", `${chats}/${s.chat.id}`, { token: s.token });
+    expect(fake.requests.length).toBe(asked);
+  });
+
+  it("GET /{chat} answers without waiting for a forge that has not answered, whose answer is stored when it comes", async () => {
+    const bounded = await testApp({
+      forge: { forge: createGithubForge({ apiUrl: fake.url, host: "github.com" }), inlineMs: 50 },
+    });
+    const s = await boundChat();
+    const branch = gen.uniqueName("slow");
+    fake.pulls.push({ owner: "acme", repo: "api", branch, number: 13 });
+    await reportOn(s.agent.token, branch);
+    const release = fake.hold();
+    try {
+      const res = await bounded.call("GET", `${chats}/${s.chat.id}`, { token: s.token });
+      // The forge holds every answer until release(): this response did not wait for it.
+      expect(res.status).toBe(200);
+      expect(res.json.diff_status).toMatchObject({ git_branch: branch, pr_number: null });
+    } finally {
+      release();
+    }
+    for (;;) {
+      const { rows } = await f.pool.query(
+        "SELECT pr_number FROM chat_diff_statuses WHERE chat_id = $1",
+        [s.chat.id],
+      );
+      if (rows[0].pr_number === 13) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+
+  it("GET /insights/pull-requests counts the caller's pull requests by state and pages their chats newest first", async () => {
+    const u = await gen.user(f.pool, { organizationIds: [orgId] });
+    const token = await gen.apiKey(f.pool, u.id);
+    const states = [
+      { pull_request_state: "open", pull_request_draft: true },
+      { pull_request_state: "open", pull_request_draft: false },
+      { pull_request_state: "open", pull_request_draft: false },
+      { pull_request_state: "merged", pull_request_draft: false },
+      { pull_request_state: "closed", pull_request_draft: false },
+    ];
+    const ids: string[] = [];
+    for (const [i, st] of states.entries()) {
+      const c = await gen.chat(f.pool, { ownerId: u.id, organizationId: orgId });
+      await gen.diffStatus(f.pool, c.id, { ...st, pr_number: i + 1 });
+      ids.push(c.id);
+    }
+    // No pull request yet, and someone else's: neither counts.
+    const pending = await gen.chat(f.pool, { ownerId: u.id, organizationId: orgId });
+    await gen.diffStatus(f.pool, pending.id, { git_branch: "wip" });
+    const s = await boundChat();
+    await gen.diffStatus(f.pool, s.chat.id, { pull_request_state: "open", pr_number: 1 });
+
+    const all = await f.call("GET", `${chats}/insights/pull-requests`, { token });
+    expect(all.status).toBe(200);
+    expect(all.json.counts).toEqual({ total: 5, open: 2, merged: 1, closed: 1, draft: 1 });
+    expect(all.json.chats.map((c: { chat_id: string }) => c.chat_id)).toEqual([...ids].reverse());
+    expect(all.json.chats[0].diff_status).toMatchObject({ chat_id: ids[4], pr_number: 5 });
+
+    const page = await f.call("GET", `${chats}/insights/pull-requests?limit=2&offset=1`, { token });
+    expect(page.json.chats.map((c: { chat_id: string }) => c.chat_id)).toEqual([ids[3], ids[2]]);
+    expect(page.json.counts.total).toBe(5);
+    for (const q of ["limit=0", "limit=201", "offset=-1", "limit=x"]) {
+      const bad = await f.call("GET", `${chats}/insights/pull-requests?${q}`, { token });
+      expect(bad.status, q).toBe(400);
+    }
+  });
+
+  it("a user's own forge token is stored sealed, reported only as has_token, and removable", async () => {
+    const u = await gen.user(f.pool, { organizationIds: [orgId] });
+    const token = await gen.apiKey(f.pool, u.id);
+    const path = `${chats}/github-token`;
+    expect((await f.call("GET", path, { token })).json).toEqual({ has_token: false });
+    const put = await f.call("PUT", path, { token, body: { token: "ghp_owner_secret_123" } });
+    expect(put.status).toBe(204);
+    expect((await f.call("GET", path, { token })).json).toEqual({ has_token: true });
+    const { rows } = await f.pool.query(
+      "SELECT token_ciphertext FROM chat_forge_tokens WHERE user_id = $1",
+      [u.id],
+    );
+    expect(rows[0].token_ciphertext.includes(Buffer.from("ghp_owner_secret_123"))).toBe(false);
+    expect(await f.secrets.decrypt(rows[0].token_ciphertext, forgeTokenSealedFor(u.id))).toBe(
+      "ghp_owner_secret_123",
+    );
+    expect(f.logLines.join("")).not.toContain("ghp_owner_secret_123");
+    for (const body of [{}, { token: "" }, { token: "has space" }, { token: "x", more: 1 }]) {
+      expect((await f.call("PUT", path, { token, body })).status, JSON.stringify(body)).toBe(400);
+    }
+    expect((await f.call("DELETE", path, { token })).status).toBe(204);
+    expect((await f.call("GET", path, { token })).json).toEqual({ has_token: false });
+    expect((await f.call("GET", path)).status).toBe(401);
   });
 });

@@ -520,6 +520,41 @@ describe("GET /api/experimental/chats: search q", () => {
     );
   });
 
+  it("finds a subagent's pull request on its root by pr:, repo:, pr_title: and pr_status:, with %, _ and \\ in them taken literally", async () => {
+    const o = await newOwner();
+    const family = await newChat(o, { text: "family" });
+    const child = await newChat(o, { parent_chat_id: family.id });
+    const wild = await newChat(o, { text: "wild" });
+    const plain = await newChat(o, { text: "plain" });
+    await gen.diffStatus(t.pool, child.id, {
+      pr_number: 314,
+      pull_request_state: "merged",
+      pull_request_title: "Make 100% of_tests pass",
+      git_remote_origin: "git@github.com:acme/rocket_ship.git",
+      url: "https://github.com/acme/rocket_ship/pull/314",
+    });
+    await gen.diffStatus(t.pool, wild.id, {
+      pr_number: 1,
+      pull_request_state: "open",
+      pull_request_title: "a\\b",
+      git_remote_origin: "https://github.com/acme/rocketXship.git",
+    });
+    await gen.diffStatus(t.pool, plain.id, {
+      pr_number: 2,
+      pull_request_state: "open",
+      pull_request_title: "Make 1000 ofXtests pass",
+    });
+
+    expect(await listedIds(o, { q: "pr:314" })).toEqual([family.id]);
+    expect(await listedIds(o, { q: "repo:acme/rocket_ship" })).toEqual([family.id]);
+    expect(await listedIds(o, { q: "repo:ROCKET_SHIP/pull" })).toEqual([family.id]);
+    expect(await listedIds(o, { q: 'pr_title:"100% of_"' })).toEqual([family.id]);
+    expect(await listedIds(o, { q: "pr_status:merged" })).toEqual([family.id]);
+    expect(await listedIds(o, { q: "pr_title:%" })).toEqual([family.id]);
+    expect(await listedIds(o, { q: "pr_title:a\\b" })).toEqual([wild.id]);
+    expect(await listedIds(o, { q: "pr_title:ab" })).toEqual([]);
+  });
+
   it("ANDs the terms of q", async () => {
     const o = await newOwner();
     const a = await newChat(o, { text: "login fix" });

@@ -4,6 +4,7 @@ import { pino } from "pino";
 import { createSecrets } from "../../src/lib/secrets.ts";
 import { createModels } from "../../src/models/index.ts";
 import { createApp } from "../../src/server/app.ts";
+import type { AppDeps } from "../../src/server/deps.ts";
 import { testDb } from "./db.ts";
 
 /** Captures every log line the app writes, so tests can assert what is (not) logged. */
@@ -18,13 +19,19 @@ export function captureLogger() {
   return { logger: pino({ level: "trace" }, stream), lines };
 }
 
-/** An app on this file's database, plus a small JSON client for it. */
-export async function testApp() {
+/** An app on this file's database, plus a small JSON client for it; `deps` adds or overrides. */
+export async function testApp(deps: Partial<AppDeps> = {}) {
   const db = await testDb();
   const { logger, lines } = captureLogger();
   // A random key per app: tests that read sealed values decrypt them with `secrets`.
   const secrets = createSecrets(randomBytes(32));
-  const app = createApp({ db: db.pool, logger, secrets, models: createModels({ secrets }) });
+  const app = createApp({
+    db: db.pool,
+    logger,
+    secrets,
+    models: createModels({ secrets }),
+    ...deps,
+  });
 
   async function call(
     method: string,

@@ -1,15 +1,25 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { chatDiffStatusJson } from "../../api/shapes.ts";
-import { reportChatGitActivity } from "../../generated/chat_diff_statuses.ts";
-import { agentOf } from "../auth.ts";
+import { forgeTokenSealedFor } from "../../forge/refresh.ts";
+import {
+  deleteChatForgeTokenByUserID,
+  getChatForgeTokenByUserID,
+  getChatPullRequestCountsByOwner,
+  listChatPullRequestsByOwner,
+  reportChatGitActivity,
+  upsertChatForgeTokenByUserID,
+} from "../../generated/chat_diff_statuses.ts";
+import { agentOf, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
+import { unavailable } from "../errors.ts";
 import { httpUrl, uuid, validate } from "../validation.ts";
 
 /*
- * Pull-request status: the workspace agent reports its git activity
- * (`POST /api/v2/workspaceagents/me/git-activity`, agent token), so the chat shows the branch and
- * its pull request. Rules in sql/functions/chat_diff_statuses.sql; an agent reports only for
+ * Pull-request status (docs/api.md "Pull-request status"): the workspace agent reports its git
+ * activity (`POST /api/v2/workspaceagents/me/git-activity`, agent token), so the chat shows the
+ * branch and its pull request; users read their pull-request insights and may give the refresher
+ * their own forge token. Rules in sql/functions/chat_diff_statuses.sql; an agent reports only for
  * chats bound to itself (another's look missing: 404).
  */
 
@@ -50,3 +60,75 @@ export const chatDiffStatusesAgentRoutes = new Hono<AppEnv>().post(
     return c.json(chatDiffStatusJson(row));
   },
 );
+
+const maxPageSize = 200;
+const defaultPageSize = 50;
+/** Deeper than any account's pull requests; bounds the OFFSET's work. */
+const maxOffset = 1_000_000;
+const insightsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(maxPageSize).default(defaultPageSize),
+  offset: z.coerce.number().int().min(0).max(maxOffset).default(0),
+});
+
+/** GitHub tokens are ~40-100 characters; the bound only stops abuse. */
+const forgeTokenBody = z.strictObject({
+  token: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces"),
+});
+
+export const chatDiffStatusesRoutes = new Hono<AppEnv>()
+  .get("/insights/pull-requests", validate("query", insightsQuery), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const db = c.get("deps").db;
+    const query = c.req.valid("query");
+    const [counts, rows] = await Promise.all([
+      getChatPullRequestCountsByOwner(db, { owner_id: actor.user.id }),
+      listChatPullRequestsByOwner(db, {
+        owner_id: actor.user.id,
+        page_limit: query.limit,
+        page_offset: query.offset,
+      }),
+    ]);
+    return c.json({
+      counts: {
+        total: Number(counts?.total ?? 0),
+        open: Number(counts?.open ?? 0),
+        merged: Number(counts?.merged ?? 0),
+        closed: Number(counts?.closed ?? 0),
+        draft: Number(counts?.draft ?? 0),
+      },
+      chats: rows.map((r) => ({ chat_id: r.chat_id, diff_status: chatDiffStatusJson(r) })),
+    });
+  })
+
+  // The caller's own token for the forge: the refresher uses it for their chats' references
+  // instead of the deployment's. Sealed at rest, never returned.
+  .get("/github-token", async (c) => {
+    const actor = userOf(c.get("actor"));
+    const row = await getChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
+    return c.json({ has_token: row.has_token ?? false });
+  })
+
+  .put("/github-token", validate("json", forgeTokenBody), async (c) => {
+    const actor = userOf(c.get("actor"));
+    const deps = c.get("deps");
+    if (!deps.secrets) throw unavailable("Secrets are not configured on this server.");
+    const sealed = await deps.secrets.encrypt(
+      c.req.valid("json").token,
+      forgeTokenSealedFor(actor.user.id),
+    );
+    await upsertChatForgeTokenByUserID(deps.db, {
+      user_id: actor.user.id,
+      token_ciphertext: sealed,
+    });
+    return c.body(null, 204);
+  })
+
+  .delete("/github-token", async (c) => {
+    const actor = userOf(c.get("actor"));
+    await deleteChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
+    return c.body(null, 204);
+  });

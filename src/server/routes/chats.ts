@@ -9,7 +9,7 @@ import {
 } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
 import { patchChat } from "../chat_patch.ts";
-import { loadChat, withChildren } from "../chat_view.ts";
+import { loadChat, loadChatResolved, withChildren } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
@@ -181,7 +181,7 @@ export const chatsRoutes = new Hono<AppEnv>()
 
   .get("/:chat", validate("param", chatParam), async (c) => {
     const actor = userOf(c.get("actor"));
-    return c.json(await loadChat(c.get("deps").db, actor.user.id, c.req.valid("param").chat));
+    return c.json(await loadChatResolved(c.get("deps"), actor.user.id, c.req.valid("param").chat));
   })
 
   .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {
