@@ -24,6 +24,8 @@
  *                                       (bench/tailer.ts)
  *   npm run bench -- cost [messages]    cost rollups and the spend check on 10,000,000 assistant
  *                                       messages over 1,000 users (bench/cost.ts)
+ *   npm run bench -- pr [references]    the pull-request status refresher: 10,000 stale references
+ *                                       against a fake forge, 1 and 2 runner processes (bench/pr.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -31,6 +33,7 @@ import { benchContext } from "./context.ts";
 import { benchCost } from "./cost.ts";
 import { benchHorizon } from "./horizon.ts";
 import { benchList } from "./list.ts";
+import { benchPr } from "./pr.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchRunner } from "./runner.ts";
 import { benchStartup } from "./startup.ts";
@@ -51,6 +54,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   horizon: () => benchHorizon(),
   tailer: (commits) => benchTailer(commits),
   cost: (messages) => benchCost(messages),
+  pr: (references) => benchPr(references),
 };
 const defaults = [
   "startup",
@@ -63,6 +67,7 @@ const defaults = [
   "horizon",
   "tailer",
   "cost",
+  "pr",
 ];
 
 const [name, ...args] = process.argv.slice(2);

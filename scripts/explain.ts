@@ -33,6 +33,10 @@ import {
   listChatCostSummaryByOwner,
 } from "../src/generated/chat_costs.ts";
 import {
+  getChatPullRequestCountsByOwner,
+  listChatPullRequestsByOwner,
+} from "../src/generated/chat_diff_statuses.ts";
+import {
   getChatEventHorizonStatus,
   listChatEventsAfterCursor,
   listChatEventsByChatInRange,
@@ -481,6 +485,87 @@ async function runnerPlans(
   return { plans, recover };
 }
 
+/** Stale references of the refresher's claim plan (the rest are fresh). */
+const staleReferences = 2_000;
+
+/**
+ * The pull-request filters of the chat list, the insights and the refresher's claim, on the
+ * seeded chats' diff statuses (with the routes' arguments).
+ */
+async function pullRequestPlans(client: pg.Client, seeded: SeededChats) {
+  const heavy = seeded.heavyOwnerId;
+  const { rows } = await client.query<{ pr_number: number; title: string; n: number }>(
+    `SELECT pr_number, pull_request_title AS title,
+       (SELECT count(*)::int FROM chat_diff_statuses WHERE owner_id = $1) AS n
+     FROM chat_diff_statuses WHERE owner_id = $1 AND root_chat_id <> chat_id
+     ORDER BY chat_id LIMIT 1`,
+    [heavy],
+  );
+  const sample = rows[0]!;
+  const heavyList = `heavy owner (${seeded.heavyOwnerChats.toLocaleString("en")} chats, ${sample.n.toLocaleString("en")} with a diff status)`;
+  await client.query(
+    `UPDATE chat_diff_statuses SET stale_at = now() + interval '2 minutes';
+     UPDATE chat_diff_statuses SET stale_at = now() - interval '1 second'
+     WHERE chat_id IN (SELECT chat_id FROM chat_diff_statuses ORDER BY md5(chat_id::text) LIMIT ${staleReferences});
+     VACUUM (ANALYZE) chat_diff_statuses`,
+  );
+  const plans: ChatPlan[] = [
+    {
+      name: "ListChatsByOwner: pr filter",
+      why: "q=pr:<n>",
+      shows: `${heavyList}, the number of a subagent's pull request`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy, { pr: sample.pr_number })),
+    },
+    {
+      name: "ListChatsByOwner: repo filter",
+      why: "q=repo:<owner/repo>, a substring of the remote or the URL",
+      shows: `${heavyList}, repo:acme/repo17`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy, { repo: "acme/repo17" })),
+    },
+    {
+      name: "ListChatsByOwner: pr_title filter",
+      why: "q=pr_title:<text>, a substring of the title",
+      shows: `${heavyList}, pr_title:"${sample.title}"`,
+      query: await capturedQuery(
+        listChatsByOwner,
+        listChatsArgs(heavy, { pr_title: sample.title }),
+      ),
+    },
+    {
+      name: "ListChatsByOwner: pr_status filter",
+      why: "q=pr_status:draft",
+      shows: `${heavyList}, pr_status:draft`,
+      query: await capturedQuery(listChatsByOwner, listChatsArgs(heavy, { pr_status: "draft" })),
+    },
+    {
+      name: "GetChatPullRequestCountsByOwner",
+      why: "GET /api/experimental/chats/insights/pull-requests, the counts",
+      shows: heavyList,
+      query: await capturedQuery(getChatPullRequestCountsByOwner, { owner_id: heavy }),
+    },
+    {
+      name: "GetChatPullRequestCountsByOwner: the deployment",
+      why: "the same counts for every owner (the telemetry snapshot)",
+      shows: "owner_id NULL",
+      query: await capturedQuery(getChatPullRequestCountsByOwner, { owner_id: null }),
+    },
+    {
+      name: "ListChatPullRequestsByOwner",
+      why: "GET /api/experimental/chats/insights/pull-requests, the page",
+      shows: `${heavyList}, limit 50`,
+      query: await capturedQuery(listChatPullRequestsByOwner, {
+        owner_id: heavy,
+        page_limit: 50,
+        page_offset: 0,
+      }),
+    },
+  ];
+  const claim = (
+    await nestedPlans(client, "SELECT * FROM chat_diff_statuses_claim(20)", [])
+  ).filter((n) => n.includes("SKIP LOCKED"));
+  return { plans, claim };
+}
+
 /** Chats bound to one agent in the context plans. */
 const contextChats = 1_000;
 
@@ -752,6 +837,25 @@ async function plans(): Promise<string> {
         }
       };
       await explained(await chatPlans(client, seeded));
+
+      const pullRequests = await pullRequestPlans(client, seeded);
+      out.push(
+        "### Pull-request status",
+        "",
+        "On the chats above and their diff statuses. EXPLAIN (ANALYZE, BUFFERS) with sample " +
+          "arguments, as for the chat list.",
+        "",
+      );
+      await explained(pullRequests.plans);
+      out.push(
+        "#### chat_diff_statuses_claim",
+        "",
+        `Hot because: every refresher claims a batch every poll. With ${staleReferences.toLocaleString("en")} ` +
+          "stale references among the diff statuses above, a batch of 20, as auto_explain reports it " +
+          "from inside the function:",
+        "",
+      );
+      for (const plan of pullRequests.claim) out.push("```", plan.trim(), "```", "");
 
       const messages = await seedMessages(client);
       console.error(

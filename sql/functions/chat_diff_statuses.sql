@@ -61,8 +61,10 @@ $$;
 -- work through the claim, which takes rows nobody else holds (SKIP LOCKED) and pushes their
 -- stale_at 5 minutes ahead in the same statement: a refresher that dies holding rows leaves them
 -- to another one 5 minutes later, never forever. Claims and backoffs never move updated_at (the
--- last change from outside). Archived chats, rows without a branch or a remote, and rows of a
--- forge that is rate limited are never claimed.
+-- last change from outside). Archived chats (chat_archived, kept by chats_700_copy_archived), rows
+-- without a branch or a remote, and rows of a forge that is rate limited are never claimed; the
+-- first three are outside chat_diff_statuses_refresh_idx, which yields the rest oldest first, so
+-- a claim reads about as many rows as it takes (plus a parked forge's, until its reset).
 CREATE OR REPLACE FUNCTION chat_diff_statuses_claim(p_limit integer)
 RETURNS SETOF chat_diff_statuses
 LANGUAGE sql AS $$
@@ -71,13 +73,12 @@ LANGUAGE sql AS $$
   FROM (
     SELECT s.chat_id
     FROM chat_diff_statuses s
-    JOIN chats c ON c.id = s.chat_id
     WHERE s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
-      AND NOT c.archived
+      AND NOT s.chat_archived
       AND NOT EXISTS (
         SELECT 1 FROM chat_forge_backoffs b
         WHERE b.host = s.forge_host AND b.until > chat_clock_now())
-    ORDER BY s.stale_at, s.chat_id
+    ORDER BY s.stale_at
     LIMIT p_limit
     FOR NO KEY UPDATE OF s SKIP LOCKED
   ) picked
@@ -96,10 +97,9 @@ LANGUAGE sql AS $$
   FROM (
     SELECT s.chat_id
     FROM chat_diff_statuses s
-    JOIN chats c ON c.id = s.chat_id
     WHERE s.chat_id = p_chat_id
       AND s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
-      AND NOT c.archived
+      AND NOT s.chat_archived
       AND NOT EXISTS (
         SELECT 1 FROM chat_forge_backoffs b
         WHERE b.host = s.forge_host AND b.until > chat_clock_now())

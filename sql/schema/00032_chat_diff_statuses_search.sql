@@ -5,7 +5,10 @@
 -- chat_diff_statuses carries copies of its chat's owner, family root and creation time, which
 -- never change (chats_100_check_immutable), so a filter or a count reads only this table and an
 -- index on it: no join to chats per status. The copies are filled by
--- chat_diff_statuses_100_copy_chat (sql/triggers/chat_diff_statuses.sql) on every insert.
+-- chat_diff_statuses_100_copy_chat (sql/triggers/chat_diff_statuses.sql) on every insert. It also
+-- carries whether the chat is archived (chats_700_copy_archived keeps it), so the refresher's
+-- index holds only references it may refresh: an archived chat's reference, stale forever, would
+-- otherwise sit at the front of every claim.
 --
 -- The indexes are built in this transaction, not concurrently: chat_diff_statuses had no writer
 -- before the refresher of this version (only agents' git activity, a few rows per workspace),
@@ -18,11 +21,12 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 ALTER TABLE chat_diff_statuses
   ADD COLUMN owner_id uuid,
   ADD COLUMN root_chat_id uuid,
-  ADD COLUMN chat_created_at timestamptz;
+  ADD COLUMN chat_created_at timestamptz,
+  ADD COLUMN chat_archived boolean NOT NULL DEFAULT false;
 
 UPDATE chat_diff_statuses d
 SET owner_id = c.owner_id, root_chat_id = COALESCE(c.root_chat_id, c.id),
-  chat_created_at = c.created_at
+  chat_created_at = c.created_at, chat_archived = c.archived
 FROM chats c
 WHERE c.id = d.chat_id;
 
@@ -30,6 +34,12 @@ ALTER TABLE chat_diff_statuses
   ALTER COLUMN owner_id SET NOT NULL,
   ALTER COLUMN root_chat_id SET NOT NULL,
   ALTER COLUMN chat_created_at SET NOT NULL;
+
+-- The refresher's claim: the oldest stale references it may refresh (chat_diff_statuses_claim).
+-- Replaces 00031's index, which also held archived chats' references.
+DROP INDEX chat_diff_statuses_stale_idx;
+CREATE INDEX chat_diff_statuses_refresh_idx ON chat_diff_statuses (stale_at)
+  WHERE git_branch <> '' AND git_remote_origin <> '' AND NOT chat_archived;
 
 -- pr:<n>
 CREATE INDEX chat_diff_statuses_owner_pr_number_idx ON chat_diff_statuses (owner_id, pr_number)

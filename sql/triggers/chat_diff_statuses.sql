@@ -2,12 +2,13 @@
 
 -- The chat's owner, family root and creation time, copied once: they never change
 -- (chats_100_check_immutable), and the pull-request filters and insights read them from here
--- (migration 00032).
+-- (migration 00032). Whether it is archived is copied here too, and kept by
+-- chats_700_copy_archived (sql/triggers/chats.sql).
 CREATE OR REPLACE FUNCTION chat_diff_statuses__copy_chat() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  SELECT c.owner_id, COALESCE(c.root_chat_id, c.id), c.created_at
-  INTO NEW.owner_id, NEW.root_chat_id, NEW.chat_created_at
+  SELECT c.owner_id, COALESCE(c.root_chat_id, c.id), c.created_at, c.archived
+  INTO NEW.owner_id, NEW.root_chat_id, NEW.chat_created_at, NEW.chat_archived
   FROM chats c WHERE c.id = NEW.chat_id;
   RETURN NEW;
 END;
@@ -66,9 +67,9 @@ CREATE OR REPLACE TRIGGER chat_diff_statuses_900_events_on_insert
   FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
   EXECUTE FUNCTION chat_diff_statuses__events_on_write();
 
--- An update is an event only when something a client shows changed: the refresher's claims and
--- backoffs move stale_at (and last_error) every few minutes for every active reference, and
--- those are not changes of the pull request's status.
+-- An update is an event only when the pull request or the reference changed: the refresher's
+-- claims and backoffs move stale_at and last_error, and every refresh refreshed_at, every few
+-- minutes for every active reference; an event for each would tell watchers nothing new.
 CREATE OR REPLACE FUNCTION chat_diff_statuses__events_on_update() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -80,11 +81,11 @@ BEGIN
     JOIN old_rows o ON o.chat_id = n.chat_id
     WHERE (n.url, n.pull_request_state, n.pull_request_title, n.pull_request_draft, n.pr_number,
         n.changes_requested, n.additions, n.deletions, n.changed_files, n.git_branch,
-        n.git_remote_origin, n.refreshed_at)
+        n.git_remote_origin)
       IS DISTINCT FROM
       (o.url, o.pull_request_state, o.pull_request_title, o.pull_request_draft, o.pr_number,
         o.changes_requested, o.additions, o.deletions, o.changed_files, o.git_branch,
-        o.git_remote_origin, o.refreshed_at));
+        o.git_remote_origin));
   IF cardinality(v_changed) > 0 THEN
     PERFORM chat_diff_statuses__emit(
       ARRAY(SELECT (r).chat_id FROM unnest(v_changed) r),

@@ -241,6 +241,27 @@ CREATE OR REPLACE TRIGGER chats_900_events_on_delete
   FOR EACH STATEMENT WHEN (chat_events_mode() <> 'off')
   EXECUTE FUNCTION chats__events_on_delete();
 
+-- Keeps chat_diff_statuses.chat_archived (migration 00032) equal to the chat's archived: the
+-- refresher's index leaves archived chats' references out. An unarchived chat's reference is due
+-- at once: the refresher skipped it while it was archived. Row-level, only when archived changes.
+CREATE OR REPLACE FUNCTION chats__copy_archived() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  UPDATE chat_diff_statuses
+  SET chat_archived = NEW.archived,
+    stale_at = CASE WHEN NEW.archived THEN stale_at
+      ELSE least(stale_at, chat_clock_now() - interval '1 second') END
+  WHERE chat_id = NEW.id;
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_700_copy_archived
+  AFTER UPDATE OF archived ON chats
+  FOR EACH ROW
+  WHEN (NEW.archived IS DISTINCT FROM OLD.archived)
+  EXECUTE FUNCTION chats__copy_archived();
+
 -- Tells the runner holding a chat that its turn must stop: the chat left `running` (an interrupt
 -- made it waiting) or was archived while the lease stayed, or a new turn was admitted (an edit:
 -- chat_admit_message released the lease and set pending). The holder's own transitions release

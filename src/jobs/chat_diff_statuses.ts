@@ -84,7 +84,8 @@ export function startDiffStatusRefresher(opts: {
         if (!stopped) timer = setTimeout(tick, opts.pollMs ?? refreshPollMs).unref();
       });
   };
-  let timer: NodeJS.Timeout = setTimeout(tick, opts.pollMs ?? refreshPollMs).unref();
+  // The first drain at once: references that went stale while no runner ran are due now.
+  let timer: NodeJS.Timeout = setTimeout(tick, 0).unref();
 
   return {
     runOnce,

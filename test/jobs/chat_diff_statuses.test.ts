@@ -303,7 +303,7 @@ describe("the refresher", () => {
 });
 
 describe("diff_status_change events", () => {
-  it("go to the chat whose status changed and to its root", async () => {
+  it("go to the chat whose pull request changed and to its root, and never for a refresh that changed nothing", async () => {
     const r = await reported();
     const child = await gen.chat(pool, { ownerId: r.ownerId, parent_chat_id: r.chat.id });
     const { rows: before } = await pool.query("SELECT coalesce(max(id), 0) AS id FROM chat_events");
@@ -312,9 +312,12 @@ describe("diff_status_change events", () => {
       "UPDATE chat_diff_statuses SET pull_request_title = 'renamed' WHERE chat_id = $1",
       [child.id],
     );
-    // A claim's or backoff's stale_at alone is not a change.
+    // A claim's or backoff's stale_at, and a refresh that found the same pull request, are not
+    // changes.
     await pool.query(
-      "UPDATE chat_diff_statuses SET stale_at = now() + interval '1 hour', last_error = 'x' WHERE chat_id = $1",
+      `UPDATE chat_diff_statuses SET stale_at = now() + interval '1 hour', last_error = 'x',
+         refreshed_at = now(), updated_at = now()
+       WHERE chat_id = $1`,
       [child.id],
     );
     const { rows } = await pool.query(

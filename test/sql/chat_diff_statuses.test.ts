@@ -147,6 +147,32 @@ describe("the refresher's claim", () => {
     }
   });
 
+  it("leaves an archived chat's reference out until it is unarchived, then claims it at once", async () => {
+    const c = await clocked();
+    try {
+      await c.at("2026-05-03T10:00:00Z");
+      const r = await reported(c.client);
+      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId });
+      await c.at("2026-05-03T10:10:00Z");
+      expect(await claimIDs(c.client)).not.toContain(r.chat.id);
+      // Claimed and refreshed, then archived: still never due while archived.
+      const { rows } = await pool.query(
+        "SELECT chat_archived FROM chat_diff_statuses WHERE chat_id = $1",
+        [r.chat.id],
+      );
+      expect(rows[0].chat_archived).toBe(true);
+      await pool.query(
+        "UPDATE chat_diff_statuses SET stale_at = '2026-05-03T11:00:00Z' WHERE chat_id = $1",
+        [r.chat.id],
+      );
+      await c.client.query("SELECT chat_set_archived($1, $2, false)", [r.chat.id, r.ownerId]);
+      expect((await rowOf(r.chat.id)).stale_at).toBe("2026-05-03T10:09:59.000000Z");
+      expect(await claimIDs(c.client)).toContain(r.chat.id);
+    } finally {
+      await c.release();
+    }
+  });
+
   it("two refreshers claiming at once never take the same row", async () => {
     const c = await clocked();
     const a = await session(pool);
