@@ -13,8 +13,10 @@
  *
  * N chats over 100 owners, each with a reference (branch and remote) that is fresh. Then, for 1 and
  * for 2 `pgchatd runner` processes (`node bin/pgchatd.js runner`, default settings, its refresher
- * polling every 5 s) started on the database: every reference is made stale in one statement, and
- * the run ends when all N are refreshed. rows/s = (N − 1) / (last refreshed_at − first
+ * polling every 5 s) started on the database, twice: once with a new pull request for every branch
+ * (each refresh stores it: an event, which also wakes the runners' claim of pending chats), once
+ * with the same ones (nothing to store but the times). Every reference is made stale in one
+ * statement, and the run ends when all N are refreshed. rows/s = (N − 1) / (last refreshed_at − first
  * refreshed_at), on the database's clock (each refresh's transaction start), so the poll interval
  * before the first claim is not counted. Transactions per row: pg_stat_database.xact_commit over the
  * run, read after the processes exit (which flushes their counters); each of the refresher's
@@ -102,9 +104,22 @@ export async function benchPr(referencesArg?: string) {
         await client.query("UPDATE chat_diff_statuses SET stale_at = now() + interval '1 day'");
 
         const rows: string[][] = [
-          ["runner processes", "rows/s", "run (s)", "forge requests/row", "transactions/row"],
+          [
+            "runner processes",
+            "pull requests",
+            "rows/s",
+            "run (s)",
+            "forge requests/row",
+            "transactions/row",
+          ],
         ];
-        for (const processes of [1, 2]) {
+        const runs = [1, 2].flatMap((processes) =>
+          (["new", "unchanged"] as const).map((prs) => ({ processes, prs })),
+        );
+        for (const [i, { processes, prs }] of runs.entries()) {
+          // "new": every refresh stores another pull request (an event each); "unchanged": the
+          // forge answers what is stored already (no event).
+          if (prs === "new") for (const p of forge.pulls) p.number += refs.length * (i + 1);
           await client.query(
             "UPDATE chat_diff_statuses SET refreshed_at = NULL, stale_at = now() + interval '1 day'",
           );
@@ -151,6 +166,7 @@ export async function benchPr(referencesArg?: string) {
           const seconds = span[0]!.s;
           rows.push([
             String(processes),
+            prs,
             int((n - 1) / seconds),
             ms(seconds),
             (forge.requests.length / n).toFixed(2),

@@ -51,10 +51,24 @@ BEGIN
     changed_files = CASE WHEN (d.git_branch, d.git_remote_origin)
       = (excluded.git_branch, excluded.git_remote_origin) THEN d.changed_files ELSE 0 END,
     refreshed_at = CASE WHEN (d.git_branch, d.git_remote_origin)
-      = (excluded.git_branch, excluded.git_remote_origin) THEN d.refreshed_at END
+      = (excluded.git_branch, excluded.git_remote_origin) THEN d.refreshed_at END,
+    last_error = CASE WHEN (d.git_branch, d.git_remote_origin)
+      = (excluded.git_branch, excluded.git_remote_origin) THEN d.last_error END
   RETURNING * INTO v_row;
   RETURN v_row;
 END;
+$$;
+
+-- Whether the forge `p_host` asked the token a chat of `p_owner_id` is refreshed with to wait:
+-- the owner's own token when they have one (chat_forge_tokens), else the deployment's (NULL).
+-- Inlined into the claims.
+CREATE OR REPLACE FUNCTION chat_forge_parked(p_host text, p_owner_id uuid) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM chat_forge_backoffs b
+    WHERE b.host = p_host AND b.until > chat_clock_now()
+      AND b.token_user_id IS NOT DISTINCT FROM (
+        SELECT t.user_id FROM chat_forge_tokens t WHERE t.user_id = p_owner_id));
 $$;
 
 -- The refresher (docs/sql.md "Pull-request status"). Every runner process runs one; they share the
@@ -75,9 +89,7 @@ LANGUAGE sql AS $$
     FROM chat_diff_statuses s
     WHERE s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
       AND NOT s.chat_archived
-      AND NOT EXISTS (
-        SELECT 1 FROM chat_forge_backoffs b
-        WHERE b.host = s.forge_host AND b.until > chat_clock_now())
+      AND NOT chat_forge_parked(s.forge_host, s.owner_id)
     ORDER BY s.stale_at
     LIMIT p_limit
     FOR NO KEY UPDATE OF s SKIP LOCKED
@@ -100,9 +112,7 @@ LANGUAGE sql AS $$
     WHERE s.chat_id = p_chat_id
       AND s.stale_at <= chat_clock_now() AND s.git_branch <> '' AND s.git_remote_origin <> ''
       AND NOT s.chat_archived
-      AND NOT EXISTS (
-        SELECT 1 FROM chat_forge_backoffs b
-        WHERE b.host = s.forge_host AND b.until > chat_clock_now())
+      AND NOT chat_forge_parked(s.forge_host, s.owner_id)
     FOR NO KEY UPDATE OF s SKIP LOCKED
   ) picked
   WHERE d.chat_id = picked.chat_id
@@ -110,32 +120,48 @@ LANGUAGE sql AS $$
 $$;
 
 -- The outcome of one claimed row's refresh. It applies only while the row still holds the
--- reference that was claimed (p_branch, p_remote_origin, p_updated_at): an agent that reported
--- new activity meanwhile made the row stale again, and this answer is about the old reference.
+-- reference that was claimed (p_branch, p_remote_origin, p_updated_at) and its chat is not
+-- archived: an agent that reported new activity meanwhile made the row stale again, and this
+-- answer is about the old reference; an archived chat shows what it showed when archived.
 --   'found'         the branch's pull request (p_pr: {url, state, title, draft, number,
 --                   additions, deletions, changed_files, changes_requested}): stored, refreshed
---                   now, next refresh in 120 s, updated_at now (a change from outside);
+--                   now, updated_at now (a change from outside), next refresh in 120 s; a merged
+--                   pull request is final (GitHub cannot reopen it), so in a day, unless the
+--                   agent reports new activity first;
 --   'no_pr'         none yet: within 2 minutes of the last activity (a push, then the pull
 --                   request is opened) retry in 15 s, else leave the claim's 5-minute lock;
 --   'error'         the forge failed (p_error): retry in 120 s, the error kept;
---   'rate_limited'  the forge asked to wait until p_until: this row and every row of its forge
---                   wait until then (chat_forge_backoffs).
+--   'rate_limited'  the forge asked the token (p_token_user_id: the owner whose own token was
+--                   used, NULL for the deployment's) to wait until p_until: this row and every
+--                   row refreshed with that token on that forge wait until then
+--                   (chat_forge_backoffs). A row without a forge host records it as an error.
 -- Returns whether it applied.
+DROP FUNCTION IF EXISTS chat_diff_status_record_refresh(
+  uuid, text, text, timestamptz, text, jsonb, text, timestamptz);
 CREATE OR REPLACE FUNCTION chat_diff_status_record_refresh(
   p_chat_id uuid, p_branch text, p_remote_origin text, p_updated_at timestamptz,
-  p_outcome text, p_pr jsonb, p_error text, p_until timestamptz
+  p_outcome text, p_pr jsonb, p_error text, p_until timestamptz, p_token_user_id uuid
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
   v_row chat_diff_statuses;
 BEGIN
-  IF p_outcome NOT IN ('found', 'no_pr', 'error', 'rate_limited') THEN
+  IF p_outcome IS NULL OR p_outcome NOT IN ('found', 'no_pr', 'error', 'rate_limited') THEN
     RAISE EXCEPTION 'Unknown refresh outcome %.', p_outcome USING ERRCODE = '22023';
   END IF;
+  IF p_chat_id IS NULL OR p_branch IS NULL OR p_remote_origin IS NULL OR p_updated_at IS NULL
+     OR (p_outcome = 'found' AND (p_pr IS NULL OR p_pr ->> 'state' IS NULL))
+     OR (p_outcome = 'rate_limited' AND p_until IS NULL) THEN
+    RAISE EXCEPTION 'A % refresh needs the claimed reference and its outcome''s fields.',
+      p_outcome USING ERRCODE = '22023';
+  END IF;
   SELECT * INTO v_row FROM chat_diff_statuses WHERE chat_id = p_chat_id FOR NO KEY UPDATE;
-  IF NOT FOUND OR v_row.git_branch <> p_branch OR v_row.git_remote_origin <> p_remote_origin
-     OR v_row.updated_at <> p_updated_at THEN
+  IF NOT FOUND OR v_row.chat_archived OR v_row.git_branch <> p_branch
+     OR v_row.git_remote_origin <> p_remote_origin OR v_row.updated_at <> p_updated_at THEN
     RETURN false;
+  END IF;
+  IF p_outcome = 'rate_limited' AND v_row.forge_host IS NULL THEN
+    p_outcome := 'error';
   END IF;
   IF p_outcome = 'found' THEN
     UPDATE chat_diff_statuses SET
@@ -149,7 +175,8 @@ BEGIN
       changed_files = COALESCE((p_pr ->> 'changed_files')::integer, 0),
       changes_requested = COALESCE((p_pr ->> 'changes_requested')::boolean, false),
       refreshed_at = chat_clock_now(),
-      stale_at = chat_clock_now() + interval '120 seconds',
+      stale_at = chat_clock_now() + CASE WHEN p_pr ->> 'state' = 'merged'
+        THEN interval '1 day' ELSE interval '120 seconds' END,
       updated_at = chat_clock_now(),
       last_error = NULL
     WHERE chat_id = p_chat_id;
@@ -163,8 +190,10 @@ BEGIN
     SET stale_at = chat_clock_now() + interval '120 seconds', last_error = p_error
     WHERE chat_id = p_chat_id;
   ELSE
-    INSERT INTO chat_forge_backoffs (host, until) VALUES (v_row.forge_host, p_until)
-    ON CONFLICT (host) DO UPDATE SET until = greatest(chat_forge_backoffs.until, excluded.until);
+    INSERT INTO chat_forge_backoffs (host, token_user_id, until)
+    VALUES (v_row.forge_host, p_token_user_id, p_until)
+    ON CONFLICT (host, token_user_id)
+      DO UPDATE SET until = greatest(chat_forge_backoffs.until, excluded.until);
     UPDATE chat_diff_statuses SET stale_at = greatest(p_until, stale_at), last_error = p_error
     WHERE chat_id = p_chat_id;
   END IF;

@@ -50,7 +50,7 @@ LEFT JOIN chat_forge_tokens t ON t.user_id = c.owner_id;
 -- chat_diff_status_record_refresh: see sql/functions/chat_diff_statuses.sql.
 SELECT chat_diff_status_record_refresh(
   @chat_id, @git_branch, @git_remote_origin, @updated_at, @outcome, sqlc.narg(pr),
-  sqlc.narg(error), sqlc.narg(until)
+  sqlc.narg(error), sqlc.narg(until), sqlc.narg(token_user_id)
 ) AS applied;
 
 -- name: GetChatPullRequestCountsByOwner :one

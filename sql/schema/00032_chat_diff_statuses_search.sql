@@ -66,3 +66,11 @@ CREATE TABLE chat_forge_tokens (
   token_ciphertext bytea NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- A rate limit belongs to the token that met it: one user's exhausted token must not park every
+-- other chat on the forge. NULL is the deployment's token (PGCHATD_GITHUB_TOKEN). No foreign key:
+-- a backoff of a deleted user's token expires by itself.
+ALTER TABLE chat_forge_backoffs DROP CONSTRAINT chat_forge_backoffs_pkey;
+ALTER TABLE chat_forge_backoffs ADD COLUMN token_user_id uuid;
+ALTER TABLE chat_forge_backoffs
+  ADD CONSTRAINT chat_forge_backoffs_host_token_key UNIQUE NULLS NOT DISTINCT (host, token_user_id);

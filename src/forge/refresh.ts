@@ -39,10 +39,10 @@ export async function refreshClaimedReference(
 ): Promise<Resolution> {
   const repo = parseRemote(row.git_remote_origin!);
   let resolution: Resolution | undefined;
+  let token: string | undefined;
   if (!repo) {
     resolution = { outcome: "error", error: "the remote names no owner/repo on a forge host" };
   } else {
-    let token: string | undefined;
     try {
       token = await ownersToken(row, deps.secrets);
     } catch {
@@ -52,6 +52,7 @@ export async function refreshClaimedReference(
     resolution ??= await deps.forge.resolve(repo, row.git_branch!, { token, signal });
   }
   if (!resolution) throw new Error("unreachable: no resolution");
+  const tokenUsed = token !== undefined;
   const applied = await recordChatDiffStatusRefresh(deps.db, {
     chat_id: row.chat_id!,
     git_branch: row.git_branch!,
@@ -61,9 +62,14 @@ export async function refreshClaimedReference(
     pr: resolution.outcome === "found" ? resolution.pr : null,
     error: "error" in resolution ? resolution.error : null,
     until: resolution.outcome === "rate_limited" ? resolution.until.toISOString() : null,
+    // A rate limit is the token's: the owner's own, or the deployment's (NULL).
+    token_user_id: tokenUsed ? row.owner_id : null,
   });
   if (resolution.outcome === "error" || resolution.outcome === "rate_limited") {
-    deps.logger.warn(
+    // A remote no forge here serves fails the same way every 120 s: last_error says so; the log
+    // keeps warnings for forges that failed.
+    const unserved = !repo || repo.host !== deps.forge.host;
+    deps.logger[unserved ? "debug" : "warn"](
       { chat_id: row.chat_id, forge_host: row.forge_host, error: resolution.error },
       "pull-request status refresh failed",
     );

@@ -206,7 +206,7 @@ export const recordChatDiffStatusRefreshQuery = `-- name: RecordChatDiffStatusRe
 -- chat_diff_status_record_refresh: see sql/functions/chat_diff_statuses.sql.
 SELECT chat_diff_status_record_refresh(
   $1, $2, $3, $4, $5, $6,
-  $7, $8
+  $7, $8, $9
 ) AS applied`;
 
 export interface RecordChatDiffStatusRefreshArgs {
@@ -218,6 +218,7 @@ export interface RecordChatDiffStatusRefreshArgs {
   pr: any;
   error: string | null;
   until: string | null;
+  token_user_id: string | null;
 }
 
 export interface RecordChatDiffStatusRefreshRow {
@@ -227,7 +228,7 @@ export interface RecordChatDiffStatusRefreshRow {
 export async function recordChatDiffStatusRefresh(client: Client, args: RecordChatDiffStatusRefreshArgs): Promise<RecordChatDiffStatusRefreshRow> {
   const result = await client.query({
     text: recordChatDiffStatusRefreshQuery,
-    values: [args.chat_id, args.git_branch, args.git_remote_origin, args.updated_at, args.outcome, jsonParam(args.pr), args.error, args.until],
+    values: [args.chat_id, args.git_branch, args.git_remote_origin, args.updated_at, args.outcome, jsonParam(args.pr), args.error, args.until, args.token_user_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

@@ -221,7 +221,10 @@ describe("a refresh's outcome", () => {
     const [row] = (await claimStaleChatDiffStatuses(c.client, { batch_size: 1000 })).filter(
       (x) => x.chat_id === r.chat.id,
     );
-    const record = (outcome: string, more: { pr?: unknown; error?: string; until?: string } = {}) =>
+    const record = (
+      outcome: string,
+      more: { pr?: unknown; error?: string; until?: string; tokenUserId?: string } = {},
+    ) =>
       recordChatDiffStatusRefresh(c.client, {
         chat_id: r.chat.id,
         git_branch: row!.git_branch!,
@@ -231,6 +234,7 @@ describe("a refresh's outcome", () => {
         pr: more.pr ?? null,
         error: more.error ?? null,
         until: more.until ?? null,
+        token_user_id: more.tokenUserId ?? null,
       });
     return { ...r, record };
   }
@@ -309,6 +313,7 @@ describe("a refresh's outcome", () => {
         pr: null,
         error: null,
         until: null,
+        token_user_id: null,
       });
       expect(await rowOf(old.chat.id)).toMatchObject({
         stale_at: "2026-06-04T10:08:00.000000Z",
@@ -348,6 +353,75 @@ describe("a refresh's outcome", () => {
       expect(during).toContain(otherForge.chat.id);
       await c.at("2026-06-06T11:00:00Z");
       expect(await claimIDs(c.client)).toContain(sameForge.chat.id);
+    } finally {
+      await c.release();
+    }
+  });
+
+  it("rate limited on a user's own token: only that user's references on the forge wait", async () => {
+    const c = await clocked();
+    try {
+      const r = await claimedAt(c, "2026-06-08");
+      await pool.query(
+        "INSERT INTO chat_forge_tokens (user_id, token_ciphertext) VALUES ($1, '\\x00')",
+        [r.ownerId],
+      );
+      const deployment = await reported(c.client, r.host);
+      await r.record("rate_limited", {
+        until: "2026-06-08T11:00:00Z",
+        error: "HTTP 429",
+        tokenUserId: r.ownerId,
+      });
+      await c.at("2026-06-08T10:30:00Z");
+      expect(await claimIDs(c.client)).toContain(deployment.chat.id);
+      await pool.query(
+        "UPDATE chat_diff_statuses SET stale_at = '2026-06-08T10:00:00Z' WHERE chat_id = $1",
+        [r.chat.id],
+      );
+      expect(await claimIDs(c.client)).not.toContain(r.chat.id);
+      // Without their own token the user's chats share the deployment's (unlimited) token.
+      await pool.query("DELETE FROM chat_forge_tokens WHERE user_id = $1", [r.ownerId]);
+      expect(await claimIDs(c.client)).toContain(r.chat.id);
+    } finally {
+      await c.release();
+    }
+  });
+
+  it("a merged pull request is final: next refreshed in a day, unless the agent reports first", async () => {
+    const c = await clocked();
+    try {
+      const r = await claimedAt(c, "2026-06-09");
+      await r.record("found", {
+        pr: { url: "https://x.test/a/b/pull/1", state: "merged", number: 1 },
+      });
+      expect((await rowOf(r.chat.id)).stale_at).toBe("2026-06-10T10:00:30.000000Z");
+    } finally {
+      await c.release();
+    }
+  });
+
+  it("is not applied once the chat is archived, and a record without the claimed reference is refused", async () => {
+    const c = await clocked();
+    try {
+      const r = await claimedAt(c, "2026-06-10");
+      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId });
+      const applied = await r.record("found", { pr: { number: 4, state: "open" } });
+      expect(applied.applied).toBe(false);
+      expect((await rowOf(r.chat.id)).pr_number).toBeNull();
+      const bad = (sql: string) =>
+        expect(c.client.query(sql, [r.chat.id])).rejects.toMatchObject({ code: "22023" });
+      await bad(
+        "SELECT chat_diff_status_record_refresh($1, NULL, 'x', now(), 'no_pr', NULL, NULL, NULL, NULL)",
+      );
+      await bad(
+        "SELECT chat_diff_status_record_refresh($1, 'b', 'x', now(), 'found', NULL, NULL, NULL, NULL)",
+      );
+      await bad(
+        "SELECT chat_diff_status_record_refresh($1, 'b', 'x', now(), 'rate_limited', NULL, NULL, NULL, NULL)",
+      );
+      await bad(
+        "SELECT chat_diff_status_record_refresh($1, 'b', 'x', now(), 'maybe', NULL, NULL, NULL, NULL)",
+      );
     } finally {
       await c.release();
     }
