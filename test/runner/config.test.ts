@@ -25,3 +25,34 @@ describe("runner configuration", () => {
     expect(() => loadConfig({ PGCHATD_RUNNER: "maybe" })).toThrow(/PGCHATD_RUNNER/);
   });
 });
+
+describe("forge configuration", () => {
+  it("asks GitHub's public API by default, anything http(s) otherwise, and never echoes the token", () => {
+    expect(loadConfig({}).github).toEqual({
+      apiUrl: "https://api.github.com",
+      host: undefined,
+      token: undefined,
+    });
+    expect(loadConfig({}).diffStatusInlineMs).toBe(1_500);
+    expect(
+      loadConfig({
+        PGCHATD_GITHUB_API_URL: "https://ghe.example.com/api/v3",
+        PGCHATD_GITHUB_TOKEN: "ghp_x",
+      }).github,
+    ).toEqual({ apiUrl: "https://ghe.example.com/api/v3", host: undefined, token: "ghp_x" });
+    for (const bad of ["ftp://ghe.example.com", "not a url"]) {
+      expect(() => loadConfig({ PGCHATD_GITHUB_API_URL: bad })).toThrow(/PGCHATD_GITHUB_API_URL/);
+    }
+    expect(() => loadConfig({ PGCHATD_DIFF_STATUS_INLINE_MS: "-1" })).toThrow(
+      /PGCHATD_DIFF_STATUS_INLINE_MS/,
+    );
+    let message = "";
+    try {
+      loadConfig({ PGCHATD_GITHUB_TOKEN: "ghp_secret", PGCHATD_DIFF_STATUS_INLINE_MS: "x" });
+    } catch (err) {
+      message = String(err);
+    }
+    expect(message).toContain("PGCHATD_DIFF_STATUS_INLINE_MS");
+    expect(message).not.toContain("ghp_secret");
+  });
+});

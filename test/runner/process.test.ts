@@ -1,6 +1,8 @@
 import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
+import { reportChatGitActivity } from "../../src/generated/chat_diff_statuses.ts";
+import { fakeForge } from "../../support/fake_forge.ts";
 import { spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
@@ -40,7 +42,7 @@ interface RunnerProcess {
  * A `pgchatd runner` process, killed when the test ends if it still runs: left running after a
  * failure, it would claim the next test's chats.
  */
-async function startRunnerProcess(): Promise<RunnerProcess> {
+async function startRunnerProcess(env: Record<string, string> = {}): Promise<RunnerProcess> {
   let started: ChildProcess | undefined;
   onTestFinished(async () => {
     if (!started || started.exitCode !== null || started.signalCode !== null) return;
@@ -57,6 +59,7 @@ async function startRunnerProcess(): Promise<RunnerProcess> {
       // The default staleness (60 s): on a loaded machine a process can miss a second of
       // heartbeats, and the other one would take its turns over again and again. The one test of
       // a stale lease recovers it with a runner of its own.
+      ...env,
     },
     onSpawn: (child) => {
       started = child;
@@ -169,6 +172,41 @@ describe("pgchatd runner processes", () => {
       await p?.exited;
       await srv.close();
     }
+  });
+
+  it("refreshes pull-request statuses: a branch pushed to the forge shows its pull request", async () => {
+    const forge = await fakeForge();
+    onTestFinished(() => forge.close());
+    const o = await owner();
+    const ws = await gen.workspace(pool, { organizationId: orgId, ownerId: o });
+    const agent = (await gen.build(pool, ws.id)).agents[0]!;
+    const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, workspace_id: ws.id });
+    forge.pulls.push({ owner: "acme", repo: "api", branch: "feat/x", number: 31, title: "X" });
+    await startRunnerProcess({
+      PGCHATD_GITHUB_API_URL: forge.url,
+      PGCHATD_GITHUB_HOST: "github.com",
+      PGCHATD_GITHUB_TOKEN: "deploy-token",
+    });
+    await reportChatGitActivity(pool, {
+      agent_id: agent.id,
+      chat_id: chat.id,
+      branch: "feat/x",
+      remote_origin: "git@github.com:acme/api.git",
+      url: null,
+    });
+    // The process's refresher polls every 5 s; the test's timeout bounds the wait.
+    for (;;) {
+      const { rows } = await pool.query(
+        "SELECT pr_number, pull_request_title FROM chat_diff_statuses WHERE chat_id = $1",
+        [chat.id],
+      );
+      if (rows[0].pr_number === 31) {
+        expect(rows[0].pull_request_title).toBe("X");
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(forge.requests[0]!.authorization).toBe("Bearer deploy-token");
   });
 });
 
