@@ -83,10 +83,18 @@ SELECT EXISTS (SELECT 1 FROM chat_forge_tokens WHERE user_id = @user_id) AS has_
 
 -- name: UpsertChatForgeTokenByUserID :exec
 -- The caller's own forge token, sealed by the server (src/lib/secrets.ts) before it gets here.
+-- A rate limit the old token met is not the new one's: it goes.
+WITH lifted AS (
+  DELETE FROM chat_forge_backoffs WHERE token_user_id = @user_id
+)
 INSERT INTO chat_forge_tokens (user_id, token_ciphertext)
 VALUES (@user_id, @token_ciphertext)
 ON CONFLICT (user_id) DO UPDATE SET
   token_ciphertext = excluded.token_ciphertext, updated_at = now();
 
 -- name: DeleteChatForgeTokenByUserID :execrows
+-- The user's chats go back to the deployment's token, and its rate limit, if any.
+WITH lifted AS (
+  DELETE FROM chat_forge_backoffs WHERE token_user_id = @user_id
+)
 DELETE FROM chat_forge_tokens WHERE user_id = @user_id;

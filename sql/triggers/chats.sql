@@ -262,6 +262,19 @@ CREATE OR REPLACE TRIGGER chats_700_copy_archived
   WHEN (NEW.archived IS DISTINCT FROM OLD.archived)
   EXECUTE FUNCTION chats__copy_archived();
 
+-- Repair, on every migrate: copies the trigger above missed. Migration 00032 filled the copies
+-- without locking chats, so a server of the previous version may have archived or unarchived
+-- chats before this trigger existed. The CREATE OR REPLACE TRIGGER above holds chats in SHARE ROW
+-- EXCLUSIVE mode until the routines commit: no archive runs between this statement and the
+-- trigger taking over. Reads every diff status once (an index lookup into chats each); it writes
+-- only copies that are wrong, so normally nothing.
+UPDATE chat_diff_statuses d
+SET chat_archived = c.archived,
+  stale_at = CASE WHEN c.archived THEN d.stale_at
+    ELSE least(d.stale_at, chat_clock_now() - interval '1 second') END
+FROM chats c
+WHERE c.id = d.chat_id AND d.chat_archived <> c.archived;
+
 -- Tells the runner holding a chat that its turn must stop: the chat left `running` (an interrupt
 -- made it waiting) or was archived while the lease stayed, or a new turn was admitted (an edit:
 -- chat_admit_message released the lease and set pending). The holder's own transitions release

@@ -373,6 +373,10 @@ export async function getChatForgeTokenByUserID(client: Client, args: GetChatFor
 
 export const upsertChatForgeTokenByUserIDQuery = `-- name: UpsertChatForgeTokenByUserID :exec
 -- The caller's own forge token, sealed by the server (src/lib/secrets.ts) before it gets here.
+-- A rate limit the old token met is not the new one's: it goes.
+WITH lifted AS (
+  DELETE FROM chat_forge_backoffs WHERE token_user_id = $1
+)
 INSERT INTO chat_forge_tokens (user_id, token_ciphertext)
 VALUES ($1, $2)
 ON CONFLICT (user_id) DO UPDATE SET
@@ -392,6 +396,10 @@ export async function upsertChatForgeTokenByUserID(client: Client, args: UpsertC
 }
 
 export const deleteChatForgeTokenByUserIDQuery = `-- name: DeleteChatForgeTokenByUserID :execrows
+-- The user's chats go back to the deployment's token, and its rate limit, if any.
+WITH lifted AS (
+  DELETE FROM chat_forge_backoffs WHERE token_user_id = $1
+)
 DELETE FROM chat_forge_tokens WHERE user_id = $1`;
 
 export interface DeleteChatForgeTokenByUserIDArgs {

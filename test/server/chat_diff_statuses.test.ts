@@ -259,7 +259,7 @@ describe("pull requests as users see them", () => {
     }
   });
 
-  it("a user's own forge token is stored sealed, reported only as has_token, and removable", async () => {
+  it("a user's own forge token is stored sealed, reported only as has_token, and removable; replacing it lifts its rate limit", async () => {
     const u = await gen.user(f.pool, { organizationIds: [orgId] });
     const token = await gen.apiKey(f.pool, u.id);
     const path = `${chats}/github-token`;
@@ -279,7 +279,24 @@ describe("pull requests as users see them", () => {
     for (const body of [{}, { token: "" }, { token: "has space" }, { token: "x", more: 1 }]) {
       expect((await f.call("PUT", path, { token, body })).status, JSON.stringify(body)).toBe(400);
     }
+    // A rate limit the old token met does not hold the new one back, nor the deployment's.
+    const parked = () =>
+      f.pool
+        .query("SELECT count(*)::int AS n FROM chat_forge_backoffs WHERE token_user_id = $1", [
+          u.id,
+        ])
+        .then((r) => r.rows[0].n);
+    const park = () =>
+      f.pool.query(
+        "INSERT INTO chat_forge_backoffs (host, token_user_id, until) VALUES ('github.com', $1, now() + interval '1 hour')",
+        [u.id],
+      );
+    await park();
+    await f.call("PUT", path, { token, body: { token: "ghp_owner_secret_456" } });
+    expect(await parked()).toBe(0);
+    await park();
     expect((await f.call("DELETE", path, { token })).status).toBe(204);
+    expect(await parked()).toBe(0);
     expect((await f.call("GET", path, { token })).json).toEqual({ has_token: false });
     expect((await f.call("GET", path)).status).toBe(401);
   });

@@ -112,6 +112,99 @@ describe("migrations 00024 to 00027 (the cost rollups and their backfill)", () =
   });
 });
 
+describe("migrations 00032 to 00039 (pull-request status copies and indexes)", () => {
+  it("fills the copies of statuses stored before them, and the routines repair an archive they missed", async () => {
+    const db = await emptyDatabase();
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), "pgchatd-migrations-"));
+    const root = "00000000-0000-4000-8000-000000000001";
+    const child = "00000000-0000-4000-8000-000000000002";
+    try {
+      for (const f of await fs.readdir(path.join(sqlDir, "schema"))) {
+        if (f < "00032") await fs.copyFile(path.join(sqlDir, "schema", f), path.join(dir, f));
+      }
+      const client = await connectClient(db.url);
+      try {
+        await runMigrations({ client }, dir);
+        await client.query(
+          `WITH o AS (INSERT INTO organizations (name) VALUES ('old') RETURNING id),
+             u AS (INSERT INTO users (username) VALUES ('old') RETURNING id),
+             m AS (INSERT INTO organization_members SELECT o.id, u.id FROM o, u RETURNING *)
+           INSERT INTO chats (id, owner_id, organization_id, title, last_model_config_id,
+             parent_chat_id, root_chat_id, archived, created_at)
+           SELECT x.id::uuid, u.id, o.id, 'old', (SELECT id FROM chat_model_configs WHERE is_default),
+             x.parent::uuid, x.parent::uuid, x.archived, '2026-02-01T00:00:00Z'
+           FROM o, u, (VALUES ('${root}', NULL, false), ('${child}', '${root}', true))
+             x(id, parent, archived)`,
+        );
+        await client.query(
+          `INSERT INTO chat_diff_statuses (chat_id, git_branch, git_remote_origin, pr_number,
+             pull_request_state)
+           VALUES ('${root}', 'a', 'git@github.com:acme/api.git', 1, 'open'),
+             ('${child}', 'b', 'git@github.com:acme/api.git', 2, 'merged')`,
+        );
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+    await migrate(db.url);
+    const client = await connectClient(db.url);
+    try {
+      const copies = async () =>
+        (
+          await client.query(
+            `SELECT chat_id, root_chat_id, chat_created_at, chat_archived FROM chat_diff_statuses
+             ORDER BY chat_id`,
+          )
+        ).rows;
+      expect(await copies()).toEqual([
+        {
+          chat_id: root,
+          root_chat_id: root,
+          chat_created_at: "2026-02-01T00:00:00.000000Z",
+          chat_archived: false,
+        },
+        {
+          chat_id: child,
+          root_chat_id: root,
+          chat_created_at: "2026-02-01T00:00:00.000000Z",
+          chat_archived: true,
+        },
+      ]);
+      const { rows: indexes } = await client.query(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'chat_diff_statuses' ORDER BY 1",
+      );
+      expect(indexes.map((r) => r.indexname)).toEqual([
+        "chat_diff_statuses_owner_pr_number_idx",
+        "chat_diff_statuses_owner_pull_requests_idx",
+        "chat_diff_statuses_pkey",
+        "chat_diff_statuses_refresh_idx",
+        "chat_diff_statuses_remote_trgm_idx",
+        "chat_diff_statuses_title_trgm_idx",
+        "chat_diff_statuses_url_lower_idx",
+        "chat_diff_statuses_url_trgm_idx",
+      ]);
+      // As a server of the previous version unarchiving the child while 00032 ran (before the
+      // trigger that keeps the copy existed): the next migrate's routines repair it, due at once.
+      await client.query("ALTER TABLE chats DISABLE TRIGGER chats_700_copy_archived");
+      await client.query(`UPDATE chats SET archived = false WHERE id = '${child}'`);
+      await client.query("ALTER TABLE chats ENABLE TRIGGER chats_700_copy_archived");
+      await client.query(
+        `UPDATE chat_diff_statuses SET stale_at = now() + interval '1 hour' WHERE chat_id = '${child}'`,
+      );
+      await applyRoutines(client);
+      const { rows } = await client.query(
+        `SELECT chat_archived, stale_at <= now() AS due FROM chat_diff_statuses
+         WHERE chat_id = '${child}'`,
+      );
+      expect(rows).toEqual([{ chat_archived: false, due: true }]);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
 describe("bootstrap", () => {
   it("creates the default organization and an owner 'admin' whose configured token works, once", async () => {
     const db = await emptyDatabase();
