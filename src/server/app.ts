@@ -13,6 +13,7 @@ import {
 } from "./routes/chat_diff_statuses.ts";
 import { chatEventsRoutes } from "./routes/chat_events.ts";
 import { chatFilesRoutes, maxFileBytes } from "./routes/chat_files.ts";
+import { chatHousekeepingRoutes } from "./routes/chat_housekeeping.ts";
 import { chatMessagesRoutes } from "./routes/chat_messages.ts";
 import {
   chatModelConfigsRoutes,
@@ -24,6 +25,7 @@ import { chatTitlesRoutes } from "./routes/chat_titles.ts";
 import { chatUsageLimitsRoutes } from "./routes/chat_usage_limits.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { notificationsRoutes } from "./routes/notifications.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
 import { usersRoutes } from "./routes/users.ts";
 import { workspacesRoutes } from "./routes/workspaces.ts";
@@ -100,16 +102,18 @@ export function createApp(deps: AppDeps): App {
   v2.route("/", usersRoutes);
   v2.route("/", organizationsRoutes);
   v2.route("/", workspacesRoutes);
+  v2.route("/", notificationsRoutes);
   app.route("/api/v2", v2);
 
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
-  // "usage-limits", "cost", "models", "watch", "insights" and "github-token".
+  // "usage-limits", "config", "cost", "models", "watch", "insights" and "github-token".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
   chats.route("/usage-limits", chatUsageLimitsRoutes);
+  chats.route("/config", chatHousekeepingRoutes);
   chats.route("/", chatCostsRoutes);
   chats.route("/", chatDiffStatusesRoutes);
   chats.route("/", chatModelsRoutes);

@@ -50,6 +50,9 @@ const unscoped: Record<string, string> = {
   SetChatUsageLimitConfig: "PUT /usage-limits (site owner)",
   SetChatUsageLimitUserOverride: "/usage-limits/overrides/{user} (site owner)",
   SetChatUsageLimitGroupOverride: "/usage-limits/group-overrides/{group} (site owner)",
+  GetChatHousekeepingConfig: "/config/retention, /config/auto-archive (site owner)",
+  SetChatRetentionDays: "PUT /config/retention (site owner)",
+  SetChatAutoArchiveDays: "PUT /config/auto-archive (site owner)",
   ListEnabledModelConfigs: "GET /models: the deployment's model catalogue, the same for everyone",
   GetWorkspaceByID: "workspace routes check the workspace's owner before acting",
   InsertWorkspaceBuild:

@@ -1,0 +1,78 @@
+import { Hono } from "hono";
+import { z } from "zod";
+import {
+  listNotificationsByUserID,
+  markAllNotificationsReadByUserID,
+  markNotificationReadByID,
+} from "../../generated/notifications.ts";
+import { userOf } from "../auth.ts";
+import type { AppEnv } from "../deps.ts";
+import { notFound } from "../errors.ts";
+import { validate } from "../validation.ts";
+
+/*
+ * The caller's inbox (docs/api.md "Notifications"): what the server tells a user, such as the
+ * daily digest of chats the housekeeping job archived. Newest first, keyset pages by after_id.
+ */
+
+const maxPageSize = 200;
+const defaultPageSize = 50;
+/**
+ * A notification id as a path or query value: decimal digits only (not "1e3" or "0x10"), within
+ * JavaScript's safe integers (bigint identities never get beyond them).
+ */
+const notificationId = z
+  .string()
+  .regex(/^[1-9][0-9]{0,15}$/, "must be a notification id")
+  .transform(Number)
+  .refine(Number.isSafeInteger, "must be a notification id");
+
+const listQuery = z.object({
+  unread: z
+    .enum(["true", "false"])
+    .optional()
+    .transform((v) => v === "true"),
+  after_id: notificationId.optional(),
+  limit: z.coerce.number().int().min(1).max(maxPageSize).default(defaultPageSize),
+});
+const idParam = z.object({ id: notificationId });
+
+export const notificationsRoutes = new Hono<AppEnv>()
+  .get("/notifications", validate("query", listQuery), async (c) => {
+    const query = c.req.valid("query");
+    const rows = await listNotificationsByUserID(c.get("deps").db, {
+      user_id: userOf(c.get("actor")).user.id,
+      after_id: query.after_id ?? null,
+      unread_only: query.unread,
+      page_limit: query.limit + 1,
+    });
+    return c.json({
+      notifications: rows.slice(0, query.limit).map((n) => ({
+        id: Number(n.id),
+        kind: n.kind,
+        title: n.title,
+        body: n.body,
+        created_at: n.created_at,
+        read_at: n.read_at,
+      })),
+      has_more: rows.length > query.limit,
+    });
+  })
+
+  // Before /notifications/:id/read, which would take "read-all" as an id (and refuse it).
+  .put("/notifications/read-all", async (c) => {
+    await markAllNotificationsReadByUserID(c.get("deps").db, {
+      user_id: userOf(c.get("actor")).user.id,
+    });
+    return c.body(null, 204);
+  })
+
+  .put("/notifications/:id/read", validate("param", idParam), async (c) => {
+    const found = await markNotificationReadByID(c.get("deps").db, {
+      id: c.req.valid("param").id,
+      user_id: userOf(c.get("actor")).user.id,
+    });
+    // Another user's notification looks missing, like a chat does.
+    if (found === 0) throw notFound("Notification");
+    return c.body(null, 204);
+  });
