@@ -39,3 +39,112 @@ BEGIN
   RETURN v_new;
 END;
 $$;
+
+-- Auto-archive (docs/api.md "Housekeeping"). Eligibility is by UTC date, not timestamp: a root
+-- whose last activity fell on a UTC date before today − auto_archive_days. Every chat idle since
+-- the same date becomes eligible at the same UTC midnight, so the first run after midnight
+-- archives them together and an owner gets one digest a day (unless the batch limit splits the
+-- work). NULL when auto-archive is off.
+CREATE OR REPLACE FUNCTION chat_auto_archive_cutoff() RETURNS date
+LANGUAGE sql STABLE AS $$
+  SELECT (chat_clock_now() AT TIME ZONE 'UTC')::date - auto_archive_days
+  FROM chat_housekeeping_config
+  WHERE auto_archive_days > 0;
+$$;
+
+-- A family's last activity: its newest message (any chat of the family, by id: ids grow with
+-- time), and never earlier than the root's creation.
+CREATE OR REPLACE FUNCTION chat_family_last_activity(p_root_id uuid) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT greatest(
+    (SELECT c.created_at FROM chats c WHERE c.id = p_root_id),
+    (SELECT max(n.created_at)
+     FROM chats f
+     CROSS JOIN LATERAL (
+       SELECT m.created_at FROM chat_messages m WHERE m.chat_id = f.id ORDER BY m.id DESC LIMIT 1
+     ) n
+     WHERE f.id = p_root_id OR f.root_chat_id = p_root_id));
+$$;
+
+-- The roots auto-archive would take now, idlest first, at most p_limit: unarchived, unpinned,
+-- idle since before the cutoff date. Read without locks; chat_auto_archive_root checks again
+-- under its locks.
+CREATE OR REPLACE FUNCTION chat_auto_archive_candidates(p_limit integer)
+RETURNS TABLE (chat_id uuid, owner_id uuid)
+LANGUAGE sql STABLE AS $$
+  SELECT c.id, c.owner_id
+  FROM chats c
+  CROSS JOIN chat_auto_archive_cutoff() AS cutoff(d)
+  CROSS JOIN LATERAL (SELECT chat_family_last_activity(c.id) AS at) a
+  WHERE c.parent_chat_id IS NULL AND NOT c.archived AND c.pin_order = 0
+    -- Activity is never before creation: chats created since the cutoff are out at once.
+    AND c.created_at < (cutoff.d::timestamp AT TIME ZONE 'UTC')
+    AND (a.at AT TIME ZONE 'UTC')::date < cutoff.d
+  ORDER BY a.at, c.id
+  LIMIT p_limit;
+$$;
+
+-- Archives one root and its family for auto-archive, in the caller's transaction, if it is still
+-- eligible once locked like a user's archive (chat_lock_for_update: pins, family, rows): a
+-- message, a pin or an archive that committed since the candidates were read wins. One audit
+-- entry (chat_auto_archive, by the server) per root. Returns the root's title, NULL when it
+-- archived nothing.
+CREATE OR REPLACE FUNCTION chat_auto_archive_root(p_chat_id uuid) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_cutoff date;
+  v_archived integer;
+BEGIN
+  v_cutoff := chat_auto_archive_cutoff();
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF v_cutoff IS NULL OR NOT FOUND OR v_chat.archived OR v_chat.parent_chat_id IS NOT NULL THEN
+    RETURN NULL;
+  END IF;
+  PERFORM chat_lock_for_update(p_chat_id, v_chat.owner_id, true, false, false, NULL);
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF NOT FOUND OR v_chat.archived OR v_chat.pin_order > 0
+     OR (chat_family_last_activity(p_chat_id) AT TIME ZONE 'UTC')::date >= v_cutoff THEN
+    RETURN NULL;
+  END IF;
+  SELECT count(*) INTO v_archived FROM chat_archive(p_chat_id, true);
+  INSERT INTO audit_logs (action, chat_id, detail)
+  VALUES ('chat_auto_archive', p_chat_id, jsonb_build_object(
+    'archived_chats', v_archived, 'cutoff_date', v_cutoff));
+  RETURN v_chat.title;
+END;
+$$;
+
+-- The digest of one auto-archive run for one owner: a "Chats auto-archived" notification listing
+-- up to 25 titles and "and N more", saying what happens to archived chats under the current
+-- retention. Returns the notification's id.
+CREATE OR REPLACE FUNCTION chat_auto_archive_notify(p_owner_id uuid, p_titles text[])
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_config chat_housekeeping_config;
+  v_total integer := cardinality(p_titles);
+  v_body text;
+  v_id bigint;
+BEGIN
+  SELECT * INTO v_config FROM chat_housekeeping_config;
+  v_body := format('%s %s without activity for %s %s %s archived:',
+      v_total, CASE WHEN v_total = 1 THEN 'chat' ELSE 'chats' END,
+      v_config.auto_archive_days, CASE WHEN v_config.auto_archive_days = 1 THEN 'day' ELSE 'days' END,
+      CASE WHEN v_total = 1 THEN 'was' ELSE 'were' END)
+    || E'\n' || array_to_string(ARRAY(
+      SELECT '- ' || CASE WHEN t = '' THEN '(untitled)' ELSE t END
+      FROM unnest(p_titles[1:25]) AS t), E'\n')
+    || CASE WHEN v_total > 25 THEN format(E'\nand %s more', v_total - 25) ELSE '' END
+    || E'\n\n'
+    || CASE WHEN v_config.retention_days = 0
+      THEN 'Archived chats are kept forever; unarchive one to continue it.'
+      ELSE format('Archived chats are deleted %s %s after they were archived; unarchive one to keep it.',
+        v_config.retention_days, CASE WHEN v_config.retention_days = 1 THEN 'day' ELSE 'days' END)
+    END;
+  INSERT INTO notifications (user_id, kind, title, body)
+  VALUES (p_owner_id, 'chats_auto_archived', 'Chats auto-archived', v_body)
+  RETURNING id INTO v_id;
+  RETURN v_id;
+END;
+$$;

@@ -10,3 +10,15 @@ FROM chat_housekeeping_set_retention(@actor_id, @retention_days) AS c;
 -- chat_housekeeping_set_auto_archive: see sql/functions/chat_housekeeping.sql.
 SELECT c.retention_days, c.auto_archive_days, c.updated_at
 FROM chat_housekeeping_set_auto_archive(@actor_id, @auto_archive_days) AS c;
+
+-- name: ListChatAutoArchiveCandidates :many
+-- chat_auto_archive_candidates: see sql/functions/chat_housekeeping.sql.
+SELECT a.chat_id, a.owner_id FROM chat_auto_archive_candidates(@batch_size) AS a;
+
+-- name: AutoArchiveChatRoot :one
+-- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
+SELECT chat_auto_archive_root(@chat_id) AS title;
+
+-- name: InsertChatAutoArchiveDigest :one
+-- chat_auto_archive_notify: one owner's digest of one auto-archive run.
+SELECT chat_auto_archive_notify(@owner_id, @titles::text[]) AS notification_id;

@@ -98,3 +98,85 @@ export async function setChatAutoArchiveDays(client: Client, args: SetChatAutoAr
     updated_at: row[2],
   };
 }
+
+export const listChatAutoArchiveCandidatesQuery = `-- name: ListChatAutoArchiveCandidates :many
+-- chat_auto_archive_candidates: see sql/functions/chat_housekeeping.sql.
+SELECT a.chat_id, a.owner_id FROM chat_auto_archive_candidates($1) AS a`;
+
+export interface ListChatAutoArchiveCandidatesArgs {
+  batch_size: number;
+}
+
+export interface ListChatAutoArchiveCandidatesRow {
+  chat_id: string | null;
+  owner_id: string | null;
+}
+
+export async function listChatAutoArchiveCandidates(client: Client, args: ListChatAutoArchiveCandidatesArgs): Promise<ListChatAutoArchiveCandidatesRow[]> {
+  const result = await client.query({
+    text: listChatAutoArchiveCandidatesQuery,
+    values: [args.batch_size],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+      owner_id: row[1],
+    };
+  });
+}
+
+export const autoArchiveChatRootQuery = `-- name: AutoArchiveChatRoot :one
+-- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
+SELECT chat_auto_archive_root($1) AS title`;
+
+export interface AutoArchiveChatRootArgs {
+  chat_id: string;
+}
+
+export interface AutoArchiveChatRootRow {
+  title: string | null;
+}
+
+export async function autoArchiveChatRoot(client: Client, args: AutoArchiveChatRootArgs): Promise<AutoArchiveChatRootRow> {
+  const result = await client.query({
+    text: autoArchiveChatRootQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`AutoArchiveChatRoot returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    title: row[0],
+  };
+}
+
+export const insertChatAutoArchiveDigestQuery = `-- name: InsertChatAutoArchiveDigest :one
+-- chat_auto_archive_notify: one owner's digest of one auto-archive run.
+SELECT chat_auto_archive_notify($1, $2::text[]) AS notification_id`;
+
+export interface InsertChatAutoArchiveDigestArgs {
+  owner_id: string;
+  titles: string[];
+}
+
+export interface InsertChatAutoArchiveDigestRow {
+  notification_id: number | null;
+}
+
+export async function insertChatAutoArchiveDigest(client: Client, args: InsertChatAutoArchiveDigestArgs): Promise<InsertChatAutoArchiveDigestRow> {
+  const result = await client.query({
+    text: insertChatAutoArchiveDigestQuery,
+    values: [args.owner_id, args.titles],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`InsertChatAutoArchiveDigest returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    notification_id: row[0],
+  };
+}
