@@ -148,3 +148,103 @@ BEGIN
   RETURN v_id;
 END;
 $$;
+
+-- Retention (docs/api.md "Housekeeping"): archived chats whose updated_at (an archive moves it)
+-- is older than retention_days are deleted. NULL when retention is off (0: kept forever).
+CREATE OR REPLACE FUNCTION chat_retention_cutoff() RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT chat_clock_now() - make_interval(days => retention_days)
+  FROM chat_housekeeping_config
+  WHERE retention_days > 0;
+$$;
+
+-- The archived chats retention would delete now, least recently updated first, at most p_limit
+-- (chats_archived_updated_at_idx). Read without locks; chat_retention_purge checks again.
+CREATE OR REPLACE FUNCTION chat_retention_candidates(p_limit integer)
+RETURNS TABLE (chat_id uuid)
+LANGUAGE sql STABLE AS $$
+  SELECT c.id
+  FROM chats c
+  CROSS JOIN chat_retention_cutoff() AS cutoff(t)
+  WHERE c.archived AND c.updated_at < cutoff.t
+  ORDER BY c.updated_at, c.id
+  LIMIT p_limit;
+$$;
+
+-- Deletes one archived chat and its subtree for good (messages, queue, links, statuses cascade;
+-- chats_900_events_on_delete emits hard_deleted for each), if it is still archived and older
+-- than the retention once locked like an unarchive would lock it: the family lock, then the
+-- subtree's rows in id order, so an unarchive racing it waits or wins, never deadlocks.
+-- Returns how many chats were deleted (0 when it no longer qualifies or is gone).
+CREATE OR REPLACE FUNCTION chat_retention_purge(p_chat_id uuid) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_cutoff timestamptz;
+  v_subtree uuid[];
+BEGIN
+  v_cutoff := chat_retention_cutoff();
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF v_cutoff IS NULL OR NOT FOUND THEN
+    RETURN 0;
+  END IF;
+  PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
+  v_subtree := chat_subtree_ids(p_chat_id);
+  PERFORM chat_lock_rows(v_subtree);
+  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
+  IF NOT FOUND OR NOT v_chat.archived OR v_chat.updated_at >= v_cutoff THEN
+    RETURN 0;
+  END IF;
+  DELETE FROM chats WHERE id = p_chat_id;
+  RETURN cardinality(v_subtree);
+END;
+$$;
+
+-- Files older than the retention that no chat links to (any more), oldest first, at most
+-- p_limit; a file a message is linking right now is skipped. Returns how many were deleted.
+CREATE OR REPLACE FUNCTION chat_retention_purge_files(p_limit integer) RETURNS integer
+LANGUAGE sql AS $$
+  WITH doomed AS (
+    SELECT f.id
+    FROM chat_files f
+    CROSS JOIN chat_retention_cutoff() AS cutoff(t)
+    WHERE f.created_at < cutoff.t
+      AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)
+    ORDER BY f.created_at
+    LIMIT p_limit
+    FOR UPDATE OF f SKIP LOCKED
+  ), deleted AS (
+    DELETE FROM chat_files f USING doomed d WHERE f.id = d.id RETURNING 1
+  )
+  SELECT count(*)::integer FROM deleted;
+$$;
+
+-- Rows of an append-only log older than p_days, deleted from its oldest end: the first p_limit
+-- rows by id (ids grow with time), those among them older than the cutoff. Returns how many; fewer
+-- than p_limit means the old end is done. audit_logs and notifications each have a retention of
+-- their own (docs/operations.md "Housekeeping").
+CREATE OR REPLACE FUNCTION chat_retention_purge_audit_logs(p_days integer, p_limit integer)
+RETURNS integer
+LANGUAGE sql AS $$
+  WITH deleted AS (
+    DELETE FROM audit_logs a
+    WHERE a.id IN (
+      SELECT x.id FROM (SELECT id, time FROM audit_logs ORDER BY id LIMIT p_limit) x
+      WHERE x.time < chat_clock_now() - make_interval(days => p_days))
+    RETURNING 1
+  )
+  SELECT count(*)::integer FROM deleted;
+$$;
+
+CREATE OR REPLACE FUNCTION chat_retention_purge_notifications(p_days integer, p_limit integer)
+RETURNS integer
+LANGUAGE sql AS $$
+  WITH deleted AS (
+    DELETE FROM notifications n
+    WHERE n.id IN (
+      SELECT x.id FROM (SELECT id, created_at FROM notifications ORDER BY id LIMIT p_limit) x
+      WHERE x.created_at < chat_clock_now() - make_interval(days => p_days))
+    RETURNING 1
+  )
+  SELECT count(*)::integer FROM deleted;
+$$;

@@ -22,3 +22,25 @@ SELECT chat_auto_archive_root(@chat_id) AS title;
 -- name: InsertChatAutoArchiveDigest :one
 -- chat_auto_archive_notify: one owner's digest of one auto-archive run.
 SELECT chat_auto_archive_notify(@owner_id, @titles::text[]) AS notification_id;
+
+-- name: ListChatRetentionCandidates :many
+-- chat_retention_candidates: see sql/functions/chat_housekeeping.sql.
+SELECT r.chat_id FROM chat_retention_candidates(@batch_size) AS r;
+
+-- name: PurgeArchivedChat :one
+-- chat_retention_purge: the number of chats deleted (the chat and its subtree), 0 when it no
+-- longer qualifies.
+SELECT chat_retention_purge(@chat_id) AS deleted;
+
+-- name: PurgeUnlinkedChatFiles :one
+SELECT chat_retention_purge_files(@batch_size) AS deleted;
+
+-- name: PurgeAuditLogs :one
+SELECT chat_retention_purge_audit_logs(@retention_days, @batch_size) AS deleted;
+
+-- name: PurgeNotifications :one
+SELECT chat_retention_purge_notifications(@retention_days, @batch_size) AS deleted;
+
+-- name: PurgeExpiredForgeBackoffs :execrows
+-- Rate limits whose reset has passed mean nothing any more.
+DELETE FROM chat_forge_backoffs WHERE until < chat_clock_now();

@@ -180,3 +180,149 @@ export async function insertChatAutoArchiveDigest(client: Client, args: InsertCh
     notification_id: row[0],
   };
 }
+
+export const listChatRetentionCandidatesQuery = `-- name: ListChatRetentionCandidates :many
+-- chat_retention_candidates: see sql/functions/chat_housekeeping.sql.
+SELECT r.chat_id FROM chat_retention_candidates($1) AS r`;
+
+export interface ListChatRetentionCandidatesArgs {
+  batch_size: number;
+}
+
+export interface ListChatRetentionCandidatesRow {
+  chat_id: string | null;
+}
+
+export async function listChatRetentionCandidates(client: Client, args: ListChatRetentionCandidatesArgs): Promise<ListChatRetentionCandidatesRow[]> {
+  const result = await client.query({
+    text: listChatRetentionCandidatesQuery,
+    values: [args.batch_size],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+    };
+  });
+}
+
+export const purgeArchivedChatQuery = `-- name: PurgeArchivedChat :one
+-- chat_retention_purge: the number of chats deleted (the chat and its subtree), 0 when it no
+-- longer qualifies.
+SELECT chat_retention_purge($1) AS deleted`;
+
+export interface PurgeArchivedChatArgs {
+  chat_id: string;
+}
+
+export interface PurgeArchivedChatRow {
+  deleted: number | null;
+}
+
+export async function purgeArchivedChat(client: Client, args: PurgeArchivedChatArgs): Promise<PurgeArchivedChatRow> {
+  const result = await client.query({
+    text: purgeArchivedChatQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`PurgeArchivedChat returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    deleted: row[0],
+  };
+}
+
+export const purgeUnlinkedChatFilesQuery = `-- name: PurgeUnlinkedChatFiles :one
+SELECT chat_retention_purge_files($1) AS deleted`;
+
+export interface PurgeUnlinkedChatFilesArgs {
+  batch_size: number;
+}
+
+export interface PurgeUnlinkedChatFilesRow {
+  deleted: number | null;
+}
+
+export async function purgeUnlinkedChatFiles(client: Client, args: PurgeUnlinkedChatFilesArgs): Promise<PurgeUnlinkedChatFilesRow> {
+  const result = await client.query({
+    text: purgeUnlinkedChatFilesQuery,
+    values: [args.batch_size],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`PurgeUnlinkedChatFiles returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    deleted: row[0],
+  };
+}
+
+export const purgeAuditLogsQuery = `-- name: PurgeAuditLogs :one
+SELECT chat_retention_purge_audit_logs($1, $2) AS deleted`;
+
+export interface PurgeAuditLogsArgs {
+  retention_days: number;
+  batch_size: number;
+}
+
+export interface PurgeAuditLogsRow {
+  deleted: number | null;
+}
+
+export async function purgeAuditLogs(client: Client, args: PurgeAuditLogsArgs): Promise<PurgeAuditLogsRow> {
+  const result = await client.query({
+    text: purgeAuditLogsQuery,
+    values: [args.retention_days, args.batch_size],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`PurgeAuditLogs returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    deleted: row[0],
+  };
+}
+
+export const purgeNotificationsQuery = `-- name: PurgeNotifications :one
+SELECT chat_retention_purge_notifications($1, $2) AS deleted`;
+
+export interface PurgeNotificationsArgs {
+  retention_days: number;
+  batch_size: number;
+}
+
+export interface PurgeNotificationsRow {
+  deleted: number | null;
+}
+
+export async function purgeNotifications(client: Client, args: PurgeNotificationsArgs): Promise<PurgeNotificationsRow> {
+  const result = await client.query({
+    text: purgeNotificationsQuery,
+    values: [args.retention_days, args.batch_size],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`PurgeNotifications returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    deleted: row[0],
+  };
+}
+
+export const purgeExpiredForgeBackoffsQuery = `-- name: PurgeExpiredForgeBackoffs :execrows
+-- Rate limits whose reset has passed mean nothing any more.
+DELETE FROM chat_forge_backoffs WHERE until < chat_clock_now()`;
+
+export async function purgeExpiredForgeBackoffs(client: Client): Promise<number> {
+  const result = await client.query({
+    text: purgeExpiredForgeBackoffsQuery,
+    values: [],
+    rowMode: "array",
+  });
+  return result.rowCount ?? 0;
+}

@@ -4,6 +4,11 @@ import {
   autoArchiveChatRoot,
   insertChatAutoArchiveDigest,
   listChatAutoArchiveCandidates,
+  listChatRetentionCandidates,
+  purgeArchivedChat,
+  purgeAuditLogs,
+  purgeNotifications,
+  purgeUnlinkedChatFiles,
 } from "../../src/generated/chat_housekeeping.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
@@ -244,5 +249,143 @@ describe("the auto-archive digest", () => {
       "1 chat without activity for 1 day was archived:\n- (untitled)\n\n" +
         "Archived chats are deleted 90 days after they were archived; unarchive one to keep it.",
     );
+  });
+});
+
+describe("retention", () => {
+  async function setRetentionDays(days: number) {
+    await pool.query("UPDATE chat_housekeeping_config SET retention_days = $1", [days]);
+  }
+  const exists = async (id: string) =>
+    (await pool.query("SELECT 1 FROM chats WHERE id = $1", [id])).rowCount === 1;
+  const candidatesAt = async (at: string) => {
+    const c = await clockedAt(at);
+    try {
+      return (await listChatRetentionCandidates(c, { batch_size: 100_000 })).map((r) => r.chat_id);
+    } finally {
+      await c.done();
+    }
+  };
+  const purgeAt = async (at: string, id: string) => {
+    const c = await clockedAt(at);
+    try {
+      return (await purgeArchivedChat(c, { chat_id: id })).deleted;
+    } finally {
+      await c.done();
+    }
+  };
+
+  it("deletes an archived family older than the retention with hard_deleted events, and never an unarchived chat however old", async () => {
+    await setRetentionDays(30);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const root = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    const child = await gen.chat(pool, { ownerId: u.id, parent_chat_id: root.id });
+    const kept = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    await pool.query("SELECT chat_set_archived($1, $2, true)", [root.id, u.id]);
+    // A day after the archive: within the retention.
+    const tomorrow = new Date(Date.now() + 86_400_000).toISOString();
+    expect(await candidatesAt(tomorrow)).not.toContain(root.id);
+    expect(await purgeAt(tomorrow, root.id)).toBe(0);
+    const later = "2099-01-01T00:00:00Z";
+    const found = await candidatesAt(later);
+    expect(found).toContain(root.id);
+    expect(found).not.toContain(kept.id);
+    expect(await purgeAt(later, kept.id)).toBe(0);
+    expect(await purgeAt(later, root.id)).toBe(2);
+    expect([await exists(root.id), await exists(child.id), await exists(kept.id)]).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    const { rows } = await pool.query(
+      "SELECT chat_id FROM chat_events WHERE kind = 'hard_deleted' AND chat_id = ANY ($1)",
+      [[root.id, child.id]],
+    );
+    expect(rows.map((r) => r.chat_id).sort()).toEqual([root.id, child.id].sort());
+    await setRetentionDays(0);
+    expect(await candidatesAt(later)).toEqual([]);
+  });
+
+  it("a purge waiting for an unarchive of the family deletes nothing once the unarchive commits", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const root = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    const child = await gen.chat(pool, { ownerId: u.id, parent_chat_id: root.id });
+    await pool.query("SELECT chat_set_archived($1, $2, true)", [root.id, u.id]);
+    const unarchiving = await session(pool);
+    const purging = await session(pool);
+    try {
+      await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
+      await unarchiving.client.query("BEGIN");
+      await unarchiving.client.query("SELECT chat_set_archived($1, $2, false)", [root.id, u.id]);
+      const purge = outcome(purgeArchivedChat(purging.client, { chat_id: child.id }));
+      await blocked(pool, purging.pid);
+      await unarchiving.client.query("COMMIT");
+      const result = await purge;
+      expect(result.ok && result.value.deleted).toBe(0);
+    } finally {
+      await purging.client.query("RESET pgchatd.clock_now");
+      unarchiving.release();
+      purging.release();
+    }
+    expect([await exists(root.id), await exists(child.id)]).toEqual([true, true]);
+  });
+
+  it("deletes old files only when no chat links to them", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const linked = await gen.chatFile(pool, { ownerId: u.id, organizationId: orgId });
+    const loose = await gen.chatFile(pool, { ownerId: u.id, organizationId: orgId });
+    const chat = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    await pool.query("INSERT INTO chat_file_links (chat_id, file_id) VALUES ($1, $2)", [
+      chat.id,
+      linked.id,
+    ]);
+    const c = await clockedAt("2099-01-01T00:00:00Z");
+    try {
+      while ((await purgeUnlinkedChatFiles(c, { batch_size: 1000 })).deleted === 1000);
+    } finally {
+      await c.done();
+    }
+    const { rows } = await pool.query("SELECT id FROM chat_files WHERE id = ANY ($1)", [
+      [linked.id, loose.id],
+    ]);
+    expect(rows.map((r) => r.id)).toEqual([linked.id]);
+  });
+
+  it("deletes audit entries and notifications past their own retention from the old end", async () => {
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    await pool.query(
+      `INSERT INTO audit_logs (time, action, detail)
+       SELECT t, 'retention_config', '{}'
+       FROM unnest(ARRAY['2098-06-02Z', '2098-06-03Z', '2098-06-04Z', '2098-06-05Z',
+         '2098-06-06Z', '2098-12-15Z']::timestamptz[]) t`,
+    );
+    await pool.query(
+      `INSERT INTO notifications (user_id, kind, title, body, created_at)
+       SELECT $1, 'chats_auto_archived', 't', 'b', '2098-06-01Z'::timestamptz + g * interval '1 day'
+       FROM generate_series(1, 5) g`,
+      [u.id],
+    );
+    const c = await clockedAt("2099-01-01T00:00:00Z");
+    try {
+      // Everything before 2098-06-15 (200 days before the clock): the old end of both logs.
+      let audit = 0;
+      for (let n = -1; n !== 0; audit += n) {
+        n = (await purgeAuditLogs(c, { retention_days: 200, batch_size: 3 })).deleted ?? 0;
+      }
+      expect(audit).toBeGreaterThanOrEqual(5);
+      const left = await pool.query(
+        "SELECT time FROM audit_logs WHERE time > '2098-01-01Z' ORDER BY time",
+      );
+      expect(left.rows.map((r) => r.time)).toEqual(["2098-12-15T00:00:00.000000Z"]);
+      let notes = 0;
+      for (let n = -1; n !== 0; notes += n) {
+        n = (await purgeNotifications(c, { retention_days: 200, batch_size: 2 })).deleted ?? 0;
+      }
+      expect(notes).toBeGreaterThanOrEqual(5);
+    } finally {
+      await c.done();
+    }
   });
 });
