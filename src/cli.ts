@@ -7,6 +7,7 @@ import { migrate } from "./db/migrate.ts";
 import { insertAPIKey } from "./generated/api_keys.ts";
 import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
+import { runHousekeeping } from "./jobs/housekeeping.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { startRunner } from "./processes/runner.ts";
@@ -94,6 +95,24 @@ function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("must be a positive integer");
   return n;
+}
+
+/** `pgchatd admin housekeeping --once`: one run now; JSON of what it did on stdout. */
+async function housekeepingCommand() {
+  const config = loadConfig();
+  const logger = createLogger("warn");
+  const db = await withDatabase(config, logger);
+  try {
+    const result = await runHousekeeping({
+      pool: db.pool,
+      logger,
+      auditRetentionDays: config.auditRetentionDays,
+    });
+    console.log(JSON.stringify(result));
+    if (!result.ran) console.error("pgchatd: another process is running housekeeping; try later");
+  } finally {
+    await db.close();
+  }
 }
 
 async function createUserCommand(
@@ -303,6 +322,11 @@ export function buildCli(): Command {
       [],
     )
     .action(createUserCommand);
+  admin
+    .command("housekeeping")
+    .description("auto-archive idle chats and apply the retention now, then print what it did")
+    .requiredOption("--once", "run once and exit (the runner processes run it every 10 minutes)")
+    .action(housekeepingCommand);
   admin
     .command("create-key <username>")
     .description("create an API key for a user and print it")

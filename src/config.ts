@@ -61,6 +61,7 @@ const envSchema = z
       .string()
       .optional()
       .transform((v) => v || undefined),
+    PGCHATD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     PGCHATD_DIFF_STATUS_INLINE_MS: z.coerce.number().int().min(0).max(60_000).default(1_500),
     PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
       .number()
@@ -98,6 +99,8 @@ export interface Config {
   eventsHeldBackWarnMs: number;
   /** The forge the pull-request status comes from (docs/operations.md "Pull-request status"). */
   github: { apiUrl: string; host: string | undefined; token: string | undefined };
+  /** audit_logs entries older than this many days are deleted by housekeeping; 0 keeps them. */
+  auditRetentionDays: number;
   /** How long GET /{chat} waits for a stale pull-request status to be resolved inline. */
   diffStatusInlineMs: number;
   /** The runner: whether `serve` runs one, how many turns at once, its lease timing. */
@@ -135,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       token: e.PGCHATD_GITHUB_TOKEN,
     },
     diffStatusInlineMs: e.PGCHATD_DIFF_STATUS_INLINE_MS,
+    auditRetentionDays: e.PGCHATD_AUDIT_RETENTION_DAYS,
     runner: {
       enabled: e.PGCHATD_RUNNER,
       concurrency: e.PGCHATD_RUNNER_CONCURRENCY,

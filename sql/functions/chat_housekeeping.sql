@@ -142,8 +142,8 @@ BEGIN
       ELSE format('Archived chats are deleted %s %s after they were archived; unarchive one to keep it.',
         v_config.retention_days, CASE WHEN v_config.retention_days = 1 THEN 'day' ELSE 'days' END)
     END;
-  INSERT INTO notifications (user_id, kind, title, body)
-  VALUES (p_owner_id, 'chats_auto_archived', 'Chats auto-archived', v_body)
+  INSERT INTO notifications (user_id, kind, title, body, created_at)
+  VALUES (p_owner_id, 'chats_auto_archived', 'Chats auto-archived', v_body, chat_clock_now())
   RETURNING id INTO v_id;
   RETURN v_id;
 END;

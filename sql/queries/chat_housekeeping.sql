@@ -44,3 +44,11 @@ SELECT chat_retention_purge_notifications(@retention_days, @batch_size) AS delet
 -- name: PurgeExpiredForgeBackoffs :execrows
 -- Rate limits whose reset has passed mean nothing any more.
 DELETE FROM chat_forge_backoffs WHERE until < chat_clock_now();
+
+-- name: TryLockHousekeeping :one
+-- One housekeeping run at a time across replicas: a session lock, released by
+-- UnlockHousekeeping or when the session ends (a process that dies frees it).
+SELECT pg_try_advisory_lock(hashtext('pgchatd.housekeeping'), 0) AS locked;
+
+-- name: UnlockHousekeeping :one
+SELECT pg_advisory_unlock(hashtext('pgchatd.housekeeping'), 0) AS unlocked;

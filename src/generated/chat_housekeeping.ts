@@ -326,3 +326,49 @@ export async function purgeExpiredForgeBackoffs(client: Client): Promise<number>
   });
   return result.rowCount ?? 0;
 }
+
+export const tryLockHousekeepingQuery = `-- name: TryLockHousekeeping :one
+-- One housekeeping run at a time across replicas: a session lock, released by
+-- UnlockHousekeeping or when the session ends (a process that dies frees it).
+SELECT pg_try_advisory_lock(hashtext('pgchatd.housekeeping'), 0) AS locked`;
+
+export interface TryLockHousekeepingRow {
+  locked: boolean | null;
+}
+
+export async function tryLockHousekeeping(client: Client): Promise<TryLockHousekeepingRow> {
+  const result = await client.query({
+    text: tryLockHousekeepingQuery,
+    values: [],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`TryLockHousekeeping returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    locked: row[0],
+  };
+}
+
+export const unlockHousekeepingQuery = `-- name: UnlockHousekeeping :one
+SELECT pg_advisory_unlock(hashtext('pgchatd.housekeeping'), 0) AS unlocked`;
+
+export interface UnlockHousekeepingRow {
+  unlocked: boolean | null;
+}
+
+export async function unlockHousekeeping(client: Client): Promise<UnlockHousekeepingRow> {
+  const result = await client.query({
+    text: unlockHousekeepingQuery,
+    values: [],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`UnlockHousekeeping returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    unlocked: row[0],
+  };
+}

@@ -1,6 +1,7 @@
 import type { Config } from "../config.ts";
 import type { Pool } from "../db/index.ts";
 import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat_diff_statuses.ts";
+import { type Housekeeping, startHousekeeping } from "../jobs/housekeeping.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 import { createModels, type Models } from "../models/index.ts";
@@ -34,6 +35,7 @@ export function createRunner(parts: RunnerParts): Runner {
 export interface RunningRunner {
   runner: Runner;
   refresher: DiffStatusRefresher;
+  housekeeping: Housekeeping;
   close(): Promise<void>;
 }
 
@@ -65,12 +67,19 @@ export async function startRunner(config: Config, logger: Logger): Promise<Runni
   }
   // Every runner process refreshes pull-request statuses (src/jobs/chat_diff_statuses.ts).
   const refresher = startDiffStatusRefresher({ pool, forge, secrets, logger });
+  // And housekeeping, one process at a time (src/jobs/housekeeping.ts).
+  const housekeeping = startHousekeeping({
+    pool,
+    logger,
+    auditRetentionDays: config.auditRetentionDays,
+  });
   return {
     runner,
     refresher,
+    housekeeping,
     async close() {
       try {
-        await Promise.all([runner.stop(), refresher.stop()]);
+        await Promise.all([runner.stop(), refresher.stop(), housekeeping.stop()]);
       } finally {
         notifier?.stop();
         await database.close();

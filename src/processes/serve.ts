@@ -6,6 +6,7 @@ import type { Database, Pool } from "../db/index.ts";
 import type { Forge } from "../forge/github.ts";
 import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat_diff_statuses.ts";
 import { startEventPruning } from "../jobs/chat_events.ts";
+import { type Housekeeping, startHousekeeping } from "../jobs/housekeeping.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
 import { createModels } from "../models/index.ts";
@@ -44,6 +45,8 @@ export interface ServerParts {
    * `inlineMs`), and a server with a runner also runs the refresher. Absent, neither happens.
    */
   forge?: { forge: Forge; inlineMs: number; refreshPollMs?: number | undefined } | undefined;
+  /** audit_logs retention for the housekeeping a server with a runner runs; undefined: none. */
+  auditRetentionDays?: number | undefined;
   /** This process's own runner (its settings), or none. */
   runner?: Omit<RunnerParts, "pool" | "databaseUrl" | "logger" | "secrets" | "models"> | undefined;
   /** How long a shutdown waits for in-flight requests before closing their connections. */
@@ -100,6 +103,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
   const models = createModels({ secrets: parts.secrets });
   let runner: Runner | undefined;
   let refresher: DiffStatusRefresher | undefined;
+  let housekeeping: Housekeeping | undefined;
   let server: Server;
   let address: AddressInfo;
   try {
@@ -125,6 +129,14 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
           pollMs: parts.forge.refreshPollMs,
         });
       }
+      // And housekeeping, one process at a time (src/jobs/housekeeping.ts).
+      if (parts.auditRetentionDays !== undefined) {
+        housekeeping = startHousekeeping({
+          pool: parts.pool,
+          logger,
+          auditRetentionDays: parts.auditRetentionDays,
+        });
+      }
     }
     const app = createApp({
       db: parts.pool,
@@ -141,6 +153,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
   } catch (err) {
     await runner?.stop().catch(() => {});
     await refresher?.stop();
+    await housekeeping?.stop();
     await pruning?.stop();
     await watch.close();
     throw err;
@@ -174,6 +187,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
       });
       await runnerStopped;
       await refresher?.stop();
+      await housekeeping?.stop();
       await pruning?.stop();
       await watch.close();
     })();
@@ -197,6 +211,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       events: { mode: config.eventsNotify, heldBackWarnMs: config.eventsHeldBackWarnMs },
       eventRetentionSeconds: config.eventRetentionSeconds,
       forge: { forge, inlineMs: config.diffStatusInlineMs },
+      auditRetentionDays: config.auditRetentionDays,
       runner: config.runner.enabled ? runnerSettings(config) : undefined,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     });

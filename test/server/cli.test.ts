@@ -57,6 +57,25 @@ describe("pgchatd admin", () => {
   });
 });
 
+describe("pgchatd admin housekeeping", () => {
+  it("--once runs housekeeping now and prints what it did as JSON", async () => {
+    const db = await emptyDatabase();
+    const env = { DATABASE_URL: db.url, PGCHATD_DATA_DIR: "/tmp/pgchatd-cli-unused" };
+    await pgchatd(["migrate"], env);
+    const pool = newPool(db.url);
+    await pool.query("UPDATE chat_housekeeping_config SET retention_days = 1");
+    const org = await gen.organization(pool);
+    const u = await gen.user(pool, { organizationIds: [org.id] });
+    const chat = await gen.chat(pool, { ownerId: u.id, organizationId: org.id });
+    await pool.query("SELECT chat_set_archived($1, $2, true)", [chat.id, u.id]);
+    await pool.query(`ALTER DATABASE ${db.name} SET pgchatd.clock_now = '2099-01-01Z'`);
+    const { stdout } = await pgchatd(["admin", "housekeeping", "--once"], env);
+    expect(JSON.parse(stdout)).toMatchObject({ ran: true, purgedChats: 1, autoArchivedRoots: 0 });
+    const left = await pool.query("SELECT 1 FROM chats WHERE id = $1", [chat.id]);
+    expect(left.rowCount).toBe(0);
+  });
+});
+
 describe("pgchatd chat context", () => {
   it("adds a directory's instruction files to the agent's chat and clears them, with the agent's URL and token from the environment", async () => {
     const srv = await testServer();
