@@ -34,9 +34,9 @@ export interface ListChatEventsAfterCursorArgs {
 export interface ListChatEventsAfterCursorRow {
   id: number;
   xid: string;
-  chat_id: string;
+  chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
   chat_version: number;
   payload: any;
   created_at: string;
@@ -76,7 +76,7 @@ LIMIT $7`;
 
 export interface ListChatEventsByOwnerInRangeArgs {
   owner_id: string;
-  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset")[];
+  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification")[];
   after_xid: string;
   after_id: number;
   until_xid: string;
@@ -87,9 +87,9 @@ export interface ListChatEventsByOwnerInRangeArgs {
 export interface ListChatEventsByOwnerInRangeRow {
   id: number;
   xid: string;
-  chat_id: string;
+  chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
   chat_version: number;
   payload: any;
   created_at: string;
@@ -128,7 +128,7 @@ LIMIT $7`;
 
 export interface ListChatEventsByChatInRangeArgs {
   chat_id: string;
-  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset")[];
+  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification")[];
   after_xid: string;
   after_id: number;
   until_xid: string;
@@ -139,9 +139,9 @@ export interface ListChatEventsByChatInRangeArgs {
 export interface ListChatEventsByChatInRangeRow {
   id: number;
   xid: string;
-  chat_id: string;
+  chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
   chat_version: number;
   payload: any;
   created_at: string;

@@ -67,9 +67,11 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
     const queueChatIds = new Set<string>();
     rows.forEach((row, i) => {
       const w = wanted[i]!;
-      if (w.watch && row.kind !== "hard_deleted") chatIds.add(row.chat_id);
+      // Every kind but notification is about a chat (chat_id set); a notification is rendered
+      // from its payload.
+      if (w.watch && row.chat_id !== null && row.kind !== "hard_deleted") chatIds.add(row.chat_id);
       if (w.stream && row.kind === "message") messageIds.add(Number(row.payload?.message_id));
-      if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id);
+      if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id!);
     });
     const [chats, messageRows, queueRows] = await Promise.all([
       loadChats(db, [...chatIds]),
@@ -99,6 +101,11 @@ function watchFrame(
   cursor: Cursor,
   chats: Map<string, RenderedChat>,
 ): RenderedEvent["watch"] {
+  if (row.kind === "notification") {
+    // A user's inbox entry, as GET /notifications shows it (the trigger wrote it whole).
+    const data = `{"kind":"notification","notification":${JSON.stringify(row.payload?.notification ?? null)}}`;
+    return { frame: { cursor, text: sseEvent(row.kind, data, cursor) }, chatOwnerId: row.owner_id };
+  }
   let chat: string;
   let chatOwnerId = row.owner_id;
   if (row.kind === "hard_deleted") {
@@ -113,7 +120,7 @@ function watchFrame(
       version: row.chat_version,
     });
   } else {
-    const entry = chats.get(row.chat_id);
+    const entry = chats.get(row.chat_id!);
     // null: the chat was hard-deleted since; its hard_deleted event follows.
     chat = entry?.json ?? "null";
     if (entry) chatOwnerId = entry.ownerId;
@@ -138,7 +145,7 @@ function streamFrames(
   });
   switch (row.kind) {
     case "status_change": {
-      const status = frame("status", streamData.status(row.chat_id, row.payload?.status));
+      const status = frame("status", streamData.status(row.chat_id!, row.payload?.status));
       // One frame (one cursor) for both blocks: a subscriber takes an event whole or not at all.
       if (row.payload?.status === "error" && row.payload.error) {
         status.text += sseEvent("error", JSON.stringify(row.payload.error), cursor);
@@ -156,7 +163,7 @@ function streamFrames(
       return { ...frame("message", JSON.stringify(chatMessageJson(m))), messageId: m.id };
     }
     case "queue_update":
-      return frame("queue_update", streamData.queue(queues.get(row.chat_id) ?? []));
+      return frame("queue_update", streamData.queue(queues.get(row.chat_id!) ?? []));
     case "history_reset":
       return frame(
         "history_reset",

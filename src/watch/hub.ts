@@ -52,7 +52,7 @@ export class Hub {
   wanted(row: EventRow): Wanted {
     return {
       watch: watchKinds.has(row.kind) && this.byOwner.has(row.owner_id),
-      stream: streamKinds.has(row.kind) && this.byChat.has(row.chat_id),
+      stream: streamKinds.has(row.kind) && row.chat_id !== null && this.byChat.has(row.chat_id),
     };
   }
 
@@ -69,7 +69,7 @@ export class Hub {
         }
       }
       if (ev.stream) {
-        for (const sub of this.byChat.get(ev.row.chat_id) ?? []) {
+        for (const sub of this.byChat.get(ev.row.chat_id!) ?? []) {
           if (sub.ownerId !== ev.row.owner_id || sub.chatId !== ev.row.chat_id) continue;
           sub.push(ev.stream);
         }

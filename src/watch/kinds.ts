@@ -16,6 +16,7 @@ export const watchKinds: ReadonlySet<EventKind> = new Set<EventKind>([
   "context_dirty",
   "updated",
   "hard_deleted",
+  "notification",
 ]);
 
 /** Kinds on a chat's own stream; status_change becomes `status` (and `error`) there. */

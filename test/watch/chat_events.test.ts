@@ -433,6 +433,24 @@ describe("GET /chats/watch", () => {
     expect(data(e).chat.version).toBeGreaterThan(chat.version);
   });
 
+  it("sends a notification event to its user only, showing the notification as GET /notifications does", async () => {
+    const u = await member();
+    const other = await member();
+    const w = await openWatch(u);
+    const wo = await openWatch(other);
+    await srv.pool.query("SELECT chat_auto_archive_notify($1, ARRAY['Old chat'])", [u.id]);
+    const e = await w.next((x) => x.event === "notification");
+    const listed = (await fetch(`${srv.url}/api/v2/notifications`, { headers: auth(u) }).then((r) =>
+      r.json(),
+    )) as { notifications: unknown[] };
+    expect(data(e)).toEqual({ kind: "notification", notification: listed.notifications[0] });
+    expect(data(e).notification.body).toContain("- Old chat");
+    // The other user's watch gets its own next event, and never this one.
+    const mine = await createChat(other);
+    await wo.next(ofChat(mine.id));
+    expect(wo.events.filter((x) => x.event === "notification")).toEqual([]);
+  });
+
   it("shows the chat exactly as GET /chats/{chat} does, children included", async () => {
     const u = await member();
     const root = await createChat(u);
