@@ -13,6 +13,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { startRunner } from "./processes/runner.ts";
 import { startServer } from "./processes/serve.ts";
 import { toApiError } from "./server/errors.ts";
+import { buildTelemetrySnapshot, defaultTelemetryWindowMs } from "./server/telemetry.ts";
 
 /** Where the generated admin token is written (mode 0600) on first start. */
 export function adminTokenPath(config: Config) {
@@ -110,6 +111,25 @@ async function housekeepingCommand() {
     });
     console.log(JSON.stringify(result));
     if (!result.ran) console.error("pgchatd: another process is running housekeeping; try later");
+  } finally {
+    await db.close();
+  }
+}
+
+/** `pgchatd admin telemetry`: the snapshot GET /api/v2/telemetry/snapshot serves, on stdout. */
+async function telemetryCommand(opts: { since?: string }) {
+  const until = new Date();
+  const since = opts.since
+    ? new Date(opts.since)
+    : new Date(until.getTime() - defaultTelemetryWindowMs);
+  if (Number.isNaN(since.getTime()) || since.getTime() > until.getTime()) {
+    throw new InvalidArgumentError("--since must be a time in the past (RFC 3339)");
+  }
+  const config = loadConfig();
+  const logger = createLogger("warn");
+  const db = await withDatabase(config, logger);
+  try {
+    console.log(JSON.stringify(await buildTelemetrySnapshot(db.pool, { since, until }), null, 2));
   } finally {
     await db.close();
   }
@@ -327,6 +347,11 @@ export function buildCli(): Command {
     .description("auto-archive idle chats and apply the retention now, then print what it did")
     .requiredOption("--once", "run once and exit (the runner processes run it every 10 minutes)")
     .action(housekeepingCommand);
+  admin
+    .command("telemetry")
+    .description("print the telemetry snapshot (no personal data) as JSON; nothing is sent")
+    .option("--since <time>", "start of the window, RFC 3339 (default: a day ago)")
+    .action(telemetryCommand);
   admin
     .command("create-key <username>")
     .description("create an API key for a user and print it")

@@ -27,6 +27,7 @@ import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { notificationsRoutes } from "./routes/notifications.ts";
 import { organizationsRoutes } from "./routes/organizations.ts";
+import { telemetryRoutes } from "./routes/telemetry.ts";
 import { usersRoutes } from "./routes/users.ts";
 import { workspacesRoutes } from "./routes/workspaces.ts";
 
@@ -103,6 +104,7 @@ export function createApp(deps: AppDeps): App {
   v2.route("/", organizationsRoutes);
   v2.route("/", workspacesRoutes);
   v2.route("/", notificationsRoutes);
+  v2.route("/", telemetryRoutes);
   app.route("/api/v2", v2);
 
   const chats = new Hono<AppEnv>();

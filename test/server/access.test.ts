@@ -53,6 +53,9 @@ const unscoped: Record<string, string> = {
   GetChatHousekeepingConfig: "/config/retention, /config/auto-archive (site owner)",
   SetChatRetentionDays: "PUT /config/retention (site owner)",
   SetChatAutoArchiveDays: "PUT /config/auto-archive (site owner)",
+  ListTelemetryChats: "GET /telemetry/snapshot (site owner): no titles, content, URLs or labels",
+  ListTelemetryMessageSummaries: "GET /telemetry/snapshot (site owner): counts and sums only",
+  ListTelemetryModelConfigs: "GET /telemetry/snapshot (site owner)",
   ListEnabledModelConfigs: "GET /models: the deployment's model catalogue, the same for everyone",
   GetWorkspaceByID: "workspace routes check the workspace's owner before acting",
   InsertWorkspaceBuild:
