@@ -31,7 +31,9 @@ DECLARE
   v_new chat_housekeeping_config;
 BEGIN
   SELECT * INTO v_old FROM chat_housekeeping_config FOR UPDATE;
-  UPDATE chat_housekeeping_config SET auto_archive_days = p_days, updated_at = now()
+  -- A new threshold applies at the next run, not the next UTC day.
+  UPDATE chat_housekeeping_config
+  SET auto_archive_days = p_days, auto_archive_done_on = NULL, updated_at = now()
   RETURNING * INTO v_new;
   INSERT INTO audit_logs (actor_user_id, action, detail)
   VALUES (p_actor_id, 'auto_archive_config',
@@ -44,12 +46,23 @@ $$;
 -- whose last activity fell on a UTC date before today − auto_archive_days. Every chat idle since
 -- the same date becomes eligible at the same UTC midnight, so the first run after midnight
 -- archives them together and an owner gets one digest a day (unless the batch limit splits the
--- work). NULL when auto-archive is off.
+-- work). NULL when auto-archive is off, or already went through today's eligible roots
+-- (chat_auto_archive_mark_done): the runs after it that day look for nothing.
 CREATE OR REPLACE FUNCTION chat_auto_archive_cutoff() RETURNS date
 LANGUAGE sql STABLE AS $$
   SELECT (chat_clock_now() AT TIME ZONE 'UTC')::date - auto_archive_days
   FROM chat_housekeeping_config
-  WHERE auto_archive_days > 0;
+  WHERE auto_archive_days > 0
+    AND (auto_archive_done_on IS NULL
+      OR auto_archive_done_on < (chat_clock_now() AT TIME ZONE 'UTC')::date);
+$$;
+
+-- A run that took fewer candidates than its batch went through every eligible root: nothing more
+-- becomes eligible before the next UTC midnight.
+CREATE OR REPLACE FUNCTION chat_auto_archive_mark_done() RETURNS void
+LANGUAGE sql AS $$
+  UPDATE chat_housekeeping_config
+  SET auto_archive_done_on = (chat_clock_now() AT TIME ZONE 'UTC')::date;
 $$;
 
 -- A family's last activity: its newest message (any chat of the family, by id: ids grow with

@@ -15,6 +15,10 @@ FROM chat_housekeeping_set_auto_archive(@actor_id, @auto_archive_days) AS c;
 -- chat_auto_archive_candidates: see sql/functions/chat_housekeeping.sql.
 SELECT a.chat_id, a.owner_id FROM chat_auto_archive_candidates(@batch_size) AS a;
 
+-- name: MarkChatAutoArchiveDone :exec
+-- chat_auto_archive_mark_done: today's eligible roots are all archived.
+SELECT chat_auto_archive_mark_done();
+
 -- name: AutoArchiveChatRoot :one
 -- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
 SELECT chat_auto_archive_root(@chat_id) AS title;

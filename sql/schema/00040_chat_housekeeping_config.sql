@@ -7,6 +7,9 @@ CREATE TABLE chat_housekeeping_config (
   singleton boolean PRIMARY KEY DEFAULT true,
   retention_days integer NOT NULL DEFAULT 0,
   auto_archive_days integer NOT NULL DEFAULT 0,
+  -- The UTC date auto-archive last went through every eligible root: eligibility changes only at
+  -- UTC midnight, so later runs that day have nothing to look for.
+  auto_archive_done_on date,
   updated_at timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT chat_housekeeping_config_singleton CHECK (singleton),
   CONSTRAINT chat_housekeeping_config_retention_days CHECK (retention_days BETWEEN 0 AND 3650),

@@ -126,6 +126,18 @@ export async function listChatAutoArchiveCandidates(client: Client, args: ListCh
   });
 }
 
+export const markChatAutoArchiveDoneQuery = `-- name: MarkChatAutoArchiveDone :exec
+-- chat_auto_archive_mark_done: today's eligible roots are all archived.
+SELECT chat_auto_archive_mark_done()`;
+
+export async function markChatAutoArchiveDone(client: Client): Promise<void> {
+  await client.query({
+    text: markChatAutoArchiveDoneQuery,
+    values: [],
+    rowMode: "array",
+  });
+}
+
 export const autoArchiveChatRootQuery = `-- name: AutoArchiveChatRoot :one
 -- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
 SELECT chat_auto_archive_root($1) AS title`;

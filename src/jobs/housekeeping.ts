@@ -5,6 +5,7 @@ import {
   insertChatAutoArchiveDigest,
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
+  markChatAutoArchiveDone,
   purgeArchivedChat,
   purgeAuditLogs,
   purgeExpiredForgeBackoffs,
@@ -55,6 +56,10 @@ export interface HousekeepingOptions {
 /** Roots archived per owner, each owner in one transaction with their digest. */
 async function autoArchive(pool: Pool): Promise<{ roots: number; digests: number }> {
   const candidates = await listChatAutoArchiveCandidates(pool, { batch_size: autoArchiveBatch });
+  // Fewer than a batch: every eligible root is among them, and none becomes eligible before the
+  // next UTC midnight. Marked after they are archived, so a crash leaves today's work to the next
+  // run.
+  const complete = candidates.length < autoArchiveBatch;
   const byOwner = new Map<string, string[]>();
   for (const c of candidates)
     byOwner.set(c.owner_id!, [...(byOwner.get(c.owner_id!) ?? []), c.chat_id!]);
@@ -75,6 +80,7 @@ async function autoArchive(pool: Pool): Promise<{ roots: number; digests: number
       }
     });
   }
+  if (complete) await markChatAutoArchiveDone(pool);
   return { roots, digests };
 }
 

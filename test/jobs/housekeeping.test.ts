@@ -30,9 +30,16 @@ beforeAll(async () => {
 
 const run = (p: Pool = pool) => runHousekeeping({ pool: p, logger, auditRetentionDays: 0 });
 
+/** A pool whose sessions run on the SQL clock `at` (a connection option, not the database's). */
+function atClock(at: string): Pool {
+  const sep = url.includes("?") ? "&" : "?";
+  return newPool(`${url}${sep}options=${encodeURIComponent(`-c pgchatd.clock_now=${at}`)}`, 4);
+}
+
 async function configure(autoArchiveDays: number, retentionDays: number) {
   await setup.query(
-    "UPDATE chat_housekeeping_config SET auto_archive_days = $1, retention_days = $2",
+    `UPDATE chat_housekeeping_config
+     SET auto_archive_days = $1, retention_days = $2, auto_archive_done_on = NULL`,
     [autoArchiveDays, retentionDays],
   );
 }
@@ -49,7 +56,7 @@ const archived = async (ids: string[]) =>
   );
 
 describe("the housekeeping job", () => {
-  it("auto-archives an owner's idle roots with one digest, and a second run the same day does nothing", async () => {
+  it("auto-archives an owner's idle roots with one digest; later runs that day look for nothing, the next day's does", async () => {
     await configure(7, 0);
     const o = await owner();
     const a = await gen.chat(setup, { ownerId: o, organizationId: orgId, text: "first" });
@@ -78,6 +85,12 @@ describe("the housekeeping job", () => {
       [o],
     );
     expect(again.rows[0].n).toBe(1);
+    // Done for the day: a root that becomes eligible now (unpinned) waits for the next UTC day.
+    await setup.query("SELECT chat_set_pin($1, $2, 0)", [pinned.id, o]);
+    expect((await run()).autoArchivedRoots).toBe(0);
+    const nextDay = atClock("2099-06-02T00:05:00Z");
+    expect((await run(nextDay)).autoArchivedRoots).toBeGreaterThanOrEqual(1);
+    expect(await archived([pinned.id])).toEqual({ [pinned.id]: true });
   });
 
   it("deletes archived chats once retention applies, never an unarchived one", async () => {
