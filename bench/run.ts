@@ -26,12 +26,16 @@
  *                                       messages over 1,000 users (bench/cost.ts)
  *   npm run bench -- pr [references]    the pull-request status refresher: 10,000 stale references
  *                                       against a fake forge, 1 and 2 runner processes (bench/pr.ts)
+ *   npm run bench -- housekeeping [chats]
+ *                                       auto-archive and retention on 1,000,000 chats, 200,000
+ *                                       eligible, and what users wait meanwhile (bench/housekeeping.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
 import { benchContext } from "./context.ts";
 import { benchCost } from "./cost.ts";
 import { benchHorizon } from "./horizon.ts";
+import { benchHousekeeping } from "./housekeeping.ts";
 import { benchList } from "./list.ts";
 import { benchPr } from "./pr.ts";
 import { benchPrompts } from "./prompts.ts";
@@ -55,6 +59,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   tailer: (commits) => benchTailer(commits),
   cost: (messages) => benchCost(messages),
   pr: (references) => benchPr(references),
+  housekeeping: (chats) => benchHousekeeping(chats),
 };
 const defaults = [
   "startup",
@@ -68,6 +73,7 @@ const defaults = [
   "tailer",
   "cost",
   "pr",
+  "housekeeping",
 ];
 
 const [name, ...args] = process.argv.slice(2);

@@ -57,20 +57,25 @@ LANGUAGE sql STABLE AS $$
       OR auto_archive_done_on < (chat_clock_now() AT TIME ZONE 'UTC')::date);
 $$;
 
--- A run that took fewer candidates than its batch went through every eligible root: nothing more
--- becomes eligible before the next UTC midnight.
-CREATE OR REPLACE FUNCTION chat_auto_archive_mark_done() RETURNS void
+-- A run that took fewer candidates than its batch, for cutoff p_cutoff, went through every
+-- eligible root: nothing more becomes eligible before the next UTC midnight. Recorded only while
+-- p_cutoff is still today's cutoff: a run that crossed midnight, or read the candidates before the
+-- threshold changed, did not do today's work.
+CREATE OR REPLACE FUNCTION chat_auto_archive_mark_done(p_cutoff date) RETURNS void
 LANGUAGE sql AS $$
   UPDATE chat_housekeeping_config
-  SET auto_archive_done_on = (chat_clock_now() AT TIME ZONE 'UTC')::date;
+  SET auto_archive_done_on = (chat_clock_now() AT TIME ZONE 'UTC')::date
+  WHERE auto_archive_days > 0
+    AND (chat_clock_now() AT TIME ZONE 'UTC')::date - auto_archive_days = p_cutoff;
 $$;
 
 -- A family's last activity: its newest message (any chat of the family, by id: ids grow with
--- time), and never earlier than the root's creation.
+-- time), or the root's updated_at when later (creation, an unarchive, a pin, a status change: a
+-- chat a user unarchived to keep it is not idle).
 CREATE OR REPLACE FUNCTION chat_family_last_activity(p_root_id uuid) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
   SELECT greatest(
-    (SELECT c.created_at FROM chats c WHERE c.id = p_root_id),
+    (SELECT c.updated_at FROM chats c WHERE c.id = p_root_id),
     (SELECT max(n.created_at)
      FROM chats f
      CROSS JOIN LATERAL (
@@ -79,52 +84,75 @@ LANGUAGE sql STABLE AS $$
      WHERE f.id = p_root_id OR f.root_chat_id = p_root_id));
 $$;
 
--- The roots auto-archive would take now, idlest first, at most p_limit: unarchived, unpinned,
--- idle since before the cutoff date. Read without locks; chat_auto_archive_root checks again
--- under its locks.
+-- The roots auto-archive would take now, least recently updated first, at most p_limit:
+-- unarchived, unpinned, idle since before the cutoff date. Activity is never before updated_at,
+-- so chats_auto_archive_idx yields only roots that may qualify, in an order that lets the scan
+-- stop at p_limit; each one's family activity is checked on the way. Read without locks;
+-- chat_auto_archive_owner checks again under its locks.
 CREATE OR REPLACE FUNCTION chat_auto_archive_candidates(p_limit integer)
 RETURNS TABLE (chat_id uuid, owner_id uuid)
 LANGUAGE sql STABLE AS $$
   SELECT c.id, c.owner_id
   FROM chats c
   CROSS JOIN chat_auto_archive_cutoff() AS cutoff(d)
-  CROSS JOIN LATERAL (SELECT chat_family_last_activity(c.id) AS at) a
   WHERE c.parent_chat_id IS NULL AND NOT c.archived AND c.pin_order = 0
-    -- Activity is never before creation: chats created since the cutoff are out at once.
-    AND c.created_at < (cutoff.d::timestamp AT TIME ZONE 'UTC')
-    AND (a.at AT TIME ZONE 'UTC')::date < cutoff.d
-  ORDER BY a.at, c.id
+    AND c.updated_at < (cutoff.d::timestamp AT TIME ZONE 'UTC')
+    AND (chat_family_last_activity(c.id) AT TIME ZONE 'UTC')::date < cutoff.d
+  ORDER BY c.updated_at, c.id
   LIMIT p_limit;
 $$;
 
--- Archives one root and its family for auto-archive, in the caller's transaction, if it is still
--- eligible once locked like a user's archive (chat_lock_for_update: pins, family, rows): a
--- message, a pin or an archive that committed since the candidates were read wins. One audit
--- entry (chat_auto_archive, by the server) per root. Returns the root's title, NULL when it
--- archived nothing.
-CREATE OR REPLACE FUNCTION chat_auto_archive_root(p_chat_id uuid) RETURNS text
+-- Archives an owner's candidate roots (p_root_ids, from chat_auto_archive_candidates) with their
+-- families, and writes the owner's digest, in the caller's transaction. The locks are taken first,
+-- all in the global order (docs/sql.md "Lock order"): the owner's pin lock, the families' locks in
+-- root id order, then every row of every subtree and the owner's pinned chats in one id-ordered
+-- statement, so it never waits out of order with a user's archive, pin or a context push. Each
+-- root is then checked again (a message, a pin, an unarchive or an archive that committed since
+-- the candidates were read wins) and archived, with one audit entry (chat_auto_archive, by the
+-- server) per root. Returns how many roots it archived; the digest lists their titles.
+CREATE OR REPLACE FUNCTION chat_auto_archive_owner(p_owner_id uuid, p_root_ids uuid[])
+RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
+  v_cutoff date := chat_auto_archive_cutoff();
+  v_roots uuid[];
+  v_root uuid;
   v_chat chats;
-  v_cutoff date;
   v_archived integer;
+  v_titles text[] := '{}';
 BEGIN
-  v_cutoff := chat_auto_archive_cutoff();
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
-  IF v_cutoff IS NULL OR NOT FOUND OR v_chat.archived OR v_chat.parent_chat_id IS NOT NULL THEN
-    RETURN NULL;
+  IF v_cutoff IS NULL THEN
+    RETURN 0;
   END IF;
-  PERFORM chat_lock_for_update(p_chat_id, v_chat.owner_id, true, false, false, NULL);
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
-  IF NOT FOUND OR v_chat.archived OR v_chat.pin_order > 0
-     OR (chat_family_last_activity(p_chat_id) AT TIME ZONE 'UTC')::date >= v_cutoff THEN
-    RETURN NULL;
+  -- Only the owner's roots: families and owners never change, so this unlocked read holds.
+  v_roots := ARRAY(
+    SELECT c.id FROM chats c
+    WHERE c.id = ANY (p_root_ids) AND c.owner_id = p_owner_id AND c.parent_chat_id IS NULL
+    ORDER BY c.id);
+  IF cardinality(v_roots) = 0 THEN
+    RETURN 0;
   END IF;
-  SELECT count(*) INTO v_archived FROM chat_archive(p_chat_id, true);
-  INSERT INTO audit_logs (action, chat_id, detail)
-  VALUES ('chat_auto_archive', p_chat_id, jsonb_build_object(
-    'archived_chats', v_archived, 'cutoff_date', v_cutoff));
-  RETURN v_chat.title;
+  PERFORM chat_lock_pins(p_owner_id);
+  FOREACH v_root IN ARRAY v_roots LOOP
+    PERFORM chat_lock_family(v_root, true);
+  END LOOP;
+  PERFORM chat_lock_rows(
+    ARRAY(SELECT unnest(chat_subtree_ids(r)) FROM unnest(v_roots) AS r)
+    || ARRAY(SELECT c.id FROM chats c WHERE c.owner_id = p_owner_id AND c.pin_order > 0));
+  FOREACH v_root IN ARRAY v_roots LOOP
+    SELECT * INTO v_chat FROM chats WHERE id = v_root;
+    CONTINUE WHEN NOT FOUND OR v_chat.archived OR v_chat.pin_order > 0
+      OR (chat_family_last_activity(v_root) AT TIME ZONE 'UTC')::date >= v_cutoff;
+    SELECT count(*) INTO v_archived FROM chat_archive(v_root, true);
+    INSERT INTO audit_logs (action, chat_id, detail)
+    VALUES ('chat_auto_archive', v_root, jsonb_build_object(
+      'archived_chats', v_archived, 'cutoff_date', v_cutoff));
+    v_titles := v_titles || v_chat.title;
+  END LOOP;
+  IF cardinality(v_titles) > 0 THEN
+    PERFORM chat_auto_archive_notify(p_owner_id, v_titles);
+  END IF;
+  RETURN cardinality(v_titles);
 END;
 $$;
 
@@ -146,7 +174,8 @@ BEGIN
       v_config.auto_archive_days, CASE WHEN v_config.auto_archive_days = 1 THEN 'day' ELSE 'days' END,
       CASE WHEN v_total = 1 THEN 'was' ELSE 'were' END)
     || E'\n' || array_to_string(ARRAY(
-      SELECT '- ' || CASE WHEN t = '' THEN '(untitled)' ELSE t END
+      SELECT '- ' || CASE WHEN btrim(t) = '' THEN '(untitled)'
+        ELSE regexp_replace(btrim(t), '\s+', ' ', 'g') END
       FROM unnest(p_titles[1:25]) AS t), E'\n')
     || CASE WHEN v_total > 25 THEN format(E'\nand %s more', v_total - 25) ELSE '' END
     || E'\n\n'
@@ -214,10 +243,18 @@ END;
 $$;
 
 -- Files older than the retention that no chat links to (any more), oldest first, at most
--- p_limit; a file a message is linking right now is skipped. Returns how many were deleted.
+-- p_limit; a file a message is linking right now is skipped. The candidates are locked first,
+-- then deleted in a second statement whose fresh snapshot sees a link committed while the first
+-- scanned (a link only takes a share lock on the file, which the first statement's lock does not
+-- re-check); a link arriving after the lock waits for it, then finds the file gone
+-- (chat_link_files: PC400). Returns how many were deleted.
 CREATE OR REPLACE FUNCTION chat_retention_purge_files(p_limit integer) RETURNS integer
-LANGUAGE sql AS $$
-  WITH doomed AS (
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_ids uuid[];
+  v_deleted integer;
+BEGIN
+  v_ids := ARRAY(
     SELECT f.id
     FROM chat_files f
     CROSS JOIN chat_retention_cutoff() AS cutoff(t)
@@ -225,11 +262,13 @@ LANGUAGE sql AS $$
       AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)
     ORDER BY f.created_at
     LIMIT p_limit
-    FOR UPDATE OF f SKIP LOCKED
-  ), deleted AS (
-    DELETE FROM chat_files f USING doomed d WHERE f.id = d.id RETURNING 1
-  )
-  SELECT count(*)::integer FROM deleted;
+    FOR UPDATE OF f SKIP LOCKED);
+  DELETE FROM chat_files f
+  WHERE f.id = ANY (v_ids)
+    AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id);
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  RETURN v_deleted;
+END;
 $$;
 
 -- Rows of an append-only log older than p_days, deleted from its oldest end: the first p_limit

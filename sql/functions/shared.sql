@@ -251,7 +251,11 @@ BEGIN
   IF v_file_ids IS NULL THEN
     RETURN;
   END IF;
-  SELECT count(*) INTO v_found FROM chat_files WHERE id = ANY (v_file_ids) AND owner_id = p_owner_id;
+  -- Locked for the links below (as their foreign keys would): a file retention is deleting right
+  -- now is waited for and then found missing, a clear PC400 instead of a foreign key error.
+  SELECT count(*) INTO v_found FROM (
+    SELECT 1 FROM chat_files WHERE id = ANY (v_file_ids) AND owner_id = p_owner_id
+    ORDER BY id FOR KEY SHARE) f;
   IF v_found <> cardinality(v_file_ids) THEN
     RAISE EXCEPTION 'File not found.' USING ERRCODE = 'PC400',
       DETAIL = 'Every file part must name a file uploaded by the chat owner.';

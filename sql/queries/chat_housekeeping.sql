@@ -15,17 +15,18 @@ FROM chat_housekeeping_set_auto_archive(@actor_id, @auto_archive_days) AS c;
 -- chat_auto_archive_candidates: see sql/functions/chat_housekeeping.sql.
 SELECT a.chat_id, a.owner_id FROM chat_auto_archive_candidates(@batch_size) AS a;
 
+-- name: GetChatAutoArchiveCutoff :one
+-- chat_auto_archive_cutoff: the UTC date idle roots must predate; NULL when off or done today.
+SELECT chat_auto_archive_cutoff()::text AS cutoff;
+
 -- name: MarkChatAutoArchiveDone :exec
--- chat_auto_archive_mark_done: today's eligible roots are all archived.
-SELECT chat_auto_archive_mark_done();
+-- chat_auto_archive_mark_done: today's eligible roots (for this cutoff) are all archived.
+SELECT chat_auto_archive_mark_done(@cutoff::date);
 
--- name: AutoArchiveChatRoot :one
--- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
-SELECT chat_auto_archive_root(@chat_id) AS title;
-
--- name: InsertChatAutoArchiveDigest :one
--- chat_auto_archive_notify: one owner's digest of one auto-archive run.
-SELECT chat_auto_archive_notify(@owner_id, @titles::text[]) AS notification_id;
+-- name: AutoArchiveChatsOfOwner :one
+-- chat_auto_archive_owner: archives the owner's roots that are still eligible and writes their
+-- digest; how many it archived.
+SELECT chat_auto_archive_owner(@owner_id, @root_ids::uuid[]) AS archived;
 
 -- name: ListChatRetentionCandidates :many
 -- chat_retention_candidates: see sql/functions/chat_housekeeping.sql.

@@ -126,70 +126,71 @@ export async function listChatAutoArchiveCandidates(client: Client, args: ListCh
   });
 }
 
-export const markChatAutoArchiveDoneQuery = `-- name: MarkChatAutoArchiveDone :exec
--- chat_auto_archive_mark_done: today's eligible roots are all archived.
-SELECT chat_auto_archive_mark_done()`;
+export const getChatAutoArchiveCutoffQuery = `-- name: GetChatAutoArchiveCutoff :one
+-- chat_auto_archive_cutoff: the UTC date idle roots must predate; NULL when off or done today.
+SELECT chat_auto_archive_cutoff()::text AS cutoff`;
 
-export async function markChatAutoArchiveDone(client: Client): Promise<void> {
-  await client.query({
-    text: markChatAutoArchiveDoneQuery,
+export interface GetChatAutoArchiveCutoffRow {
+  cutoff: string | null;
+}
+
+export async function getChatAutoArchiveCutoff(client: Client): Promise<GetChatAutoArchiveCutoffRow> {
+  const result = await client.query({
+    text: getChatAutoArchiveCutoffQuery,
     values: [],
     rowMode: "array",
   });
-}
-
-export const autoArchiveChatRootQuery = `-- name: AutoArchiveChatRoot :one
--- chat_auto_archive_root: the root's title when it was archived, NULL when no longer eligible.
-SELECT chat_auto_archive_root($1) AS title`;
-
-export interface AutoArchiveChatRootArgs {
-  chat_id: string;
-}
-
-export interface AutoArchiveChatRootRow {
-  title: string | null;
-}
-
-export async function autoArchiveChatRoot(client: Client, args: AutoArchiveChatRootArgs): Promise<AutoArchiveChatRootRow> {
-  const result = await client.query({
-    text: autoArchiveChatRootQuery,
-    values: [args.chat_id],
-    rowMode: "array",
-  });
   if (result.rows.length !== 1) {
-    throw new Error(`AutoArchiveChatRoot returned ${result.rows.length} rows, expected 1`);
+    throw new Error(`GetChatAutoArchiveCutoff returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
-    title: row[0],
+    cutoff: row[0],
   };
 }
 
-export const insertChatAutoArchiveDigestQuery = `-- name: InsertChatAutoArchiveDigest :one
--- chat_auto_archive_notify: one owner's digest of one auto-archive run.
-SELECT chat_auto_archive_notify($1, $2::text[]) AS notification_id`;
+export const markChatAutoArchiveDoneQuery = `-- name: MarkChatAutoArchiveDone :exec
+-- chat_auto_archive_mark_done: today's eligible roots (for this cutoff) are all archived.
+SELECT chat_auto_archive_mark_done($1::date)`;
 
-export interface InsertChatAutoArchiveDigestArgs {
+export interface MarkChatAutoArchiveDoneArgs {
+  cutoff: string;
+}
+
+export async function markChatAutoArchiveDone(client: Client, args: MarkChatAutoArchiveDoneArgs): Promise<void> {
+  await client.query({
+    text: markChatAutoArchiveDoneQuery,
+    values: [args.cutoff],
+    rowMode: "array",
+  });
+}
+
+export const autoArchiveChatsOfOwnerQuery = `-- name: AutoArchiveChatsOfOwner :one
+-- chat_auto_archive_owner: archives the owner's roots that are still eligible and writes their
+-- digest; how many it archived.
+SELECT chat_auto_archive_owner($1, $2::uuid[]) AS archived`;
+
+export interface AutoArchiveChatsOfOwnerArgs {
   owner_id: string;
-  titles: string[];
+  root_ids: string[];
 }
 
-export interface InsertChatAutoArchiveDigestRow {
-  notification_id: number | null;
+export interface AutoArchiveChatsOfOwnerRow {
+  archived: number | null;
 }
 
-export async function insertChatAutoArchiveDigest(client: Client, args: InsertChatAutoArchiveDigestArgs): Promise<InsertChatAutoArchiveDigestRow> {
+export async function autoArchiveChatsOfOwner(client: Client, args: AutoArchiveChatsOfOwnerArgs): Promise<AutoArchiveChatsOfOwnerRow> {
   const result = await client.query({
-    text: insertChatAutoArchiveDigestQuery,
-    values: [args.owner_id, args.titles],
+    text: autoArchiveChatsOfOwnerQuery,
+    values: [args.owner_id, args.root_ids],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    throw new Error(`InsertChatAutoArchiveDigest returned ${result.rows.length} rows, expected 1`);
+    throw new Error(`AutoArchiveChatsOfOwner returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
-    notification_id: row[0],
+    archived: row[0],
   };
 }
 

@@ -1,8 +1,7 @@
 import type { Pool } from "../db/index.ts";
-import { withTx } from "../db/index.ts";
 import {
-  autoArchiveChatRoot,
-  insertChatAutoArchiveDigest,
+  autoArchiveChatsOfOwner,
+  getChatAutoArchiveCutoff,
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
   markChatAutoArchiveDone,
@@ -53,34 +52,41 @@ export interface HousekeepingOptions {
   auditRetentionDays: number;
 }
 
-/** Roots archived per owner, each owner in one transaction with their digest. */
-async function autoArchive(pool: Pool): Promise<{ roots: number; digests: number }> {
+/**
+ * Today's auto-archive: the candidates, then each owner's roots with their digest in one
+ * transaction (chat_auto_archive_owner). An owner whose transaction fails (a deadlock victim, a
+ * lost connection) is retried by the next run; the others go on.
+ */
+async function autoArchive(pool: Pool, log: Logger): Promise<{ roots: number; digests: number }> {
+  const { cutoff } = await getChatAutoArchiveCutoff(pool);
+  if (cutoff === null) return { roots: 0, digests: 0 };
   const candidates = await listChatAutoArchiveCandidates(pool, { batch_size: autoArchiveBatch });
-  // Fewer than a batch: every eligible root is among them, and none becomes eligible before the
-  // next UTC midnight. Marked after they are archived, so a crash leaves today's work to the next
-  // run.
-  const complete = candidates.length < autoArchiveBatch;
   const byOwner = new Map<string, string[]>();
-  for (const c of candidates)
+  for (const c of candidates) {
     byOwner.set(c.owner_id!, [...(byOwner.get(c.owner_id!) ?? []), c.chat_id!]);
+  }
   let roots = 0;
   let digests = 0;
-  for (const [ownerId, chatIds] of byOwner) {
-    // The digest commits with the archives it lists: never one without the other.
-    await withTx(pool, async (tx) => {
-      const titles: string[] = [];
-      for (const id of chatIds) {
-        const { title } = await autoArchiveChatRoot(tx, { chat_id: id });
-        if (title !== null) titles.push(title);
-      }
-      if (titles.length > 0) {
-        await insertChatAutoArchiveDigest(tx, { owner_id: ownerId, titles });
-        roots += titles.length;
-        digests++;
-      }
-    });
+  let failed = false;
+  for (const [ownerId, rootIds] of byOwner) {
+    try {
+      const { archived } = await autoArchiveChatsOfOwner(pool, {
+        owner_id: ownerId,
+        root_ids: rootIds,
+      });
+      roots += archived ?? 0;
+      if ((archived ?? 0) > 0) digests++;
+    } catch (err) {
+      failed = true;
+      log.warn({ err, owner_id: ownerId }, "auto-archiving an owner's chats failed");
+    }
   }
-  if (complete) await markChatAutoArchiveDone(pool);
+  // Fewer than a batch, all archived: every eligible root was among them, and none becomes
+  // eligible before the next UTC midnight. Marked after the archives, so a crash leaves today's
+  // work to the next run.
+  if (candidates.length < autoArchiveBatch && !failed) {
+    await markChatAutoArchiveDone(pool, { cutoff });
+  }
   return { roots, digests };
 }
 
@@ -147,7 +153,7 @@ export async function runHousekeeping(opts: HousekeepingOptions): Promise<Housek
         purgedNotifications: 0,
       };
     }
-    const archived = await autoArchive(opts.pool);
+    const archived = await autoArchive(opts.pool, opts.logger);
     const purged = await retention(opts.pool, opts.auditRetentionDays);
     const result = {
       ran: true,

@@ -1,8 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool, PoolClient } from "../../src/db/index.ts";
 import {
-  autoArchiveChatRoot,
-  insertChatAutoArchiveDigest,
+  autoArchiveChatsOfOwner,
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
   purgeArchivedChat,
@@ -12,7 +11,7 @@ import {
 } from "../../src/generated/chat_housekeeping.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
-import { blocked, outcome, session } from "../setup/sessions.ts";
+import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
 
 /*
  * Auto-archive where it lives (sql/functions/chat_housekeeping.sql), on the SQL clock
@@ -42,7 +41,8 @@ async function clockedAt(at: string): Promise<PoolClient & { done(): Promise<voi
 
 async function setAutoArchiveDays(days: number, retentionDays = 0) {
   await pool.query(
-    "UPDATE chat_housekeeping_config SET auto_archive_days = $1, retention_days = $2",
+    `UPDATE chat_housekeeping_config
+     SET auto_archive_days = $1, retention_days = $2, auto_archive_done_on = NULL`,
     [days, retentionDays],
   );
 }
@@ -58,6 +58,21 @@ async function idleSince(at: string, title = "idle") {
     [chat.id, at],
   );
   return { ownerId: u.id, chat };
+}
+
+/** Archives `root` as the job would (its owner's batch of one); how many roots it archived. */
+async function archiveRoot(db: PoolClient, root: { id: string; owner_id: string }) {
+  return (await autoArchiveChatsOfOwner(db, { owner_id: root.owner_id, root_ids: [root.id] }))
+    .archived;
+}
+
+/** The digest's notification for `titles`, as chat_auto_archive_owner writes it. */
+async function digest(ownerId: string, titles: string[]) {
+  const { rows } = await pool.query(
+    "SELECT chat_auto_archive_notify($1, $2::text[]) AS notification_id",
+    [ownerId, titles],
+  );
+  return { notification_id: rows[0].notification_id as string };
 }
 
 const candidates = async (db: PoolClient, limit = 1000) =>
@@ -79,7 +94,7 @@ describe("auto-archive eligibility", () => {
       const found = await candidates(c);
       expect(found).toContain(late.chat.id);
       expect(found).not.toContain(early.chat.id);
-      expect((await autoArchiveChatRoot(c, { chat_id: late.chat.id })).title).toBe("idle");
+      expect(await archiveRoot(c, late.chat)).toBe(1);
     } finally {
       await c.done();
     }
@@ -108,12 +123,12 @@ describe("auto-archive eligibility", () => {
       expect(found).not.toContain(pinned.chat.id);
       expect(found).not.toContain(family.chat.id);
       expect(found).not.toContain(child.id);
-      expect((await autoArchiveChatRoot(c, { chat_id: pinned.chat.id })).title).toBeNull();
-      expect((await autoArchiveChatRoot(c, { chat_id: child.id })).title).toBeNull();
+      expect(await archiveRoot(c, pinned.chat)).toBe(0);
+      expect(await archiveRoot(c, child)).toBe(0);
       await setAutoArchiveDays(0);
       const idle = await idleSince("2099-01-01T00:00:00Z");
       expect(await candidates(c)).toEqual([]);
-      expect((await autoArchiveChatRoot(c, { chat_id: idle.chat.id })).title).toBeNull();
+      expect(await archiveRoot(c, idle.chat)).toBe(0);
     } finally {
       await c.done();
     }
@@ -137,8 +152,8 @@ describe("auto-archive eligibility", () => {
         "INSERT INTO chat_messages (chat_id, role, content, created_at) VALUES ($1, 'assistant', '[]', '2099-03-10T00:04:00Z')",
         [revived.chat.id],
       );
-      expect((await autoArchiveChatRoot(c, { chat_id: family.chat.id })).title).toBe("family");
-      expect((await autoArchiveChatRoot(c, { chat_id: revived.chat.id })).title).toBeNull();
+      expect(await archiveRoot(c, family.chat)).toBe(1);
+      expect(await archiveRoot(c, revived.chat)).toBe(0);
     } finally {
       await c.done();
     }
@@ -175,11 +190,11 @@ describe("auto-archive eligibility", () => {
       );
       await pinning.client.query("BEGIN");
       await pinning.client.query("SELECT chat_set_pin($1, $2, 1)", [r.chat.id, r.ownerId]);
-      const archive = outcome(autoArchiveChatRoot(archiving.client, { chat_id: r.chat.id }));
+      const archive = outcome(archiveRoot(archiving.client, r.chat));
       await blocked(pool, archiving.pid);
       await pinning.client.query("COMMIT");
       const result = await archive;
-      expect(result.ok && result.value.title).toBeNull();
+      expect(result.ok && result.value).toBe(0);
     } finally {
       await archiving.client.query("RESET pgchatd.clock_now");
       pinning.release();
@@ -191,18 +206,103 @@ describe("auto-archive eligibility", () => {
     expect(rows[0]).toEqual({ archived: false, pin_order: 1 });
   });
 
-  it("takes at most the batch, idlest first, and the next run continues with the rest", async () => {
+  it("an owner's auto-archive waiting for the lowest of their roots' rows holds none of the others", async () => {
     await setAutoArchiveDays(1);
-    // Idler than anything else in this file's database, so they come first.
-    const a = await idleSince("2098-01-01T00:00:00Z");
-    const b = await idleSince("2098-01-02T00:00:00Z");
-    const d = await idleSince("2098-01-03T00:00:00Z");
+    const first = await idleSince("2099-01-06T00:00:00Z");
+    const roots = [first.chat];
+    for (let i = 0; i < 3; i++) {
+      roots.push(await gen.chat(pool, { ownerId: first.ownerId, organizationId: orgId }));
+    }
+    const ids = roots.map((r) => r.id).sort();
+    const holder = await session(pool);
+    const archiving = await session(pool);
+    try {
+      await archiving.client.query(
+        "SELECT set_config('pgchatd.clock_now', '2099-03-10T00:05:00Z', false)",
+      );
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [ids[0]]);
+      const archive = outcome(
+        autoArchiveChatsOfOwner(archiving.client, { owner_id: first.ownerId, root_ids: ids }),
+      );
+      await blocked(pool, archiving.pid);
+      expect(await lockedChats(pool, ids.slice(1))).toEqual([]);
+      await holder.client.query("COMMIT");
+      const result = await archive;
+      expect(result.ok && result.value.archived).toBe(4);
+    } finally {
+      await archiving.client.query("RESET pgchatd.clock_now");
+      holder.release();
+      archiving.release();
+    }
+  });
+
+  it("counts a touch of the root as activity: a chat pinned and unpinned today is not idle, however old its messages", async () => {
+    await setAutoArchiveDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const { rows } = await pool.query(
+      `INSERT INTO chats (owner_id, organization_id, last_model_config_id, title, created_at,
+         updated_at)
+       VALUES ($1, $2, (SELECT id FROM chat_model_configs WHERE is_default), 'old',
+         '2020-01-01Z', '2020-01-01Z')
+       RETURNING id`,
+      [u.id, orgId],
+    );
+    const id = rows[0].id as string;
+    await pool.query(
+      "INSERT INTO chat_messages (chat_id, role, content, created_at) VALUES ($1, 'assistant', '[]', '2020-01-01Z')",
+      [id],
+    );
+    const c = await pool.connect();
+    try {
+      expect(
+        (await listChatAutoArchiveCandidates(c, { batch_size: 100_000 })).map((r) => r.chat_id),
+      ).toContain(id);
+      await pool.query("SELECT chat_set_pin($1, $2, 1)", [id, u.id]);
+      await pool.query("SELECT chat_set_pin($1, $2, 0)", [id, u.id]);
+      expect(
+        (await listChatAutoArchiveCandidates(c, { batch_size: 100_000 })).map((r) => r.chat_id),
+      ).not.toContain(id);
+    } finally {
+      c.release();
+    }
+  });
+
+  it("marks the day done only for today's cutoff: a run that crossed midnight or a changed threshold leaves it open", async () => {
+    await setAutoArchiveDays(2);
+    await pool.query("UPDATE chat_housekeeping_config SET auto_archive_done_on = NULL");
+    const c = await clockedAt("2099-04-10T00:00:01Z");
+    try {
+      // Candidates read before midnight had cutoff 2099-04-07; today's is 2099-04-08.
+      await c.query("SELECT chat_auto_archive_mark_done('2099-04-07')");
+      expect((await c.query("SELECT chat_auto_archive_cutoff()::text AS d")).rows[0].d).toBe(
+        "2099-04-08",
+      );
+      await c.query("SELECT chat_auto_archive_mark_done('2099-04-08')");
+      expect((await c.query("SELECT chat_auto_archive_cutoff() AS d")).rows[0].d).toBeNull();
+    } finally {
+      await c.done();
+    }
+  });
+
+  it("takes at most the batch, least recently updated first, and the next run continues with the rest", async () => {
+    await setAutoArchiveDays(1);
+    for (let i = 0; i < 5; i++) await idleSince(`2098-01-0${i + 1}T00:00:00Z`);
     const c = await clockedAt("2099-03-10T00:05:00Z");
     try {
+      const { rows: all } = await c.query(
+        `SELECT a.chat_id, c.owner_id, c.updated_at FROM chat_auto_archive_candidates(1000) a
+         JOIN chats c ON c.id = a.chat_id`,
+      );
+      expect(all.length).toBeGreaterThanOrEqual(5);
+      const times = all.map((r) => Date.parse(r.updated_at));
+      expect([...times].sort((x, y) => x - y)).toEqual(times);
       const first = await candidates(c, 2);
-      expect(first).toEqual([a.chat.id, b.chat.id]);
-      for (const id of first) await autoArchiveChatRoot(c, { chat_id: id! });
-      expect((await candidates(c, 2))[0]).toBe(d.chat.id);
+      expect(first).toEqual(all.slice(0, 2).map((r) => r.chat_id));
+      for (const r of all.slice(0, 2)) {
+        expect(await archiveRoot(c, { id: r.chat_id, owner_id: r.owner_id })).toBe(1);
+      }
+      expect(await candidates(c, 2)).toEqual(all.slice(2, 4).map((r) => r.chat_id));
     } finally {
       await c.done();
     }
@@ -214,10 +314,7 @@ describe("the auto-archive digest", () => {
     await setAutoArchiveDays(30, 0);
     const u = await gen.user(pool, { organizationIds: [orgId] });
     const titles = Array.from({ length: 27 }, (_, i) => `Chat ${i + 1}`);
-    const { notification_id } = await insertChatAutoArchiveDigest(pool, {
-      owner_id: u.id,
-      titles,
-    });
+    const { notification_id } = await digest(u.id, titles);
     const { rows } = await pool.query(
       "SELECT user_id, kind, title, body, read_at FROM notifications WHERE id = $1",
       [notification_id],
@@ -238,10 +335,7 @@ describe("the auto-archive digest", () => {
   it("says when archived chats will be deleted when retention is on, and lists one chat without 'more'", async () => {
     await setAutoArchiveDays(1, 90);
     const u = await gen.user(pool, { organizationIds: [orgId] });
-    const { notification_id } = await insertChatAutoArchiveDigest(pool, {
-      owner_id: u.id,
-      titles: [""],
-    });
+    const { notification_id } = await digest(u.id, [""]);
     const { rows } = await pool.query("SELECT body FROM notifications WHERE id = $1", [
       notification_id,
     ]);
@@ -353,13 +447,41 @@ describe("retention", () => {
     expect(rows.map((r) => r.id)).toEqual([linked.id]);
   });
 
+  it("a message linking a file that retention is deleting waits, then gets PC400, not a foreign key error", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const file = await gen.chatFile(pool, { ownerId: u.id, organizationId: orgId });
+    const chat = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    const purging = await session(pool);
+    const linking = await session(pool);
+    try {
+      await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
+      await purging.client.query("BEGIN");
+      await purgeUnlinkedChatFiles(purging.client, { batch_size: 100_000 });
+      const link = outcome(
+        linking.client.query("SELECT chat_link_files($1, $2, $3)", [
+          chat.id,
+          u.id,
+          JSON.stringify([{ type: "file", file_id: file.id }]),
+        ]),
+      );
+      await blocked(pool, linking.pid);
+      await purging.client.query("COMMIT");
+      expect(await link).toMatchObject({ ok: false, code: "PC400", message: "File not found." });
+    } finally {
+      await purging.client.query("RESET pgchatd.clock_now");
+      purging.release();
+      linking.release();
+    }
+  });
+
   it("deletes audit entries and notifications past their own retention from the old end", async () => {
     const u = await gen.user(pool, { organizationIds: [orgId] });
     await pool.query(
       `INSERT INTO audit_logs (time, action, detail)
        SELECT t, 'retention_config', '{}'
        FROM unnest(ARRAY['2098-06-02Z', '2098-06-03Z', '2098-06-04Z', '2098-06-05Z',
-         '2098-06-06Z', '2098-12-15Z']::timestamptz[]) t`,
+         '2098-06-06Z', '2099-12-15Z']::timestamptz[]) t`,
     );
     await pool.query(
       `INSERT INTO notifications (user_id, kind, title, body, created_at)
@@ -367,9 +489,10 @@ describe("retention", () => {
        FROM generate_series(1, 5) g`,
       [u.id],
     );
-    const c = await clockedAt("2099-01-01T00:00:00Z");
+    // Later than every clock this file's other tests used, so the old end is all theirs too.
+    const c = await clockedAt("2100-01-01T00:00:00Z");
     try {
-      // Everything before 2098-06-15 (200 days before the clock): the old end of both logs.
+      // Everything before 2099-06-15 (200 days before the clock): the old end of both logs.
       let audit = 0;
       for (let n = -1; n !== 0; audit += n) {
         n = (await purgeAuditLogs(c, { retention_days: 200, batch_size: 3 })).deleted ?? 0;
@@ -378,7 +501,7 @@ describe("retention", () => {
       const left = await pool.query(
         "SELECT time FROM audit_logs WHERE time > '2098-01-01Z' ORDER BY time",
       );
-      expect(left.rows.map((r) => r.time)).toEqual(["2098-12-15T00:00:00.000000Z"]);
+      expect(left.rows.map((r) => r.time)).toEqual(["2099-12-15T00:00:00.000000Z"]);
       let notes = 0;
       for (let n = -1; n !== 0; notes += n) {
         n = (await purgeNotifications(c, { retention_days: 200, batch_size: 2 })).deleted ?? 0;
