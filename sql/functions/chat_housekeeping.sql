@@ -70,12 +70,13 @@ LANGUAGE sql AS $$
 $$;
 
 -- A family's last activity: its newest message (any chat of the family, by id: ids grow with
--- time), or the root's updated_at when later (creation, an unarchive, a pin, a status change: a
--- chat a user unarchived to keep it is not idle).
+-- time), or the newest updated_at of its chats when later (creation, an unarchive, a pin, a label,
+-- a status change, of the root or of a subagent: a chat a user touched is not idle). Never
+-- earlier than the root's updated_at, which chats_auto_archive_idx orders by.
 CREATE OR REPLACE FUNCTION chat_family_last_activity(p_root_id uuid) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
   SELECT greatest(
-    (SELECT c.updated_at FROM chats c WHERE c.id = p_root_id),
+    (SELECT max(f.updated_at) FROM chats f WHERE f.id = p_root_id OR f.root_chat_id = p_root_id),
     (SELECT max(n.created_at)
      FROM chats f
      CROSS JOIN LATERAL (
@@ -105,8 +106,8 @@ $$;
 -- Archives an owner's candidate roots (p_root_ids, from chat_auto_archive_candidates) with their
 -- families, and writes the owner's digest, in the caller's transaction. The locks are taken first,
 -- all in the global order (docs/sql.md "Lock order"): the owner's pin lock, the families' locks in
--- root id order, then every row of every subtree and the owner's pinned chats in one id-ordered
--- statement, so it never waits out of order with a user's archive, pin or a context push. Each
+-- lock-key order, then every row of every subtree in one id-ordered statement, so it never waits
+-- out of order with a user's archive, pin or a context push. Each
 -- root is then checked again (a message, a pin, an unarchive or an archive that committed since
 -- the candidates were read wins) and archived, with one audit entry (chat_auto_archive, by the
 -- server) per root. Returns how many roots it archived; the digest lists their titles.
@@ -132,13 +133,15 @@ BEGIN
   IF cardinality(v_roots) = 0 THEN
     RETURN 0;
   END IF;
+  -- Pins change only under this lock: a root unpinned now stays unpinned, and an unpinned root's
+  -- archive renumbers no pins, so the owner's pinned chats need no row lock.
   PERFORM chat_lock_pins(p_owner_id);
-  FOREACH v_root IN ARRAY v_roots LOOP
+  -- In the order of the lock keys (chat_lock_family hashes the root id): two callers whose roots
+  -- share a key can never take them in opposite orders.
+  FOR v_root IN SELECT r FROM unnest(v_roots) AS r ORDER BY hashtext(r::text), r LOOP
     PERFORM chat_lock_family(v_root, true);
   END LOOP;
-  PERFORM chat_lock_rows(
-    ARRAY(SELECT unnest(chat_subtree_ids(r)) FROM unnest(v_roots) AS r)
-    || ARRAY(SELECT c.id FROM chats c WHERE c.owner_id = p_owner_id AND c.pin_order > 0));
+  PERFORM chat_lock_rows(ARRAY(SELECT unnest(chat_subtree_ids(r)) FROM unnest(v_roots) AS r));
   FOREACH v_root IN ARRAY v_roots LOOP
     SELECT * INTO v_chat FROM chats WHERE id = v_root;
     CONTINUE WHEN NOT FOUND OR v_chat.archived OR v_chat.pin_order > 0

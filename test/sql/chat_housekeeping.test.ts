@@ -268,6 +268,46 @@ describe("auto-archive eligibility", () => {
     }
   });
 
+  it("counts a subagent's touch as its family's activity: a child relabelled today keeps its root", async () => {
+    await setAutoArchiveDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const model = "(SELECT id FROM chat_model_configs WHERE is_default)";
+    const { rows } = await pool.query(
+      `INSERT INTO chats (owner_id, organization_id, last_model_config_id, title, created_at,
+         updated_at)
+       VALUES ($1, $2, ${model}, 'old root', '2020-01-01Z', '2020-01-01Z') RETURNING id`,
+      [u.id, orgId],
+    );
+    const root = rows[0].id as string;
+    const { rows: kids } = await pool.query(
+      `INSERT INTO chats (owner_id, organization_id, last_model_config_id, title, parent_chat_id,
+         created_at, updated_at)
+       VALUES ($1, $2, ${model}, 'old child', $3, '2020-01-01Z', '2020-01-01Z') RETURNING id`,
+      [u.id, orgId, root],
+    );
+    const ids = async () =>
+      (await listChatAutoArchiveCandidates(pool, { batch_size: 100_000 })).map((r) => r.chat_id);
+    expect(await ids()).toContain(root);
+    await pool.query(`UPDATE chats SET labels = '{"keep": "yes"}' WHERE id = $1`, [kids[0].id]);
+    expect(await ids()).not.toContain(root);
+  });
+
+  it("locks only the roots it archives and their families, not the owner's pinned chats", async () => {
+    await setAutoArchiveDays(1);
+    const idle = await idleSince("2099-01-07T00:00:00Z");
+    const pinned = await gen.chat(pool, { ownerId: idle.ownerId, organizationId: orgId });
+    await pool.query("SELECT chat_set_pin($1, $2, 1)", [pinned.id, idle.ownerId]);
+    const c = await clockedAt("2099-03-10T00:05:00Z");
+    try {
+      await c.query("BEGIN");
+      expect(await archiveRoot(c, idle.chat)).toBe(1);
+      expect(await lockedChats(pool, [pinned.id, idle.chat.id])).toEqual([idle.chat.id]);
+      await c.query("COMMIT");
+    } finally {
+      await c.done();
+    }
+  });
+
   it("marks the day done only for today's cutoff: a run that crossed midnight or a changed threshold leaves it open", async () => {
     await setAutoArchiveDays(2);
     await pool.query("UPDATE chat_housekeeping_config SET auto_archive_done_on = NULL");
