@@ -19,7 +19,6 @@
  * rename one): their latency (p50, p99, max) against the same load with no job running, so the
  * difference is what a user waits behind the job's locks.
  */
-import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient, createPool, type Pool } from "../src/db/pool.ts";
 import { runHousekeeping } from "../src/jobs/housekeeping.ts";
