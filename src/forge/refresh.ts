@@ -35,7 +35,6 @@ async function ownersToken(
 export async function refreshClaimedReference(
   deps: { db: Queryable; forge: Forge; secrets?: Secrets | undefined; logger: Logger },
   row: ClaimedReference,
-  signal?: AbortSignal,
 ): Promise<Resolution> {
   const repo = parseRemote(row.git_remote_origin!);
   let resolution: Resolution | undefined;
@@ -49,7 +48,7 @@ export async function refreshClaimedReference(
       // A token sealed under another key: the owner must set it again; say so, not the value.
       resolution = { outcome: "error", error: "the owner's forge token cannot be opened" };
     }
-    resolution ??= await deps.forge.resolve(repo, row.git_branch!, { token, signal });
+    resolution ??= await deps.forge.resolve(repo, row.git_branch!, { token });
   }
   if (!resolution) throw new Error("unreachable: no resolution");
   const tokenUsed = token !== undefined;
