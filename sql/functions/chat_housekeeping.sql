@@ -216,32 +216,43 @@ LANGUAGE sql STABLE AS $$
   LIMIT p_limit;
 $$;
 
--- Deletes one archived chat and its subtree for good (messages, queue, links, statuses cascade;
--- chats_900_events_on_delete emits hard_deleted for each), if it is still archived and older
--- than the retention once locked like an unarchive would lock it: the family lock, then the
--- subtree's rows in id order, so an unarchive racing it waits or wins, never deadlocks.
--- Returns how many chats were deleted (0 when it no longer qualifies or is gone).
-CREATE OR REPLACE FUNCTION chat_retention_purge(p_chat_id uuid) RETURNS integer
+-- Deletes archived chats (p_chat_ids, from chat_retention_candidates) and their subtrees for good
+-- (messages, queue, links, statuses cascade; chats_900_events_on_delete emits hard_deleted for
+-- each), those still archived and older than the retention once locked. Many chats per statement,
+-- because each transaction's commit, not the delete, is most of the cost of a purge. The locks are
+-- taken first, as chat_auto_archive_owner takes them (docs/sql.md "Lock order"): the families' locks
+-- in lock-key order, then every row of every subtree in one id-ordered statement; so an unarchive
+-- racing it (the family lock, then its rows) waits or wins, never deadlocks. Returns how many chats
+-- were deleted.
+DROP FUNCTION IF EXISTS chat_retention_purge(uuid);
+CREATE OR REPLACE FUNCTION chat_retention_purge(p_chat_ids uuid[]) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-  v_chat chats;
-  v_cutoff timestamptz;
-  v_subtree uuid[];
+  v_cutoff timestamptz := chat_retention_cutoff();
+  v_root uuid;
+  v_ids uuid[];
+  v_deleted integer;
 BEGIN
-  v_cutoff := chat_retention_cutoff();
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
-  IF v_cutoff IS NULL OR NOT FOUND THEN
+  IF v_cutoff IS NULL OR cardinality(p_chat_ids) IS NOT DISTINCT FROM 0 THEN
     RETURN 0;
   END IF;
-  PERFORM chat_lock_family(COALESCE(v_chat.root_chat_id, v_chat.id), true);
-  v_subtree := chat_subtree_ids(p_chat_id);
-  PERFORM chat_lock_rows(v_subtree);
-  SELECT * INTO v_chat FROM chats WHERE id = p_chat_id;
-  IF NOT FOUND OR NOT v_chat.archived OR v_chat.updated_at >= v_cutoff THEN
-    RETURN 0;
-  END IF;
-  DELETE FROM chats WHERE id = p_chat_id;
-  RETURN cardinality(v_subtree);
+  -- A chat's root never changes, so this unlocked read names the right families.
+  FOR v_root IN
+    SELECT f.r FROM (
+      SELECT DISTINCT COALESCE(c.root_chat_id, c.id) AS r FROM chats c WHERE c.id = ANY (p_chat_ids)
+    ) f
+    ORDER BY hashtext(f.r::text), f.r
+  LOOP
+    PERFORM chat_lock_family(v_root, true);
+  END LOOP;
+  PERFORM chat_lock_rows(ARRAY(SELECT unnest(chat_subtree_ids(i)) FROM unnest(p_chat_ids) AS i));
+  v_ids := ARRAY(
+    SELECT c.id FROM chats c
+    WHERE c.id = ANY (p_chat_ids) AND c.archived AND c.updated_at < v_cutoff);
+  -- Every chat of a deleted subtree goes (archived with its ancestor), counted once.
+  SELECT count(DISTINCT s) INTO v_deleted FROM unnest(v_ids) AS i, unnest(chat_subtree_ids(i)) AS s;
+  DELETE FROM chats WHERE id = ANY (v_ids);
+  RETURN v_deleted;
 END;
 $$;
 

@@ -32,10 +32,10 @@ SELECT chat_auto_archive_owner(@owner_id, @root_ids::uuid[]) AS archived;
 -- chat_retention_candidates: see sql/functions/chat_housekeeping.sql.
 SELECT r.chat_id FROM chat_retention_candidates(@batch_size) AS r;
 
--- name: PurgeArchivedChat :one
--- chat_retention_purge: the number of chats deleted (the chat and its subtree), 0 when it no
--- longer qualifies.
-SELECT chat_retention_purge(@chat_id) AS deleted;
+-- name: PurgeArchivedChats :one
+-- chat_retention_purge: the number of chats deleted (the chats that still qualify and their
+-- subtrees).
+SELECT chat_retention_purge(@chat_ids::uuid[]) AS deleted;
 
 -- name: PurgeUnlinkedChatFiles :one
 SELECT chat_retention_purge_files(@batch_size) AS deleted;

@@ -219,27 +219,27 @@ export async function listChatRetentionCandidates(client: Client, args: ListChat
   });
 }
 
-export const purgeArchivedChatQuery = `-- name: PurgeArchivedChat :one
--- chat_retention_purge: the number of chats deleted (the chat and its subtree), 0 when it no
--- longer qualifies.
-SELECT chat_retention_purge($1) AS deleted`;
+export const purgeArchivedChatsQuery = `-- name: PurgeArchivedChats :one
+-- chat_retention_purge: the number of chats deleted (the chats that still qualify and their
+-- subtrees).
+SELECT chat_retention_purge($1::uuid[]) AS deleted`;
 
-export interface PurgeArchivedChatArgs {
-  chat_id: string;
+export interface PurgeArchivedChatsArgs {
+  chat_ids: string[];
 }
 
-export interface PurgeArchivedChatRow {
+export interface PurgeArchivedChatsRow {
   deleted: number | null;
 }
 
-export async function purgeArchivedChat(client: Client, args: PurgeArchivedChatArgs): Promise<PurgeArchivedChatRow> {
+export async function purgeArchivedChats(client: Client, args: PurgeArchivedChatsArgs): Promise<PurgeArchivedChatsRow> {
   const result = await client.query({
-    text: purgeArchivedChatQuery,
-    values: [args.chat_id],
+    text: purgeArchivedChatsQuery,
+    values: [args.chat_ids],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    throw new Error(`PurgeArchivedChat returned ${result.rows.length} rows, expected 1`);
+    throw new Error(`PurgeArchivedChats returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

@@ -5,7 +5,7 @@ import {
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
   markChatAutoArchiveDone,
-  purgeArchivedChat,
+  purgeArchivedChats,
   purgeAuditLogs,
   purgeExpiredForgeBackoffs,
   purgeNotifications,
@@ -31,6 +31,12 @@ export const housekeepingIntervalMs = 10 * 60_000;
 export const autoArchiveBatch = 1_000;
 /** Rows read or deleted per statement: each is a short transaction, so no lock is held long. */
 export const purgeBatch = 500;
+/**
+ * Archived chats deleted per transaction: the commit, not the delete, is most of a purge's cost
+ * (1 chat per transaction: ~330 chats/s; see docs/operations.md "Housekeeping"), while the locks it
+ * holds (those chats' families and rows, archived chats only) stay short.
+ */
+export const purgeChatsPerStatement = 50;
 /** Notifications are a mailbox, not a record: older ones go. */
 export const notificationRetentionDays = 90;
 
@@ -104,8 +110,10 @@ async function retention(pool: Pool, auditRetentionDays: number) {
   let purgedChats = 0;
   for (;;) {
     const batch = await listChatRetentionCandidates(pool, { batch_size: purgeBatch });
-    for (const c of batch)
-      purgedChats += (await purgeArchivedChat(pool, { chat_id: c.chat_id! })).deleted ?? 0;
+    for (let i = 0; i < batch.length; i += purgeChatsPerStatement) {
+      const chatIds = batch.slice(i, i + purgeChatsPerStatement).map((c) => c.chat_id!);
+      purgedChats += (await purgeArchivedChats(pool, { chat_ids: chatIds })).deleted ?? 0;
+    }
     if (batch.length < purgeBatch) break;
   }
   const purgedFiles = await drain(

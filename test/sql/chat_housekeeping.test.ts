@@ -4,7 +4,7 @@ import {
   autoArchiveChatsOfOwner,
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
-  purgeArchivedChat,
+  purgeArchivedChats,
   purgeAuditLogs,
   purgeNotifications,
   purgeUnlinkedChatFiles,
@@ -400,10 +400,10 @@ describe("retention", () => {
       await c.done();
     }
   };
-  const purgeAt = async (at: string, id: string) => {
+  const purgeAt = async (at: string, ...ids: string[]) => {
     const c = await clockedAt(at);
     try {
-      return (await purgeArchivedChat(c, { chat_id: id })).deleted;
+      return (await purgeArchivedChats(c, { chat_ids: ids })).deleted;
     } finally {
       await c.done();
     }
@@ -452,7 +452,7 @@ describe("retention", () => {
       await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
       await unarchiving.client.query("BEGIN");
       await unarchiving.client.query("SELECT chat_set_archived($1, $2, false)", [root.id, u.id]);
-      const purge = outcome(purgeArchivedChat(purging.client, { chat_id: child.id }));
+      const purge = outcome(purgeArchivedChats(purging.client, { chat_ids: [child.id] }));
       await blocked(pool, purging.pid);
       await unarchiving.client.query("COMMIT");
       const result = await purge;
@@ -463,6 +463,71 @@ describe("retention", () => {
       purging.release();
     }
     expect([await exists(root.id), await exists(child.id)]).toEqual([true, true]);
+  });
+
+  it("one purge of many chats deletes each archived chat once, a subagent listed with its root included, and keeps the unarchived ones", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const root = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    const child = await gen.chat(pool, { ownerId: u.id, parent_chat_id: root.id });
+    const other = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    const live = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    for (const c of [root, other]) {
+      await pool.query("SELECT chat_set_archived($1, $2, true)", [c.id, u.id]);
+    }
+    expect(await purgeAt("2099-01-01T00:00:00Z", child.id, live.id, root.id, other.id)).toBe(3);
+    expect(await Promise.all([root, child, other, live].map((c) => exists(c.id)))).toEqual([
+      false,
+      false,
+      false,
+      true,
+    ]);
+  });
+
+  it("a purge of many families takes their locks in lock-key order: waiting for the lowest, it holds none of the others", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const chats = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+      await pool.query("SELECT chat_set_archived($1, $2, true)", [c.id, u.id]);
+      chats.push(c.id as string);
+    }
+    const { rows } = await pool.query<{ id: string }>(
+      "SELECT id FROM unnest($1::uuid[]) AS id ORDER BY hashtext(id::text), id",
+      [chats],
+    );
+    const [lowest, ...rest] = rows.map((r) => r.id);
+    const holder = await session(pool);
+    const purging = await session(pool);
+    const prober = await session(pool);
+    try {
+      await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
+      await holder.client.query("BEGIN");
+      await holder.client.query("SELECT chat_lock_family($1, true)", [lowest]);
+      // Listed highest key first: a purge locking in list order would hold the others now.
+      const purge = outcome(
+        purgeArchivedChats(purging.client, { chat_ids: [...rest].reverse().concat(lowest!) }),
+      );
+      await blocked(pool, purging.pid);
+      await prober.client.query("BEGIN");
+      for (const id of rest) {
+        const { rows: free } = await prober.client.query(
+          "SELECT pg_try_advisory_xact_lock(hashtext('pgchatd.chat_family'), hashtext($1::text)) AS ok",
+          [id],
+        );
+        expect(free[0].ok).toBe(true);
+      }
+      await prober.client.query("ROLLBACK");
+      await holder.client.query("COMMIT");
+      const result = await purge;
+      expect(result.ok && result.value.deleted).toBe(4);
+    } finally {
+      await purging.client.query("RESET pgchatd.clock_now");
+      holder.release();
+      purging.release();
+      prober.release();
+    }
   });
 
   it("deletes old files only when no chat links to them", async () => {
