@@ -15,13 +15,14 @@
  *      (the users below touch some idle chats first, which keeps those);
  *   2. retention, the clock moved 2 days ahead with retention at 1 day, until nothing is left:
  *      chats deleted per second.
+ * Statements per batch: per auto-archive run (1,000 roots), per retention batch (500 candidates).
  * During both, 4 connections act for random owners as users do (pin and unpin one of their chats,
  * rename one): their latency (p50, p99, max) against the same load with no job running, so the
  * difference is what a user waits behind the job's locks.
  */
 import { migrate } from "../src/db/migrate.ts";
 import { connectClient, createPool, type Pool } from "../src/db/pool.ts";
-import { runHousekeeping } from "../src/jobs/housekeeping.ts";
+import { purgeBatch, runHousekeeping } from "../src/jobs/housekeeping.ts";
 import { createLogger } from "../src/log.ts";
 import { withScratchDatabase } from "../support/scratch_db.ts";
 import { defaultModelConfigId } from "../support/seed_chats.ts";
@@ -192,7 +193,7 @@ export async function benchHousekeeping(chatsArg?: string) {
 
     console.log(
       table([
-        ["phase", "rows", "seconds", "rows/s", "statements", "statements/row"],
+        ["phase", "rows", "seconds", "rows/s", "statements", "statements/row", "statements/batch"],
         [
           `auto-archive (${archiveRuns} runs)`,
           int(archived),
@@ -200,6 +201,7 @@ export async function benchHousekeeping(chatsArg?: string) {
           int(archived / archiveSeconds),
           int(archiveStatements),
           (archiveStatements / Math.max(1, archived)).toFixed(2),
+          (archiveStatements / archiveRuns).toFixed(1),
         ],
         [
           "retention (1 run)",
@@ -208,6 +210,9 @@ export async function benchHousekeeping(chatsArg?: string) {
           int(purge.purgedChats / purgeSeconds),
           int(purgeJob.statements()),
           (purgeJob.statements() / Math.max(1, purge.purgedChats)).toFixed(2),
+          (purgeJob.statements() / Math.max(1, Math.ceil(purge.purgedChats / purgeBatch))).toFixed(
+            1,
+          ),
         ],
       ]),
     );
