@@ -43,6 +43,10 @@ import {
   listChatEventsByOwnerInRange,
 } from "../src/generated/chat_events.ts";
 import {
+  listChatAutoArchiveCandidates,
+  listChatRetentionCandidates,
+} from "../src/generated/chat_housekeeping.ts";
+import {
   listChatMessagesByChatID,
   listChatMessagesByIDs,
   listChatMessagesForPromptByChatID,
@@ -61,6 +65,10 @@ import {
   listChildChatsByRootIDs,
   listLatestChatIDsByWorkspaceIDs,
 } from "../src/generated/chats.ts";
+import {
+  listNotificationsByUserID,
+  markAllNotificationsReadByUserID,
+} from "../src/generated/notifications.ts";
 import { getUserByIDQuery } from "../src/generated/users.ts";
 import {
   getWorkspaceAgentForAuthByTokenIDQuery,
@@ -567,6 +575,103 @@ async function pullRequestPlans(client: pg.Client, seeded: SeededChats) {
   return { plans, claim };
 }
 
+/** Housekeeping's data: notifications, idle and archived chats, old files. */
+const housekeepingSeed = { notifications: 200_000, heavyInbox: 5_000, files: 20_000 };
+
+/**
+ * The inbox reads and the housekeeping job's scans, on the chats above after a tenth of them went
+ * idle 60 days ago, a tenth were archived 60 days ago, and old files (half linked) were uploaded.
+ */
+async function housekeepingPlans(client: pg.Client, seeded: SeededChats) {
+  const heavy = seeded.heavyOwnerId;
+  // Triggers off: the events of these writes are not the subject.
+  await client.query("SET session_replication_role = replica");
+  await client.query(
+    `WITH u AS (SELECT id, row_number() OVER (ORDER BY id) % 1000 AS n FROM users LIMIT 1000)
+     INSERT INTO notifications (user_id, kind, title, body, created_at, read_at)
+     SELECT CASE WHEN g <= $2 THEN $1::uuid ELSE u.id END,
+       'chats_auto_archived', 'Chats auto-archived', 'body',
+       now() - (g % 90) * interval '1 day', CASE WHEN g % 10 = 0 THEN NULL ELSE now() END
+     FROM generate_series(1, $3::int) g JOIN u ON u.n = g % 1000`,
+    [heavy, housekeepingSeed.heavyInbox, housekeepingSeed.notifications],
+  );
+  await client.query(
+    `UPDATE chats SET updated_at = now() - interval '60 days',
+       archived = (abs(hashtext(id::text)) % 2 = 0)
+     WHERE parent_chat_id IS NULL AND pin_order = 0 AND NOT archived
+       AND abs(hashtext(id::text)) % 5 = 0
+       AND NOT EXISTS (SELECT 1 FROM chats k WHERE k.parent_chat_id = chats.id)`,
+  );
+  await client.query(
+    `WITH c AS (SELECT owner_id, organization_id, row_number() OVER (ORDER BY id) AS n
+                FROM chats LIMIT $1)
+     INSERT INTO chat_files (owner_id, organization_id, name, mimetype, data, created_at)
+     SELECT c.owner_id, c.organization_id, 'f' || c.n, 'text/plain', '\\x00',
+       now() - interval '60 days' + c.n * interval '1 second'
+     FROM c`,
+    [housekeepingSeed.files],
+  );
+  await client.query(
+    `INSERT INTO chat_file_links (chat_id, file_id)
+     SELECT (SELECT id FROM chats ORDER BY id LIMIT 1), id FROM chat_files
+     WHERE abs(hashtext(id::text)) % 2 = 0`,
+  );
+  await client.query("SET session_replication_role = origin");
+  await client.query(
+    "UPDATE chat_housekeeping_config SET auto_archive_days = 30, retention_days = 30",
+  );
+  await client.query("VACUUM (ANALYZE) notifications, chats, chat_files, chat_file_links");
+  const { rows } = await client.query<{ after: number }>(
+    "SELECT id::int AS after FROM notifications WHERE user_id = $1 ORDER BY id DESC OFFSET 2000 LIMIT 1",
+    [heavy],
+  );
+  const inbox = `the heaviest inbox (${housekeepingSeed.heavyInbox.toLocaleString("en")} notifications, a tenth unread)`;
+  const plans: ChatPlan[] = [
+    {
+      name: "ListNotificationsByUserID",
+      why: "GET /api/v2/notifications, the first page",
+      shows: `${inbox}, limit 51`,
+      query: await capturedQuery(listNotificationsByUserID, {
+        user_id: heavy,
+        after_id: null,
+        unread_only: false,
+        page_limit: 51,
+      }),
+    },
+    {
+      name: "ListNotificationsByUserID: unread, a deep page",
+      why: "GET /api/v2/notifications?unread=true&after_id=…",
+      shows: `${inbox}, after the 2,000th newest, limit 51`,
+      query: await capturedQuery(listNotificationsByUserID, {
+        user_id: heavy,
+        after_id: rows[0]!.after,
+        unread_only: true,
+        page_limit: 51,
+      }),
+    },
+    {
+      name: "MarkAllNotificationsReadByUserID",
+      why: "PUT /api/v2/notifications/read-all",
+      shows: inbox,
+      query: await capturedQuery(markAllNotificationsReadByUserID, { user_id: heavy }),
+    },
+    {
+      name: "ListChatAutoArchiveCandidates",
+      why: "every housekeeping run while auto-archive is on and today is not done",
+      shows: "auto_archive_days 30, a tenth of the roots idle for 60 days, batch 1,000",
+      query: await capturedQuery(listChatAutoArchiveCandidates, { batch_size: 1000 }),
+    },
+    {
+      name: "ListChatRetentionCandidates",
+      why: "every housekeeping run while retention is on",
+      shows: "retention_days 30, a tenth of the roots archived 60 days ago, batch 500",
+      query: await capturedQuery(listChatRetentionCandidates, { batch_size: 500 }),
+    },
+  ];
+  const files = await nestedPlans(client, "SELECT chat_retention_purge_files(500)", []);
+  return { plans, files };
+}
+
 /** Chats bound to one agent in the context plans. */
 const contextChats = 1_000;
 
@@ -946,6 +1051,27 @@ async function plans(): Promise<string> {
         "",
       );
       await explained(await costPlans(client, costs));
+
+      const housekeeping = await housekeepingPlans(client, seeded);
+      out.push(
+        "### Housekeeping and notifications",
+        "",
+        `On the data above with ${housekeepingSeed.notifications.toLocaleString("en")} notifications, ` +
+          "a tenth of the unpinned roots made idle for 60 days and half of those archived, and " +
+          `${housekeepingSeed.files.toLocaleString("en")} files uploaded 60 days ago, half of them ` +
+          "linked. EXPLAIN (ANALYZE, BUFFERS) with sample arguments, writes rolled back. " +
+          "`npm run bench -- housekeeping` measures the job on 1,000,000 chats.",
+        "",
+      );
+      await explained(housekeeping.plans);
+      out.push(
+        "#### chat_retention_purge_files",
+        "",
+        "Hot because: every housekeeping run while retention is on. A batch of 500, as " +
+          "auto_explain reports it from inside the function (rolled back):",
+        "",
+      );
+      for (const plan of housekeeping.files) out.push("```", plan.trim(), "```", "");
       return out.join("\n");
     } finally {
       await client.end();

@@ -95,10 +95,10 @@ RETURNS TABLE (chat_id uuid, owner_id uuid)
 LANGUAGE sql STABLE AS $$
   SELECT c.id, c.owner_id
   FROM chats c
-  CROSS JOIN chat_auto_archive_cutoff() AS cutoff(d)
   WHERE c.parent_chat_id IS NULL AND NOT c.archived AND c.pin_order = 0
-    AND c.updated_at < (cutoff.d::timestamp AT TIME ZONE 'UTC')
-    AND (chat_family_last_activity(c.id) AT TIME ZONE 'UTC')::date < cutoff.d
+    -- Scalar subqueries: computed once, so the bound is an index condition the scan stops at.
+    AND c.updated_at < (SELECT d::timestamp AT TIME ZONE 'UTC' FROM chat_auto_archive_cutoff() AS d)
+    AND (chat_family_last_activity(c.id) AT TIME ZONE 'UTC')::date < (SELECT chat_auto_archive_cutoff())
   ORDER BY c.updated_at, c.id
   LIMIT p_limit;
 $$;
@@ -210,8 +210,8 @@ RETURNS TABLE (chat_id uuid)
 LANGUAGE sql STABLE AS $$
   SELECT c.id
   FROM chats c
-  CROSS JOIN chat_retention_cutoff() AS cutoff(t)
-  WHERE c.archived AND c.updated_at < cutoff.t
+  -- A scalar subquery: computed once, so the bound is an index condition the scan stops at.
+  WHERE c.archived AND c.updated_at < (SELECT chat_retention_cutoff())
   ORDER BY c.updated_at, c.id
   LIMIT p_limit;
 $$;
@@ -271,8 +271,7 @@ BEGIN
   v_ids := ARRAY(
     SELECT f.id
     FROM chat_files f
-    CROSS JOIN chat_retention_cutoff() AS cutoff(t)
-    WHERE f.created_at < cutoff.t
+    WHERE f.created_at < (SELECT chat_retention_cutoff())
       AND NOT EXISTS (SELECT 1 FROM chat_file_links l WHERE l.file_id = f.id)
     ORDER BY f.created_at
     LIMIT p_limit
