@@ -10,7 +10,10 @@ CREATE OR REPLACE FUNCTION chat_title_regeneration_begin(
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id) THEN
+  -- Locked as the insert's foreign key would lock it, but first: a delete in progress (retention)
+  -- is waited for here, and then the chat is not found, rather than a foreign key error.
+  PERFORM 1 FROM chats WHERE id = p_chat_id AND owner_id = p_owner_id FOR KEY SHARE;
+  IF NOT FOUND THEN
     RAISE EXCEPTION 'Chat not found.' USING ERRCODE = 'PC404';
   END IF;
   INSERT INTO chat_title_regenerations AS r (chat_id) VALUES (p_chat_id)

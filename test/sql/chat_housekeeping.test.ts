@@ -9,6 +9,7 @@ import {
   purgeNotifications,
   purgeUnlinkedChatFiles,
 } from "../../src/generated/chat_housekeeping.ts";
+import { beginChatTitleRegeneration } from "../../src/generated/chat_titles.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { blocked, lockedChats, outcome, session } from "../setup/sessions.ts";
@@ -527,6 +528,34 @@ describe("retention", () => {
       holder.release();
       purging.release();
       prober.release();
+    }
+  });
+
+  it("a title regeneration starting while retention deletes its chat waits, then gets PC404, not a foreign key error", async () => {
+    await setRetentionDays(1);
+    const u = await gen.user(pool, { organizationIds: [orgId] });
+    const chat = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
+    await pool.query("SELECT chat_set_archived($1, $2, true)", [chat.id, u.id]);
+    const purging = await session(pool);
+    const titling = await session(pool);
+    try {
+      await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
+      await purging.client.query("BEGIN");
+      expect((await purgeArchivedChats(purging.client, { chat_ids: [chat.id] })).deleted).toBe(1);
+      const begin = outcome(
+        beginChatTitleRegeneration(titling.client, {
+          chat_id: chat.id,
+          owner_id: u.id,
+          expire_after_seconds: 120,
+        }),
+      );
+      await blocked(pool, titling.pid);
+      await purging.client.query("COMMIT");
+      expect(await begin).toMatchObject({ ok: false, code: "PC404" });
+    } finally {
+      await purging.client.query("RESET pgchatd.clock_now");
+      purging.release();
+      titling.release();
     }
   });
 
