@@ -1,3 +1,4 @@
+import { createHook } from "node:async_hooks";
 import net from "node:net";
 import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
@@ -97,11 +98,31 @@ function trackInFlight(applicationName: string) {
   };
 }
 
-/** Active handles by kind (timers, sockets) that keep the process alive. */
-function handles(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const kind of process.getActiveResourcesInfo()) out[kind] = (out[kind] ?? 0) + 1;
-  return { timers: out.Timeout ?? 0, sockets: out.TCPSocketWrap ?? 0 };
+/**
+ * Timers and sockets created from now on that are still alive when `alive()` is asked: what the
+ * code under test left behind. Counting the process's active handles before and after instead
+ * also counts timers of other code that happen to be pending at either moment.
+ */
+function trackHandles() {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type === "Timeout" || type === "TCPWRAP") live.set(id, type);
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  }).enable();
+  return {
+    alive() {
+      const kinds = [...live.values()];
+      return {
+        timers: kinds.filter((k) => k === "Timeout").length,
+        sockets: kinds.filter((k) => k === "TCPWRAP").length,
+      };
+    },
+    stop: () => hook.disable(),
+  };
 }
 
 /**
@@ -160,8 +181,8 @@ describe("the LISTEN connection", () => {
     const admin = await connectClient(db.url, "pgchatd-test-admin");
     // ALTER DATABASE ... ALLOW_CONNECTIONS is refused from inside the database it changes.
     const server = await connectClient(inject("pg").adminUrl, "pgchatd-test-admin");
+    const tracked = trackHandles();
     try {
-      const before = handles();
       const backendsGone = () =>
         until(async () => (await backends(admin, app)).length === 0, "the backends to exit");
 
@@ -201,9 +222,10 @@ describe("the LISTEN connection", () => {
         await server.query(`ALTER DATABASE ${db.name} ALLOW_CONNECTIONS true`);
       }
 
-      expect(handles()).toEqual(before);
       await backendsGone();
+      expect(tracked.alive()).toEqual({ timers: 0, sockets: 0 });
     } finally {
+      tracked.stop();
       await admin.end();
       await server.end();
     }
