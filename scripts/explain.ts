@@ -668,7 +668,10 @@ async function housekeepingPlans(client: pg.Client, seeded: SeededChats) {
       query: await capturedQuery(listChatRetentionCandidates, { batch_size: 500 }),
     },
   ];
-  const files = await nestedPlans(client, "SELECT chat_retention_purge_files(500)", []);
+  // Its two statements; not the cascade's per-row deletes of links, which auto_explain also logs.
+  const files = (await nestedPlans(client, "SELECT chat_retention_purge_files(500)", [])).filter(
+    (n) => n.includes("SKIP LOCKED") || n.includes("DELETE FROM chat_files f"),
+  );
   return { plans, files };
 }
 
@@ -1071,7 +1074,8 @@ async function plans(): Promise<string> {
           "auto_explain reports it from inside the function (rolled back):",
         "",
       );
-      for (const plan of housekeeping.files) out.push("```", plan.trim(), "```", "");
+      for (const plan of housekeeping.files)
+        out.push("```", shortenIdLists(plan.trim()), "```", "");
       return out.join("\n");
     } finally {
       await client.end();
