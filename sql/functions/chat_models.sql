@@ -157,10 +157,13 @@ $$;
 
 -- PATCH /providers/{id}: NULL arguments leave the column alone; base_url and the key change only
 -- when their p_set_ flag is true (NULL clears them). PC404 for a missing or deleted provider;
--- PC409 when disabling the provider of the default model config.
+-- PC409 when disabling the provider of the default model config. A key policy no key can satisfy
+-- fails its CHECK (chat_providers_key_path and the others of 00048).
+DROP FUNCTION IF EXISTS chat_provider_update(uuid, text, boolean, text, boolean, boolean, bytea);
 CREATE OR REPLACE FUNCTION chat_provider_update(
   p_id uuid, p_display_name text, p_set_base_url boolean, p_base_url text, p_enabled boolean,
-  p_set_api_key boolean, p_api_key_ciphertext bytea
+  p_set_api_key boolean, p_api_key_ciphertext bytea, p_central_key_enabled boolean,
+  p_allow_user_key boolean, p_central_fallback boolean
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -171,6 +174,9 @@ BEGIN
     base_url = CASE WHEN p_set_base_url THEN p_base_url ELSE base_url END,
     enabled = COALESCE(p_enabled, enabled),
     api_key_ciphertext = CASE WHEN p_set_api_key THEN p_api_key_ciphertext ELSE api_key_ciphertext END,
+    central_key_enabled = COALESCE(p_central_key_enabled, central_key_enabled),
+    allow_user_key = COALESCE(p_allow_user_key, allow_user_key),
+    central_fallback = COALESCE(p_central_fallback, central_fallback),
     updated_at = now()
   WHERE id = p_id AND NOT deleted
   RETURNING * INTO v_provider;
@@ -187,9 +193,78 @@ BEGIN
 END;
 $$;
 
+-- Which key a model call on provider p_provider uses for a user who has stored their own
+-- (p_has_user_key) or not (docs/api.md "Users' own keys"), the one rule behind GET /models and
+-- every turn, title and summary:
+--   'user'     users' keys are allowed and this user has one;
+--   'central'  else, when the provider's own key may be used (central_key_enabled, and users'
+--              keys are not allowed or central_fallback is on) and it has one, or its kind needs
+--              none (openai-compatible, local);
+--   NULL       else, with the reason: 'user_key_required' when the user could set their own,
+--              'missing_key' when only the deployment can fix it. The caller fails closed.
+CREATE OR REPLACE FUNCTION chat_provider_key_route(
+  p_provider chat_providers, p_has_user_key boolean,
+  OUT key_source text, OUT unavailable_reason text
+)
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF p_provider.allow_user_key AND p_has_user_key THEN
+    key_source := 'user';
+  ELSIF p_provider.central_key_enabled
+        AND (NOT p_provider.allow_user_key OR p_provider.central_fallback)
+        AND (p_provider.api_key_ciphertext IS NOT NULL
+             OR p_provider.provider IN ('openai-compatible', 'local')) THEN
+    key_source := 'central';
+  ELSIF p_provider.allow_user_key THEN
+    unavailable_reason := 'user_key_required';
+  ELSE
+    unavailable_reason := 'missing_key';
+  END IF;
+END;
+$$;
+
+-- PUT /providers/{id}/user-key: stores (or replaces) the caller's own key for a live provider
+-- that accepts users' keys, under a share lock of the provider so a concurrent delete either
+-- waits (then finds it and removes the key with the provider) or has happened (PC404).
+CREATE OR REPLACE FUNCTION chat_provider_set_user_key(
+  p_provider_id uuid, p_user_id uuid, p_api_key_ciphertext bytea
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_provider chat_providers;
+BEGIN
+  SELECT * INTO v_provider FROM chat_providers WHERE id = p_provider_id AND NOT deleted FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Provider not found.' USING ERRCODE = 'PC404';
+  END IF;
+  IF NOT v_provider.allow_user_key THEN
+    RAISE EXCEPTION 'This provider does not accept users'' own keys.' USING ERRCODE = 'PC400',
+      DETAIL = 'A site owner can allow them with allow_user_key.';
+  END IF;
+  INSERT INTO chat_provider_user_keys AS k (provider_id, user_id, api_key_ciphertext)
+  VALUES (p_provider_id, p_user_id, p_api_key_ciphertext)
+  ON CONFLICT (provider_id, user_id) DO UPDATE
+    SET api_key_ciphertext = EXCLUDED.api_key_ciphertext, updated_at = now();
+END;
+$$;
+
+-- DELETE /providers/{id}/user-key: removes the caller's own key (none is fine); PC404 for a
+-- missing or deleted provider.
+CREATE OR REPLACE FUNCTION chat_provider_delete_user_key(p_provider_id uuid, p_user_id uuid)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM chat_providers WHERE id = p_provider_id AND NOT deleted;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'Provider not found.' USING ERRCODE = 'PC404';
+  END IF;
+  DELETE FROM chat_provider_user_keys WHERE provider_id = p_provider_id AND user_id = p_user_id;
+END;
+$$;
+
 -- DELETE /providers/{id}: allowed once none of its model configs is live (the seeded local
 -- provider included). Soft: deleted configs still point at it. The row is disabled and its key
--- dropped, so a deleted provider keeps no secret. PC404 for a missing or deleted provider.
+-- dropped, users' keys with it, so a deleted provider keeps no secret. PC404 for a missing or deleted provider.
 CREATE OR REPLACE FUNCTION chat_provider_delete(p_id uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -209,5 +284,6 @@ BEGIN
   UPDATE chat_providers
   SET deleted = true, enabled = false, api_key_ciphertext = NULL, updated_at = now()
   WHERE id = p_id;
+  DELETE FROM chat_provider_user_keys WHERE provider_id = p_id;
 END;
 $$;

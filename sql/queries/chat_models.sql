@@ -1,24 +1,31 @@
 -- name: InsertChatProvider :one
 -- POST /providers. The id comes from the caller: the API key is encrypted with the provider id as
 -- associated data before the row exists. Duplicates hit chat_providers_kind_base_url_key.
-INSERT INTO chat_providers (id, provider, display_name, base_url, enabled, api_key_ciphertext)
+INSERT INTO chat_providers (
+  id, provider, display_name, base_url, enabled, api_key_ciphertext, central_key_enabled,
+  allow_user_key, central_fallback
+)
 VALUES (
-  @id, @provider, @display_name, sqlc.narg(base_url), @enabled, sqlc.narg(api_key_ciphertext)
+  @id, @provider, @display_name, sqlc.narg(base_url), @enabled, sqlc.narg(api_key_ciphertext),
+  @central_key_enabled, @allow_user_key, @central_fallback
 )
 RETURNING id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at;
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at;
 
 -- name: ListChatProviders :many
 -- GET /providers: live providers, oldest first. Never selects the key, only whether there is one.
 SELECT id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at
 FROM chat_providers
 WHERE NOT deleted
 ORDER BY created_at, id;
 
 -- name: GetChatProviderByID :one
 SELECT id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at
 FROM chat_providers
 WHERE id = @id AND NOT deleted;
 
@@ -26,7 +33,8 @@ WHERE id = @id AND NOT deleted;
 -- chat_provider_update: see sql/functions/chat_models.sql.
 SELECT chat_provider_update(
   @id, sqlc.narg(display_name), @set_base_url, sqlc.narg(base_url)::text, sqlc.narg(enabled),
-  @set_api_key, sqlc.narg(api_key_ciphertext)::bytea
+  @set_api_key, sqlc.narg(api_key_ciphertext)::bytea, sqlc.narg(central_key_enabled)::boolean,
+  sqlc.narg(allow_user_key)::boolean, sqlc.narg(central_fallback)::boolean
 ) AS id;
 
 -- name: DeleteChatProviderByID :exec
@@ -83,11 +91,16 @@ SELECT chat_model_config_update(
 SELECT chat_model_config_delete(@id);
 
 -- name: ListEnabledModelConfigs :many
--- GET /models: usable models (enabled, not deleted, on an enabled provider) grouped by provider.
+-- GET /models: usable models (enabled, not deleted, on an enabled provider) grouped by provider,
+-- each provider with whether the caller can use it (chat_provider_key_route) and why not.
 SELECT p.id AS provider_id, p.provider, p.display_name AS provider_display_name,
+  p.allow_user_key, k.user_id IS NOT NULL AS has_user_api_key,
+  r.key_source IS NOT NULL AS available, r.unavailable_reason,
   m.id, m.model, m.display_name, m.context_limit, m.is_default,
   m.input_price_micros, m.output_price_micros, m.cache_read_price_micros, m.cache_write_price_micros
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
+LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = @user_id
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
 WHERE m.enabled AND NOT m.deleted AND p.enabled
 ORDER BY p.provider, p.display_name, p.id, m.is_default DESC, m.display_name, m.model;

@@ -184,6 +184,9 @@ export function chatProviderJson(p: GetChatProviderByIDRow) {
     base_url: p.base_url,
     enabled: p.enabled,
     has_api_key: p.has_api_key,
+    central_key_enabled: p.central_key_enabled,
+    allow_user_key: p.allow_user_key,
+    central_fallback: p.central_fallback,
     created_at: p.created_at,
     updated_at: p.updated_at,
   };

@@ -10,12 +10,17 @@ interface Client {
 export const insertChatProviderQuery = `-- name: InsertChatProvider :one
 -- POST /providers. The id comes from the caller: the API key is encrypted with the provider id as
 -- associated data before the row exists. Duplicates hit chat_providers_kind_base_url_key.
-INSERT INTO chat_providers (id, provider, display_name, base_url, enabled, api_key_ciphertext)
+INSERT INTO chat_providers (
+  id, provider, display_name, base_url, enabled, api_key_ciphertext, central_key_enabled,
+  allow_user_key, central_fallback
+)
 VALUES (
-  $1, $2, $3, $4, $5, $6
+  $1, $2, $3, $4, $5, $6,
+  $7, $8, $9
 )
 RETURNING id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at`;
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at`;
 
 export interface InsertChatProviderArgs {
   id: string;
@@ -24,6 +29,9 @@ export interface InsertChatProviderArgs {
   base_url: string | null;
   enabled: boolean;
   api_key_ciphertext: Buffer | null;
+  central_key_enabled: boolean;
+  allow_user_key: boolean;
+  central_fallback: boolean;
 }
 
 export interface InsertChatProviderRow {
@@ -33,6 +41,9 @@ export interface InsertChatProviderRow {
   base_url: string | null;
   enabled: boolean;
   has_api_key: boolean;
+  central_key_enabled: boolean;
+  allow_user_key: boolean;
+  central_fallback: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -40,7 +51,7 @@ export interface InsertChatProviderRow {
 export async function insertChatProvider(client: Client, args: InsertChatProviderArgs): Promise<InsertChatProviderRow> {
   const result = await client.query({
     text: insertChatProviderQuery,
-    values: [args.id, args.provider, args.display_name, args.base_url, args.enabled, args.api_key_ciphertext],
+    values: [args.id, args.provider, args.display_name, args.base_url, args.enabled, args.api_key_ciphertext, args.central_key_enabled, args.allow_user_key, args.central_fallback],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -54,15 +65,19 @@ export async function insertChatProvider(client: Client, args: InsertChatProvide
     base_url: row[3],
     enabled: row[4],
     has_api_key: row[5],
-    created_at: row[6],
-    updated_at: row[7],
+    central_key_enabled: row[6],
+    allow_user_key: row[7],
+    central_fallback: row[8],
+    created_at: row[9],
+    updated_at: row[10],
   };
 }
 
 export const listChatProvidersQuery = `-- name: ListChatProviders :many
 -- GET /providers: live providers, oldest first. Never selects the key, only whether there is one.
 SELECT id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at
 FROM chat_providers
 WHERE NOT deleted
 ORDER BY created_at, id`;
@@ -74,6 +89,9 @@ export interface ListChatProvidersRow {
   base_url: string | null;
   enabled: boolean;
   has_api_key: boolean;
+  central_key_enabled: boolean;
+  allow_user_key: boolean;
+  central_fallback: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -92,15 +110,19 @@ export async function listChatProviders(client: Client): Promise<ListChatProvide
       base_url: row[3],
       enabled: row[4],
       has_api_key: row[5],
-      created_at: row[6],
-      updated_at: row[7],
+      central_key_enabled: row[6],
+      allow_user_key: row[7],
+      central_fallback: row[8],
+      created_at: row[9],
+      updated_at: row[10],
     };
   });
 }
 
 export const getChatProviderByIDQuery = `-- name: GetChatProviderByID :one
 SELECT id, provider, display_name, base_url, enabled,
-  api_key_ciphertext IS NOT NULL AS has_api_key, created_at, updated_at
+  api_key_ciphertext IS NOT NULL AS has_api_key, central_key_enabled, allow_user_key,
+  central_fallback, created_at, updated_at
 FROM chat_providers
 WHERE id = $1 AND NOT deleted`;
 
@@ -115,6 +137,9 @@ export interface GetChatProviderByIDRow {
   base_url: string | null;
   enabled: boolean;
   has_api_key: boolean;
+  central_key_enabled: boolean;
+  allow_user_key: boolean;
+  central_fallback: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -136,8 +161,11 @@ export async function getChatProviderByID(client: Client, args: GetChatProviderB
     base_url: row[3],
     enabled: row[4],
     has_api_key: row[5],
-    created_at: row[6],
-    updated_at: row[7],
+    central_key_enabled: row[6],
+    allow_user_key: row[7],
+    central_fallback: row[8],
+    created_at: row[9],
+    updated_at: row[10],
   };
 }
 
@@ -145,7 +173,8 @@ export const updateChatProviderByIDQuery = `-- name: UpdateChatProviderByID :one
 -- chat_provider_update: see sql/functions/chat_models.sql.
 SELECT chat_provider_update(
   $1, $2, $3, $4::text, $5,
-  $6, $7::bytea
+  $6, $7::bytea, $8::boolean,
+  $9::boolean, $10::boolean
 ) AS id`;
 
 export interface UpdateChatProviderByIDArgs {
@@ -156,6 +185,9 @@ export interface UpdateChatProviderByIDArgs {
   enabled: boolean | null;
   set_api_key: boolean;
   api_key_ciphertext: Buffer | null;
+  central_key_enabled: boolean | null;
+  allow_user_key: boolean | null;
+  central_fallback: boolean | null;
 }
 
 export interface UpdateChatProviderByIDRow {
@@ -165,7 +197,7 @@ export interface UpdateChatProviderByIDRow {
 export async function updateChatProviderByID(client: Client, args: UpdateChatProviderByIDArgs): Promise<UpdateChatProviderByIDRow> {
   const result = await client.query({
     text: updateChatProviderByIDQuery,
-    values: [args.id, args.display_name, args.set_base_url, args.base_url, args.enabled, args.set_api_key, args.api_key_ciphertext],
+    values: [args.id, args.display_name, args.set_base_url, args.base_url, args.enabled, args.set_api_key, args.api_key_ciphertext, args.central_key_enabled, args.allow_user_key, args.central_fallback],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -457,19 +489,32 @@ export async function deleteChatModelConfigByID(client: Client, args: DeleteChat
 }
 
 export const listEnabledModelConfigsQuery = `-- name: ListEnabledModelConfigs :many
--- GET /models: usable models (enabled, not deleted, on an enabled provider) grouped by provider.
+-- GET /models: usable models (enabled, not deleted, on an enabled provider) grouped by provider,
+-- each provider with whether the caller can use it (chat_provider_key_route) and why not.
 SELECT p.id AS provider_id, p.provider, p.display_name AS provider_display_name,
+  p.allow_user_key, k.user_id IS NOT NULL AS has_user_api_key,
+  r.key_source IS NOT NULL AS available, r.unavailable_reason,
   m.id, m.model, m.display_name, m.context_limit, m.is_default,
   m.input_price_micros, m.output_price_micros, m.cache_read_price_micros, m.cache_write_price_micros
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
+LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = $1
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
 WHERE m.enabled AND NOT m.deleted AND p.enabled
 ORDER BY p.provider, p.display_name, p.id, m.is_default DESC, m.display_name, m.model`;
+
+export interface ListEnabledModelConfigsArgs {
+  user_id: string;
+}
 
 export interface ListEnabledModelConfigsRow {
   provider_id: string;
   provider: "openai" | "anthropic" | "openai-compatible" | "local";
   provider_display_name: string;
+  allow_user_key: boolean;
+  has_user_api_key: boolean;
+  available: boolean;
+  unavailable_reason: string | null;
   id: string;
   model: string;
   display_name: string;
@@ -481,10 +526,10 @@ export interface ListEnabledModelConfigsRow {
   cache_write_price_micros: number | null;
 }
 
-export async function listEnabledModelConfigs(client: Client): Promise<ListEnabledModelConfigsRow[]> {
+export async function listEnabledModelConfigs(client: Client, args: ListEnabledModelConfigsArgs): Promise<ListEnabledModelConfigsRow[]> {
   const result = await client.query({
     text: listEnabledModelConfigsQuery,
-    values: [],
+    values: [args.user_id],
     rowMode: "array",
   });
   return result.rows.map((row) => {
@@ -492,15 +537,19 @@ export async function listEnabledModelConfigs(client: Client): Promise<ListEnabl
       provider_id: row[0],
       provider: row[1],
       provider_display_name: row[2],
-      id: row[3],
-      model: row[4],
-      display_name: row[5],
-      context_limit: row[6],
-      is_default: row[7],
-      input_price_micros: row[8],
-      output_price_micros: row[9],
-      cache_read_price_micros: row[10],
-      cache_write_price_micros: row[11],
+      allow_user_key: row[3],
+      has_user_api_key: row[4],
+      available: row[5],
+      unavailable_reason: row[6],
+      id: row[7],
+      model: row[8],
+      display_name: row[9],
+      context_limit: row[10],
+      is_default: row[11],
+      input_price_micros: row[12],
+      output_price_micros: row[13],
+      cache_read_price_micros: row[14],
+      cache_write_price_micros: row[15],
     };
   });
 }

@@ -117,19 +117,25 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
 
 export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
--- the provider's settings and sealed key (decrypted only in memory, never logged), and whether
--- the owner is at the spend limit in the chat's organization (the turn then ends in a
--- usage_limit error without calling the model).
+-- the provider's settings and the sealed key the owner's calls use (chat_provider_key_route: the
+-- owner's own or the provider's; decrypted only in memory, never logged) or why there is none,
+-- and whether the owner is at the spend limit in the chat's organization (the turn then ends in
+-- a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
-  p.id AS provider_id, p.provider, p.base_url, p.api_key_ciphertext,
+  p.id AS provider_id, p.provider, p.base_url,
+  CASE r.key_source WHEN 'user' THEN k.api_key_ciphertext WHEN 'central' THEN p.api_key_ciphertext
+  END AS api_key_ciphertext,
+  r.key_source, r.unavailable_reason,
   p.enabled AND NOT p.deleted AS provider_enabled,
   s.is_limited AND s.current_spend >= s.spend_limit_micros AS over_spend_limit,
   s.period AS spend_period, s.spend_limit_micros, s.current_spend, s.period_end AS spend_resets_at
 FROM chats c
 JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
+LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = c.owner_id
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
 WHERE c.id = $1`;
 
@@ -152,6 +158,8 @@ export interface GetChatForRunByIDRow {
   provider: "openai" | "anthropic" | "openai-compatible" | "local";
   base_url: string | null;
   api_key_ciphertext: Buffer | null;
+  key_source: string | null;
+  unavailable_reason: string | null;
   provider_enabled: boolean;
   over_spend_limit: boolean | null;
   spend_period: string | null;
@@ -185,12 +193,14 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     provider: row[11],
     base_url: row[12],
     api_key_ciphertext: row[13],
-    provider_enabled: row[14],
-    over_spend_limit: row[15],
-    spend_period: row[16],
-    spend_limit_micros: row[17],
-    current_spend: row[18],
-    spend_resets_at: row[19],
+    key_source: row[14],
+    unavailable_reason: row[15],
+    provider_enabled: row[16],
+    over_spend_limit: row[17],
+    spend_period: row[18],
+    spend_limit_micros: row[19],
+    current_spend: row[20],
+    spend_resets_at: row[21],
   };
 }
 

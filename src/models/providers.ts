@@ -15,10 +15,16 @@ export type ProviderKind = "openai" | "anthropic" | "openai-compatible" | "local
 
 /** A model config with its provider, as GetChatForRunByID returns it. */
 export interface ModelSource {
+  owner_id: string;
   provider_id: string;
   provider: ProviderKind;
   base_url: string | null;
+  /** The sealed key of key_source: the owner's own, or the provider's. */
   api_key_ciphertext: Buffer | null;
+  /** chat_provider_key_route (sql/functions/chat_models.sql): "user", "central", or null. */
+  key_source: string | null;
+  /** Why there is no key when key_source is null: user_key_required or missing_key. */
+  unavailable_reason: string | null;
   model: string;
   model_enabled: boolean;
   provider_enabled: boolean;
@@ -36,8 +42,10 @@ export interface Models {
   resolve(source: ModelSource): Promise<ResolvedModel>;
 }
 
-/** Kinds that cannot be called without a key. openai-compatible servers (vLLM, Ollama) may not need one. */
-const keyRequired: ReadonlySet<ProviderKind> = new Set(["openai", "anthropic"]);
+/** The associated data a user's own key is sealed with: it opens for that provider and user only. */
+export function userKeyAssociatedData(providerId: string, userId: string): string {
+  return `user-key:${providerId}:${userId}`;
+}
 
 export function createModels(opts: { secrets?: Secrets | undefined }): Models {
   return {
@@ -57,29 +65,42 @@ export function createModels(opts: { secrets?: Secrets | undefined }): Models {
         return { model, provider: "local", secrets: [] };
       }
 
+      // Fail closed (chat_provider_key_route said why): without a key the SDKs would fall back to
+      // OPENAI_API_KEY or ANTHROPIC_API_KEY from the server's environment, which no policy allows.
+      if (src.key_source === null) {
+        throw src.unavailable_reason === "user_key_required"
+          ? new TurnError(
+              "missing_key",
+              "This model's provider needs your own API key, and you have not set one.",
+              `provider ${src.provider_id}: set it with PUT /providers/{id}/user-key`,
+            )
+          : new TurnError(
+              "missing_key",
+              "The model provider needs an API key and none is configured.",
+              `provider ${src.provider_id}: set api_key with PATCH /providers/{id}`,
+            );
+      }
       let apiKey: string | undefined;
       if (src.api_key_ciphertext) {
         if (!opts.secrets) {
           throw new TurnError("config", "Provider secrets are not configured on this runner.");
         }
         try {
-          apiKey = await opts.secrets.decrypt(src.api_key_ciphertext, src.provider_id);
+          apiKey = await opts.secrets.decrypt(
+            src.api_key_ciphertext,
+            src.key_source === "user"
+              ? userKeyAssociatedData(src.provider_id, src.owner_id)
+              : src.provider_id,
+          );
         } catch {
           throw new TurnError(
             "config",
-            "The provider's API key cannot be decrypted.",
+            src.key_source === "user"
+              ? "Your API key for the provider cannot be decrypted."
+              : "The provider's API key cannot be decrypted.",
             "The server's secret key (PGCHATD_SECRET_KEY or <data dir>/secret-key) is not the one it was stored with; set the key again.",
           );
         }
-      }
-      // Fail closed: without a stored key the SDKs would fall back to OPENAI_API_KEY or
-      // ANTHROPIC_API_KEY from the server's environment, which no model config asked for.
-      if (!apiKey && keyRequired.has(src.provider)) {
-        throw new TurnError(
-          "missing_key",
-          "The model provider needs an API key and none is configured.",
-          `provider ${src.provider_id}: set api_key with PATCH /providers/{id}`,
-        );
       }
       const baseURL = src.base_url || undefined;
       const secrets = apiKey ? [apiKey] : [];

@@ -96,6 +96,19 @@ const constraints: Record<string, Mapped> = {
     message: "Organization does not exist.",
   },
   organization_members_user_id_fkey: { status: 404, message: "User not found." },
+  chat_providers_key_path: {
+    status: 400,
+    message:
+      "A provider must allow its own key (central_key_enabled) or users' own keys (allow_user_key).",
+  },
+  chat_providers_central_fallback: {
+    status: 400,
+    message: "central_fallback needs both central_key_enabled and allow_user_key.",
+  },
+  chat_providers_local_no_user_key: {
+    status: 400,
+    message: "The local provider takes no keys: allow_user_key must be false.",
+  },
   groups_organization_name_key: {
     status: 409,
     message: "A group with this name already exists in the organization.",

@@ -56,7 +56,6 @@ const unscoped: Record<string, string> = {
   ListTelemetryChats: "GET /telemetry/snapshot (site owner): no titles, content, URLs or labels",
   ListTelemetryMessageSummaries: "GET /telemetry/snapshot (site owner): counts and sums only",
   ListTelemetryModelConfigs: "GET /telemetry/snapshot (site owner)",
-  ListEnabledModelConfigs: "GET /models: the deployment's model catalogue, the same for everyone",
   GetWorkspaceByID: "workspace routes check the workspace's owner before acting",
   InsertWorkspaceBuild:
     "POST /workspaces/{workspace}/builds: the route checks the workspace's owner first",

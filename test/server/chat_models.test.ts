@@ -203,6 +203,9 @@ describe("providers", () => {
       base_url: url,
       enabled: true,
       has_api_key: true,
+      central_key_enabled: true,
+      allow_user_key: false,
+      central_fallback: false,
       created_at: timestamp,
       updated_at: timestamp,
     });
@@ -472,6 +475,130 @@ describe("providers", () => {
     expect(withKey.status).toBe(503);
     // Nothing was stored, and a request without a key works.
     expect((await call({ provider: "openai", base_url: url })).status).toBe(201);
+  });
+});
+
+describe("users' own keys", () => {
+  const userKey = (providerId: string, token: string, body?: unknown, method = "PUT") =>
+    t.call(method, `${base}/providers/${providerId}/user-key`, { token, body });
+  const hasUserKey = async (token: string, providerId: string) =>
+    (await models({ token })).find((p) => p.id === providerId) as unknown as {
+      has_user_api_key: boolean;
+      available: boolean;
+    };
+
+  it("a member stores, replaces and removes their own key; it is never returned and never logged", async () => {
+    const provider = await createProvider({ central_key_enabled: false, allow_user_key: true });
+    await createModelConfig({ provider_id: provider.id });
+    const me = await newMember();
+    expect(await hasUserKey(me.token, provider.id)).toMatchObject({
+      has_user_api_key: false,
+      available: false,
+    });
+    const keys = [fakeApiKey(), fakeApiKey()];
+    for (const key of keys) {
+      const put = await userKey(provider.id, me.token, { api_key: key });
+      expect(put.status, put.text).toBe(204);
+    }
+    const { rows } = await t.pool.query(
+      "SELECT count(*)::int AS n FROM chat_provider_user_keys WHERE provider_id = $1",
+      [provider.id],
+    );
+    expect(rows[0].n).toBe(1);
+    const listedWithKey = await models(me);
+    expect(listedWithKey.find((p) => p.id === provider.id)).toMatchObject({
+      has_user_api_key: true,
+      available: true,
+    });
+    // Another member sees their own state, not this one's.
+    expect(await hasUserKey((await newMember()).token, provider.id)).toMatchObject({
+      has_user_api_key: false,
+    });
+    const removed = await userKey(provider.id, me.token, undefined, "DELETE");
+    expect(removed.status, removed.text).toBe(204);
+    expect((await userKey(provider.id, me.token, undefined, "DELETE")).status).toBe(204);
+    expect(await hasUserKey(me.token, provider.id)).toMatchObject({ has_user_api_key: false });
+    const everything = JSON.stringify(listedWithKey) + t.logLines.join("\n");
+    for (const key of keys) expect(everything).not.toContain(key);
+  });
+
+  it("refuses a key for a provider that does not accept users' keys (400), or an unknown or deleted one (404), and bad bodies (400), storing nothing", async () => {
+    const me = await newMember();
+    const central = await createProvider();
+    const deleted = await createProvider({ allow_user_key: true });
+    expect((await asOwner("DELETE", `/providers/${deleted.id}`)).status).toBe(204);
+    const open = await createProvider({ allow_user_key: true });
+    const key = fakeApiKey();
+    const refused = [
+      await userKey(central.id, me.token, { api_key: key }),
+      await userKey(randomUUID(), me.token, { api_key: key }),
+      await userKey(deleted.id, me.token, { api_key: key }),
+      await userKey(randomUUID(), me.token, undefined, "DELETE"),
+      await userKey(open.id, me.token, { api_key: "" }),
+      await userKey(open.id, me.token, { api_key: key, user_id: randomUUID() }),
+      await userKey(open.id, me.token, { api_key: "x".repeat(5000) }),
+      await userKey("not-a-uuid", me.token, { api_key: key }),
+      await t.call("PUT", `${base}/providers/${open.id}/user-key`, { body: { api_key: key } }),
+    ];
+    expect(refused.map((r) => r.status)).toEqual([400, 404, 404, 404, 400, 400, 400, 400, 401]);
+    expect(refused[0]!.json.message).toMatch(/does not accept users' own keys/);
+    for (const r of refused) expect(r.text).not.toContain(key);
+    const { rows } = await t.pool.query(
+      "SELECT count(*)::int AS n FROM chat_provider_user_keys WHERE provider_id = ANY ($1)",
+      [[central.id, deleted.id, open.id]],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("deleting a provider deletes its users' keys", async () => {
+    const provider = await createProvider({ allow_user_key: true });
+    const me = await newMember();
+    expect((await userKey(provider.id, me.token, { api_key: fakeApiKey() })).status).toBe(204);
+    expect((await asOwner("DELETE", `/providers/${provider.id}`)).status).toBe(204);
+    const { rows } = await t.pool.query(
+      "SELECT count(*)::int AS n FROM chat_provider_user_keys WHERE provider_id = $1",
+      [provider.id],
+    );
+    expect(rows[0].n).toBe(0);
+  });
+
+  it("a site owner sets the key policy; one no key can satisfy is 400 and changes nothing", async () => {
+    const provider = await createProvider();
+    const patched = await asOwner("PATCH", `/providers/${provider.id}`, {
+      allow_user_key: true,
+      central_fallback: true,
+    });
+    expect(patched.status, patched.text).toBe(200);
+    expect(patched.json).toMatchObject({
+      central_key_enabled: true,
+      allow_user_key: true,
+      central_fallback: true,
+    });
+    const bad = [
+      [{ central_key_enabled: false }, /central_fallback needs both/],
+      [
+        { central_fallback: false, allow_user_key: false, central_key_enabled: false },
+        /must allow/,
+      ],
+    ] as const;
+    for (const [body, message] of bad) {
+      const res = await asOwner("PATCH", `/providers/${provider.id}`, body);
+      expect(res.status, res.text).toBe(400);
+      expect(res.json.message).toMatch(message);
+    }
+    const local = await asOwner("POST", "/providers", {
+      provider: "local",
+      base_url: uniqueUrl(),
+      allow_user_key: true,
+    });
+    expect(local.status).toBe(400);
+    expect(local.json.message).toMatch(/local provider takes no keys/);
+    const after = await asOwner("GET", "/providers");
+    expect(after.json.find((p: { id: string }) => p.id === provider.id)).toMatchObject({
+      central_key_enabled: true,
+      allow_user_key: true,
+      central_fallback: true,
+    });
   });
 });
 

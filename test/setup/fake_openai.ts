@@ -8,6 +8,8 @@ import type { AddressInfo } from "node:net";
  */
 
 export interface FakeRequest {
+  /** The request's path and query: a provider's base_url may carry a marker of its own. */
+  url: string;
   headers: http.IncomingHttpHeaders;
   // biome-ignore lint/suspicious/noExplicitAny: the request body as the SDK sent it.
   body: any;
@@ -59,7 +61,12 @@ export async function fakeOpenAI(respond: (req: FakeRequest) => FakeAnswer): Pro
     });
     req.on("end", async () => {
       const body = raw ? JSON.parse(raw) : {};
-      const request: FakeRequest = { headers: req.headers, body, lastUser: lastUserText(body) };
+      const request: FakeRequest = {
+        url: req.url ?? "",
+        headers: req.headers,
+        body,
+        lastUser: lastUserText(body),
+      };
       requests.push(request);
       const answer = respond(request);
       if (answer.kind === "status") {

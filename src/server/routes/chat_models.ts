@@ -16,7 +16,12 @@ import {
   updateChatModelConfigByID,
   updateChatProviderByID,
 } from "../../generated/chat_models.ts";
-import { requireOwner } from "../auth.ts";
+import {
+  deleteChatProviderUserKey,
+  setChatProviderUserKey,
+} from "../../generated/chat_provider_user_keys.ts";
+import { userKeyAssociatedData } from "../../models/providers.ts";
+import { requireOwner, userOf } from "../auth.ts";
 import type { AppDeps, AppEnv } from "../deps.ts";
 import { notFound, unavailable } from "../errors.ts";
 import { httpUrl, micros, uuid, validate } from "../validation.ts";
@@ -45,12 +50,20 @@ const baseUrl = z
   .transform((v) => v || null);
 const apiKey = z.string().min(1).max(maxApiKeyLength);
 
+/** Whose keys calls may use (docs/api.md "Users' own keys"); the CHECKs of 00048 hold them. */
+const keyPolicy = {
+  central_key_enabled: z.boolean().optional(),
+  allow_user_key: z.boolean().optional(),
+  central_fallback: z.boolean().optional(),
+};
+
 const providerCreateBody = z.strictObject({
   provider: providerKind,
   display_name: displayName.optional(),
   base_url: baseUrl.optional(),
   api_key: apiKey.optional(),
   enabled: z.boolean().optional(),
+  ...keyPolicy,
 });
 
 /** The kind is fixed: a key for one kind means nothing to another; create a new provider. */
@@ -59,16 +72,53 @@ const providerUpdateBody = z.strictObject({
   base_url: baseUrl.optional(),
   api_key: apiKey.nullable().optional(),
   enabled: z.boolean().optional(),
+  ...keyPolicy,
 });
+
+const userKeyBody = z.strictObject({ api_key: apiKey });
 
 const providerParam = z.object({ id: uuid() });
 
-async function sealApiKey(deps: AppDeps, providerId: string, key: string): Promise<Buffer> {
+/** Seals a key with its associated data: the provider's id, or userKeyAssociatedData. */
+async function sealApiKey(deps: AppDeps, associatedData: string, key: string): Promise<Buffer> {
   if (!deps.secrets) throw unavailable("Provider secrets are not configured on this server.");
-  return deps.secrets.encrypt(key, providerId);
+  return deps.secrets.encrypt(key, associatedData);
 }
 
 export const chatProvidersRoutes = new Hono<AppEnv>()
+  /*
+   * PUT/DELETE /providers/{id}/user-key: the caller's own key, for any member. Registered before
+   * the owner check below, which they answer without reaching.
+   */
+  .put(
+    "/:id/user-key",
+    validate("param", providerParam),
+    validate("json", userKeyBody),
+    async (c) => {
+      const { id } = c.req.valid("param");
+      const deps = c.get("deps");
+      const userId = userOf(c.get("actor")).user.id;
+      await setChatProviderUserKey(deps.db, {
+        provider_id: id,
+        user_id: userId,
+        api_key_ciphertext: await sealApiKey(
+          deps,
+          userKeyAssociatedData(id, userId),
+          c.req.valid("json").api_key,
+        ),
+      });
+      return c.body(null, 204);
+    },
+  )
+
+  .delete("/:id/user-key", validate("param", providerParam), async (c) => {
+    await deleteChatProviderUserKey(c.get("deps").db, {
+      provider_id: c.req.valid("param").id,
+      user_id: userOf(c.get("actor")).user.id,
+    });
+    return c.body(null, 204);
+  })
+
   .use(requireOwner)
 
   .get("/", async (c) => {
@@ -87,6 +137,9 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       base_url: body.base_url ?? null,
       enabled: body.enabled ?? true,
       api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
+      central_key_enabled: body.central_key_enabled ?? true,
+      allow_user_key: body.allow_user_key ?? false,
+      central_fallback: body.central_fallback ?? false,
     });
     return c.json(chatProviderJson(row!), 201);
   })
@@ -107,6 +160,9 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
         enabled: body.enabled ?? null,
         set_api_key: body.api_key !== undefined,
         api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
+        central_key_enabled: body.central_key_enabled ?? null,
+        allow_user_key: body.allow_user_key ?? null,
+        central_fallback: body.central_fallback ?? null,
       });
       const row = await getChatProviderByID(deps.db, { id });
       if (!row) throw notFound("Provider");
@@ -246,13 +302,15 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
     return c.body(null, 204);
   });
 
-/** GET /models: the enabled model configs, grouped by provider, for any signed-in user. */
+/**
+ * GET /models: the enabled model configs, grouped by provider, for any signed-in user; each
+ * provider says whether the caller can use it now (their own key or the central one) and why not.
+ */
 export const chatModelsRoutes = new Hono<AppEnv>().get("/models", async (c) => {
-  const rows = await listEnabledModelConfigs(c.get("deps").db);
-  const providers = new Map<
-    string,
-    { id: string; provider: string; display_name: string; models: unknown[] }
-  >();
+  const rows = await listEnabledModelConfigs(c.get("deps").db, {
+    user_id: userOf(c.get("actor")).user.id,
+  });
+  const providers = new Map<string, { models: unknown[] } & Record<string, unknown>>();
   for (const r of rows) {
     let p = providers.get(r.provider_id);
     if (!p) {
@@ -260,6 +318,10 @@ export const chatModelsRoutes = new Hono<AppEnv>().get("/models", async (c) => {
         id: r.provider_id,
         provider: r.provider,
         display_name: r.provider_display_name,
+        available: r.available,
+        ...(r.available ? {} : { unavailable_reason: r.unavailable_reason }),
+        allow_user_key: r.allow_user_key,
+        has_user_api_key: r.has_user_api_key,
         models: [],
       };
       providers.set(r.provider_id, p);
