@@ -459,7 +459,7 @@ async function runnerPlans(
       name: "GetChatForRunByID",
       why: "the start of every turn: the chat, its model config and provider",
       shows: "one chat",
-      query: await capturedQuery(getChatForRunByID, { id: messages.targetChatId }),
+      query: await capturedQuery(getChatForRunByID, { id: messages.targetChatId, gateway: false }),
     },
     {
       name: "ListChatMessagesForPromptByChatID",

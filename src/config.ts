@@ -2,6 +2,7 @@ import path from "node:path";
 import { z } from "zod";
 import { parseSecretKey, secretKeyFormat } from "./lib/secrets.ts";
 import { isTokenFormat } from "./lib/tokens.ts";
+import type { ModelRouting } from "./models/providers.ts";
 
 /**
  * Every setting pgchatd reads from the environment, validated once at start so a typo fails
@@ -61,6 +62,16 @@ const envSchema = z
       .string()
       .optional()
       .transform((v) => v || undefined),
+    PGCHATD_MODEL_ROUTING: z.enum(["direct", "gateway"]).default("direct"),
+    PGCHATD_GATEWAY_URL: z
+      .union([z.literal(""), z.url({ protocol: /^https?$/ })])
+      .optional()
+      .transform((v) => v || undefined),
+    // The deployment's credential at the gateway: never echoed back or logged.
+    PGCHATD_GATEWAY_TOKEN: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined),
     PGCHATD_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(365),
     PGCHATD_DIFF_STATUS_INLINE_MS: z.coerce.number().int().min(0).max(60_000).default(1_500),
     PGCHATD_EVENT_RETENTION_SECONDS: z.coerce
@@ -74,6 +85,10 @@ const envSchema = z
   .refine((e) => e.PGCHATD_RUNNER_STALE_MS >= 2 * e.PGCHATD_RUNNER_HEARTBEAT_MS, {
     path: ["PGCHATD_RUNNER_STALE_MS"],
     message: "must be at least twice PGCHATD_RUNNER_HEARTBEAT_MS",
+  })
+  .refine((e) => e.PGCHATD_MODEL_ROUTING !== "gateway" || e.PGCHATD_GATEWAY_URL, {
+    path: ["PGCHATD_GATEWAY_URL"],
+    message: "is required when PGCHATD_MODEL_ROUTING is gateway",
   });
 
 export interface Config {
@@ -103,6 +118,8 @@ export interface Config {
   auditRetentionDays: number;
   /** How long GET /{chat} waits for a stale pull-request status to be resolved inline. */
   diffStatusInlineMs: number;
+  /** How model calls leave the process (docs/operations.md "Model routing"). */
+  modelRouting: ModelRouting;
   /** The runner: whether `serve` runs one, how many turns at once, its lease timing. */
   runner: {
     enabled: boolean;
@@ -139,6 +156,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     diffStatusInlineMs: e.PGCHATD_DIFF_STATUS_INLINE_MS,
     auditRetentionDays: e.PGCHATD_AUDIT_RETENTION_DAYS,
+    modelRouting:
+      e.PGCHATD_MODEL_ROUTING === "gateway"
+        ? { mode: "gateway", url: e.PGCHATD_GATEWAY_URL!, token: e.PGCHATD_GATEWAY_TOKEN }
+        : { mode: "direct" },
     runner: {
       enabled: e.PGCHATD_RUNNER,
       concurrency: e.PGCHATD_RUNNER_CONCURRENCY,

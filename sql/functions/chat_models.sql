@@ -194,16 +194,19 @@ END;
 $$;
 
 -- Which key a model call on provider p_provider uses for a user who has stored their own
--- (p_has_user_key) or not (docs/api.md "Users' own keys"), the one rule behind GET /models and
--- every turn, title and summary:
+-- (p_has_user_key) or not, under the deployment's routing (p_gateway: calls go through the model
+-- gateway, which holds the central credentials) (docs/api.md "Users' own keys"), the one rule
+-- behind GET /models and every turn, title and summary:
 --   'user'     users' keys are allowed and this user has one;
 --   'central'  else, when the provider's own key may be used (central_key_enabled, and users'
---              keys are not allowed or central_fallback is on) and it has one, or its kind needs
---              none (openai-compatible, local);
+--              keys are not allowed or central_fallback is on) and it is there: through the
+--              gateway always (the gateway applies its own), directly when the provider has one
+--              or its kind needs none (openai-compatible, local);
 --   NULL       else, with the reason: 'user_key_required' when the user could set their own,
 --              'missing_key' when only the deployment can fix it. The caller fails closed.
+DROP FUNCTION IF EXISTS chat_provider_key_route(chat_providers, boolean);
 CREATE OR REPLACE FUNCTION chat_provider_key_route(
-  p_provider chat_providers, p_has_user_key boolean,
+  p_provider chat_providers, p_has_user_key boolean, p_gateway boolean,
   OUT key_source text, OUT unavailable_reason text
 )
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -212,7 +215,7 @@ BEGIN
     key_source := 'user';
   ELSIF p_provider.central_key_enabled
         AND (NOT p_provider.allow_user_key OR p_provider.central_fallback)
-        AND (p_provider.api_key_ciphertext IS NOT NULL
+        AND (p_gateway OR p_provider.api_key_ciphertext IS NOT NULL
              OR p_provider.provider IN ('openai-compatible', 'local')) THEN
     key_source := 'central';
   ELSIF p_provider.allow_user_key THEN

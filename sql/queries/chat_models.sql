@@ -92,7 +92,8 @@ SELECT chat_model_config_delete(@id);
 
 -- name: ListEnabledModelConfigs :many
 -- GET /models: usable models (enabled, not deleted, on an enabled provider) grouped by provider,
--- each provider with whether the caller can use it (chat_provider_key_route) and why not.
+-- each provider with whether the caller can use it (chat_provider_key_route, under the
+-- deployment's routing: @gateway) and why not.
 SELECT p.id AS provider_id, p.provider, p.display_name AS provider_display_name,
   p.allow_user_key, k.user_id IS NOT NULL AS has_user_api_key,
   r.key_source IS NOT NULL AS available, r.unavailable_reason,
@@ -101,6 +102,6 @@ SELECT p.id AS provider_id, p.provider, p.display_name AS provider_display_name,
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
 LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = @user_id
-CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL, @gateway) r
 WHERE m.enabled AND NOT m.deleted AND p.enabled
 ORDER BY p.provider, p.display_name, p.id, m.is_default DESC, m.display_name, m.model;

@@ -50,16 +50,22 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
 -- the provider's settings and the sealed key the owner's calls use (chat_provider_key_route: the
--- owner's own or the provider's; decrypted only in memory, never logged) or why there is none,
--- and whether the owner is at the spend limit in the chat's organization (the turn then ends in
--- a usage_limit error without calling the model).
+-- owner's own or the provider's, under the deployment's routing: @gateway; decrypted only in
+-- memory, never logged) or why there is none; the API key that initiated the turn (its newest
+-- user message's, else the chat's) and whether it is still active (a gateway-routed call fails
+-- closed without one); and whether the owner is at the spend limit in the chat's organization
+-- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
-  CASE r.key_source WHEN 'user' THEN k.api_key_ciphertext WHEN 'central' THEN p.api_key_ciphertext
+  -- Through the gateway the central key is never read: the gateway applies its own.
+  CASE WHEN r.key_source = 'user' THEN k.api_key_ciphertext
+    WHEN r.key_source = 'central' AND NOT @gateway THEN p.api_key_ciphertext
   END AS api_key_ciphertext,
   r.key_source, r.unavailable_reason,
+  ik.id AS initiator_api_key_id,
+  ik.id IS NOT NULL AND (ik.expires_at IS NULL OR ik.expires_at > now()) AS initiator_key_active,
   p.enabled AND NOT p.deleted AS provider_enabled,
   s.is_limited AND s.current_spend >= s.spend_limit_micros AS over_spend_limit,
   s.period AS spend_period, s.spend_limit_micros, s.current_spend, s.period_end AS spend_resets_at
@@ -67,7 +73,12 @@ FROM chats c
 JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
 LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = c.owner_id
-CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL, @gateway) r
+LEFT JOIN api_keys ik ON ik.id = COALESCE(
+  (SELECT um.api_key_id FROM chat_messages um
+   WHERE um.chat_id = c.id AND um.role = 'user' AND NOT um.deleted
+   ORDER BY um.id DESC LIMIT 1),
+  c.api_key_id)
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
 WHERE c.id = @id;
 

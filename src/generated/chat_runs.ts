@@ -118,16 +118,22 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
 export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
 -- the provider's settings and the sealed key the owner's calls use (chat_provider_key_route: the
--- owner's own or the provider's; decrypted only in memory, never logged) or why there is none,
--- and whether the owner is at the spend limit in the chat's organization (the turn then ends in
--- a usage_limit error without calling the model).
+-- owner's own or the provider's, under the deployment's routing: @gateway; decrypted only in
+-- memory, never logged) or why there is none; the API key that initiated the turn (its newest
+-- user message's, else the chat's) and whether it is still active (a gateway-routed call fails
+-- closed without one); and whether the owner is at the spend limit in the chat's organization
+-- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
-  CASE r.key_source WHEN 'user' THEN k.api_key_ciphertext WHEN 'central' THEN p.api_key_ciphertext
+  -- Through the gateway the central key is never read: the gateway applies its own.
+  CASE WHEN r.key_source = 'user' THEN k.api_key_ciphertext
+    WHEN r.key_source = 'central' AND NOT $1 THEN p.api_key_ciphertext
   END AS api_key_ciphertext,
   r.key_source, r.unavailable_reason,
+  ik.id AS initiator_api_key_id,
+  ik.id IS NOT NULL AND (ik.expires_at IS NULL OR ik.expires_at > now()) AS initiator_key_active,
   p.enabled AND NOT p.deleted AS provider_enabled,
   s.is_limited AND s.current_spend >= s.spend_limit_micros AS over_spend_limit,
   s.period AS spend_period, s.spend_limit_micros, s.current_spend, s.period_end AS spend_resets_at
@@ -135,11 +141,17 @@ FROM chats c
 JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
 LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = c.owner_id
-CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL) r
+CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL, $1) r
+LEFT JOIN api_keys ik ON ik.id = COALESCE(
+  (SELECT um.api_key_id FROM chat_messages um
+   WHERE um.chat_id = c.id AND um.role = 'user' AND NOT um.deleted
+   ORDER BY um.id DESC LIMIT 1),
+  c.api_key_id)
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
-WHERE c.id = $1`;
+WHERE c.id = $2`;
 
 export interface GetChatForRunByIDArgs {
+  gateway: boolean;
   id: string;
 }
 
@@ -160,6 +172,8 @@ export interface GetChatForRunByIDRow {
   api_key_ciphertext: Buffer | null;
   key_source: string | null;
   unavailable_reason: string | null;
+  initiator_api_key_id: string | null;
+  initiator_key_active: boolean | null;
   provider_enabled: boolean;
   over_spend_limit: boolean | null;
   spend_period: string | null;
@@ -171,7 +185,7 @@ export interface GetChatForRunByIDRow {
 export async function getChatForRunByID(client: Client, args: GetChatForRunByIDArgs): Promise<GetChatForRunByIDRow | null> {
   const result = await client.query({
     text: getChatForRunByIDQuery,
-    values: [args.id],
+    values: [args.gateway, args.id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -195,12 +209,14 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     api_key_ciphertext: row[13],
     key_source: row[14],
     unavailable_reason: row[15],
-    provider_enabled: row[16],
-    over_spend_limit: row[17],
-    spend_period: row[18],
-    spend_limit_micros: row[19],
-    current_spend: row[20],
-    spend_resets_at: row[21],
+    initiator_api_key_id: row[16],
+    initiator_key_active: row[17],
+    provider_enabled: row[18],
+    over_spend_limit: row[19],
+    spend_period: row[20],
+    spend_limit_micros: row[21],
+    current_spend: row[22],
+    spend_resets_at: row[23],
   };
 }
 

@@ -101,7 +101,7 @@ export async function regenerateChatTitle(
   });
   try {
     const [chat, rows] = await Promise.all([
-      getChatForRunByID(deps.db, { id: chatId }),
+      getChatForRunByID(deps.db, { id: chatId, gateway: deps.models.routing.mode === "gateway" }),
       listChatTitleTurnMessagesByChatID(deps.db, { chat_id: chatId }),
     ]);
     if (!chat) return { ok: true };

@@ -25,10 +25,31 @@ export interface ModelSource {
   key_source: string | null;
   /** Why there is no key when key_source is null: user_key_required or missing_key. */
   unavailable_reason: string | null;
+  /** The API key that initiated the turn, and whether it is still active (gateway routing). */
+  initiator_api_key_id: string | null;
+  initiator_key_active: boolean | null;
   model: string;
   model_enabled: boolean;
   provider_enabled: boolean;
 }
+
+/**
+ * How model calls leave the process (docs/operations.md "Model routing"): straight to each
+ * provider's endpoint, or through one OpenAI-compatible gateway that holds the central
+ * credentials itself.
+ */
+export type ModelRouting =
+  | { mode: "direct" }
+  | {
+      mode: "gateway";
+      /** The gateway's base URL, with its version path (`https://gateway.example.com/v1`). */
+      url: string;
+      /** The deployment's credential at the gateway, sent on central routes; never a provider's. */
+      token: string | undefined;
+    };
+
+/** The marker a BYOK call carries instead of the deployment's token: the key is the user's own. */
+export const delegatedMarker = "delegated";
 
 export interface ResolvedModel {
   model: LanguageModelV3;
@@ -38,7 +59,8 @@ export interface ResolvedModel {
 }
 
 export interface Models {
-  /** The model to call, or a TurnError (missing_key, config) that fails the turn. */
+  readonly routing: ModelRouting;
+  /** The model to call, or a TurnError (missing_key, auth, config) that fails the turn. */
   resolve(source: ModelSource): Promise<ResolvedModel>;
 }
 
@@ -47,8 +69,13 @@ export function userKeyAssociatedData(providerId: string, userId: string): strin
   return `user-key:${providerId}:${userId}`;
 }
 
-export function createModels(opts: { secrets?: Secrets | undefined }): Models {
+export function createModels(opts: {
+  secrets?: Secrets | undefined;
+  routing?: ModelRouting | undefined;
+}): Models {
+  const routing = opts.routing ?? { mode: "direct" };
   return {
+    routing,
     async resolve(src) {
       if (!src.model_enabled || !src.provider_enabled) {
         throw new TurnError(
@@ -102,6 +129,7 @@ export function createModels(opts: { secrets?: Secrets | undefined }): Models {
           );
         }
       }
+      if (routing.mode === "gateway") return gatewayModel(routing, src, apiKey);
       const baseURL = src.base_url || undefined;
       const secrets = apiKey ? [apiKey] : [];
       switch (src.provider) {
@@ -131,5 +159,52 @@ export function createModels(opts: { secrets?: Secrets | undefined }): Models {
           };
       }
     },
+  };
+}
+
+/**
+ * A model behind the gateway: OpenAI chat completions at the gateway's URL for every provider
+ * kind, the model named `<kind>/<model>`. A call on the user's own key (BYOK) carries it in the
+ * provider's own auth header with the delegation marker, so the gateway forwards it; a central call
+ * carries only the deployment's gateway token (the gateway applies its own provider key; the
+ * provider's stored key is never read: GetChatForRunByID). Both say who initiated the turn; without
+ * an active initiating API key the call fails closed.
+ */
+function gatewayModel(
+  routing: Extract<ModelRouting, { mode: "gateway" }>,
+  src: ModelSource,
+  userKey: string | undefined,
+): ResolvedModel {
+  if (!src.initiator_key_active || !src.initiator_api_key_id) {
+    throw new TurnError(
+      "auth",
+      "This turn has no active API key to route through the model gateway.",
+      "The API key that sent the message was deleted or has expired; send the message again.",
+    );
+  }
+  const headers: Record<string, string> = {
+    "x-pgchatd-user-id": src.owner_id,
+    "x-pgchatd-api-key-id": src.initiator_api_key_id,
+  };
+  const secrets: string[] = [];
+  if (src.key_source === "user") {
+    if (!userKey) throw new TurnError("missing_key", "Your API key for the provider is missing.");
+    headers["x-pgchatd-governance-token"] = delegatedMarker;
+    if (src.provider === "anthropic") headers["x-api-key"] = userKey;
+    else headers.authorization = `Bearer ${userKey}`;
+    secrets.push(userKey);
+  } else if (routing.token) {
+    headers["x-pgchatd-governance-token"] = routing.token;
+    secrets.push(routing.token);
+  }
+  return {
+    model: createOpenAICompatible({
+      name: "gateway",
+      baseURL: routing.url,
+      headers,
+      includeUsage: true,
+    }).chatModel(`${src.provider}/${src.model}`),
+    provider: src.provider,
+    secrets,
   };
 }

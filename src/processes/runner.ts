@@ -4,7 +4,7 @@ import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat
 import { type Housekeeping, startHousekeeping } from "../jobs/housekeeping.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
-import { createModels, type Models } from "../models/index.ts";
+import { createModels, type ModelRouting, type Models } from "../models/index.ts";
 import { Runner, type RunnerOptions } from "../runner/index.ts";
 import { createCommitNotifier, createEphemeralPublisher } from "../watch/index.ts";
 import { openConfigured, runnerSettings } from "./open.ts";
@@ -21,6 +21,8 @@ export interface RunnerParts
   secrets?: Secrets | undefined;
   /** The process's models, when it has them already (a server shares its app's). */
   models?: Models | undefined;
+  /** How model calls leave the process, for models built here; direct when absent. */
+  modelRouting?: ModelRouting | undefined;
   publish?: RunnerOptions["publish"];
   afterWrite?: RunnerOptions["afterWrite"];
   retry?: RunnerOptions["retry"];
@@ -28,8 +30,11 @@ export interface RunnerParts
 
 /** A Runner on `parts.pool`, not started. */
 export function createRunner(parts: RunnerParts): Runner {
-  const { secrets, models, ...options } = parts;
-  return new Runner({ ...options, models: models ?? createModels({ secrets }) });
+  const { secrets, models, modelRouting, ...options } = parts;
+  return new Runner({
+    ...options,
+    models: models ?? createModels({ secrets, routing: modelRouting }),
+  });
 }
 
 export interface RunningRunner {
@@ -54,6 +59,7 @@ export async function startRunner(config: Config, logger: Logger): Promise<Runni
     databaseUrl: database.url,
     logger,
     secrets,
+    modelRouting: config.modelRouting,
     publish: createEphemeralPublisher(pool),
     afterWrite: notifier ? () => notifier.poke() : undefined,
     ...runnerSettings(config),

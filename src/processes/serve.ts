@@ -9,7 +9,7 @@ import { startEventPruning } from "../jobs/chat_events.ts";
 import { type Housekeeping, startHousekeeping } from "../jobs/housekeeping.ts";
 import type { Secrets } from "../lib/secrets.ts";
 import type { Logger } from "../log.ts";
-import { createModels } from "../models/index.ts";
+import { createModels, type ModelRouting } from "../models/index.ts";
 import type { Runner } from "../runner/index.ts";
 import { createApp } from "../server/app.ts";
 import { type EventsNotifyMode, startWatch, type Watch } from "../watch/index.ts";
@@ -45,6 +45,8 @@ export interface ServerParts {
    * `inlineMs`), and a server with a runner also runs the refresher. Absent, neither happens.
    */
   forge?: { forge: Forge; inlineMs: number; refreshPollMs?: number | undefined } | undefined;
+  /** How model calls leave the process; direct when absent. */
+  modelRouting?: ModelRouting | undefined;
   /** audit_logs retention for the housekeeping a server with a runner runs; undefined: none. */
   auditRetentionDays?: number | undefined;
   /** This process's own runner (its settings), or none. */
@@ -100,7 +102,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
           retentionSeconds: parts.eventRetentionSeconds,
           logger,
         });
-  const models = createModels({ secrets: parts.secrets });
+  const models = createModels({ secrets: parts.secrets, routing: parts.modelRouting });
   let runner: Runner | undefined;
   let refresher: DiffStatusRefresher | undefined;
   let housekeeping: Housekeeping | undefined;
@@ -212,6 +214,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       eventRetentionSeconds: config.eventRetentionSeconds,
       forge: { forge, inlineMs: config.diffStatusInlineMs },
       auditRetentionDays: config.auditRetentionDays,
+      modelRouting: config.modelRouting,
       runner: config.runner.enabled ? runnerSettings(config) : undefined,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     });

@@ -296,7 +296,7 @@ export async function runTurn(
 ): Promise<TurnResult> {
   const { db } = deps;
   const [chat, history] = await Promise.all([
-    getChatForRunByID(db, { id: lease.chatId }),
+    getChatForRunByID(db, { id: lease.chatId, gateway: deps.models.routing.mode === "gateway" }),
     listChatMessagesForPromptByChatID(db, { chat_id: lease.chatId }),
   ]);
   if (!chat) return { outcome: "lost" };

@@ -56,3 +56,32 @@ describe("forge configuration", () => {
     expect(message).not.toContain("ghp_secret");
   });
 });
+
+describe("model routing configuration", () => {
+  it("routes directly by default; the gateway needs its URL, and its token is never echoed in an error", () => {
+    expect(loadConfig({}).modelRouting).toEqual({ mode: "direct" });
+    expect(
+      loadConfig({
+        PGCHATD_MODEL_ROUTING: "gateway",
+        PGCHATD_GATEWAY_URL: "https://gateway.example.com/v1",
+        PGCHATD_GATEWAY_TOKEN: "gw-secret",
+      }).modelRouting,
+    ).toEqual({ mode: "gateway", url: "https://gateway.example.com/v1", token: "gw-secret" });
+    expect(() => loadConfig({ PGCHATD_MODEL_ROUTING: "gateway" })).toThrow(
+      /PGCHATD_GATEWAY_URL: is required when PGCHATD_MODEL_ROUTING is gateway/,
+    );
+    expect(() => loadConfig({ PGCHATD_MODEL_ROUTING: "proxy" })).toThrow(/PGCHATD_MODEL_ROUTING/);
+    let message = "";
+    try {
+      loadConfig({
+        PGCHATD_MODEL_ROUTING: "gateway",
+        PGCHATD_GATEWAY_URL: "ftp://nope",
+        PGCHATD_GATEWAY_TOKEN: "gw-secret-2",
+      });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/PGCHATD_GATEWAY_URL/);
+    expect(message).not.toContain("gw-secret-2");
+  });
+});

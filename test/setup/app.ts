@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { createSecrets } from "../../src/lib/secrets.ts";
-import { createModels } from "../../src/models/index.ts";
+import { createModels, type ModelRouting } from "../../src/models/index.ts";
 import { createApp } from "../../src/server/app.ts";
 import type { AppDeps } from "../../src/server/deps.ts";
 import { testDb } from "./db.ts";
@@ -20,16 +20,23 @@ export function captureLogger() {
 }
 
 /** An app on this file's database, plus a small JSON client for it; `deps` adds or overrides. */
-export async function testApp(deps: Partial<AppDeps> = {}) {
+export async function testApp(
+  opts: Partial<AppDeps> & {
+    /** The routing of the app's models (GET /models asks it); direct when absent. */
+    modelRouting?: ModelRouting;
+  } = {},
+) {
+  const { modelRouting, ...deps } = opts;
   const db = await testDb();
   const { logger, lines } = captureLogger();
   // A random key per app: tests that read sealed values decrypt them with `secrets`.
   const secrets = createSecrets(randomBytes(32));
+  const models = createModels({ secrets, routing: modelRouting });
   const app = createApp({
     db: db.pool,
     logger,
     secrets,
-    models: createModels({ secrets }),
+    models,
     ...deps,
   });
 
@@ -57,5 +64,5 @@ export async function testApp(deps: Partial<AppDeps> = {}) {
     return { status: res.status, json, text, headers: res.headers };
   }
 
-  return { app, db, pool: db.pool, logLines: lines, secrets, call };
+  return { app, db, pool: db.pool, logLines: lines, secrets, models, call };
 }

@@ -307,8 +307,10 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
  * provider says whether the caller can use it now (their own key or the central one) and why not.
  */
 export const chatModelsRoutes = new Hono<AppEnv>().get("/models", async (c) => {
-  const rows = await listEnabledModelConfigs(c.get("deps").db, {
+  const deps = c.get("deps");
+  const rows = await listEnabledModelConfigs(deps.db, {
     user_id: userOf(c.get("actor")).user.id,
+    gateway: deps.models?.routing.mode === "gateway",
   });
   const providers = new Map<string, { models: unknown[] } & Record<string, unknown>>();
   for (const r of rows) {
