@@ -47,6 +47,7 @@ import {
   listChatRetentionCandidates,
 } from "../src/generated/chat_housekeeping.ts";
 import {
+  getChatResponseAnchorByChatID,
   listChatMessagesByChatID,
   listChatMessagesByIDs,
   listChatMessagesForPromptByChatID,
@@ -271,6 +272,12 @@ async function messagePlans(client: pg.Client, seeded: SeededMessages): Promise<
       why: "GET /api/experimental/chats/{chat}/messages, opening a chat",
       shows: `${target}, limit 50 (the route asks for 51 to know has_more)`,
       query: await capturedQuery(listChatMessagesByChatID, page),
+    },
+    {
+      name: "GetChatResponseAnchorByChatID",
+      why: "every turn of an OpenAI model that stores its responses (response chaining)",
+      shows: target,
+      query: await capturedQuery(getChatResponseAnchorByChatID, { chat_id: chat }),
     },
     {
       name: "ListChatMessagesByChatID: before_id page",

@@ -53,10 +53,13 @@ LANGUAGE sql AS $$
 $$;
 
 -- POST /model-configs. A new default replaces the previous one in the same transaction.
+DROP FUNCTION IF EXISTS chat_model_config_create(
+  uuid, text, text, integer, boolean, boolean, bigint, bigint, bigint, bigint);
 CREATE OR REPLACE FUNCTION chat_model_config_create(
   p_provider_id uuid, p_model text, p_display_name text, p_context_limit integer,
   p_enabled boolean, p_is_default boolean, p_input_price_micros bigint,
-  p_output_price_micros bigint, p_cache_read_price_micros bigint, p_cache_write_price_micros bigint
+  p_output_price_micros bigint, p_cache_read_price_micros bigint, p_cache_write_price_micros bigint,
+  p_store_responses boolean
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -73,10 +76,12 @@ BEGIN
   END IF;
   INSERT INTO chat_model_configs (
     provider_id, model, display_name, context_limit, enabled, is_default,
-    input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros
+    input_price_micros, output_price_micros, cache_read_price_micros, cache_write_price_micros,
+    store_responses
   ) VALUES (
     p_provider_id, p_model, p_display_name, p_context_limit, p_enabled, p_is_default,
-    p_input_price_micros, p_output_price_micros, p_cache_read_price_micros, p_cache_write_price_micros
+    p_input_price_micros, p_output_price_micros, p_cache_read_price_micros, p_cache_write_price_micros,
+    COALESCE(p_store_responses, false)
   )
   RETURNING id INTO v_id;
   RETURN v_id;
@@ -88,10 +93,13 @@ $$;
 -- There is always a default once one exists: it stops being the default only when another
 -- becomes it (is_default = false on the default is PC409), and it cannot be disabled
 -- (chat_model_configs_default_usable) or moved to a disabled provider.
+DROP FUNCTION IF EXISTS chat_model_config_update(
+  uuid, uuid, text, text, integer, boolean, boolean, boolean, bigint, bigint, bigint, bigint);
 CREATE OR REPLACE FUNCTION chat_model_config_update(
   p_id uuid, p_provider_id uuid, p_model text, p_display_name text, p_context_limit integer,
   p_enabled boolean, p_is_default boolean, p_set_pricing boolean, p_input_price_micros bigint,
-  p_output_price_micros bigint, p_cache_read_price_micros bigint, p_cache_write_price_micros bigint
+  p_output_price_micros bigint, p_cache_read_price_micros bigint, p_cache_write_price_micros bigint,
+  p_store_responses boolean
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -129,6 +137,7 @@ BEGIN
       CASE WHEN p_set_pricing THEN p_cache_read_price_micros ELSE cache_read_price_micros END,
     cache_write_price_micros =
       CASE WHEN p_set_pricing THEN p_cache_write_price_micros ELSE cache_write_price_micros END,
+    store_responses = COALESCE(p_store_responses, store_responses),
     updated_at = now()
   WHERE id = p_id;
   RETURN p_id;

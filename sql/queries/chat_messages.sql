@@ -79,6 +79,21 @@ FROM chat_messages
 WHERE chat_id = @chat_id AND NOT deleted AND visibility <> 'user'
 ORDER BY id;
 
+-- name: GetChatResponseAnchorByChatID :one
+-- Response chaining (src/runner/turn.ts): the newest assistant message the model sees, the
+-- provider response it came from and that provider, and whether a message after it was deleted
+-- (an edit rewrote the history the stored response knows). Read backwards from the newest
+-- message through chat_messages_chat_id_idx; the check reads only the messages after it.
+SELECT m.id, m.provider_response_id, mc.provider_id,
+  EXISTS (
+    SELECT 1 FROM chat_messages d WHERE d.chat_id = m.chat_id AND d.id > m.id AND d.deleted
+  ) AS edited_after
+FROM chat_messages m
+LEFT JOIN chat_model_configs mc ON mc.id = m.model_config_id
+WHERE m.chat_id = @chat_id AND m.role = 'assistant' AND NOT m.deleted AND m.visibility <> 'user'
+ORDER BY m.id DESC
+LIMIT 1;
+
 -- name: ListChatTitleTurnMessagesByChatID :many
 -- Title regeneration: the user and assistant messages of the first turn and of the last three
 -- (a turn starts at a user message), oldest first, and how many turns the chat has.

@@ -57,14 +57,15 @@ RETURNING id, provider_id, model, display_name, context_limit, enabled, is_defau
 SELECT chat_model_config_create(
   @provider_id, @model, @display_name, @context_limit, @enabled, @is_default,
   sqlc.narg(input_price_micros)::bigint, sqlc.narg(output_price_micros)::bigint,
-  sqlc.narg(cache_read_price_micros)::bigint, sqlc.narg(cache_write_price_micros)::bigint
+  sqlc.narg(cache_read_price_micros)::bigint, sqlc.narg(cache_write_price_micros)::bigint,
+  sqlc.narg(store_responses)::boolean
 ) AS id;
 
 -- name: ListChatModelConfigs :many
 -- GET /model-configs: every live model config (disabled ones too), oldest first.
 SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
   m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
-  m.cache_write_price_micros, m.created_at, m.updated_at
+  m.cache_write_price_micros, m.store_responses, m.created_at, m.updated_at
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
 WHERE NOT m.deleted
@@ -73,7 +74,7 @@ ORDER BY m.created_at, m.id;
 -- name: GetChatModelConfigByID :one
 SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
   m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
-  m.cache_write_price_micros, m.created_at, m.updated_at
+  m.cache_write_price_micros, m.store_responses, m.created_at, m.updated_at
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
 WHERE m.id = @id AND NOT m.deleted;
@@ -84,7 +85,8 @@ SELECT chat_model_config_update(
   @id, sqlc.narg(provider_id)::uuid, sqlc.narg(model)::text, sqlc.narg(display_name)::text,
   sqlc.narg(context_limit)::integer, sqlc.narg(enabled)::boolean, sqlc.narg(is_default)::boolean,
   @set_pricing, sqlc.narg(input_price_micros)::bigint, sqlc.narg(output_price_micros)::bigint,
-  sqlc.narg(cache_read_price_micros)::bigint, sqlc.narg(cache_write_price_micros)::bigint
+  sqlc.narg(cache_read_price_micros)::bigint, sqlc.narg(cache_write_price_micros)::bigint,
+  sqlc.narg(store_responses)::boolean
 ) AS id;
 
 -- name: DeleteChatModelConfigByID :exec

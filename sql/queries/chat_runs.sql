@@ -56,7 +56,7 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- closed without one); and whether the owner is at the spend limit in the chat's organization
 -- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  m.id AS model_config_id, m.model, m.context_limit,
+  m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
   -- Through the gateway the central key is never read: the gateway applies its own.

@@ -227,6 +227,7 @@ export function chatModelConfigJson(m: GetChatModelConfigByIDRow) {
     enabled: m.enabled,
     is_default: m.is_default,
     pricing: pricingJson(m),
+    store_responses: m.store_responses,
     created_at: m.created_at,
     updated_at: m.updated_at,
   };

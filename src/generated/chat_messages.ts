@@ -495,6 +495,50 @@ export async function listChatMessagesForPromptByChatID(client: Client, args: Li
   });
 }
 
+export const getChatResponseAnchorByChatIDQuery = `-- name: GetChatResponseAnchorByChatID :one
+-- Response chaining (src/runner/turn.ts): the newest assistant message the model sees, the
+-- provider response it came from and that provider, and whether a message after it was deleted
+-- (an edit rewrote the history the stored response knows). Read backwards from the newest
+-- message through chat_messages_chat_id_idx; the check reads only the messages after it.
+SELECT m.id, m.provider_response_id, mc.provider_id,
+  EXISTS (
+    SELECT 1 FROM chat_messages d WHERE d.chat_id = m.chat_id AND d.id > m.id AND d.deleted
+  ) AS edited_after
+FROM chat_messages m
+LEFT JOIN chat_model_configs mc ON mc.id = m.model_config_id
+WHERE m.chat_id = $1 AND m.role = 'assistant' AND NOT m.deleted AND m.visibility <> 'user'
+ORDER BY m.id DESC
+LIMIT 1`;
+
+export interface GetChatResponseAnchorByChatIDArgs {
+  chat_id: string;
+}
+
+export interface GetChatResponseAnchorByChatIDRow {
+  id: number;
+  provider_response_id: string | null;
+  provider_id: string | null;
+  edited_after: boolean;
+}
+
+export async function getChatResponseAnchorByChatID(client: Client, args: GetChatResponseAnchorByChatIDArgs): Promise<GetChatResponseAnchorByChatIDRow | null> {
+  const result = await client.query({
+    text: getChatResponseAnchorByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    provider_response_id: row[1],
+    provider_id: row[2],
+    edited_after: row[3],
+  };
+}
+
 export const listChatTitleTurnMessagesByChatIDQuery = `-- name: ListChatTitleTurnMessagesByChatID :many
 -- Title regeneration: the user and assistant messages of the first turn and of the last three
 -- (a turn starts at a user message), oldest first, and how many turns the chat has.

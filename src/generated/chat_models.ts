@@ -285,7 +285,8 @@ export const createChatModelConfigQuery = `-- name: CreateChatModelConfig :one
 SELECT chat_model_config_create(
   $1, $2, $3, $4, $5, $6,
   $7::bigint, $8::bigint,
-  $9::bigint, $10::bigint
+  $9::bigint, $10::bigint,
+  $11::boolean
 ) AS id`;
 
 export interface CreateChatModelConfigArgs {
@@ -299,6 +300,7 @@ export interface CreateChatModelConfigArgs {
   output_price_micros: number | null;
   cache_read_price_micros: number | null;
   cache_write_price_micros: number | null;
+  store_responses: boolean | null;
 }
 
 export interface CreateChatModelConfigRow {
@@ -308,7 +310,7 @@ export interface CreateChatModelConfigRow {
 export async function createChatModelConfig(client: Client, args: CreateChatModelConfigArgs): Promise<CreateChatModelConfigRow> {
   const result = await client.query({
     text: createChatModelConfigQuery,
-    values: [args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
+    values: [args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros, args.store_responses],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -324,7 +326,7 @@ export const listChatModelConfigsQuery = `-- name: ListChatModelConfigs :many
 -- GET /model-configs: every live model config (disabled ones too), oldest first.
 SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
   m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
-  m.cache_write_price_micros, m.created_at, m.updated_at
+  m.cache_write_price_micros, m.store_responses, m.created_at, m.updated_at
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
 WHERE NOT m.deleted
@@ -343,6 +345,7 @@ export interface ListChatModelConfigsRow {
   output_price_micros: number | null;
   cache_read_price_micros: number | null;
   cache_write_price_micros: number | null;
+  store_responses: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -367,8 +370,9 @@ export async function listChatModelConfigs(client: Client): Promise<ListChatMode
       output_price_micros: row[9],
       cache_read_price_micros: row[10],
       cache_write_price_micros: row[11],
-      created_at: row[12],
-      updated_at: row[13],
+      store_responses: row[12],
+      created_at: row[13],
+      updated_at: row[14],
     };
   });
 }
@@ -376,7 +380,7 @@ export async function listChatModelConfigs(client: Client): Promise<ListChatMode
 export const getChatModelConfigByIDQuery = `-- name: GetChatModelConfigByID :one
 SELECT m.id, m.provider_id, p.provider, m.model, m.display_name, m.context_limit, m.enabled,
   m.is_default, m.input_price_micros, m.output_price_micros, m.cache_read_price_micros,
-  m.cache_write_price_micros, m.created_at, m.updated_at
+  m.cache_write_price_micros, m.store_responses, m.created_at, m.updated_at
 FROM chat_model_configs m
 JOIN chat_providers p ON p.id = m.provider_id
 WHERE m.id = $1 AND NOT m.deleted`;
@@ -398,6 +402,7 @@ export interface GetChatModelConfigByIDRow {
   output_price_micros: number | null;
   cache_read_price_micros: number | null;
   cache_write_price_micros: number | null;
+  store_responses: boolean;
   created_at: string;
   updated_at: string;
 }
@@ -425,8 +430,9 @@ export async function getChatModelConfigByID(client: Client, args: GetChatModelC
     output_price_micros: row[9],
     cache_read_price_micros: row[10],
     cache_write_price_micros: row[11],
-    created_at: row[12],
-    updated_at: row[13],
+    store_responses: row[12],
+    created_at: row[13],
+    updated_at: row[14],
   };
 }
 
@@ -436,7 +442,8 @@ SELECT chat_model_config_update(
   $1, $2::uuid, $3::text, $4::text,
   $5::integer, $6::boolean, $7::boolean,
   $8, $9::bigint, $10::bigint,
-  $11::bigint, $12::bigint
+  $11::bigint, $12::bigint,
+  $13::boolean
 ) AS id`;
 
 export interface UpdateChatModelConfigByIDArgs {
@@ -452,6 +459,7 @@ export interface UpdateChatModelConfigByIDArgs {
   output_price_micros: number | null;
   cache_read_price_micros: number | null;
   cache_write_price_micros: number | null;
+  store_responses: boolean | null;
 }
 
 export interface UpdateChatModelConfigByIDRow {
@@ -461,7 +469,7 @@ export interface UpdateChatModelConfigByIDRow {
 export async function updateChatModelConfigByID(client: Client, args: UpdateChatModelConfigByIDArgs): Promise<UpdateChatModelConfigByIDRow> {
   const result = await client.query({
     text: updateChatModelConfigByIDQuery,
-    values: [args.id, args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.set_pricing, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros],
+    values: [args.id, args.provider_id, args.model, args.display_name, args.context_limit, args.enabled, args.is_default, args.set_pricing, args.input_price_micros, args.output_price_micros, args.cache_read_price_micros, args.cache_write_price_micros, args.store_responses],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

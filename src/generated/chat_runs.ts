@@ -124,7 +124,7 @@ export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- closed without one); and whether the owner is at the spend limit in the chat's organization
 -- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  m.id AS model_config_id, m.model, m.context_limit,
+  m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
   -- Through the gateway the central key is never read: the gateway applies its own.
@@ -165,6 +165,7 @@ export interface GetChatForRunByIDRow {
   model_config_id: string;
   model: string;
   context_limit: number;
+  store_responses: boolean;
   model_enabled: boolean;
   provider_id: string;
   provider: "openai" | "anthropic" | "openai-compatible" | "local";
@@ -202,21 +203,22 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     model_config_id: row[6],
     model: row[7],
     context_limit: row[8],
-    model_enabled: row[9],
-    provider_id: row[10],
-    provider: row[11],
-    base_url: row[12],
-    api_key_ciphertext: row[13],
-    key_source: row[14],
-    unavailable_reason: row[15],
-    initiator_api_key_id: row[16],
-    initiator_key_active: row[17],
-    provider_enabled: row[18],
-    over_spend_limit: row[19],
-    spend_period: row[20],
-    spend_limit_micros: row[21],
-    current_spend: row[22],
-    spend_resets_at: row[23],
+    store_responses: row[9],
+    model_enabled: row[10],
+    provider_id: row[11],
+    provider: row[12],
+    base_url: row[13],
+    api_key_ciphertext: row[14],
+    key_source: row[15],
+    unavailable_reason: row[16],
+    initiator_api_key_id: row[17],
+    initiator_key_active: row[18],
+    provider_enabled: row[19],
+    over_spend_limit: row[20],
+    spend_period: row[21],
+    spend_limit_micros: row[22],
+    current_spend: row[23],
+    spend_resets_at: row[24],
   };
 }
 

@@ -52,8 +52,9 @@ export async function generateQuickText(
     model: model.model,
     system: req.instructions,
     messages: [...req.messages, { role: "user", content: req.ask }],
-    // The built-in local model recognises the task; other providers ignore this key.
-    providerOptions: { local: { task: req.task } },
+    // The built-in local model recognises the task; OpenAI's Responses API keeps nothing of a
+    // title or summary (nothing continues from them); other providers ignore both keys.
+    providerOptions: { local: { task: req.task }, openai: { store: false } },
     // No retries: a failed title or summary leaves the old one, and a request waits for this.
     maxRetries: 0,
     abortSignal: req.signal ? AbortSignal.any([req.signal, timeout]) : timeout,

@@ -1,3 +1,4 @@
+import type { SharedV3ProviderOptions } from "@ai-sdk/provider";
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
 import type { PoolQueryable } from "../db/index.ts";
 import {
@@ -5,7 +6,10 @@ import {
   prepareChatRunContextByID,
 } from "../generated/chat_context.ts";
 import { listChatFileDataByIDs } from "../generated/chat_files.ts";
-import { listChatMessagesForPromptByChatID } from "../generated/chat_messages.ts";
+import {
+  getChatResponseAnchorByChatID,
+  listChatMessagesForPromptByChatID,
+} from "../generated/chat_messages.ts";
 import {
   type FinishChatRunRow,
   finishChatRun,
@@ -198,7 +202,7 @@ function usageColumns(u: LanguageModelUsage | undefined): Partial<OutputMessage>
 async function streamStep(
   deps: TurnDeps,
   model: ResolvedModel,
-  messages: ModelMessage[],
+  prompt: Prompt,
   tools: ToolSet,
   parts: PartStream,
   signal: AbortSignal,
@@ -211,7 +215,8 @@ async function streamStep(
   try {
     const result = streamText({
       model: model.model,
-      messages,
+      messages: prompt.messages,
+      ...(prompt.providerOptions ? { providerOptions: prompt.providerOptions } : {}),
       tools,
       // Retries are ours: each one is announced to the chat's subscribers (`retry` events).
       maxRetries: 0,
@@ -271,13 +276,13 @@ async function streamStep(
 async function runStep(
   deps: TurnDeps,
   model: ResolvedModel,
-  messages: ModelMessage[],
+  prompt: Prompt,
   tools: ToolSet,
   parts: PartStream,
   signal: AbortSignal,
 ): Promise<StepResult> {
   for (let attempt = 1; ; attempt++) {
-    const step = await streamStep(deps, model, messages, tools, parts, signal);
+    const step = await streamStep(deps, model, prompt, tools, parts, signal);
     if (!step.error?.retryable || attempt > deps.retry.retries) return step;
     const delay = backoffMs(deps.retry, attempt, step.retryAfterMs);
     parts.retry(attempt + 1, deps.retry.retries + 1, delay, step.error);
@@ -342,11 +347,20 @@ export async function runTurn(
     }
   }
   const context = chat.workspace_id ? await pinnedContext(deps, chat.id) : [];
-  const messages = withPinnedContext(buildMessages(rows, files), context);
+  const storing = storesResponses(deps, chat);
+  const anchor = storing ? await chainAnchor(deps, chat) : undefined;
+  // Chained: the system messages and what came after the stored response; else the history.
+  const promptRows = anchor
+    ? rows.filter((r) => r.role === "system" || r.id > anchor.messageId)
+    : rows;
+  const prompt: Prompt = {
+    messages: withPinnedContext(buildMessages(promptRows, files), context),
+    providerOptions: openaiOptions(deps, chat, anchor?.responseId),
+  };
   const tools = buildTools(chat.dynamic_tools);
 
   for (let stepNo = 1; ; stepNo++) {
-    const step = await runStep(deps, model, messages, tools, parts, signal);
+    const step = await runStep(deps, model, prompt, tools, parts, signal);
     if (step.stop === "lost" || step.stop === "shutdown") return { outcome: step.stop };
 
     const usage = usageColumns(step.usage);
@@ -424,12 +438,26 @@ export async function runTurn(
         output.push(...stepMessages);
         return { outcome: (await finish("completed")).outcome as TurnOutcome };
       }
-      messages.push(
-        ...buildMessages(
-          stepMessages.map((m, i) => ({ id: i, ...m })),
-          files,
-        ),
+      const next = buildMessages(
+        stepMessages.map((m, i) => ({ id: i, ...m })),
+        files,
       );
+      if (storing && step.responseId) {
+        // The step's response is stored: the next one chains on it and sends only the answers.
+        prompt.messages = [
+          ...withPinnedContext(
+            buildMessages(
+              rows.filter((r) => r.role === "system"),
+              files,
+            ),
+            context,
+          ),
+          ...next.filter((m) => m.role !== "assistant"),
+        ];
+        prompt.providerOptions = openaiOptions(deps, chat, step.responseId);
+      } else {
+        prompt.messages.push(...next);
+      }
       continue;
     }
     output.push(...stepMessages);
@@ -530,5 +558,55 @@ function followUpOf(
           );
       }
     }
+  };
+}
+
+/** What one model call is sent: the messages and, for OpenAI's Responses API, its options. */
+interface Prompt {
+  messages: ModelMessage[];
+  providerOptions: SharedV3ProviderOptions | undefined;
+}
+
+/**
+ * Whether the chat's model keeps its responses at the provider (docs/api.md "Response chaining"):
+ * an OpenAI model config with store_responses, called directly (the gateway speaks chat
+ * completions, which has no stored responses).
+ */
+function storesResponses(deps: TurnDeps, chat: GetChatForRunByIDRow): boolean {
+  return (
+    chat.provider === "openai" && chat.store_responses && deps.models.routing.mode === "direct"
+  );
+}
+
+/**
+ * The stored response a turn may continue from: the newest assistant message's, when it came from
+ * this provider (a response id means nothing to another account) and nothing after it was edited
+ * away. Otherwise the turn replays the history.
+ */
+async function chainAnchor(
+  deps: TurnDeps,
+  chat: GetChatForRunByIDRow,
+): Promise<{ messageId: number; responseId: string } | undefined> {
+  const anchor = await getChatResponseAnchorByChatID(deps.db, { chat_id: chat.id });
+  if (!anchor?.provider_response_id || anchor.provider_id !== chat.provider_id) return undefined;
+  if (anchor.edited_after) return undefined;
+  return { messageId: Number(anchor.id), responseId: anchor.provider_response_id };
+}
+
+/**
+ * The Responses API's options for an OpenAI model called directly: whether to keep the response
+ * (store_responses; false keeps nothing at the provider), and the response this call continues.
+ */
+function openaiOptions(
+  deps: TurnDeps,
+  chat: GetChatForRunByIDRow,
+  previousResponseId: string | undefined,
+): SharedV3ProviderOptions | undefined {
+  if (chat.provider !== "openai" || deps.models.routing.mode !== "direct") return undefined;
+  return {
+    openai: {
+      store: chat.store_responses,
+      ...(previousResponseId ? { previousResponseId } : {}),
+    },
   };
 }

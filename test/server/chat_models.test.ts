@@ -623,6 +623,7 @@ describe("model configs", () => {
       enabled: true,
       is_default: false,
       pricing: { input: 2_500_000, output: 10_000_000, cache_read: 1_250_000, cache_write: 0 },
+      store_responses: false,
       created_at: timestamp,
       updated_at: timestamp,
     });

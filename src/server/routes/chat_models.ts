@@ -200,6 +200,7 @@ const modelConfigFields = {
   enabled: z.boolean(),
   is_default: z.boolean(),
   pricing: pricing.nullable(),
+  store_responses: z.boolean(),
 };
 
 /** Said here as a 400 for the body; the database holds it as chat_model_configs_default_usable. */
@@ -219,6 +220,7 @@ const modelConfigCreateBody = z
     enabled: modelConfigFields.enabled.optional(),
     is_default: modelConfigFields.is_default.optional(),
     pricing: modelConfigFields.pricing.optional(),
+    store_responses: modelConfigFields.store_responses.optional(),
   })
   .refine(defaultIsEnabled, defaultIsEnabledError);
 
@@ -231,6 +233,7 @@ const modelConfigUpdateBody = z
     enabled: modelConfigFields.enabled.optional(),
     is_default: modelConfigFields.is_default.optional(),
     pricing: modelConfigFields.pricing.optional(),
+    store_responses: modelConfigFields.store_responses.optional(),
   })
   .refine(defaultIsEnabled, defaultIsEnabledError);
 
@@ -270,6 +273,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       enabled: body.enabled ?? true,
       is_default: body.is_default ?? false,
       ...priceArgs(body.pricing),
+      store_responses: body.store_responses ?? false,
     });
     return c.json(await modelConfigJson(db, created.id!), 201);
   })
@@ -292,6 +296,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
         is_default: body.is_default ?? null,
         set_pricing: body.pricing !== undefined,
         ...priceArgs(body.pricing),
+        store_responses: body.store_responses ?? null,
       });
       return c.json(await modelConfigJson(db, id));
     },
