@@ -220,7 +220,10 @@ CREATE OR REPLACE FUNCTION chat_provider_key_route(
 )
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-  IF p_provider.allow_user_key AND p_has_user_key THEN
+  -- Unknown inputs give no key: a NULL routing must not pass as "the gateway holds the key".
+  IF p_has_user_key IS NULL OR p_gateway IS NULL THEN
+    unavailable_reason := 'missing_key';
+  ELSIF p_provider.allow_user_key AND p_has_user_key THEN
     key_source := 'user';
   ELSIF p_provider.central_key_enabled
         AND (NOT p_provider.allow_user_key OR p_provider.central_fallback)

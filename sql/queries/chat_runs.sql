@@ -51,9 +51,9 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
 -- the provider's settings and the sealed key the owner's calls use (chat_provider_key_route: the
 -- owner's own or the provider's, under the deployment's routing: @gateway; decrypted only in
--- memory, never logged) or why there is none; the API key that initiated the turn (its newest
--- user message's, else the chat's) and whether it is still active (a gateway-routed call fails
--- closed without one); and whether the owner is at the spend limit in the chat's organization
+-- memory, never logged) or why there is none; the API key that initiated the turn (that of the
+-- newest message a user sent, the chat's only when there is none) and whether it is still
+-- active (a gateway-routed call fails closed without one); and whether the owner is at the spend limit in the chat's organization
 -- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
@@ -74,11 +74,15 @@ JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
 LEFT JOIN chat_provider_user_keys k ON k.provider_id = p.id AND k.user_id = c.owner_id
 CROSS JOIN LATERAL chat_provider_key_route(p, k.user_id IS NOT NULL, @gateway) r
-LEFT JOIN api_keys ik ON ik.id = COALESCE(
-  (SELECT um.api_key_id FROM chat_messages um
-   WHERE um.chat_id = c.id AND um.role = 'user' AND NOT um.deleted
-   ORDER BY um.id DESC LIMIT 1),
-  c.api_key_id)
+-- The newest message a user sent (a message or tool results; not an agent's context file), and
+-- its key: NULL once that key is deleted, which fails closed rather than falling back.
+LEFT JOIN LATERAL (
+  SELECT um.id, um.api_key_id FROM chat_messages um
+  WHERE um.chat_id = c.id AND um.role IN ('user', 'tool') AND um.created_by IS NOT NULL
+    AND um.visibility <> 'model' AND NOT um.deleted
+  ORDER BY um.id DESC LIMIT 1
+) sent ON true
+LEFT JOIN api_keys ik ON ik.id = CASE WHEN sent.id IS NULL THEN c.api_key_id ELSE sent.api_key_id END
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
 WHERE c.id = @id;
 

@@ -64,6 +64,9 @@ export interface Models {
   resolve(source: ModelSource): Promise<ResolvedModel>;
 }
 
+/** Kinds that cannot be called without a key. openai-compatible servers (vLLM, Ollama) may not need one. */
+const keyRequired: ReadonlySet<ProviderKind> = new Set(["openai", "anthropic"]);
+
 /** The associated data a user's own key is sealed with: it opens for that provider and user only. */
 export function userKeyAssociatedData(providerId: string, userId: string): string {
   return `user-key:${providerId}:${userId}`;
@@ -130,6 +133,15 @@ export function createModels(opts: {
         }
       }
       if (routing.mode === "gateway") return gatewayModel(routing, src, apiKey);
+      // A second line behind chat_provider_key_route: with no key the SDKs would read
+      // OPENAI_API_KEY or ANTHROPIC_API_KEY from the environment.
+      if (!apiKey && keyRequired.has(src.provider)) {
+        throw new TurnError(
+          "missing_key",
+          "The model provider needs an API key and none is configured.",
+          `provider ${src.provider_id}: set api_key with PATCH /providers/{id}`,
+        );
+      }
       const baseURL = src.base_url || undefined;
       const secrets = apiKey ? [apiKey] : [];
       switch (src.provider) {

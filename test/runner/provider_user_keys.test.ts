@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { getChatForRunByID } from "../../src/generated/chat_runs.ts";
 import type { ModelRouting } from "../../src/models/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
@@ -160,6 +161,28 @@ describe("key policies", () => {
         [`%${marker}`],
       );
       expect(rowCount).toBe(0);
+    }
+  });
+
+  it("gives no key when it does not know the routing or whether the user has a key", async () => {
+    const { t } = direct;
+    const { providerId } = await providerWithModel(direct, {
+      api_key: secret("central"),
+      allow_user_key: true,
+      central_fallback: true,
+    });
+    for (const [hasUserKey, viaGateway] of [
+      [null, false],
+      [false, null],
+      [null, null],
+    ]) {
+      const { rows } = await t.pool.query(
+        `SELECT r.* FROM chat_providers p, chat_provider_key_route(p, $2, $3) r WHERE p.id = $1`,
+        [providerId, hasUserKey, viaGateway],
+      );
+      expect(rows, JSON.stringify([hasUserKey, viaGateway])).toEqual([
+        { key_source: null, unavailable_reason: "missing_key" },
+      ]);
     }
   });
 
@@ -350,6 +373,55 @@ describe("through the gateway", () => {
         end,
       ).toEqual([]);
     }
+  });
+});
+
+describe("the initiating API key", () => {
+  it("is the key that sent the newest message: deleted, it fails closed instead of falling back to the chat's creating key, and an agent's context file does not replace it", async () => {
+    const { t, fake, orgId } = gateway;
+    const { modelId } = await providerWithModel(gateway, {});
+    const me = await gen.member(t.pool, { organizationIds: [orgId] });
+    const second = await gen.apiKey(t.pool, me.id);
+    const idOf = (token: string) => token.split("-")[0]!;
+    const prompt = `creator ${randomBytes(4).toString("hex")}`;
+    const chat = await t.call("POST", base, {
+      token: me.token,
+      body: { content: text(prompt), model_config_id: modelId },
+    });
+    expect(chat.status, chat.text).toBe(201);
+    const initiator = async () =>
+      (await getChatForRunByID(t.pool, { id: chat.json.id, gateway: true }))!;
+    expect(await initiator()).toMatchObject({
+      initiator_api_key_id: idOf(me.token),
+      initiator_key_active: true,
+    });
+    // Interrupted before it runs, then another key sends the next message.
+    await t.pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat.json.id]);
+    const sent = await t.call("POST", `${base}/${chat.json.id}/messages`, {
+      token: second,
+      body: { content: text(`${prompt} again`) },
+    });
+    expect(sent.status, sent.text).toBe(200);
+    // What chat_context_files_add writes: a model-only user message from no one.
+    await t.pool.query(
+      `INSERT INTO chat_messages (chat_id, role, content, visibility)
+       VALUES ($1, 'user', '[{"type":"context-file","context_file_path":"AGENTS.md","context_file_content":"x"}]', 'model')`,
+      [chat.json.id],
+    );
+    expect(await initiator()).toMatchObject({
+      initiator_api_key_id: idOf(second),
+      initiator_key_active: true,
+    });
+    await t.pool.query("DELETE FROM api_keys WHERE id = $1", [idOf(second)]);
+    expect(await initiator()).toMatchObject({
+      initiator_api_key_id: null,
+      initiator_key_active: false,
+    });
+    const { runner } = await testRunner({ secrets: t.secrets, models: t.models });
+    runner.wake();
+    const state = await settled(t.pool, chat.json.id, "error");
+    expect(state.last_error).toMatchObject({ kind: "auth" });
+    expect(fake.requests.filter((r) => r.lastUser === `${prompt} again`)).toEqual([]);
   });
 });
 
