@@ -56,6 +56,7 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- active (a gateway-routed call fails closed without one); and whether the owner is at the spend limit in the chat's organization
 -- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
+  c.plan_mode,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -90,6 +91,12 @@ WHERE c.id = @id;
 -- chat_run_save_step: see sql/functions/chat_runs.sql.
 SELECT chat_run_save_step(
   @chat_id, @worker_id, @started_at, @model_config_id, @messages
+) AS saved;
+
+-- name: SaveChatRunPlan :one
+-- chat_run_save_plan: see sql/functions/chat_runs.sql.
+SELECT chat_run_save_plan(
+  @chat_id, @worker_id, @started_at, @model_config_id, @file_id, @plan_markdown, @messages
 ) AS saved;
 
 -- name: FinishChatRun :one

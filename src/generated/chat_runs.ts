@@ -124,6 +124,7 @@ export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- active (a gateway-routed call fails closed without one); and whether the owner is at the spend limit in the chat's organization
 -- (the turn then ends in a usage_limit error without calling the model).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
+  c.plan_mode,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -166,6 +167,7 @@ export interface GetChatForRunByIDRow {
   workspace_id: string | null;
   title_source: "fallback" | "generated" | "user";
   dynamic_tools: any;
+  plan_mode: string | null;
   model_config_id: string;
   model: string;
   context_limit: number;
@@ -204,25 +206,26 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     workspace_id: row[3],
     title_source: row[4],
     dynamic_tools: row[5],
-    model_config_id: row[6],
-    model: row[7],
-    context_limit: row[8],
-    store_responses: row[9],
-    model_enabled: row[10],
-    provider_id: row[11],
-    provider: row[12],
-    base_url: row[13],
-    api_key_ciphertext: row[14],
-    key_source: row[15],
-    unavailable_reason: row[16],
-    initiator_api_key_id: row[17],
-    initiator_key_active: row[18],
-    provider_enabled: row[19],
-    over_spend_limit: row[20],
-    spend_period: row[21],
-    spend_limit_micros: row[22],
-    current_spend: row[23],
-    spend_resets_at: row[24],
+    plan_mode: row[6],
+    model_config_id: row[7],
+    model: row[8],
+    context_limit: row[9],
+    store_responses: row[10],
+    model_enabled: row[11],
+    provider_id: row[12],
+    provider: row[13],
+    base_url: row[14],
+    api_key_ciphertext: row[15],
+    key_source: row[16],
+    unavailable_reason: row[17],
+    initiator_api_key_id: row[18],
+    initiator_key_active: row[19],
+    provider_enabled: row[20],
+    over_spend_limit: row[21],
+    spend_period: row[22],
+    spend_limit_micros: row[23],
+    current_spend: row[24],
+    spend_resets_at: row[25],
   };
 }
 
@@ -252,6 +255,41 @@ export async function saveChatRunStep(client: Client, args: SaveChatRunStepArgs)
   });
   if (result.rows.length !== 1) {
     throw new Error(`SaveChatRunStep returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    saved: row[0],
+  };
+}
+
+export const saveChatRunPlanQuery = `-- name: SaveChatRunPlan :one
+-- chat_run_save_plan: see sql/functions/chat_runs.sql.
+SELECT chat_run_save_plan(
+  $1, $2, $3, $4, $5, $6, $7
+) AS saved`;
+
+export interface SaveChatRunPlanArgs {
+  chat_id: string;
+  worker_id: string;
+  started_at: string;
+  model_config_id: string;
+  file_id: string;
+  plan_markdown: string;
+  messages: any;
+}
+
+export interface SaveChatRunPlanRow {
+  saved: boolean | null;
+}
+
+export async function saveChatRunPlan(client: Client, args: SaveChatRunPlanArgs): Promise<SaveChatRunPlanRow> {
+  const result = await client.query({
+    text: saveChatRunPlanQuery,
+    values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, args.file_id, args.plan_markdown, jsonParam(args.messages)],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`SaveChatRunPlan returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {

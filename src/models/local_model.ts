@@ -17,6 +17,9 @@ import {
  *
  *   <text>                   -> "echo: <text>", streamed in a few parts
  *   /tool <name> <json>      -> a call of tool <name> with <json> arguments
+ *   /plan <title>\n<markdown> -> a propose_plan call (plan mode, docs/api.md "Plan mode")
+ *   /ask <question>          -> an ask_user_question call (plan mode)
+ *   /tools                   -> "tools: <the names of the tools it was offered>"
  *   /fail <kind>             -> fails the way a provider does for that ChatError kind
  *   /sleep <ms>              -> streams its echo slowly over <ms> (for interrupt tests)
  *   (after tool results)     -> "tool <name> returned <result json>"
@@ -134,6 +137,23 @@ function textPlan(text: string, parts = 3, delayMs = 0): Plan {
 
 let callCounter = 0;
 
+function toolCallPlan(toolName: string, input: unknown): Plan {
+  callCounter++;
+  return {
+    content: [
+      {
+        type: "tool-call",
+        toolCallId: `call_${Date.now().toString(36)}_${callCounter}`,
+        toolName,
+        input: JSON.stringify(input),
+      },
+    ],
+    chunks: [],
+    finishReason: "tool-calls",
+    delayMs: 0,
+  };
+}
+
 function plan(options: LanguageModelV3CallOptions): Plan | Error {
   const prompt = options.prompt;
   const task = (options.providerOptions?.local as { task?: LocalTask } | undefined)?.task;
@@ -169,20 +189,20 @@ function plan(options: LanguageModelV3CallOptions): Plan | Error {
     } catch {
       return textPlan(`echo: /tool needs JSON arguments, got ${JSON.stringify(json)}`);
     }
-    callCounter++;
-    return {
-      content: [
-        {
-          type: "tool-call",
-          toolCallId: `call_${Date.now().toString(36)}_${callCounter}`,
-          toolName: toolName!,
-          input: JSON.stringify(input),
-        },
-      ],
-      chunks: [],
-      finishReason: "tool-calls",
-      delayMs: 0,
-    };
+    return toolCallPlan(toolName!, input);
+  }
+  const planned = /^\/plan\s+([^\n]*)\n?([\s\S]*)$/.exec(text);
+  if (planned) {
+    return toolCallPlan("propose_plan", {
+      title: planned[1]!.trim(),
+      plan_markdown: planned[2]!.trim() || planned[1]!.trim(),
+    });
+  }
+  const ask = /^\/ask\s+([\s\S]+)$/.exec(text);
+  if (ask) return toolCallPlan("ask_user_question", { question: ask[1]!.trim() });
+  if (/^\/tools\s*$/.test(text)) {
+    const names = (options.tools ?? []).map((t) => t.name).sort();
+    return textPlan(`tools: ${names.join(", ") || "(none)"}`, 1);
   }
   const fail = /^\/fail\s+(\S+)\s*$/.exec(text);
   if (fail) {

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { SharedV3ProviderOptions } from "@ai-sdk/provider";
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
 import type { PoolQueryable } from "../db/index.ts";
@@ -15,6 +16,7 @@ import {
   finishChatRun,
   type GetChatForRunByIDRow,
   getChatForRunByID,
+  saveChatRunPlan,
   saveChatRunStep,
 } from "../generated/chat_runs.ts";
 import { updateChatTitleFromModelByID } from "../generated/chat_titles.ts";
@@ -28,6 +30,13 @@ import {
   TurnError,
 } from "../models/chat_error.ts";
 import { generateTitle, titleMessages } from "../models/chat_titles.ts";
+import {
+  askUserQuestion,
+  planFileMarkdown,
+  planTools,
+  proposedPlanOf,
+  proposePlan,
+} from "../models/plan_mode.ts";
 import {
   buildMessages,
   buildTools,
@@ -357,7 +366,9 @@ export async function runTurn(
     messages: withPinnedContext(buildMessages(promptRows, files), context),
     providerOptions: openaiOptions(deps, chat, anchor?.responseId),
   };
-  const tools = buildTools(chat.dynamic_tools);
+  // Plan mode offers only the planning tools: never the client's, nothing that writes.
+  const planning = chat.plan_mode === "plan";
+  const tools = planning ? planTools() : buildTools(chat.dynamic_tools);
 
   for (let stepNo = 1; ; stepNo++) {
     const step = await runStep(deps, model, prompt, tools, parts, signal);
@@ -377,26 +388,40 @@ export async function runTurn(
     const calls = step.content.filter((p) => p.type === "tool-call");
     // Calls the runner answers itself (no such tool, arguments that fail the schema), so the model
     // can correct itself; the rest are the client's.
-    const answered = calls.filter(
+    const refused = calls.filter(
       (p) => step.invalidCalls.has(p.tool_call_id!) || !(p.tool_name! in tools),
     );
+    // A valid propose_plan (plan mode) is the runner's to answer: it saves the plan.
+    const plans = calls.filter(
+      (p) => p.tool_name === proposePlan && planning && !refused.includes(p),
+    );
+    const answered = [...refused, ...plans];
     const clientCalls = calls.length - answered.length;
+    const planFileId = plans.length > 0 ? randomUUID() : undefined;
     const toolMessage: OutputMessage | undefined =
       answered.length > 0
         ? {
             role: "tool",
-            content: answered.map((p) => ({
-              type: "tool-result",
-              tool_call_id: p.tool_call_id!,
-              tool_name: p.tool_name!,
-              result: {
-                error:
-                  p.tool_name! in tools
-                    ? `the arguments do not match the input schema of ${p.tool_name}`
-                    : `there is no tool named ${p.tool_name}`,
-              },
-              is_error: true,
-            })),
+            content: [
+              ...refused.map((p) => ({
+                type: "tool-result",
+                tool_call_id: p.tool_call_id!,
+                tool_name: p.tool_name!,
+                result: { error: refusal(p.tool_name!, tools, planning, chat.dynamic_tools) },
+                is_error: true,
+              })),
+              ...plans.map((p, i) => ({
+                type: "tool-result",
+                tool_call_id: p.tool_call_id!,
+                tool_name: p.tool_name!,
+                // One plan file per step: a second proposal in the same step replaces nothing.
+                result:
+                  i === 0
+                    ? { saved: true, file_id: planFileId, name: "plan.md" }
+                    : { error: "one plan per turn: the first proposal was saved" },
+                ...(i === 0 ? {} : { is_error: true }),
+              })),
+            ],
           }
         : undefined;
     const stepMessages = [assistant, toolMessage].filter((m): m is OutputMessage => !!m);
@@ -419,6 +444,28 @@ export async function runTurn(
         model.provider,
       );
       return { outcome: (await finish("error", error)).outcome as TurnOutcome };
+    }
+    if (plans.length > 0) {
+      // The plan, its link and the step's messages in one transaction; then the turn ends (or
+      // waits for the client's answers to the step's other calls, an ask_user_question).
+      const saved = await saveChatRunPlan(db, {
+        chat_id: chat.id,
+        worker_id: deps.workerId,
+        started_at: lease.startedAt,
+        model_config_id: chat.model_config_id,
+        file_id: planFileId!,
+        plan_markdown: planFileMarkdown(proposedPlanOf(plans[0]!.args)),
+        messages: stepMessages,
+      });
+      deps.afterWrite();
+      if (!saved.saved) output.push(...stepMessages);
+      const row = await finish(clientCalls > 0 ? "requires_action" : "completed");
+      return {
+        outcome: row.outcome as TurnOutcome,
+        ...(row.outcome === "completed"
+          ? { followUp: followUpOf(deps, chat, model, row, rows, stepMessages) }
+          : {}),
+      };
     }
     if (clientCalls > 0) {
       output.push(...stepMessages);
@@ -609,4 +656,16 @@ function openaiOptions(
       ...(previousResponseId ? { previousResponseId } : {}),
     },
   };
+}
+
+/** Why the runner refused a tool call: the model sees this as the call's error result. */
+function refusal(name: string, tools: ToolSet, planning: boolean, dynamicTools: unknown): string {
+  if (name in tools) return `the arguments do not match the input schema of ${name}`;
+  const declared =
+    Array.isArray(dynamicTools) &&
+    dynamicTools.some((t) => (t as { name?: string })?.name === name);
+  if (planning && declared) {
+    return `${name} is not available in plan mode: explore, ask with ${askUserQuestion}, and finish with ${proposePlan}`;
+  }
+  return `there is no tool named ${name}`;
 }
