@@ -99,6 +99,14 @@ SELECT chat_run_save_plan(
   @chat_id, @worker_id, @started_at, @model_config_id, @file_id, @plan_markdown, @messages
 ) AS saved;
 
+-- name: SetChatLastInjectedContextByID :exec
+-- At a turn's start, while its lease holds: the context its prompt carries (src/runner/turn.ts,
+-- injectedContext). Written only when it differs, so a chat without context is not rewritten
+-- every turn; no change event (the chat's readers see it in GET /{chat}).
+UPDATE chats SET last_injected_context = @context
+WHERE id = @chat_id AND worker_id = @worker_id AND started_at = @started_at
+  AND last_injected_context IS DISTINCT FROM @context;
+
 -- name: FinishChatRun :one
 -- chat_run_finish: the turn's last messages, its status and the lease release in one transaction.
 SELECT f.outcome, f.status, f.updated_at, f.title_source

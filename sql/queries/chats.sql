@@ -14,6 +14,10 @@ SELECT c.*
 FROM chat_rows c
 WHERE c.id = @id AND c.owner_id = @owner_id;
 
+-- name: GetChatLastInjectedContextByID :one
+-- GET /{chat}: what the last turn's prompt carried (not in chat_rows: list pages stay small).
+SELECT last_injected_context FROM chats WHERE id = @id AND owner_id = @owner_id;
+
 -- name: ListChatsByOwner :many
 -- One page of an owner's root chats: pinned first by pin_order, then the newest update, then id.
 -- The ORDER BY and the after_id row comparison match chats_list_order_idx column for column, so

@@ -297,6 +297,29 @@ export async function saveChatRunPlan(client: Client, args: SaveChatRunPlanArgs)
   };
 }
 
+export const setChatLastInjectedContextByIDQuery = `-- name: SetChatLastInjectedContextByID :exec
+-- At a turn's start, while its lease holds: the context its prompt carries (src/runner/turn.ts,
+-- injectedContext). Written only when it differs, so a chat without context is not rewritten
+-- every turn; no change event (the chat's readers see it in GET /{chat}).
+UPDATE chats SET last_injected_context = $1
+WHERE id = $2 AND worker_id = $3 AND started_at = $4
+  AND last_injected_context IS DISTINCT FROM $1`;
+
+export interface SetChatLastInjectedContextByIDArgs {
+  context: any;
+  chat_id: string;
+  worker_id: string;
+  started_at: string;
+}
+
+export async function setChatLastInjectedContextByID(client: Client, args: SetChatLastInjectedContextByIDArgs): Promise<void> {
+  await client.query({
+    text: setChatLastInjectedContextByIDQuery,
+    values: [jsonParam(args.context), args.chat_id, args.worker_id, args.started_at],
+    rowMode: "array",
+  });
+}
+
 export const finishChatRunQuery = `-- name: FinishChatRun :one
 -- chat_run_finish: the turn's last messages, its status and the lease release in one transaction.
 SELECT f.outcome, f.status, f.updated_at, f.title_source

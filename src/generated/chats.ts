@@ -169,6 +169,34 @@ export async function getChatByIDForOwner(client: Client, args: GetChatByIDForOw
   };
 }
 
+export const getChatLastInjectedContextByIDQuery = `-- name: GetChatLastInjectedContextByID :one
+-- GET /{chat}: what the last turn's prompt carried (not in chat_rows: list pages stay small).
+SELECT last_injected_context FROM chats WHERE id = $1 AND owner_id = $2`;
+
+export interface GetChatLastInjectedContextByIDArgs {
+  id: string;
+  owner_id: string;
+}
+
+export interface GetChatLastInjectedContextByIDRow {
+  last_injected_context: any;
+}
+
+export async function getChatLastInjectedContextByID(client: Client, args: GetChatLastInjectedContextByIDArgs): Promise<GetChatLastInjectedContextByIDRow | null> {
+  const result = await client.query({
+    text: getChatLastInjectedContextByIDQuery,
+    values: [args.id, args.owner_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    last_injected_context: row[0],
+  };
+}
+
 export const listChatsByOwnerQuery = `-- name: ListChatsByOwner :many
 -- One page of an owner's root chats: pinned first by pin_order, then the newest update, then id.
 -- The ORDER BY and the after_id row comparison match chats_list_order_idx column for column, so

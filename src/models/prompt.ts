@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import {
   type AssistantContent,
   jsonSchema,
@@ -195,4 +196,34 @@ export function buildTools(dynamicTools: unknown): ToolSet {
     });
   }
   return tools;
+}
+
+/** What a turn's prompt carried (docs/api.md "What the model saw"): chats.last_injected_context. */
+export interface InjectedContext {
+  resources: { source: string; kind: string; sha256: string; bytes: number }[];
+  context_files: { path: string; sha256: string; bytes: number; message_id: number }[];
+}
+
+const digest = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
+
+/** The pinned resources and the context files of the rows a prompt was built from. */
+export function injectedContext(resources: ContextResource[], rows: HistoryRow[]): InjectedContext {
+  return {
+    resources: resources.map((r) => ({
+      source: r.source,
+      kind: r.kind,
+      sha256: digest(r.body),
+      bytes: Buffer.byteLength(r.body, "utf8"),
+    })),
+    context_files: rows.flatMap((row) =>
+      partsOf(row.content)
+        .filter((p) => p.type === "context-file")
+        .map((p) => ({
+          path: p.context_file_path ?? "",
+          sha256: digest(p.context_file_content ?? ""),
+          bytes: Buffer.byteLength(p.context_file_content ?? "", "utf8"),
+          message_id: Number(row.id),
+        })),
+    ),
+  };
 }

@@ -18,6 +18,7 @@ import {
   getChatForRunByID,
   saveChatRunPlan,
   saveChatRunStep,
+  setChatLastInjectedContextByID,
 } from "../generated/chat_runs.ts";
 import { updateChatTitleFromModelByID } from "../generated/chat_titles.ts";
 import { updateChatLastTurnSummaryByID } from "../generated/chats.ts";
@@ -44,6 +45,7 @@ import {
   type FileData,
   fileIdsOf,
   type HistoryRow,
+  injectedContext,
   type Part,
   withPinnedContext,
 } from "../models/prompt.ts";
@@ -369,6 +371,12 @@ export async function runTurn(
   // Plan mode offers only the planning tools: never the client's, nothing that writes.
   const planning = chat.plan_mode === "plan";
   const tools = planning ? planTools() : buildTools(chat.dynamic_tools);
+  await setChatLastInjectedContextByID(db, {
+    chat_id: chat.id,
+    worker_id: deps.workerId,
+    started_at: lease.startedAt,
+    context: injectedContext(context, promptRows),
+  });
 
   for (let stepNo = 1; ; stepNo++) {
     const step = await runStep(deps, model, prompt, tools, parts, signal);

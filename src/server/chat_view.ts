@@ -3,7 +3,11 @@ import type { Queryable } from "../db/index.ts";
 import { refreshReferenceInline } from "../forge/refresh.ts";
 import { listChatFilesByChatID } from "../generated/chat_files.ts";
 import { getChatMessageByID } from "../generated/chat_messages.ts";
-import { getChatByIDForOwner, listChildChatsByRootIDs } from "../generated/chats.ts";
+import {
+  getChatByIDForOwner,
+  getChatLastInjectedContextByID,
+  listChildChatsByRootIDs,
+} from "../generated/chats.ts";
 import type { AppDeps } from "./deps.ts";
 import { notFound } from "./errors.ts";
 
@@ -33,7 +37,12 @@ export async function loadChat(db: Queryable, ownerId: string, chatId: string) {
   if (!chat) throw notFound("Chat");
   const [json] = await withChildren(db, [chat], chat.archived);
   const files = await listChatFilesByChatID(db, { chat_id: chat.id });
-  return { ...json!, files: files.map(chatFileJson) };
+  const injected = await getChatLastInjectedContextByID(db, { id: chat.id, owner_id: ownerId });
+  return {
+    ...json!,
+    files: files.map(chatFileJson),
+    last_injected_context: injected?.last_injected_context ?? null,
+  };
 }
 
 /**

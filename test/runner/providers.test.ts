@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
@@ -220,6 +220,44 @@ describe("an OpenAI-compatible provider", () => {
       ].join("\n\n"),
     );
     expect(request!.body.messages.at(-1)).toMatchObject({ role: "user" });
+    // What the model saw, for a UI ("this answer used AGENTS.md @ …") and for a DBA.
+    const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+    const shown = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
+    expect(shown.json.last_injected_context).toEqual({
+      resources: [
+        {
+          source: "AGENTS.md",
+          kind: "instruction_file",
+          sha256: sha("Always answer in French."),
+          bytes: 24,
+        },
+        {
+          source: "skills/sql/SKILL.md",
+          kind: "skill",
+          sha256: sha("Write SQL in upper case."),
+          bytes: 24,
+        },
+      ],
+      context_files: [],
+    });
+
+    // The agent adds a context file; the next turn carries it too.
+    const added = await t.call("POST", "/api/v2/workspaceagents/me/chat-context", {
+      headers: { "coder-agent-token": agent.token },
+      body: { chat_id: chat, files: [{ path: "docs/rules.md", content: "Be kind." }] },
+    });
+    expect(added.status, added.text).toBe(200);
+    const next = await t.call("POST", `${base}/${chat}/messages`, {
+      token: ownerToken,
+      body: { content: text("again with context") },
+    });
+    expect(next.status, next.text).toBe(200);
+    runner.wake();
+    await settled(t.pool, chat, "waiting");
+    const again = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
+    expect(again.json.last_injected_context.context_files).toEqual([
+      { path: "docs/rules.md", sha256: sha("Be kind."), bytes: 8, message_id: expect.any(Number) },
+    ]);
   });
 
   it("answers a chat whose agent never pushed context, recording why it has none", async () => {

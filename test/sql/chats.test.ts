@@ -204,6 +204,8 @@ describe("version and updated_at", () => {
       "version",
       "status_changed_at",
       "heartbeat_at",
+      // The runner's record of a turn's prompt (docs/api.md "What the model saw"): no event.
+      "last_injected_context",
     ];
     const tracked = all.map((r) => r.attname).filter((c) => !untracked.includes(c));
     expect(rows.map((r) => r.trigger)).toEqual([

@@ -460,7 +460,12 @@ describe("GET /chats/watch", () => {
     await patchChat(u, root.id, { title: "Root, renamed" });
     const e = await w.next(ofChat(root.id));
     expect(e.event).toBe("title_change");
-    const { files: _files, ...fetched } = await getChat(u, root.id);
+    // files and last_injected_context are GET /{chat} only (docs/api.md).
+    const {
+      files: _files,
+      last_injected_context: _context,
+      ...fetched
+    } = await getChat(u, root.id);
     expect(fetched.children.map((c: { id: string }) => c.id)).toEqual([child.id]);
     expect(data(e).chat).toEqual(fetched);
   });
