@@ -206,3 +206,20 @@ $$;
 CREATE OR REPLACE TRIGGER chat_messages_600_roll_up_cost
   AFTER INSERT ON chat_messages REFERENCING NEW TABLE AS new_rows
   FOR EACH STATEMENT EXECUTE FUNCTION chat_messages__roll_up_cost();
+
+-- When a message was soft-deleted (00051): response chaining never continues a stored response
+-- older than a rewrite of the history (GetChatResponseAnchorByChatID). Rows inserted deleted
+-- (a lost turn's usage) are not a rewrite and keep NULL.
+CREATE OR REPLACE FUNCTION chat_messages__stamp_deleted_at() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  -- The moment of the change, not of its transaction's start: as late as it can be known.
+  NEW.deleted_at := clock_timestamp();
+  RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chat_messages_120_stamp_deleted_at
+  BEFORE UPDATE OF deleted ON chat_messages
+  FOR EACH ROW WHEN (NEW.deleted AND NOT OLD.deleted)
+  EXECUTE FUNCTION chat_messages__stamp_deleted_at();

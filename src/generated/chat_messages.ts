@@ -497,12 +497,21 @@ export async function listChatMessagesForPromptByChatID(client: Client, args: Li
 
 export const getChatResponseAnchorByChatIDQuery = `-- name: GetChatResponseAnchorByChatID :one
 -- Response chaining (src/runner/turn.ts): the newest assistant message the model sees, the
--- provider response it came from and that provider, and whether a message after it was deleted
--- (an edit rewrote the history the stored response knows). Read backwards from the newest
--- message through chat_messages_chat_id_idx; the check reads only the messages after it.
+-- provider response it came from and that provider, and whether a message was deleted since
+-- that turn could have read the history (an edit, or a context-file clear anywhere in it, rewrote
+-- what the stored response holds). The turn read it after the message a user sent that started it,
+-- so any deletion since that message counts (conservative: at worst a turn replays once). Read
+-- backwards through chat_messages_chat_id_idx; the check reads chat_messages_deleted_at_idx, which
+-- holds deleted rows only.
 SELECT m.id, m.provider_response_id, mc.provider_id,
   EXISTS (
-    SELECT 1 FROM chat_messages d WHERE d.chat_id = m.chat_id AND d.id > m.id AND d.deleted
+    SELECT 1 FROM chat_messages d
+    WHERE d.chat_id = m.chat_id AND d.deleted_at IS NOT NULL
+      AND d.deleted_at >= COALESCE(
+        (SELECT u.created_at FROM chat_messages u
+         WHERE u.chat_id = m.chat_id AND u.id < m.id AND u.created_by IS NOT NULL
+         ORDER BY u.id DESC LIMIT 1),
+        m.created_at)
   ) AS edited_after
 FROM chat_messages m
 LEFT JOIN chat_model_configs mc ON mc.id = m.model_config_id

@@ -17,7 +17,9 @@ import {
  *
  *   <text>                   -> "echo: <text>", streamed in a few parts
  *   /tool <name> <json>      -> a call of tool <name> with <json> arguments
- *   /plan <title>\n<markdown> -> a propose_plan call (plan mode, docs/api.md "Plan mode")
+ *   /plan <title>\n<markdown> -> a propose_plan call (plan mode, docs/api.md "Plan mode");
+ *                               `/plan --hold <ms> <title>…` waits <ms> after the call before
+ *                               finishing (for tests of an interrupt that lands then)
  *   /ask <question>          -> an ask_user_question call (plan mode)
  *   /tools                   -> "tools: <the names of the tools it was offered>"
  *   /fail <kind>             -> fails the way a provider does for that ChatError kind
@@ -115,6 +117,8 @@ interface Plan {
   finishReason: LanguageModelV3FinishReason["unified"];
   /** Pause before each chunk after the first (/sleep). */
   delayMs: number;
+  /** Pause after the tool calls, before the finish (/plan --hold). */
+  holdMs?: number;
 }
 
 /** Splits a reply into `n` parts at word boundaries (fewer for short replies). */
@@ -191,12 +195,15 @@ function plan(options: LanguageModelV3CallOptions): Plan | Error {
     }
     return toolCallPlan(toolName!, input);
   }
-  const planned = /^\/plan\s+([^\n]*)\n?([\s\S]*)$/.exec(text);
+  const planned = /^\/plan\s+(?:--hold\s+(\d+)\s+)?([^\n]*)\n?([\s\S]*)$/.exec(text);
   if (planned) {
-    return toolCallPlan("propose_plan", {
-      title: planned[1]!.trim(),
-      plan_markdown: planned[2]!.trim() || planned[1]!.trim(),
-    });
+    return {
+      ...toolCallPlan("propose_plan", {
+        title: planned[2]!.trim(),
+        plan_markdown: planned[3]!.trim() || planned[2]!.trim(),
+      }),
+      holdMs: Math.min(Number(planned[1] ?? 0), maxSleepMs),
+    };
   }
   const ask = /^\/ask\s+([\s\S]+)$/.exec(text);
   if (ask) return toolCallPlan("ask_user_question", { question: ask[1]!.trim() });
@@ -294,6 +301,7 @@ export function localModel(modelId: string): LanguageModelV3 | undefined {
             for (const c of p.content) {
               if (c.type === "tool-call") controller.enqueue(c);
             }
+            if (p.holdMs) await sleepFor(p.holdMs, signal);
             controller.enqueue({
               type: "finish",
               finishReason: { unified: p.finishReason, raw: p.finishReason },

@@ -15,9 +15,16 @@ export const proposePlan = "propose_plan";
 /** Far above any plan worth reading; keeps the file well inside chat_files' 10 MiB limit. */
 const maxPlanLength = 1_000_000;
 
+/** PostgreSQL text cannot hold NUL: refused here, as a schema error the model can correct. */
+const noNul = (s: string) => !s.includes("\u0000");
+
 const proposePlanInput = z.strictObject({
-  title: z.string().trim().min(1).max(200),
-  plan_markdown: z.string().min(1).max(maxPlanLength),
+  title: z.string().trim().min(1).max(200).refine(noNul, "must not contain NUL characters"),
+  plan_markdown: z
+    .string()
+    .min(1)
+    .max(maxPlanLength)
+    .refine(noNul, "must not contain NUL characters"),
 });
 
 export type ProposedPlan = z.infer<typeof proposePlanInput>;

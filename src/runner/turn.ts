@@ -375,7 +375,9 @@ export async function runTurn(
     chat_id: chat.id,
     worker_id: deps.workerId,
     started_at: lease.startedAt,
-    context: injectedContext(context, promptRows),
+    // The whole history's context files: a chained prompt carries the earlier ones inside the
+    // stored response it continues.
+    context: injectedContext(context, rows),
   });
 
   for (let stepNo = 1; ; stepNo++) {
@@ -406,33 +408,47 @@ export async function runTurn(
     const answered = [...refused, ...plans];
     const clientCalls = calls.length - answered.length;
     const planFileId = plans.length > 0 ? randomUUID() : undefined;
-    const toolMessage: OutputMessage | undefined =
-      answered.length > 0
-        ? {
-            role: "tool",
-            content: [
-              ...refused.map((p) => ({
-                type: "tool-result",
-                tool_call_id: p.tool_call_id!,
-                tool_name: p.tool_name!,
-                result: { error: refusal(p.tool_name!, tools, planning, chat.dynamic_tools) },
-                is_error: true,
-              })),
-              ...plans.map((p, i) => ({
-                type: "tool-result",
-                tool_call_id: p.tool_call_id!,
-                tool_name: p.tool_name!,
-                // One plan file per step: a second proposal in the same step replaces nothing.
-                result:
-                  i === 0
-                    ? { saved: true, file_id: planFileId, name: "plan.md" }
-                    : { error: "one plan per turn: the first proposal was saved" },
-                ...(i === 0 ? {} : { is_error: true }),
-              })),
-            ],
-          }
-        : undefined;
-    const stepMessages = [assistant, toolMessage].filter((m): m is OutputMessage => !!m);
+    /**
+     * The step's messages. A proposed plan's result says it was saved only in the messages
+     * chat_run_save_plan stores with the file; anywhere else (the turn stopped first, or the save
+     * found the turn gone) it says it was not.
+     */
+    const messagesOfStep = (planSaved: boolean): OutputMessage[] => {
+      const toolMessage: OutputMessage | undefined =
+        answered.length > 0
+          ? {
+              role: "tool",
+              content: [
+                ...refused.map((p) => ({
+                  type: "tool-result",
+                  tool_call_id: p.tool_call_id!,
+                  tool_name: p.tool_name!,
+                  result: { error: refusal(p.tool_name!, tools, planning, chat.dynamic_tools) },
+                  is_error: true,
+                })),
+                ...plans.map((p, i) => ({
+                  type: "tool-result",
+                  tool_call_id: p.tool_call_id!,
+                  tool_name: p.tool_name!,
+                  ...(i === 0 && planSaved
+                    ? { result: { saved: true, file_id: planFileId, name: "plan.md" } }
+                    : {
+                        // One plan file per step: a second proposal in the same step saves nothing.
+                        result: {
+                          error:
+                            i === 0
+                              ? "the plan was not saved: the turn was stopped first"
+                              : "one plan per turn: only the first proposal is saved",
+                        },
+                        is_error: true,
+                      }),
+                })),
+              ],
+            }
+          : undefined;
+      return [assistant, toolMessage].filter((m): m is OutputMessage => !!m);
+    };
+    const stepMessages = messagesOfStep(false);
 
     if (step.stop === "interrupt") {
       output.push(...stepMessages);
@@ -463,7 +479,7 @@ export async function runTurn(
         model_config_id: chat.model_config_id,
         file_id: planFileId!,
         plan_markdown: planFileMarkdown(proposedPlanOf(plans[0]!.args)),
-        messages: stepMessages,
+        messages: messagesOfStep(true),
       });
       deps.afterWrite();
       if (!saved.saved) output.push(...stepMessages);

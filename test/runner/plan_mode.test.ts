@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
-import { messagesOf, settled, testRunner, textOf } from "../setup/runner.ts";
+import { eventually, messagesOf, settled, testRunner, textOf } from "../setup/runner.ts";
 
 /*
  * Plan mode (docs/api.md "Plan mode") with the local echo model's /plan, /ask and /tools: a plan
@@ -132,5 +132,33 @@ describe("plan mode", () => {
         result: { error: expect.stringMatching(/^lookup is not available in plan mode/) },
       }),
     ]);
+  });
+
+  it("a plan whose turn was interrupted before it could be saved says so to the model, and no plan.md is linked", async () => {
+    const me = await gen.member(t.pool, { organizationIds: [orgId] });
+    const { runner, published } = await testRunner();
+    // The model proposes, then holds the stream open: the interrupt lands after the call.
+    const chat = await planChat(me.token, "/plan --hold 60000 Never saved\nsteps");
+    runner.wake();
+    await eventually(
+      () =>
+        published.some((p) => p.chatId === chat && JSON.stringify(p.data).includes("propose_plan"))
+          ? true
+          : undefined,
+      "the propose_plan call to stream",
+    );
+    const interrupted = await t.call("POST", `${base}/${chat}/interrupt`, { token: me.token });
+    expect(interrupted.status, interrupted.text).toBe(200);
+    await settled(t.pool, chat, "waiting");
+    const results = (await messagesOf(t.pool, chat))
+      .flatMap((m) => m.content as { type: string; tool_name?: string }[])
+      .filter((p) => p.type === "tool-result" && p.tool_name === "propose_plan");
+    expect(results).toHaveLength(1);
+    expect(results[0]).toMatchObject({
+      is_error: true,
+      result: { error: expect.stringMatching(/not saved/) },
+    });
+    const shown = await t.call("GET", `${base}/${chat}`, { token: me.token });
+    expect(shown.json.files).toEqual([]);
   });
 });

@@ -367,6 +367,8 @@ describe("through the gateway", () => {
       const { runner } = await testRunner({ secrets: t.secrets, models: t.models });
       runner.wake();
       const state = await settled(t.pool, chat.json.id, "error");
+      // Before the next chat exists: a live runner would run it before its key is ended.
+      await runner.stop();
       expect(state.last_error, end).toMatchObject({ kind: "auth", retryable: false });
       expect(
         fake.requests.filter((r) => r.lastUser === prompt),

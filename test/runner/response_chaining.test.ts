@@ -187,4 +187,72 @@ describe("response chaining", () => {
     await run(c4.json.id);
     replayed(`echo two ${m4}`, `echo one ${m4}`);
   });
+
+  it("a context file the agent cleared after the stored response makes the next turn replay; the chained turn's record still lists the context files inside the stored response", async () => {
+    const model = await openaiModel(true);
+    const owner = await t.pool.query("SELECT user_id FROM api_keys WHERE id = $1", [
+      ownerToken.split("-")[0],
+    ]);
+    const orgId = (
+      await t.pool.query(
+        "SELECT organization_id FROM organization_members WHERE user_id = $1 LIMIT 1",
+        [owner.rows[0].user_id],
+      )
+    ).rows[0].organization_id;
+    const ws = await gen.workspace(t.pool, {
+      organizationId: orgId,
+      ownerId: owner.rows[0].user_id,
+    });
+    const agent = (await gen.build(t.pool, ws.id)).agents[0]!;
+    const agentCall = (method: string, path: string, body?: unknown) =>
+      t.call(method, `/api/v2/workspaceagents/me/${path}`, {
+        headers: { "coder-agent-token": agent.token },
+        body,
+      });
+    expect((await agentCall("PUT", "context", { resources: [] })).status).toBe(200);
+    const m = randomBytes(3).toString("hex");
+    const chat = await t.call("POST", base, {
+      token: ownerToken,
+      body: { content: text(`ctx one ${m}`), model_config_id: model, workspace_id: ws.id },
+    });
+    expect(chat.status, chat.text).toBe(201);
+    const added = await agentCall("POST", "chat-context", {
+      chat_id: chat.json.id,
+      files: [{ path: "RULES.md", content: `rules ${m}` }],
+    });
+    expect(added.status, added.text).toBe(200);
+    // Started once the file is there: a runner running meanwhile could take the turn before it.
+    const { runner } = await testRunner({ secrets: t.secrets });
+    runner.wake();
+    await settled(t.pool, chat.json.id, "waiting");
+    expect(JSON.stringify(turnRequest(`ctx one ${m}`).input)).toContain(`rules ${m}`);
+
+    // Chained: the file lives inside the stored response, and the record says so.
+    await send(chat.json.id, `ctx two ${m}`);
+    runner.wake();
+    await settled(t.pool, chat.json.id, "waiting");
+    const two = turnRequest(`ctx two ${m}`);
+    expect(two.previous_response_id).toMatch(/^resp_/);
+    expect(JSON.stringify(two.input)).not.toContain(`rules ${m}`);
+    const shown = await t.call("GET", `${base}/${chat.json.id}`, { token: ownerToken });
+    expect(
+      shown.json.last_injected_context.context_files.map((f: { path: string }) => f.path),
+    ).toEqual(["RULES.md"]);
+
+    // Cleared: what OpenAI holds has the file; the next turn must not continue from it.
+    const cleared = await t.call(
+      "DELETE",
+      `/api/v2/workspaceagents/me/chat-context?chat_id=${chat.json.id}`,
+      { headers: { "coder-agent-token": agent.token } },
+    );
+    expect(cleared.status, cleared.text).toBe(200);
+    await send(chat.json.id, `ctx three ${m}`);
+    runner.wake();
+    await settled(t.pool, chat.json.id, "waiting");
+    const three = turnRequest(`ctx three ${m}`);
+    expect(three.previous_response_id).toBeUndefined();
+    const input = JSON.stringify(three.input);
+    expect(input).toContain(`ctx one ${m}`);
+    expect(input).not.toContain(`rules ${m}`);
+  });
 });
