@@ -381,7 +381,14 @@ export async function runTurn(
   });
 
   for (let stepNo = 1; ; stepNo++) {
-    const step = await runStep(deps, model, prompt, tools, parts, signal);
+    let step = await runStep(deps, model, prompt, tools, parts, signal);
+    if (stepNo === 1 && anchor && step.error?.kind === "config" && step.content.length === 0) {
+      // The provider no longer has the stored response (OpenAI keeps them 30 days) or refuses to
+      // continue it: the turn replays the history instead, once.
+      prompt.messages = withPinnedContext(buildMessages(rows, files), context);
+      prompt.providerOptions = openaiOptions(deps, chat, undefined);
+      step = await runStep(deps, model, prompt, tools, parts, signal);
+    }
     if (step.stop === "lost" || step.stop === "shutdown") return { outcome: step.stop };
 
     const usage = usageColumns(step.usage);

@@ -120,6 +120,31 @@ describe("response chaining", () => {
     expect(input).not.toContain("answer");
   });
 
+  it("replays the history, once, when the provider no longer has the stored response", async () => {
+    const model = await openaiModel(true);
+    const m = randomBytes(3).toString("hex");
+    const { runner } = await testRunner({ secrets: t.secrets });
+    const chat = await t.call("POST", base, {
+      token: ownerToken,
+      body: { content: text(`gone one ${m}`), model_config_id: model },
+    });
+    runner.wake();
+    await settled(t.pool, chat.json.id, "waiting");
+    const [stored] = await assistantResponseIds(chat.json.id);
+    fake.forget(stored!);
+    await send(chat.json.id, `gone two ${m}`);
+    runner.wake();
+    await settled(t.pool, chat.json.id, "waiting");
+    // The chained call was refused (400, not recorded by the fake); the replay answered.
+    const replay = turnRequest(`gone two ${m}`);
+    expect(replay.previous_response_id).toBeUndefined();
+    expect(JSON.stringify(replay.input)).toContain(`gone one ${m}`);
+    const { rows } = await t.pool.query("SELECT status, last_error FROM chats WHERE id = $1", [
+      chat.json.id,
+    ]);
+    expect(rows[0]).toEqual({ status: "waiting", last_error: null });
+  });
+
   it("replays the history when storage is off, after an edit, on another provider, or when the last answer has no response id", async () => {
     const stored = await openaiModel(true);
     const { runner } = await testRunner({ secrets: t.secrets });

@@ -19,6 +19,8 @@ export interface FakeResponses {
   /** Base URL for a provider's base_url (ends in /v1). */
   url: string;
   requests: FakeResponsesRequest[];
+  /** Drops a stored response, as OpenAI does after 30 days: continuing it is then a 400. */
+  forget(responseId: string): void;
   close(): Promise<void>;
 }
 
@@ -84,6 +86,9 @@ export async function fakeOpenAIResponses(
   return {
     url: `http://127.0.0.1:${port}/v1`,
     requests,
+    forget: (id) => {
+      made.delete(id);
+    },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
