@@ -1,17 +1,15 @@
 import type { Pool } from "../db/index.ts";
 import { pruneChatEvents } from "../generated/chat_events.ts";
 import type { Logger } from "../log.ts";
+import { type Periodic, startPeriodic } from "./periodic.ts";
 
 /** Rows per delete: each batch is its own short transaction, so pruning never blocks for long. */
 const batchSize = 10_000;
 /** How often to prune: the log holds at most retention plus five minutes of events. */
 export const pruneIntervalMs = 5 * 60_000;
 
-export interface EventPruning {
-  /** Prunes everything older than the retention now; resolves with the number of rows deleted. */
-  runOnce(): Promise<number>;
-  stop(): Promise<void>;
-}
+/** runOnce prunes everything older than the retention now; it resolves with the rows deleted. */
+export type EventPruning = Periodic<number>;
 
 /**
  * Deletes change events older than the retention (PGCHATD_EVENT_RETENTION_SECONDS, default 24 h),
@@ -25,7 +23,6 @@ export function startEventPruning(opts: {
   intervalMs?: number;
 }): EventPruning {
   const log = opts.logger.child({ component: "prune-events" });
-  let running: Promise<number> | undefined;
 
   async function prune(): Promise<number> {
     let total = 0;
@@ -42,23 +39,8 @@ export function startEventPruning(opts: {
     return total;
   }
 
-  const runOnce = () => {
-    running ??= prune().finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-
-  const timer = setInterval(() => {
-    runOnce().catch((err) => log.warn({ err }, "pruning change events failed"));
-  }, opts.intervalMs ?? pruneIntervalMs);
-  timer.unref();
-
-  return {
-    runOnce,
-    async stop() {
-      clearInterval(timer);
-      await running?.catch(() => {});
-    },
-  };
+  return startPeriodic(prune, {
+    intervalMs: opts.intervalMs ?? pruneIntervalMs,
+    onError: (err) => log.warn({ err }, "pruning change events failed"),
+  });
 }

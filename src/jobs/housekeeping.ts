@@ -14,6 +14,7 @@ import {
   unlockHousekeeping,
 } from "../generated/chat_housekeeping.ts";
 import type { Logger } from "../log.ts";
+import { type Periodic, startPeriodic } from "./periodic.ts";
 
 /*
  * Housekeeping (docs/operations.md "Housekeeping"): auto-archive with a digest per owner, then
@@ -177,32 +178,15 @@ export async function runHousekeeping(opts: HousekeepingOptions): Promise<Housek
   }
 }
 
-export interface Housekeeping {
-  runOnce(): Promise<HousekeepingResult>;
-  stop(): Promise<void>;
-}
+export type Housekeeping = Periodic<HousekeepingResult>;
 
 /** Runs housekeeping every `intervalMs` (the first time after one interval) until stopped. */
 export function startHousekeeping(
   opts: HousekeepingOptions & { intervalMs?: number | undefined },
 ): Housekeeping {
   const log = opts.logger.child({ component: "housekeeping" });
-  let running: Promise<HousekeepingResult> | undefined;
-  const runOnce = () => {
-    running ??= runHousekeeping({ ...opts, logger: log }).finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-  const timer = setInterval(() => {
-    runOnce().catch((err) => log.warn({ err }, "housekeeping failed"));
-  }, opts.intervalMs ?? housekeepingIntervalMs);
-  timer.unref();
-  return {
-    runOnce,
-    async stop() {
-      clearInterval(timer);
-      await running?.catch(() => {});
-    },
-  };
+  return startPeriodic(() => runHousekeeping({ ...opts, logger: log }), {
+    intervalMs: opts.intervalMs ?? housekeepingIntervalMs,
+    onError: (err) => log.warn({ err }, "housekeeping failed"),
+  });
 }
