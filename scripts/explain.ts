@@ -26,6 +26,7 @@ import {
   getAPIKeyForAuthByIDQuery,
   updateAPIKeyLastUsedByIDQuery,
 } from "../src/generated/api_keys.ts";
+import { listAuditLogs, listAuditLogsByChatID } from "../src/generated/audit_logs.ts";
 import { listChatContextResourcesForPromptByChatID } from "../src/generated/chat_context.ts";
 import {
   getChatCostByChatID,
@@ -682,6 +683,70 @@ async function housekeepingPlans(client: pg.Client, seeded: SeededChats) {
   return { plans, files };
 }
 
+/** The audit log of the audit plans: one entry per message sent, spread over 1,000 keys. */
+const auditSeed = { entries: 500_000, keys: 1_000, heavyKeyEntries: 5_000 };
+
+/**
+ * The audit log reads: a chat's entries for its owner, and the site owner's by key (a leaked
+ * key's 5,000 entries among 500,000) and unfiltered.
+ */
+async function auditPlans(client: pg.Client): Promise<ChatPlan[]> {
+  const heavyKey = "leakedkey0";
+  await client.query(
+    `WITH c AS (SELECT id, owner_id, row_number() OVER (ORDER BY id) AS n FROM chats),
+     total AS (SELECT count(*) AS n FROM c)
+     INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id, detail, time)
+     SELECT c.owner_id,
+       CASE WHEN g % ($2::int / $3::int) = 0 THEN $1 ELSE 'key' || lpad((g % $4::int)::text, 7, '0') END,
+       'message_send', c.id, jsonb_build_object('message_id', g),
+       now() - ($2::int - g) * interval '1 second'
+     FROM generate_series(1, $2::int) g, total JOIN c ON true
+     WHERE c.n = 1 + g % total.n`,
+    [heavyKey, auditSeed.entries, auditSeed.heavyKeyEntries, auditSeed.keys],
+  );
+  await client.query("VACUUM (ANALYZE) audit_logs");
+  const { rows } = await client.query<{ chat_id: string; owner_id: string }>(
+    `SELECT a.chat_id, c.owner_id FROM audit_logs a JOIN chats c ON c.id = a.chat_id
+     GROUP BY a.chat_id, c.owner_id ORDER BY count(*) DESC LIMIT 1`,
+  );
+  const busiest = rows[0]!;
+  return [
+    {
+      name: "ListAuditLogsByChatID",
+      why: "GET /{chat}/audit, the first page",
+      shows: "the chat with the most entries, limit 51",
+      query: await capturedQuery(listAuditLogsByChatID, {
+        chat_id: busiest.chat_id,
+        owner_id: busiest.owner_id,
+        after_id: null,
+        page_limit: 51,
+      }),
+    },
+    {
+      name: "ListAuditLogs: one key",
+      why: "GET /audit?api_key_id= (a key that leaked), the first page",
+      shows: `a key with ${auditSeed.heavyKeyEntries.toLocaleString("en")} entries, limit 51`,
+      query: await capturedQuery(listAuditLogs, {
+        api_key_id: heavyKey,
+        chat_id: null,
+        after_id: null,
+        page_limit: 51,
+      }),
+    },
+    {
+      name: "ListAuditLogs",
+      why: "GET /audit, the first page",
+      shows: "limit 51",
+      query: await capturedQuery(listAuditLogs, {
+        api_key_id: null,
+        chat_id: null,
+        after_id: null,
+        page_limit: 51,
+      }),
+    },
+  ];
+}
+
 /** Chats bound to one agent in the context plans. */
 const contextChats = 1_000;
 
@@ -1083,6 +1148,16 @@ async function plans(): Promise<string> {
       );
       for (const plan of housekeeping.files)
         out.push("```", shortenIdLists(plan.trim()), "```", "");
+
+      const audit = await auditPlans(client);
+      out.push(
+        "### Audit log",
+        "",
+        `On ${auditSeed.entries.toLocaleString("en")} entries over the chats above, made with ` +
+          `${auditSeed.keys.toLocaleString("en")} keys. EXPLAIN (ANALYZE, BUFFERS) with sample arguments.`,
+        "",
+      );
+      await explained(audit);
       return out.join("\n");
     } finally {
       await client.end();

@@ -71,7 +71,8 @@ END;
 $$;
 
 -- Admits a user message into a locked chat: stores it and starts a turn (status pending). The
--- message's model becomes the chat's model in the same transaction (model switch).
+-- message's model becomes the chat's model in the same transaction (model switch). Audited as
+-- message_send with the key that sent it (a promoted queued message: the key that queued it).
 -- A new turn ends the previous run's right to write: the lease is released in the same UPDATE
 -- (a run still holding it, e.g. one an edit superseded, finds it gone and writes nothing;
 -- chats__notify_runner tells it to stop). Tool calls the history still leaves unanswered (an
@@ -95,6 +96,8 @@ BEGIN
   INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
   VALUES (p_chat_id, 'user', p_content, 'both', p_model_config_id, p_created_by, p_api_key_id)
   RETURNING id INTO v_id;
+  INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id, detail)
+  VALUES (p_created_by, p_api_key_id, 'message_send', p_chat_id, jsonb_build_object('message_id', v_id));
   RETURN v_id;
 END;
 $$;
@@ -164,6 +167,9 @@ BEGIN
   VALUES (p_chat_id, p_content, v_model, p_owner_id, p_api_key_id,
     COALESCE((SELECT max(position) FROM chat_queued_messages WHERE chat_id = p_chat_id), 0) + 1)
   RETURNING id INTO queued_message_id;
+  INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id, detail)
+  VALUES (p_owner_id, p_api_key_id, 'message_queue', p_chat_id,
+    jsonb_build_object('queued_message_id', queued_message_id));
   IF p_busy_behavior = 'interrupt' THEN
     PERFORM chat_interrupt_locked(v_chat);
     IF NOT EXISTS (SELECT 1 FROM chat_queued_messages WHERE id = queued_message_id) THEN
@@ -261,6 +267,8 @@ BEGIN
   FROM (SELECT t.*, row_number() OVER () AS ord FROM chat_pending_tool_calls(p_chat_id) t) c
   JOIN jsonb_array_elements(p_results) r ON r ->> 'tool_call_id' = c.tool_call_id
   RETURNING id INTO v_id;
+  INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id, detail)
+  VALUES (p_owner_id, p_api_key_id, 'tool_results', p_chat_id, jsonb_build_object('message_id', v_id));
   -- status: requires_action -> pending (the tool results) (docs/sql.md "Chat status").
   UPDATE chats SET status = 'pending' WHERE id = p_chat_id;
   RETURN v_id;

@@ -48,6 +48,7 @@ $$;
 -- A child (p_parent_chat_id) inherits organization, client type, workspace binding and model
 -- (unless one is given), and copies the parent's context-file messages.
 -- p_content is the first user message's Part[]; its file parts must name the owner's files.
+-- Audited as chat_create with the API key (p_api_key_id) that created it.
 CREATE OR REPLACE FUNCTION chat_create(
   p_owner_id uuid,
   p_organization_id uuid,
@@ -73,6 +74,7 @@ DECLARE
   v_agent uuid;
   v_model uuid;
   v_id uuid;
+  v_message bigint;
 BEGIN
   IF p_parent_chat_id IS NOT NULL THEN
     -- No row lock on the parent: its family and organization never change, the family lock
@@ -137,7 +139,11 @@ BEGIN
   END IF;
 
   INSERT INTO chat_messages (chat_id, role, content, visibility, model_config_id, created_by, api_key_id)
-  VALUES (v_id, 'user', p_content, 'both', v_model, p_owner_id, p_api_key_id);
+  VALUES (v_id, 'user', p_content, 'both', v_model, p_owner_id, p_api_key_id)
+  RETURNING id INTO v_message;
+  INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id, detail)
+  VALUES (p_owner_id, p_api_key_id, 'chat_create', v_id, jsonb_strip_nulls(jsonb_build_object(
+    'message_id', v_message, 'parent_chat_id', p_parent_chat_id)));
 
   PERFORM chat_link_files(v_id, p_owner_id, p_content);
   -- Bound to an agent: it gets the agent's current context now (a child too: its own copy).
@@ -379,14 +385,16 @@ END;
 $$;
 
 -- ArchiveChat / UnarchiveChat (PATCH {archived}): the chat and its descendants, with an audit entry
--- each (chat_archive holds the cascade).
-CREATE OR REPLACE FUNCTION chat_set_archived(p_chat_id uuid, p_owner_id uuid, p_archived boolean)
-RETURNS void
+-- each naming the caller's API key (chat_archive holds the cascade).
+DROP FUNCTION IF EXISTS chat_set_archived(uuid, uuid, boolean);
+CREATE OR REPLACE FUNCTION chat_set_archived(
+  p_chat_id uuid, p_owner_id uuid, p_archived boolean, p_api_key_id text
+) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM chat_lock_for_update(p_chat_id, p_owner_id, p_archived, false, false, NULL);
-  INSERT INTO audit_logs (actor_user_id, action, chat_id)
-  SELECT p_owner_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
+  INSERT INTO audit_logs (actor_user_id, api_key_id, action, chat_id)
+  SELECT p_owner_id, p_api_key_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
   FROM chat_archive(p_chat_id, p_archived) AS a(id);
 END;
 $$;

@@ -104,11 +104,11 @@ SELECT chat_lock_for_update(
 
 -- name: ArchiveChat :exec
 -- Archives the chat and every descendant, clears their pins and closes the gap (chat_archive).
-SELECT chat_set_archived(@id, @owner_id, true);
+SELECT chat_set_archived(@id, @owner_id, true, sqlc.narg(api_key_id));
 
 -- name: UnarchiveChat :exec
 -- Unarchives the chat and every descendant; a child under an archived parent stays (PC400).
-SELECT chat_set_archived(@id, @owner_id, false);
+SELECT chat_set_archived(@id, @owner_id, false, sqlc.narg(api_key_id));
 
 -- name: PinChat :exec
 -- Pins an unpinned chat at the end (n+1), or moves a pinned one to @pin_order (clamped to 1..n):

@@ -543,34 +543,36 @@ export async function lockChatForUpdate(client: Client, args: LockChatForUpdateA
 
 export const archiveChatQuery = `-- name: ArchiveChat :exec
 -- Archives the chat and every descendant, clears their pins and closes the gap (chat_archive).
-SELECT chat_set_archived($1, $2, true)`;
+SELECT chat_set_archived($1, $2, true, $3)`;
 
 export interface ArchiveChatArgs {
   id: string;
   owner_id: string;
+  api_key_id: string | null;
 }
 
 export async function archiveChat(client: Client, args: ArchiveChatArgs): Promise<void> {
   await client.query({
     text: archiveChatQuery,
-    values: [args.id, args.owner_id],
+    values: [args.id, args.owner_id, args.api_key_id],
     rowMode: "array",
   });
 }
 
 export const unarchiveChatQuery = `-- name: UnarchiveChat :exec
 -- Unarchives the chat and every descendant; a child under an archived parent stays (PC400).
-SELECT chat_set_archived($1, $2, false)`;
+SELECT chat_set_archived($1, $2, false, $3)`;
 
 export interface UnarchiveChatArgs {
   id: string;
   owner_id: string;
+  api_key_id: string | null;
 }
 
 export async function unarchiveChat(client: Client, args: UnarchiveChatArgs): Promise<void> {
   await client.query({
     text: unarchiveChatQuery,
-    values: [args.id, args.owner_id],
+    values: [args.id, args.owner_id, args.api_key_id],
     rowMode: "array",
   });
 }

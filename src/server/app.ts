@@ -5,6 +5,7 @@ import { requireAgent, requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
+import { auditLogsRoutes } from "./routes/audit_logs.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
 import { chatCostsRoutes } from "./routes/chat_costs.ts";
 import {
@@ -110,12 +111,13 @@ export function createApp(deps: AppDeps): App {
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
-  // "usage-limits", "config", "cost", "models", "watch", "insights" and "github-token".
+  // "usage-limits", "config", "cost", "models", "watch", "insights", "github-token" and "audit".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
   chats.route("/usage-limits", chatUsageLimitsRoutes);
   chats.route("/config", chatHousekeepingRoutes);
+  chats.route("/", auditLogsRoutes);
   chats.route("/", chatCostsRoutes);
   chats.route("/", chatDiffStatusesRoutes);
   chats.route("/", chatModelsRoutes);

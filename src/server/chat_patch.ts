@@ -29,13 +29,15 @@ export interface ChatPatch {
  * {archived: false, pin_order: 1} unarchives and then pins. With more than one field (or none,
  * which only checks the chat is the caller's) LockChatForUpdate first takes every lock the rules
  * will take, in the global lock order (docs/sql.md "Lock order"): one after another they would
- * not. PC404 (another owner's chat) and the rules' own errors come from SQL.
+ * not. PC404 (another owner's chat) and the rules' own errors come from SQL. apiKeyId (the
+ * caller's key, null for the server itself) is named in the archive and unarchive audit entries.
  */
 export async function patchChat(
   pool: Pool,
   ownerId: string,
   chatId: string,
   patch: ChatPatch,
+  apiKeyId: string | null,
 ): Promise<void> {
   const ids = { id: chatId, owner_id: ownerId };
   const fields = Object.values(patch).filter((v) => v !== undefined).length;
@@ -49,8 +51,8 @@ export async function patchChat(
         workspace_id: patch.workspace_id ?? null,
       });
     }
-    if (patch.archived === true) await archiveChat(tx, ids);
-    if (patch.archived === false) await unarchiveChat(tx, ids);
+    if (patch.archived === true) await archiveChat(tx, { ...ids, api_key_id: apiKeyId });
+    if (patch.archived === false) await unarchiveChat(tx, { ...ids, api_key_id: apiKeyId });
     if (patch.pin_order === 0) await unpinChat(tx, ids);
     else if (patch.pin_order !== undefined)
       await pinChat(tx, { ...ids, pin_order: patch.pin_order });

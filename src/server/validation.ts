@@ -35,6 +35,17 @@ export const uuid = () =>
 /** The {chat} path parameter of the chat routes. */
 export const chatParam = z.object({ chat: uuid() });
 
+/**
+ * A bigint row id (a notification, an audit entry) as a path or query value: decimal digits only
+ * (not "1e3" or "0x10"), within JavaScript's safe integers (identities never get beyond them).
+ */
+export const rowId = (what: string) =>
+  z
+    .string()
+    .regex(/^[1-9][0-9]{0,15}$/, `must be ${what} id`)
+    .transform(Number)
+    .refine(Number.isSafeInteger, `must be ${what} id`);
+
 /** Names of users, organizations, workspaces and agents share one format. */
 export const resourceName = (max: number) =>
   z

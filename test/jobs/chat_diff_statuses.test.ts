@@ -224,7 +224,7 @@ describe("the refresher", () => {
 
   it("never refreshes an archived chat's reference", async () => {
     const r = await reported();
-    await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId });
+    await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId, api_key_id: null });
     const job = refresher();
     try {
       await job.runOnce();

@@ -98,7 +98,7 @@ describe("the housekeeping job", () => {
     const o = await owner();
     const old = await gen.chat(setup, { ownerId: o, organizationId: orgId });
     const kept = await gen.chat(setup, { ownerId: o, organizationId: orgId });
-    await setup.query("SELECT chat_set_archived($1, $2, true)", [old.id, o]);
+    await setup.query("SELECT chat_set_archived($1, $2, true, NULL)", [old.id, o]);
     const result = await run();
     expect(result.purgedChats).toBeGreaterThanOrEqual(1);
     const { rows } = await setup.query("SELECT id FROM chats WHERE id = ANY ($1)", [

@@ -53,6 +53,7 @@ const unscoped: Record<string, string> = {
   GetChatHousekeepingConfig: "/config/retention, /config/auto-archive (site owner)",
   SetChatRetentionDays: "PUT /config/retention (site owner)",
   SetChatAutoArchiveDays: "PUT /config/auto-archive (site owner)",
+  ListAuditLogs: "GET /audit (site owner)",
   ListTelemetryChats: "GET /telemetry/snapshot (site owner): no titles, content, URLs or labels",
   ListTelemetryMessageSummaries: "GET /telemetry/snapshot (site owner): counts and sums only",
   ListTelemetryModelConfigs: "GET /telemetry/snapshot (site owner)",

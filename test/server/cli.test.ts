@@ -67,7 +67,7 @@ describe("pgchatd admin housekeeping", () => {
     const org = await gen.organization(pool);
     const u = await gen.user(pool, { organizationIds: [org.id] });
     const chat = await gen.chat(pool, { ownerId: u.id, organizationId: org.id });
-    await pool.query("SELECT chat_set_archived($1, $2, true)", [chat.id, u.id]);
+    await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [chat.id, u.id]);
     await pool.query(`ALTER DATABASE ${db.name} SET pgchatd.clock_now = '2099-01-01Z'`);
     const { stdout } = await pgchatd(["admin", "housekeeping", "--once"], env);
     expect(JSON.parse(stdout)).toMatchObject({ ran: true, purgedChats: 1, autoArchivedRoots: 0 });

@@ -109,15 +109,22 @@ async function pinnedSources(chatId: string) {
   return rows;
 }
 
+/**
+ * The audit entries of the context and archive rules. Not the attribution entries every chat
+ * and message gets (chat_create, message_send, ...): test/sql/audit_logs.test.ts covers those.
+ */
 async function auditOf(where: { chatId?: string; agentId?: string }) {
   const { rows } = await pool.query<{
     action: string;
     actor_user_id: string | null;
     actor_agent_id: string | null;
     chat_id: string | null;
+    api_key_id: string | null;
   }>(
-    `SELECT action, actor_user_id, actor_agent_id, chat_id FROM audit_logs
-     WHERE ($1::uuid IS NULL OR chat_id = $1) AND ($2::uuid IS NULL OR agent_id = $2) ORDER BY id`,
+    `SELECT action, actor_user_id, actor_agent_id, chat_id, api_key_id FROM audit_logs
+     WHERE ($1::uuid IS NULL OR chat_id = $1) AND ($2::uuid IS NULL OR agent_id = $2)
+       AND action NOT IN ('chat_create', 'message_send', 'message_queue', 'tool_results')
+     ORDER BY id`,
     [where.chatId ?? null, where.agentId ?? null],
   );
   return rows;
@@ -427,19 +434,23 @@ describe("pinning and hydration", () => {
     ]);
   });
 
-  it("audits archive and unarchive of every chat of a family", async () => {
+  it("audits archive and unarchive of every chat of a family with the key that asked", async () => {
     const s = await setup();
     const root = await chatIn(s);
     const child = await gen.chat(pool, { ownerId: s.ownerId, parent_chat_id: root.id });
-    const patch = (archived: boolean) =>
-      (archived ? archiveChat : unarchiveChat)(pool, { id: root.id, owner_id: s.ownerId });
-    await patch(true);
-    await patch(false);
+    const patch = (archived: boolean, key: string) =>
+      (archived ? archiveChat : unarchiveChat)(pool, {
+        id: root.id,
+        owner_id: s.ownerId,
+        api_key_id: key,
+      });
+    await patch(true, "archiver01");
+    await patch(false, "unarchiv02");
     for (const id of [root.id, child.id]) {
-      const actions = (await auditOf({ chatId: id })).filter((e) => e.action.startsWith("chat_"));
-      expect(actions.map((e) => [e.action, e.actor_user_id])).toEqual([
-        ["chat_archive", s.ownerId],
-        ["chat_unarchive", s.ownerId],
+      const actions = (await auditOf({ chatId: id })).filter((e) => e.action.endsWith("archive"));
+      expect(actions.map((e) => [e.action, e.actor_user_id, e.api_key_id])).toEqual([
+        ["chat_archive", s.ownerId, "archiver01"],
+        ["chat_unarchive", s.ownerId, "unarchiv02"],
       ]);
     }
   });
@@ -721,7 +732,13 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
         [s.agentId],
       );
       const patched = outcome(
-        patchChat(patching, s.ownerId, chat.id, { pin_order: 1, workspace_id: s.workspaceId }),
+        patchChat(
+          patching,
+          s.ownerId,
+          chat.id,
+          { pin_order: 1, workspace_id: s.workspaceId },
+          null,
+        ),
       );
       await blocked(pool, pid);
       // Pinning first would hold both rows while the binding waits: a push locking the pinned
@@ -758,7 +775,13 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
       await pins.client.query("BEGIN");
       await pins.client.query("SELECT chat_lock_pins($1)", [s.ownerId]);
       const patched = outcome(
-        patchChat(patching, s.ownerId, chat.id, { pin_order: 1, workspace_id: s.workspaceId }),
+        patchChat(
+          patching,
+          s.ownerId,
+          chat.id,
+          { pin_order: 1, workspace_id: s.workspaceId },
+          null,
+        ),
       );
       await blocked(pool, pid);
       // A new build lands meanwhile, and a push of its agent is in progress.
@@ -824,7 +847,7 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
     await push(other.agentId, [agentsMd("other")]);
     const root = await chatIn(s);
     const child = await gen.chat(pool, { ownerId: s.ownerId, parent_chat_id: root.id });
-    await archiveChat(pool, { id: root.id, owner_id: s.ownerId });
+    await archiveChat(pool, { id: root.id, owner_id: s.ownerId, api_key_id: null });
     // The other workspace is the owner's too, in the same organization.
     await pool.query("UPDATE workspaces SET owner_id = $1 WHERE id = $2", [
       s.ownerId,
@@ -836,7 +859,7 @@ describe("bindings, first pushes and unarchives racing with pushes", () => {
       await binding.client.query("BEGIN");
       await bind(binding.client, child.id, s.ownerId, other.workspaceId);
       const unarchived = outcome(
-        unarchiveChat(unarchiving.client, { id: root.id, owner_id: s.ownerId }),
+        unarchiveChat(unarchiving.client, { id: root.id, owner_id: s.ownerId, api_key_id: null }),
       );
       await blocked(pool, unarchiving.pid);
       // It waits on the family lock, before it reads the family's agents: not on a chat row,

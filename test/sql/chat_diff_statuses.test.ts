@@ -131,7 +131,11 @@ describe("the refresher's claim", () => {
     try {
       await c.at("2026-05-02T10:00:00Z");
       const archived = await reported(c.client);
-      await archiveChat(pool, { id: archived.chat.id, owner_id: archived.ownerId });
+      await archiveChat(pool, {
+        id: archived.chat.id,
+        owner_id: archived.ownerId,
+        api_key_id: null,
+      });
       const noBranch = await agentChat();
       await gen.diffStatus(pool, noBranch.chat.id, { git_remote_origin: "https://x.test/a/b" });
       await pool.query(
@@ -152,7 +156,7 @@ describe("the refresher's claim", () => {
     try {
       await c.at("2026-05-03T10:00:00Z");
       const r = await reported(c.client);
-      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId });
+      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId, api_key_id: null });
       await c.at("2026-05-03T10:10:00Z");
       expect(await claimIDs(c.client)).not.toContain(r.chat.id);
       // Claimed and refreshed, then archived: still never due while archived.
@@ -165,7 +169,7 @@ describe("the refresher's claim", () => {
         "UPDATE chat_diff_statuses SET stale_at = '2026-05-03T11:00:00Z' WHERE chat_id = $1",
         [r.chat.id],
       );
-      await c.client.query("SELECT chat_set_archived($1, $2, false)", [r.chat.id, r.ownerId]);
+      await c.client.query("SELECT chat_set_archived($1, $2, false, NULL)", [r.chat.id, r.ownerId]);
       expect((await rowOf(r.chat.id)).stale_at).toBe("2026-05-03T10:09:59.000000Z");
       expect(await claimIDs(c.client)).toContain(r.chat.id);
     } finally {
@@ -404,7 +408,7 @@ describe("a refresh's outcome", () => {
     const c = await clocked();
     try {
       const r = await claimedAt(c, "2026-06-10");
-      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId });
+      await archiveChat(pool, { id: r.chat.id, owner_id: r.ownerId, api_key_id: null });
       const applied = await r.record("found", { pr: { number: 4, state: "open" } });
       expect(applied.applied).toBe(false);
       expect((await rowOf(r.chat.id)).pr_number).toBeNull();

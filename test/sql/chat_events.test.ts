@@ -119,7 +119,7 @@ async function chatUpdate(
     labels?: Record<string, string>;
   },
 ) {
-  await patchChat(pool, ownerId, chatId, change);
+  await patchChat(pool, ownerId, chatId, change, null);
 }
 
 /** Polls `fn` until `ok` holds, or fails after the deadline (no fixed sleeps). */

@@ -416,7 +416,7 @@ describe("retention", () => {
     const root = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
     const child = await gen.chat(pool, { ownerId: u.id, parent_chat_id: root.id });
     const kept = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
-    await pool.query("SELECT chat_set_archived($1, $2, true)", [root.id, u.id]);
+    await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [root.id, u.id]);
     // A day after the archive: within the retention.
     const tomorrow = new Date(Date.now() + 86_400_000).toISOString();
     expect(await candidatesAt(tomorrow)).not.toContain(root.id);
@@ -446,13 +446,16 @@ describe("retention", () => {
     const u = await gen.user(pool, { organizationIds: [orgId] });
     const root = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
     const child = await gen.chat(pool, { ownerId: u.id, parent_chat_id: root.id });
-    await pool.query("SELECT chat_set_archived($1, $2, true)", [root.id, u.id]);
+    await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [root.id, u.id]);
     const unarchiving = await session(pool);
     const purging = await session(pool);
     try {
       await purging.client.query("SELECT set_config('pgchatd.clock_now', '2099-01-01Z', false)");
       await unarchiving.client.query("BEGIN");
-      await unarchiving.client.query("SELECT chat_set_archived($1, $2, false)", [root.id, u.id]);
+      await unarchiving.client.query("SELECT chat_set_archived($1, $2, false, NULL)", [
+        root.id,
+        u.id,
+      ]);
       const purge = outcome(purgeArchivedChats(purging.client, { chat_ids: [child.id] }));
       await blocked(pool, purging.pid);
       await unarchiving.client.query("COMMIT");
@@ -474,7 +477,7 @@ describe("retention", () => {
     const other = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
     const live = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
     for (const c of [root, other]) {
-      await pool.query("SELECT chat_set_archived($1, $2, true)", [c.id, u.id]);
+      await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [c.id, u.id]);
     }
     expect(await purgeAt("2099-01-01T00:00:00Z", child.id, live.id, root.id, other.id)).toBe(3);
     expect(await Promise.all([root, child, other, live].map((c) => exists(c.id)))).toEqual([
@@ -491,7 +494,7 @@ describe("retention", () => {
     const chats = [];
     for (let i = 0; i < 4; i++) {
       const c = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
-      await pool.query("SELECT chat_set_archived($1, $2, true)", [c.id, u.id]);
+      await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [c.id, u.id]);
       chats.push(c.id as string);
     }
     const { rows } = await pool.query<{ id: string }>(
@@ -535,7 +538,7 @@ describe("retention", () => {
     await setRetentionDays(1);
     const u = await gen.user(pool, { organizationIds: [orgId] });
     const chat = await gen.chat(pool, { ownerId: u.id, organizationId: orgId });
-    await pool.query("SELECT chat_set_archived($1, $2, true)", [chat.id, u.id]);
+    await pool.query("SELECT chat_set_archived($1, $2, true, NULL)", [chat.id, u.id]);
     const purging = await session(pool);
     const titling = await session(pool);
     try {

@@ -141,7 +141,7 @@ describe("claiming", () => {
   it("never claims an archived chat", async () => {
     const o = await owner();
     const [chat] = await pendingChats(1, o);
-    await archiveChat(pool, { id: chat!.id, owner_id: o });
+    await archiveChat(pool, { id: chat!.id, owner_id: o, api_key_id: null });
     await expect(claim(chat!.id)).rejects.toThrow(/not claimable/);
     expect((await chatState(pool, chat!.id)).status).toBe("pending");
   });

@@ -514,7 +514,7 @@ describe("the cost of a turn whose output is not kept", () => {
   it("a turn its chat's archive ended still counts its cost", async () => {
     await setLimit(1_000);
     const { userId, chat, finish } = await runningTurn();
-    await archiveChat(pool, { id: chat.id, owner_id: userId });
+    await archiveChat(pool, { id: chat.id, owner_id: userId, api_key_id: null });
     expect((await finish()).outcome).toBe("discarded");
     expect((await statusOf(pool, userId)).current_spend).toBe(60);
     expect(await visibleAssistants(chat.id)).toBe(0);

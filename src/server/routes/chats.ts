@@ -191,6 +191,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       actor.user.id,
       c.req.valid("param").chat,
       c.req.valid("json"),
+      actor.apiKeyId,
     );
     return c.body(null, 204);
   });

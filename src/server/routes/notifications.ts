@@ -8,7 +8,7 @@ import {
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
-import { validate } from "../validation.ts";
+import { rowId, validate } from "../validation.ts";
 
 /*
  * The caller's inbox (docs/api.md "Notifications"): what the server tells a user, such as the
@@ -17,15 +17,7 @@ import { validate } from "../validation.ts";
 
 const maxPageSize = 200;
 const defaultPageSize = 50;
-/**
- * A notification id as a path or query value: decimal digits only (not "1e3" or "0x10"), within
- * JavaScript's safe integers (bigint identities never get beyond them).
- */
-const notificationId = z
-  .string()
-  .regex(/^[1-9][0-9]{0,15}$/, "must be a notification id")
-  .transform(Number)
-  .refine(Number.isSafeInteger, "must be a notification id");
+const notificationId = rowId("a notification");
 
 const listQuery = z.object({
   unread: z
