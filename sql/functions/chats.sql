@@ -386,7 +386,6 @@ $$;
 
 -- ArchiveChat / UnarchiveChat (PATCH {archived}): the chat and its descendants, with an audit entry
 -- each naming the caller's API key (chat_archive holds the cascade).
-DROP FUNCTION IF EXISTS chat_set_archived(uuid, uuid, boolean);
 CREATE OR REPLACE FUNCTION chat_set_archived(
   p_chat_id uuid, p_owner_id uuid, p_archived boolean, p_api_key_id text
 ) RETURNS void
@@ -397,6 +396,15 @@ BEGIN
   SELECT p_owner_id, p_api_key_id, CASE WHEN p_archived THEN 'chat_archive' ELSE 'chat_unarchive' END, a.id
   FROM chat_archive(p_chat_id, p_archived) AS a(id);
 END;
+$$;
+
+-- The previous signature, for servers of the previous release still running during an upgrade
+-- (their PATCH {archived} would otherwise fail): their entries name no key. Remove it in the
+-- release after this one.
+CREATE OR REPLACE FUNCTION chat_set_archived(p_chat_id uuid, p_owner_id uuid, p_archived boolean)
+RETURNS void
+LANGUAGE sql AS $$
+  SELECT chat_set_archived(p_chat_id, p_owner_id, p_archived, NULL::text);
 $$;
 
 -- PinChat / UnpinChat (PATCH {pin_order}): 0 unpins; a positive value pins an unpinned chat at

@@ -91,8 +91,37 @@ export async function applyRoutines(client: pg.Client, log: Log = () => {}): Pro
 }
 
 /**
+ * Rebuilds the indexes an interrupted `CREATE INDEX CONCURRENTLY` left invalid (cancelled, timed
+ * out, or the process stopped while it waited for old transactions). Such an index is never used
+ * by the planner yet is kept up to date on every write, and a migration retried after the
+ * interruption finds its name taken (`IF NOT EXISTS`) and is recorded as done: without this, the
+ * queries it was built for would scan their tables from then on. REINDEX CONCURRENTLY lets writes
+ * go on meanwhile, as the migration would have. Runs under the migration lock, so no other
+ * process of ours is building one at the same time.
+ */
+export async function repairInvalidIndexes(
+  client: pg.Client,
+  log: Log = () => {},
+): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT format('%I.%I', n.nspname, c.relname) AS name
+     FROM pg_index i
+     JOIN pg_class c ON c.oid = i.indexrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE NOT i.indisvalid AND n.nspname = current_schema()
+     ORDER BY c.relname`,
+  );
+  for (const { name } of rows) {
+    log(`rebuilding invalid index ${name} (an interrupted CREATE INDEX CONCURRENTLY)`);
+    await client.query(`REINDEX INDEX CONCURRENTLY ${name}`);
+  }
+  return rows.map((r) => r.name);
+}
+
+/**
  * Brings the database at `connectionString` to the current schema: forward-only migrations from
- * `sql/schema`, then the routines. `afterMigrate` runs under the same lock (bootstrap uses it).
+ * `sql/schema`, indexes left invalid by an interrupted build rebuilt, then the routines.
+ * `afterMigrate` runs under the same lock (bootstrap uses it).
  */
 export async function migrate(
   connectionString: string,
@@ -107,6 +136,7 @@ export async function migrate(
       });
       if (applied.length > 0)
         log(`applied migrations: ${applied.map((m) => m.fileName).join(", ")}`);
+      await repairInvalidIndexes(client, log);
       await applyRoutines(client, log);
       await opts.afterMigrate?.(client);
     });

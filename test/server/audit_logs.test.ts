@@ -19,7 +19,7 @@ beforeAll(async () => {
   orgId = (await gen.organization(t.pool)).id;
 });
 
-const { member, requireAction, stored, call } = chatRequests(() => ({ t, orgId }));
+const { member, requireAction, stored, call, chatIn, queue } = chatRequests(() => ({ t, orgId }));
 
 /** The key id of a token (the part before the dash). */
 const keyOf = (token: string) => parseToken(token)!.id;
@@ -154,6 +154,40 @@ describe("GET /chats/{chat}/audit", () => {
     expect((await stored(childId)).every((m) => m.api_key_id === null)).toBe(true);
     const after = (await chatAudit(u, childId)).json.entries as Entry[];
     expect(after[0]!.api_key_id).toBe(keyOf(spawner.token));
+  });
+
+  it("a deleted key's queued messages are dropped, never sent in nobody's name", async () => {
+    const u = await member();
+    const revoked = await secondKey(u);
+    const chat = await chatIn(u, "running", { worker: true });
+    const queued = await t.call("POST", `${base}/${chat.id}/messages`, {
+      token: revoked.token,
+      body: { content: text("sent with a key that leaks") },
+    });
+    expect(queued.json).toMatchObject({ queued: true });
+    await t.pool.query("DELETE FROM api_keys WHERE id = $1", [keyOf(revoked.token)]);
+    expect(await queue(chat.id)).toEqual([]);
+    // The runner lets go; nothing is left to admit.
+    await t.pool.query("UPDATE chats SET worker_id = NULL, status = 'waiting' WHERE id = $1", [
+      chat.id,
+    ]);
+    expect((await t.call("POST", `${base}/${chat.id}/interrupt`, { token: u.token })).status).toBe(
+      200,
+    );
+    expect((await stored(chat.id)).map((m) => m.role)).toEqual(["user"]);
+    const entries = (await chatAudit(u, chat.id)).json.entries as Entry[];
+    expect(summary(entries)).toEqual([
+      ["message_queue", u.id, keyOf(revoked.token)],
+      ["chat_create", u.id, null],
+    ]);
+  });
+
+  it("the previous release's archive call still works during an upgrade, naming no key", async () => {
+    const u = await member();
+    const chat = await chatIn(u, "waiting");
+    await t.pool.query("SELECT chat_set_archived($1, $2, true)", [chat.id, u.id]);
+    const entries = (await chatAudit(u, chat.id)).json.entries as Entry[];
+    expect(summary(entries.slice(0, 1))).toEqual([["chat_archive", u.id, null]]);
   });
 
   it("pages newest first by after_id, and another member's chat looks missing", async () => {

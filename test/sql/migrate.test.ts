@@ -37,6 +37,34 @@ describe("migrations", () => {
     }
     await migrate(db.url);
   });
+
+  it("rebuilds an index that an interrupted concurrent build left invalid, so the planner uses it again", async () => {
+    const db = await emptyDatabase();
+    await migrate(db.url);
+    const client = await connectClient(db.url);
+    try {
+      // A concurrent build that fails half-way (here: duplicates under a unique index) leaves its
+      // index behind, invalid, as a cancelled or timed-out one does.
+      await client.query("CREATE TABLE probe (x int); INSERT INTO probe VALUES (1), (1)");
+      await expect(
+        client.query("CREATE UNIQUE INDEX CONCURRENTLY probe_x_idx ON probe (x)"),
+      ).rejects.toThrow(/could not create unique index/);
+      await client.query("DELETE FROM probe WHERE ctid = (SELECT max(ctid) FROM probe)");
+      const valid = async () =>
+        (
+          await client.query(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'probe_x_idx'::regclass",
+          )
+        ).rows[0].indisvalid;
+      expect(await valid()).toBe(false);
+      const logged: string[] = [];
+      await migrate(db.url, { log: (m) => logged.push(m) });
+      expect(await valid()).toBe(true);
+      expect(logged.join("\n")).toMatch(/rebuilding invalid index public\.probe_x_idx/);
+    } finally {
+      await client.end();
+    }
+  });
 });
 
 describe("migrations 00024 to 00027 (the cost rollups and their backfill)", () => {
