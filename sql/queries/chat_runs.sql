@@ -54,9 +54,10 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- memory, never logged) or why there is none; the API key that initiated the turn (that of the
 -- newest message a user sent, the chat's only when there is none) and whether it is still
 -- active (a gateway-routed call fails closed without one); and whether the owner is at the spend limit in the chat's organization
--- (the turn then ends in a usage_limit error without calling the model).
+-- (the turn then ends in a usage_limit error without calling the model). last_injected_context:
+-- the turn writes its own only when it differs (most turns carry what the last one did).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  c.plan_mode,
+  c.plan_mode, c.last_injected_context,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -101,8 +102,9 @@ SELECT chat_run_save_plan(
 
 -- name: SetChatLastInjectedContextByID :exec
 -- At a turn's start, while its lease holds: the context its prompt carries (src/runner/turn.ts,
--- injectedContext). Written only when it differs, so a chat without context is not rewritten
--- every turn; no change event (the chat's readers see it in GET /{chat}).
+-- injectedContext; NULL for none). Called only when it differs from what the turn read, and
+-- guarded here too, so a chat is not rewritten every turn; no change event (the chat's readers
+-- see it in GET /{chat}).
 UPDATE chats SET last_injected_context = @context
 WHERE id = @chat_id AND worker_id = @worker_id AND started_at = @started_at
   AND last_injected_context IS DISTINCT FROM @context;

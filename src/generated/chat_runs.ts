@@ -122,9 +122,10 @@ export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- memory, never logged) or why there is none; the API key that initiated the turn (that of the
 -- newest message a user sent, the chat's only when there is none) and whether it is still
 -- active (a gateway-routed call fails closed without one); and whether the owner is at the spend limit in the chat's organization
--- (the turn then ends in a usage_limit error without calling the model).
+-- (the turn then ends in a usage_limit error without calling the model). last_injected_context:
+-- the turn writes its own only when it differs (most turns carry what the last one did).
 SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  c.plan_mode,
+  c.plan_mode, c.last_injected_context,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -168,6 +169,7 @@ export interface GetChatForRunByIDRow {
   title_source: "fallback" | "generated" | "user";
   dynamic_tools: any;
   plan_mode: string | null;
+  last_injected_context: any;
   model_config_id: string;
   model: string;
   context_limit: number;
@@ -207,25 +209,26 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     title_source: row[4],
     dynamic_tools: row[5],
     plan_mode: row[6],
-    model_config_id: row[7],
-    model: row[8],
-    context_limit: row[9],
-    store_responses: row[10],
-    model_enabled: row[11],
-    provider_id: row[12],
-    provider: row[13],
-    base_url: row[14],
-    api_key_ciphertext: row[15],
-    key_source: row[16],
-    unavailable_reason: row[17],
-    initiator_api_key_id: row[18],
-    initiator_key_active: row[19],
-    provider_enabled: row[20],
-    over_spend_limit: row[21],
-    spend_period: row[22],
-    spend_limit_micros: row[23],
-    current_spend: row[24],
-    spend_resets_at: row[25],
+    last_injected_context: row[7],
+    model_config_id: row[8],
+    model: row[9],
+    context_limit: row[10],
+    store_responses: row[11],
+    model_enabled: row[12],
+    provider_id: row[13],
+    provider: row[14],
+    base_url: row[15],
+    api_key_ciphertext: row[16],
+    key_source: row[17],
+    unavailable_reason: row[18],
+    initiator_api_key_id: row[19],
+    initiator_key_active: row[20],
+    provider_enabled: row[21],
+    over_spend_limit: row[22],
+    spend_period: row[23],
+    spend_limit_micros: row[24],
+    current_spend: row[25],
+    spend_resets_at: row[26],
   };
 }
 
@@ -299,8 +302,9 @@ export async function saveChatRunPlan(client: Client, args: SaveChatRunPlanArgs)
 
 export const setChatLastInjectedContextByIDQuery = `-- name: SetChatLastInjectedContextByID :exec
 -- At a turn's start, while its lease holds: the context its prompt carries (src/runner/turn.ts,
--- injectedContext). Written only when it differs, so a chat without context is not rewritten
--- every turn; no change event (the chat's readers see it in GET /{chat}).
+-- injectedContext; NULL for none). Called only when it differs from what the turn read, and
+-- guarded here too, so a chat is not rewritten every turn; no change event (the chat's readers
+-- see it in GET /{chat}).
 UPDATE chats SET last_injected_context = $1
 WHERE id = $2 AND worker_id = $3 AND started_at = $4
   AND last_injected_context IS DISTINCT FROM $1`;

@@ -206,9 +206,15 @@ export interface InjectedContext {
 
 const digest = (text: string) => createHash("sha256").update(text, "utf8").digest("hex");
 
-/** The pinned resources and the context files of the rows a prompt was built from. */
-export function injectedContext(resources: ContextResource[], rows: HistoryRow[]): InjectedContext {
-  return {
+/**
+ * The pinned resources and the context files of the rows a prompt was built from; null when it
+ * carried neither (most chats: they then never write the column).
+ */
+export function injectedContext(
+  resources: ContextResource[],
+  rows: HistoryRow[],
+): InjectedContext | null {
+  const injected = {
     resources: resources.map((r) => ({
       source: r.source,
       kind: r.kind,
@@ -226,4 +232,5 @@ export function injectedContext(resources: ContextResource[], rows: HistoryRow[]
         })),
     ),
   };
+  return injected.resources.length + injected.context_files.length > 0 ? injected : null;
 }

@@ -258,6 +258,32 @@ describe("an OpenAI-compatible provider", () => {
     expect(again.json.last_injected_context.context_files).toEqual([
       { path: "docs/rules.md", sha256: sha("Be kind."), bytes: 8, message_id: expect.any(Number) },
     ]);
+
+    // The agent drops everything; once the chat is re-pinned, the next turn carried nothing.
+    const cleared = await t.call(
+      "DELETE",
+      `/api/v2/workspaceagents/me/chat-context?chat_id=${chat}`,
+      {
+        headers: { "coder-agent-token": agent.token },
+      },
+    );
+    expect(cleared.status, cleared.text).toBe(200);
+    const emptied = await t.call("PUT", "/api/v2/workspaceagents/me/context", {
+      headers: { "coder-agent-token": agent.token },
+      body: { resources: [] },
+    });
+    expect(emptied.status, emptied.text).toBe(200);
+    const repinned = await t.call("PUT", `${base}/${chat}/context`, { token: ownerToken });
+    expect(repinned.status, repinned.text).toBe(200);
+    await t.call("POST", `${base}/${chat}/messages`, {
+      token: ownerToken,
+      body: { content: text("without context") },
+    });
+    runner.wake();
+    await settled(t.pool, chat, "waiting");
+    expect(requestsFor("without context")).toHaveLength(1);
+    const last = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
+    expect(last.json.last_injected_context).toBeNull();
   });
 
   it("answers a chat whose agent never pushed context, recording why it has none", async () => {
@@ -270,6 +296,8 @@ describe("an OpenAI-compatible provider", () => {
     await settled(t.pool, chat, "waiting");
     const got = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
     expect(got.json.context.error).toBe("The workspace agent has not pushed its context yet.");
+    // Nothing was injected: the column is never written.
+    expect(got.json.last_injected_context).toBeNull();
     expect(
       requestsFor("no context yet")[0]!.body.messages.filter(
         (m: { role: string }) => m.role === "system",
