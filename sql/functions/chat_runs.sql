@@ -13,6 +13,45 @@
 -- WARNING (lock order, sql/functions/shared.sql): like every transition, these lock the chat row
 -- (FOR NO KEY UPDATE), then touch its messages and queue; several chats only in id order.
 
+-- The key a turn's model call uses and who initiated the turn (GetChatForRunByID): the route of
+-- chat_provider_key_route with the sealed key it names (the owner's own, or the provider's; none
+-- through the gateway, which applies its own), and the API key of the newest message a user sent
+-- (a message or tool results, not an agent's context file; the chat's creating key only when there
+-- is none) with whether it is still active. A deleted key gives NULL, which fails closed rather
+-- than falling back to the chat's. A function (its statements planned once per connection), not
+-- four more joins of that query: those made every turn's query plan take three times as long
+-- (docs/sql.md, chat_run_model_key).
+CREATE OR REPLACE FUNCTION chat_run_model_key(
+  p_chat chats, p_provider chat_providers, p_gateway boolean,
+  OUT key_source text, OUT unavailable_reason text, OUT api_key_ciphertext bytea,
+  OUT initiator_api_key_id text, OUT initiator_key_active boolean
+)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v_user_key bytea;
+  v_sent record;
+  v_key api_keys;
+BEGIN
+  SELECT k.api_key_ciphertext INTO v_user_key FROM chat_provider_user_keys k
+  WHERE k.provider_id = p_provider.id AND k.user_id = p_chat.owner_id;
+  SELECT r.key_source, r.unavailable_reason INTO key_source, unavailable_reason
+  FROM chat_provider_key_route(p_provider, v_user_key IS NOT NULL, p_gateway) r;
+  api_key_ciphertext := CASE
+    WHEN key_source = 'user' THEN v_user_key
+    WHEN key_source = 'central' AND NOT p_gateway THEN p_provider.api_key_ciphertext
+  END;
+  SELECT um.id, um.api_key_id INTO v_sent FROM chat_messages um
+  WHERE um.chat_id = p_chat.id AND um.role IN ('user', 'tool') AND um.created_by IS NOT NULL
+    AND um.visibility <> 'model' AND NOT um.deleted
+  ORDER BY um.id DESC LIMIT 1;
+  SELECT * INTO v_key FROM api_keys
+  WHERE id = CASE WHEN v_sent.id IS NULL THEN p_chat.api_key_id ELSE v_sent.api_key_id END;
+  initiator_api_key_id := v_key.id;
+  initiator_key_active := v_key.id IS NOT NULL
+    AND (v_key.expires_at IS NULL OR v_key.expires_at > now());
+END;
+$$;
+
 -- The cost of a step in micros: prices are micros per million tokens, cached input is billed at
 -- the cache prices and only the rest at the input price. NULL for a model without pricing (free).
 CREATE OR REPLACE FUNCTION chat_usage_cost_micros(
