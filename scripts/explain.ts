@@ -57,6 +57,7 @@ import {
 import {
   claimPendingChats,
   getChatForRunByID,
+  getChatForRunByIDQuery,
   listChatRecoveryCandidates,
   updateChatHeartbeatsByWorkerID,
 } from "../src/generated/chat_runs.ts";
@@ -419,7 +420,7 @@ const workerId = "00000000-0000-4000-8000-00000000a11c";
 async function runnerPlans(
   client: pg.Client,
   messages: SeededMessages,
-): Promise<{ plans: ChatPlan[]; recover: string[] }> {
+): Promise<{ plans: ChatPlan[]; recover: string[]; modelKey: string[] }> {
   // Runner state on random seeded chats (their history is whatever the seeding gave them).
   await client.query(
     `WITH picked AS (
@@ -498,7 +499,11 @@ async function runnerPlans(
       [running.rows[0]!.id],
     )
   ).filter((n) => n.includes("FOR NO KEY UPDATE SKIP LOCKED"));
-  return { plans, recover };
+  // The statements of a turn's key and initiator, from inside the function GetChatForRunByID calls.
+  const modelKey = (
+    await nestedPlans(client, getChatForRunByIDQuery, [false, messages.targetChatId])
+  ).filter((n) => /chat_provider_user_keys k|chat_messages um|FROM api_keys/.test(n));
+  return { plans, recover, modelKey };
 }
 
 /** Stale references of the refresher's claim plan (the rest are fresh). */
@@ -1082,6 +1087,15 @@ async function plans(): Promise<string> {
         "",
       );
       for (const plan of runner.recover) out.push("```", plan.trim(), "```", "");
+      out.push(
+        "#### chat_run_model_key",
+        "",
+        "Hot because: GetChatForRunByID calls it at the start of every turn (the user's own key, " +
+          "the newest message a user sent in the target chat, its API key), as auto_explain " +
+          "reports its statements:",
+        "",
+      );
+      for (const plan of runner.modelKey) out.push("```", plan.trim(), "```", "");
 
       const context = await contextPlans(client);
       out.push(
