@@ -1092,7 +1092,8 @@ async function plans(): Promise<string> {
         "",
         "Hot because: GetChatForRunByID calls it at the start of every turn (the user's own key, " +
           "the newest message a user sent in the target chat, its API key), as auto_explain " +
-          "reports its statements:",
+          "reports its statements (the seed stores no user keys: the primary key (provider_id, " +
+          "user_id) serves that lookup once there are some):",
         "",
       );
       for (const plan of runner.modelKey) out.push("```", plan.trim(), "```", "");
