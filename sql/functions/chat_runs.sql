@@ -18,9 +18,9 @@
 -- through the gateway, which applies its own), and the API key of the newest message a user sent
 -- (a message or tool results, not an agent's context file; the chat's creating key only when there
 -- is none) with whether it is still active. A deleted key gives NULL, which fails closed rather
--- than falling back to the chat's. A function (its statements planned once per connection), not
--- four more joins of that query: those made every turn's query plan take three times as long
--- (docs/sql.md, chat_run_model_key).
+-- than falling back to the chat's. A function (plpgsql caches its statements' plans per
+-- connection) rather than four more joins of that query: those made planning every turn's query
+-- take three times as long (docs/sql.md, chat_run_model_key).
 CREATE OR REPLACE FUNCTION chat_run_model_key(
   p_chat chats, p_provider chat_providers, p_gateway boolean,
   OUT key_source text, OUT unavailable_reason text, OUT api_key_ciphertext bytea,

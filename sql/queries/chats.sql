@@ -16,7 +16,11 @@ WHERE c.id = @id AND c.owner_id = @owner_id;
 
 -- name: GetChatLastInjectedContextByID :one
 -- GET /{chat}: what the last turn's prompt carried (not in chat_rows: list pages stay small).
-SELECT last_injected_context FROM chats WHERE id = @id AND owner_id = @owner_id;
+-- Turns before null meant "nothing" stored an empty record; it reads as null until the chat's
+-- next turn rewrites it.
+SELECT NULLIF(last_injected_context, '{"resources": [], "context_files": []}'::jsonb)
+  AS last_injected_context
+FROM chats WHERE id = @id AND owner_id = @owner_id;
 
 -- name: ListChatsByOwner :many
 -- One page of an owner's root chats: pinned first by pin_order, then the newest update, then id.

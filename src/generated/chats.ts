@@ -171,7 +171,11 @@ export async function getChatByIDForOwner(client: Client, args: GetChatByIDForOw
 
 export const getChatLastInjectedContextByIDQuery = `-- name: GetChatLastInjectedContextByID :one
 -- GET /{chat}: what the last turn's prompt carried (not in chat_rows: list pages stay small).
-SELECT last_injected_context FROM chats WHERE id = $1 AND owner_id = $2`;
+-- Turns before null meant "nothing" stored an empty record; it reads as null until the chat's
+-- next turn rewrites it.
+SELECT NULLIF(last_injected_context, '{"resources": [], "context_files": []}'::jsonb)
+  AS last_injected_context
+FROM chats WHERE id = $1 AND owner_id = $2`;
 
 export interface GetChatLastInjectedContextByIDArgs {
   id: string;

@@ -257,6 +257,29 @@ describe("GET /chats/{chat}", () => {
     expect((await t.call("GET", `${base}/not-a-uuid`, { token: owner.token })).status).toBe(400);
   });
 
+  it("shows no last_injected_context for a chat whose last turn carried none, also as stored by earlier versions", async () => {
+    const u = await member();
+    const chat = await gen.chat(t.pool, { ownerId: u.id, organizationId: orgId });
+    const shown = async () =>
+      (await t.call("GET", `${base}/${chat.id}`, { token: u.token })).json.last_injected_context;
+    expect(await shown()).toBeNull();
+    // Turns before null meant "nothing" stored an empty record.
+    await t.pool.query(
+      `UPDATE chats SET last_injected_context = '{"resources": [], "context_files": []}' WHERE id = $1`,
+      [chat.id],
+    );
+    expect(await shown()).toBeNull();
+    const carried = {
+      resources: [],
+      context_files: [{ path: "a.md", sha256: "x", bytes: 1, message_id: 1 }],
+    };
+    await t.pool.query("UPDATE chats SET last_injected_context = $2 WHERE id = $1", [
+      chat.id,
+      JSON.stringify(carried),
+    ]);
+    expect(await shown()).toEqual(carried);
+  });
+
   it("shows an archived root's archived children and hides them from an unarchived root", async () => {
     const u = await member();
     const root = await create(u.token, {});
