@@ -373,8 +373,9 @@ export async function runTurn(
   const planning = chat.plan_mode === "plan";
   const tools = planning ? planTools() : buildTools(chat.dynamic_tools);
   // The whole history's context files: a chained prompt carries the earlier ones inside the
-  // stored response it continues. Written only when it changed: an UPDATE of the chat row on
-  // every turn cost a fifth of POST /messages throughput (`npm run bench -- watch`, part 2).
+  // stored response it continues. Written only when it changed, and null for no context: a
+  // statement on every turn, and an UPDATE of the chat row on each new chat's first, cost about a
+  // fifth of POST /messages throughput (`npm run bench -- watch`, part 2).
   const injected = injectedContext(context, rows);
   if (!isDeepStrictEqual(injected, chat.last_injected_context)) {
     await setChatLastInjectedContextByID(db, {
