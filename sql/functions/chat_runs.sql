@@ -165,25 +165,23 @@ $$;
 -- A plan-mode step whose model proposed a plan (docs/api.md "Plan mode"): the plan becomes the
 -- chat file plan.md (p_file_id, chosen by the runner so its tool result can name it), linked to
 -- the chat, and the step's messages (the call and its result) are stored, all in one transaction
--- while the lease holds and the chat still runs. Returns false when it stored nothing: the turn
--- was stopped or taken away.
+-- while the lease holds and the chat still runs (chat_run_save_step's rule, which it calls).
+-- Returns false when it stored nothing: the turn was stopped or taken away.
 CREATE OR REPLACE FUNCTION chat_run_save_plan(
   p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
   p_file_id uuid, p_plan_markdown text, p_messages jsonb
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
-DECLARE
-  v_chat chats;
 BEGIN
-  v_chat := chat_run_lock_lease(p_chat_id, p_worker_id, p_started_at);
-  IF v_chat.id IS NULL OR v_chat.status <> 'running' OR v_chat.archived THEN
+  IF NOT chat_run_save_step(p_chat_id, p_worker_id, p_started_at, p_model_config_id, p_messages) THEN
     RETURN false;
   END IF;
+  -- The chat row is locked by the step's lease check: its owner and organization stand.
   INSERT INTO chat_files (id, owner_id, organization_id, name, mimetype, data)
-  VALUES (p_file_id, v_chat.owner_id, v_chat.organization_id, 'plan.md', 'text/markdown',
-    convert_to(p_plan_markdown, 'UTF8'));
+  SELECT p_file_id, c.owner_id, c.organization_id, 'plan.md', 'text/markdown',
+    convert_to(p_plan_markdown, 'UTF8')
+  FROM chats c WHERE c.id = p_chat_id;
   INSERT INTO chat_file_links (chat_id, file_id) VALUES (p_chat_id, p_file_id);
-  PERFORM chat_run_insert_messages(p_chat_id, p_model_config_id, p_messages);
   RETURN true;
 END;
 $$;
