@@ -1,6 +1,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { agentEndpointFromEnv, agentRequest } from "./agent/client.ts";
+import { instructionFileNames, maxResourceChars } from "./agent/context.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/index.ts";
 import { migrate } from "./db/migrate.ts";
@@ -10,6 +12,7 @@ import { getUserByUsername, insertUser } from "./generated/users.ts";
 import { runHousekeeping } from "./jobs/housekeeping.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { startAgent } from "./processes/agent.ts";
 import { startRunner } from "./processes/runner.ts";
 import { startServer } from "./processes/serve.ts";
 import { toApiError } from "./server/errors.ts";
@@ -67,6 +70,20 @@ async function runnerCommand() {
   // Printed last: scripts (and tests) wait for this line.
   console.log(`pgchatd runner ${runner.workerId} is running`);
   exitOnSignal(logger, close);
+}
+
+/** `pgchatd agent`: inside a workspace, runs the model's workspace tool calls (docs/operations.md). */
+async function agentCommand(opts: { dir: string }) {
+  const endpoint = agentEndpointFromEnv();
+  const logger = createLogger(process.env.LOG_LEVEL ?? "info");
+  const { agent, close } = await startAgent(endpoint, opts.dir, logger);
+  // Printed last: scripts (and tests) wait for this line.
+  console.log(`pgchatd agent is running in ${path.resolve(opts.dir)}`);
+  exitOnSignal(logger, close);
+  agent.fatal.catch((err: Error) => {
+    console.error(`pgchatd: ${err.message}`);
+    close().finally(() => process.exit(1));
+  });
 }
 
 async function migrateCommand() {
@@ -183,22 +200,8 @@ async function createKeyCommand(username: string, opts: { lifetime?: number }) {
   }
 }
 
-/** Instruction files `pgchatd chat context add` takes from a directory, when they exist. */
-const instructionFileNames = ["AGENTS.md", "CLAUDE.md", ".github/copilot-instructions.md"];
 /** The server refuses larger context files (src/server/routes/chat_context.ts). */
-const maxContextFileChars = 256 * 1024;
-
-/** The agent's server and token, from the workspace's environment. */
-function agentEnv(): { url: string; token: string } {
-  const url = process.env.PGCHATD_AGENT_URL;
-  const token = process.env.PGCHATD_AGENT_TOKEN;
-  if (!url || !token) {
-    throw new Error(
-      "PGCHATD_AGENT_URL and PGCHATD_AGENT_TOKEN must be set (the workspace agent's server and token)",
-    );
-  }
-  return { url: url.replace(/\/+$/, ""), token };
-}
+const maxContextFileChars = maxResourceChars;
 
 /** The files to add: each path as given, or a directory's instruction files. */
 async function contextFilesOf(paths: string[]): Promise<{ path: string; content: string }[]> {
@@ -232,40 +235,26 @@ async function contextFilesOf(paths: string[]): Promise<{ path: string; content:
   );
 }
 
-/** A call to one of the agent's routes (`me/<route>`); the server's error message on failure. */
-async function agentRequest(
-  method: "POST" | "DELETE",
-  route: string,
-  query: string,
-  body?: unknown,
-) {
-  const { url, token } = agentEnv();
-  const res = await fetch(`${url}/api/v2/workspaceagents/me/${route}${query}`, {
-    method,
-    headers: { "coder-agent-token": token, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = (await res.json().catch(() => ({}))) as { message?: string; detail?: string };
-  if (!res.ok) {
-    throw new Error(
-      `${json.message ?? `HTTP ${res.status}`}${json.detail ? ` (${json.detail})` : ""}`,
-    );
-  }
-  return json as Record<string, unknown>;
+/** The chat a `pgchatd chat` command acts on: --chat, else the command's own chat (a command the
+ * agent runs for a chat has PGCHATD_CHAT_ID), else the server picks the agent's one active chat. */
+function chatOption(opts: { chat?: string }): string | undefined {
+  return opts.chat ?? (process.env.PGCHATD_CHAT_ID || undefined);
 }
 
 async function chatContextAddCommand(paths: string[], opts: { chat?: string }) {
   const files = await contextFilesOf(paths);
-  const r = await agentRequest("POST", "chat-context", "", {
-    ...(opts.chat ? { chat_id: opts.chat } : {}),
+  const chatId = chatOption(opts);
+  const r = await agentRequest(agentEndpointFromEnv(), "POST", "chat-context", {
+    ...(chatId ? { chat_id: chatId } : {}),
     files,
   });
   console.log(`added ${r.added} context file(s) to chat ${r.chat_id}`);
 }
 
 async function chatContextClearCommand(opts: { chat?: string }) {
-  const query = opts.chat ? `?chat_id=${encodeURIComponent(opts.chat)}` : "";
-  const r = await agentRequest("DELETE", "chat-context", query);
+  const chatId = chatOption(opts);
+  const query = chatId ? `?chat_id=${encodeURIComponent(chatId)}` : "";
+  const r = await agentRequest(agentEndpointFromEnv(), "DELETE", `chat-context${query}`);
   console.log(`removed ${r.removed} context file(s) from chat ${r.chat_id}`);
 }
 
@@ -276,8 +265,9 @@ async function chatGitActivityCommand(opts: {
   remote: string;
   url?: string;
 }) {
-  const r = await agentRequest("POST", "git-activity", "", {
-    ...(opts.chat ? { chat_id: opts.chat } : {}),
+  const chatId = chatOption(opts);
+  const r = await agentRequest(agentEndpointFromEnv(), "POST", "git-activity", {
+    ...(chatId ? { chat_id: chatId } : {}),
     branch: opts.branch,
     remote_origin: opts.remote,
     ...(opts.url ? { url: opts.url } : {}),
@@ -299,6 +289,13 @@ export function buildCli(): Command {
     .description("run chat turns only (no HTTP server); any number may share one database")
     .action(runnerCommand);
   program
+    .command("agent")
+    .description(
+      "inside a workspace: run the model's workspace tool calls (PGCHATD_AGENT_URL, PGCHATD_AGENT_TOKEN)",
+    )
+    .option("--dir <path>", "the workspace root the tools work under", ".")
+    .action(agentCommand);
+  program
     .command("migrate")
     .description("apply migrations and routines, then exit")
     .action(migrateCommand);
@@ -313,12 +310,12 @@ export function buildCli(): Command {
     .description(
       `add files to the agent's chat (a directory: its ${instructionFileNames.join(", ")}; default: the current directory)`,
     )
-    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .option("--chat <id>", "the chat (default: $PGCHATD_CHAT_ID, else the agent's one active chat)")
     .action(chatContextAddCommand);
   context
     .command("clear")
     .description("remove the context files from the agent's chat")
-    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .option("--chat <id>", "the chat (default: $PGCHATD_CHAT_ID, else the agent's one active chat)")
     .action(chatContextClearCommand);
   chat
     .command("git-activity")
@@ -326,7 +323,7 @@ export function buildCli(): Command {
     .requiredOption("--branch <name>", "the branch (e.g. $(git rev-parse --abbrev-ref HEAD))")
     .requiredOption("--remote <url>", "its remote (e.g. $(git remote get-url origin))")
     .option("--url <url>", "the pull request's URL, when known")
-    .option("--chat <id>", "the chat (default: the agent's one active chat)")
+    .option("--chat <id>", "the chat (default: $PGCHATD_CHAT_ID, else the agent's one active chat)")
     .action(chatGitActivityCommand);
   const admin = program.command("admin").description("administration");
   admin

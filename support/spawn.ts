@@ -14,6 +14,7 @@ const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../bin/p
 const readyLines = {
   serve: /listening on (http:\/\/\S+)/,
   runner: /pgchatd runner (\S+) is running/,
+  agent: /pgchatd agent is running in (.+)/,
 };
 
 /** Most output kept for error messages and output(): a long-running process logs a lot. */
@@ -21,7 +22,7 @@ const maxKeptChars = 200_000;
 
 export interface PgchatdProcess {
   child: ChildProcess;
-  /** What the ready line captured: the server's URL, or the runner's worker id. */
+  /** What the ready line captured: the server's URL, the runner's worker id, the agent's root. */
   ready: string;
   /** stdout and stderr so far (the last 200,000 characters). */
   output(): string;
@@ -38,6 +39,8 @@ export interface SpawnOptions {
   onLine?: (line: string) => void;
   /** Fails the start after this long (default: never; a test's own timeout applies). */
   timeoutMs?: number;
+  /** Arguments after the command (`agent --dir <path>`). */
+  args?: string[];
   /** Called with the process at once, so a caller can kill it even if it never gets ready. */
   onSpawn?: (child: ChildProcess) => void;
 }
@@ -47,7 +50,7 @@ export function spawnPgchatd(
   command: keyof typeof readyLines,
   opts: SpawnOptions,
 ): Promise<PgchatdProcess> {
-  const child = spawn(process.execPath, [bin, command], {
+  const child = spawn(process.execPath, [bin, command, ...(opts.args ?? [])], {
     env: opts.env,
     stdio: ["ignore", "pipe", "pipe"],
   });

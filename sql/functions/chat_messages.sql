@@ -51,22 +51,31 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Answers every pending tool call with an error result (interrupt, promote, timeout) in one tool
--- message. Returns how many calls it answered.
+-- message. Workspace tool calls still open are closed first (their agent is told to stop), and
+-- every call of the chat is settled: the history answers them now, or moved past them (an edit).
+-- Returns how many calls it answered.
 CREATE OR REPLACE FUNCTION chat_fail_pending_tool_calls(p_chat_id uuid, p_reason text) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   v_parts jsonb;
+  v_workspace_calls boolean;
 BEGIN
+  v_workspace_calls := EXISTS (SELECT 1 FROM chat_tool_calls WHERE chat_id = p_chat_id AND NOT settled);
+  IF v_workspace_calls THEN
+    PERFORM chat_tool_calls_cancel(p_chat_id, p_reason);
+  END IF;
   SELECT jsonb_agg(jsonb_build_object(
       'type', 'tool-result', 'tool_call_id', c.tool_call_id, 'tool_name', c.tool_name,
       'result', jsonb_build_object('error', p_reason), 'is_error', true))
   INTO v_parts
   FROM chat_pending_tool_calls(p_chat_id) c;
-  IF v_parts IS NULL THEN
-    RETURN 0;
+  IF v_parts IS NOT NULL THEN
+    INSERT INTO chat_messages (chat_id, role, content, visibility) VALUES (p_chat_id, 'tool', v_parts, 'both');
   END IF;
-  INSERT INTO chat_messages (chat_id, role, content, visibility) VALUES (p_chat_id, 'tool', v_parts, 'both');
-  RETURN jsonb_array_length(v_parts);
+  IF v_workspace_calls THEN
+    UPDATE chat_tool_calls SET settled = true WHERE chat_id = p_chat_id AND NOT settled;
+  END IF;
+  RETURN COALESCE(jsonb_array_length(v_parts), 0);
 END;
 $$;
 

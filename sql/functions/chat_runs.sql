@@ -162,28 +162,53 @@ BEGIN
 END;
 $$;
 
--- A plan-mode step whose model proposed a plan (docs/api.md "Plan mode"): the plan becomes the
--- chat file plan.md (p_file_id, chosen by the runner so its tool result can name it), linked to
--- the chat, and the step's messages (the call and its result) are stored, all in one transaction
--- while the lease holds and the chat still runs (chat_run_save_step's rule, which it calls).
+-- A step whose calls the runner does not answer alone (docs/api.md "Workspace tools", "Plan
+-- mode"): stores its messages (chat_run_save_step's rule, which it calls: while the lease holds and
+-- the chat still runs), then in the same transaction
+--   p_plan_file {file_id, markdown}: the chat's plan file plan.md, a new version linked to the
+--     chat (propose_plan, or write_file/edit_files of plan.md in plan mode; the runner chose the
+--     id so the call's result can name it);
+--   p_calls [{tool_call_id, tool_name, args, timeout_ms}]: workspace tool calls for the agent the
+--     chat is bound to (chat_tool_calls, pending until the agent starts them; see
+--     sql/functions/chat_tool_calls.sql).
 -- Returns false when it stored nothing: the turn was stopped or taken away.
-CREATE OR REPLACE FUNCTION chat_run_save_plan(
+CREATE OR REPLACE FUNCTION chat_run_save_tool_step(
   p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
-  p_file_id uuid, p_plan_markdown text, p_messages jsonb
+  p_messages jsonb, p_plan_file jsonb, p_calls jsonb
 ) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   IF NOT chat_run_save_step(p_chat_id, p_worker_id, p_started_at, p_model_config_id, p_messages) THEN
     RETURN false;
   END IF;
-  -- The chat row is locked by the step's lease check: its owner and organization stand.
-  INSERT INTO chat_files (id, owner_id, organization_id, name, mimetype, data)
-  SELECT p_file_id, c.owner_id, c.organization_id, 'plan.md', 'text/markdown',
-    convert_to(p_plan_markdown, 'UTF8')
-  FROM chats c WHERE c.id = p_chat_id;
-  INSERT INTO chat_file_links (chat_id, file_id) VALUES (p_chat_id, p_file_id);
+  -- The chat row is locked by the step's lease check: its owner, organization and agent stand.
+  IF p_plan_file IS NOT NULL THEN
+    INSERT INTO chat_files (id, owner_id, organization_id, name, mimetype, data)
+    SELECT (p_plan_file ->> 'file_id')::uuid, c.owner_id, c.organization_id, 'plan.md',
+      'text/markdown', convert_to(p_plan_file ->> 'markdown', 'UTF8')
+    FROM chats c WHERE c.id = p_chat_id;
+    INSERT INTO chat_file_links (chat_id, file_id) VALUES (p_chat_id, (p_plan_file ->> 'file_id')::uuid);
+  END IF;
+  INSERT INTO chat_tool_calls (chat_id, agent_id, tool_call_id, tool_name, args, deadline_at)
+  SELECT p_chat_id, c.agent_id, e.call ->> 'tool_call_id', e.call ->> 'tool_name',
+    COALESCE(e.call -> 'args', '{}'),
+    now() + make_interval(secs => (e.call ->> 'timeout_ms')::double precision / 1000)
+  FROM chats c, jsonb_array_elements(COALESCE(p_calls, '[]')) WITH ORDINALITY AS e(call, n)
+  WHERE c.id = p_chat_id
+  ORDER BY e.n;
   RETURN true;
 END;
+$$;
+
+-- The previous release's save of a proposed plan (servers of that release call it while a new one
+-- rolls out; drop it in the next): chat_run_save_tool_step with the plan file only.
+CREATE OR REPLACE FUNCTION chat_run_save_plan(
+  p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
+  p_file_id uuid, p_plan_markdown text, p_messages jsonb
+) RETURNS boolean
+LANGUAGE sql AS $$
+  SELECT chat_run_save_tool_step(p_chat_id, p_worker_id, p_started_at, p_model_config_id,
+    p_messages, jsonb_build_object('file_id', p_file_id, 'markdown', p_plan_markdown), '[]');
 $$;
 
 -- Ends a turn: stores its last messages and releases the lease, in one transaction.

@@ -14,13 +14,16 @@
 --   3. an agent's context snapshot row (workspace_agent_contexts): FOR UPDATE by a push, FOR SHARE
 --      by whatever pins from it or binds a chat to its agent (chat_lock_agent_snapshot; before an
 --      agent's first push, its workspace_agents row stands in); several in agent id order;
+--   3a. an agent's session row (workspace_agent_sessions): FOR UPDATE by a new agent process
+--      (workspace_agent_session_start), FOR SHARE by a tool call's start;
 --   4. chat rows. A routine that locks several locks all it will change in one statement, in id
 --      order (chat_lock_rows), before it changes any of them; or it skips rows others hold
 --      (SKIP LOCKED: the claim, the heartbeat, recovery) and never waits;
 --   5. an owner's spend lock in one organization (chat_lock_spend): shared by the spend check of
 --      a create or a send, exclusive by whatever stores assistant messages (their cost), after
 --      the chat's row (a new chat's row, which nobody can wait for, may come after it);
---   6. a chat's messages, queue and pinned context, after the chat's row.
+--   6. a chat's messages, queue, pinned context and workspace tool calls, after the chat's row
+--      (a tool call's start, which changes no message, locks its call row alone).
 -- test/sql/*.test.ts holds each pair of routines that could invert this with two real sessions.
 
 -- The clock of the rules that wait or count in periods (spend periods, diff-status backoffs):

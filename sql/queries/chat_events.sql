@@ -38,6 +38,18 @@ WHERE chat_id = @chat_id
 ORDER BY chat_events.xid, chat_events.id
 LIMIT @page_limit;
 
+-- name: ListChatEventsByAgentInRange :many
+-- An agent's tool-call stream resuming from Last-Event-ID: its events after the agent's cursor
+-- (chat_events_agent_cursor_idx), up to where the tailer was when the stream registered.
+SELECT id, xid::text AS xid, chat_id, owner_id, kind, chat_version, payload, created_at
+FROM chat_events
+WHERE payload ->> 'agent_id' = @agent_id::text
+  AND kind IN ('tool_call', 'tool_call_canceled')
+  AND (xid, id) > (@after_xid::xid8, @after_id::bigint)
+  AND (xid, id) <= (@until_xid::xid8, @until_id::bigint)
+ORDER BY chat_events.xid, chat_events.id
+LIMIT @page_limit;
+
 -- name: GetChatEventBounds :one
 -- Where a new tailer starts (everything from the oldest running transaction on is still to come),
 -- the next xid not yet handed out (a cursor at or above it was not made by this database), and how

@@ -22,3 +22,13 @@ SELECT f.id, f.name, f.mimetype, f.data
 FROM chat_file_links l
 JOIN chat_files f ON f.id = l.file_id
 WHERE l.chat_id = @chat_id AND l.file_id = ANY (@ids::uuid[]);
+
+-- name: GetChatPlanFileByChatID :one
+-- The chat's plan file as plan mode's write_file, edit_files and read_file see it: the newest
+-- plan.md linked to the chat (a chat links few files: the primary key's chat_id prefix finds them).
+SELECT f.id, f.data
+FROM chat_file_links l
+JOIN chat_files f ON f.id = l.file_id
+WHERE l.chat_id = @chat_id AND f.name = 'plan.md'
+ORDER BY l.created_at DESC, f.id DESC
+LIMIT 1;

@@ -55,9 +55,12 @@ WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
 -- one), both from chat_run_model_key; and whether the owner is at the spend limit in the chat's
 -- organization (the turn then ends in a usage_limit error without calling the model).
 -- last_injected_context: the turn writes its own only when it differs (most turns carry what the
--- last one did).
-SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  c.plan_mode, c.last_injected_context,
+-- last one did). The bound agent and whether it is online (workspace tools are offered only then),
+-- and whether workspace tool calls of an earlier step are still unsettled (the turn resumes
+-- waiting for them instead of calling the model), from chat_run_agent_state.
+SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.agent_id, c.title_source,
+  c.dynamic_tools, c.plan_mode, c.last_injected_context,
+  w.agent_online, w.agent_last_seen_at, w.unsettled_tool_calls,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -71,6 +74,7 @@ JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
 CROSS JOIN LATERAL chat_run_model_key(c, p, @gateway) r
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
+CROSS JOIN LATERAL chat_run_agent_state(c) w
 WHERE c.id = @id;
 
 -- name: SaveChatRunStep :one
@@ -79,11 +83,17 @@ SELECT chat_run_save_step(
   @chat_id, @worker_id, @started_at, @model_config_id, @messages
 ) AS saved;
 
--- name: SaveChatRunPlan :one
--- chat_run_save_plan: see sql/functions/chat_runs.sql.
-SELECT chat_run_save_plan(
-  @chat_id, @worker_id, @started_at, @model_config_id, @file_id, @plan_markdown, @messages
+-- name: SaveChatRunToolStep :one
+-- chat_run_save_tool_step: see sql/functions/chat_runs.sql.
+SELECT chat_run_save_tool_step(
+  @chat_id, @worker_id, @started_at, @model_config_id, @messages, sqlc.narg(plan_file),
+  @tool_calls
 ) AS saved;
+
+-- name: SettleChatRunToolCalls :one
+-- chat_run_settle_tool_calls: see sql/functions/chat_tool_calls.sql.
+SELECT s.held, s.open_calls, s.next_deadline_at, s.unanswered_calls
+FROM chat_run_settle_tool_calls(@chat_id, @worker_id, @started_at) AS s;
 
 -- name: SetChatLastInjectedContextByID :exec
 -- At a turn's start, while its lease holds: the context its prompt carries (src/runner/turn.ts,

@@ -262,6 +262,23 @@ CREATE OR REPLACE TRIGGER chats_700_copy_archived
   WHEN (NEW.archived IS DISTINCT FROM OLD.archived)
   EXECUTE FUNCTION chats__copy_archived();
 
+-- Archiving ends the chat's open workspace tool calls (docs/api.md "Workspace tools"): the agent
+-- is told to stop them at once, not when the runner notices. Their results are stored when a
+-- later turn starts (an archived chat takes no messages). Row-level, only when a chat is archived.
+CREATE OR REPLACE FUNCTION chats__cancel_tool_calls() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM chat_tool_calls_cancel(NEW.id, 'canceled: the chat was archived');
+  RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER chats_700_cancel_tool_calls
+  AFTER UPDATE OF archived ON chats
+  FOR EACH ROW
+  WHEN (NEW.archived AND NOT OLD.archived)
+  EXECUTE FUNCTION chats__cancel_tool_calls();
+
 -- Repair, on every migrate: copies the trigger above missed. Migration 00032 filled the copies
 -- without locking chats, so a server of the previous version may have archived or unarchived
 -- chats before this trigger existed. The CREATE OR REPLACE TRIGGER above holds chats in SHARE ROW

@@ -11,7 +11,11 @@ export const channels = {
   events: "chat_events",
   /** Ephemeral per-chat events (message_part, retry) between processes; never stored. */
   parts: "chat_message_parts",
-  /** Payload a chat id: the runner holding it must stop its turn (interrupt, edit, archive). */
+  /**
+   * Payload a chat id: the runner holding it must stop its turn (interrupt, edit, archive). Payload
+   * "tool:<chat id>": the workspace agent answered a call that turn waits for
+   * (sql/functions/chat_tool_calls.sql).
+   */
   runner: "chat_runner",
   /** A chat became pending (trigger mode): runners claim. */
   pending: "chat_pending",

@@ -36,7 +36,7 @@ export interface ListChatEventsAfterCursorRow {
   xid: string;
   chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled";
   chat_version: number;
   payload: any;
   created_at: string;
@@ -76,7 +76,7 @@ LIMIT $7`;
 
 export interface ListChatEventsByOwnerInRangeArgs {
   owner_id: string;
-  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification")[];
+  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled")[];
   after_xid: string;
   after_id: number;
   until_xid: string;
@@ -89,7 +89,7 @@ export interface ListChatEventsByOwnerInRangeRow {
   xid: string;
   chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled";
   chat_version: number;
   payload: any;
   created_at: string;
@@ -128,7 +128,7 @@ LIMIT $7`;
 
 export interface ListChatEventsByChatInRangeArgs {
   chat_id: string;
-  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification")[];
+  kinds: ("created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled")[];
   after_xid: string;
   after_id: number;
   until_xid: string;
@@ -141,7 +141,7 @@ export interface ListChatEventsByChatInRangeRow {
   xid: string;
   chat_id: string | null;
   owner_id: string;
-  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification";
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled";
   chat_version: number;
   payload: any;
   created_at: string;
@@ -151,6 +151,58 @@ export async function listChatEventsByChatInRange(client: Client, args: ListChat
   const result = await client.query({
     text: listChatEventsByChatInRangeQuery,
     values: [args.chat_id, args.kinds, args.after_xid, args.after_id, args.until_xid, args.until_id, args.page_limit],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      id: row[0],
+      xid: row[1],
+      chat_id: row[2],
+      owner_id: row[3],
+      kind: row[4],
+      chat_version: row[5],
+      payload: row[6],
+      created_at: row[7],
+    };
+  });
+}
+
+export const listChatEventsByAgentInRangeQuery = `-- name: ListChatEventsByAgentInRange :many
+-- An agent's tool-call stream resuming from Last-Event-ID: its events after the agent's cursor
+-- (chat_events_agent_cursor_idx), up to where the tailer was when the stream registered.
+SELECT id, xid::text AS xid, chat_id, owner_id, kind, chat_version, payload, created_at
+FROM chat_events
+WHERE payload ->> 'agent_id' = $1::text
+  AND kind IN ('tool_call', 'tool_call_canceled')
+  AND (xid, id) > ($2::xid8, $3::bigint)
+  AND (xid, id) <= ($4::xid8, $5::bigint)
+ORDER BY chat_events.xid, chat_events.id
+LIMIT $6`;
+
+export interface ListChatEventsByAgentInRangeArgs {
+  agent_id: string;
+  after_xid: string;
+  after_id: number;
+  until_xid: string;
+  until_id: number;
+  page_limit: number;
+}
+
+export interface ListChatEventsByAgentInRangeRow {
+  id: number;
+  xid: string;
+  chat_id: string | null;
+  owner_id: string;
+  kind: "created" | "deleted" | "status_change" | "title_change" | "summary_change" | "diff_status_change" | "action_required" | "context_dirty" | "updated" | "hard_deleted" | "message" | "queue_update" | "history_reset" | "notification" | "tool_call" | "tool_call_canceled";
+  chat_version: number;
+  payload: any;
+  created_at: string;
+}
+
+export async function listChatEventsByAgentInRange(client: Client, args: ListChatEventsByAgentInRangeArgs): Promise<ListChatEventsByAgentInRangeRow[]> {
+  const result = await client.query({
+    text: listChatEventsByAgentInRangeQuery,
+    values: [args.agent_id, args.after_xid, args.after_id, args.until_xid, args.until_id, args.page_limit],
     rowMode: "array",
   });
   return result.rows.map((row) => {

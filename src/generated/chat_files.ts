@@ -155,3 +155,38 @@ export async function listChatFileDataByIDs(client: Client, args: ListChatFileDa
     };
   });
 }
+
+export const getChatPlanFileByChatIDQuery = `-- name: GetChatPlanFileByChatID :one
+-- The chat's plan file as plan mode's write_file, edit_files and read_file see it: the newest
+-- plan.md linked to the chat (a chat links few files: the primary key's chat_id prefix finds them).
+SELECT f.id, f.data
+FROM chat_file_links l
+JOIN chat_files f ON f.id = l.file_id
+WHERE l.chat_id = $1 AND f.name = 'plan.md'
+ORDER BY l.created_at DESC, f.id DESC
+LIMIT 1`;
+
+export interface GetChatPlanFileByChatIDArgs {
+  chat_id: string;
+}
+
+export interface GetChatPlanFileByChatIDRow {
+  id: string;
+  data: Buffer;
+}
+
+export async function getChatPlanFileByChatID(client: Client, args: GetChatPlanFileByChatIDArgs): Promise<GetChatPlanFileByChatIDRow | null> {
+  const result = await client.query({
+    text: getChatPlanFileByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    data: row[1],
+  };
+}

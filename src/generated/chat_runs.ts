@@ -123,9 +123,12 @@ export const getChatForRunByIDQuery = `-- name: GetChatForRunByID :one
 -- one), both from chat_run_model_key; and whether the owner is at the spend limit in the chat's
 -- organization (the turn then ends in a usage_limit error without calling the model).
 -- last_injected_context: the turn writes its own only when it differs (most turns carry what the
--- last one did).
-SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.title_source, c.dynamic_tools,
-  c.plan_mode, c.last_injected_context,
+-- last one did). The bound agent and whether it is online (workspace tools are offered only then),
+-- and whether workspace tool calls of an earlier step are still unsettled (the turn resumes
+-- waiting for them instead of calling the model), from chat_run_agent_state.
+SELECT c.id, c.owner_id, c.parent_chat_id, c.workspace_id, c.agent_id, c.title_source,
+  c.dynamic_tools, c.plan_mode, c.last_injected_context,
+  w.agent_online, w.agent_last_seen_at, w.unsettled_tool_calls,
   m.id AS model_config_id, m.model, m.context_limit, m.store_responses,
   m.enabled AND NOT m.deleted AS model_enabled,
   p.id AS provider_id, p.provider, p.base_url,
@@ -139,6 +142,7 @@ JOIN chat_model_configs m ON m.id = c.last_model_config_id
 JOIN chat_providers p ON p.id = m.provider_id
 CROSS JOIN LATERAL chat_run_model_key(c, p, $1) r
 CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
+CROSS JOIN LATERAL chat_run_agent_state(c) w
 WHERE c.id = $2`;
 
 export interface GetChatForRunByIDArgs {
@@ -151,10 +155,14 @@ export interface GetChatForRunByIDRow {
   owner_id: string;
   parent_chat_id: string | null;
   workspace_id: string | null;
+  agent_id: string | null;
   title_source: "fallback" | "generated" | "user";
   dynamic_tools: any;
   plan_mode: string | null;
   last_injected_context: any;
+  agent_online: boolean | null;
+  agent_last_seen_at: string | null;
+  unsettled_tool_calls: boolean | null;
   model_config_id: string;
   model: string;
   context_limit: number;
@@ -191,29 +199,33 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
     owner_id: row[1],
     parent_chat_id: row[2],
     workspace_id: row[3],
-    title_source: row[4],
-    dynamic_tools: row[5],
-    plan_mode: row[6],
-    last_injected_context: row[7],
-    model_config_id: row[8],
-    model: row[9],
-    context_limit: row[10],
-    store_responses: row[11],
-    model_enabled: row[12],
-    provider_id: row[13],
-    provider: row[14],
-    base_url: row[15],
-    api_key_ciphertext: row[16],
-    key_source: row[17],
-    unavailable_reason: row[18],
-    initiator_api_key_id: row[19],
-    initiator_key_active: row[20],
-    provider_enabled: row[21],
-    over_spend_limit: row[22],
-    spend_period: row[23],
-    spend_limit_micros: row[24],
-    current_spend: row[25],
-    spend_resets_at: row[26],
+    agent_id: row[4],
+    title_source: row[5],
+    dynamic_tools: row[6],
+    plan_mode: row[7],
+    last_injected_context: row[8],
+    agent_online: row[9],
+    agent_last_seen_at: row[10],
+    unsettled_tool_calls: row[11],
+    model_config_id: row[12],
+    model: row[13],
+    context_limit: row[14],
+    store_responses: row[15],
+    model_enabled: row[16],
+    provider_id: row[17],
+    provider: row[18],
+    base_url: row[19],
+    api_key_ciphertext: row[20],
+    key_source: row[21],
+    unavailable_reason: row[22],
+    initiator_api_key_id: row[23],
+    initiator_key_active: row[24],
+    provider_enabled: row[25],
+    over_spend_limit: row[26],
+    spend_period: row[27],
+    spend_limit_micros: row[28],
+    current_spend: row[29],
+    spend_resets_at: row[30],
   };
 }
 
@@ -250,38 +262,75 @@ export async function saveChatRunStep(client: Client, args: SaveChatRunStepArgs)
   };
 }
 
-export const saveChatRunPlanQuery = `-- name: SaveChatRunPlan :one
--- chat_run_save_plan: see sql/functions/chat_runs.sql.
-SELECT chat_run_save_plan(
-  $1, $2, $3, $4, $5, $6, $7
+export const saveChatRunToolStepQuery = `-- name: SaveChatRunToolStep :one
+-- chat_run_save_tool_step: see sql/functions/chat_runs.sql.
+SELECT chat_run_save_tool_step(
+  $1, $2, $3, $4, $5, $6,
+  $7
 ) AS saved`;
 
-export interface SaveChatRunPlanArgs {
+export interface SaveChatRunToolStepArgs {
   chat_id: string;
   worker_id: string;
   started_at: string;
   model_config_id: string;
-  file_id: string;
-  plan_markdown: string;
   messages: any;
+  plan_file: any;
+  tool_calls: any;
 }
 
-export interface SaveChatRunPlanRow {
+export interface SaveChatRunToolStepRow {
   saved: boolean | null;
 }
 
-export async function saveChatRunPlan(client: Client, args: SaveChatRunPlanArgs): Promise<SaveChatRunPlanRow> {
+export async function saveChatRunToolStep(client: Client, args: SaveChatRunToolStepArgs): Promise<SaveChatRunToolStepRow> {
   const result = await client.query({
-    text: saveChatRunPlanQuery,
-    values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, args.file_id, args.plan_markdown, jsonParam(args.messages)],
+    text: saveChatRunToolStepQuery,
+    values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, jsonParam(args.messages), jsonParam(args.plan_file), jsonParam(args.tool_calls)],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
-    throw new Error(`SaveChatRunPlan returned ${result.rows.length} rows, expected 1`);
+    throw new Error(`SaveChatRunToolStep returned ${result.rows.length} rows, expected 1`);
   }
   const row = result.rows[0]!;
   return {
     saved: row[0],
+  };
+}
+
+export const settleChatRunToolCallsQuery = `-- name: SettleChatRunToolCalls :one
+-- chat_run_settle_tool_calls: see sql/functions/chat_tool_calls.sql.
+SELECT s.held, s.open_calls, s.next_deadline_at, s.unanswered_calls
+FROM chat_run_settle_tool_calls($1, $2, $3) AS s`;
+
+export interface SettleChatRunToolCallsArgs {
+  chat_id: string;
+  worker_id: string;
+  started_at: string;
+}
+
+export interface SettleChatRunToolCallsRow {
+  held: boolean | null;
+  open_calls: number | null;
+  next_deadline_at: string | null;
+  unanswered_calls: number | null;
+}
+
+export async function settleChatRunToolCalls(client: Client, args: SettleChatRunToolCallsArgs): Promise<SettleChatRunToolCallsRow> {
+  const result = await client.query({
+    text: settleChatRunToolCallsQuery,
+    values: [args.chat_id, args.worker_id, args.started_at],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`SettleChatRunToolCalls returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    held: row[0],
+    open_calls: row[1],
+    next_deadline_at: row[2],
+    unanswered_calls: row[3],
   };
 }
 

@@ -17,6 +17,9 @@ import {
  *
  *   <text>                   -> "echo: <text>", streamed in a few parts
  *   /tool <name> <json>      -> a call of tool <name> with <json> arguments
+ *   /run <tool> <json>       -> a call of the built-in workspace tool <tool> (docs/api.md
+ *                               "Workspace tools"); several `/run` lines make one step that
+ *                               calls them all, `/tool` lines among them add client tool calls
  *   /plan <title>\n<markdown> -> a propose_plan call (plan mode, docs/api.md "Plan mode");
  *                               `/plan --hold <ms> <title>…` waits <ms> after the call before
  *                               finishing (for tests of an interrupt that lands then)
@@ -142,20 +145,46 @@ function textPlan(text: string, parts = 3, delayMs = 0): Plan {
 let callCounter = 0;
 
 function toolCallPlan(toolName: string, input: unknown): Plan {
-  callCounter++;
+  return toolCallsPlan([{ toolName, input }]);
+}
+
+function toolCallsPlan(calls: { toolName: string; input: unknown }[]): Plan {
   return {
-    content: [
-      {
-        type: "tool-call",
-        toolCallId: `call_${Date.now().toString(36)}_${callCounter}`,
-        toolName,
-        input: JSON.stringify(input),
-      },
-    ],
+    content: calls.map((c) => {
+      callCounter++;
+      return {
+        type: "tool-call" as const,
+        // Unique across processes too: two runners' calls never share an id.
+        toolCallId: `call_${crypto.randomUUID().slice(0, 8)}_${callCounter}`,
+        toolName: c.toolName,
+        input: JSON.stringify(c.input),
+      };
+    }),
     chunks: [],
     finishReason: "tool-calls",
     delayMs: 0,
   };
+}
+
+/**
+ * `/run <tool> <json>` or `/tool <name> <json>` (the JSON may span lines), or several such lines:
+ * the calls of one step; a string when an argument is not JSON; undefined for other text.
+ */
+function scriptedCalls(text: string): { toolName: string; input: unknown }[] | string | undefined {
+  const command = /^\/(run|tool)\s+(\S+)\s*([\s\S]*)$/;
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const each = lines.length > 1 && lines.every((l) => command.test(l)) ? lines : [text];
+  const calls = [];
+  for (const line of each) {
+    const m = command.exec(line);
+    if (!m) return undefined;
+    try {
+      calls.push({ toolName: m[2]!, input: JSON.parse(m[3]?.trim() || "{}") });
+    } catch {
+      return `echo: /${m[1]} needs JSON arguments, got ${JSON.stringify(m[3])}`;
+    }
+  }
+  return calls;
 }
 
 function plan(options: LanguageModelV3CallOptions): Plan | Error {
@@ -184,17 +213,9 @@ function plan(options: LanguageModelV3CallOptions): Plan | Error {
   const lastUser = [...prompt].reverse().find((m) => m.role === "user");
   const text = lastUser ? textOf(lastUser.content) : "";
 
-  const tool = /^\/tool\s+(\S+)\s*([\s\S]*)$/.exec(text);
-  if (tool) {
-    const [, toolName, json] = tool;
-    let input: unknown;
-    try {
-      input = JSON.parse(json?.trim() || "{}");
-    } catch {
-      return textPlan(`echo: /tool needs JSON arguments, got ${JSON.stringify(json)}`);
-    }
-    return toolCallPlan(toolName!, input);
-  }
+  const scripted = scriptedCalls(text);
+  if (typeof scripted === "string") return textPlan(scripted);
+  if (scripted) return toolCallsPlan(scripted);
   const planned = /^\/plan\s+(?:--hold\s+(\d+)\s+)?([^\n]*)\n?([\s\S]*)$/.exec(text);
   if (planned) {
     return {

@@ -1,6 +1,7 @@
 import type { EphemeralEvent } from "../db/channels.ts";
 import type { Logger } from "../log.ts";
 import type { ChatError } from "../models/chat_error.ts";
+import { maxPartChars, splitForPart } from "../watch/index.ts";
 
 /*
  * A turn's ephemeral stream events (docs/api.md: `message_part`, and `retry`), published to the
@@ -16,27 +17,7 @@ export type Publish = (
   data: unknown,
 ) => Promise<void>;
 
-/**
- * Characters per part: a NOTIFY payload must stay below 8000 bytes, and JSON may spend up to six
- * bytes on one character (\u0000-style escapes).
- */
-const maxPartChars = 1000;
-
 type DeltaKind = "text" | "reasoning";
-
-/** Splits text into pieces of at most `max` UTF-16 units without cutting a surrogate pair. */
-function pieces(text: string, max: number): string[] {
-  const out: string[] = [];
-  let i = 0;
-  while (i < text.length) {
-    let end = Math.min(i + max, text.length);
-    const last = text.charCodeAt(end - 1);
-    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
-    out.push(text.slice(i, end));
-    i = end;
-  }
-  return out;
-}
 
 export class PartStream {
   private kind: DeltaKind | undefined;
@@ -93,7 +74,7 @@ export class PartStream {
     this.timer = undefined;
     if (!this.kind || !this.buffered) return;
     const kind = this.kind;
-    for (const text of pieces(this.buffered, maxPartChars)) {
+    for (const text of splitForPart(this.buffered)) {
       this.send("message_part", { chat_id: this.chatId, part: { type: kind, text } });
     }
     this.buffered = "";

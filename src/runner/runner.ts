@@ -9,6 +9,7 @@ import {
 } from "../generated/chat_runs.ts";
 import type { Logger } from "../log.ts";
 import type { Models } from "../models/providers.ts";
+import { limits } from "../tools/workspace.ts";
 import type { Publish } from "./parts.ts";
 import { runRecoveryPass } from "./recovery.ts";
 import {
@@ -18,6 +19,7 @@ import {
   type StopReason,
   type TurnOutcome,
 } from "./turn.ts";
+import { ToolWaker } from "./workspace_tools.ts";
 
 /*
  * The chat runner (docs/operations.md "The runner"): claims pending chats, runs their turns,
@@ -55,6 +57,12 @@ export interface RunnerOptions {
   chunkTimeoutMs?: number;
   partFlushMs?: number;
   maxSteps?: number;
+  /**
+   * How long a workspace tool call waits for the agent's answer: a command its own time limit
+   * plus toolAnswerGraceMs, anything else toolAnswerMs (docs/api.md "Workspace tools").
+   */
+  toolAnswerMs?: number;
+  toolAnswerGraceMs?: number;
 }
 
 export interface RunnerStats {
@@ -86,13 +94,19 @@ const defaults = {
   chunkTimeoutMs: 120_000,
   // About 20 parts per second per chat: smooth for readers, few NOTIFYs for the database.
   partFlushMs: 50,
-  maxSteps: 8,
+  // A coding turn reads, edits and runs tests for dozens of steps; a model stuck in a loop of
+  // calls stops here (its last calls are answered with the limit, and the turn ends).
+  maxSteps: 50,
+  toolAnswerMs: limits.answerMs,
+  toolAnswerGraceMs: limits.answerGraceMs,
 } as const;
 
 interface Run {
   lease: Lease;
   controller: AbortController;
   done: Promise<void>;
+  /** Woken when the workspace agent answers one of the turn's calls. */
+  waker: ToolWaker;
 }
 
 export class Runner {
@@ -177,7 +191,13 @@ export class Runner {
     });
     // Every runner hears every stop signal; the one running the chat checks its lease first (the
     // signal may be about a run this runner has already replaced with a new claim).
-    listener.notifications.on(channels.runner, (chatId: string) => {
+    listener.notifications.on(channels.runner, (payload: string) => {
+      // "tool:<chat id>": the workspace agent answered a call the chat's turn waits for.
+      if (payload.startsWith("tool:")) {
+        this.runs.get(payload.slice(5))?.waker.wake();
+        return;
+      }
+      const chatId = payload;
       const run = this.runs.get(chatId);
       if (run) {
         this.checkRuns([run]).catch((err) =>
@@ -295,7 +315,7 @@ export class Runner {
     // whose lease is gone.
     this.runs.get(lease.chatId)?.controller.abort("lost" satisfies StopReason);
     const controller = new AbortController();
-    const run: Run = { lease, controller, done: Promise.resolve() };
+    const run: Run = { lease, controller, done: Promise.resolve(), waker: new ToolWaker() };
     this.runs.set(lease.chatId, run);
     run.done = (async () => {
       let outcome: TurnOutcome = "lost";
@@ -312,9 +332,11 @@ export class Runner {
             chunkTimeoutMs: this.opts.chunkTimeoutMs,
             partFlushMs: this.opts.partFlushMs,
             maxSteps: this.opts.maxSteps,
+            toolWait: { answerMs: this.opts.toolAnswerMs, graceMs: this.opts.toolAnswerGraceMs },
           },
           lease,
           controller.signal,
+          run.waker,
         );
         outcome = result.outcome;
         if (result.followUp) this.trackFollowUp(result.followUp(this.followUpAbort.signal));

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import type { SharedV3ProviderOptions } from "@ai-sdk/provider";
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
@@ -17,8 +16,7 @@ import {
   finishChatRun,
   type GetChatForRunByIDRow,
   getChatForRunByID,
-  saveChatRunPlan,
-  saveChatRunStep,
+  saveChatRunToolStep,
   setChatLastInjectedContextByID,
 } from "../generated/chat_runs.ts";
 import { updateChatTitleFromModelByID } from "../generated/chat_titles.ts";
@@ -33,15 +31,7 @@ import {
 } from "../models/chat_error.ts";
 import { generateTitle, titleMessages } from "../models/chat_titles.ts";
 import {
-  askUserQuestion,
-  planFileMarkdown,
-  planTools,
-  proposedPlanOf,
-  proposePlan,
-} from "../models/plan_mode.ts";
-import {
   buildMessages,
-  buildTools,
   type ContextResource,
   type FileData,
   fileIdsOf,
@@ -53,6 +43,7 @@ import {
 import type { Models, ResolvedModel } from "../models/providers.ts";
 import { generateQuickText } from "../models/quick_text.ts";
 import { PartStream, type Publish } from "./parts.ts";
+import { assignCalls, awaitToolCalls, ToolWaker, turnTools } from "./workspace_tools.ts";
 
 /*
  * One turn of one claimed chat: read the chat and its history, call the model (streaming parts to
@@ -96,6 +87,8 @@ export interface TurnDeps {
    * calls itself (an unknown tool, invalid arguments); this bounds a model that keeps doing that.
    */
   maxSteps: number;
+  /** How long workspace tool calls wait for the agent's answer (see answerTimeoutMs). */
+  toolWait: { answerMs: number; graceMs: number };
 }
 
 export interface Lease {
@@ -135,8 +128,8 @@ interface OutputMessage {
 
 interface StepResult {
   content: Part[];
-  /** Tool calls the SDK could not match to a declared tool or whose input failed its schema. */
-  invalidCalls: Set<string>;
+  /** Tool calls the SDK could not match to a declared tool or whose input failed its schema: why. */
+  invalidCalls: Map<string, string>;
   usage?: LanguageModelUsage | undefined;
   responseId?: string | undefined;
   runtimeMs: number;
@@ -160,7 +153,7 @@ const stopReasonOf = (signal: AbortSignal): StopReason | undefined =>
 /** Accumulates a step's stream into stored parts: consecutive deltas of one kind join. */
 class ContentBuilder {
   readonly parts: Part[] = [];
-  readonly invalidCalls = new Set<string>();
+  readonly invalidCalls = new Map<string, string>();
 
   delta(type: "text" | "reasoning", text: string): void {
     const last = this.parts[this.parts.length - 1];
@@ -168,10 +161,32 @@ class ContentBuilder {
     else this.parts.push({ type, text });
   }
 
-  toolCall(id: string, name: string, args: unknown, invalid: boolean): void {
+  toolCall(id: string, name: string, args: unknown, invalid: string | undefined): void {
     this.parts.push({ type: "tool-call", tool_call_id: id, tool_name: name, args: args ?? {} });
-    if (invalid) this.invalidCalls.add(id);
+    if (invalid !== undefined) this.invalidCalls.set(id, invalid);
   }
+}
+
+/** Characters of a schema error the model is shown: enough for every issue of a real call. */
+const maxInvalidReasonChars = 2_000;
+
+/**
+ * What was wrong with a tool call's arguments, precisely, so the model can correct them: the
+ * schema's issues (path and message each) when the SDK kept them, else its error's message.
+ */
+function invalidInputReason(error: unknown): string {
+  let cause: unknown = error;
+  for (let depth = 0; depth < 3 && cause; depth++) {
+    const issues = (cause as { issues?: { path?: PropertyKey[]; message?: string }[] }).issues;
+    if (Array.isArray(issues)) {
+      return issues
+        .map((i) => `${(i.path ?? []).map(String).join(".") || "(arguments)"}: ${i.message}`)
+        .join("; ")
+        .slice(0, maxInvalidReasonChars);
+    }
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return "";
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -249,9 +264,10 @@ async function streamStep(
           parts.delta("reasoning", part.text);
           break;
         case "tool-call": {
-          const invalid = "invalid" in part && part.invalid === true;
+          const invalid =
+            "invalid" in part && part.invalid === true ? invalidInputReason(part.error) : undefined;
           built.toolCall(part.toolCallId, part.toolName, part.input, invalid);
-          if (!invalid) parts.toolCall(part.toolCallId, part.toolName, part.input);
+          if (invalid === undefined) parts.toolCall(part.toolCallId, part.toolName, part.input);
           break;
         }
         case "finish-step":
@@ -310,14 +326,15 @@ export async function runTurn(
   deps: TurnDeps,
   lease: Lease,
   signal: AbortSignal,
+  waker: ToolWaker = new ToolWaker(),
 ): Promise<TurnResult> {
   const { db } = deps;
-  const [chat, history] = await Promise.all([
+  const [chat, firstHistory] = await Promise.all([
     getChatForRunByID(db, { id: lease.chatId, gateway: deps.models.routing.mode === "gateway" }),
     listChatMessagesForPromptByChatID(db, { chat_id: lease.chatId }),
   ]);
   if (!chat) return { outcome: "lost" };
-  const rows = history as HistoryRow[];
+  let rows = firstHistory as HistoryRow[];
   const parts = new PartStream(deps.publish, chat.id, chat.owner_id, deps.partFlushMs, deps.logger);
   const output: OutputMessage[] = [];
 
@@ -335,6 +352,15 @@ export async function runTurn(
     deps.afterWrite();
     return row;
   };
+  const ended = async (outcome: "completed" | "requires_action", followUp: boolean) => {
+    const row = await finish(outcome);
+    return {
+      outcome: row.outcome as TurnOutcome,
+      ...(followUp && row.outcome === "completed"
+        ? { followUp: followUpOf(deps, chat, model, row, rows, output) }
+        : {}),
+    };
+  };
 
   // Admitted before the owner reached the limit (a queued message, a promotion, an edit): the
   // turn ends here and the model is never called.
@@ -351,27 +377,39 @@ export async function runTurn(
     return { outcome: row.outcome as TurnOutcome };
   }
 
-  const fileIds = fileIdsOf(rows);
   const files = new Map<string, FileData>();
-  if (fileIds.length > 0) {
-    for (const f of await listChatFileDataByIDs(db, { chat_id: chat.id, ids: fileIds })) {
-      files.set(f.id, f);
-    }
-  }
   const context = chat.workspace_id ? await pinnedContext(deps, chat.id) : [];
   const storing = storesResponses(deps, chat);
-  const anchor = storing ? await chainAnchor(deps, chat) : undefined;
-  // Chained: the system messages and what came after the stored response; else the history.
-  const promptRows = anchor
-    ? rows.filter((r) => r.role === "system" || r.id > anchor.messageId)
-    : rows;
-  const prompt: Prompt = {
-    messages: withPinnedContext(buildMessages(promptRows, files), context),
-    providerOptions: openaiOptions(deps, chat, anchor?.responseId),
+  const tools = turnTools(chat);
+  const notes = tools.unavailable ? [tools.unavailable] : [];
+  const prompt: Prompt = { messages: [], providerOptions: undefined };
+  /**
+   * The prompt from the stored history: chained, the system messages and what came after the
+   * stored response it continues (the previous step's, after a tool step); else the history.
+   */
+  const buildPrompt = async (chain: boolean) => {
+    const fileIds = fileIdsOf(rows).filter((id) => !files.has(id));
+    if (fileIds.length > 0) {
+      for (const f of await listChatFileDataByIDs(db, { chat_id: chat.id, ids: fileIds })) {
+        files.set(f.id, f);
+      }
+    }
+    const anchor = chain && storing ? await chainAnchor(deps, chat) : undefined;
+    const promptRows = anchor
+      ? rows.filter((r) => r.role === "system" || r.id > anchor.messageId)
+      : rows;
+    prompt.messages = withSystemNotes(
+      withPinnedContext(buildMessages(promptRows, files), context),
+      notes,
+    );
+    prompt.providerOptions = openaiOptions(deps, chat, anchor?.responseId);
+    return anchor;
   };
-  // Plan mode offers only the planning tools: never the client's, nothing that writes.
-  const planning = chat.plan_mode === "plan";
-  const tools = planning ? planTools() : buildTools(chat.dynamic_tools);
+  const reloadPrompt = async () => {
+    rows = (await listChatMessagesForPromptByChatID(db, { chat_id: chat.id })) as HistoryRow[];
+    await buildPrompt(true);
+  };
+  let anchor = await buildPrompt(true);
   // The whole history's context files: a chained prompt carries the earlier ones inside the
   // stored response it continues. Written only when it changed, and null for no context: a
   // statement on every turn, and an UPDATE of the chat row on each new chat's first, cost about a
@@ -386,14 +424,24 @@ export async function runTurn(
     });
   }
 
+  if (chat.unsettled_tool_calls) {
+    // An earlier run of this turn recorded workspace calls and stopped (its runner restarted, or
+    // it was handed back): wait for their answers, as that run would have, instead of calling the
+    // model with unanswered calls.
+    const waited = await awaitToolCalls(deps, lease, waker, signal);
+    if ("stop" in waited) return stopped(waited.stop, finish);
+    if (waited.unanswered > 0) return ended("requires_action", false);
+    await reloadPrompt();
+    anchor = undefined;
+  }
+
   for (let stepNo = 1; ; stepNo++) {
-    let step = await runStep(deps, model, prompt, tools, parts, signal);
+    let step = await runStep(deps, model, prompt, tools.tools, parts, signal);
     if (stepNo === 1 && anchor && step.error?.kind === "config" && step.content.length === 0) {
       // The provider no longer has the stored response (OpenAI keeps them 30 days) or refuses to
       // continue it: the turn replays the history instead, once.
-      prompt.messages = withPinnedContext(buildMessages(rows, files), context);
-      prompt.providerOptions = openaiOptions(deps, chat, undefined);
-      step = await runStep(deps, model, prompt, tools, parts, signal);
+      await buildPrompt(false);
+      step = await runStep(deps, model, prompt, tools.tools, parts, signal);
     }
     if (step.stop === "lost" || step.stop === "shutdown") return { outcome: step.stop };
 
@@ -408,71 +456,67 @@ export async function runTurn(
             ...(step.responseId ? { provider_response_id: step.responseId } : {}),
           }
         : undefined;
-    const calls = step.content.filter((p) => p.type === "tool-call");
-    // Calls the runner answers itself (no such tool, arguments that fail the schema), so the model
-    // can correct itself; the rest are the client's.
-    const refused = calls.filter(
-      (p) => step.invalidCalls.has(p.tool_call_id!) || !(p.tool_name! in tools),
+    const calls = step.content.filter(
+      (p): p is Part & { tool_call_id: string; tool_name: string } => p.type === "tool-call",
     );
-    // A valid propose_plan (plan mode) is the runner's to answer: it saves the plan.
-    const plans = calls.filter(
-      (p) => p.tool_name === proposePlan && planning && !refused.includes(p),
+    const assigned = await assignCalls(
+      {
+        deps,
+        chat,
+        tools,
+        invalid: step.invalidCalls,
+        lastStep: stepNo >= deps.maxSteps,
+        maxSteps: deps.maxSteps,
+      },
+      calls,
     );
-    const answered = [...refused, ...plans];
-    const clientCalls = calls.length - answered.length;
-    const planFileId = plans.length > 0 ? randomUUID() : undefined;
+    const toolMessage: OutputMessage | undefined =
+      assigned.answered.length > 0
+        ? {
+            role: "tool",
+            content: assigned.answered.map((a) => ({
+              type: "tool-result",
+              tool_call_id: a.call.tool_call_id,
+              tool_name: a.call.tool_name,
+              result: a.result,
+              is_error: a.isError,
+            })),
+          }
+        : undefined;
+    const stepMessages = [assistant, toolMessage].filter((m): m is OutputMessage => !!m);
     /**
-     * The step's messages. A proposed plan's result says it was saved only in the messages
-     * chat_run_save_plan stores with the file; anywhere else (the turn stopped first, or the save
-     * found the turn gone) it says it was not.
+     * Anywhere but in the transaction that saves the plan file, a proposed plan's result says it
+     * was not saved (the turn stopped first, or the save found the turn gone).
      */
-    const messagesOfStep = (planSaved: boolean): OutputMessage[] => {
-      const toolMessage: OutputMessage | undefined =
-        answered.length > 0
-          ? {
-              role: "tool",
-              content: [
-                ...refused.map((p) => ({
-                  type: "tool-result",
-                  tool_call_id: p.tool_call_id!,
-                  tool_name: p.tool_name!,
-                  result: { error: refusal(p.tool_name!, tools, planning, chat.dynamic_tools) },
-                  is_error: true,
-                })),
-                ...plans.map((p, i) => ({
-                  type: "tool-result",
-                  tool_call_id: p.tool_call_id!,
-                  tool_name: p.tool_name!,
-                  ...(i === 0 && planSaved
-                    ? { result: { saved: true, file_id: planFileId, name: "plan.md" } }
-                    : {
-                        // One plan file per step: a second proposal in the same step saves nothing.
-                        result: {
-                          error:
-                            i === 0
-                              ? "the plan was not saved: the turn was stopped first"
-                              : "one plan per turn: only the first proposal is saved",
-                        },
-                        is_error: true,
-                      }),
-                })),
-              ],
-            }
-          : undefined;
-      return [assistant, toolMessage].filter((m): m is OutputMessage => !!m);
-    };
-    const stepMessages = messagesOfStep(false);
+    const unsavedMessages = (): OutputMessage[] =>
+      stepMessages.map((m) =>
+        m.role !== "tool" || !assigned.planFile
+          ? m
+          : {
+              ...m,
+              content: m.content.map((p) =>
+                (p.result as { file_id?: string } | undefined)?.file_id ===
+                assigned.planFile?.file_id
+                  ? {
+                      ...p,
+                      result: { error: "not saved: the turn was stopped first" },
+                      is_error: true,
+                    }
+                  : p,
+              ),
+            },
+      );
 
     if (step.stop === "interrupt") {
-      output.push(...stepMessages);
+      output.push(...unsavedMessages());
       return { outcome: (await finish("completed")).outcome as TurnOutcome };
     }
     if (step.error) {
-      output.push(...stepMessages);
+      output.push(...unsavedMessages());
       return { outcome: (await finish("error", step.error)).outcome as TurnOutcome };
     }
     if (step.finishReason === "content-filter") {
-      output.push(...stepMessages);
+      output.push(...unsavedMessages());
       const error = classifyError(
         new TurnError(
           "content_filter",
@@ -482,75 +526,69 @@ export async function runTurn(
       );
       return { outcome: (await finish("error", error)).outcome as TurnOutcome };
     }
-    if (plans.length > 0) {
-      // The plan, its link and the step's messages in one transaction; then the turn ends (or
-      // waits for the client's answers to the step's other calls, an ask_user_question).
-      const saved = await saveChatRunPlan(db, {
-        chat_id: chat.id,
-        worker_id: deps.workerId,
-        started_at: lease.startedAt,
-        model_config_id: chat.model_config_id,
-        file_id: planFileId!,
-        plan_markdown: planFileMarkdown(proposedPlanOf(plans[0]!.args)),
-        messages: messagesOfStep(true),
-      });
-      deps.afterWrite();
-      if (!saved.saved) output.push(...stepMessages);
-      const row = await finish(clientCalls > 0 ? "requires_action" : "completed");
-      return {
-        outcome: row.outcome as TurnOutcome,
-        ...(row.outcome === "completed"
-          ? { followUp: followUpOf(deps, chat, model, row, rows, stepMessages) }
-          : {}),
-      };
-    }
-    if (clientCalls > 0) {
-      output.push(...stepMessages);
-      return { outcome: (await finish("requires_action")).outcome as TurnOutcome };
-    }
-    if (answered.length > 0 && stepNo < deps.maxSteps) {
-      const saved = await saveChatRunStep(db, {
+
+    const continues =
+      assigned.answered.length > 0 && assigned.client === 0 && stepNo < deps.maxSteps;
+    if (assigned.agent.length > 0 || assigned.planFile || continues) {
+      // The step, its plan file and its workspace calls in one transaction; then the agent's
+      // answers, and the next model call (or the turn's end).
+      const saved = await saveChatRunToolStep(db, {
         chat_id: chat.id,
         worker_id: deps.workerId,
         started_at: lease.startedAt,
         model_config_id: chat.model_config_id,
         messages: stepMessages,
+        plan_file: assigned.planFile ?? null,
+        tool_calls: assigned.agent,
       });
       deps.afterWrite();
       if (!saved.saved) {
         // Stopped or taken away meanwhile: the turn's end decides what happens to this step.
-        output.push(...stepMessages);
+        output.push(...unsavedMessages());
         return { outcome: (await finish("completed")).outcome as TurnOutcome };
       }
-      const next = buildMessages(
-        stepMessages.map((m, i) => ({ id: i, ...m })),
-        files,
-      );
-      if (storing && step.responseId) {
-        // The step's response is stored: the next one chains on it and sends only the answers.
-        prompt.messages = [
-          ...withPinnedContext(
-            buildMessages(
-              rows.filter((r) => r.role === "system"),
-              files,
-            ),
-            context,
-          ),
-          ...next.filter((m) => m.role !== "assistant"),
-        ];
-        prompt.providerOptions = openaiOptions(deps, chat, step.responseId);
-      } else {
-        prompt.messages.push(...next);
+      let unanswered = assigned.client;
+      if (assigned.agent.length > 0) {
+        const waited = await awaitToolCalls(deps, lease, waker, signal);
+        if ("stop" in waited) return stopped(waited.stop, finish);
+        unanswered = waited.unanswered;
       }
+      if (unanswered > 0) return ended("requires_action", false);
+      if (assigned.proposed || stepNo >= deps.maxSteps) {
+        rows = (await listChatMessagesForPromptByChatID(db, { chat_id: chat.id })) as HistoryRow[];
+        return ended("completed", true);
+      }
+      await reloadPrompt();
       continue;
     }
     output.push(...stepMessages);
-    const row = await finish("completed");
-    return {
-      outcome: row.outcome as TurnOutcome,
-      followUp: followUpOf(deps, chat, model, row, rows, output),
-    };
+    if (assigned.client > 0) return ended("requires_action", false);
+    return ended("completed", true);
   }
+}
+
+/** A turn stopped while it waited for the agent: an interrupt ends it, anything else writes nothing. */
+async function stopped(
+  reason: StopReason,
+  finish: (outcome: "completed") => Promise<FinishChatRunRow>,
+): Promise<TurnResult> {
+  if (reason === "lost" || reason === "shutdown") return { outcome: reason };
+  return { outcome: (await finish("completed")).outcome as TurnOutcome };
+}
+
+/**
+ * Text the model is told besides the history (why it has no workspace tools), as system messages
+ * after the chat's own and the pinned context.
+ */
+function withSystemNotes(messages: ModelMessage[], notes: string[]): ModelMessage[] {
+  if (notes.length === 0) return messages;
+  const leading = messages.findIndex((m) => m.role !== "system");
+  const at = leading < 0 ? messages.length : leading;
+  return [
+    ...messages.slice(0, at),
+    ...notes.map((content) => ({ role: "system" as const, content })),
+    ...messages.slice(at),
+  ];
 }
 
 /**
@@ -693,16 +731,4 @@ function openaiOptions(
       ...(previousResponseId ? { previousResponseId } : {}),
     },
   };
-}
-
-/** Why the runner refused a tool call: the model sees this as the call's error result. */
-function refusal(name: string, tools: ToolSet, planning: boolean, dynamicTools: unknown): string {
-  if (name in tools) return `the arguments do not match the input schema of ${name}`;
-  const declared =
-    Array.isArray(dynamicTools) &&
-    dynamicTools.some((t) => (t as { name?: string })?.name === name);
-  if (planning && declared) {
-    return `${name} is not available in plan mode: explore, ask with ${askUserQuestion}, and finish with ${proposePlan}`;
-  }
-  return `there is no tool named ${name}`;
 }

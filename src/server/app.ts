@@ -23,6 +23,7 @@ import {
 } from "./routes/chat_models.ts";
 import { chatQueueRoutes } from "./routes/chat_queue.ts";
 import { chatTitlesRoutes } from "./routes/chat_titles.ts";
+import { chatToolCallsAgentRoutes } from "./routes/chat_tool_calls.ts";
 import { chatUsageLimitsRoutes } from "./routes/chat_usage_limits.ts";
 import { chatsRoutes } from "./routes/chats.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -97,6 +98,7 @@ export function createApp(deps: AppDeps): App {
   agents.use(requireAgent);
   agents.route("/", chatContextAgentRoutes);
   agents.route("/", chatDiffStatusesAgentRoutes);
+  agents.route("/", chatToolCallsAgentRoutes);
   app.route("/api/v2/workspaceagents", agents);
 
   const v2 = new Hono<AppEnv>();

@@ -41,13 +41,14 @@ export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runne
   if (watch) {
     new Gauge({
       name: "pgchatd_stream_subscribers",
-      help: "Open SSE streams by kind (watch, chat)",
+      help: "Open SSE streams by kind (watch, chat, agent)",
       labelNames: ["kind"] as const,
       registers: [registry],
       collect() {
         const counts = watch.hub.counts();
         this.set({ kind: "watch" }, counts.watch);
         this.set({ kind: "chat" }, counts.stream);
+        this.set({ kind: "agent" }, counts.agent);
       },
     });
     new Gauge({

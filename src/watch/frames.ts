@@ -2,6 +2,10 @@ import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "
 import type { PoolQueryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queue.ts";
+import {
+  type ListChatToolCallsByIDsRow,
+  listChatToolCallsByIDs,
+} from "../generated/chat_tool_calls.ts";
 import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
 import type { Cursor } from "./cursor.ts";
 import type { RenderedEvent, Wanted } from "./hub.ts";
@@ -21,6 +25,23 @@ export const streamData = {
   queue: (queued: ReturnType<typeof chatQueuedMessageJson>[]) =>
     JSON.stringify({ queued_messages: queued }),
 };
+
+/**
+ * A workspace tool call as the agent's stream shows it (docs/api.md "Workspace tools"): what to
+ * run, and its state now (a replayed or late event may name a call that is no longer pending).
+ */
+export function toolCallData(call: Omit<ListChatToolCallsByIDsRow, "agent_id" | "result">): string {
+  return JSON.stringify({
+    id: call.id,
+    chat_id: call.chat_id,
+    tool_call_id: call.tool_call_id,
+    tool_name: call.tool_name,
+    args: call.args,
+    state: call.state,
+    created_at: call.created_at,
+    deadline_at: call.deadline_at,
+  });
+}
 
 interface RenderedChat {
   ownerId: string;
@@ -65,6 +86,7 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
     const chatIds = new Set<string>();
     const messageIds = new Set<number>();
     const queueChatIds = new Set<string>();
+    const callIds = new Set<number>();
     rows.forEach((row, i) => {
       const w = wanted[i]!;
       // Every kind but notification is about a chat (chat_id set); a notification is rendered
@@ -72,14 +94,17 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
       if (w.watch && row.chat_id !== null && row.kind !== "hard_deleted") chatIds.add(row.chat_id);
       if (w.stream && row.kind === "message") messageIds.add(Number(row.payload?.message_id));
       if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id!);
+      if (w.agent) callIds.add(Number(row.payload?.call_id));
     });
-    const [chats, messageRows, queueRows] = await Promise.all([
+    const [chats, messageRows, queueRows, callRows] = await Promise.all([
       loadChats(db, [...chatIds]),
       messageIds.size > 0 ? listChatMessagesByIDs(db, { ids: [...messageIds] }) : [],
       queueChatIds.size > 0
         ? listChatQueuedMessagesByChatIDs(db, { chat_ids: [...queueChatIds] })
         : [],
+      callIds.size > 0 ? listChatToolCallsByIDs(db, { ids: [...callIds] }) : [],
     ]);
+    const calls = new Map(callRows.map((t) => [t.id, t]));
     const messages = new Map(messageRows.map((m) => [m.id, m]));
     const queues = new Map<string, ReturnType<typeof chatQueuedMessageJson>[]>();
     for (const id of queueChatIds) queues.set(id, []);
@@ -91,6 +116,7 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
       const ev: RenderedEvent = { row, cursor };
       if (w.watch) ev.watch = watchFrame(row, cursor, chats);
       if (w.stream) ev.stream = streamFrames(row, cursor, messages, queues);
+      if (w.agent) ev.agent = agentFrame(row, cursor, calls);
       return ev;
     });
   };
@@ -175,4 +201,25 @@ function streamFrames(
     default:
       return undefined;
   }
+}
+
+function agentFrame(
+  row: EventRow,
+  cursor: Cursor,
+  calls: Map<number, ListChatToolCallsByIDsRow>,
+): Frame | undefined {
+  const call = calls.get(Number(row.payload?.call_id));
+  // A call whose chat was deleted since is gone with it: nothing to run or stop.
+  if (!call) return undefined;
+  if (row.kind === "tool_call") {
+    return { cursor, text: sseEvent("tool_call", toolCallData(call), cursor) };
+  }
+  const data = JSON.stringify({
+    id: call.id,
+    chat_id: call.chat_id,
+    tool_call_id: call.tool_call_id,
+    state: call.state,
+    reason: (call.result as { error?: unknown } | null)?.error ?? null,
+  });
+  return { cursor, text: sseEvent("tool_call_canceled", data, cursor) };
 }

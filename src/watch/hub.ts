@@ -1,11 +1,13 @@
 import type { Cursor } from "./cursor.ts";
-import { type EventRow, streamKinds, watchKinds } from "./kinds.ts";
+import { agentKinds, agentOfEvent, type EventRow, streamKinds, watchKinds } from "./kinds.ts";
 import { type Frame, Subscriber } from "./subscriber.ts";
 
 /** What the renderer must produce for one event, decided by who is subscribed. */
 export interface Wanted {
   watch: boolean;
   stream: boolean;
+  /** A workspace agent's tool-call stream. */
+  agent: boolean;
 }
 
 /** One event rendered for its audiences; a missing side had no subscriber when it was read. */
@@ -16,6 +18,8 @@ export interface RenderedEvent {
   watch?: { frame: Frame; chatOwnerId: string };
   /** The chat stream frame (status_change gives `status` and, on error, `error` after it). */
   stream?: Frame | undefined;
+  /** The agent stream frame (tool_call, tool_call_canceled). */
+  agent?: Frame | undefined;
 }
 
 export interface HubOptions {
@@ -26,12 +30,14 @@ export interface HubOptions {
 }
 
 /**
- * The subscribers of this process, by owner (watch streams) and by chat (chat streams). Delivery
+ * The subscribers of this process, by owner (watch streams), by chat (chat streams) and by
+ * workspace agent (tool-call streams). Delivery
  * is synchronous and never waits on a socket: each subscriber has its own queue.
  */
 export class Hub {
   private readonly byOwner = new Map<string, Set<Subscriber>>();
   private readonly byChat = new Map<string, Set<Subscriber>>();
+  private readonly byAgent = new Map<string, Set<Subscriber>>();
   private closing = false;
   /** Subscribers disconnected because they fell behind (see Subscriber). */
   overflows = 0;
@@ -48,11 +54,18 @@ export class Hub {
     return this.add(this.byChat, chatId, new Subscriber(ownerId, chatId, this.start(), this.max));
   }
 
+  /** A workspace agent's tool-call stream (the agent authenticated by the route). */
+  subscribeAgent(ownerId: string, agentId: string): Subscriber {
+    const sub = new Subscriber(ownerId, null, this.start(), this.max, agentId);
+    return this.add(this.byAgent, agentId, sub);
+  }
+
   /** What to render for a batch of events just read, given who is subscribed right now. */
   wanted(row: EventRow): Wanted {
     return {
       watch: watchKinds.has(row.kind) && this.byOwner.has(row.owner_id),
       stream: streamKinds.has(row.kind) && row.chat_id !== null && this.byChat.has(row.chat_id),
+      agent: agentKinds.has(row.kind) && this.byAgent.has(agentOfEvent(row) ?? ""),
     };
   }
 
@@ -74,6 +87,13 @@ export class Hub {
           sub.push(ev.stream);
         }
       }
+      if (ev.agent) {
+        // An agent's events name it in their payload; any other subscriber never gets them.
+        const agentId = agentOfEvent(ev.row);
+        for (const sub of this.byAgent.get(agentId ?? "") ?? []) {
+          if (sub.agentId === agentId) sub.push(ev.agent);
+        }
+      }
     }
   }
 
@@ -86,22 +106,20 @@ export class Hub {
 
   /** No subscriber at all: nothing to deliver, so a wake-up need not read. */
   isEmpty(): boolean {
-    return this.byOwner.size === 0 && this.byChat.size === 0;
+    return this.byOwner.size === 0 && this.byChat.size === 0 && this.byAgent.size === 0;
   }
 
   /** Subscriber counts, for /metrics and tests. */
-  counts(): { watch: number; stream: number } {
-    let watch = 0;
-    let stream = 0;
-    for (const set of this.byOwner.values()) watch += set.size;
-    for (const set of this.byChat.values()) stream += set.size;
-    return { watch, stream };
+  counts(): { watch: number; stream: number; agent: number } {
+    const size = (map: Map<string, Set<Subscriber>>) =>
+      [...map.values()].reduce((n, set) => n + set.size, 0);
+    return { watch: size(this.byOwner), stream: size(this.byChat), agent: size(this.byAgent) };
   }
 
   /** Shutdown: ends every stream, so their requests finish and the server can drain. */
   closeAll(): void {
     this.closing = true;
-    for (const map of [this.byOwner, this.byChat]) {
+    for (const map of [this.byOwner, this.byChat, this.byAgent]) {
       for (const set of map.values()) for (const sub of [...set]) sub.close("shutdown");
     }
   }

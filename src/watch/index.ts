@@ -13,8 +13,9 @@ export type { Cursor } from "./cursor.ts";
 export { compareCursors, formatCursor, parseCursor } from "./cursor.ts";
 export type { Hub, RenderedEvent, Wanted } from "./hub.ts";
 export type { EventKind, EventRow } from "./kinds.ts";
-export { streamKinds, watchKinds } from "./kinds.ts";
-export { resolveResume, runChatStream, runWatchStream } from "./streams.ts";
+export { agentKinds, streamKinds, watchKinds } from "./kinds.ts";
+export type { AgentStreamHooks, Resume } from "./streams.ts";
+export { resolveResume, runAgentStream, runChatStream, runWatchStream } from "./streams.ts";
 export type { Frame, Subscriber } from "./subscriber.ts";
 export type { RenderEvents } from "./tailer.ts";
 
@@ -27,6 +28,25 @@ export const eventsChannel = channels.events;
 export const partsChannel = channels.parts;
 /** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
 export const maxPartPayloadBytes = 7900;
+/**
+ * Characters of text per ephemeral part: its NOTIFY payload must stay below maxPartPayloadBytes,
+ * and JSON may spend up to six bytes on one character (\u0000-style escapes).
+ */
+export const maxPartChars = 1000;
+
+/** Text in pieces of at most maxPartChars UTF-16 units, never cutting a surrogate pair. */
+export function splitForPart(text: string): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < text.length) {
+    let end = Math.min(i + maxPartChars, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    out.push(text.slice(i, end));
+    i = end;
+  }
+  return out;
+}
 
 export type { EphemeralEvent } from "../db/channels.ts";
 

@@ -27,3 +27,15 @@ export const streamKinds: ReadonlySet<EventKind> = new Set<EventKind>([
   "queue_update",
   "history_reset",
 ]);
+
+/** Kinds on a workspace agent's tool-call stream (docs/api.md "Workspace tools"), never a user's. */
+export const agentKinds: ReadonlySet<EventKind> = new Set<EventKind>([
+  "tool_call",
+  "tool_call_canceled",
+]);
+
+/** The agent an agent-stream event is addressed to (its payload names it). */
+export function agentOfEvent(row: EventRow): string | undefined {
+  const id = (row.payload as { agent_id?: unknown } | null)?.agent_id;
+  return typeof id === "string" ? id : undefined;
+}

@@ -3,17 +3,19 @@ import { chatMessageJson, chatQueuedMessageJson } from "../api/shapes.ts";
 import type { Pool } from "../db/index.ts";
 import {
   getChatEventBounds,
+  listChatEventsByAgentInRange,
   listChatEventsByChatInRange,
   listChatEventsByOwnerInRange,
 } from "../generated/chat_events.ts";
 import { listChatMessagesAfterIDByChatID } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../generated/chat_queue.ts";
+import { listPendingChatToolCallsByAgentID } from "../generated/chat_tool_calls.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
 import { type Cursor, compareCursors, formatCursor, parseCursor } from "./cursor.ts";
-import { streamData } from "./frames.ts";
+import { streamData, toolCallData } from "./frames.ts";
 import type { Hub } from "./hub.ts";
-import { type EventRow, streamKinds, watchKinds } from "./kinds.ts";
+import { agentOfEvent, type EventRow, streamKinds, watchKinds } from "./kinds.ts";
 import { sseComment, sseEvent } from "./sse.ts";
 import type { Subscriber } from "./subscriber.ts";
 import type { RenderEvents, Tailer } from "./tailer.ts";
@@ -41,7 +43,7 @@ const maxOverlap = 10_000;
 const watchKindList = [...watchKinds];
 const streamKindList = [...streamKinds];
 
-type Resume = { kind: "fresh" } | { kind: "resume"; cursor: Cursor } | { kind: "resync" };
+export type Resume = { kind: "fresh" } | { kind: "resume"; cursor: Cursor } | { kind: "resync" };
 
 /**
  * What a client's Last-Event-ID (or ?after=) asks for. A cursor that is malformed, was not made by
@@ -86,7 +88,7 @@ export async function runWatchStream(ctx: StreamContext, ownerId: string, resume
     if (resume.kind === "fresh") await ctx.stream.write(sseComment("watching", sub.floor));
     if (resume.kind === "resync") await writeResync(ctx, sub);
     if (resume.kind === "resume") {
-      await backfill(ctx, sub, resume.cursor, (after) =>
+      await backfill(ctx, sub, resume.cursor, "watch", (after) =>
         listChatEventsByOwnerInRange(ctx.db, { owner_id: ownerId, kinds: watchKindList, ...after }),
       );
     }
@@ -109,7 +111,7 @@ export async function runChatStream(
   await markRead(ctx, chatId);
   await withSubscriber(ctx, sub, async () => {
     if (resume.kind === "resume") {
-      await backfill(ctx, sub, resume.cursor, (after) =>
+      await backfill(ctx, sub, resume.cursor, "stream", (after) =>
         listChatEventsByChatInRange(ctx.db, { chat_id: chatId, kinds: streamKindList, ...after }),
       );
       return;
@@ -120,17 +122,89 @@ export async function runChatStream(
   await markRead(ctx, chatId);
 }
 
-async function withSubscriber(ctx: StreamContext, sub: Subscriber, before: () => Promise<void>) {
+/** The lifecycle of an agent's tool-call stream (runAgentStream), besides its events. */
+export interface AgentStreamHooks {
+  /** At every keep-alive: false when the stream must end (its agent session was replaced). */
+  keepAlive(): Promise<boolean>;
+  /** Once, when the stream ends. */
+  closed(): Promise<void>;
+}
+
+/**
+ * GET /workspaceagents/me/tool-calls/watch: the calls waiting for the agent to start them (a
+ * snapshot) unless it resumes from a cursor, then its live tool_call and tool_call_canceled
+ * events (docs/api.md "Workspace tools").
+ */
+export async function runAgentStream(
+  ctx: StreamContext,
+  agent: { id: string; ownerId: string },
+  resume: Resume,
+  hooks: AgentStreamHooks,
+) {
+  const sub = ctx.watch.hub.subscribeAgent(agent.ownerId, agent.id);
+  try {
+    await withSubscriber(
+      ctx,
+      sub,
+      async () => {
+        if (resume.kind === "resume") {
+          await backfill(ctx, sub, resume.cursor, "agent", (after) =>
+            listChatEventsByAgentInRange(ctx.db, { agent_id: agent.id, ...after }),
+          );
+          return;
+        }
+        if (resume.kind === "resync") await writeResync(ctx, sub);
+        await writeAgentSnapshot(ctx, sub, agent.id);
+      },
+      () => {
+        hooks.keepAlive().then(
+          (alive) => {
+            if (!alive) sub.close("client");
+          },
+          (err) => ctx.logger.warn({ err, agent: agent.id }, "refreshing an agent stream failed"),
+        );
+      },
+    );
+  } finally {
+    await hooks.closed();
+  }
+}
+
+/** Every call waiting for the agent to start it; the last frame carries the stream's cursor. */
+async function writeAgentSnapshot(ctx: StreamContext, sub: Subscriber, agentId: string) {
+  let after = 0;
+  for (;;) {
+    const page = await listPendingChatToolCallsByAgentID(ctx.db, {
+      agent_id: agentId,
+      after_id: after,
+      page_limit: snapshotPage,
+    });
+    if (page.length === 0) break;
+    await ctx.stream.write(page.map((t) => sseEvent("tool_call", toolCallData(t))).join(""));
+    after = page[page.length - 1]!.id;
+    if (page.length < snapshotPage || sub.closed) break;
+  }
+  // Later calls arrive live. One sent here and again live is harmless: starting a call twice is
+  // refused (docs/api.md "Workspace tools").
+  await ctx.stream.write(sseComment("watching", sub.floor));
+}
+
+async function withSubscriber(
+  ctx: StreamContext,
+  sub: Subscriber,
+  before: () => Promise<void>,
+  onHeartbeat?: () => void,
+) {
   ctx.stream.onAbort(() => sub.close("client"));
   sub.whenClosed(() => {
     if (sub.closeReason !== "overflow") return;
     ctx.logger.info({ owner: sub.ownerId, chat: sub.chatId }, "slow stream subscriber dropped");
     ctx.disconnect?.();
   });
-  const heartbeat = setInterval(
-    () => sub.heartbeat(ctx.watch.tailer.position),
-    heartbeatIntervalMs,
-  );
+  const heartbeat = setInterval(() => {
+    sub.heartbeat(ctx.watch.tailer.position);
+    onHeartbeat?.();
+  }, heartbeatIntervalMs);
   try {
     await before();
     sub.release();
@@ -158,9 +232,9 @@ async function backfill(
   ctx: StreamContext,
   sub: Subscriber,
   from: Cursor,
+  audience: "watch" | "stream" | "agent",
   list: (args: RangeArgs) => Promise<EventRow[]>,
 ) {
-  const forWatch = sub.chatId === null;
   let after = from;
   while (compareCursors(after, sub.floor) < 0 && !sub.closed) {
     const rows = await list({
@@ -171,16 +245,26 @@ async function backfill(
       page_limit: backfillPage,
     });
     if (rows.length === 0) break;
-    const wanted = rows.map(() => ({ watch: forWatch, stream: !forWatch }));
+    const wanted = rows.map(() => ({
+      watch: audience === "watch",
+      stream: audience === "stream",
+      agent: audience === "agent",
+    }));
     const events = await ctx.watch.render(rows, wanted);
     let chunk = "";
     for (const ev of events) {
-      if (ev.row.owner_id !== sub.ownerId) continue;
-      const frame = forWatch
-        ? ev.watch?.chatOwnerId === sub.ownerId
-          ? ev.watch.frame
-          : undefined
-        : ev.stream;
+      const frame =
+        audience === "agent"
+          ? agentOfEvent(ev.row) === sub.agentId
+            ? ev.agent
+            : undefined
+          : ev.row.owner_id !== sub.ownerId
+            ? undefined
+            : audience === "watch"
+              ? ev.watch?.chatOwnerId === sub.ownerId
+                ? ev.watch.frame
+                : undefined
+              : ev.stream;
       if (!frame) continue;
       chunk += frame.text;
     }

@@ -41,11 +41,16 @@ export class Subscriber {
   private waiter: ((value: string | null) => void) | undefined;
   private readonly onClose: (() => void)[] = [];
 
+  /**
+   * `ownerId`: the user a watch or chat stream belongs to (for an agent stream, the agent's
+   * workspace owner); `agentId`: the workspace agent of a tool-call stream, else null.
+   */
   constructor(
     readonly ownerId: string,
     readonly chatId: string | null,
     start: Cursor,
     private readonly maxQueuedBytes: number,
+    readonly agentId: string | null = null,
   ) {
     this.lastCursor = start;
     this.floor = start;

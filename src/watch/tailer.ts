@@ -250,7 +250,7 @@ export class Tailer {
     // so what is rendered below is exactly what the already registered subscribers need.
     this.fetchedUntil = last;
     const wanted = rows.map((r) => this.opts.hub.wanted(r));
-    const events = wanted.some((w) => w.watch || w.stream)
+    const events = wanted.some((w) => w.watch || w.stream || w.agent)
       ? await this.opts.render(rows, wanted)
       : [];
     this.opts.hub.dispatch(events);

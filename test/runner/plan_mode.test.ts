@@ -86,6 +86,7 @@ describe("plan mode", () => {
         tool_call_id: expect.any(String),
         tool_name: "propose_plan",
         result: { saved: true, file_id: plans[0].id, name: "plan.md" },
+        is_error: false,
       },
     ]);
   });

@@ -296,13 +296,21 @@ describe("an OpenAI-compatible provider", () => {
     await settled(t.pool, chat, "waiting");
     const got = await t.call("GET", `${base}/${chat}`, { token: ownerToken });
     expect(got.json.context.error).toBe("The workspace agent has not pushed its context yet.");
-    // Nothing was injected: the column is never written.
+    // Nothing was injected: the column is never written. The one system message says why the
+    // workspace tools are missing (the agent never connected), not what the workspace holds.
     expect(got.json.last_injected_context).toBeNull();
     expect(
       requestsFor("no context yet")[0]!.body.messages.filter(
         (m: { role: string }) => m.role === "system",
       ),
-    ).toEqual([]);
+    ).toEqual([
+      {
+        role: "system",
+        content: expect.stringMatching(
+          /^The workspace agent is offline \(it has never connected\)/,
+        ),
+      },
+    ]);
   });
 
   it("retries a 429 after the wait it asks for, announcing the retry, and then answers", async () => {

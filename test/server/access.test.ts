@@ -58,6 +58,8 @@ const unscoped: Record<string, string> = {
   ListTelemetryMessageSummaries: "GET /telemetry/snapshot (site owner): counts and sums only",
   ListTelemetryModelConfigs: "GET /telemetry/snapshot (site owner)",
   GetWorkspaceByID: "workspace routes check the workspace's owner before acting",
+  ListChatToolCallsByIDs:
+    "rendering an agent's tool-call events: the ids come from events the hub routes only to the agent their payload names",
   InsertWorkspaceBuild:
     "POST /workspaces/{workspace}/builds: the route checks the workspace's owner first",
   // Reads of one chat's rows after the route or stream has checked the chat is the caller's

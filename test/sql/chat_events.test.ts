@@ -15,7 +15,7 @@ import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messa
 import { deleteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
 import { markChatReadByID } from "../../src/generated/chats.ts";
 import { patchChat } from "../../src/server/chat_patch.ts";
-import { streamKinds, watchKinds } from "../../src/watch/kinds.ts";
+import { agentKinds, streamKinds, watchKinds } from "../../src/watch/kinds.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
@@ -675,12 +675,12 @@ describe("chat_messages, queue and diff status", () => {
 });
 
 describe("the event kinds and their writer", () => {
-  it("every kind of the SQL enum goes to the owner's watch or to a chat's stream, and the TypeScript lists name no other", async () => {
+  it("every kind of the SQL enum goes to the owner's watch, a chat's stream or an agent's stream, and the TypeScript lists name no other", async () => {
     const { rows } = await pool.query(
       "SELECT unnest(enum_range(NULL::chat_event_kind))::text AS kind",
     );
     const sqlKinds = rows.map((r) => r.kind as string).sort();
-    const listed = [...new Set([...watchKinds, ...streamKinds])].sort();
+    const listed = [...new Set([...watchKinds, ...streamKinds, ...agentKinds])].sort();
     expect(listed).toEqual(sqlKinds);
   });
 

@@ -1160,13 +1160,13 @@ describe("shutdown", () => {
     const s = await track(openSse(`${server.url}${base}/${chat.id}/stream`, auth(u)));
     expect([w.status, s.status]).toEqual([200, 200]);
     await snapshotOf(s);
-    expect(server.watch.hub.counts()).toEqual({ watch: 1, stream: 1 });
+    expect(server.watch.hub.counts()).toEqual({ watch: 1, stream: 1, agent: 0 });
 
     const closing = server.close();
     // Well under the 60 s drain timeout: the streams were ended, not cut off at the deadline.
     expect(await settlesWithin(Promise.all([w.ended, s.ended]), 10_000)).toBe(true);
     expect(await settlesWithin(closing, 10_000)).toBe(true);
     expect(lines.some((l) => l.includes("shutdown timeout"))).toBe(false);
-    expect(server.watch.hub.counts()).toEqual({ watch: 0, stream: 0 });
+    expect(server.watch.hub.counts()).toEqual({ watch: 0, stream: 0, agent: 0 });
   });
 });

@@ -5,7 +5,8 @@ import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { resolveResume, runChatStream, runWatchStream } from "../../watch/index.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
-import { notFound, unavailable } from "../errors.ts";
+import { notFound } from "../errors.ts";
+import { disconnectOf, lastEventId, watchOf } from "../streaming.ts";
 import { chatParam, validate } from "../validation.ts";
 
 /** A cursor is "<xid>.<id>"; anything up to this length is parsed (and malformed means resync). */
@@ -15,26 +16,6 @@ const streamQuery = z.object({
   after: cursorQuery,
   after_id: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(0),
 });
-
-/** Last-Event-ID (set by a reconnecting EventSource) wins over ?after= from the original URL. */
-function lastEventId(header: string | undefined, after: string | undefined) {
-  return header?.slice(0, 64) ?? after;
-}
-
-/**
- * Closes the client's socket at once: a stream whose client stopped reading is blocked in a write
- * that only the socket's end can release. Under @hono/node-server the response is `env.outgoing`;
- * elsewhere (app.request in tests) there is no socket to close.
- */
-function disconnectOf(c: { env: unknown }) {
-  return () => (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing?.destroy();
-}
-
-function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
-  const watch = c.get("deps").watch;
-  if (!watch) throw unavailable("Change streams are not running on this server.");
-  return watch;
-}
 
 /** GET /watch and GET /{chat}/stream (docs/api.md "Streams"); the lifecycle is in ../streams.ts. */
 export const chatEventsRoutes = new Hono<AppEnv>()

@@ -1,0 +1,148 @@
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import {
+  completeChatToolCallByID,
+  getRunningChatToolCallByID,
+  releaseWorkspaceAgentStream,
+  startChatToolCallByID,
+  startWorkspaceAgentSession,
+  touchWorkspaceAgentStream,
+} from "../../generated/chat_tool_calls.ts";
+import { resolveResume, runAgentStream, splitForPart } from "../../watch/index.ts";
+import { agentOf } from "../auth.ts";
+import type { AppEnv } from "../deps.ts";
+import { conflict } from "../errors.ts";
+import { disconnectOf, lastEventId, watchOf } from "../streaming.ts";
+import { rowId, uuid, validate } from "../validation.ts";
+
+/*
+ * The workspace agent's side of workspace tool calls (docs/api.md "Workspace tools"), with its
+ * agent token: a session per agent process, the stream of calls addressed to the agent, and a
+ * call's start, progress and result. The rules are in sql/functions/chat_tool_calls.sql; an agent
+ * sees and answers only its own calls (another's look missing: 404).
+ */
+
+/** Characters of command output one progress report carries: a few reports per second suffice. */
+const maxProgressChars = 16 * 1024;
+
+const sessionBody = z.strictObject({ session_id: uuid() });
+const callParam = z.object({ call: rowId("a tool call") });
+const watchQuery = z.object({ session_id: uuid(), after: z.string().max(64).optional() });
+const progressBody = z.strictObject({
+  session_id: uuid(),
+  stdout: z.string().max(maxProgressChars).optional(),
+  stderr: z.string().max(maxProgressChars).optional(),
+});
+const resultBody = z.strictObject({
+  session_id: uuid(),
+  // Any JSON: what the model is shown. The request's 1 MiB limit bounds it.
+  result: z.json(),
+  is_error: z.boolean().default(false),
+});
+
+export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
+  .post("/me/sessions", async (c) => {
+    const agent = agentOf(c.get("actor"));
+    const session = await startWorkspaceAgentSession(c.get("deps").db, { agent_id: agent.id });
+    return c.json({ session_id: session.session_id, interrupted: session.interrupted }, 201);
+  })
+
+  .get("/me/tool-calls/watch", validate("query", watchQuery), async (c) => {
+    const { db, logger } = c.get("deps");
+    const watch = watchOf(c);
+    const agent = agentOf(c.get("actor"));
+    const q = c.req.valid("query");
+    const streamId = crypto.randomUUID();
+    const touch = () =>
+      touchWorkspaceAgentStream(db, {
+        agent_id: agent.id,
+        session_id: q.session_id,
+        stream_id: streamId,
+      });
+    if ((await touch()) === 0) {
+      throw conflict(
+        "This agent session is not the current one.",
+        "Another agent process started with this token, or the session was never started.",
+      );
+    }
+    const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
+    await watch.beforeSubscribe();
+    return streamSSE(
+      c,
+      (stream) =>
+        runAgentStream(
+          { stream, watch, db, logger, disconnect: disconnectOf(c) },
+          { id: agent.id, ownerId: agent.owner_id },
+          resume,
+          {
+            keepAlive: async () => (await touch()) > 0,
+            closed: () =>
+              releaseWorkspaceAgentStream(db, { agent_id: agent.id, stream_id: streamId }).catch(
+                (err) => logger.warn({ err, agent: agent.id }, "marking an agent offline failed"),
+              ),
+          },
+        ),
+      async (err) => logger.error({ err, agent: agent.id }, "agent stream failed"),
+    );
+  })
+
+  .post(
+    "/me/tool-calls/:call/start",
+    validate("param", callParam),
+    validate("json", sessionBody),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const call = await startChatToolCallByID(c.get("deps").db, {
+        agent_id: agent.id,
+        session_id: c.req.valid("json").session_id,
+        id: c.req.valid("param").call,
+      });
+      return c.json(call);
+    },
+  )
+
+  .post(
+    "/me/tool-calls/:call/progress",
+    validate("param", callParam),
+    validate("json", progressBody),
+    async (c) => {
+      const { db, watch } = c.get("deps");
+      const agent = agentOf(c.get("actor"));
+      const body = c.req.valid("json");
+      const call = await getRunningChatToolCallByID(db, {
+        agent_id: agent.id,
+        session_id: body.session_id,
+        id: c.req.valid("param").call,
+      });
+      if (call && watch) {
+        for (const stream of ["stdout", "stderr"] as const) {
+          for (const text of splitForPart(body[stream] ?? "")) {
+            await watch.publishEphemeral(call.chat_id!, call.owner_id, "message_part", {
+              chat_id: call.chat_id,
+              part: { type: "tool-output", tool_call_id: call.tool_call_id, stream, text },
+            });
+          }
+        }
+      }
+      return c.json({ running: true });
+    },
+  )
+
+  .post(
+    "/me/tool-calls/:call/result",
+    validate("param", callParam),
+    validate("json", resultBody),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const body = c.req.valid("json");
+      const done = await completeChatToolCallByID(c.get("deps").db, {
+        agent_id: agent.id,
+        session_id: body.session_id,
+        id: c.req.valid("param").call,
+        result: body.result,
+        is_error: body.is_error,
+      });
+      return c.json({ id: done.id, chat_id: done.chat_id, state: done.state });
+    },
+  );
