@@ -40,9 +40,11 @@ import {
 import {
   getChatEventHorizonStatus,
   listChatEventsAfterCursor,
+  listChatEventsByAgentInRange,
   listChatEventsByChatInRange,
   listChatEventsByOwnerInRange,
 } from "../src/generated/chat_events.ts";
+import { getChatPlanFileByChatID } from "../src/generated/chat_files.ts";
 import {
   listChatAutoArchiveCandidates,
   listChatRetentionCandidates,
@@ -61,6 +63,10 @@ import {
   listChatRecoveryCandidates,
   updateChatHeartbeatsByWorkerID,
 } from "../src/generated/chat_runs.ts";
+import {
+  listChatToolCallsByIDs,
+  listPendingChatToolCallsByAgentID,
+} from "../src/generated/chat_tool_calls.ts";
 import { getChatUsageLimitStatus } from "../src/generated/chat_usage_limits.ts";
 import {
   listChatsByIDs,
@@ -695,6 +701,149 @@ const auditSeed = { entries: 500_000, keys: 1_000, heavyKeyEntries: 5_000 };
  * The audit log reads: a chat's entries for its owner, and the site owner's by key (a leaked
  * key's 5,000 entries among 500,000) and unfiltered.
  */
+/** Workspace tool calls of the seed: closed ones spread over chats and agents, a few to start. */
+const toolCallSeed = {
+  calls: 200_000,
+  chats: 2_000,
+  agents: 100,
+  heavyAgentCalls: 50_000,
+  pending: 20,
+  /** Chat files, one linked to each of as many chats. */
+  files: 20_000,
+};
+
+/**
+ * The agent's stream (its snapshot, its resume, the rendering of its events) and a turn's look at
+ * its calls, on toolCallSeed's calls (their events written by the insert trigger).
+ */
+async function toolCallPlans(
+  client: pg.Client,
+): Promise<{ plans: ChatPlan[]; settle: string[]; events: number }> {
+  const agents = await client.query<{ id: string }>(
+    `SELECT id FROM workspace_agents ORDER BY id LIMIT ${toolCallSeed.agents}`,
+  );
+  const heavy = agents.rows[0]!.id;
+  // The heavy agent gets heavyAgentCalls of the calls, the other agents share the rest.
+  await client.query(
+    `WITH c AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM chats WHERE NOT archived
+                ORDER BY id LIMIT $4),
+     a AS (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM unnest($2::uuid[]) AS u(id))
+     INSERT INTO chat_tool_calls (chat_id, agent_id, tool_call_id, tool_name, args, state, session_id,
+       result, settled, created_at, started_at, deadline_at, closed_at)
+     SELECT c.id, CASE WHEN g <= $3 THEN $1::uuid ELSE a.id END, 'call_' || g, 'execute',
+       '{"command":"make test"}', 'completed', gen_random_uuid(), '{"exit_code":0}', true,
+       now() - interval '1 hour', now() - interval '1 hour', now(), now()
+     FROM generate_series(1, $5::int) g
+     JOIN c ON c.n = 1 + g % $4
+     JOIN a ON a.n = g % $6`,
+    [
+      heavy,
+      agents.rows.map((r) => r.id),
+      toolCallSeed.heavyAgentCalls,
+      toolCallSeed.chats,
+      toolCallSeed.calls,
+      agents.rows.length,
+    ],
+  );
+  const chat = await client.query<{ id: string }>(
+    "SELECT chat_id AS id FROM chat_tool_calls WHERE agent_id = $1 ORDER BY id LIMIT 1",
+    [heavy],
+  );
+  const chatId = chat.rows[0]!.id;
+  await client.query(
+    `INSERT INTO chat_tool_calls (chat_id, agent_id, tool_call_id, tool_name, args, deadline_at)
+     SELECT $1, $2, 'open_' || g, 'read_file', '{"path":"README.md"}', now() + interval '1 minute'
+     FROM generate_series(1, $3::int) g`,
+    [chatId, heavy, toolCallSeed.pending],
+  );
+  // Files linked to chats, and three versions of the target chat's plan.md among them.
+  await client.query(
+    `WITH c AS MATERIALIZED (
+       SELECT gen_random_uuid() AS fid, id, owner_id, organization_id FROM chats ORDER BY id LIMIT $1),
+     f AS (INSERT INTO chat_files (id, owner_id, organization_id, name, mimetype, data)
+           SELECT fid, owner_id, organization_id, 'notes.txt', 'text/plain', '\\x78' FROM c)
+     INSERT INTO chat_file_links (chat_id, file_id) SELECT id, fid FROM c`,
+    [toolCallSeed.files],
+  );
+  await client.query(
+    `WITH c AS MATERIALIZED (
+       SELECT gen_random_uuid() AS fid, c.id, c.owner_id, c.organization_id, v
+       FROM chats c, generate_series(1, 3) v WHERE c.id = $1),
+     f AS (INSERT INTO chat_files (id, owner_id, organization_id, name, mimetype, data)
+           SELECT fid, owner_id, organization_id, 'plan.md', 'text/markdown', convert_to('# Plan ' || v, 'UTF8') FROM c)
+     INSERT INTO chat_file_links (chat_id, file_id, created_at)
+     SELECT id, fid, now() - (3 - v) * interval '1 minute' FROM c`,
+    [chatId],
+  );
+  await client.query("VACUUM (ANALYZE) chat_files");
+  await client.query("VACUUM (ANALYZE) chat_file_links");
+  await client.query("VACUUM (ANALYZE) chat_tool_calls");
+  await client.query("ANALYZE chat_events");
+  const events = await client.query<{ xid: string; id: number; n: number }>(
+    `SELECT xid::text AS xid, id, count(*) OVER ()::int AS n FROM chat_events
+     WHERE payload ->> 'agent_id' = $1 AND kind IN ('tool_call', 'tool_call_canceled')
+     ORDER BY chat_events.xid, id`,
+    [heavy],
+  );
+  const middle = events.rows[Math.floor(events.rows.length / 2)]!;
+  const head = events.rows[events.rows.length - 1]!;
+  const ids = await client.query<{ id: number }>(
+    "SELECT id FROM chat_tool_calls WHERE agent_id = $1 ORDER BY id DESC LIMIT 50",
+    [heavy],
+  );
+  const plans: ChatPlan[] = [
+    {
+      name: "ListPendingChatToolCallsByAgentID",
+      why: "an agent's stream opening without a cursor: the calls waiting for it",
+      shows: `an agent with ${toolCallSeed.heavyAgentCalls.toLocaleString("en")} answered calls and ${toolCallSeed.pending} pending, page of 500`,
+      query: await capturedQuery(listPendingChatToolCallsByAgentID, {
+        agent_id: heavy,
+        after_id: 0,
+        page_limit: 500,
+      }),
+    },
+    {
+      name: "ListChatEventsByAgentInRange",
+      why: "an agent's stream reconnecting with Last-Event-ID",
+      shows: `the same agent (${events.rows[0]!.n.toLocaleString("en")} events), from the middle of its events to the head, page of 500`,
+      query: await capturedQuery(listChatEventsByAgentInRange, {
+        agent_id: heavy,
+        after_xid: middle.xid,
+        after_id: middle.id,
+        until_xid: head.xid,
+        until_id: head.id,
+        page_limit: 500,
+      }),
+    },
+    {
+      name: "ListChatToolCallsByIDs",
+      why: "rendering a batch of an agent's tool_call events",
+      shows: "50 calls",
+      query: await capturedQuery(listChatToolCallsByIDs, { ids: ids.rows.map((r) => r.id) }),
+    },
+    {
+      name: "GetChatPlanFileByChatID",
+      why: "a plan-mode write_file, edit_files or read_file of plan.md",
+      shows: `a chat with 3 versions of its plan.md, among ${toolCallSeed.files.toLocaleString("en")} linked files`,
+      query: await capturedQuery(getChatPlanFileByChatID, { chat_id: chatId }),
+    },
+  ];
+  // A turn waiting for that chat's open calls: its lease, then the settle's statements.
+  const lease = await client.query<{ started_at: string }>(
+    `UPDATE chats SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
+     WHERE id = $1 RETURNING started_at::text`,
+    [chatId, workerId],
+  );
+  const settle = (
+    await nestedPlans(client, "SELECT * FROM chat_run_settle_tool_calls($1, $2, $3)", [
+      chatId,
+      workerId,
+      lease.rows[0]!.started_at,
+    ])
+  ).filter((n) => /chat_tool_calls/.test(n));
+  return { plans, settle, events: events.rows[0]!.n };
+}
+
 async function auditPlans(client: pg.Client): Promise<ChatPlan[]> {
   const heavyKey = "leakedkey0";
   await client.query(
@@ -1097,6 +1246,28 @@ async function plans(): Promise<string> {
         "",
       );
       for (const plan of runner.modelKey) out.push("```", plan.trim(), "```", "");
+
+      const toolCalls = await toolCallPlans(client);
+      out.push(
+        "### Workspace tools",
+        "",
+        `On ${toolCallSeed.calls.toLocaleString("en")} answered tool calls over ` +
+          `${toolCallSeed.chats.toLocaleString("en")} chats and ${toolCallSeed.agents} agents (one ` +
+          `with ${toolCallSeed.heavyAgentCalls.toLocaleString("en")}, and ${toolCallSeed.pending} ` +
+          "pending), their events written by the insert trigger. EXPLAIN (ANALYZE, BUFFERS) with " +
+          "sample arguments.",
+        "",
+      );
+      await explained(toolCalls.plans);
+      out.push(
+        "#### chat_run_settle_tool_calls",
+        "",
+        "Hot because: a turn waiting for its agent runs it on every answer and every 2 s. The " +
+          `chat above with its ${toolCallSeed.pending} open calls, as auto_explain reports the ` +
+          "statements on chat_tool_calls from inside the function (rolled back):",
+        "",
+      );
+      for (const plan of toolCalls.settle) out.push("```", plan.trim(), "```", "");
 
       const context = await contextPlans(client);
       out.push(

@@ -76,7 +76,7 @@ export class WorkspaceAgent {
   readonly stats = { started: 0, answered: 0, canceled: 0, reconnects: 0 };
   private tools!: WorkspaceTools;
   private readonly running = new Map<number, RunningCall>();
-  /** Calls this process has seen: a call offered again (replay, snapshot) is not started twice. */
+  /** Calls this process is starting or running: one offered again meanwhile is skipped. */
   private readonly seen = new Set<number>();
   private cursor: string | undefined;
   private readonly stopping = new AbortController();
@@ -225,15 +225,37 @@ export class WorkspaceAgent {
 
   private async handle(call: StreamedCall): Promise<void> {
     try {
-      await this.request("POST", `tool-calls/${call.id}/start`, { session_id: this.sessionId });
-    } catch (err) {
-      // Started by someone else, closed meanwhile, or not ours: nothing to run.
-      if (err instanceof AgentRequestError && (err.status === 409 || err.status === 404)) return;
-      // The start may have reached the server: offered again, this process may start it again
-      // (the server accepts the same session's second start).
+      // Only this start makes the call ours: another process's, or one closed meanwhile, is
+      // refused. The set only keeps this process from starting a call twice at once.
+      if (!(await this.startCall(call))) return;
+      await this.runStarted(call);
+    } finally {
       this.seen.delete(call.id);
-      throw err;
     }
+  }
+
+  /**
+   * Starts the call on the server, retrying while pgchatd is unreachable until its deadline (a
+   * start that got through but whose answer was lost is accepted again: same session). False when
+   * it is not this process's to run.
+   */
+  private async startCall(call: StreamedCall): Promise<boolean> {
+    const deadline = Date.parse(call.deadline_at);
+    let delay = reconnectMs.first;
+    for (;;) {
+      try {
+        await this.request("POST", `tool-calls/${call.id}/start`, { session_id: this.sessionId });
+        return true;
+      } catch (err) {
+        if (err instanceof AgentRequestError && err.status < 500) return false;
+        if (this.stopping.signal.aborted || Date.now() > deadline) throw err;
+        await sleep(delay, this.stopping.signal);
+        delay = Math.min(delay * 2, reconnectMs.max);
+      }
+    }
+  }
+
+  private async runStarted(call: StreamedCall): Promise<void> {
     this.stats.started++;
     const running: RunningCall = {
       controller: new AbortController(),
@@ -300,7 +322,18 @@ export class WorkspaceAgent {
         return;
       } catch (err) {
         // Closed meanwhile (timed out, canceled) or answered by an earlier attempt that got through.
-        if (err instanceof AgentRequestError && err.status < 500) return;
+        if (err instanceof AgentRequestError && (err.status === 409 || err.status === 404)) return;
+        // A result the server cannot take (400, 413) is replaced by one saying so, once: the
+        // model learns why instead of the call timing out.
+        if (err instanceof AgentRequestError && err.status < 500) {
+          if (body.is_error && (body.result as { refused?: boolean }).refused) return;
+          body = {
+            ...body,
+            result: { error: `the result was refused by pgchatd: ${err.message}`, refused: true },
+            is_error: true,
+          };
+          continue;
+        }
         if (this.stopping.signal.aborted || Date.now() > deadline) throw err;
         await sleep(delay, this.stopping.signal);
         delay = Math.min(delay * 2, reconnectMs.max);

@@ -14,6 +14,8 @@ export class CapturedOutput {
 
   append(chunk: string): void {
     if (!chunk) return;
+    // PostgreSQL text cannot hold NUL: a binary byte in the output must not cost the result.
+    chunk = chunk.replaceAll("\u0000", "\uFFFD");
     this.total += chunk.length;
     const half = this.max / 2;
     if (this.head.length < half) {

@@ -499,7 +499,7 @@ export async function runTurn(
                 assigned.planFile?.file_id
                   ? {
                       ...p,
-                      result: { error: "not saved: the turn was stopped first" },
+                      result: { error: "the plan was not saved: the turn was stopped first" },
                       is_error: true,
                     }
                   : p,

@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
 import { type PgchatdProcess, spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { fakeOpenAI } from "../setup/fake_openai.ts";
@@ -44,6 +45,7 @@ async function call(
   url: string,
   token: string,
   body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: a response body as the route sent it.
 ): Promise<{ status: number; json: any; text: string }> {
   const res = await fetch(`${server.url}${url}`, {
     method,
@@ -447,13 +449,10 @@ describe("workspace tools through the agent", () => {
     expect(results(await messagesOf(server.pool, chat))).toMatchObject([
       { tool_name: "execute", is_error: true, result: { error: "interrupted" } },
     ]);
-    await eventually(() => {
-      try {
-        process.kill(pid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
+    // Gone, or a zombie (killed, not reaped yet).
+    await eventually(async () => {
+      const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+      return stat === "" || /^\d+ \(.*\) Z /.test(stat) ? true : undefined;
     }, "the agent to kill the command");
   });
 
@@ -651,5 +650,117 @@ describe("which workspace tools a turn offers", () => {
       headers: { authorization: `Bearer ${me.token}` },
     });
     expect(await newest.text()).toBe("# Plan\n1. Do it well\n");
+  });
+});
+
+describe("the agent's stream", () => {
+  /** A chat of `agentId`'s workspace, leased as a runner's claim leaves it, and a step recorder. */
+  async function leasedChat(me: { id: string }, wsId: string) {
+    const chat = await gen.chat(server.pool, {
+      ownerId: me.id,
+      organizationId: orgId,
+      workspace_id: wsId,
+    });
+    const worker = crypto.randomUUID();
+    const { rows } = await server.pool.query<{ started_at: string }>(
+      `UPDATE chats SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
+       WHERE id = $1 RETURNING started_at::text`,
+      [chat.id, worker],
+    );
+    return async (toolCallId: string) => {
+      await saveChatRunToolStep(server.pool, {
+        chat_id: chat.id,
+        worker_id: worker,
+        started_at: rows[0]!.started_at,
+        model_config_id: chat.last_model_config_id,
+        messages: [
+          {
+            role: "assistant",
+            content: [
+              {
+                type: "tool-call",
+                tool_call_id: toolCallId,
+                tool_name: "list_directory",
+                args: { path: "." },
+              },
+            ],
+          },
+        ],
+        plan_file: null,
+        tool_calls: [
+          {
+            tool_call_id: toolCallId,
+            tool_name: "list_directory",
+            args: { path: "." },
+            timeout_ms: 60_000,
+          },
+        ],
+      });
+    };
+  }
+
+  it("resumes from Last-Event-ID with exactly the calls made while the agent was away", async () => {
+    const me = await gen.member(server.pool, { organizationIds: [orgId] });
+    const ws = await gen.workspace(server.pool, { organizationId: orgId, ownerId: me.id });
+    const build = await gen.build(server.pool, ws.id);
+    const token = build.agents[0]!.token;
+    const headers = { "coder-agent-token": token };
+    const { session_id } = (await (
+      await fetch(`${server.url}/api/v2/workspaceagents/me/sessions`, { method: "POST", headers })
+    ).json()) as { session_id: string };
+    const watch = `${server.url}/api/v2/workspaceagents/me/tool-calls/watch?session_id=${session_id}`;
+    const record = await leasedChat(me, ws.id);
+
+    const first = await openSse(watch, headers);
+    await record("call_before");
+    const seen = await first.next((e) => e.event === "tool_call");
+    expect(JSON.parse(seen.data)).toMatchObject({ tool_call_id: "call_before", state: "pending" });
+    first.close();
+
+    await record("call_while_away");
+    const again = await openSse(watch, { ...headers, "last-event-id": first.lastEventId() });
+    const missed = await again.next((e) => e.event === "tool_call");
+    expect(JSON.parse(missed.data)).toMatchObject({ tool_call_id: "call_while_away" });
+    await record("call_live");
+    const live = await again.next((e) => e.event === "tool_call");
+    expect(JSON.parse(live.data)).toMatchObject({ tool_call_id: "call_live" });
+    expect(again.events.filter((e) => e.event === "tool_call")).toHaveLength(2);
+    again.close();
+
+    // Without a cursor: every call still waiting to start, then live ones.
+    const fresh = await openSse(watch, headers);
+    const pending = await fresh.waitFor(3, (e) => e.event === "tool_call");
+    expect(pending.map((e) => JSON.parse(e.data).tool_call_id)).toEqual([
+      "call_before",
+      "call_while_away",
+      "call_live",
+    ]);
+    fresh.close();
+  });
+
+  it("refuses the stream of a session another agent process replaced", async () => {
+    const me = await gen.member(server.pool, { organizationIds: [orgId] });
+    const ws = await gen.workspace(server.pool, { organizationId: orgId, ownerId: me.id });
+    const build = await gen.build(server.pool, ws.id);
+    const headers = { "coder-agent-token": build.agents[0]!.token };
+    const session = async () =>
+      (
+        (await (
+          await fetch(`${server.url}/api/v2/workspaceagents/me/sessions`, {
+            method: "POST",
+            headers,
+          })
+        ).json()) as { session_id: string }
+      ).session_id;
+    const old = await session();
+    const watch = (sid: string) =>
+      `${server.url}/api/v2/workspaceagents/me/tool-calls/watch?session_id=${sid}`;
+    const open = await openSse(watch(old), headers);
+    expect(open.status).toBe(200);
+    await session();
+    const refused = await openSse(watch(old), headers);
+    expect(refused.status).toBe(409);
+    refused.close();
+    open.close();
   });
 });
