@@ -29,6 +29,8 @@
  *   npm run bench -- housekeeping [chats]
  *                                       auto-archive and retention on 1,000,000 chats, 200,000
  *                                       eligible, and what users wait meanwhile (bench/housekeeping.ts)
+ *   npm run bench -- tools [chats]      workspace tool calls through a real agent process: 200 chats
+ *                                       at once and 100 paced, each one `execute` (bench/tools.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -43,6 +45,7 @@ import { benchRunner } from "./runner.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
 import { benchTailer } from "./tailer.ts";
+import { benchTools } from "./tools.ts";
 import { benchWatch } from "./watch.ts";
 
 const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
@@ -60,6 +63,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   cost: (messages) => benchCost(messages),
   pr: (references) => benchPr(references),
   housekeeping: (chats) => benchHousekeeping(chats),
+  tools: (chats) => benchTools(chats),
 };
 const defaults = [
   "startup",
@@ -74,6 +78,7 @@ const defaults = [
   "cost",
   "pr",
   "housekeeping",
+  "tools",
 ];
 
 const [name, ...args] = process.argv.slice(2);
