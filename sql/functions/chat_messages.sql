@@ -111,16 +111,18 @@ BEGIN
 END;
 $$;
 
--- Stops the current turn of a locked chat: requires_action gets error results for its pending
--- calls; pending, running and requires_action become waiting (a runner holding the chat sees
--- the status change and stops, keeping its partial output). When no runner holds the chat, the
--- head of the queue is admitted at once, as the runner would do at the end of its turn. An
--- archived chat only stops: it takes no message (the results are written when a later turn
+-- Stops the current turn of a locked chat: pending, running and requires_action become waiting
+-- (a runner holding the chat sees the status change and stops, keeping its partial output, and
+-- its turn's end answers the calls left open). Pending calls get error results here when nobody
+-- else would answer them: requires_action's (the client's), and the workspace calls of a turn no
+-- runner holds (handed back to pending by a shutdown or a stale lease). When no runner holds the
+-- chat, the head of the queue is admitted at once, as the runner would do at the end of its turn.
+-- An archived chat only stops: it takes no message (the results are written when a later turn
 -- starts, chat_admit_message) and admits nothing.
 CREATE OR REPLACE FUNCTION chat_interrupt_locked(p_chat chats) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-  IF p_chat.status = 'requires_action' AND NOT p_chat.archived THEN
+  IF NOT p_chat.archived AND (p_chat.status = 'requires_action' OR p_chat.worker_id IS NULL) THEN
     PERFORM chat_fail_pending_tool_calls(p_chat.id, 'interrupted');
   END IF;
   -- status: pending/running/requires_action -> waiting (an interrupt) (docs/sql.md "Chat status").

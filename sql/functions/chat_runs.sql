@@ -289,8 +289,10 @@ END;
 $$;
 
 -- Releases one chat's lease without a turn end: a running chat goes back to pending (its turn
--- runs again, from the start, on some runner); an interrupted one admits its queue head. An
--- archived running chat becomes waiting, as chat_run_finish leaves it: archiving ended its turn.
+-- runs again, from the start, on some runner, and waits for the workspace calls it recorded); an
+-- interrupted one answers the calls its turn left open, as chat_run_finish would have, and admits
+-- its queue head. An archived running chat becomes waiting, as chat_run_finish leaves it:
+-- archiving ended its turn.
 CREATE OR REPLACE FUNCTION chat_run_release_locked(p_chat chats) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -301,6 +303,9 @@ BEGIN
     status = CASE WHEN status <> 'running' THEN status WHEN archived THEN 'waiting' ELSE 'pending' END
   WHERE id = p_chat.id
   RETURNING * INTO v_chat;
+  IF v_chat.status = 'waiting' AND NOT v_chat.archived THEN
+    PERFORM chat_fail_pending_tool_calls(v_chat.id, 'interrupted');
+  END IF;
   IF v_chat.status = 'waiting' THEN
     PERFORM chat_admit_queue_head(v_chat);
   END IF;

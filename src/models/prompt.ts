@@ -83,77 +83,109 @@ function toolOutput(p: Part) {
 
 /**
  * The model's view of the history, in order. Parts a role cannot carry are dropped; a message
- * left with nothing is skipped (providers refuse empty messages).
+ * left with nothing is skipped (providers refuse empty messages). A user or system message stored
+ * while tool calls waited for their results (a context file the workspace added while a command
+ * ran) comes after those results: providers refuse anything between a call and its result.
  */
 export function buildMessages(rows: HistoryRow[], files: Map<string, FileData>): ModelMessage[] {
   const out: ModelMessage[] = [];
+  /** Calls of the last assistant message that no tool result answered yet. */
+  const awaited = new Set<string>();
+  let deferred: HistoryRow[] = [];
+  const flush = () => {
+    for (const d of deferred) appendMessage(out, d, files);
+    deferred = [];
+  };
   for (const row of rows) {
-    const parts = partsOf(row.content);
-    switch (row.role) {
-      case "system": {
-        const text = parts
-          .filter((p) => p.type === "text" || p.type === "context-file")
-          .map((p) => (p.type === "text" ? (p.text ?? "") : contextFileText(p)))
-          .join("\n\n");
-        if (text.trim()) out.push({ role: "system", content: text });
-        break;
+    if (awaited.size > 0 && (row.role === "user" || row.role === "system")) {
+      deferred.push(row);
+      continue;
+    }
+    if (row.role === "assistant") {
+      // Calls never answered (a history stored before results were guaranteed): keep the order.
+      flush();
+      awaited.clear();
+      for (const p of partsOf(row.content)) {
+        if (p.type === "tool-call" && p.tool_call_id) awaited.add(p.tool_call_id);
       }
-      case "user": {
-        const content: Exclude<UserContent, string> = [];
-        for (const p of parts) {
-          if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
-          else if (p.type === "context-file")
-            content.push({ type: "text", text: contextFileText(p) });
-          else if (p.type === "file" && p.file_id) {
-            const file = files.get(p.file_id);
-            if (file) {
-              content.push({
-                type: "file",
-                data: new Uint8Array(file.data),
-                mediaType: file.mimetype,
-                filename: file.name,
-              });
-            }
-          }
-        }
-        if (content.length > 0) out.push({ role: "user", content });
-        break;
+    } else if (row.role === "tool") {
+      for (const p of partsOf(row.content)) {
+        if (p.type === "tool-result" && p.tool_call_id) awaited.delete(p.tool_call_id);
       }
-      case "assistant": {
-        const content: Exclude<AssistantContent, string> = [];
-        for (const p of parts) {
-          if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
-          else if (p.type === "reasoning" && p.text)
-            content.push({ type: "reasoning", text: p.text });
-          else if (p.type === "tool-call" && p.tool_call_id && p.tool_name) {
+    }
+    appendMessage(out, row, files);
+    if (awaited.size === 0) flush();
+  }
+  flush();
+  return out;
+}
+
+/** One stored message as the model sees it, appended to `out` (nothing when it carries nothing). */
+function appendMessage(out: ModelMessage[], row: HistoryRow, files: Map<string, FileData>): void {
+  const parts = partsOf(row.content);
+  switch (row.role) {
+    case "system": {
+      const text = parts
+        .filter((p) => p.type === "text" || p.type === "context-file")
+        .map((p) => (p.type === "text" ? (p.text ?? "") : contextFileText(p)))
+        .join("\n\n");
+      if (text.trim()) out.push({ role: "system", content: text });
+      break;
+    }
+    case "user": {
+      const content: Exclude<UserContent, string> = [];
+      for (const p of parts) {
+        if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
+        else if (p.type === "context-file")
+          content.push({ type: "text", text: contextFileText(p) });
+        else if (p.type === "file" && p.file_id) {
+          const file = files.get(p.file_id);
+          if (file) {
             content.push({
-              type: "tool-call",
-              toolCallId: p.tool_call_id,
-              toolName: p.tool_name,
-              input: p.args ?? {},
+              type: "file",
+              data: new Uint8Array(file.data),
+              mediaType: file.mimetype,
+              filename: file.name,
             });
           }
         }
-        if (content.length > 0) out.push({ role: "assistant", content });
-        break;
       }
-      case "tool": {
-        const content: ToolContent = [];
-        for (const p of parts) {
-          if (p.type !== "tool-result" || !p.tool_call_id) continue;
+      if (content.length > 0) out.push({ role: "user", content });
+      break;
+    }
+    case "assistant": {
+      const content: Exclude<AssistantContent, string> = [];
+      for (const p of parts) {
+        if (p.type === "text" && p.text) content.push({ type: "text", text: p.text });
+        else if (p.type === "reasoning" && p.text)
+          content.push({ type: "reasoning", text: p.text });
+        else if (p.type === "tool-call" && p.tool_call_id && p.tool_name) {
           content.push({
-            type: "tool-result",
+            type: "tool-call",
             toolCallId: p.tool_call_id,
-            toolName: p.tool_name ?? "",
-            output: toolOutput(p),
+            toolName: p.tool_name,
+            input: p.args ?? {},
           });
         }
-        if (content.length > 0) out.push({ role: "tool", content });
-        break;
       }
+      if (content.length > 0) out.push({ role: "assistant", content });
+      break;
+    }
+    case "tool": {
+      const content: ToolContent = [];
+      for (const p of parts) {
+        if (p.type !== "tool-result" || !p.tool_call_id) continue;
+        content.push({
+          type: "tool-result",
+          toolCallId: p.tool_call_id,
+          toolName: p.tool_name ?? "",
+          output: toolOutput(p),
+        });
+      }
+      if (content.length > 0) out.push({ role: "tool", content });
+      break;
     }
   }
-  return out;
 }
 
 /** A pinned workspace context resource the model reads (instruction files, skills). */

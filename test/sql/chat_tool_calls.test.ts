@@ -1,9 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
-import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
+import {
+  editChatMessage,
+  interruptChat,
+  sendChatMessage,
+} from "../../src/generated/chat_messages.ts";
 import {
   finishChatRun,
+  releaseChatRunsByWorkerID,
   saveChatRunToolStep,
   settleChatRunToolCalls,
 } from "../../src/generated/chat_runs.ts";
@@ -421,6 +426,49 @@ describe("calls whose turn ends", () => {
     const roles = (await messagesOf(pool, s.chatId)).map((m) => m.role);
     expect(roles).toEqual(["user", "assistant", "tool", "user"]);
     expect(await state(call!)).toEqual({ state: "canceled", settled: true });
+  });
+
+  it("an interrupt of a turn its runner handed back answers its open calls: nobody else would", async () => {
+    const s = await runningChat();
+    const [running, pending] = await step(s, [{ name: "execute" }, { name: "read_file" }]);
+    const sid = await startSession(s.agentId);
+    await startChatToolCallByID(pool, { agent_id: s.agentId, session_id: sid, id: running! });
+    // The runner shut down: the turn goes back to pending, its calls stay open for the next one.
+    await releaseChatRunsByWorkerID(pool, { worker_id: s.lease.worker });
+    expect(await state(running!)).toEqual({ state: "running", settled: false });
+    await interruptChat(pool, { chat_id: s.chatId, owner_id: s.ownerId });
+    for (const id of [running!, pending!]) {
+      expect(await state(id)).toEqual({ state: "canceled", settled: true });
+    }
+    expect((await resultsOf(s.chatId)).map((r) => r.result)).toEqual([
+      { error: "interrupted" },
+      { error: "interrupted" },
+    ]);
+  });
+
+  it("a shutdown that finds its turn interrupted answers the turn's open calls, as the turn's end would", async () => {
+    const s = await runningChat();
+    const [call] = await step(s, [{ name: "execute" }]);
+    const a = await session(pool);
+    const b = await session(pool);
+    try {
+      // The interrupt holds the chat (waiting, the lease kept) while the runner shuts down.
+      await a.client.query("BEGIN");
+      await interruptChat(a.client, { chat_id: s.chatId, owner_id: s.ownerId });
+      const released = outcome(releaseChatRunsByWorkerID(b.client, { worker_id: s.lease.worker }));
+      await blocked(pool, b.pid);
+      await a.client.query("COMMIT");
+      expect(await released).toMatchObject({ ok: true, value: { released: 1 } });
+    } finally {
+      a.release();
+      b.release();
+    }
+    expect(await state(call!)).toEqual({ state: "canceled", settled: true });
+    expect((await resultsOf(s.chatId)).map((r) => r.result)).toEqual([{ error: "interrupted" }]);
+    const { rows } = await pool.query("SELECT status, worker_id FROM chats WHERE id = $1", [
+      s.chatId,
+    ]);
+    expect(rows[0]).toEqual({ status: "waiting", worker_id: null });
   });
 
   it("an edit cancels the superseded turn's open calls and settles them", async () => {
