@@ -633,7 +633,7 @@ async function housekeepingPlans(client: pg.Client, seeded: SeededChats) {
   await client.query(
     `INSERT INTO chat_file_links (chat_id, file_id)
      SELECT (SELECT id FROM chats ORDER BY id LIMIT 1), id FROM chat_files
-     WHERE abs(hashtext(id::text)) % 2 = 0`,
+     WHERE abs(hashtext(id::text)) % 2 = 0 AND created_at < now() - interval '30 days'`,
   );
   await client.query("SET session_replication_role = origin");
   await client.query(

@@ -211,9 +211,26 @@ export function withPinnedContext(
       (r) => `<${tag(r)} source=${JSON.stringify(r.source)}>\n${r.body}\n</${tag(r)}>`,
     ),
   ].join("\n\n");
+  return afterSystemMessages(messages, [{ role: "system", content }]);
+}
+
+/**
+ * Text the model is told besides the history (why it has no workspace tools), as system messages
+ * after the chat's own and the pinned context.
+ */
+export function withSystemNotes(messages: ModelMessage[], notes: string[]): ModelMessage[] {
+  return afterSystemMessages(
+    messages,
+    notes.map((content) => ({ role: "system", content })),
+  );
+}
+
+/** `inserted` after the leading system messages, before the conversation. */
+function afterSystemMessages(messages: ModelMessage[], inserted: ModelMessage[]): ModelMessage[] {
+  if (inserted.length === 0) return messages;
   const leading = messages.findIndex((m) => m.role !== "system");
   const at = leading < 0 ? messages.length : leading;
-  return [...messages.slice(0, at), { role: "system", content }, ...messages.slice(at)];
+  return [...messages.slice(0, at), ...inserted, ...messages.slice(at)];
 }
 
 /** The chat's client-declared tools; their calls are not executed here. */

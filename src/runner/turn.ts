@@ -39,6 +39,7 @@ import {
   injectedContext,
   type Part,
   withPinnedContext,
+  withSystemNotes,
 } from "../models/prompt.ts";
 import type { Models, ResolvedModel } from "../models/providers.ts";
 import { generateQuickText } from "../models/quick_text.ts";
@@ -407,7 +408,7 @@ export async function runTurn(
   };
   const reloadPrompt = async () => {
     rows = (await listChatMessagesForPromptByChatID(db, { chat_id: chat.id })) as HistoryRow[];
-    await buildPrompt(true);
+    return buildPrompt(true);
   };
   let anchor = await buildPrompt(true);
   // The whole history's context files: a chained prompt carries the earlier ones inside the
@@ -431,8 +432,7 @@ export async function runTurn(
     const waited = await awaitToolCalls(deps, lease, waker, signal);
     if ("stop" in waited) return stopped(waited.stop, finish);
     if (waited.unanswered > 0) return ended("requires_action", false);
-    await reloadPrompt();
-    anchor = undefined;
+    anchor = await reloadPrompt();
   }
 
   for (let stepNo = 1; ; stepNo++) {
@@ -574,21 +574,6 @@ async function stopped(
 ): Promise<TurnResult> {
   if (reason === "lost" || reason === "shutdown") return { outcome: reason };
   return { outcome: (await finish("completed")).outcome as TurnOutcome };
-}
-
-/**
- * Text the model is told besides the history (why it has no workspace tools), as system messages
- * after the chat's own and the pinned context.
- */
-function withSystemNotes(messages: ModelMessage[], notes: string[]): ModelMessage[] {
-  if (notes.length === 0) return messages;
-  const leading = messages.findIndex((m) => m.role !== "system");
-  const at = leading < 0 ? messages.length : leading;
-  return [
-    ...messages.slice(0, at),
-    ...notes.map((content) => ({ role: "system" as const, content })),
-    ...messages.slice(at),
-  ];
 }
 
 /**

@@ -77,7 +77,7 @@ describe("pgchatd admin housekeeping", () => {
 });
 
 describe("pgchatd chat context", () => {
-  it("adds a directory's instruction files to the agent's chat and clears them, with the agent's URL and token from the environment", async () => {
+  it("adds a directory's instruction files to the agent's chat and clears them, with the agent's URL, token and chat from the environment", async () => {
     const srv = await testServer();
     try {
       const org = await gen.organization(srv.pool);
@@ -110,7 +110,13 @@ describe("pgchatd chat context", () => {
         ],
       ]);
 
-      const cleared = await pgchatd(["chat", "context", "clear", "--chat", chat.id], env);
+      // With a second active chat the agent's chat is ambiguous: a command the agent runs for a
+      // chat names it in PGCHATD_CHAT_ID, as --chat would.
+      await gen.chat(srv.pool, { ownerId: u.id, organizationId: org.id, workspace_id: ws.id });
+      const cleared = await pgchatd(["chat", "context", "clear"], {
+        ...env,
+        PGCHATD_CHAT_ID: chat.id,
+      });
       expect(cleared.stdout.trim()).toBe(`removed 1 context file(s) from chat ${chat.id}`);
       await fs.rm(dir, { recursive: true, force: true });
     } finally {
