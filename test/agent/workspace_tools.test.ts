@@ -517,7 +517,8 @@ describe("workspace tools through the agent", () => {
     const chat = await createChat(
       me.token,
       ws.id,
-      `/run execute {"command":"echo run >> runs.log; sleep 1; echo done"}`,
+      // The command waits for the test's go: it is still running when the runner stops.
+      `/run execute {"command":"echo run >> runs.log; while [ ! -f go ]; do sleep 0.05; done; echo done"}`,
     );
     first.runner.wake();
     await eventually(
@@ -530,6 +531,7 @@ describe("workspace tools through the agent", () => {
     expect((await chatState(server.pool, chat)).status).toBe("pending");
     const second = await testRunner({ dbUrl: server.dbUrl, heartbeatMs: 100 });
     second.runner.wake();
+    await fs.writeFile(path.join(dir, "go"), "");
     await settled(server.pool, chat, "waiting");
     const messages = await messagesOf(server.pool, chat);
     expect(results(messages)).toMatchObject([
@@ -566,13 +568,21 @@ describe("workspace tools through the agent", () => {
 
 describe("which workspace tools a turn offers", () => {
   it("offers every workspace tool while the agent is online, and none once it is gone", async () => {
-    const { me, ws, agent } = await setup();
+    const { me, ws, agent, agentId } = await setup();
     const chat = await createChat(me.token, ws.id, "/tools");
     await settled(server.pool, chat, "waiting");
     expect(lastText(await messagesOf(server.pool, chat))).toBe(
       "tools: edit_files, execute, list_directory, process_output, read_file, write_file",
     );
     await agent.stop(2_000);
+    // Gone once the server noticed its stream close.
+    await eventually(async () => {
+      const { rows } = await server.pool.query(
+        "SELECT stream_id FROM workspace_agent_sessions WHERE agent_id = $1",
+        [agentId],
+      );
+      return rows[0]?.stream_id === null ? true : undefined;
+    }, "the server to see the agent go");
     await send(me.token, chat, "/tools");
     await settled(server.pool, chat, "waiting");
     expect(lastText(await messagesOf(server.pool, chat))).toBe("tools: (none)");
