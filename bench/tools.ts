@@ -189,27 +189,22 @@ export async function benchTools(chatsArg?: string) {
         dbUrl,
         await createChats(api, ws.id, pacedChats, pacedPerSecond),
       );
+      const report = (label: string, t: Timings) =>
+        console.log(
+          table([
+            [label, "p50", "p99", "max"],
+            row("recorded → started by the agent", t.started),
+            row("started → answered", t.answered),
+            row("chat created → waiting", t.turn),
+          ]),
+        );
       console.log(
         `burst: ${int(n)} chats at once, ${burst.callsPerSecond.toFixed(0)} calls/s ` +
           `(first recorded to last answered)`,
       );
-      console.log(
-        table([
-          ["burst", "p50", "p99", "max"],
-          row("recorded → started by the agent", burst.started),
-          row("started → answered", burst.answered),
-          row("chat created → waiting", burst.turn),
-        ]),
-      );
+      report("burst", burst);
       console.log(`paced: ${pacedChats} chats at ${pacedPerSecond}/s`);
-      console.log(
-        table([
-          ["paced", "p50", "p99", "max"],
-          row("recorded → started by the agent", paced.started),
-          row("started → answered", paced.answered),
-          row("chat created → waiting", paced.turn),
-        ]),
-      );
+      report("paced", paced);
     } finally {
       await Promise.allSettled(procs.reverse().map((p) => p.stop()));
       await fsp.rm(dataDir, { recursive: true, force: true });

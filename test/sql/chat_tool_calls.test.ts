@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Pool } from "../../src/db/index.ts";
+import type { Pool, PoolClient } from "../../src/db/index.ts";
 import {
   editChatMessage,
   interruptChat,
@@ -67,10 +67,17 @@ async function runningChat(): Promise<Setup> {
   };
 }
 
-/** The model's step: an assistant message calling the tools, recorded for the agent. */
-async function step(s: Setup, calls: { name: string; timeoutMs?: number }[]) {
+/**
+ * The model's step: an assistant message calling the tools, recorded for the agent (on `db`: a
+ * session of the test's own when it needs one).
+ */
+async function step(
+  s: Setup,
+  calls: { name: string; timeoutMs?: number }[],
+  db: Pool | PoolClient = pool,
+) {
   const ids = calls.map(() => `call_${randomUUID().slice(0, 8)}`);
-  const saved = await saveChatRunToolStep(pool, {
+  const saved = await saveChatRunToolStep(db, {
     chat_id: s.chatId,
     worker_id: s.lease.worker,
     started_at: s.lease.startedAt,
@@ -490,20 +497,7 @@ describe("calls whose turn ends", () => {
     const c = await pool.connect();
     try {
       await c.query("SET pgchatd.events = 'off'");
-      await saveChatRunToolStep(c, {
-        chat_id: s.chatId,
-        worker_id: s.lease.worker,
-        started_at: s.lease.startedAt,
-        model_config_id: s.modelConfigId,
-        messages: [
-          {
-            role: "assistant",
-            content: [{ type: "tool-call", tool_call_id: "c1", tool_name: "execute", args: {} }],
-          },
-        ],
-        plan_file: null,
-        tool_calls: [{ tool_call_id: "c1", tool_name: "execute", args: {}, timeout_ms: 1000 }],
-      });
+      await step(s, [{ name: "execute" }], c);
       await c.query("RESET pgchatd.events");
     } finally {
       c.release();
