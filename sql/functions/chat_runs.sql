@@ -142,9 +142,9 @@ BEGIN
 END;
 $$;
 
--- A step that did not end the turn (the runner answered tool calls itself, e.g. of an unknown
--- tool): stores its messages while the lease holds and the chat still runs. Returns false when it
--- stored nothing: the turn was stopped or taken away, and the runner goes on to chat_run_finish.
+-- The rule of a step that did not end the turn (chat_run_save_tool_step's first part): stores its
+-- messages while the lease holds and the chat still runs. Returns false when it stored nothing:
+-- the turn was stopped or taken away, and the runner goes on to chat_run_finish.
 CREATE OR REPLACE FUNCTION chat_run_save_step(
   p_chat_id uuid, p_worker_id uuid, p_started_at timestamptz, p_model_config_id uuid,
   p_messages jsonb

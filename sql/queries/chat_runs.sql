@@ -77,12 +77,6 @@ CROSS JOIN LATERAL chat_usage_limit_status(c.owner_id, c.organization_id) s
 CROSS JOIN LATERAL chat_run_agent_state(c) w
 WHERE c.id = @id;
 
--- name: SaveChatRunStep :one
--- chat_run_save_step: see sql/functions/chat_runs.sql.
-SELECT chat_run_save_step(
-  @chat_id, @worker_id, @started_at, @model_config_id, @messages
-) AS saved;
-
 -- name: SaveChatRunToolStep :one
 -- chat_run_save_tool_step: see sql/functions/chat_runs.sql.
 SELECT chat_run_save_tool_step(

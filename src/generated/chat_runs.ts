@@ -229,39 +229,6 @@ export async function getChatForRunByID(client: Client, args: GetChatForRunByIDA
   };
 }
 
-export const saveChatRunStepQuery = `-- name: SaveChatRunStep :one
--- chat_run_save_step: see sql/functions/chat_runs.sql.
-SELECT chat_run_save_step(
-  $1, $2, $3, $4, $5
-) AS saved`;
-
-export interface SaveChatRunStepArgs {
-  chat_id: string;
-  worker_id: string;
-  started_at: string;
-  model_config_id: string;
-  messages: any;
-}
-
-export interface SaveChatRunStepRow {
-  saved: boolean | null;
-}
-
-export async function saveChatRunStep(client: Client, args: SaveChatRunStepArgs): Promise<SaveChatRunStepRow> {
-  const result = await client.query({
-    text: saveChatRunStepQuery,
-    values: [args.chat_id, args.worker_id, args.started_at, args.model_config_id, jsonParam(args.messages)],
-    rowMode: "array",
-  });
-  if (result.rows.length !== 1) {
-    throw new Error(`SaveChatRunStep returned ${result.rows.length} rows, expected 1`);
-  }
-  const row = result.rows[0]!;
-  return {
-    saved: row[0],
-  };
-}
-
 export const saveChatRunToolStepQuery = `-- name: SaveChatRunToolStep :one
 -- chat_run_save_tool_step: see sql/functions/chat_runs.sql.
 SELECT chat_run_save_tool_step(

@@ -3,10 +3,11 @@ import { z } from "zod";
 
 /*
  * Plan mode (docs/api.md "Plan mode"): while a chat's plan_mode is "plan", its turns offer the
- * model only these tools (and, once workspace tools exist, the read-only ones), never the client's
- * tools or anything that writes. ask_user_question is answered by the client like any client tool
- * (the chat goes requires_action); propose_plan is answered by the runner, which saves the plan as
- * the chat file plan.md (chat_run_save_plan) and ends the turn.
+ * model these tools, and with an agent online the exploring workspace tools and the plan file's
+ * write_file/edit_files (src/runner/workspace_tools.ts), never the client's tools or anything that
+ * changes the workspace. ask_user_question is answered by the client like any client tool (the
+ * chat goes requires_action); propose_plan is answered by the runner, which saves the plan as the
+ * chat file plan.md (chat_run_save_tool_step) and ends the turn.
  */
 
 export const askUserQuestion = "ask_user_question";

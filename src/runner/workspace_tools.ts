@@ -3,7 +3,13 @@ import { type ToolSet, tool } from "ai";
 import type { z } from "zod";
 import { getChatPlanFileByChatID } from "../generated/chat_files.ts";
 import { type GetChatForRunByIDRow, settleChatRunToolCalls } from "../generated/chat_runs.ts";
-import { planFileMarkdown, planTools, proposedPlanOf, proposePlan } from "../models/plan_mode.ts";
+import {
+  askUserQuestion,
+  planFileMarkdown,
+  planTools,
+  proposedPlanOf,
+  proposePlan,
+} from "../models/plan_mode.ts";
 import { buildTools, type Part } from "../models/prompt.ts";
 import { applyEdits } from "../tools/edits.ts";
 import {
@@ -243,7 +249,7 @@ function refusal(
     Array.isArray(dynamicTools) &&
     dynamicTools.some((t) => (t as { name?: string })?.name === name);
   if (planning && (declared || isWorkspaceTool(name))) {
-    return `${name} is not available in plan mode: explore, ask with ask_user_question, and finish with ${proposePlan}`;
+    return `${name} is not available in plan mode: explore, ask with ${askUserQuestion}, and finish with ${proposePlan}`;
   }
   return `there is no tool named ${name}`;
 }

@@ -11,7 +11,7 @@ import {
   claimPendingChats,
   finishChatRun,
   releaseChatRunsByWorkerID,
-  saveChatRunStep,
+  saveChatRunToolStep,
   updateChatHeartbeatsByWorkerID,
 } from "../../src/generated/chat_runs.ts";
 import {
@@ -512,12 +512,14 @@ describe("ending a turn", () => {
     const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId });
     const lease = await claim(chat.id);
     const step = (s: string) =>
-      saveChatRunStep(pool, {
+      saveChatRunToolStep(pool, {
         chat_id: chat.id,
         worker_id: lease.worker,
         started_at: lease.startedAt,
         model_config_id: chat.last_model_config_id,
         messages: [{ role: "assistant", content: text(s) }],
+        plan_file: null,
+        tool_calls: [],
       });
     expect((await step("one"))!.saved).toBe(true);
     await interruptChat(pool, { chat_id: chat.id, owner_id: o });

@@ -113,8 +113,9 @@ async function startSession(agentId: string) {
   return (await startWorkspaceAgentSession(pool, { agent_id: agentId })).session_id!;
 }
 
-const finish = (s: Setup) =>
-  finishChatRun(pool, {
+/** The turn's end with no output of its own (on `db`: a session of the test's own). */
+const finish = (s: Setup, db: Pool | PoolClient = pool) =>
+  finishChatRun(db, {
     chat_id: s.chatId,
     worker_id: s.lease.worker,
     started_at: s.lease.startedAt,
@@ -235,31 +236,13 @@ describe("races for one call (two sessions)", () => {
             result: "agent",
             is_error: false,
           });
-          const ended = outcome(
-            finishChatRun(b.client, {
-              chat_id: s.chatId,
-              worker_id: s.lease.worker,
-              started_at: s.lease.startedAt,
-              model_config_id: s.modelConfigId,
-              messages: [],
-              outcome: "completed",
-              error: null,
-            }),
-          );
+          const ended = outcome(finish(s, b.client));
           await blocked(pool, b.pid);
           await a.client.query("COMMIT");
           expect(await ended).toMatchObject({ ok: true, value: { outcome: "interrupted" } });
           expect((await resultsOf(s.chatId)).map((r) => r.result)).toEqual(["agent"]);
         } else {
-          await finishChatRun(a.client, {
-            chat_id: s.chatId,
-            worker_id: s.lease.worker,
-            started_at: s.lease.startedAt,
-            model_config_id: s.modelConfigId,
-            messages: [],
-            outcome: "completed",
-            error: null,
-          });
+          await finish(s, a.client);
           const late = outcome(answer());
           await blocked(pool, b.pid);
           await a.client.query("COMMIT");
