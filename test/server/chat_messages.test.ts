@@ -74,7 +74,7 @@ describe("GET /chats/{chat}/messages", () => {
     expect(res.json).toMatchObject({ queued_messages: [], has_more: false });
   });
 
-  it("pages with limit, before_id and after_id; has_more is true exactly when older matches remain", async () => {
+  it("pages newest first with limit, before_id and after_id; has_more is true exactly when older matches remain", async () => {
     const u = await member();
     const chat = await chatIn(u, "waiting");
     const ids = [(await stored(chat.id))[0].id as number];
@@ -100,11 +100,6 @@ describe("GET /chats/{chat}/messages", () => {
     expect(await page(`?limit=3&before_id=${m(0)}`)).toEqual({ ids: [], has_more: false });
     expect(await page("?limit=7")).toEqual({ ids: desc(6, 5, 4, 3, 2, 1, 0), has_more: false });
     expect(await page("?limit=6")).toEqual({ ids: desc(6, 5, 4, 3, 2, 1), has_more: true });
-    expect(await page(`?after_id=${m(2)}&limit=4`)).toEqual({
-      ids: desc(6, 5, 4, 3),
-      has_more: false,
-    });
-    expect(await page(`?after_id=${m(2)}&limit=3`)).toEqual({ ids: desc(6, 5, 4), has_more: true });
     expect(await page(`?after_id=${m(2)}&before_id=${m(5)}&limit=2`)).toEqual({
       ids: desc(4, 3),
       has_more: false,
@@ -114,6 +109,42 @@ describe("GET /chats/{chat}/messages", () => {
       has_more: true,
     });
     expect(await page(`?after_id=${m(6)}`)).toEqual({ ids: [], has_more: false });
+  });
+
+  it("pages oldest first with after_id alone, so a poller advancing to each page's last id sees every message once", async () => {
+    const u = await member();
+    const chat = await chatIn(u, "waiting");
+    const first = (await stored(chat.id))[0].id as number;
+    const ids = [first];
+    for (let i = 1; i <= 6; i++) {
+      ids.push((await gen.chatMessage(t.pool, chat.id, { text: `m${i}` })).id);
+    }
+    await gen.chatMessage(t.pool, chat.id, { text: "hidden", visibility: "model" });
+    const seen: number[] = [];
+    let after = first;
+    for (;;) {
+      const res = await history(u, chat.id, `?after_id=${after}&limit=4`);
+      expect(res.status).toBe(200);
+      const page = res.json.messages.map((x: { id: number }) => x.id) as number[];
+      seen.push(...page);
+      if (!res.json.has_more) break;
+      after = page.at(-1)!;
+    }
+    expect(seen).toEqual(ids.slice(1));
+    // A message stored after the poll is the next poll's first.
+    const late = await gen.chatMessage(t.pool, chat.id, { text: "late" });
+    const next = await history(u, chat.id, `?after_id=${ids[6]}`);
+    expect(next.json).toMatchObject({ messages: [{ id: late.id }], has_more: false });
+  });
+
+  it("refuses after_id at or above before_id with 400", async () => {
+    const u = await member();
+    const chat = await chatIn(u, "waiting");
+    for (const q of ["?after_id=5&before_id=5", "?after_id=6&before_id=5"]) {
+      const res = await history(u, chat.id, q);
+      expect(res.status, q).toBe(400);
+      expect(res.text).toContain("after_id must be less than before_id");
+    }
   });
 
   it("does not count hidden messages for has_more", async () => {

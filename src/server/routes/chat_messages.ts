@@ -5,6 +5,7 @@ import type { Queryable } from "../../db/index.ts";
 import {
   editChatMessage,
   interruptChat,
+  listChatMessagesAfterIDByChatID,
   listChatMessagesByChatID,
   listChatPromptsByChatID,
   sendChatMessage,
@@ -31,11 +32,16 @@ const defaultPrompts = 500;
 const messageId = z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const messageParam = z.object({ chat: uuid(), message: messageId });
 
-const historyQuery = z.object({
-  before_id: messageId.optional(),
-  after_id: messageId.optional(),
-  limit: z.coerce.number().int().min(1).max(maxHistoryPage).default(defaultHistoryPage),
-});
+const historyQuery = z
+  .object({
+    before_id: messageId.optional(),
+    after_id: messageId.optional(),
+    limit: z.coerce.number().int().min(1).max(maxHistoryPage).default(defaultHistoryPage),
+  })
+  .refine((q) => q.after_id === undefined || q.before_id === undefined || q.after_id < q.before_id, {
+    message: "after_id must be less than before_id",
+    path: ["after_id"],
+  });
 const promptsQuery = z.object({
   limit: z.coerce.number().int().min(0).max(maxPrompts).default(0),
 });
@@ -74,12 +80,21 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       const q = c.req.valid("query");
       const db = c.get("deps").db;
       await requireChat(db, chat, actor.user.id);
-      const rows = await listChatMessagesByChatID(db, {
-        chat_id: chat,
-        before_id: q.before_id ?? null,
-        after_id: q.after_id ?? null,
-        page_limit: q.limit + 1,
-      });
+      // after_id alone is a poller's page: oldest first from there, so it can move after_id to
+      // the page's last id without skipping messages (docs/api.md "Messages").
+      const rows =
+        q.after_id !== undefined && q.before_id === undefined
+          ? await listChatMessagesAfterIDByChatID(db, {
+              chat_id: chat,
+              after_id: q.after_id,
+              page_limit: q.limit + 1,
+            })
+          : await listChatMessagesByChatID(db, {
+              chat_id: chat,
+              before_id: q.before_id ?? null,
+              after_id: q.after_id ?? null,
+              page_limit: q.limit + 1,
+            });
       const firstPage = q.before_id === undefined;
       const queued = firstPage ? await listChatQueuedMessagesByChatID(db, { chat_id: chat }) : [];
       return c.json({
