@@ -304,6 +304,7 @@ export async function createChat(
     system_prompt: null,
     content: [{ type: "text", text: prompt }],
     api_key_id: null,
+    mcp_server_ids: null,
   });
   return created!.id!;
 }

@@ -194,10 +194,11 @@ $$;
 
 -- PATCH /{chat}/messages/{message}: replaces a user message. The message and every later one
 -- are soft-deleted, the replacement is stored, the queue is cleared and a new turn starts.
--- Returns the replacement's id and the ids that were deleted.
+-- Returns the replacement's id and the ids that were deleted. The new turn runs on
+-- p_model_config_id when given, else on the edited message's model while it is usable.
 CREATE OR REPLACE FUNCTION chat_edit_message(
   p_chat_id uuid, p_owner_id uuid, p_message_id bigint, p_content jsonb, p_api_key_id text,
-  OUT message_id bigint, OUT deleted_message_ids bigint[]
+  p_model_config_id uuid, OUT message_id bigint, OUT deleted_message_ids bigint[]
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -227,9 +228,19 @@ BEGIN
   PERFORM chat_link_files(p_chat_id, p_owner_id, p_content);
   message_id := chat_admit_message(
     p_chat_id, p_content,
-    chat_usable_model(v_message.model_config_id, v_chat.last_model_config_id),
+    CASE WHEN p_model_config_id IS NOT NULL THEN chat_resolve_model(p_model_config_id)
+      ELSE chat_usable_model(v_message.model_config_id, v_chat.last_model_config_id) END,
     p_owner_id, p_api_key_id);
 END;
+$$;
+
+-- The signature before model_config_id, for servers of the previous release during an upgrade.
+CREATE OR REPLACE FUNCTION chat_edit_message(
+  p_chat_id uuid, p_owner_id uuid, p_message_id bigint, p_content jsonb, p_api_key_id text,
+  OUT message_id bigint, OUT deleted_message_ids bigint[]
+)
+LANGUAGE sql AS $$
+  SELECT * FROM chat_edit_message(p_chat_id, p_owner_id, p_message_id, p_content, p_api_key_id, NULL);
 $$;
 
 -- POST /{chat}/tool-results: the results must name exactly the pending call ids (none missing,

@@ -48,7 +48,8 @@ $$;
 -- A child (p_parent_chat_id) inherits organization, client type, workspace binding and model
 -- (unless one is given), and copies the parent's context-file messages.
 -- p_content is the first user message's Part[]; its file parts must name the owner's files.
--- Audited as chat_create with the API key (p_api_key_id) that created it.
+-- Audited as chat_create with the API key (p_api_key_id) that created it. p_mcp_server_ids is
+-- stored and shown (a child inherits its parent's unless given); no MCP server runs here.
 CREATE OR REPLACE FUNCTION chat_create(
   p_owner_id uuid,
   p_organization_id uuid,
@@ -62,7 +63,8 @@ CREATE OR REPLACE FUNCTION chat_create(
   p_dynamic_tools jsonb,
   p_system_prompt text,
   p_content jsonb,
-  p_api_key_id text
+  p_api_key_id text,
+  p_mcp_server_ids uuid[]
 ) RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -75,6 +77,7 @@ DECLARE
   v_model uuid;
   v_id uuid;
   v_message bigint;
+  v_mcp uuid[] := p_mcp_server_ids;
 BEGIN
   IF p_parent_chat_id IS NOT NULL THEN
     -- No row lock on the parent: its family and organization never change, the family lock
@@ -99,6 +102,7 @@ BEGIN
     v_build := v_parent.build_id;
     v_agent := v_parent.agent_id;
     v_model := chat_resolve_model(COALESCE(p_model_config_id, v_parent.last_model_config_id));
+    v_mcp := COALESCE(v_mcp, v_parent.mcp_server_ids);
   ELSE
     IF v_workspace IS NOT NULL THEN
       PERFORM chat_check_workspace(p_owner_id, v_org, v_workspace);
@@ -116,11 +120,11 @@ BEGIN
   INSERT INTO chats (
     owner_id, organization_id, workspace_id, build_id, agent_id, parent_chat_id,
     last_model_config_id, title, status, mode, plan_mode, client_type, labels, dynamic_tools,
-    api_key_id
+    api_key_id, mcp_server_ids
   ) VALUES (
     p_owner_id, v_org, v_workspace, v_build, v_agent, p_parent_chat_id,
     v_model, chat_fallback_title(p_content), 'pending', p_mode, p_plan_mode, v_client,
-    COALESCE(p_labels, '{}'), COALESCE(p_dynamic_tools, '[]'), p_api_key_id
+    COALESCE(p_labels, '{}'), COALESCE(p_dynamic_tools, '[]'), p_api_key_id, COALESCE(v_mcp, '{}')
   ) RETURNING id INTO v_id;
 
   IF p_system_prompt IS NOT NULL AND btrim(p_system_prompt) <> '' THEN
@@ -150,6 +154,18 @@ BEGIN
   PERFORM chat_context_pin(v_id, v_agent, p_owner_id, 'context_hydrate');
   RETURN v_id;
 END;
+$$;
+
+-- The signature before p_mcp_server_ids, for servers of the previous release during an upgrade.
+CREATE OR REPLACE FUNCTION chat_create(
+  p_owner_id uuid, p_organization_id uuid, p_workspace_id uuid, p_model_config_id uuid,
+  p_parent_chat_id uuid, p_client_type chat_client_type, p_mode text, p_plan_mode text,
+  p_labels jsonb, p_dynamic_tools jsonb, p_system_prompt text, p_content jsonb, p_api_key_id text
+) RETURNS uuid
+LANGUAGE sql AS $$
+  SELECT chat_create(p_owner_id, p_organization_id, p_workspace_id, p_model_config_id,
+    p_parent_chat_id, p_client_type, p_mode, p_plan_mode, p_labels, p_dynamic_tools,
+    p_system_prompt, p_content, p_api_key_id, NULL);
 $$;
 
 -- A chat and its descendants. Stable only under the family lock (chat_lock_family).

@@ -46,7 +46,9 @@ FROM chat_send_message(
 
 -- name: EditChatMessage :one
 SELECT e.message_id, e.deleted_message_ids
-FROM chat_edit_message(@chat_id, @owner_id, @message_id, @content, sqlc.narg(api_key_id)) AS e;
+FROM chat_edit_message(
+  @chat_id, @owner_id, @message_id, @content, sqlc.narg(api_key_id), sqlc.narg(model_config_id)
+) AS e;
 
 -- name: SubmitChatToolResults :one
 SELECT chat_submit_tool_results(@chat_id, @owner_id, @results, sqlc.narg(api_key_id)) AS message_id;

@@ -5,7 +5,7 @@ SELECT chat_create(
   @owner_id, sqlc.narg(organization_id), sqlc.narg(workspace_id), sqlc.narg(model_config_id),
   sqlc.narg(parent_chat_id), sqlc.narg(client_type), sqlc.narg(mode), sqlc.narg(plan_mode),
   sqlc.narg(labels), sqlc.narg(dynamic_tools), sqlc.narg(system_prompt), @content,
-  sqlc.narg(api_key_id)
+  sqlc.narg(api_key_id), sqlc.narg(mcp_server_ids)::uuid[]
 ) AS id;
 
 -- name: GetChatByIDForOwner :one

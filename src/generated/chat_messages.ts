@@ -265,7 +265,9 @@ export async function sendChatMessage(client: Client, args: SendChatMessageArgs)
 
 export const editChatMessageQuery = `-- name: EditChatMessage :one
 SELECT e.message_id, e.deleted_message_ids
-FROM chat_edit_message($1, $2, $3, $4, $5) AS e`;
+FROM chat_edit_message(
+  $1, $2, $3, $4, $5, $6
+) AS e`;
 
 export interface EditChatMessageArgs {
   chat_id: string;
@@ -273,6 +275,7 @@ export interface EditChatMessageArgs {
   message_id: number;
   content: any;
   api_key_id: string | null;
+  model_config_id: string | null;
 }
 
 export interface EditChatMessageRow {
@@ -283,7 +286,7 @@ export interface EditChatMessageRow {
 export async function editChatMessage(client: Client, args: EditChatMessageArgs): Promise<EditChatMessageRow> {
   const result = await client.query({
     text: editChatMessageQuery,
-    values: [args.chat_id, args.owner_id, args.message_id, jsonParam(args.content), args.api_key_id],
+    values: [args.chat_id, args.owner_id, args.message_id, jsonParam(args.content), args.api_key_id, args.model_config_id],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

@@ -19,7 +19,7 @@ SELECT chat_create(
   $1, $2, $3, $4,
   $5, $6, $7, $8,
   $9, $10, $11, $12,
-  $13
+  $13, $14::uuid[]
 ) AS id`;
 
 export interface InsertChatArgs {
@@ -36,6 +36,7 @@ export interface InsertChatArgs {
   system_prompt: string | null;
   content: any;
   api_key_id: string | null;
+  mcp_server_ids: string[] | null;
 }
 
 export interface InsertChatRow {
@@ -45,7 +46,7 @@ export interface InsertChatRow {
 export async function insertChat(client: Client, args: InsertChatArgs): Promise<InsertChatRow> {
   const result = await client.query({
     text: insertChatQuery,
-    values: [args.owner_id, args.organization_id, args.workspace_id, args.model_config_id, args.parent_chat_id, args.client_type, args.mode, args.plan_mode, jsonParam(args.labels), jsonParam(args.dynamic_tools), args.system_prompt, jsonParam(args.content), args.api_key_id],
+    values: [args.owner_id, args.organization_id, args.workspace_id, args.model_config_id, args.parent_chat_id, args.client_type, args.mode, args.plan_mode, jsonParam(args.labels), jsonParam(args.dynamic_tools), args.system_prompt, jsonParam(args.content), args.api_key_id, args.mcp_server_ids],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

@@ -35,6 +35,9 @@ export const uuid = () =>
 /** The {chat} path parameter of the chat routes. */
 export const chatParam = z.object({ chat: uuid() });
 
+/** A chat's plan mode (docs/api.md "Plan mode"): "plan", or null for none. */
+export const planMode = z.enum(["plan"]).nullable();
+
 /**
  * A bigint row id (a notification, an audit entry) as a path or query value: decimal digits only
  * (not "1e3" or "0x10"), within JavaScript's safe integers (identities never get beyond them).

@@ -587,6 +587,7 @@ describe("chat_messages, queue and diff status", () => {
       message_id: rows[0].id,
       content: [text("first, edited")],
       api_key_id: null,
+      model_config_id: null,
     });
     expect(edited!.deleted_message_ids).toEqual([rows[0].id, a1.id, a2.id]);
     const evs = await eventsSince(m, chat.id);

@@ -288,6 +288,7 @@ describe("chat_edit_message", () => {
         message_id: messageId,
         content: [text("x")],
         api_key_id: null,
+        model_config_id: null,
       });
     const { rows } = await pool.query(
       "SELECT id FROM chat_messages WHERE chat_id = $1 AND role = 'system'",
@@ -440,6 +441,7 @@ describe("chat_prompts trigger", () => {
       message_id: rows[0].id,
       content: [text("replaced")],
       api_key_id: null,
+      model_config_id: null,
     });
     const { rows: left } = await pool.query(
       "SELECT message_id, text FROM chat_prompts WHERE chat_id = $1",

@@ -457,6 +457,7 @@ describe("ending a turn", () => {
       message_id: first!.id,
       content: text("edited"),
       api_key_id: null,
+      model_config_id: null,
     });
     expect(await chatState(pool, chat.id)).toMatchObject({ status: "pending", worker_id: null });
     const row = await finish(chat.id, lease, {
@@ -481,6 +482,7 @@ describe("ending a turn", () => {
         message_id: first!.id,
         content: text("edited"),
         api_key_id: null,
+        model_config_id: null,
       });
       // The old run is told to stop at once, not at its next heartbeat.
       await listener.next((n) => n.payload === chat.id);
@@ -547,6 +549,7 @@ describe("stop signals", () => {
         message_id: m!.id,
         content: text("e"),
         api_key_id: null,
+        model_config_id: null,
       });
       await listener.next((n) => n.payload === b!.id);
       await finish(b!.id, lb);

@@ -471,6 +471,7 @@ describe("calls whose turn ends", () => {
       message_id: first.id,
       content: [{ type: "text", text: "edited" }],
       api_key_id: null,
+      model_config_id: null,
     });
     expect(await state(call!)).toEqual({ state: "canceled", settled: true });
   });

@@ -497,6 +497,7 @@ describe("the cost of a turn whose output is not kept", () => {
       message_id: rows[0].id,
       content: [{ type: "text", text: "again" }],
       api_key_id: null,
+      model_config_id: null,
     });
     expect((await finish()).outcome).toBe("lost");
     expect((await statusOf(pool, userId)).current_spend).toBe(60);

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { chatMessageJson, chatQueuedMessageJson } from "../../api/shapes.ts";
-import type { Queryable } from "../../db/index.ts";
+import { type Queryable, withTx } from "../../db/index.ts";
 import {
   editChatMessage,
   interruptChat,
@@ -15,12 +15,12 @@ import {
   getChatQueuedMessageByID,
   listChatQueuedMessagesByChatID,
 } from "../../generated/chat_queue.ts";
-import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
+import { getChatExistsByIDForOwner, setChatPlanModeByID } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
 import { loadChat, loadMessage } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
-import { chatParam, messageContent, uuid, validate } from "../validation.ts";
+import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
 
 /** History pages (docs/api.md: limit 1..200, default 50). */
 const maxHistoryPage = 200;
@@ -38,10 +38,13 @@ const historyQuery = z
     after_id: messageId.optional(),
     limit: z.coerce.number().int().min(1).max(maxHistoryPage).default(defaultHistoryPage),
   })
-  .refine((q) => q.after_id === undefined || q.before_id === undefined || q.after_id < q.before_id, {
-    message: "after_id must be less than before_id",
-    path: ["after_id"],
-  });
+  .refine(
+    (q) => q.after_id === undefined || q.before_id === undefined || q.after_id < q.before_id,
+    {
+      message: "after_id must be less than before_id",
+      path: ["after_id"],
+    },
+  );
 const promptsQuery = z.object({
   limit: z.coerce.number().int().min(0).max(maxPrompts).default(0),
 });
@@ -49,8 +52,9 @@ const sendBody = z.strictObject({
   content: messageContent,
   model_config_id: uuid().optional(),
   busy_behavior: z.enum(["queue", "interrupt"]).default("queue"),
+  plan_mode: planMode.optional(),
 });
-const editBody = z.strictObject({ content: messageContent });
+const editBody = z.strictObject({ content: messageContent, model_config_id: uuid().optional() });
 const toolResultsBody = z.strictObject({
   results: z
     .array(
@@ -110,13 +114,24 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
     const { chat } = c.req.valid("param");
     const body = c.req.valid("json");
     const db = c.get("deps").db;
-    const sent = await sendChatMessage(db, {
-      chat_id: chat,
-      owner_id: actor.user.id,
-      content: body.content,
-      model_config_id: body.model_config_id ?? null,
-      busy_behavior: body.busy_behavior,
-      api_key_id: actor.apiKeyId,
+    const sent = await withTx(db, async (tx) => {
+      const sent = await sendChatMessage(tx, {
+        chat_id: chat,
+        owner_id: actor.user.id,
+        content: body.content,
+        model_config_id: body.model_config_id ?? null,
+        busy_behavior: body.busy_behavior,
+        api_key_id: actor.apiKeyId,
+      });
+      // As PATCH would set it, with the message: the turn this message starts runs in it.
+      if (body.plan_mode !== undefined) {
+        await setChatPlanModeByID(tx, {
+          id: chat,
+          owner_id: actor.user.id,
+          plan_mode: body.plan_mode,
+        });
+      }
+      return sent;
     });
     if (sent.message_id) {
       return c.json({ message: await loadMessage(db, chat, sent.message_id), queued: false });
@@ -145,6 +160,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
         message_id: message,
         content: c.req.valid("json").content,
         api_key_id: actor.apiKeyId,
+        model_config_id: c.req.valid("json").model_config_id ?? null,
       });
       return c.json({
         message: await loadMessage(db, chat, edited.message_id!),

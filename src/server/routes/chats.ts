@@ -13,7 +13,7 @@ import { loadChat, loadChatResolved, withChildren } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
-import { chatParam, messageContent, uuid, validate } from "../validation.ts";
+import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
 
 /** A page holds at most this many root chats (docs/api.md: limit 1..200, default 50). */
 const maxPageSize = 200;
@@ -39,7 +39,10 @@ const dynamicTool = z.strictObject({
   input_schema: z.record(z.string(), z.unknown()),
 });
 
-const planMode = z.enum(["plan"]).nullable();
+/** The values OpenAI's reasoning models take; accepted and ignored (docs/api.md "Create"). */
+const reasoningEffort = z.enum(["none", "minimal", "low", "medium", "high", "xhigh"]);
+/** A chat names at most this many MCP servers: a bound on a stored array, not a policy. */
+const maxMcpServers = 64;
 
 const createChatBody = z.strictObject({
   organization_id: uuid().optional(),
@@ -66,6 +69,13 @@ const createChatBody = z.strictObject({
   plan_mode: planMode.optional(),
   client_type: z.enum(["ui", "api"]).optional(),
   parent_chat_id: uuid().optional(),
+  mcp_server_ids: z
+    .array(uuid())
+    .max(maxMcpServers)
+    .refine((ids) => new Set(ids).size === ids.length, { message: "ids must be unique" })
+    .optional(),
+  // Sent by the reference system's clients; the model config decides (docs/api.md "Create").
+  reasoning_effort: reasoningEffort.optional(),
 });
 
 const updateChatBody = z.strictObject({
@@ -160,6 +170,7 @@ export const chatsRoutes = new Hono<AppEnv>()
         system_prompt: body.system_prompt ?? null,
         content: body.content,
         api_key_id: actor.apiKeyId,
+        mcp_server_ids: body.mcp_server_ids ?? null,
       });
       return loadChat(tx, actor.user.id, created.id!);
     });
