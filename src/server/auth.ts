@@ -1,20 +1,44 @@
+import type { Context } from "hono";
+import { getCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import type { Queryable } from "../db/index.ts";
 import { getAPIKeyForAuthByID, updateAPIKeyLastUsedByID } from "../generated/api_keys.ts";
 import { getWorkspaceAgentForAuthByTokenID } from "../generated/workspaces.ts";
 import { hashSecret, parseToken, secretMatches } from "../lib/tokens.ts";
 import type { Actor, AppEnv, User, UserActor } from "./deps.ts";
-import { forbidden, unauthorized } from "./errors.ts";
+import { cookieCannotWrite, forbidden, unauthorized } from "./errors.ts";
 
 /** Compared against when the key id is unknown, so both failures cost the same. */
 const dummyHash = hashSecret("pgchatd-no-such-key");
 
-function presentedToken(headers: Headers, agentHeader: boolean): string | null {
+function headerToken(headers: Headers, agentHeader: boolean): string | null {
   const direct = headers.get(agentHeader ? "coder-agent-token" : "coder-session-token");
   if (direct) return direct.trim();
   const auth = headers.get("authorization");
   const m = auth ? /^Bearer\s+(\S+)\s*$/i.exec(auth) : null;
   return m ? m[1]! : null;
+}
+
+/** The browser's names for the session token (docs/api.md "Authentication"). */
+export const sessionCookie = "coder_session_token";
+export const sessionQueryParam = "coder_session_token";
+
+/** Methods a cookie may authenticate: they change nothing, so a cross-site request gains nothing. */
+const cookieMethods = new Set(["GET", "HEAD"]);
+
+/**
+ * A user's token: a header first, then the `coder_session_token` query parameter (EventSource
+ * cannot send headers), then the cookie of that name for reads only. A browser sends the cookie
+ * with a request another site makes, so a write must show its token itself: a cross-site page
+ * cannot read it, so it cannot forge one (docs/api.md "Authentication").
+ */
+function presentedUserToken(c: Context<AppEnv>): string | null {
+  const header = headerToken(c.req.raw.headers, false);
+  if (header) return header;
+  const query = c.req.query(sessionQueryParam);
+  if (query) return query.trim();
+  if (!cookieMethods.has(c.req.method)) return null;
+  return getCookie(c, sessionCookie)?.trim() || null;
 }
 
 export async function authenticateUser(db: Queryable, token: string): Promise<UserActor | null> {
@@ -49,7 +73,8 @@ export async function authenticateAgent(db: Queryable, token: string): Promise<A
 
 /** Requires a user's API key (`Authorization: Bearer` or `Coder-Session-Token`). */
 export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
-  const token = presentedToken(c.req.raw.headers, false);
+  const token = presentedUserToken(c);
+  if (!token && getCookie(c, sessionCookie)) throw cookieCannotWrite();
   const actor = token ? await authenticateUser(c.get("deps").db, token) : null;
   if (!actor) throw unauthorized();
   c.set("actor", actor);
@@ -58,7 +83,7 @@ export const requireUser = createMiddleware<AppEnv>(async (c, next) => {
 
 /** Requires a workspace agent's token (`Coder-Agent-Token` or `Authorization: Bearer`). */
 export const requireAgent = createMiddleware<AppEnv>(async (c, next) => {
-  const token = presentedToken(c.req.raw.headers, true);
+  const token = headerToken(c.req.raw.headers, true);
   const actor = token ? await authenticateAgent(c.get("deps").db, token) : null;
   if (!actor) throw unauthorized();
   c.set("actor", actor);

@@ -46,6 +46,12 @@ export const badRequest = (message: string, detail?: string) => new ApiError(400
 export const unauthorized = () =>
   // One message for every failure, so a caller learns nothing about which part was wrong.
   new ApiError(401, "You must be authenticated with a valid API token.");
+/** A write that only the browser's cookie authenticates (src/server/auth.ts says why). */
+export const cookieCannotWrite = () =>
+  new ApiError(
+    401,
+    "The coder_session_token cookie authenticates GET and HEAD requests only: send the token in the Authorization or Coder-Session-Token header.",
+  );
 export const forbidden = (message = "You are not allowed to perform this action.") =>
   new ApiError(403, message);
 /** "Missing" and "not yours" look the same, so ids cannot be probed. */
