@@ -129,3 +129,8 @@ WHERE m.chat_id = @chat_id AND NOT m.deleted AND m.visibility <> 'model'
     OR m.id >= b.last_start
   )
 ORDER BY m.id;
+
+-- name: GetChatPendingToolCallsByChatID :one
+-- A chat stream's snapshot of a chat in requires_action: the calls waiting for the client, as
+-- the action_required event shows them (chat_events_tool_calls).
+SELECT chat_events_tool_calls(@chat_id) AS tool_calls;

@@ -602,3 +602,31 @@ export async function listChatTitleTurnMessagesByChatID(client: Client, args: Li
     };
   });
 }
+
+export const getChatPendingToolCallsByChatIDQuery = `-- name: GetChatPendingToolCallsByChatID :one
+-- A chat stream's snapshot of a chat in requires_action: the calls waiting for the client, as
+-- the action_required event shows them (chat_events_tool_calls).
+SELECT chat_events_tool_calls($1) AS tool_calls`;
+
+export interface GetChatPendingToolCallsByChatIDArgs {
+  chat_id: string;
+}
+
+export interface GetChatPendingToolCallsByChatIDRow {
+  tool_calls: any;
+}
+
+export async function getChatPendingToolCallsByChatID(client: Client, args: GetChatPendingToolCallsByChatIDArgs): Promise<GetChatPendingToolCallsByChatIDRow> {
+  const result = await client.query({
+    text: getChatPendingToolCallsByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`GetChatPendingToolCallsByChatID returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    tool_calls: row[0],
+  };
+}

@@ -7,7 +7,10 @@ import {
   listChatEventsByChatInRange,
   listChatEventsByOwnerInRange,
 } from "../generated/chat_events.ts";
-import { listChatMessagesAfterIDByChatID } from "../generated/chat_messages.ts";
+import {
+  getChatPendingToolCallsByChatID,
+  listChatMessagesAfterIDByChatID,
+} from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../generated/chat_queue.ts";
 import { listPendingChatToolCallsByAgentID } from "../generated/chat_tool_calls.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
@@ -96,7 +99,8 @@ export async function runWatchStream(ctx: StreamContext, ownerId: string, resume
 }
 
 /**
- * GET /chats/{chat}/stream: a snapshot (status, messages after `afterId`, queue) unless the client
+ * GET /chats/{chat}/stream: a snapshot (status and its error, messages after `afterId`, the calls
+ * of a chat in requires_action, queue) unless the client
  * resumes from a cursor, then the chat's live events. The read cursor moves on connect and on
  * disconnect (docs/api.md "has_unread").
  */
@@ -295,7 +299,13 @@ async function writeSnapshot(
   }
   // Only the snapshot's last frame carries the cursor: a client cut off in the middle of it has
   // no new Last-Event-ID, so it gets the whole snapshot again instead of the rest of the log.
-  await ctx.stream.write(sseEvent("status", streamData.status(chat.id, chat.status)));
+  // As live: a status of `error` and its ChatError in one write (docs/api.md "Chat stream events").
+  await ctx.stream.write(
+    sseEvent("status", streamData.status(chat.id, chat.status)) +
+      (chat.status === "error" && chat.last_error
+        ? sseEvent("error", JSON.stringify(chat.last_error))
+        : ""),
+  );
   let after = afterId;
   const sent = new Set<number>();
   for (;;) {
@@ -326,6 +336,17 @@ async function writeSnapshot(
     page_limit: maxOverlap,
   });
   sub.alreadySent(later.map((r) => Number(r.payload?.message_id)).filter((id) => sent.has(id)));
+  if (chat.status === "requires_action") {
+    // Read after the messages, so the calls are those of the newest assistant message sent. None
+    // left: the client answered meanwhile, and the status change that follows says so.
+    const pending = await getChatPendingToolCallsByChatID(ctx.db, { chat_id: chatId });
+    const calls = (pending?.tool_calls ?? []) as unknown[];
+    if (calls.length > 0) {
+      await ctx.stream.write(
+        sseEvent("action_required", JSON.stringify({ chat_id: chatId, tool_calls: calls })),
+      );
+    }
+  }
   const queue = await listChatQueuedMessagesByChatID(ctx.db, { chat_id: chatId });
   await ctx.stream.write(
     sseEvent("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),

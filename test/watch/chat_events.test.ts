@@ -555,6 +555,46 @@ describe("GET /chats/{chat}/stream", () => {
     expect(data(e).id).toBe(live.id);
   });
 
+  it("starts a chat in error with its ChatError right after the status, as a client connected all along saw it", async () => {
+    const u = await member();
+    const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId, text: "first" });
+    await failChat(chat.id);
+    await caughtUp();
+    const s = await openStream(u, chat.id);
+    const snapshot = await snapshotOf(s);
+    expect(snapshot.map((e) => e.event)).toEqual(["status", "error", "message", "queue_update"]);
+    expect(data(snapshot[0]!)).toEqual({ chat_id: chat.id, status: "error" });
+    expect(data(snapshot[1]!)).toEqual(chatError);
+  });
+
+  it("starts a chat in requires_action with the calls waiting for the client after its messages", async () => {
+    const u = await member();
+    const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId, text: "first" });
+    const asked = await requireAction(chat.id);
+    await caughtUp();
+    const s = await openStream(u, chat.id);
+    const snapshot = await snapshotOf(s);
+    expect(snapshot.map((e) => e.event)).toEqual([
+      "status",
+      "message",
+      "message",
+      "action_required",
+      "queue_update",
+    ]);
+    expect(data(snapshot[2]!).id).toBe(asked.id);
+    expect(data(snapshot[3]!)).toEqual({
+      chat_id: chat.id,
+      tool_calls: [{ tool_call_id: "call_1", tool_name: "read_file", args: { path: "README.md" } }],
+    });
+    // Answered: the next snapshot has no calls to show.
+    const answered = await api(u, "POST", `/${chat.id}/tool-results`, {
+      results: [{ tool_call_id: "call_1", output: "# readme" }],
+    });
+    expect(answered.status).toBe(200);
+    const after = await snapshotOf(await openStream(u, chat.id));
+    expect(after.map((e) => e.event)).not.toContain("action_required");
+  });
+
   it("sends live message, queue_update, history_reset, status, error and action_required events", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId, text: "first" });
