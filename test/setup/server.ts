@@ -25,6 +25,8 @@ export async function testServer(
     maxQueuedBytes?: number;
     safetyPollMs?: number;
     heldBackWarnMs?: number;
+    /** A fixed port (a test restarting "the same server"); a free one by default. */
+    port?: number;
   } = {},
 ): Promise<TestServer> {
   const dbUrl = opts.dbUrl ?? (await testDb()).url;
@@ -37,7 +39,7 @@ export async function testServer(
     databaseUrl: dbUrl,
     logger,
     host: "127.0.0.1",
-    port: 0,
+    port: opts.port ?? 0,
     events: {
       mode: opts.mode ?? "trigger",
       maxQueuedBytes: opts.maxQueuedBytes,
