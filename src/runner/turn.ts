@@ -330,12 +330,13 @@ export async function runTurn(
   waker: ToolWaker = new ToolWaker(),
 ): Promise<TurnResult> {
   const { db } = deps;
-  const [chat, firstHistory] = await Promise.all([
-    getChatForRunByID(db, { id: lease.chatId, gateway: deps.models.routing.mode === "gateway" }),
-    listChatMessagesForPromptByChatID(db, { chat_id: lease.chatId }),
-  ]);
+  const chat = await getChatForRunByID(db, {
+    id: lease.chatId,
+    gateway: deps.models.routing.mode === "gateway",
+  });
   if (!chat) return { outcome: "lost" };
-  let rows = firstHistory as HistoryRow[];
+  /** The history (read below, after the chat row). */
+  let rows: HistoryRow[] = [];
   const parts = new PartStream(deps.publish, chat.id, chat.owner_id, deps.partFlushMs, deps.logger);
   const output: OutputMessage[] = [];
 
@@ -379,7 +380,14 @@ export async function runTurn(
   }
 
   const files = new Map<string, FileData>();
-  const context = chat.workspace_id ? await pinnedContext(deps, chat.id) : [];
+  // The history is read after the chat row, never alongside it: a workspace call the agent
+  // answers in between would otherwise be settled in the row (unsettled_tool_calls false) but
+  // missing from an older read of the history, and the model would get a call without its result.
+  const [history, context] = await Promise.all([
+    listChatMessagesForPromptByChatID(db, { chat_id: chat.id }),
+    chat.workspace_id ? pinnedContext(deps, chat.id) : Promise.resolve([]),
+  ]);
+  rows = history as HistoryRow[];
   const storing = storesResponses(deps, chat);
   const tools = turnTools(chat);
   const notes = tools.unavailable ? [tools.unavailable] : [];

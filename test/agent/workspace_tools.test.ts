@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { createPool } from "../../src/db/pool.ts";
 import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
 import { type PgchatdProcess, spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
@@ -539,6 +540,54 @@ describe("workspace tools through the agent", () => {
     ]);
     expect(messages.filter((m) => m.role === "assistant")).toHaveLength(2);
     expect(await fs.readFile(path.join(dir, "runs.log"), "utf8")).toBe("run\n");
+  });
+
+  it("calls the model with the agent's answer when it lands between the next runner's claim and its reads", async () => {
+    const { me, ws, dir } = await setup({}, { runner: false });
+    const first = await testRunner({ dbUrl: server.dbUrl, heartbeatMs: 100 });
+    const chat = await createChat(
+      me.token,
+      ws.id,
+      `/run execute {"command":"while [ ! -f go ]; do sleep 0.05; done; echo done"}`,
+    );
+    first.runner.wake();
+    await eventually(async () => {
+      const { rows } = await server.pool.query(
+        "SELECT 1 FROM chat_tool_calls WHERE chat_id = $1 AND state = 'running'",
+        [chat],
+      );
+      return rows.length > 0 ? true : undefined;
+    }, "the command to start");
+    await first.runner.stop();
+    // The next runner's read of the chat row waits until the agent has answered: whatever it reads
+    // in parallel with that row must not predate the answer the row says is there.
+    const pool = createPool({ connectionString: server.dbUrl, max: 4 });
+    onTestFinished(() => pool.end());
+    let gated = false;
+    const gatedPool = Object.create(pool) as typeof pool;
+    gatedPool.query = (async (...args: unknown[]) => {
+      const first = args[0] as string | { text?: string };
+      const text = typeof first === "string" ? first : first.text;
+      if (!gated && text?.startsWith("-- name: GetChatForRunByID")) {
+        gated = true;
+        await fs.writeFile(path.join(dir, "go"), "");
+        await eventually(async () => {
+          const { rows } = await pool.query(
+            "SELECT 1 FROM chat_tool_calls WHERE chat_id = $1 AND settled",
+            [chat],
+          );
+          return rows.length > 0 ? true : undefined;
+        }, "the agent's answer");
+      }
+      return (pool.query as (...a: unknown[]) => unknown)(...args);
+    }) as typeof pool.query;
+    const second = await testRunner({ dbUrl: server.dbUrl, heartbeatMs: 100, pool: gatedPool });
+    second.runner.wake();
+    await settled(server.pool, chat, "waiting");
+    expect(gated).toBe(true);
+    const messages = await messagesOf(server.pool, chat);
+    expect(results(messages)).toMatchObject([{ is_error: false, result: { stdout: "done\n" } }]);
+    expect(lastText(messages)).toMatch(/done/);
   });
 
   it("pushes the workspace's instruction files at start and again when they change", async () => {

@@ -118,15 +118,24 @@ export async function chatState(pool: Pool, chatId: string): Promise<ChatState> 
 }
 
 /** Waits until the chat has `status` and no runner holds it (its turn ended). */
-export function settled(pool: Pool, chatId: string, status: string, timeoutMs?: number) {
-  return eventually(
-    async () => {
-      const s = await chatState(pool, chatId);
-      return s.status === status && s.worker_id === null ? s : undefined;
-    },
-    `chat ${chatId} to be ${status}`,
-    timeoutMs,
-  );
+export async function settled(pool: Pool, chatId: string, status: string, timeoutMs?: number) {
+  try {
+    return await eventually(
+      async () => {
+        const s = await chatState(pool, chatId);
+        return s.status === status && s.worker_id === null ? s : undefined;
+      },
+      `chat ${chatId} to be ${status}`,
+      timeoutMs,
+    );
+  } catch (err) {
+    // Where it is instead says why (a turn that failed names its error).
+    const { rows } = await pool.query(
+      "SELECT status, worker_id, last_error FROM chats WHERE id = $1",
+      [chatId],
+    );
+    throw new Error(`${(err as Error).message}; it is ${JSON.stringify(rows[0] ?? null)}`);
+  }
 }
 
 export interface StoredMessage {
