@@ -78,11 +78,11 @@ describe("send", () => {
     const chat = await chatIn(u, "waiting");
     const res = await send(u, chat.id, { content: text("plan it"), plan_mode: "plan" });
     expect(res.status, res.text).toBe(200);
-    expect((await planModeOf(chat.id))).toBe("plan");
+    expect(await planModeOf(chat.id)).toBe("plan");
     await setStatus(chat.id, "waiting");
     const off = await send(u, chat.id, { content: text("do it"), plan_mode: null });
     expect(off.status, off.text).toBe(200);
-    expect((await planModeOf(chat.id))).toBeNull();
+    expect(await planModeOf(chat.id)).toBeNull();
   });
 
   it("keeps plan_mode and stores no message when the send is refused", async () => {
@@ -95,7 +95,7 @@ describe("send", () => {
     const archived = await send(u, chat.id, { content: text("x"), plan_mode: "plan" });
     expect(archived.status).toBeGreaterThanOrEqual(400);
     expect(archived.status).toBeLessThan(500);
-    expect((await planModeOf(chat.id))).toBeNull();
+    expect(await planModeOf(chat.id)).toBeNull();
     expect(await stored(chat.id)).toHaveLength(before);
   });
 });
