@@ -71,7 +71,9 @@ const unscoped: Record<string, string> = {
   GetChatQueuedMessageByID: "POST /{chat}/messages, after the send checked the owner",
   ListChatFilesByChatID: "loadChat, after GetChatByIDForOwner",
   ListChildChatsByRootIDs: "children of roots already read for their owner",
-  ListChatMessagesAfterIDByChatID: "the chat stream's snapshot, opened after the owner check",
+  ListChatMessagesAfterIDByChatID:
+    "the chat stream's snapshot, opened after the owner check; GET /{chat}/messages polling, after requireChat(owner)",
+  GetChatPendingToolCallsByChatID: "the chat stream's snapshot, opened after the owner check",
   ListChatEventsByChatInRange: "the chat stream, opened after the owner check",
   MarkChatReadByID: "the chat stream's connect and disconnect, after the owner check",
   GetChatForRunByID: "title regeneration, after BeginChatTitleRegeneration checked the owner",
