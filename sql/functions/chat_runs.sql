@@ -110,8 +110,12 @@ $$;
 CREATE OR REPLACE FUNCTION chat_run_insert_messages(
   p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
 ) RETURNS void
-LANGUAGE sql AS $$
-  SELECT chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, false);
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, false);
+  -- What the run streamed so far is in these messages now (sql/functions/chat_stream_parts.sql).
+  PERFORM chat_stream_parts_saved(p_chat_id);
+END;
 $$;
 
 -- A turn whose output is not kept (its lease was lost to an edit or to recovery, or its chat was

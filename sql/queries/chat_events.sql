@@ -98,8 +98,3 @@ SELECT chat_events_prune(
 -- name: NotifyChatEvents :exec
 -- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts).
 SELECT pg_notify('chat_events', 'batch');
-
--- name: NotifyChatEphemeral :exec
--- A process without a LISTEN connection of its own (`pgchatd runner`) publishing an ephemeral chat
--- stream event (message_part, retry) to every server; src/watch encodes the payload.
-SELECT pg_notify('chat_message_parts', @payload::text);

@@ -362,20 +362,3 @@ export async function notifyChatEvents(client: Client): Promise<void> {
     rowMode: "array",
   });
 }
-
-export const notifyChatEphemeralQuery = `-- name: NotifyChatEphemeral :exec
--- A process without a LISTEN connection of its own (\`pgchatd runner\`) publishing an ephemeral chat
--- stream event (message_part, retry) to every server; src/watch encodes the payload.
-SELECT pg_notify('chat_message_parts', $1::text)`;
-
-export interface NotifyChatEphemeralArgs {
-  payload: string;
-}
-
-export async function notifyChatEphemeral(client: Client, args: NotifyChatEphemeralArgs): Promise<void> {
-  await client.query({
-    text: notifyChatEphemeralQuery,
-    values: [args.payload],
-    rowMode: "array",
-  });
-}

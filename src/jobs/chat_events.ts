@@ -1,5 +1,6 @@
 import type { Pool } from "../db/index.ts";
 import { pruneChatEvents } from "../generated/chat_events.ts";
+import { pruneChatStreamParts } from "../generated/chat_stream_parts.ts";
 import type { Logger } from "../log.ts";
 import { type Periodic, startPeriodic } from "./periodic.ts";
 
@@ -13,8 +14,8 @@ export type EventPruning = Periodic<number>;
 
 /**
  * Deletes change events older than the retention (PGCHATD_EVENT_RETENTION_SECONDS, default 24 h),
- * on every replica (chat_events_prune lets one run at a time). A stream resuming from a pruned
- * cursor is told to resync.
+ * on every replica (chat_events_prune lets one run at a time), and the stream parts no stream
+ * needs any more. A stream resuming from a pruned cursor is told to resync.
  */
 export function startEventPruning(opts: {
   pool: Pool;
@@ -36,6 +37,9 @@ export function startEventPruning(opts: {
       if (deleted < batchSize) break;
     }
     if (total > 0) log.info({ deleted: total }, "pruned change events");
+    // The in-flight output of turns that ended or moved on (sql/queries/chat_stream_parts.sql).
+    const parts = (await pruneChatStreamParts(opts.pool))?.deleted ?? 0;
+    if (parts > 0) log.debug({ deleted: parts }, "pruned stream parts");
     return total;
   }
 

@@ -116,8 +116,8 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
         databaseUrl: parts.databaseUrl,
         logger,
         models,
-        publish: (chatId, ownerId, event, data) =>
-          watch.publishEphemeral(chatId, ownerId, event, data),
+        publish: (chatId, ownerId, event, data, lease) =>
+          watch.publishEphemeral(chatId, ownerId, event, data, lease),
         afterWrite: () => watch.poke(),
       });
       await runner.start();

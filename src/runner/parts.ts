@@ -1,7 +1,7 @@
 import type { EphemeralEvent } from "../db/channels.ts";
 import type { Logger } from "../log.ts";
 import type { ChatError } from "../models/chat_error.ts";
-import { maxPartChars, splitForPart } from "../watch/index.ts";
+import { maxPartChars, type StreamLease, splitForPart } from "../watch/index.ts";
 
 /*
  * A turn's ephemeral stream events (docs/api.md: `message_part`, and `retry`), published to the
@@ -9,12 +9,17 @@ import { maxPartChars, splitForPart } from "../watch/index.ts";
  * at most one part per flush interval and kind, instead of one per token.
  */
 
-/** Hands an ephemeral event to the chat stream subscribers (src/watch publishEphemeral). */
+/**
+ * Publishes a chat stream event (src/watch publishEphemeral, or createEphemeralPublisher in a
+ * runner process): stored as the turn's in-flight output and sent to every replica, unless `lease`
+ * is no longer the chat's.
+ */
 export type Publish = (
   chatId: string,
   ownerId: string,
   event: EphemeralEvent,
   data: unknown,
+  lease?: StreamLease | null,
 ) => Promise<void>;
 
 type DeltaKind = "text" | "reasoning";
@@ -32,6 +37,8 @@ export class PartStream {
     private readonly ownerId: string,
     private readonly flushMs: number,
     private readonly logger: Logger,
+    /** The run's lease: a run that lost it publishes nothing more. */
+    private readonly lease: StreamLease | null = null,
   ) {}
 
   /** A streamed text or reasoning delta. */
@@ -97,7 +104,7 @@ export class PartStream {
     if (!publish) return;
     // Ephemeral and best effort: a lost part is repaired by the stored message that follows.
     this.chain = this.chain
-      .then(() => publish(this.chatId, this.ownerId, event, data))
+      .then(() => publish(this.chatId, this.ownerId, event, data, this.lease))
       .catch((err) => this.logger.debug({ err, chat: this.chatId }, "publishing a part failed"));
   }
 }

@@ -337,7 +337,17 @@ export async function runTurn(
   if (!chat) return { outcome: "lost" };
   /** The history (read below, after the chat row). */
   let rows: HistoryRow[] = [];
-  const parts = new PartStream(deps.publish, chat.id, chat.owner_id, deps.partFlushMs, deps.logger);
+  const parts = new PartStream(
+    deps.publish,
+    chat.id,
+    chat.owner_id,
+    deps.partFlushMs,
+    deps.logger,
+    {
+      workerId: deps.workerId,
+      startedAt: lease.startedAt,
+    },
+  );
   const output: OutputMessage[] = [];
 
   const finish = async (outcome: "completed" | "requires_action" | "error", error?: ChatError) => {

@@ -97,10 +97,10 @@ export class Hub {
     }
   }
 
-  /** Ephemeral events (`message_part`) for a chat's local subscribers. */
-  dispatchEphemeral(chatId: string, ownerId: string, body: string): void {
+  /** Ephemeral events (`message_part`, `retry`; `seq` their dedup key) for a chat's local subscribers. */
+  dispatchEphemeral(chatId: string, ownerId: string, body: string, seq?: number): void {
     for (const sub of this.byChat.get(chatId) ?? []) {
-      if (sub.ownerId === ownerId) sub.pushEphemeral(body, true);
+      if (sub.ownerId === ownerId) sub.pushEphemeral(body, true, seq);
     }
   }
 

@@ -1,12 +1,12 @@
 import { channels, type EphemeralEvent } from "../db/channels.ts";
 import { createListener } from "../db/listen.ts";
 import type { Pool } from "../db/pool.ts";
-import { notifyChatEphemeral, notifyChatEvents } from "../generated/chat_events.ts";
+import { notifyChatEvents } from "../generated/chat_events.ts";
+import { publishChatStreamEvent } from "../generated/chat_stream_parts.ts";
 import type { Logger } from "../log.ts";
 import { createEventRenderer } from "./frames.ts";
 import { Hub } from "./hub.ts";
 import { BatchedNotifier } from "./notifier.ts";
-import { sseEvent } from "./sse.ts";
 import { type RenderEvents, Tailer } from "./tailer.ts";
 
 export type { Cursor } from "./cursor.ts";
@@ -50,25 +50,77 @@ export function splitForPart(text: string): string[] {
 
 export type { EphemeralEvent } from "../db/channels.ts";
 
+/** The lease of the run publishing (a runner's); null for a publisher outside any run. */
+export interface StreamLease {
+  workerId: string;
+  startedAt: string;
+}
+
+/** A published stream event: its seq (the dedup key) and SSE block, and the chat's owner. */
+export interface PublishedStreamEvent {
+  seq: number;
+  body: string;
+  ownerId: string;
+}
+
+/** Bigger than any turn_id and seq the SQL function adds to the event (for the size check). */
+const publishedFieldsSample = '{"turn_id":"17965861074700000","seq":9007199254740991,';
+
 /**
- * An ephemeral event as its SSE block and as the NOTIFY payload that carries it to the other
- * processes (`origin` lets the sender skip its own). RangeError when it would not fit a NOTIFY.
+ * Publishes a chat stream event (`message_part`, `retry`): chat_stream_publish stores it as the
+ * chat's in-flight output (a stream connecting mid-turn starts with it) and NOTIFYs every process,
+ * in one transaction (sql/functions/chat_stream_parts.sql). Null when `lease` is no longer the
+ * chat's (the run must not mix its output into the next run's). RangeError when it would not fit a
+ * NOTIFY: split text with splitForPart.
  */
-export function encodeEphemeral(
+export async function publishStreamEvent(
+  db: Pool,
   origin: string,
   chatId: string,
-  ownerId: string,
   event: EphemeralEvent,
   data: unknown,
-): { body: string; payload: string } {
-  const body = sseEvent(event, JSON.stringify(data));
-  const payload = JSON.stringify({ o: origin, c: chatId, u: ownerId, b: body });
-  if (Buffer.byteLength(payload) > maxPartPayloadBytes) {
+  lease: StreamLease | null,
+): Promise<PublishedStreamEvent | null> {
+  const text = JSON.stringify(data);
+  const sample = JSON.stringify({
+    o: origin,
+    c: chatId,
+    u: chatId,
+    s: Number.MAX_SAFE_INTEGER,
+    b: `event: ${event}\ndata: ${publishedFieldsSample}${text.slice(1)}\n\n`,
+  });
+  if (Buffer.byteLength(sample) > maxPartPayloadBytes) {
     throw new RangeError(
-      `${event} is ${Buffer.byteLength(payload)} bytes; split it below ${maxPartPayloadBytes}`,
+      `${event} is ${Buffer.byteLength(sample)} bytes; split it below ${maxPartPayloadBytes}`,
     );
   }
-  return { body, payload };
+  const row = await publishChatStreamEvent(db, {
+    chat_id: chatId,
+    worker_id: lease?.workerId ?? null,
+    started_at: lease?.startedAt ?? null,
+    origin,
+    event,
+    data: text,
+  });
+  if (row.seq === null || row.body === null || row.owner_id === null) return null;
+  return { seq: Number(row.seq), body: row.body, ownerId: row.owner_id };
+}
+
+/**
+ * Publishing for a process without a Watch of its own (`pgchatd runner`): the servers' chat
+ * streams get the events through NOTIFY.
+ */
+export function createEphemeralPublisher(pool: Pool) {
+  const origin = crypto.randomUUID();
+  return async (
+    chatId: string,
+    _ownerId: string,
+    event: EphemeralEvent,
+    data: unknown,
+    lease: StreamLease | null = null,
+  ) => {
+    await publishStreamEvent(pool, origin, chatId, event, data, lease);
+  };
 }
 
 /**
@@ -77,18 +129,6 @@ export function encodeEphemeral(
  */
 export function createCommitNotifier(pool: Pool, logger: Logger, intervalMs = 10): BatchedNotifier {
   return new BatchedNotifier(() => notifyChatEvents(pool), intervalMs, logger);
-}
-
-/**
- * Publishing for a process without a Watch of its own (`pgchatd runner`): ephemeral events go to
- * the servers' chat streams through NOTIFY on `pool`.
- */
-export function createEphemeralPublisher(pool: Pool) {
-  const origin = crypto.randomUUID();
-  return async (chatId: string, ownerId: string, event: EphemeralEvent, data: unknown) => {
-    const { payload } = encodeEphemeral(origin, chatId, ownerId, event, data);
-    await notifyChatEphemeral(pool, { payload });
-  };
 }
 
 export interface WatchOptions {
@@ -127,14 +167,16 @@ export interface Watch {
    */
   beforeSubscribe(): Promise<void>;
   /**
-   * Sends an ephemeral event (`message_part`, `retry`) to the chat's stream subscribers on every
-   * replica: here directly, elsewhere through NOTIFY.
+   * Publishes a chat stream event (`message_part`, `retry`; publishStreamEvent): to this process's
+   * subscribers directly once it is stored, to the other replicas through NOTIFY. `lease`: the
+   * publishing run's (nothing is published once it is lost); null outside a run.
    */
   publishEphemeral(
     chatId: string,
     ownerId: string,
     event: EphemeralEvent,
     data: unknown,
+    lease?: StreamLease | null,
   ): Promise<void>;
   close(): Promise<void>;
 }
@@ -191,8 +233,8 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   listener.notifications.on(eventsChannel, (payload: string) => wakeForCommit(payload));
   listener.notifications.on(partsChannel, (payload: string) => {
     try {
-      const msg = JSON.parse(payload) as { o: string; c: string; u: string; b: string };
-      if (msg.o !== originId) hub.dispatchEphemeral(msg.c, msg.u, msg.b);
+      const msg = JSON.parse(payload) as { o: string; c: string; u: string; s: number; b: string };
+      if (msg.o !== originId) hub.dispatchEphemeral(msg.c, msg.u, msg.b, Number(msg.s));
     } catch (err) {
       log.warn({ err }, "ignoring a malformed message_part notification");
     }
@@ -238,10 +280,11 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       }
       await catchingUp;
     },
-    async publishEphemeral(chatId, ownerId, event, data) {
-      const { body, payload } = encodeEphemeral(originId, chatId, ownerId, event, data);
-      hub.dispatchEphemeral(chatId, ownerId, body);
-      await listener.notify(partsChannel, payload);
+    async publishEphemeral(chatId, _ownerId, event, data, lease = null) {
+      const published = await publishStreamEvent(opts.pool, originId, chatId, event, data, lease);
+      if (published) {
+        hub.dispatchEphemeral(chatId, published.ownerId, published.body, published.seq);
+      }
     },
     async close() {
       hub.closeAll();

@@ -12,6 +12,7 @@ import {
   listChatMessagesAfterIDByChatID,
 } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../generated/chat_queue.ts";
+import { listChatStreamPartsByChatID } from "../generated/chat_stream_parts.ts";
 import { listPendingChatToolCallsByAgentID } from "../generated/chat_tool_calls.ts";
 import { getChatByIDForOwner, markChatReadByID } from "../generated/chats.ts";
 import type { Logger } from "../log.ts";
@@ -100,7 +101,7 @@ export async function runWatchStream(ctx: StreamContext, ownerId: string, resume
 
 /**
  * GET /chats/{chat}/stream: a snapshot (status and its error, messages after `afterId`, the calls
- * of a chat in requires_action, queue) unless the client
+ * of a chat in requires_action, the running turn's output so far, queue) unless the client
  * resumes from a cursor, then the chat's live events. The read cursor moves on connect and on
  * disconnect (docs/api.md "has_unread").
  */
@@ -347,6 +348,14 @@ async function writeSnapshot(
       );
     }
   }
+  // The running turn's output so far, read after the messages: a step stored meanwhile marked its
+  // parts saved in the same transaction, so they are either in the messages sent or will be a
+  // live `message`. Parts published from now on carry a higher seq; those read here (and older
+  // ones still on their way) are dropped from the live ones (docs/api.md "Chat stream events").
+  const parts = await listChatStreamPartsByChatID(ctx.db, { chat_id: chatId });
+  const inFlight = parts.map((p) => p.in_flight_body ?? "").join("");
+  if (inFlight) await ctx.stream.write(inFlight);
+  if (parts.length > 0) sub.partsThrough = Number(parts[parts.length - 1]!.seq);
   const queue = await listChatQueuedMessagesByChatID(ctx.db, { chat_id: chatId });
   await ctx.stream.write(
     sseEvent("queue_update", streamData.queue(queue.map(chatQueuedMessageJson)), sub.floor),

@@ -32,12 +32,17 @@ export class Subscriber {
    * transaction that started earlier can insert a message later).
    */
   private readonly sentMessageIds = new Set<number>();
+  /**
+   * Chat streams: the highest stream event seq (message_part, retry) the client has been given or
+   * no longer needs (the snapshot's); those at or below it are dropped.
+   */
+  partsThrough = 0;
   closed = false;
   closeReason: CloseReason | undefined;
 
   private queue: string[] = [];
   private queuedBytes = 0;
-  private held: (Frame | string)[] | null = [];
+  private held: (Frame | { body: string; seq: number | undefined })[] | null = [];
   private waiter: ((value: string | null) => void) | undefined;
   private readonly onClose: (() => void)[] = [];
 
@@ -77,12 +82,16 @@ export class Subscriber {
    * An event that is not in the log (`message_part`, heartbeat comments). It carries the last
    * durable cursor as its id, so a client that reconnects after it resumes where it should.
    */
-  pushEphemeral(body: string, withId: boolean): void {
+  pushEphemeral(body: string, withId: boolean, seq?: number): void {
     if (this.closed) return;
     if (this.held) {
-      this.held.push(body);
+      this.held.push({ body, seq });
       this.account(body.length);
       return;
+    }
+    if (seq !== undefined) {
+      if (seq <= this.partsThrough) return;
+      this.partsThrough = seq;
     }
     this.enqueue(withId ? withSseId(this.lastCursor, body) : body);
   }
@@ -109,7 +118,7 @@ export class Subscriber {
     this.held = null;
     this.queuedBytes = 0;
     for (const item of held) {
-      if (typeof item === "string") this.pushEphemeral(item, true);
+      if ("body" in item) this.pushEphemeral(item.body, true, item.seq);
       else this.push(item);
     }
   }

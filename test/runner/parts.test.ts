@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { PartStream } from "../../src/runner/parts.ts";
-import { encodeEphemeral, maxPartPayloadBytes } from "../../src/watch/index.ts";
+import { maxPartChars, publishStreamEvent } from "../../src/watch/index.ts";
+import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
+import { testDb } from "../setup/db.ts";
 
 /* How a turn's streamed deltas become message_part events: coalesced, ordered, NOTIFY-sized. */
 
@@ -47,17 +49,36 @@ describe("PartStream", () => {
     s.delta("text", worst);
     await s.close();
     expect(sent.map((p) => p.data.part!.text).join("")).toBe(worst);
+    // Each one goes through the real publication: its NOTIFY payload is within Postgres' limit.
+    const db = await testDb();
+    const org = await gen.organization(db.pool);
+    const u = await gen.member(db.pool, { organizationIds: [org.id] });
+    const chat = await gen.chat(db.pool, { ownerId: u.id, organizationId: org.id });
     for (const p of sent) {
-      const { payload } = encodeEphemeral(
-        crypto.randomUUID(),
-        chatId,
-        crypto.randomUUID(),
+      const published = await publishStreamEvent(
+        db.pool,
+        "test",
+        chat.id,
         "message_part",
         p.data,
+        null,
       );
-      expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(maxPartPayloadBytes);
+      expect(published).not.toBeNull();
       expect(p.data.part!.text).not.toMatch(/[\ud800-\udbff]$/);
     }
+    // One character more than a part holds would not fit.
+    await expect(
+      publishStreamEvent(
+        db.pool,
+        "test",
+        chat.id,
+        "message_part",
+        {
+          part: { type: "text", text: "\u0001".repeat(maxPartChars + 200) },
+        },
+        null,
+      ),
+    ).rejects.toThrow(RangeError);
   });
 
   it("drops the buffered parts of a failed attempt and announces the retry", async () => {

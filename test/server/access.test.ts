@@ -96,7 +96,9 @@ const unscoped: Record<string, string> = {
   GetChatEventBounds: "the log's first and last cursor; no row content",
   GetChatEventHorizonStatus: "the read horizon; no row content",
   NotifyChatEvents: "a NOTIFY with no payload",
-  NotifyChatEphemeral: "a NOTIFY of a turn's parts, published by the runner for its own chat",
+  PublishChatStreamEvent:
+    "a turn's parts, published by its runner under its lease, or by the agent for its own running call",
+  ListChatStreamPartsByChatID: "the chat stream's snapshot, opened after the owner check",
 };
 
 let queries: Map<string, string[]>;

@@ -18,7 +18,14 @@ export interface FakeRequest {
 }
 
 export type FakeAnswer =
-  | { kind: "text"; chunks: string[]; usage?: Usage; delayMs?: number }
+  | {
+      kind: "text";
+      chunks: string[];
+      usage?: Usage;
+      delayMs?: number;
+      /** Streams the chunks before `at`, then waits for `until` (a turn caught mid-stream). */
+      pause?: { at: number; until: Promise<unknown> };
+    }
   | { kind: "tool"; name: string; args: unknown; id?: string }
   | { kind: "status"; status: number; body: unknown; headers?: Record<string, string> };
 
@@ -117,8 +124,9 @@ export async function fakeOpenAI(respond: (req: FakeRequest) => FakeAnswer): Pro
       const send = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
       if (answer.kind === "text") {
         send(chunk({ role: "assistant", content: "" }));
-        for (const c of answer.chunks) {
+        for (const [i, c] of answer.chunks.entries()) {
           if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
+          if (answer.pause?.at === i) await answer.pause.until;
           if (res.destroyed) return;
           send(chunk({ content: c }));
         }

@@ -1066,7 +1066,7 @@ describe("message_part", () => {
 
     await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "x" });
     const part = await s.next(kind("message_part"));
-    expect(data(part)).toEqual({ text: "x" });
+    expect(data(part)).toMatchObject({ text: "x" });
     await expectPartCursor(part, snapshot, chat.id);
 
     const reply = await gen.chatMessage(srv.pool, chat.id, { text: "done" });
@@ -1074,23 +1074,29 @@ describe("message_part", () => {
     expect(data(message).id).toBe(reply.id);
     await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "y" });
     const after = await s.next(kind("message_part"));
-    expect(data(after)).toEqual({ text: "y" });
+    expect(data(after)).toMatchObject({ text: "y" });
     expect(after.id).toBe(message.id);
 
-    // A part for another owner's id is not this owner's, even on this chat (fail closed).
+    // The hub delivers a part only to the owner it names (the chat's, from its row), even on
+    // this chat (fail closed).
     const stranger = await member();
-    await srv.watch.publishEphemeral(chat.id, stranger.id, "message_part", { text: "not yours" });
+    srv.watch.hub.dispatchEphemeral(
+      chat.id,
+      stranger.id,
+      'event: message_part\ndata: {"text":"not yours"}\n\n',
+      Number.MAX_SAFE_INTEGER,
+    );
     // Parts are delivered in publishing order: once "marker" arrives on each stream, anything
     // published before it would have arrived too.
     await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "marker" });
     await srv.watch.publishEphemeral(other.id, u.id, "message_part", { text: "marker" });
     await s.next((e) => e.event === "message_part" && data(e).text === "marker");
     await o.next((e) => e.event === "message_part" && data(e).text === "marker");
-    expect(s.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual([
-      "x",
-      "y",
-      "marker",
-    ]);
+    const parts = s.events.filter(kind("message_part")).map((e) => data(e));
+    expect(parts.map((p) => p.text)).toEqual(["x", "y", "marker"]);
+    // Each carries the stream's seq, increasing in publication order.
+    expect(parts.map((p) => p.seq)).toEqual([...parts.map((p) => p.seq)].sort((a, b) => a - b));
+    expect(new Set(parts.map((p) => p.seq)).size).toBe(3);
     expect(o.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual(["marker"]);
   });
 
@@ -1106,7 +1112,7 @@ describe("message_part", () => {
 
       await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "across" });
       const part = await remote.next(kind("message_part"));
-      expect(data(part)).toEqual({ text: "across" });
+      expect(data(part)).toMatchObject({ text: "across" });
       await expectPartCursor(part, snapshot, chat.id);
       // After a durable event, a part carries exactly that event's cursor, on the other server.
       const reply = await gen.chatMessage(srv.pool, chat.id, { text: "persisted" });
@@ -1144,7 +1150,7 @@ describe("ephemeral events from a process without a server", () => {
       part: { type: "text", text: "hi" },
     });
     const retry = await s.next(kind("retry"));
-    expect(data(retry)).toEqual({ chat_id: chat.id, attempt: 2 });
+    expect(data(retry)).toMatchObject({ chat_id: chat.id, attempt: 2 });
     const part = await s.next(kind("message_part"));
     expect(data(part).part).toEqual({ type: "text", text: "hi" });
   });

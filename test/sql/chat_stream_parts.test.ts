@@ -1,0 +1,148 @@
+import { randomUUID } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Pool } from "../../src/db/index.ts";
+import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
+import {
+  listChatStreamPartsByChatID,
+  pruneChatStreamParts,
+} from "../../src/generated/chat_stream_parts.ts";
+import { publishStreamEvent, type StreamLease } from "../../src/watch/index.ts";
+import { gen } from "../fixtures/index.ts";
+import { testDb } from "../setup/db.ts";
+
+/*
+ * A running turn's in-flight output (sql/functions/chat_stream_parts.sql): what a chat stream
+ * opened mid-turn starts with, and what it drops from the live parts.
+ */
+
+let pool: Pool;
+let orgId: string;
+
+beforeAll(async () => {
+  pool = (await testDb()).pool;
+  orgId = (await gen.organization(pool)).id;
+});
+
+async function runningChat() {
+  const ownerId = (await gen.user(pool, { organizationIds: [orgId] })).id;
+  const chat = await gen.chat(pool, { ownerId, organizationId: orgId });
+  const lease = await claim(chat.id);
+  return { chatId: chat.id, ownerId, modelConfigId: chat.last_model_config_id as string, lease };
+}
+
+/** A runner's claim of the chat: a new lease (and so a new run). */
+async function claim(chatId: string): Promise<StreamLease> {
+  const workerId = randomUUID();
+  const { rows } = await pool.query<{ started_at: string }>(
+    `UPDATE chats SET status = 'running', worker_id = $2, started_at = clock_timestamp(),
+       heartbeat_at = now() WHERE id = $1 RETURNING started_at::text`,
+    [chatId, workerId],
+  );
+  return { workerId, startedAt: rows[0]!.started_at };
+}
+
+const part = (text: string) => ({ part: { type: "text", text } });
+const publish = (chatId: string, lease: StreamLease | null, text: string, event = "message_part") =>
+  publishStreamEvent(pool, "test", chatId, event as "message_part", part(text), lease);
+
+/** The snapshot's view: the in-flight texts in order, and the highest seq. */
+async function snapshot(chatId: string) {
+  const rows = await listChatStreamPartsByChatID(pool, { chat_id: chatId });
+  return {
+    inFlight: rows
+      .filter((r) => r.in_flight_body !== null)
+      .map((r) => JSON.parse(r.in_flight_body!.split("\ndata: ")[1]!).part?.text ?? "retry"),
+    through: rows.length > 0 ? Number(rows.at(-1)!.seq) : 0,
+  };
+}
+
+describe("chat_stream_publish", () => {
+  it("stores a run's parts with its turn_id and increasing seqs, and publishes nothing once its lease moved on", async () => {
+    const c = await runningChat();
+    const first = await publish(c.chatId, c.lease, "a");
+    const second = await publish(c.chatId, c.lease, "b");
+    expect(first).not.toBeNull();
+    expect(second!.seq).toBeGreaterThan(first!.seq);
+    expect(first!.ownerId).toBe(c.ownerId);
+    const data = JSON.parse(second!.body.split("\ndata: ")[1]!);
+    expect(data).toMatchObject({ seq: second!.seq, part: { type: "text", text: "b" } });
+    expect(data.turn_id).toMatch(/^\d+$/);
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["a", "b"]);
+
+    // Another runner claimed the chat: the old run's output is not this run's.
+    const next = await claim(c.chatId);
+    expect(await publish(c.chatId, c.lease, "stale")).toBeNull();
+    const fresh = await publish(c.chatId, next, "new run");
+    expect(JSON.parse(fresh!.body.split("\ndata: ")[1]!).turn_id).not.toBe(data.turn_id);
+    const view = await snapshot(c.chatId);
+    expect(view.inFlight).toEqual(["new run"]);
+    // The old run's parts still count for the dedup mark.
+    expect(view.through).toBe(fresh!.seq);
+  });
+
+  it("ends the in-flight output at a retry and at a stored step, keeping the marks", async () => {
+    const c = await runningChat();
+    await publish(c.chatId, c.lease, "half an ans");
+    await publish(c.chatId, c.lease, "retrying", "retry");
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["retrying"]);
+    const last = await publish(c.chatId, c.lease, "the answer");
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["retrying", "the answer"]);
+    const saved = await saveChatRunToolStep(pool, {
+      chat_id: c.chatId,
+      worker_id: c.lease.workerId,
+      started_at: c.lease.startedAt,
+      model_config_id: c.modelConfigId,
+      messages: [{ role: "assistant", content: [{ type: "text", text: "the answer" }] }],
+      plan_file: null,
+      tool_calls: [],
+    });
+    expect(saved.saved).toBe(true);
+    expect(await snapshot(c.chatId)).toEqual({ inFlight: [], through: last!.seq });
+  });
+
+  it("refuses what is not a stream event", async () => {
+    const c = await runningChat();
+    for (const [event, data] of [
+      ["status", '{"x":1}'],
+      ["message_part", "{}"],
+      ["message_part", "[1]"],
+    ]) {
+      await expect(
+        pool.query("SELECT chat_stream_publish($1, NULL, NULL, 'test', $2, $3)", [
+          c.chatId,
+          event,
+          data,
+        ]),
+      ).rejects.toMatchObject({ code: "22023" });
+    }
+  });
+});
+
+describe("pruning stream parts", () => {
+  it("deletes after a minute what no stream shows, and keeps a long step's parts", async () => {
+    const done = await runningChat();
+    await publish(done.chatId, done.lease, "stored");
+    await pool.query("UPDATE chat_stream_parts SET saved = true WHERE chat_id = $1", [done.chatId]);
+    const lost = await runningChat();
+    await publish(lost.chatId, lost.lease, "of a lost run");
+    await claim(lost.chatId);
+    const long = await runningChat();
+    await publish(long.chatId, long.lease, "still streaming");
+    const recent = await runningChat();
+    await publish(recent.chatId, recent.lease, "recent");
+    await pool.query("UPDATE chat_stream_parts SET saved = true WHERE chat_id = $1", [
+      recent.chatId,
+    ]);
+    await pool.query(
+      "UPDATE chat_stream_parts SET created_at = now() - interval '2 minutes' WHERE chat_id = ANY($1)",
+      [[done.chatId, lost.chatId, long.chatId]],
+    );
+    const pruned = await pruneChatStreamParts(pool);
+    expect(pruned?.deleted).toBeGreaterThanOrEqual(2);
+    const { rows } = await pool.query<{ chat_id: string }>(
+      "SELECT chat_id FROM chat_stream_parts WHERE chat_id = ANY($1) ORDER BY seq",
+      [[done.chatId, lost.chatId, long.chatId, recent.chatId]],
+    );
+    expect(rows.map((r) => r.chat_id)).toEqual([long.chatId, recent.chatId]);
+  });
+});
