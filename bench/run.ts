@@ -31,6 +31,8 @@
  *                                       eligible, and what users wait meanwhile (bench/housekeeping.ts)
  *   npm run bench -- tools [chats]      workspace tool calls through a real agent process: 200 chats
  *                                       at once and 100 paced, each one `execute` (bench/tools.ts)
+ *   npm run bench -- parts [chats]      publishing stream parts (stored and NOTIFYd) against a bare
+ *                                       NOTIFY, 50 chats at once, and the snapshot's read (bench/parts.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -39,6 +41,7 @@ import { benchCost } from "./cost.ts";
 import { benchHorizon } from "./horizon.ts";
 import { benchHousekeeping } from "./housekeeping.ts";
 import { benchList } from "./list.ts";
+import { benchParts } from "./parts.ts";
 import { benchPr } from "./pr.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchRunner } from "./runner.ts";
@@ -64,6 +67,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   pr: (references) => benchPr(references),
   housekeeping: (chats) => benchHousekeeping(chats),
   tools: (chats) => benchTools(chats),
+  parts: (chats) => benchParts(chats),
 };
 const defaults = [
   "startup",
@@ -79,6 +83,7 @@ const defaults = [
   "pr",
   "housekeeping",
   "tools",
+  "parts",
 ];
 
 const [name, ...args] = process.argv.slice(2);

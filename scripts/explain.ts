@@ -51,6 +51,7 @@ import {
 } from "../src/generated/chat_housekeeping.ts";
 import {
   getChatResponseAnchorByChatID,
+  listChatMessagesAfterIDByChatID,
   listChatMessagesByChatID,
   listChatMessagesByIDs,
   listChatMessagesForPromptByChatID,
@@ -63,6 +64,7 @@ import {
   listChatRecoveryCandidates,
   updateChatHeartbeatsByWorkerID,
 } from "../src/generated/chat_runs.ts";
+import { listChatStreamPartsByChatID } from "../src/generated/chat_stream_parts.ts";
 import {
   listChatToolCallsByIDs,
   listPendingChatToolCallsByAgentID,
@@ -293,7 +295,54 @@ async function messagePlans(client: pg.Client, seeded: SeededMessages): Promise<
       shows: `${target}, limit 50, before_id = visible message ${cursor.position.toLocaleString("en")} of ${cursor.of.toLocaleString("en")} from the newest`,
       query: await capturedQuery(listChatMessagesByChatID, { ...page, before_id: cursor.id }),
     },
+    {
+      name: "ListChatMessagesAfterIDByChatID: polling page",
+      why: "GET /{chat}/messages?after_id= (a poller's page, oldest first), and the chat stream's snapshot",
+      shows: `${target}, limit 50, after_id = visible message ${cursor.position.toLocaleString("en")} of ${cursor.of.toLocaleString("en")} from the newest`,
+      query: await capturedQuery(listChatMessagesAfterIDByChatID, {
+        chat_id: chat,
+        after_id: cursor.id,
+        page_limit: 51,
+      }),
+    },
+    {
+      name: "ListChatStreamPartsByChatID",
+      why: "every chat stream opened without a cursor (the running turn's output so far)",
+      shows: `the target chat running with ${streamParts.target} parts stored, among ${streamParts.total.toLocaleString("en")} parts of ${streamParts.chats.toLocaleString("en")} streaming chats`,
+      query: await capturedQuery(listChatStreamPartsByChatID, { chat_id: chat }),
+    },
   ];
+}
+
+/** Parts of streaming turns: the target chat's long step and many other chats' (unlogged table). */
+const streamParts = { target: 400, chats: 2_000, perChat: 50, total: 0 };
+
+async function seedStreamParts(client: pg.Client, targetChatId: string): Promise<void> {
+  await client.query(
+    `UPDATE chats SET status = 'running', worker_id = gen_random_uuid(), started_at = now()
+     WHERE id = $1`,
+    [targetChatId],
+  );
+  await client.query(
+    `INSERT INTO chat_stream_parts (chat_id, seq, turn_id, body)
+     SELECT c.id, nextval('chat_stream_parts_seq'), chat_stream_turn_id(c.started_at),
+       'event: message_part' || chr(10) || 'data: {"part":{"type":"text","text":"abc"}}' || chr(10) || chr(10)
+     FROM (SELECT id, started_at FROM chats WHERE id <> $1 ORDER BY id LIMIT $2) c,
+       generate_series(1, $3)`,
+    [targetChatId, streamParts.chats, streamParts.perChat],
+  );
+  await client.query(
+    `INSERT INTO chat_stream_parts (chat_id, seq, turn_id, body)
+     SELECT c.id, nextval('chat_stream_parts_seq'), chat_stream_turn_id(c.started_at),
+       'event: message_part' || chr(10) || 'data: {"part":{"type":"text","text":"abc"}}' || chr(10) || chr(10)
+     FROM chats c, generate_series(1, $2) WHERE c.id = $1`,
+    [targetChatId, streamParts.target],
+  );
+  const { rows } = await client.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM chat_stream_parts",
+  );
+  streamParts.total = rows[0]!.n;
+  await client.query("ANALYZE chat_stream_parts");
 }
 
 /**
@@ -1204,6 +1253,7 @@ async function plans(): Promise<string> {
           "A Seq Scan, Sort or row removed by a filter here is reported on stderr, not failed.",
         "",
       );
+      await seedStreamParts(client, messages.targetChatId);
       await explained(await messagePlans(client, messages), true);
 
       await client.query("ANALYZE chat_events");
