@@ -79,6 +79,12 @@ DECLARE
   v_message bigint;
   v_mcp uuid[] := p_mcp_server_ids;
 BEGIN
+  IF cardinality(p_mcp_server_ids) > 64 OR array_ndims(p_mcp_server_ids) > 1
+     OR array_position(p_mcp_server_ids, NULL) IS NOT NULL
+     OR cardinality(p_mcp_server_ids) <> (SELECT count(DISTINCT x) FROM unnest(p_mcp_server_ids) x)
+  THEN
+    RAISE EXCEPTION 'mcp_server_ids must be at most 64 distinct ids.' USING ERRCODE = 'PC400';
+  END IF;
   IF p_parent_chat_id IS NOT NULL THEN
     -- No row lock on the parent: its family and organization never change, the family lock
     -- orders this creation against archives (whose archived flag it reads), and its binding is

@@ -1,9 +1,11 @@
 -- name: PublishChatStreamEvent :one
 -- A turn's message_part or retry event (sql/functions/chat_stream_parts.sql): stored as in-flight
--- output and sent to every replica in one transaction. NULLs when the run lost its lease.
+-- output and sent to every replica in one transaction, under the runner's lease or for the
+-- agent's running call. NULLs when that lease or call is gone.
 SELECT p.turn_id, p.seq, p.body, p.owner_id
 FROM chat_stream_publish(
-  @chat_id, sqlc.narg(worker_id), sqlc.narg(started_at), @origin, @event, @data
+  @chat_id, sqlc.narg(worker_id), sqlc.narg(started_at), sqlc.narg(call_id)::bigint, @origin,
+  @event, @data
 ) AS p;
 
 -- name: ListChatStreamPartsByChatID :many

@@ -9,16 +9,19 @@ interface Client {
 
 export const publishChatStreamEventQuery = `-- name: PublishChatStreamEvent :one
 -- A turn's message_part or retry event (sql/functions/chat_stream_parts.sql): stored as in-flight
--- output and sent to every replica in one transaction. NULLs when the run lost its lease.
+-- output and sent to every replica in one transaction, under the runner's lease or for the
+-- agent's running call. NULLs when that lease or call is gone.
 SELECT p.turn_id, p.seq, p.body, p.owner_id
 FROM chat_stream_publish(
-  $1, $2, $3, $4, $5, $6
+  $1, $2, $3, $4::bigint, $5,
+  $6, $7
 ) AS p`;
 
 export interface PublishChatStreamEventArgs {
   chat_id: string;
   worker_id: string | null;
   started_at: string | null;
+  call_id: number | null;
   origin: string;
   event: string;
   data: string;
@@ -34,7 +37,7 @@ export interface PublishChatStreamEventRow {
 export async function publishChatStreamEvent(client: Client, args: PublishChatStreamEventArgs): Promise<PublishChatStreamEventRow> {
   const result = await client.query({
     text: publishChatStreamEventQuery,
-    values: [args.chat_id, args.worker_id, args.started_at, args.origin, args.event, args.data],
+    values: [args.chat_id, args.worker_id, args.started_at, args.call_id, args.origin, args.event, args.data],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

@@ -19,7 +19,7 @@ export type Publish = (
   ownerId: string,
   event: EphemeralEvent,
   data: unknown,
-  lease?: StreamLease | null,
+  lease: StreamLease,
 ) => Promise<void>;
 
 type DeltaKind = "text" | "reasoning";
@@ -38,7 +38,7 @@ export class PartStream {
     private readonly flushMs: number,
     private readonly logger: Logger,
     /** The run's lease: a run that lost it publishes nothing more. */
-    private readonly lease: StreamLease | null = null,
+    private readonly lease: StreamLease,
   ) {}
 
   /** A streamed text or reasoning delta. */
@@ -87,7 +87,10 @@ export class PartStream {
     this.buffered = "";
   }
 
-  /** Flushes and waits until everything was handed over (before the turn's end is stored). */
+  /**
+   * Flushes and waits until everything was handed over (before a step or the turn's end is
+   * stored); the stream goes on after it.
+   */
   async close(): Promise<void> {
     this.flush();
     await this.chain;

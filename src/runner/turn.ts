@@ -549,7 +549,9 @@ export async function runTurn(
       assigned.answered.length > 0 && assigned.client === 0 && stepNo < deps.maxSteps;
     if (assigned.agent.length > 0 || assigned.planFile || continues) {
       // The step, its plan file and its workspace calls in one transaction; then the agent's
-      // answers, and the next model call (or the turn's end).
+      // answers, and the next model call (or the turn's end). Its streamed parts are published
+      // first: the save marks them replaced, and one published after it would stay in flight.
+      await parts.close();
       const saved = await saveChatRunToolStep(db, {
         chat_id: chat.id,
         worker_id: deps.workerId,

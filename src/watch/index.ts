@@ -50,11 +50,17 @@ export function splitForPart(text: string): string[] {
 
 export type { EphemeralEvent } from "../db/channels.ts";
 
-/** The lease of the run publishing (a runner's); null for a publisher outside any run. */
+/** A runner's lease on a chat: what its turn publishes under. */
 export interface StreamLease {
   workerId: string;
   startedAt: string;
 }
+
+/**
+ * Who publishes a chat stream event: the runner of the turn (its lease), or the workspace agent
+ * for the call whose command output it is (the chat_tool_calls id).
+ */
+export type StreamSource = StreamLease | { callId: number };
 
 /** A published stream event: its seq (the dedup key) and SSE block, and the chat's owner. */
 export interface PublishedStreamEvent {
@@ -69,9 +75,9 @@ const publishedFieldsSample = '{"turn_id":"17965861074700000","seq":900719925474
 /**
  * Publishes a chat stream event (`message_part`, `retry`): chat_stream_publish stores it as the
  * chat's in-flight output (a stream connecting mid-turn starts with it) and NOTIFYs every process,
- * in one transaction (sql/functions/chat_stream_parts.sql). Null when `lease` is no longer the
- * chat's (the run must not mix its output into the next run's). RangeError when it would not fit a
- * NOTIFY: split text with splitForPart.
+ * in one transaction (sql/functions/chat_stream_parts.sql). Null when `source` no longer may (a
+ * run that lost its lease must not mix its output into the next run's; a call that closed has
+ * its result). RangeError when it would not fit a NOTIFY: split text with splitForPart.
  */
 export async function publishStreamEvent(
   db: Pool,
@@ -79,7 +85,7 @@ export async function publishStreamEvent(
   chatId: string,
   event: EphemeralEvent,
   data: unknown,
-  lease: StreamLease | null,
+  source: StreamSource,
 ): Promise<PublishedStreamEvent | null> {
   const text = JSON.stringify(data);
   const sample = JSON.stringify({
@@ -96,8 +102,9 @@ export async function publishStreamEvent(
   }
   const row = await publishChatStreamEvent(db, {
     chat_id: chatId,
-    worker_id: lease?.workerId ?? null,
-    started_at: lease?.startedAt ?? null,
+    worker_id: "workerId" in source ? source.workerId : null,
+    started_at: "workerId" in source ? source.startedAt : null,
+    call_id: "callId" in source ? source.callId : null,
     origin,
     event,
     data: text,
@@ -117,9 +124,9 @@ export function createEphemeralPublisher(pool: Pool) {
     _ownerId: string,
     event: EphemeralEvent,
     data: unknown,
-    lease: StreamLease | null = null,
+    source: StreamSource,
   ) => {
-    await publishStreamEvent(pool, origin, chatId, event, data, lease);
+    await publishStreamEvent(pool, origin, chatId, event, data, source);
   };
 }
 
@@ -168,15 +175,15 @@ export interface Watch {
   beforeSubscribe(): Promise<void>;
   /**
    * Publishes a chat stream event (`message_part`, `retry`; publishStreamEvent): to this process's
-   * subscribers directly once it is stored, to the other replicas through NOTIFY. `lease`: the
-   * publishing run's (nothing is published once it is lost); null outside a run.
+   * subscribers directly once it is stored, to the other replicas through NOTIFY, unless
+   * `source` (the runner's lease, the agent's call) no longer may.
    */
   publishEphemeral(
     chatId: string,
     ownerId: string,
     event: EphemeralEvent,
     data: unknown,
-    lease?: StreamLease | null,
+    source: StreamSource,
   ): Promise<void>;
   close(): Promise<void>;
 }
@@ -280,8 +287,8 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       }
       await catchingUp;
     },
-    async publishEphemeral(chatId, _ownerId, event, data, lease = null) {
-      const published = await publishStreamEvent(opts.pool, originId, chatId, event, data, lease);
+    async publishEphemeral(chatId, _ownerId, event, data, source) {
+      const published = await publishStreamEvent(opts.pool, originId, chatId, event, data, source);
       if (published) {
         hub.dispatchEphemeral(chatId, published.ownerId, published.body, published.seq);
       }

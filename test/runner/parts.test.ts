@@ -16,11 +16,13 @@ function recorder() {
 }
 
 const chatId = "00000000-0000-4000-8000-000000000001";
+/** The recorder ignores it; the real publication below uses a real one. */
+const lease = { workerId: "00000000-0000-4000-8000-000000000002", startedAt: "2026-01-01" };
 
 describe("PartStream", () => {
   it("joins the deltas of one flush window into one part, and keeps text and reasoning apart", async () => {
     const { sent, publish } = recorder();
-    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger, lease);
     s.delta("reasoning", "think");
     s.delta("reasoning", "ing");
     s.delta("text", "Hel");
@@ -34,7 +36,7 @@ describe("PartStream", () => {
 
   it("publishes once the flush window passes, without waiting for the turn's end", async () => {
     const { sent, publish } = recorder();
-    const s = new PartStream(publish, chatId, "o", 5, captureLogger().logger);
+    const s = new PartStream(publish, chatId, "o", 5, captureLogger().logger, lease);
     s.delta("text", "soon");
     // Waits for the part, with the turn still open (close() would flush it anyway).
     await expect.poll(() => sent.length, { timeout: 10_000, interval: 5 }).toBeGreaterThan(0);
@@ -44,7 +46,7 @@ describe("PartStream", () => {
 
   it("splits long text into parts that each fit a NOTIFY, without cutting a surrogate pair", async () => {
     const { sent, publish } = recorder();
-    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger, lease);
     const worst = "\u0001".repeat(1500) + "😀".repeat(700);
     s.delta("text", worst);
     await s.close();
@@ -54,6 +56,12 @@ describe("PartStream", () => {
     const org = await gen.organization(db.pool);
     const u = await gen.member(db.pool, { organizationIds: [org.id] });
     const chat = await gen.chat(db.pool, { ownerId: u.id, organizationId: org.id });
+    const { rows } = await db.pool.query<{ started_at: string }>(
+      `UPDATE chats SET status = 'running', worker_id = $2, started_at = now() WHERE id = $1
+       RETURNING started_at::text`,
+      [chat.id, lease.workerId],
+    );
+    const running = { workerId: lease.workerId, startedAt: rows[0]!.started_at };
     for (const p of sent) {
       const published = await publishStreamEvent(
         db.pool,
@@ -61,7 +69,7 @@ describe("PartStream", () => {
         chat.id,
         "message_part",
         p.data,
-        null,
+        running,
       );
       expect(published).not.toBeNull();
       expect(p.data.part!.text).not.toMatch(/[\ud800-\udbff]$/);
@@ -76,14 +84,14 @@ describe("PartStream", () => {
         {
           part: { type: "text", text: "\u0001".repeat(maxPartChars + 200) },
         },
-        null,
+        running,
       ),
     ).rejects.toThrow(RangeError);
   });
 
   it("drops the buffered parts of a failed attempt and announces the retry", async () => {
     const { sent, publish } = recorder();
-    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger);
+    const s = new PartStream(publish, chatId, "o", 60_000, captureLogger().logger, lease);
     s.delta("text", "half an ans");
     s.retry(2, 4, 1000, {
       message: "m",

@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Pool } from "../../src/db/index.ts";
+import type { Pool, PoolClient } from "../../src/db/index.ts";
 import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
 import {
   listChatStreamPartsByChatID,
   pruneChatStreamParts,
 } from "../../src/generated/chat_stream_parts.ts";
-import { publishStreamEvent, type StreamLease } from "../../src/watch/index.ts";
+import { publishStreamEvent, type StreamLease, type StreamSource } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
+import { blocked, session } from "../setup/sessions.ts";
 
 /*
  * A running turn's in-flight output (sql/functions/chat_stream_parts.sql): what a chat stream
@@ -42,7 +43,7 @@ async function claim(chatId: string): Promise<StreamLease> {
 }
 
 const part = (text: string) => ({ part: { type: "text", text } });
-const publish = (chatId: string, lease: StreamLease | null, text: string, event = "message_part") =>
+const publish = (chatId: string, lease: StreamSource, text: string, event = "message_part") =>
   publishStreamEvent(pool, "test", chatId, event as "message_part", part(text), lease);
 
 /** The snapshot's view: the in-flight texts in order, and the highest seq. */
@@ -100,20 +101,146 @@ describe("chat_stream_publish", () => {
     expect(await snapshot(c.chatId)).toEqual({ inFlight: [], through: last!.seq });
   });
 
-  it("refuses what is not a stream event", async () => {
+  it("refuses what is not one line of a JSON object without its own fields, or has no publisher", async () => {
     const c = await runningChat();
-    for (const [event, data] of [
-      ["status", '{"x":1}'],
-      ["message_part", "{}"],
-      ["message_part", "[1]"],
+    const lease = [c.lease.workerId, c.lease.startedAt];
+    for (const [event, data, code] of [
+      ["status", '{"x":1}', "22023"],
+      [null, '{"x":1}', "22023"],
+      ["message_part", "{}", "22023"],
+      ["message_part", "{ }", "22023"],
+      ["message_part", "[1]", "22023"],
+      ["message_part", null, "22023"],
+      ["message_part", '{"x":1}\n\nevent: status\ndata: {"status":"error"}', "22P02"],
+      ["message_part", '{"x":\n1}', "22023"],
+      ["message_part", '{"seq":1,"x":2}', "22023"],
+      ["message_part", '{"turn_id":"forged"}', "22023"],
+      ["message_part", '{"a":1} trailing', "22P02"],
+      ["message_part", "{", "22P02"],
     ]) {
       await expect(
-        pool.query("SELECT chat_stream_publish($1, NULL, NULL, 'test', $2, $3)", [
+        pool.query("SELECT chat_stream_publish($1, $2, $3, NULL, 'test', $4, $5)", [
           c.chatId,
+          ...lease,
           event,
           data,
         ]),
+        JSON.stringify([event, data]),
+      ).rejects.toMatchObject({ code });
+    }
+    // Neither a lease nor a call, or both.
+    for (const args of [
+      [null, null, null],
+      [...lease, 1],
+    ]) {
+      await expect(
+        pool.query(
+          "SELECT chat_stream_publish($1, $2, $3, $4, 'test', 'message_part', '{\"x\":1}')",
+          [c.chatId, ...args],
+        ),
       ).rejects.toMatchObject({ code: "22023" });
+    }
+    expect((await snapshot(c.chatId)).through).toBe(0);
+  });
+
+  it("publishes nothing for an archived chat, even under its lease", async () => {
+    const c = await runningChat();
+    await pool.query("UPDATE chats SET archived = true WHERE id = $1", [c.chatId]);
+    expect(await publish(c.chatId, c.lease, "after the archive")).toBeNull();
+    expect((await snapshot(c.chatId)).through).toBe(0);
+  });
+
+  it("orders one chat's publishers by commit: a second waits for the first, and gets the higher seq", async () => {
+    const c = await runningChat();
+    const first = await session(pool);
+    const second = await session(pool);
+    try {
+      const publishOn = (client: PoolClient, text: string) =>
+        client.query<{ seq: string }>(
+          "SELECT seq FROM chat_stream_publish($1, $2, $3, NULL, 'test', 'message_part', $4)",
+          [c.chatId, c.lease.workerId, c.lease.startedAt, JSON.stringify(part(text))],
+        );
+      await first.client.query("BEGIN");
+      const a = await publishOn(first.client, "first");
+      const b = publishOn(second.client, "second");
+      await blocked(pool, second.pid);
+      // A snapshot read now sees neither: the mark stays below both.
+      expect((await snapshot(c.chatId)).through).toBe(0);
+      await first.client.query("COMMIT");
+      const bSeq = Number((await b).rows[0]!.seq);
+      expect(bSeq).toBeGreaterThan(Number(a.rows[0]!.seq));
+      expect((await snapshot(c.chatId)).inFlight).toEqual(["first", "second"]);
+    } finally {
+      first.release();
+      second.release();
+    }
+  });
+});
+
+describe("a workspace call's output", () => {
+  /** The chat's workspace call, started by its agent (running). */
+  async function runningCall(c: Awaited<ReturnType<typeof runningChat>>) {
+    const { rows } = await pool.query<{ id: number }>(
+      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
+         started_at, session_id)
+       VALUES ($1, 'call_1', 'execute', '{}', now() + interval '1 minute', 'running', now(),
+         gen_random_uuid())
+       RETURNING id`,
+      [c.chatId],
+    );
+    await saveChatRunToolStep(pool, {
+      chat_id: c.chatId,
+      worker_id: c.lease.workerId,
+      started_at: c.lease.startedAt,
+      model_config_id: c.modelConfigId,
+      messages: [
+        {
+          role: "assistant",
+          content: [{ type: "tool-call", tool_call_id: "call_1", tool_name: "execute", args: {} }],
+        },
+      ],
+      plan_file: null,
+      tool_calls: [],
+    });
+    return Number(rows[0]!.id);
+  }
+
+  it("is published while the call runs, replaced by its result, and not published after it", async () => {
+    const c = await runningChat();
+    const callId = await runningCall(c);
+    expect(await publish(c.chatId, { callId }, "line 1")).not.toBeNull();
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["line 1"]);
+    await pool.query(
+      `UPDATE chat_tool_calls SET state = 'completed', closed_at = now(), result = '{"ok":true}'
+       WHERE id = $1`,
+      [callId],
+    );
+    await pool.query("SELECT chat_tool_calls_store_results($1)", [c.chatId]);
+    expect((await snapshot(c.chatId)).inFlight).toEqual([]);
+    expect(await publish(c.chatId, { callId }, "too late")).toBeNull();
+    // Another chat's call id publishes nothing here either.
+    const other = await runningChat();
+    expect(await publish(other.chatId, { callId }, "not this chat's call")).toBeNull();
+  });
+});
+
+describe("chat_create's mcp_server_ids", () => {
+  it("refuses NULL ids, duplicates, nested arrays and more than 64", async () => {
+    const ownerId = (await gen.user(pool, { organizationIds: [orgId] })).id;
+    const id = "0b6f1f8e-8a39-4f6e-9d5c-6f1c2b1e0a01";
+    for (const ids of [
+      `{${id},NULL}`,
+      `{${id},${id}}`,
+      `{{${id}},{${id}}}`,
+      `{${Array.from({ length: 65 }, (_, i) => `0b6f1f8e-8a39-4f6e-9d5c-${String(i).padStart(12, "0")}`).join(",")}}`,
+    ]) {
+      await expect(
+        pool.query(
+          `SELECT chat_create($1, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+             '[{"type":"text","text":"x"}]', NULL, $3::uuid[])`,
+          [ownerId, orgId, ids],
+        ),
+      ).rejects.toMatchObject({ code: "PC400" });
     }
   });
 });

@@ -1054,17 +1054,31 @@ async function expectPartCursor(part: SseEvent, snapshot: SseEvent[], chatId: st
   }
 }
 
+/** Puts the chat in a turn under a runner's lease (what stream parts are published under). */
+async function runningUnder(chatId: string) {
+  const workerId = crypto.randomUUID();
+  const { rows } = await srv.pool.query<{ started_at: string }>(
+    `UPDATE chats SET status = 'running', worker_id = $2, started_at = now(), heartbeat_at = now()
+     WHERE id = $1 RETURNING started_at::text`,
+    [chatId, workerId],
+  );
+  await caughtUp();
+  return { workerId, startedAt: rows[0]!.started_at };
+}
+
 describe("message_part", () => {
   it("sends a published part to that chat's streams with the last durable cursor, and to no other chat", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
     const other = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    const lease = await runningUnder(chat.id);
+    const otherLease = await runningUnder(other.id);
     const s = await openStream(u, chat.id);
     const o = await openStream(u, other.id);
     const snapshot = await snapshotOf(s);
     await snapshotOf(o);
 
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "x" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "x" }, lease);
     const part = await s.next(kind("message_part"));
     expect(data(part)).toMatchObject({ text: "x" });
     await expectPartCursor(part, snapshot, chat.id);
@@ -1072,7 +1086,7 @@ describe("message_part", () => {
     const reply = await gen.chatMessage(srv.pool, chat.id, { text: "done" });
     const message = await s.next(kind("message"));
     expect(data(message).id).toBe(reply.id);
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "y" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "y" }, lease);
     const after = await s.next(kind("message_part"));
     expect(data(after)).toMatchObject({ text: "y" });
     expect(after.id).toBe(message.id);
@@ -1088,8 +1102,14 @@ describe("message_part", () => {
     );
     // Parts are delivered in publishing order: once "marker" arrives on each stream, anything
     // published before it would have arrived too.
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "marker" });
-    await srv.watch.publishEphemeral(other.id, u.id, "message_part", { text: "marker" });
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "marker" }, lease);
+    await srv.watch.publishEphemeral(
+      other.id,
+      u.id,
+      "message_part",
+      { text: "marker" },
+      otherLease,
+    );
     await s.next((e) => e.event === "message_part" && data(e).text === "marker");
     await o.next((e) => e.event === "message_part" && data(e).text === "marker");
     const parts = s.events.filter(kind("message_part")).map((e) => data(e));
@@ -1105,25 +1125,26 @@ describe("message_part", () => {
     try {
       const u = await member();
       const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+      const lease = await runningUnder(chat.id);
       const remote = await openStream(u, chat.id, { server: other });
       const local = await openStream(u, chat.id);
       const snapshot = await snapshotOf(remote);
       await snapshotOf(local);
 
-      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "across" });
+      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "across" }, lease);
       const part = await remote.next(kind("message_part"));
       expect(data(part)).toMatchObject({ text: "across" });
       await expectPartCursor(part, snapshot, chat.id);
       // After a durable event, a part carries exactly that event's cursor, on the other server.
       const reply = await gen.chatMessage(srv.pool, chat.id, { text: "persisted" });
       const message = await remote.next((e) => e.event === "message" && data(e).id === reply.id);
-      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "after" });
+      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "after" }, lease);
       const after = await remote.next(
         (e) => e.event === "message_part" && data(e).text === "after",
       );
       expect(after.id).toBe(message.id);
       // The publishing server's own subscriber gets it once (not again from its own NOTIFY).
-      await other.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "back" });
+      await other.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "back" }, lease);
       await local.next((e) => e.event === "message_part" && data(e).text === "back");
       expect(local.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual([
         "across",
@@ -1140,15 +1161,19 @@ describe("ephemeral events from a process without a server", () => {
   it("delivers a runner process's message_part and retry events to the chat's streams", async () => {
     const u = await member();
     const chat = await gen.chat(srv.pool, { ownerId: u.id, organizationId: orgId });
+    const lease = await runningUnder(chat.id);
     const s = await openStream(u, chat.id);
     await snapshotOf(s);
     // What `pgchatd runner` publishes with: NOTIFY through its pool, no LISTEN connection.
     const publish = createEphemeralPublisher(srv.pool);
-    await publish(chat.id, u.id, "retry", { chat_id: chat.id, attempt: 2 });
-    await publish(chat.id, u.id, "message_part", {
-      chat_id: chat.id,
-      part: { type: "text", text: "hi" },
-    });
+    await publish(chat.id, u.id, "retry", { chat_id: chat.id, attempt: 2 }, lease);
+    await publish(
+      chat.id,
+      u.id,
+      "message_part",
+      { chat_id: chat.id, part: { type: "text", text: "hi" } },
+      lease,
+    );
     const retry = await s.next(kind("retry"));
     expect(data(retry)).toMatchObject({ chat_id: chat.id, attempt: 2 });
     const part = await s.next(kind("message_part"));

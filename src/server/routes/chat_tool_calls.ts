@@ -118,10 +118,16 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
       if (call && watch) {
         for (const stream of ["stdout", "stderr"] as const) {
           for (const text of splitForPart(body[stream] ?? "")) {
-            await watch.publishEphemeral(call.chat_id!, call.owner_id, "message_part", {
-              chat_id: call.chat_id,
-              part: { type: "tool-output", tool_call_id: call.tool_call_id, stream, text },
-            });
+            await watch.publishEphemeral(
+              call.chat_id!,
+              call.owner_id,
+              "message_part",
+              {
+                chat_id: call.chat_id,
+                part: { type: "tool-output", tool_call_id: call.tool_call_id, stream, text },
+              },
+              { callId: call.id! },
+            );
           }
         }
       }
