@@ -134,3 +134,13 @@ ORDER BY m.id;
 -- A chat stream's snapshot of a chat in requires_action: the calls waiting for the client, as
 -- the action_required event shows them (chat_events_tool_calls).
 SELECT chat_events_tool_calls(@chat_id) AS tool_calls;
+
+-- name: GetChatLastUserMessageByChatID :one
+-- The AI SDK endpoint (src/server/ai_sdk.ts): the newest user message users see, which the
+-- current turn answers (a resume replays what came after it; a regenerate re-sends it). Read
+-- backwards through chat_messages_chat_id_idx, skipping the turn's own assistant and tool rows.
+SELECT id, content
+FROM chat_messages
+WHERE chat_id = @chat_id AND role = 'user' AND NOT deleted AND visibility <> 'model'
+ORDER BY id DESC
+LIMIT 1;

@@ -630,3 +630,38 @@ export async function getChatPendingToolCallsByChatID(client: Client, args: GetC
     tool_calls: row[0],
   };
 }
+
+export const getChatLastUserMessageByChatIDQuery = `-- name: GetChatLastUserMessageByChatID :one
+-- The AI SDK endpoint (src/server/ai_sdk.ts): the newest user message users see, which the
+-- current turn answers (a resume replays what came after it; a regenerate re-sends it). Read
+-- backwards through chat_messages_chat_id_idx, skipping the turn's own assistant and tool rows.
+SELECT id, content
+FROM chat_messages
+WHERE chat_id = $1 AND role = 'user' AND NOT deleted AND visibility <> 'model'
+ORDER BY id DESC
+LIMIT 1`;
+
+export interface GetChatLastUserMessageByChatIDArgs {
+  chat_id: string;
+}
+
+export interface GetChatLastUserMessageByChatIDRow {
+  id: number;
+  content: any;
+}
+
+export async function getChatLastUserMessageByChatID(client: Client, args: GetChatLastUserMessageByChatIDArgs): Promise<GetChatLastUserMessageByChatIDRow | null> {
+  const result = await client.query({
+    text: getChatLastUserMessageByChatIDQuery,
+    values: [args.chat_id],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    return null;
+  }
+  const row = result.rows[0]!;
+  return {
+    id: row[0],
+    content: row[1],
+  };
+}

@@ -6,6 +6,7 @@ import type { AppDeps, AppEnv } from "./deps.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
 import { auditLogsRoutes } from "./routes/audit_logs.ts";
+import { chatAiSdkRoutes } from "./routes/chat_ai_sdk.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
 import { chatCostsRoutes } from "./routes/chat_costs.ts";
 import {
@@ -113,12 +114,13 @@ export function createApp(deps: AppDeps): App {
   const chats = new Hono<AppEnv>();
   chats.use(requireUser);
   // Before chatsRoutes, whose /:chat would otherwise take "files", "providers", "model-configs",
-  // "usage-limits", "config", "cost", "models", "watch", "insights", "github-token" and "audit".
+  // "usage-limits", "config", "ai-sdk", "cost", "models", "watch", "insights", "github-token" and "audit".
   chats.route("/files", chatFilesRoutes);
   chats.route("/providers", chatProvidersRoutes);
   chats.route("/model-configs", chatModelConfigsRoutes);
   chats.route("/usage-limits", chatUsageLimitsRoutes);
   chats.route("/config", chatHousekeepingRoutes);
+  chats.route("/ai-sdk", chatAiSdkRoutes);
   chats.route("/", auditLogsRoutes);
   chats.route("/", chatCostsRoutes);
   chats.route("/", chatDiffStatusesRoutes);

@@ -73,7 +73,9 @@ const unscoped: Record<string, string> = {
   ListChildChatsByRootIDs: "children of roots already read for their owner",
   ListChatMessagesAfterIDByChatID:
     "the chat stream's snapshot, opened after the owner check; GET /{chat}/messages polling, after requireChat(owner)",
-  GetChatPendingToolCallsByChatID: "the chat stream's snapshot, opened after the owner check",
+  GetChatPendingToolCallsByChatID:
+    "the chat stream's snapshot, opened after the owner check; the AI SDK route, after GetChatByIDForOwner",
+  GetChatLastUserMessageByChatID: "the AI SDK route, after GetChatByIDForOwner",
   ListChatEventsByChatInRange: "the chat stream, opened after the owner check",
   MarkChatReadByID: "the chat stream's connect and disconnect, after the owner check",
   GetChatForRunByID: "title regeneration, after BeginChatTitleRegeneration checked the owner",
