@@ -82,7 +82,7 @@ export async function benchParts(chatsArg?: string) {
         ]),
       );
       const kept = await run((chatId, lease, i) =>
-        publishStreamEvent(pool, "bench", chatId, "message_part", part(i), lease),
+        publishStreamEvent(pool, chatId, "message_part", part(i), lease),
       );
       const size = await pool.query<{ rows: number; bytes: string }>(
         "SELECT count(*)::int AS rows, pg_size_pretty(pg_total_relation_size('chat_stream_parts')) AS bytes FROM chat_stream_parts",

@@ -71,10 +71,13 @@ BEGIN
   FROM chat_pending_tool_calls(p_chat_id) c;
   IF v_parts IS NOT NULL THEN
     INSERT INTO chat_messages (chat_id, role, content, visibility) VALUES (p_chat_id, 'tool', v_parts, 'both');
-    PERFORM chat_stream_parts_saved(p_chat_id);
   END IF;
   IF v_workspace_calls THEN
     UPDATE chat_tool_calls SET settled = true WHERE chat_id = p_chat_id AND NOT settled;
+  END IF;
+  IF v_parts IS NOT NULL THEN
+    -- The results replace the commands' streamed output; last: lock order 7 after the calls.
+    PERFORM chat_stream_parts_saved(p_chat_id);
   END IF;
   RETURN COALESCE(jsonb_array_length(v_parts), 0);
 END;

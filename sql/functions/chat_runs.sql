@@ -110,12 +110,8 @@ $$;
 CREATE OR REPLACE FUNCTION chat_run_insert_messages(
   p_chat_id uuid, p_model_config_id uuid, p_messages jsonb
 ) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, false);
-  -- What the run streamed so far is in these messages now (sql/functions/chat_stream_parts.sql).
-  PERFORM chat_stream_parts_saved(p_chat_id);
-END;
+LANGUAGE sql AS $$
+  SELECT chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, false);
 $$;
 
 -- A turn whose output is not kept (its lease was lost to an edit or to recovery, or its chat was
@@ -162,6 +158,8 @@ BEGIN
     RETURN false;
   END IF;
   PERFORM chat_run_insert_messages(p_chat_id, p_model_config_id, p_messages);
+  -- What the run streamed so far is in these messages now (sql/functions/chat_stream_parts.sql).
+  PERFORM chat_stream_parts_saved(p_chat_id);
   RETURN true;
 END;
 $$;
@@ -286,6 +284,8 @@ BEGIN
   IF v_status <> 'requires_action' THEN
     PERFORM chat_admit_queue_head(v_chat);
   END IF;
+  -- Last (lock order 7, after the calls above): the turn's streamed output is stored now.
+  PERFORM chat_stream_parts_saved(p_chat_id);
   outcome := CASE WHEN v_interrupted THEN 'interrupted' ELSE p_outcome END;
   SELECT c.status, c.updated_at, c.title_source INTO status, updated_at, title_source
   FROM chats c WHERE c.id = p_chat_id;

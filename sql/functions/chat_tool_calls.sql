@@ -65,11 +65,14 @@ BEGIN
   IF v_parts IS NOT NULL THEN
     INSERT INTO chat_messages (chat_id, role, content, visibility)
     VALUES (p_chat_id, 'tool', v_parts, 'both');
-    -- The results replace the commands' streamed output (sql/functions/chat_stream_parts.sql).
-    PERFORM chat_stream_parts_saved(p_chat_id);
   END IF;
   UPDATE chat_tool_calls SET settled = true
   WHERE chat_id = p_chat_id AND NOT settled AND closed_at IS NOT NULL;
+  IF v_parts IS NOT NULL THEN
+    -- The results replace the commands' streamed output (sql/functions/chat_stream_parts.sql);
+    -- last: lock order 7 after the calls.
+    PERFORM chat_stream_parts_saved(p_chat_id);
+  END IF;
   RETURN COALESCE(jsonb_array_length(v_parts), 0);
 END;
 $$;

@@ -4,8 +4,8 @@
 -- agent's running call. NULLs when that lease or call is gone.
 SELECT p.turn_id, p.seq, p.body, p.owner_id
 FROM chat_stream_publish(
-  @chat_id, sqlc.narg(worker_id), sqlc.narg(started_at), sqlc.narg(call_id)::bigint, @origin,
-  @event, @data
+  @chat_id, sqlc.narg(worker_id), sqlc.narg(started_at), sqlc.narg(call_id)::bigint, @event,
+  @data
 ) AS p;
 
 -- name: ListChatStreamPartsByChatID :many
@@ -13,24 +13,37 @@ FROM chat_stream_publish(
 -- unsaved ones with their SSE block (in-flight), and every seq, the highest of which tells live
 -- parts already shown from parts not yet shown.
 SELECT p.seq,
-  CASE WHEN NOT p.saved AND c.status = 'running'
-    AND p.turn_id = chat_stream_turn_id(c.started_at) THEN p.body END AS in_flight_body
+  CASE WHEN NOT p.saved AND NOT c.archived AND (
+      (c.status = 'running' AND p.turn_id = chat_stream_turn_id(c.started_at))
+      -- A command still running: its output stays in flight across a runner restart.
+      OR (p.call_id IS NOT NULL AND c.status IN ('pending', 'running')))
+    THEN p.body END AS in_flight_body
 FROM chats c
 JOIN chat_stream_parts p ON p.chat_id = c.id
 WHERE c.id = @chat_id
 ORDER BY p.seq;
 
+-- name: ListChatStreamPartsMarksByChatIDs :many
+-- Change events: for the chats of a batch's `message` events, the highest seq of their parts a
+-- stored message replaced, so a stream drops such a part still on its way (docs/sql.md
+-- "In-flight output"). The primary key, read backwards per chat.
+SELECT c.id AS chat_id,
+  (SELECT p.seq FROM chat_stream_parts p WHERE p.chat_id = c.id AND p.saved
+   ORDER BY p.seq DESC LIMIT 1) AS saved_through
+FROM unnest(@chat_ids::uuid[]) AS c (id);
+
 -- name: PruneChatStreamParts :one
--- With change-event pruning: parts that are no longer in-flight (saved, or of a run that is not
--- the chat's current one) after a minute, which is far longer than a NOTIFY takes to arrive. The
+-- With change-event pruning: parts that are no longer in-flight (saved, or neither of the chat's
+-- current run nor of a command still running) after a minute, which is far longer than a NOTIFY takes to arrive. The
 -- table holds the parts of the last minute and of the steps still streaming: a sequential scan.
 WITH gone AS (
   DELETE FROM chat_stream_parts p
   WHERE p.created_at < now() - interval '1 minute'
-    AND (p.saved OR NOT EXISTS (
-      SELECT 1 FROM chats c
-      WHERE c.id = p.chat_id AND c.status = 'running'
-        AND chat_stream_turn_id(c.started_at) = p.turn_id))
+    AND (p.saved OR NOT (
+      EXISTS (SELECT 1 FROM chats c
+        WHERE c.id = p.chat_id AND c.status = 'running'
+          AND chat_stream_turn_id(c.started_at) = p.turn_id)
+      OR EXISTS (SELECT 1 FROM chat_tool_calls t WHERE t.id = p.call_id AND t.state = 'running')))
   RETURNING 1
 )
 SELECT count(*)::integer AS deleted FROM gone;

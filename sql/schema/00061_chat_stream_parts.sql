@@ -11,8 +11,10 @@ CREATE UNLOGGED TABLE chat_stream_parts (
   -- From chat_stream_parts_seq: increasing in publication order (a chat publishes one at a time),
   -- across turns, runners and server restarts. The stream's dedup key.
   seq bigint NOT NULL,
-  -- The run of the turn that published it (chat_stream_turn_id); NULL outside a run.
+  -- The run of the turn that published it (chat_stream_turn_id).
   turn_id text,
+  -- A workspace call's command output: the chat_tool_calls id (in flight while the call runs).
+  call_id bigint,
   -- The whole SSE block (`event:` and `data:` lines), as live subscribers received it.
   body text NOT NULL,
   -- A stored message (the step's) or a retry replaced it: not in-flight any more, kept only as

@@ -14,7 +14,7 @@ export const publishChatStreamEventQuery = `-- name: PublishChatStreamEvent :one
 SELECT p.turn_id, p.seq, p.body, p.owner_id
 FROM chat_stream_publish(
   $1, $2, $3, $4::bigint, $5,
-  $6, $7
+  $6
 ) AS p`;
 
 export interface PublishChatStreamEventArgs {
@@ -22,7 +22,6 @@ export interface PublishChatStreamEventArgs {
   worker_id: string | null;
   started_at: string | null;
   call_id: number | null;
-  origin: string;
   event: string;
   data: string;
 }
@@ -37,7 +36,7 @@ export interface PublishChatStreamEventRow {
 export async function publishChatStreamEvent(client: Client, args: PublishChatStreamEventArgs): Promise<PublishChatStreamEventRow> {
   const result = await client.query({
     text: publishChatStreamEventQuery,
-    values: [args.chat_id, args.worker_id, args.started_at, args.call_id, args.origin, args.event, args.data],
+    values: [args.chat_id, args.worker_id, args.started_at, args.call_id, args.event, args.data],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {
@@ -57,8 +56,11 @@ export const listChatStreamPartsByChatIDQuery = `-- name: ListChatStreamPartsByC
 -- unsaved ones with their SSE block (in-flight), and every seq, the highest of which tells live
 -- parts already shown from parts not yet shown.
 SELECT p.seq,
-  CASE WHEN NOT p.saved AND c.status = 'running'
-    AND p.turn_id = chat_stream_turn_id(c.started_at) THEN p.body END AS in_flight_body
+  CASE WHEN NOT p.saved AND NOT c.archived AND (
+      (c.status = 'running' AND p.turn_id = chat_stream_turn_id(c.started_at))
+      -- A command still running: its output stays in flight across a runner restart.
+      OR (p.call_id IS NOT NULL AND c.status IN ('pending', 'running')))
+    THEN p.body END AS in_flight_body
 FROM chats c
 JOIN chat_stream_parts p ON p.chat_id = c.id
 WHERE c.id = $1
@@ -87,17 +89,50 @@ export async function listChatStreamPartsByChatID(client: Client, args: ListChat
   });
 }
 
+export const listChatStreamPartsMarksByChatIDsQuery = `-- name: ListChatStreamPartsMarksByChatIDs :many
+-- Change events: for the chats of a batch's \`message\` events, the highest seq of their parts a
+-- stored message replaced, so a stream drops such a part still on its way (docs/sql.md
+-- "In-flight output"). The primary key, read backwards per chat.
+SELECT c.id AS chat_id,
+  (SELECT p.seq FROM chat_stream_parts p WHERE p.chat_id = c.id AND p.saved
+   ORDER BY p.seq DESC LIMIT 1) AS saved_through
+FROM unnest($1::uuid[]) AS c (id)`;
+
+export interface ListChatStreamPartsMarksByChatIDsArgs {
+  chat_ids: string[];
+}
+
+export interface ListChatStreamPartsMarksByChatIDsRow {
+  chat_id: string | null;
+  saved_through: number | null;
+}
+
+export async function listChatStreamPartsMarksByChatIDs(client: Client, args: ListChatStreamPartsMarksByChatIDsArgs): Promise<ListChatStreamPartsMarksByChatIDsRow[]> {
+  const result = await client.query({
+    text: listChatStreamPartsMarksByChatIDsQuery,
+    values: [args.chat_ids],
+    rowMode: "array",
+  });
+  return result.rows.map((row) => {
+    return {
+      chat_id: row[0],
+      saved_through: row[1],
+    };
+  });
+}
+
 export const pruneChatStreamPartsQuery = `-- name: PruneChatStreamParts :one
--- With change-event pruning: parts that are no longer in-flight (saved, or of a run that is not
--- the chat's current one) after a minute, which is far longer than a NOTIFY takes to arrive. The
+-- With change-event pruning: parts that are no longer in-flight (saved, or neither of the chat's
+-- current run nor of a command still running) after a minute, which is far longer than a NOTIFY takes to arrive. The
 -- table holds the parts of the last minute and of the steps still streaming: a sequential scan.
 WITH gone AS (
   DELETE FROM chat_stream_parts p
   WHERE p.created_at < now() - interval '1 minute'
-    AND (p.saved OR NOT EXISTS (
-      SELECT 1 FROM chats c
-      WHERE c.id = p.chat_id AND c.status = 'running'
-        AND chat_stream_turn_id(c.started_at) = p.turn_id))
+    AND (p.saved OR NOT (
+      EXISTS (SELECT 1 FROM chats c
+        WHERE c.id = p.chat_id AND c.status = 'running'
+          AND chat_stream_turn_id(c.started_at) = p.turn_id)
+      OR EXISTS (SELECT 1 FROM chat_tool_calls t WHERE t.id = p.call_id AND t.state = 'running')))
   RETURNING 1
 )
 SELECT count(*)::integer AS deleted FROM gone`;

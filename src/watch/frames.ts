@@ -2,6 +2,7 @@ import { type ChatRow, chatJson, chatMessageJson, chatQueuedMessageJson } from "
 import type { PoolQueryable } from "../db/index.ts";
 import { listChatMessagesByIDs } from "../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatIDs } from "../generated/chat_queue.ts";
+import { listChatStreamPartsMarksByChatIDs } from "../generated/chat_stream_parts.ts";
 import {
   type ListChatToolCallsByIDsRow,
   listChatToolCallsByIDs,
@@ -96,14 +97,25 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
       if (w.stream && row.kind === "queue_update") queueChatIds.add(row.chat_id!);
       if (w.agent) callIds.add(Number(row.payload?.call_id));
     });
-    const [chats, messageRows, queueRows, callRows] = await Promise.all([
+    const messageChatIds = new Set(
+      rows.filter((r, i) => wanted[i]!.stream && r.kind === "message").map((r) => r.chat_id!),
+    );
+    const [chats, messageRows, queueRows, callRows, markRows] = await Promise.all([
       loadChats(db, [...chatIds]),
       messageIds.size > 0 ? listChatMessagesByIDs(db, { ids: [...messageIds] }) : [],
       queueChatIds.size > 0
         ? listChatQueuedMessagesByChatIDs(db, { chat_ids: [...queueChatIds] })
         : [],
       callIds.size > 0 ? listChatToolCallsByIDs(db, { ids: [...callIds] }) : [],
+      messageChatIds.size > 0
+        ? listChatStreamPartsMarksByChatIDs(db, { chat_ids: [...messageChatIds] })
+        : [],
     ]);
+    const marks = new Map(
+      markRows
+        .filter((m) => m.saved_through !== null)
+        .map((m) => [m.chat_id as string, Number(m.saved_through)]),
+    );
     const calls = new Map(callRows.map((t) => [t.id, t]));
     const messages = new Map(messageRows.map((m) => [m.id, m]));
     const queues = new Map<string, ReturnType<typeof chatQueuedMessageJson>[]>();
@@ -115,7 +127,7 @@ export function createEventRenderer(db: PoolQueryable): RenderEvents {
       const cursor = { xid: BigInt(row.xid), id: row.id };
       const ev: RenderedEvent = { row, cursor };
       if (w.watch) ev.watch = watchFrame(row, cursor, chats);
-      if (w.stream) ev.stream = streamFrames(row, cursor, messages, queues);
+      if (w.stream) ev.stream = streamFrames(row, cursor, messages, queues, marks);
       if (w.agent) ev.agent = agentFrame(row, cursor, calls);
       return ev;
     });
@@ -164,6 +176,7 @@ function streamFrames(
   cursor: Cursor,
   messages: Map<number, Parameters<typeof chatMessageJson>[0]>,
   queues: Map<string, ReturnType<typeof chatQueuedMessageJson>[]>,
+  marks: Map<string, number>,
 ): Frame | undefined {
   const frame = (event: string, data: string): Frame => ({
     cursor,
@@ -186,7 +199,11 @@ function streamFrames(
     case "message": {
       const m = messages.get(Number(row.payload?.message_id));
       if (!m) return undefined;
-      return { ...frame("message", JSON.stringify(chatMessageJson(m))), messageId: m.id };
+      return {
+        ...frame("message", JSON.stringify(chatMessageJson(m))),
+        messageId: m.id,
+        partsMark: marks.get(m.chat_id),
+      };
     }
     case "queue_update":
       return frame("queue_update", streamData.queue(queues.get(row.chat_id!) ?? []));

@@ -69,6 +69,9 @@ export interface PublishedStreamEvent {
   ownerId: string;
 }
 
+/** String.prototype.toWellFormed (Node 20; the ES2024 lib this project's TypeScript lacks). */
+type WellFormed = string & { toWellFormed(): string };
+
 /** Bigger than any turn_id and seq the SQL function adds to the event (for the size check). */
 const publishedFieldsSample = '{"turn_id":"17965861074700000","seq":9007199254740991,';
 
@@ -81,15 +84,16 @@ const publishedFieldsSample = '{"turn_id":"17965861074700000","seq":900719925474
  */
 export async function publishStreamEvent(
   db: Pool,
-  origin: string,
   chatId: string,
   event: EphemeralEvent,
   data: unknown,
   source: StreamSource,
 ): Promise<PublishedStreamEvent | null> {
-  const text = JSON.stringify(data);
+  // A lone surrogate (text cut mid-pair) is valid for JSON.stringify but not for PostgreSQL.
+  const text = JSON.stringify(data, (_key, value) =>
+    typeof value === "string" ? (value as WellFormed).toWellFormed() : value,
+  );
   const sample = JSON.stringify({
-    o: origin,
     c: chatId,
     u: chatId,
     s: Number.MAX_SAFE_INTEGER,
@@ -105,7 +109,6 @@ export async function publishStreamEvent(
     worker_id: "workerId" in source ? source.workerId : null,
     started_at: "workerId" in source ? source.startedAt : null,
     call_id: "callId" in source ? source.callId : null,
-    origin,
     event,
     data: text,
   });
@@ -118,7 +121,6 @@ export async function publishStreamEvent(
  * streams get the events through NOTIFY.
  */
 export function createEphemeralPublisher(pool: Pool) {
-  const origin = crypto.randomUUID();
   return async (
     chatId: string,
     _ownerId: string,
@@ -126,7 +128,7 @@ export function createEphemeralPublisher(pool: Pool) {
     data: unknown,
     source: StreamSource,
   ) => {
-    await publishStreamEvent(pool, origin, chatId, event, data, source);
+    await publishStreamEvent(pool, chatId, event, data, source);
   };
 }
 
@@ -174,9 +176,9 @@ export interface Watch {
    */
   beforeSubscribe(): Promise<void>;
   /**
-   * Publishes a chat stream event (`message_part`, `retry`; publishStreamEvent): to this process's
-   * subscribers directly once it is stored, to the other replicas through NOTIFY, unless
-   * `source` (the runner's lease, the agent's call) no longer may.
+   * Publishes a chat stream event (`message_part`, `retry`; publishStreamEvent): stored, and sent
+   * to the subscribers of every process (this one's too) through NOTIFY, unless `source` (the
+   * runner's lease, the agent's call) no longer may.
    */
   publishEphemeral(
     chatId: string,
@@ -197,7 +199,6 @@ export interface Watch {
 export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const log = opts.logger.child({ component: "watch" });
   const render = opts.render ?? createEventRenderer(opts.pool);
-  const originId = crypto.randomUUID();
   let tailer: Tailer | undefined;
   const hub = new Hub({
     maxQueuedBytes: opts.maxQueuedBytes ?? 1024 * 1024,
@@ -240,8 +241,10 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   listener.notifications.on(eventsChannel, (payload: string) => wakeForCommit(payload));
   listener.notifications.on(partsChannel, (payload: string) => {
     try {
-      const msg = JSON.parse(payload) as { o: string; c: string; u: string; s: number; b: string };
-      if (msg.o !== originId) hub.dispatchEphemeral(msg.c, msg.u, msg.b, Number(msg.s));
+      // This process's own publications too: the NOTIFYs arrive in commit order, which is seq
+      // order per chat, where their publishers' answers may not.
+      const msg = JSON.parse(payload) as { c: string; u: string; s: number; b: string };
+      hub.dispatchEphemeral(msg.c, msg.u, msg.b, Number(msg.s));
     } catch (err) {
       log.warn({ err }, "ignoring a malformed message_part notification");
     }
@@ -288,10 +291,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       await catchingUp;
     },
     async publishEphemeral(chatId, _ownerId, event, data, source) {
-      const published = await publishStreamEvent(opts.pool, originId, chatId, event, data, source);
-      if (published) {
-        hub.dispatchEphemeral(chatId, published.ownerId, published.body, published.seq);
-      }
+      await publishStreamEvent(opts.pool, chatId, event, data, source);
     },
     async close() {
       hub.closeAll();

@@ -8,6 +8,12 @@ export interface Frame {
   text: string;
   /** For `message` frames: lets a stream drop a message its snapshot already sent. */
   messageId?: number;
+  /**
+   * For `message` frames: the highest seq of the chat's parts a stored message replaced when the
+   * frame was read. A part at or below it still on its way (NOTIFY can trail the log) is dropped,
+   * never shown after the message that replaced it.
+   */
+  partsMark?: number | undefined;
 }
 
 export type CloseReason = "client" | "overflow" | "shutdown" | "error";
@@ -74,6 +80,9 @@ export class Subscriber {
     }
     if (compareCursors(frame.cursor, this.lastCursor) <= 0) return;
     this.lastCursor = frame.cursor;
+    if (frame.partsMark !== undefined && frame.partsMark > this.partsThrough) {
+      this.partsThrough = frame.partsMark;
+    }
     if (frame.messageId !== undefined && this.sentMessageIds.delete(frame.messageId)) return;
     this.enqueue(frame.text);
   }

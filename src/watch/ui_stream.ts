@@ -151,8 +151,12 @@ export interface UiStreamOptions {
   sub: Subscriber;
   chatId: string;
   writer: UIMessageStreamWriter;
-  /** Messages queued behind the turn: the stream goes on through their turns too. */
-  queued: number;
+  /**
+   * Whether the chat has settled now (waiting, requires_action or error, nothing queued): asked
+   * when a status event says so, because a stream that registered behind the log's head can
+   * first receive the status a turn before the request's left.
+   */
+  settled: () => Promise<boolean>;
   /**
    * A resume: first what the running turn did so far (its stored steps after `afterMessageId`,
    * then its in-flight parts), then live.
@@ -162,7 +166,7 @@ export interface UiStreamOptions {
 
 /**
  * Relays the chat's stream events to `writer` as UI chunks until the chat settles (waiting,
- * requires_action or error, with nothing queued) or the subscriber closes. The subscriber must be
+ * requires_action or error, with nothing queued: `settled`) or the subscriber closes. The subscriber must be
  * registered (held) before whatever started the turn committed; this releases it.
  */
 export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
@@ -187,8 +191,7 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
     }
     if (parts.length > 0) sub.partsThrough = Number(parts[parts.length - 1]!.seq);
   }
-  let queued = opts.queued;
-  let settled = false;
+  let maybeSettled = false;
   let failed: string | undefined;
 
   function handle(event: string, data: string): void {
@@ -200,11 +203,8 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
       case "message":
         if (d.role === "assistant" || d.role === "tool") turn.message(d as StoredMessage);
         break;
-      case "queue_update":
-        queued = (d.queued_messages as unknown[]).length;
-        break;
       case "status":
-        settled = settledStatuses.has(d.status);
+        maybeSettled = settledStatuses.has(d.status);
         break;
       case "error":
         failed = (d as { message?: string }).message ?? "The turn failed.";
@@ -219,7 +219,6 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
 
   sub.release();
   for (;;) {
-    if (settled && queued === 0) break;
     const chunk = await sub.take();
     if (chunk === null) return;
     // One take is whole SSE blocks (frames are queued whole): parse them on their own.
@@ -227,6 +226,10 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
     if (failed) {
       turn.error(failed);
       failed = undefined;
+    }
+    if (maybeSettled) {
+      maybeSettled = false;
+      if (await opts.settled()) break;
     }
   }
   turn.finish();

@@ -63,14 +63,7 @@ describe("PartStream", () => {
     );
     const running = { workerId: lease.workerId, startedAt: rows[0]!.started_at };
     for (const p of sent) {
-      const published = await publishStreamEvent(
-        db.pool,
-        "test",
-        chat.id,
-        "message_part",
-        p.data,
-        running,
-      );
+      const published = await publishStreamEvent(db.pool, chat.id, "message_part", p.data, running);
       expect(published).not.toBeNull();
       expect(p.data.part!.text).not.toMatch(/[\ud800-\udbff]$/);
     }
@@ -78,7 +71,6 @@ describe("PartStream", () => {
     await expect(
       publishStreamEvent(
         db.pool,
-        "test",
         chat.id,
         "message_part",
         {

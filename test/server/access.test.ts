@@ -101,6 +101,8 @@ const unscoped: Record<string, string> = {
   PublishChatStreamEvent:
     "a turn's parts, published by its runner under its lease, or by the agent for its own running call",
   ListChatStreamPartsByChatID: "the chat stream's snapshot, opened after the owner check",
+  ListChatStreamPartsMarksByChatIDs:
+    "change events: chat ids from the log; a seq per chat, no content, and each event goes to its owner only",
 };
 
 let queries: Map<string, string[]>;

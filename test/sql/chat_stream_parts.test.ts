@@ -4,6 +4,7 @@ import type { Pool, PoolClient } from "../../src/db/index.ts";
 import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
 import {
   listChatStreamPartsByChatID,
+  listChatStreamPartsMarksByChatIDs,
   pruneChatStreamParts,
 } from "../../src/generated/chat_stream_parts.ts";
 import { publishStreamEvent, type StreamLease, type StreamSource } from "../../src/watch/index.ts";
@@ -44,7 +45,7 @@ async function claim(chatId: string): Promise<StreamLease> {
 
 const part = (text: string) => ({ part: { type: "text", text } });
 const publish = (chatId: string, lease: StreamSource, text: string, event = "message_part") =>
-  publishStreamEvent(pool, "test", chatId, event as "message_part", part(text), lease);
+  publishStreamEvent(pool, chatId, event as "message_part", part(text), lease);
 
 /** The snapshot's view: the in-flight texts in order, and the highest seq. */
 async function snapshot(chatId: string) {
@@ -111,7 +112,8 @@ describe("chat_stream_publish", () => {
       ["message_part", "{ }", "22023"],
       ["message_part", "[1]", "22023"],
       ["message_part", null, "22023"],
-      ["message_part", '{"x":1}\n\nevent: status\ndata: {"status":"error"}', "22P02"],
+      ["message_part", '{"x":1}\n\nevent: status\ndata: {"status":"error"}', "22023"],
+      ["message_part", '\t{"x":1}', "22023"],
       ["message_part", '{"x":\n1}', "22023"],
       ["message_part", '{"seq":1,"x":2}', "22023"],
       ["message_part", '{"turn_id":"forged"}', "22023"],
@@ -119,7 +121,7 @@ describe("chat_stream_publish", () => {
       ["message_part", "{", "22P02"],
     ]) {
       await expect(
-        pool.query("SELECT chat_stream_publish($1, $2, $3, NULL, 'test', $4, $5)", [
+        pool.query("SELECT chat_stream_publish($1, $2, $3, NULL, $4, $5)", [
           c.chatId,
           ...lease,
           event,
@@ -134,13 +136,19 @@ describe("chat_stream_publish", () => {
       [...lease, 1],
     ]) {
       await expect(
-        pool.query(
-          "SELECT chat_stream_publish($1, $2, $3, $4, 'test', 'message_part', '{\"x\":1}')",
-          [c.chatId, ...args],
-        ),
+        pool.query("SELECT chat_stream_publish($1, $2, $3, $4, 'message_part', '{\"x\":1}')", [
+          c.chatId,
+          ...args,
+        ]),
       ).rejects.toMatchObject({ code: "22023" });
     }
     expect((await snapshot(c.chatId)).through).toBe(0);
+    // What JSON.stringify writes for a NUL in model text is kept as written.
+    const nul = await publishStreamEvent(pool, c.chatId, "message_part", part("a\u0000b"), c.lease);
+    expect(JSON.parse(nul!.body.split("\ndata: ")[1]!).part.text).toBe("a\u0000b");
+    // A lone surrogate (text cut mid-pair) is made well-formed rather than refused.
+    const cut = await publishStreamEvent(pool, c.chatId, "message_part", part("x\ud83d"), c.lease);
+    expect(JSON.parse(cut!.body.split("\ndata: ")[1]!).part.text).toBe("x\ufffd");
   });
 
   it("publishes nothing for an archived chat, even under its lease", async () => {
@@ -157,7 +165,7 @@ describe("chat_stream_publish", () => {
     try {
       const publishOn = (client: PoolClient, text: string) =>
         client.query<{ seq: string }>(
-          "SELECT seq FROM chat_stream_publish($1, $2, $3, NULL, 'test', 'message_part', $4)",
+          "SELECT seq FROM chat_stream_publish($1, $2, $3, NULL, 'message_part', $4)",
           [c.chatId, c.lease.workerId, c.lease.startedAt, JSON.stringify(part(text))],
         );
       await first.client.query("BEGIN");
@@ -218,9 +226,43 @@ describe("a workspace call's output", () => {
     await pool.query("SELECT chat_tool_calls_store_results($1)", [c.chatId]);
     expect((await snapshot(c.chatId)).inFlight).toEqual([]);
     expect(await publish(c.chatId, { callId }, "too late")).toBeNull();
+    // A retry is the runner's, never an agent's.
+    await expect(
+      pool.query("SELECT chat_stream_publish($1, NULL, NULL, $2, 'retry', '{\"x\":1}')", [
+        c.chatId,
+        callId,
+      ]),
+    ).rejects.toMatchObject({ code: "22023" });
     // Another chat's call id publishes nothing here either.
     const other = await runningChat();
     expect(await publish(other.chatId, { callId }, "not this chat's call")).toBeNull();
+  });
+});
+
+describe("two calls of one step", () => {
+  it("keeps a running call's output in flight when another call's result is stored", async () => {
+    const c = await runningChat();
+    const { rows } = await pool.query<{ id: string }>(
+      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
+         started_at, session_id)
+       SELECT $1, 'call_' || n, 'execute', '{}', now() + interval '1 minute', 'running', now(),
+         gen_random_uuid()
+       FROM generate_series(1, 2) n ORDER BY n RETURNING id`,
+      [c.chatId],
+    );
+    const [a, b] = rows.map((r) => Number(r.id));
+    await publish(c.chatId, { callId: a! }, "A out 1");
+    await publish(c.chatId, { callId: b! }, "B out 1");
+    await pool.query(
+      `UPDATE chat_tool_calls SET state = 'completed', closed_at = now(), result = '{}' WHERE id = $1`,
+      [b],
+    );
+    await pool.query("SELECT chat_stream_parts_saved($1)", [c.chatId]);
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["A out 1"]);
+    // The stored result's mark covers B's output, not A's.
+    const marks = await listChatStreamPartsMarksByChatIDs(pool, { chat_ids: [c.chatId] });
+    const bPart = (await listChatStreamPartsByChatID(pool, { chat_id: c.chatId }))[1]!;
+    expect(Number(marks[0]!.saved_through)).toBe(Number(bPart.seq));
   });
 });
 

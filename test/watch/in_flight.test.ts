@@ -201,6 +201,39 @@ describe("a chat stream opened mid-turn", () => {
     expect(textOf(s.events)).toBe("after the wait");
   });
 
+  it("delivers every part of concurrent publishers once, in seq order, on the publishing server too", async () => {
+    const u = await gen.member(a.pool, { organizationIds: [orgId] });
+    const chat = await gen.chat(a.pool, { ownerId: u.id, organizationId: orgId });
+    const workerId = crypto.randomUUID();
+    const { rows } = await a.pool.query<{ started_at: string }>(
+      `UPDATE chats SET status = 'running', worker_id = $2, started_at = now() WHERE id = $1
+       RETURNING started_at::text`,
+      [chat.id, workerId],
+    );
+    const lease = { workerId, startedAt: rows[0]!.started_at };
+    const s = await open(a, u.token, chat.id);
+    await s.next((e) => e.event === "queue_update");
+    // Two publishers at once: their answers may come back out of commit order.
+    const each = 60;
+    await Promise.all(
+      ["x", "y"].map(async (who) => {
+        for (let i = 0; i < each; i++) {
+          await a.watch.publishEphemeral(
+            chat.id,
+            u.id,
+            "message_part",
+            { part: { type: "text", text: `${who}${i} ` } },
+            lease,
+          );
+        }
+      }),
+    );
+    const parts = await s.waitFor(2 * each, (e) => e.event === "message_part");
+    const seqs = parts.map((e) => data(e).seq as number);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    expect(new Set(parts.map((e) => data(e).part.text)).size).toBe(2 * each);
+  });
+
   it("starts with nothing in flight once the turn is over", async () => {
     const { u, chat, release } = await pausedTurn(["done"], []);
     const runner = await testRunner({

@@ -1,6 +1,7 @@
 import { createUIMessageStream, createUIMessageStreamResponse, type UIMessage } from "ai";
 import { Hono } from "hono";
 import { z } from "zod";
+import type { Queryable } from "../../db/index.ts";
 import { getChatLastUserMessageByChatID } from "../../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../../generated/chat_queue.ts";
 import { getChatByIDForOwner } from "../../generated/chats.ts";
@@ -47,6 +48,16 @@ const uiRequestBody = z.looseObject({
   messageId: z.string().max(256).optional(),
 });
 
+/** The chat waits for someone else now (its turn is over and nothing is queued behind it). */
+async function chatSettled(db: Queryable, ownerId: string, chatId: string): Promise<boolean> {
+  const [chat, queue] = await Promise.all([
+    getChatByIDForOwner(db, { id: chatId, owner_id: ownerId }),
+    listChatQueuedMessagesByChatID(db, { chat_id: chatId }),
+  ]);
+  if (!chat) return true;
+  return chat.status !== "pending" && chat.status !== "running" && queue.length === 0;
+}
+
 export const chatAiSdkRoutes = new Hono<AppEnv>()
   .post("/", validate("json", uiRequestBody), async (c) => {
     const { db, logger } = c.get("deps");
@@ -65,14 +76,14 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
       sub.close("client");
       throw err;
     }
-    const queued = (await listChatQueuedMessagesByChatID(db, { chat_id: chat.id })).length;
+    const settled = () => chatSettled(db, actor.user.id, chat.id);
     return createUIMessageStreamResponse({
       stream: createUIMessageStream({
         // The client's last message: when it is the assistant's (tool outputs), the turn goes on
         // in that message instead of a new one.
         originalMessages: body.messages as UIMessage[],
         execute: ({ writer }) =>
-          pumpUiStream({ db, sub, chatId: chat.id, writer, queued }).finally(() =>
+          pumpUiStream({ db, sub, chatId: chat.id, writer, settled }).finally(() =>
             sub.close("client"),
           ),
         onError: (err) => {
@@ -98,10 +109,7 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
       sub.close("client");
       return c.body(null, 204);
     }
-    const [last, queue] = await Promise.all([
-      getChatLastUserMessageByChatID(db, { chat_id: chat.id }),
-      listChatQueuedMessagesByChatID(db, { chat_id: chat.id }),
-    ]);
+    const last = await getChatLastUserMessageByChatID(db, { chat_id: chat.id });
     return createUIMessageStreamResponse({
       stream: createUIMessageStream({
         execute: ({ writer }) =>
@@ -110,7 +118,7 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
             sub,
             chatId: chat.id,
             writer,
-            queued: queue.length,
+            settled: () => chatSettled(db, owner, chat.id),
             replayAfterMessageId: last?.id ?? 0,
           }).finally(() => sub.close("client")),
         onError: (err) => {
