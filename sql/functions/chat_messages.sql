@@ -75,10 +75,9 @@ BEGIN
   IF v_workspace_calls THEN
     UPDATE chat_tool_calls SET settled = true WHERE chat_id = p_chat_id AND NOT settled;
   END IF;
-  IF v_parts IS NOT NULL THEN
-    -- The results replace the commands' streamed output; last: lock order 7 after the calls.
-    PERFORM chat_stream_parts_saved(p_chat_id);
-  END IF;
+  -- The results (or an edit that drops the step) replace the commands' streamed output; last:
+  -- lock order 7 after the calls.
+  PERFORM chat_stream_parts_saved(p_chat_id);
   RETURN COALESCE(jsonb_array_length(v_parts), 0);
 END;
 $$;

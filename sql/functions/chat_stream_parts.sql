@@ -15,8 +15,8 @@ $$;
 -- stream lock, lock order 7, held to commit): seqs follow commit order per chat, which is also the
 -- order every process receives the NOTIFYs in, so whatever a stream receives after its read
 -- carries a higher seq than everything it read. p_data is the event's JSON object as text, one
--- line (kept as written: jsonb would reorder it and refuse \u0000); turn_id and seq are added in
--- front. Who may publish:
+-- line (kept as written: jsonb would reorder it and refuse \u0000); turn_id and seq are added at
+-- its end. Who may publish:
 --   p_worker_id/p_started_at: a runner, while that lease holds and the chat runs unarchived (a
 --     run that lost it publishes nothing: its output would mix with the next run's);
 --   p_call_id: the agent's command output of that workspace call of the chat, while the call
@@ -37,12 +37,10 @@ BEGIN
   IF p_event IS NULL OR p_event NOT IN ('message_part', 'retry') THEN
     RAISE EXCEPTION 'Not a stream event: %.', p_event USING ERRCODE = '22023';
   END IF;
-  -- One line of SSE data, a non-empty JSON object without the fields added here. Checked on the
-  -- text: the json cast checks the syntax and keeps \u0000, which every operator that reads the
-  -- values would refuse. A key is a string right after `{` or `,`; inside a string value those
-  -- quotes would be escaped.
-  IF p_data IS NULL OR left(p_data, 1) <> '{' OR p_data ~ '[\r\n]' OR p_data ~ '^\{\s*\}$'
-     OR p_data ~ '[{,]\s*"(seq|turn_id)"\s*:' OR json_typeof(p_data::json) <> 'object' THEN
+  -- One line of SSE data, a non-empty JSON object: checked on the text (the json cast checks
+  -- the syntax and keeps \u0000, which every operator reading the values would refuse).
+  IF p_data IS NULL OR left(p_data, 1) <> '{' OR right(p_data, 1) <> '}' OR p_data ~ '[\r\n]'
+     OR p_data ~ '^\{\s*\}$' OR json_typeof(p_data::json) <> 'object' THEN
     RAISE EXCEPTION 'A stream event''s data must be one line of a non-empty JSON object.'
       USING ERRCODE = '22023';
   END IF;
@@ -68,8 +66,10 @@ BEGIN
   END IF;
   turn_id := chat_stream_turn_id(v_started);
   seq := nextval('chat_stream_parts_seq');
-  body := format(E'event: %s\ndata: {"turn_id":%s,"seq":%s,%s\n\n', p_event,
-    COALESCE(to_json(turn_id)::text, 'null'), seq, substr(p_data, 2));
+  -- turn_id and seq last: JSON.parse keeps the last of duplicate keys, so the data cannot forge
+  -- them, however it spells them.
+  body := format(E'event: %s\ndata: %s,"turn_id":%s,"seq":%s}\n\n', p_event,
+    left(p_data, -1), COALESCE(to_json(turn_id)::text, 'null'), seq);
   IF p_event = 'retry' THEN
     UPDATE chat_stream_parts p SET saved = true
     WHERE p.chat_id = p_chat_id AND NOT p.saved AND p.call_id IS NULL;

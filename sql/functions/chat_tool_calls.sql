@@ -113,22 +113,26 @@ BEGIN
   VALUES (p_agent_id, workspace_agent_session_start.session_id)
   ON CONFLICT (agent_id) DO UPDATE SET session_id = excluded.session_id, started_at = now(),
     stream_id = NULL;
-  FOR v_chat_id IN
-    SELECT DISTINCT t.chat_id FROM chat_tool_calls t
-    WHERE t.agent_id = p_agent_id AND t.state = 'running'
-    ORDER BY t.chat_id
+  -- The chats of its running calls, all locked first in id order; then every call closed; only
+  -- then each chat's results stored (their stream locks, lock order 7, come after every chat row
+  -- and call row this takes).
+  PERFORM 1 FROM chats
+  WHERE id IN (SELECT t.chat_id FROM chat_tool_calls t
+    WHERE t.agent_id = p_agent_id AND t.state = 'running')
+  ORDER BY id FOR NO KEY UPDATE;
+  FOR v_chat_id, v_count IN
+    WITH closed AS (
+      UPDATE chat_tool_calls SET state = 'interrupted', closed_at = now(), is_error = true,
+        result = jsonb_build_object('error',
+          'interrupted: the workspace agent restarted while this call ran; it was not run again')
+      WHERE agent_id = p_agent_id AND state = 'running'
+      RETURNING chat_id
+    )
+    SELECT chat_id, count(*)::integer FROM closed GROUP BY chat_id ORDER BY chat_id
   LOOP
-    PERFORM 1 FROM chats WHERE id = v_chat_id FOR NO KEY UPDATE;
-    UPDATE chat_tool_calls SET state = 'interrupted', closed_at = now(), is_error = true,
-      result = jsonb_build_object('error',
-        'interrupted: the workspace agent restarted while this call ran; it was not run again')
-    WHERE chat_id = v_chat_id AND agent_id = p_agent_id AND state = 'running';
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    IF v_count > 0 THEN
-      interrupted := interrupted + v_count;
-      PERFORM chat_tool_calls_store_results(v_chat_id);
-      PERFORM pg_notify('chat_runner', 'tool:' || v_chat_id);
-    END IF;
+    interrupted := interrupted + v_count;
+    PERFORM chat_tool_calls_store_results(v_chat_id);
+    PERFORM pg_notify('chat_runner', 'tool:' || v_chat_id);
   END LOOP;
 END;
 $$;

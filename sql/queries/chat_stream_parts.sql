@@ -14,12 +14,15 @@ FROM chat_stream_publish(
 -- parts already shown from parts not yet shown.
 SELECT p.seq,
   CASE WHEN NOT p.saved AND NOT c.archived AND (
-      (c.status = 'running' AND p.turn_id = chat_stream_turn_id(c.started_at))
-      -- A command still running: its output stays in flight across a runner restart.
-      OR (p.call_id IS NOT NULL AND c.status IN ('pending', 'running')))
+      (c.status = 'running' AND p.call_id IS NULL
+        AND p.turn_id = chat_stream_turn_id(c.started_at))
+      -- A command still running: its output stays in flight until its result is stored, across
+      -- a runner restart or an interrupt that has not ended the turn yet.
+      OR t.state = 'running')
     THEN p.body END AS in_flight_body
 FROM chats c
 JOIN chat_stream_parts p ON p.chat_id = c.id
+LEFT JOIN chat_tool_calls t ON t.id = p.call_id
 WHERE c.id = @chat_id
 ORDER BY p.seq;
 
@@ -28,8 +31,12 @@ ORDER BY p.seq;
 -- stored message replaced, so a stream drops such a part still on its way (docs/sql.md
 -- "In-flight output"). The primary key, read backwards per chat.
 SELECT c.id AS chat_id,
-  (SELECT p.seq FROM chat_stream_parts p WHERE p.chat_id = c.id AND p.saved
-   ORDER BY p.seq DESC LIMIT 1) AS saved_through
+  LEAST(
+    (SELECT p.seq FROM chat_stream_parts p WHERE p.chat_id = c.id AND p.saved
+     ORDER BY p.seq DESC LIMIT 1),
+    -- Never past a part still in flight (a command still running): it must not be dropped.
+    (SELECT p.seq - 1 FROM chat_stream_parts p WHERE p.chat_id = c.id AND NOT p.saved
+     ORDER BY p.seq LIMIT 1)) AS saved_through
 FROM unnest(@chat_ids::uuid[]) AS c (id);
 
 -- name: PruneChatStreamParts :one
@@ -37,13 +44,18 @@ FROM unnest(@chat_ids::uuid[]) AS c (id);
 -- current run nor of a command still running) after a minute, which is far longer than a NOTIFY takes to arrive. The
 -- table holds the parts of the last minute and of the steps still streaming: a sequential scan.
 WITH gone AS (
-  DELETE FROM chat_stream_parts p
-  WHERE p.created_at < now() - interval '1 minute'
-    AND (p.saved OR NOT (
-      EXISTS (SELECT 1 FROM chats c
-        WHERE c.id = p.chat_id AND c.status = 'running'
-          AND chat_stream_turn_id(c.started_at) = p.turn_id)
-      OR EXISTS (SELECT 1 FROM chat_tool_calls t WHERE t.id = p.call_id AND t.state = 'running')))
+  DELETE FROM chat_stream_parts d
+  WHERE (d.chat_id, d.seq) IN (
+    SELECT p.chat_id, p.seq FROM chat_stream_parts p
+    WHERE p.created_at < now() - interval '1 minute'
+      AND (p.saved OR NOT (
+        EXISTS (SELECT 1 FROM chats c
+          WHERE c.id = p.chat_id AND c.status = 'running'
+            AND chat_stream_turn_id(c.started_at) = p.turn_id)
+        OR EXISTS (SELECT 1 FROM chat_tool_calls t WHERE t.id = p.call_id AND t.state = 'running')))
+    -- Rows a publisher or a step's save holds are left for the next purge: it never waits, so
+    -- it never takes part in a deadlock with them.
+    FOR UPDATE SKIP LOCKED)
   RETURNING 1
 )
 SELECT count(*)::integer AS deleted FROM gone;

@@ -102,7 +102,7 @@ describe("chat_stream_publish", () => {
     expect(await snapshot(c.chatId)).toEqual({ inFlight: [], through: last!.seq });
   });
 
-  it("refuses what is not one line of a JSON object without its own fields, or has no publisher", async () => {
+  it("refuses what is not one line of a JSON object, or has no publisher, and keeps its own fields its own", async () => {
     const c = await runningChat();
     const lease = [c.lease.workerId, c.lease.startedAt];
     for (const [event, data, code] of [
@@ -115,10 +115,10 @@ describe("chat_stream_publish", () => {
       ["message_part", '{"x":1}\n\nevent: status\ndata: {"status":"error"}', "22023"],
       ["message_part", '\t{"x":1}', "22023"],
       ["message_part", '{"x":\n1}', "22023"],
-      ["message_part", '{"seq":1,"x":2}', "22023"],
-      ["message_part", '{"turn_id":"forged"}', "22023"],
-      ["message_part", '{"a":1} trailing', "22P02"],
-      ["message_part", "{", "22P02"],
+      ["message_part", '{"a":1} trailing', "22023"],
+      ["message_part", '{"a":1} {"b":2}', "22P02"],
+      ["message_part", "{", "22023"],
+      ["message_part", '{"a":}', "22P02"],
     ]) {
       await expect(
         pool.query("SELECT chat_stream_publish($1, $2, $3, NULL, $4, $5)", [
@@ -142,7 +142,21 @@ describe("chat_stream_publish", () => {
         ]),
       ).rejects.toMatchObject({ code: "22023" });
     }
-    expect((await snapshot(c.chatId)).through).toBe(0);
+    // The data cannot forge the stream's own fields, however it spells them; nested ones are
+    // the data's.
+    for (const forged of [
+      '{"seq":1,"turn_id":"0","x":2}',
+      '{"s\\u0065q":1,"turn\\u005fid":"0"}',
+      '{"part":{"type":"tool-call","args":{"seq":3}}}',
+    ]) {
+      const { rows } = await pool.query<{ seq: string; body: string }>(
+        "SELECT seq, body FROM chat_stream_publish($1, $2, $3, NULL, 'message_part', $4)",
+        [c.chatId, ...lease, forged],
+      );
+      const data = JSON.parse(rows[0]!.body.split("\ndata: ")[1]!);
+      expect(data.seq, forged).toBe(Number(rows[0]!.seq));
+      expect(data.turn_id).toMatch(/^\d{10,}$/);
+    }
     // What JSON.stringify writes for a NUL in model text is kept as written.
     const nul = await publishStreamEvent(pool, c.chatId, "message_part", part("a\u0000b"), c.lease);
     expect(JSON.parse(nul!.body.split("\ndata: ")[1]!).part.text).toBe("a\u0000b");
@@ -259,10 +273,55 @@ describe("two calls of one step", () => {
     );
     await pool.query("SELECT chat_stream_parts_saved($1)", [c.chatId]);
     expect((await snapshot(c.chatId)).inFlight).toEqual(["A out 1"]);
-    // The stored result's mark covers B's output, not A's.
+    // The stored result's mark stops below A's output: a stream never drops it.
     const marks = await listChatStreamPartsMarksByChatIDs(pool, { chat_ids: [c.chatId] });
-    const bPart = (await listChatStreamPartsByChatID(pool, { chat_id: c.chatId }))[1]!;
-    expect(Number(marks[0]!.saved_through)).toBe(Number(bPart.seq));
+    const aPart = (await listChatStreamPartsByChatID(pool, { chat_id: c.chatId }))[0]!;
+    expect(Number(marks[0]!.saved_through)).toBeLessThan(Number(aPart.seq));
+  });
+
+  it("shows a running command's output after an interrupt until the turn ends, and not after an edit", async () => {
+    const c = await runningChat();
+    const { rows } = await pool.query<{ id: string }>(
+      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
+         started_at, session_id)
+       VALUES ($1, 'call_1', 'execute', '{}', now() + interval '1 minute', 'running', now(),
+         gen_random_uuid())
+       RETURNING id`,
+      [c.chatId],
+    );
+    const callId = Number(rows[0]!.id);
+    await saveChatRunToolStep(pool, {
+      chat_id: c.chatId,
+      worker_id: c.lease.workerId,
+      started_at: c.lease.startedAt,
+      model_config_id: c.modelConfigId,
+      messages: [
+        {
+          role: "assistant",
+          content: [{ type: "tool-call", tool_call_id: "call_1", tool_name: "execute", args: {} }],
+        },
+      ],
+      plan_file: null,
+      tool_calls: [],
+    });
+    await publish(c.chatId, { callId }, "building");
+    await pool.query("SELECT chat_interrupt($1, $2)", [c.chatId, c.ownerId]);
+    // The runner holding the chat has not ended the turn yet: the command still runs.
+    const state = await pool.query("SELECT state FROM chat_tool_calls WHERE id = $1", [callId]);
+    expect(state.rows[0].state).toBe("running");
+    expect((await snapshot(c.chatId)).inFlight).toEqual(["building"]);
+    // An edit drops the step and the call: its output is no longer in flight.
+    const first = await pool.query<{ id: string }>(
+      "SELECT id FROM chat_messages WHERE chat_id = $1 AND role = 'user' ORDER BY id LIMIT 1",
+      [c.chatId],
+    );
+    await pool.query("SELECT chat_edit_message($1, $2, $3, $4, NULL, NULL)", [
+      c.chatId,
+      c.ownerId,
+      first.rows[0]!.id,
+      JSON.stringify([{ type: "text", text: "again" }]),
+    ]);
+    expect((await snapshot(c.chatId)).inFlight).toEqual([]);
   });
 });
 
