@@ -58,6 +58,46 @@ async function snapshot(chatId: string) {
   };
 }
 
+/**
+ * A step of the chat's run that calls `count` workspace tools, stored, and its calls started by
+ * the agent (running). Returns their chat_tool_calls ids.
+ */
+async function runningCalls(
+  c: Awaited<ReturnType<typeof runningChat>>,
+  count = 1,
+): Promise<number[]> {
+  const names = Array.from({ length: count }, (_, i) => `call_${i + 1}`);
+  await saveChatRunToolStep(pool, {
+    chat_id: c.chatId,
+    worker_id: c.lease.workerId,
+    started_at: c.lease.startedAt,
+    model_config_id: c.modelConfigId,
+    messages: [
+      {
+        role: "assistant",
+        content: names.map((id) => ({
+          type: "tool-call",
+          tool_call_id: id,
+          tool_name: "execute",
+          args: {},
+        })),
+      },
+    ],
+    plan_file: null,
+    tool_calls: [],
+  });
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
+       started_at, session_id)
+     SELECT $1, name, 'execute', '{}', now() + interval '1 minute', 'running', now(),
+       gen_random_uuid()
+     FROM unnest($2::text[]) WITH ORDINALITY AS n (name, i) ORDER BY i
+     RETURNING id`,
+    [c.chatId, names],
+  );
+  return rows.map((r) => Number(r.id));
+}
+
 describe("chat_stream_publish", () => {
   it("stores a run's parts with its turn_id and increasing seqs, and publishes nothing once its lease moved on", async () => {
     const c = await runningChat();
@@ -200,36 +240,9 @@ describe("chat_stream_publish", () => {
 });
 
 describe("a workspace call's output", () => {
-  /** The chat's workspace call, started by its agent (running). */
-  async function runningCall(c: Awaited<ReturnType<typeof runningChat>>) {
-    const { rows } = await pool.query<{ id: number }>(
-      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
-         started_at, session_id)
-       VALUES ($1, 'call_1', 'execute', '{}', now() + interval '1 minute', 'running', now(),
-         gen_random_uuid())
-       RETURNING id`,
-      [c.chatId],
-    );
-    await saveChatRunToolStep(pool, {
-      chat_id: c.chatId,
-      worker_id: c.lease.workerId,
-      started_at: c.lease.startedAt,
-      model_config_id: c.modelConfigId,
-      messages: [
-        {
-          role: "assistant",
-          content: [{ type: "tool-call", tool_call_id: "call_1", tool_name: "execute", args: {} }],
-        },
-      ],
-      plan_file: null,
-      tool_calls: [],
-    });
-    return Number(rows[0]!.id);
-  }
-
   it("is published while the call runs, replaced by its result, and not published after it", async () => {
     const c = await runningChat();
-    const callId = await runningCall(c);
+    const callId = (await runningCalls(c))[0]!;
     expect(await publish(c.chatId, { callId }, "line 1")).not.toBeNull();
     expect((await snapshot(c.chatId)).inFlight).toEqual(["line 1"]);
     await pool.query(
@@ -256,15 +269,7 @@ describe("a workspace call's output", () => {
 describe("two calls of one step", () => {
   it("keeps a running call's output in flight when another call's result is stored", async () => {
     const c = await runningChat();
-    const { rows } = await pool.query<{ id: string }>(
-      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
-         started_at, session_id)
-       SELECT $1, 'call_' || n, 'execute', '{}', now() + interval '1 minute', 'running', now(),
-         gen_random_uuid()
-       FROM generate_series(1, 2) n ORDER BY n RETURNING id`,
-      [c.chatId],
-    );
-    const [a, b] = rows.map((r) => Number(r.id));
+    const [a, b] = await runningCalls(c, 2);
     await publish(c.chatId, { callId: a! }, "A out 1");
     await publish(c.chatId, { callId: b! }, "B out 1");
     await pool.query(
@@ -281,29 +286,7 @@ describe("two calls of one step", () => {
 
   it("shows a running command's output after an interrupt until the turn ends, and not after an edit", async () => {
     const c = await runningChat();
-    const { rows } = await pool.query<{ id: string }>(
-      `INSERT INTO chat_tool_calls (chat_id, tool_call_id, tool_name, args, deadline_at, state,
-         started_at, session_id)
-       VALUES ($1, 'call_1', 'execute', '{}', now() + interval '1 minute', 'running', now(),
-         gen_random_uuid())
-       RETURNING id`,
-      [c.chatId],
-    );
-    const callId = Number(rows[0]!.id);
-    await saveChatRunToolStep(pool, {
-      chat_id: c.chatId,
-      worker_id: c.lease.workerId,
-      started_at: c.lease.startedAt,
-      model_config_id: c.modelConfigId,
-      messages: [
-        {
-          role: "assistant",
-          content: [{ type: "tool-call", tool_call_id: "call_1", tool_name: "execute", args: {} }],
-        },
-      ],
-      plan_file: null,
-      tool_calls: [],
-    });
+    const callId = (await runningCalls(c))[0]!;
     await publish(c.chatId, { callId }, "building");
     await pool.query("SELECT chat_interrupt($1, $2)", [c.chatId, c.ownerId]);
     // The runner holding the chat has not ended the turn yet: the command still runs.

@@ -44,21 +44,10 @@ function open(server: TestServer, token: string, chatId: string, headers = {}): 
   });
 }
 
-/** A chat whose model streams `before`, stops until `release()`, then streams `after`. */
-async function pausedTurn(before: string[], after: string[]) {
-  let release!: () => void;
-  const until = new Promise<void>((r) => {
-    release = r;
-  });
-  const fake = await fakeOpenAI(() => ({
-    kind: "text",
-    chunks: [...before, ...after],
-    pause: { at: before.length, until },
-  }));
-  onTestFinished(async () => {
-    release();
-    await fake.close();
-  });
+/** A new member's chat (its first message sent) on a model the fake OpenAI server answers. */
+async function chatAnsweredBy(respond: Parameters<typeof fakeOpenAI>[0]) {
+  const fake = await fakeOpenAI(respond);
+  onTestFinished(() => fake.close());
   const provider = await gen.chatProvider(a.pool, { baseUrl: fake.url });
   const model = await gen.modelConfig(a.pool, { providerId: provider.id });
   const u = await gen.member(a.pool, { organizationIds: [orgId] });
@@ -67,7 +56,28 @@ async function pausedTurn(before: string[], after: string[]) {
     headers: { authorization: `Bearer ${u.token}`, "content-type": "application/json" },
     body: JSON.stringify({ content: [{ type: "text", text: "hi" }], model_config_id: model.id }),
   });
-  const chat = ((await res.json()) as { id: string }).id;
+  return { u, chat: ((await res.json()) as { id: string }).id };
+}
+
+/** A gate a test opens: until then the fake's answer waits (`pause`). */
+function gate() {
+  let release!: () => void;
+  const until = new Promise<void>((r) => {
+    release = r;
+  });
+  // Opened at the test's end at the latest, so no answer waits past it.
+  onTestFinished(() => release());
+  return { until, release };
+}
+
+/** A chat whose model streams `before`, stops until `release()`, then streams `after`. */
+async function pausedTurn(before: string[], after: string[]) {
+  const { until, release } = gate();
+  const { u, chat } = await chatAnsweredBy(() => ({
+    kind: "text",
+    chunks: [...before, ...after],
+    pause: { at: before.length, until },
+  }));
   return { u, chat, release };
 }
 
@@ -146,11 +156,8 @@ describe("a chat stream opened mid-turn", () => {
   it("starts with the retry the runner is waiting out, then the new attempt's parts", async () => {
     let calls = 0;
     // The second attempt waits until the late stream has its snapshot: the retry is in flight.
-    let release!: () => void;
-    const until = new Promise<void>((r) => {
-      release = r;
-    });
-    const fake = await fakeOpenAI(() =>
+    const { until, release } = gate();
+    const { u, chat } = await chatAnsweredBy(() =>
       ++calls === 1
         ? {
             kind: "status",
@@ -160,19 +167,6 @@ describe("a chat stream opened mid-turn", () => {
           }
         : { kind: "text", chunks: ["after the wait"], pause: { at: 0, until } },
     );
-    onTestFinished(async () => {
-      release();
-      await fake.close();
-    });
-    const provider = await gen.chatProvider(a.pool, { baseUrl: fake.url });
-    const model = await gen.modelConfig(a.pool, { providerId: provider.id });
-    const u = await gen.member(a.pool, { organizationIds: [orgId] });
-    const res = await fetch(`${a.url}${base}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${u.token}`, "content-type": "application/json" },
-      body: JSON.stringify({ content: [{ type: "text", text: "hi" }], model_config_id: model.id }),
-    });
-    const chat = ((await res.json()) as { id: string }).id;
     const runner = await testRunner({
       dbUrl: a.dbUrl,
       partFlushMs: 5,
