@@ -36,8 +36,6 @@ const settledStatuses = new Set(["waiting", "requires_action", "error"]);
 export class UiTurnWriter {
   private started = false;
   private stepOpen = false;
-  /** Whether the open step streamed any part (else its stored message is written whole). */
-  private stepStreamed = false;
   private block: { type: "text" | "reasoning"; id: string } | undefined;
   private blocks = 0;
   /** Tool calls written: a result is written only for a call the client saw. */
@@ -54,7 +52,6 @@ export class UiTurnWriter {
   /** A streamed part of the running step (message_part). */
   part(part: Part): void {
     this.openStep();
-    this.stepStreamed = true;
     if (part.type === "text" || part.type === "reasoning") {
       this.delta(part.type, part.text ?? "");
     } else if (part.type === "tool-call") {
@@ -62,17 +59,19 @@ export class UiTurnWriter {
     }
   }
 
-  /** A stored message of the turn: closes the assistant's step, or answers built-in calls. */
-  message(m: StoredMessage): void {
+  /**
+   * A stored message of the turn: closes the assistant's step, or answers built-in calls.
+   * `replayed`: read from the history for a resume (its parts never streamed here), so its content
+   * is written. Live, the step's parts carry the content: a part's NOTIFY may trail the message's
+   * event, and writing the message's content too would show it twice.
+   */
+  message(m: StoredMessage, replayed = false): void {
     if (m.role === "assistant") {
       this.openStep();
-      // Its parts did not stream here (a resume from before the step was stored, or parts that
-      // never arrived): the stored message says everything they would have.
-      if (!this.stepStreamed) for (const p of m.content) this.part(p);
+      if (replayed) for (const p of m.content) this.part(p);
       this.closeBlock();
       this.write({ type: "finish-step" });
       this.stepOpen = false;
-      this.stepStreamed = false;
     } else if (m.role === "tool") {
       for (const p of m.content) {
         if (p.type !== "tool-result" || !p.tool_call_id || !this.calls.has(p.tool_call_id)) {
@@ -181,7 +180,7 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
     });
     const sent = new Set<number>();
     for (const m of stored) {
-      turn.message(m as StoredMessage);
+      turn.message(m as StoredMessage, true);
       sent.add(m.id);
     }
     sub.alreadySent(sent);
