@@ -9,7 +9,10 @@ export const channels = {
    * mode), or "batch" (batched mode: one per interval, which also wakes the runners).
    */
   events: "chat_events",
-  /** Ephemeral per-chat events (message_part, retry) between processes; never stored. */
+  /**
+   * Per-chat stream events (message_part, retry) between processes, sent by chat_stream_publish
+   * as it stores them in chat_stream_parts (sql/functions/chat_stream_parts.sql).
+   */
   parts: "chat_message_parts",
   /**
    * Payload a chat id: the runner holding it must stop its turn (interrupt, edit, archive). Payload
