@@ -24,7 +24,7 @@ export type EventsNotifyMode = "trigger" | "batched" | "off";
 
 /** The wake-up channel the triggers (trigger mode) and the batched notifier NOTIFY. */
 export const eventsChannel = channels.events;
-/** Ephemeral per-chat events (message_part, retry) between replicas; never stored. */
+/** Per-chat stream events (message_part, retry) between replicas, stored while in flight (chat_stream_parts). */
 export const partsChannel = channels.parts;
 /** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
 export const maxPartPayloadBytes = 7900;
