@@ -114,6 +114,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
         ...parts.runner,
         pool: parts.pool,
         databaseUrl: parts.databaseUrl,
+        listener: watch.listener,
         logger,
         models,
         publish: (chatId, ownerId, event, data, lease) =>

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import type pg from "pg";
 import { channels } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
@@ -30,8 +31,14 @@ import { ToolWaker } from "./workspace_tools.ts";
 
 export interface RunnerOptions {
   pool: Pool;
-  /** For the LISTEN connection (wake-ups and stop signals). */
+  /** For the LISTEN connection (wake-ups and stop signals) when `listener` is absent. */
   databaseUrl: string;
+  /**
+   * The process's LISTEN connection, shared with its change streams (src/watch): one connection
+   * per process, so a commit's NOTIFY wakes one backend and one socket here, not two. The runner
+   * adds its channels and leaves it open on stop; absent, it opens and closes its own.
+   */
+  listener?: Listener | undefined;
   logger: Logger;
   models: Models;
   /** Where streamed parts and retry announcements go; absent, they are not published. */
@@ -140,7 +147,9 @@ export class Runner {
   /** Summaries and titles of finished turns. */
   private readonly followUps = new Set<Promise<void>>();
   private readonly followUpAbort = new AbortController();
+  /** The LISTEN connection this runner opened itself (closed on stop); unset when shared. */
   private listener: Listener | undefined;
+  private readonly unlisten: (() => void)[] = [];
   private timers: NodeJS.Timeout[] = [];
   private claiming: Promise<void> | undefined;
   private claimAgain = false;
@@ -175,23 +184,32 @@ export class Runner {
   }
 
   async start(): Promise<void> {
-    const listener = createListener(this.opts.databaseUrl, "pgchatd-runner");
-    listener.events.on("error", (err) =>
-      this.log.error({ err }, "runner LISTEN connection failed"),
-    );
+    const shared = this.opts.listener;
+    const listener = shared ?? createListener(this.opts.databaseUrl, "pgchatd-runner");
+    // biome-ignore lint/suspicious/noExplicitAny: the handlers below take each event's own arguments
+    const on = (emitter: EventEmitter<any>, name: string, fn: (...args: any[]) => void) => {
+      emitter.on(name, fn);
+      this.unlisten.push(() => emitter.off(name, fn));
+    };
+    // A shared listener's errors are logged by its owner.
+    if (!shared) {
+      on(listener.events, "error", (err: Error) =>
+        this.log.error({ err }, "runner LISTEN connection failed"),
+      );
+    }
     // After a reconnect: a stop signal or new work may have been missed meanwhile.
-    listener.events.on("connected", () => {
+    on(listener.events, "connected", () => {
       this.wake();
       this.tick().catch(() => {});
     });
-    listener.notifications.on(channels.pending, () => this.wake());
+    on(listener.notifications, channels.pending, () => this.wake());
     // Batched mode sends no chat_pending: its one NOTIFY per interval stands for every commit.
-    listener.notifications.on(channels.events, (payload: string) => {
+    on(listener.notifications, channels.events, (payload: string) => {
       if (payload === "batch") this.wake();
     });
     // Every runner hears every stop signal; the one running the chat checks its lease first (the
     // signal may be about a run this runner has already replaced with a new claim).
-    listener.notifications.on(channels.runner, (payload: string) => {
+    on(listener.notifications, channels.runner, (payload: string) => {
       // "tool:<chat id>": the workspace agent answered a call the chat's turn waits for.
       if (payload.startsWith("tool:")) {
         this.runs.get(payload.slice(5))?.waker.wake();
@@ -205,14 +223,15 @@ export class Runner {
         );
       }
     });
-    await listener.connect();
     try {
+      await listener.connect();
       await listener.listenTo(channels.events, channels.runner, channels.pending);
     } catch (err) {
-      await listener.close();
+      this.stopListening();
+      if (!shared) await listener.close();
       throw err;
     }
-    this.listener = listener;
+    this.listener = shared ? undefined : listener;
 
     const every = (ms: number, fn: () => void) => {
       const t = setInterval(fn, ms);
@@ -289,9 +308,15 @@ export class Runner {
         this.log.info({ released: released.released }, "released leases");
       }
     } finally {
+      this.stopListening();
       await this.listener?.close().catch(() => {});
       this.log.info({ stats: this.stats }, "runner stopped");
     }
+  }
+
+  /** Removes this runner's handlers from the listener (a shared one lives on). */
+  private stopListening(): void {
+    for (const off of this.unlisten.splice(0)) off();
   }
 
   private async claimLoop(): Promise<void> {
