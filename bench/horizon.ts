@@ -114,7 +114,9 @@ export async function benchHorizon() {
               const now = performance.now();
               // The frame shows the chat as it is when read, so writes are matched by the xid of
               // the event's SSE id "<xid>.<id>" (each UPDATE returned its own).
-              for (const m of chunk.matchAll(/^id: (\d+)\.\d+$/gm))
+              for (const m of Buffer.concat(chunk)
+                .toString()
+                .matchAll(/^id: (\d+)\.\d+$/gm))
                 if (!arrived.has(m[1]!)) arrived.set(m[1]!, now);
             }
           })();

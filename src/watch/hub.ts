@@ -99,8 +99,11 @@ export class Hub {
 
   /** Ephemeral events (`message_part`, `retry`; `seq` their dedup key) for a chat's local subscribers. */
   dispatchEphemeral(chatId: string, ownerId: string, body: string, seq?: number): void {
-    for (const sub of this.byChat.get(chatId) ?? []) {
-      if (sub.ownerId === ownerId) sub.pushEphemeral(body, true, seq);
+    const subs = this.byChat.get(chatId);
+    if (!subs) return;
+    const bytes = Buffer.from(body);
+    for (const sub of subs) {
+      if (sub.ownerId === ownerId) sub.pushEphemeral(bytes, seq);
     }
   }
 

@@ -6,6 +6,18 @@ import { type Cursor, formatCursor } from "./cursor.ts";
  * is rendered and serialised once per process, not once per subscriber.
  */
 
+/**
+ * Where a stream's bytes go: the client's socket (src/server/streaming.ts). Chunks are written in
+ * order; a write resolves once the socket can take more, so a slow client holds its own handler,
+ * never the others (their frames wait in their Subscriber's bounded queue).
+ */
+export interface SseSink {
+  write(chunk: string | readonly Uint8Array[]): Promise<void>;
+  /** The client went away (or the response ended). */
+  readonly aborted: boolean;
+  onAbort(listener: () => void): void;
+}
+
 /** An `id:` line, which moves the client's Last-Event-ID; nothing without a cursor. */
 function idLine(cursor: Cursor | undefined): string {
   return cursor ? `id: ${formatCursor(cursor)}\n` : "";
@@ -21,7 +33,16 @@ export function sseComment(text: string, cursor?: Cursor): string {
   return `${idLine(cursor)}: ${text}\n\n`;
 }
 
-/** `block` (an event or comment) with an id line in front. */
-export function withSseId(cursor: Cursor, block: string): string {
-  return `${idLine(cursor)}${block}`;
+/** The last id line encoded: the subscribers of one chat mostly share their cursor. */
+let lastIdLine: { cursor: Cursor; bytes: Buffer } | undefined;
+
+/**
+ * An `id:` line as UTF-8, to put in front of a block that is encoded once for every subscriber
+ * (a stream event that is not in the log carries each subscriber's own cursor).
+ */
+export function idLineBytes(cursor: Cursor): Buffer {
+  if (lastIdLine?.cursor.xid !== cursor.xid || lastIdLine.cursor.id !== cursor.id) {
+    lastIdLine = { cursor: { ...cursor }, bytes: Buffer.from(idLine(cursor)) };
+  }
+  return lastIdLine.bytes;
 }

@@ -1,4 +1,3 @@
-import type { SSEStreamingApi } from "hono/streaming";
 import { chatMessageJson, chatQueuedMessageJson } from "../api/shapes.ts";
 import type { Pool } from "../db/index.ts";
 import {
@@ -20,7 +19,7 @@ import { type Cursor, compareCursors, formatCursor, parseCursor } from "./cursor
 import { streamData, toolCallData } from "./frames.ts";
 import type { Hub } from "./hub.ts";
 import { agentOfEvent, type EventRow, streamKinds, watchKinds } from "./kinds.ts";
-import { sseComment, sseEvent } from "./sse.ts";
+import { type SseSink, sseComment, sseEvent } from "./sse.ts";
 import type { Subscriber } from "./subscriber.ts";
 import type { RenderEvents, Tailer } from "./tailer.ts";
 
@@ -75,7 +74,7 @@ interface StreamWatch {
 }
 
 interface StreamContext {
-  stream: SSEStreamingApi;
+  stream: SseSink;
   watch: StreamWatch;
   db: Pool;
   logger: Logger;

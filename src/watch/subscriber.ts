@@ -1,11 +1,16 @@
 import { type Cursor, compareCursors } from "./cursor.ts";
-import { sseComment, withSseId } from "./sse.ts";
+import { idLineBytes, sseComment } from "./sse.ts";
 
 /** A rendered durable event, shared by every subscriber it goes to. */
 export interface Frame {
   cursor: Cursor;
   /** The whole SSE block, `id:` line included. */
   text: string;
+  /**
+   * `text` as UTF-8, encoded by the first subscriber that queues it (frameBytes) and shared by
+   * the others: one encoding per frame, not one per socket.
+   */
+  bytes?: Buffer;
   /** For `message` frames: lets a stream drop a message its snapshot already sent. */
   messageId?: number;
   /**
@@ -17,6 +22,14 @@ export interface Frame {
 }
 
 export type CloseReason = "client" | "overflow" | "shutdown" | "error";
+
+/** The frame's bytes, encoded once whatever the number of subscribers. */
+export function frameBytes(frame: Frame): Buffer {
+  frame.bytes ??= Buffer.from(frame.text);
+  return frame.bytes;
+}
+
+type Held = Frame | { body: Buffer; seq: number | undefined };
 
 /**
  * One open watch or chat stream. The tailer pushes frames; the SSE handler takes them and writes
@@ -46,10 +59,11 @@ export class Subscriber {
   closed = false;
   closeReason: CloseReason | undefined;
 
-  private queue: string[] = [];
+  /** Encoded chunks (shared with the other subscribers of their frame) waiting for the socket. */
+  private queue: Buffer[] = [];
   private queuedBytes = 0;
-  private held: (Frame | { body: string; seq: number | undefined })[] | null = [];
-  private waiter: ((value: string | null) => void) | undefined;
+  private held: Held[] | null = [];
+  private waiter: ((value: Buffer[] | null) => void) | undefined;
   private readonly onClose: (() => void)[] = [];
 
   /**
@@ -75,7 +89,7 @@ export class Subscriber {
     if (this.closed) return;
     if (this.held) {
       this.held.push(frame);
-      this.account(frame.text.length);
+      this.account(frameBytes(frame).length);
       return;
     }
     if (compareCursors(frame.cursor, this.lastCursor) <= 0) return;
@@ -84,14 +98,15 @@ export class Subscriber {
       this.partsThrough = frame.partsMark;
     }
     if (frame.messageId !== undefined && this.sentMessageIds.delete(frame.messageId)) return;
-    this.enqueue(frame.text);
+    this.enqueue(frameBytes(frame));
   }
 
   /**
-   * An event that is not in the log (`message_part`, heartbeat comments). It carries the last
-   * durable cursor as its id, so a client that reconnects after it resumes where it should.
+   * An event that is not in the log (`message_part`, `retry`; `body` its SSE block as UTF-8). It
+   * carries the last durable cursor as its id, so a client that reconnects after it resumes where
+   * it should.
    */
-  pushEphemeral(body: string, withId: boolean, seq?: number): void {
+  pushEphemeral(body: Buffer, seq?: number): void {
     if (this.closed) return;
     if (this.held) {
       this.held.push({ body, seq });
@@ -102,7 +117,8 @@ export class Subscriber {
       if (seq <= this.partsThrough) return;
       this.partsThrough = seq;
     }
-    this.enqueue(withId ? withSseId(this.lastCursor, body) : body);
+    this.enqueue(idLineBytes(this.lastCursor));
+    this.enqueue(body);
   }
 
   /**
@@ -113,7 +129,7 @@ export class Subscriber {
   heartbeat(position: Cursor): void {
     if (this.closed || this.held) return;
     if (compareCursors(position, this.lastCursor) > 0) this.lastCursor = position;
-    this.enqueue(sseComment("keep-alive", this.lastCursor));
+    this.enqueue(Buffer.from(sseComment("keep-alive", this.lastCursor)));
   }
 
   /** The snapshot sent these messages; their live `message` events are dropped once each. */
@@ -127,18 +143,21 @@ export class Subscriber {
     this.held = null;
     this.queuedBytes = 0;
     for (const item of held) {
-      if ("body" in item) this.pushEphemeral(item.body, true, item.seq);
+      if ("body" in item) this.pushEphemeral(item.body, item.seq);
       else this.push(item);
     }
   }
 
-  /** Waits for frames and returns them as one chunk; `null` once the subscriber is closed. */
-  take(): Promise<string | null> {
+  /**
+   * Waits for frames and returns every chunk queued (whole SSE blocks, in order; the buffers are
+   * shared with other subscribers: never modify them); `null` once the subscriber is closed.
+   */
+  take(): Promise<Buffer[] | null> {
     if (this.queue.length > 0) {
-      const chunk = this.queue.join("");
+      const chunks = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
-      return Promise.resolve(chunk);
+      return Promise.resolve(chunks);
     }
     if (this.closed) return Promise.resolve(null);
     return new Promise((resolve) => {
@@ -164,15 +183,22 @@ export class Subscriber {
     else this.onClose.push(fn);
   }
 
-  private enqueue(text: string): void {
+  private enqueue(chunk: Buffer): void {
+    this.queue.push(chunk);
     const waiter = this.waiter;
     if (waiter) {
+      // Resolved with the queue as it is when the handler resumes: what arrives before then (the
+      // rest of a batch, an ephemeral event's body after its id line) goes in the same write.
       this.waiter = undefined;
-      waiter(text);
+      queueMicrotask(() => {
+        const chunks = this.queue;
+        this.queue = [];
+        this.queuedBytes = 0;
+        waiter(this.closed ? null : chunks);
+      });
       return;
     }
-    this.queue.push(text);
-    this.account(text.length);
+    this.account(chunk.length);
   }
 
   private account(bytes: number): void {

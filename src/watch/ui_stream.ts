@@ -221,7 +221,7 @@ export async function pumpUiStream(opts: UiStreamOptions): Promise<void> {
     const chunk = await sub.take();
     if (chunk === null) return;
     // One take is whole SSE blocks (frames are queued whole): parse them on their own.
-    handleEvents(chunk);
+    handleEvents(Buffer.concat(chunk).toString());
     if (failed) {
       turn.error(failed);
       failed = undefined;

@@ -8,14 +8,14 @@ import { Subscriber } from "../../src/watch/subscriber.ts";
  */
 
 const cursor = (id: number) => ({ xid: 100n, id });
-const part = (text: string) => `event: message_part\ndata: {"text":"${text}"}\n\n`;
+const part = (text: string) => Buffer.from(`event: message_part\ndata: {"text":"${text}"}\n\n`);
 
 async function drain(sub: Subscriber): Promise<string> {
   let out = "";
   for (;;) {
     const chunk = await Promise.race([sub.take(), Promise.resolve(null)]);
     if (!chunk) return out;
-    out += chunk;
+    out += Buffer.concat(chunk).toString();
   }
 }
 
@@ -23,15 +23,15 @@ describe("Subscriber", () => {
   it("drops a part that a stored message already replaced, when its NOTIFY trails the log", async () => {
     const sub = new Subscriber("owner", "chat", cursor(0), 1 << 20);
     sub.release();
-    sub.pushEphemeral(part("shown"), true, 5);
+    sub.pushEphemeral(part("shown"), 5);
     sub.push({
       cursor: cursor(1),
       text: "event: message\ndata: {}\n\n",
       messageId: 1,
       partsMark: 9,
     });
-    sub.pushEphemeral(part("late, replaced"), true, 8);
-    sub.pushEphemeral(part("next step"), true, 10);
+    sub.pushEphemeral(part("late, replaced"), 8);
+    sub.pushEphemeral(part("next step"), 10);
     const out = await drain(sub);
     expect(out).toContain("shown");
     expect(out).not.toContain("late, replaced");
@@ -40,8 +40,8 @@ describe("Subscriber", () => {
 
   it("passes held parts above the snapshot's mark once released, and drops those at or below it", async () => {
     const sub = new Subscriber("owner", "chat", cursor(0), 1 << 20);
-    sub.pushEphemeral(part("in the snapshot"), true, 3);
-    sub.pushEphemeral(part("after it"), true, 4);
+    sub.pushEphemeral(part("in the snapshot"), 3);
+    sub.pushEphemeral(part("after it"), 4);
     sub.partsThrough = 3;
     sub.release();
     const out = await drain(sub);

@@ -1,12 +1,11 @@
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { resolveResume, runChatStream, runWatchStream } from "../../watch/index.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
-import { disconnectOf, lastEventId, watchOf } from "../streaming.ts";
+import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { chatParam, validate } from "../validation.ts";
 
 /** A cursor is "<xid>.<id>"; anything up to this length is parsed (and malformed means resync). */
@@ -30,11 +29,11 @@ export const chatEventsRoutes = new Hono<AppEnv>()
     // Before the response starts: the subscriber is registered by the time the client sees the
     // stream open, so nothing committed after that is missed.
     await watch.beforeSubscribe();
-    return streamSSE(
+    return sseResponse(
       c,
       (stream) =>
         runWatchStream({ stream, watch, db, logger, disconnect: disconnectOf(c) }, owner, resume),
-      async (err) => logger.error({ err }, "watch stream failed"),
+      (err) => logger.error({ err }, "watch stream failed"),
     );
   })
   .get("/:chat/stream", validate("param", chatParam), validate("query", streamQuery), async (c) => {
@@ -48,7 +47,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
     }
     const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
     await watch.beforeSubscribe();
-    return streamSSE(
+    return sseResponse(
       c,
       (stream) =>
         runChatStream(
@@ -58,6 +57,6 @@ export const chatEventsRoutes = new Hono<AppEnv>()
           q.after_id,
           resume,
         ),
-      async (err) => logger.error({ err, chat }, "chat stream failed"),
+      (err) => logger.error({ err, chat }, "chat stream failed"),
     );
   });

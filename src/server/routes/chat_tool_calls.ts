@@ -1,5 +1,4 @@
 import { Hono } from "hono";
-import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import {
   completeChatToolCallByID,
@@ -13,7 +12,7 @@ import { resolveResume, runAgentStream, splitForPart } from "../../watch/index.t
 import { agentOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { conflict } from "../errors.ts";
-import { disconnectOf, lastEventId, watchOf } from "../streaming.ts";
+import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { rowId, uuid, validate } from "../validation.ts";
 
 /*
@@ -68,7 +67,7 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
     }
     const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
     await watch.beforeSubscribe();
-    return streamSSE(
+    return sseResponse(
       c,
       (stream) =>
         runAgentStream(
@@ -83,7 +82,7 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
               ),
           },
         ),
-      async (err) => logger.error({ err, agent: agent.id }, "agent stream failed"),
+      (err) => logger.error({ err, agent: agent.id }, "agent stream failed"),
     );
   })
 
