@@ -71,7 +71,7 @@ import {
 } from "../src/generated/chat_tool_calls.ts";
 import { getChatUsageLimitStatus } from "../src/generated/chat_usage_limits.ts";
 import {
-  listChatsByIDs,
+  listChatsAndChildrenByIDs,
   listChatsByOwner,
   listChildChatsByRootIDs,
   listLatestChatIDsByWorkspaceIDs,
@@ -446,10 +446,12 @@ async function eventPlans(
         }),
       },
       {
-        name: "ListChatsByIDs",
-        why: "rendering a batch of watch events (each chat read once per batch)",
-        shows: "50 chats",
-        query: await capturedQuery(listChatsByIDs, { ids: pageOfChats.rows.map((r) => r.id) }),
+        name: "ListChatsAndChildrenByIDs",
+        why: "rendering a batch of watch events (each chat, with a root's children, read once per batch)",
+        shows: "50 of the heavy owner's chats, roots and children",
+        query: await capturedQuery(listChatsAndChildrenByIDs, {
+          ids: pageOfChats.rows.map((r) => r.id),
+        }),
       },
       {
         name: "ListChatMessagesByIDs",

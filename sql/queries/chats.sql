@@ -157,12 +157,16 @@ CROSS JOIN LATERAL (
 -- Moves the read cursor to the newest message (stream connect and disconnect).
 SELECT chat_mark_read(@id) AS last_read_message_id;
 
--- name: ListChatsByIDs :many
--- Change events: the chats a batch of events names, each read once however many events and
--- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
+-- name: ListChatsAndChildrenByIDs :many
+-- Watch events show a root with its subagent chats like GET /{chat}: the chats a batch names and
+-- the children of those that are roots (a child has none), both archive states, in one round
+-- trip per batch (a BitmapOr of the primary key and chats_root_chat_id_idx). The children come
+-- grouped by root, newest first within it, as ListChildChatsByRootIDs orders them. No owner
+-- filter: each event is delivered only to its chat's owner.
 SELECT c.*
 FROM chat_rows c
-WHERE c.id = ANY(@ids::uuid[]);
+WHERE c.id = ANY(@ids::uuid[]) OR c.root_chat_id = ANY(@ids::uuid[])
+ORDER BY c.root_chat_id NULLS FIRST, c.created_at DESC, c.id DESC;
 
 -- name: UpdateChatLastTurnSummaryByID :execrows
 -- The summary of the turn that ended when updated_at was @expected_updated_at: 0 rows when the

@@ -107,6 +107,12 @@ export interface PoolOptions {
    * transactions NOTIFY from the change-event triggers. Unset means "trigger".
    */
   eventsMode?: "trigger" | "batched" | "off";
+  /**
+   * plan_cache_mode = force_generic_plan: a prepared statement (withPreparedStatements) is
+   * planned once, not again for each call's arguments. For pools that run only queries whose one
+   * generic plan suits every argument.
+   */
+  genericPlans?: boolean;
 }
 
 /** Connection settings shared by pools and one-off clients, so both parse values alike. */
@@ -114,6 +120,7 @@ export function clientConfig(
   connectionString: string,
   applicationName = "pgchatd",
   eventsMode: PoolOptions["eventsMode"] = "trigger",
+  genericPlans = false,
 ): pg.ClientConfig {
   return {
     connectionString,
@@ -129,13 +136,18 @@ export function clientConfig(
     // idle_in_transaction_session_timeout: pgchatd never leaves a transaction open while it waits
     // for something else, so one idle that long is a leak. Ended, it cannot hold the change-event
     // horizon (and every watch stream) back for longer (docs/operations.md "Long transactions").
-    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}`,
+    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}${genericPlans ? " -c plan_cache_mode=force_generic_plan" : ""}`,
   };
 }
 
 export function createPool(opts: PoolOptions): pg.Pool {
   const pool = new pg.Pool({
-    ...clientConfig(opts.connectionString, opts.applicationName, opts.eventsMode),
+    ...clientConfig(
+      opts.connectionString,
+      opts.applicationName,
+      opts.eventsMode,
+      opts.genericPlans,
+    ),
     max: opts.max ?? 10,
     // A connection that cannot be made in 10 s means the server is down or saturated; fail the
     // request instead of queueing it forever.
@@ -146,6 +158,36 @@ export function createPool(opts: PoolOptions): pg.Pool {
   // process would crash. The pool replaces the client on the next checkout.
   pool.on("error", () => {});
   return pool;
+}
+
+/** Postgres refuses a prepared statement whose result columns changed since it was prepared. */
+const resultTypeChanged = "cached plan must not change result type";
+
+/**
+ * `pool` with each statement prepared once per connection and run by name from then on: parsed
+ * once, and with PoolOptions.genericPlans planned once. For the statements that change events
+ * run for every commit (src/watch): their planning cost several times their execution (the chat
+ * row view 0.6-0.8 ms planned against 0.13-0.2 ms run, measured with `BENCH_PG_STATEMENTS=1 npm
+ * run bench -- watch`). A statement is named after its query (the generated code's first line,
+ * `-- name: X`). One whose result columns a migration changed (a column added to a view it
+ * selects `*` from) is prepared again under a new name.
+ */
+export function withPreparedStatements(pool: Pool): PoolQueryable {
+  let generation = 0;
+  const named = (config: pg.QueryConfig) => {
+    const name = /^-- name: (\w+)/.exec(config.text)?.[1];
+    return name ? { ...config, name: `${name}_${generation}` } : config;
+  };
+  const query = async (config: pg.QueryConfig) => {
+    try {
+      return await pool.query(named(config));
+    } catch (err) {
+      if ((err as { message?: string }).message !== resultTypeChanged) throw err;
+      generation++;
+      return await pool.query(named(config));
+    }
+  };
+  return { query: query as PoolQueryable["query"] };
 }
 
 export async function connectClient(connectionString: string, applicationName?: string) {

@@ -758,18 +758,22 @@ export async function markChatReadByID(client: Client, args: MarkChatReadByIDArg
   };
 }
 
-export const listChatsByIDsQuery = `-- name: ListChatsByIDs :many
--- Change events: the chats a batch of events names, each read once however many events and
--- subscribers name it. No owner filter: each event is delivered only to its chat's owner.
+export const listChatsAndChildrenByIDsQuery = `-- name: ListChatsAndChildrenByIDs :many
+-- Watch events show a root with its subagent chats like GET /{chat}: the chats a batch names and
+-- the children of those that are roots (a child has none), both archive states, in one round
+-- trip per batch (a BitmapOr of the primary key and chats_root_chat_id_idx). The children come
+-- grouped by root, newest first within it, as ListChildChatsByRootIDs orders them. No owner
+-- filter: each event is delivered only to its chat's owner.
 SELECT c.*
 FROM chat_rows c
-WHERE c.id = ANY($1::uuid[])`;
+WHERE c.id = ANY($1::uuid[]) OR c.root_chat_id = ANY($1::uuid[])
+ORDER BY c.root_chat_id NULLS FIRST, c.created_at DESC, c.id DESC`;
 
-export interface ListChatsByIDsArgs {
+export interface ListChatsAndChildrenByIDsArgs {
   ids: string[];
 }
 
-export interface ListChatsByIDsRow {
+export interface ListChatsAndChildrenByIDsRow {
   id: string;
   owner_id: string;
   organization_id: string;
@@ -814,9 +818,9 @@ export interface ListChatsByIDsRow {
   diff_stale_at: string | null;
 }
 
-export async function listChatsByIDs(client: Client, args: ListChatsByIDsArgs): Promise<ListChatsByIDsRow[]> {
+export async function listChatsAndChildrenByIDs(client: Client, args: ListChatsAndChildrenByIDsArgs): Promise<ListChatsAndChildrenByIDsRow[]> {
   const result = await client.query({
-    text: listChatsByIDsQuery,
+    text: listChatsAndChildrenByIDsQuery,
     values: [args.ids],
     rowMode: "array",
   });

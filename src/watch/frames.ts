@@ -7,7 +7,7 @@ import {
   type ListChatToolCallsByIDsRow,
   listChatToolCallsByIDs,
 } from "../generated/chat_tool_calls.ts";
-import { listChatsByIDs, listChildChatsByRootIDs } from "../generated/chats.ts";
+import { listChatsAndChildrenByIDs } from "../generated/chats.ts";
 import type { Cursor } from "./cursor.ts";
 import type { RenderedEvent, Wanted } from "./hub.ts";
 import type { EventRow } from "./kinds.ts";
@@ -51,26 +51,25 @@ interface RenderedChat {
 
 /**
  * The chats of a batch as watch events show them: the current row (so at or after each event's
- * version, docs/api.md) with a root's children embedded like GET /{chat}, serialised once each. The
- * children are asked for every id in parallel with the chats (a child has none), in both archive
- * states (a root shows those in its own), so this costs one round trip, not two.
+ * version, docs/api.md) with a root's children embedded like GET /{chat} (those in the root's own
+ * archive state), serialised once each. One query for the chats and the children of those that
+ * are roots.
  */
 async function loadChats(db: PoolQueryable, ids: string[]): Promise<Map<string, RenderedChat>> {
   const out = new Map<string, RenderedChat>();
   if (ids.length === 0) return out;
-  const [rows, active, archived] = await Promise.all([
-    listChatsByIDs(db, { ids }) as Promise<ChatRow[]>,
-    listChildChatsByRootIDs(db, { root_ids: ids, archived: false }),
-    listChildChatsByRootIDs(db, { root_ids: ids, archived: true }),
-  ]);
+  const rows = (await listChatsAndChildrenByIDs(db, { ids })) as ChatRow[];
+  const named = new Set(ids);
   const children = new Map<string, ChatRow[]>();
-  for (const child of [...active, ...archived]) {
-    const key = `${child.root_chat_id}/${child.archived}`;
+  for (const r of rows) {
+    if (r.root_chat_id === null || !named.has(r.root_chat_id)) continue;
+    const key = `${r.root_chat_id}/${r.archived}`;
     const list = children.get(key) ?? [];
-    list.push(child);
+    list.push(r);
     children.set(key, list);
   }
   for (const r of rows) {
+    if (!named.has(r.id)) continue;
     const json = chatJson(r, children.get(`${r.id}/${r.archived}`) ?? []);
     out.set(r.id, { ownerId: r.owner_id, json: JSON.stringify(json) });
   }

@@ -1,6 +1,6 @@
 import { channels, type EphemeralEvent } from "../db/channels.ts";
-import { createListener } from "../db/listen.ts";
-import type { Pool } from "../db/pool.ts";
+import { createListener, type Listener } from "../db/listen.ts";
+import { createPool, type Pool, withPreparedStatements } from "../db/pool.ts";
 import { notifyChatEvents } from "../generated/chat_events.ts";
 import { publishChatStreamEvent } from "../generated/chat_stream_parts.ts";
 import type { Logger } from "../log.ts";
@@ -26,6 +26,11 @@ export type EventsNotifyMode = "trigger" | "batched" | "off";
 export const eventsChannel = channels.events;
 /** Per-chat stream events (message_part, retry) between replicas, stored while in flight (chat_stream_parts). */
 export const partsChannel = channels.parts;
+/**
+ * Connections of the tailer's pool: one log read at a time, a render's five reads at once, and
+ * the backfills of streams resuming meanwhile.
+ */
+const watchPoolMax = 6;
 /** NOTIFY payloads must stay below Postgres' 8000-byte limit. */
 export const maxPartPayloadBytes = 7900;
 /**
@@ -160,6 +165,11 @@ export interface WatchOptions {
 export interface Watch {
   hub: Hub;
   tailer: Tailer;
+  /**
+   * The process's one LISTEN connection (it also carries its NOTIFYs); a runner in the same
+   * process adds its channels to it (src/processes/serve.ts). Closed by close().
+   */
+  listener: Listener;
   mode: EventsNotifyMode;
   /** The renderer the tailer uses; streams use it for backfill, so frames look alike. */
   render: RenderEvents;
@@ -198,7 +208,18 @@ export interface Watch {
  */
 export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const log = opts.logger.child({ component: "watch" });
-  const render = opts.render ?? createEventRenderer(opts.pool);
+  // The log read and the render run for every commit: on connections of their own, so a burst of
+  // requests never makes delivery wait for a pool connection, and planned once per connection
+  // (their queries read by primary key or id arrays, which one generic plan serves).
+  const readPool = createPool({
+    connectionString: opts.url,
+    max: watchPoolMax,
+    applicationName: "pgchatd-watch",
+    eventsMode: opts.mode,
+    genericPlans: true,
+  });
+  const db = withPreparedStatements(readPool);
+  const render = opts.render ?? createEventRenderer(db);
   let tailer: Tailer | undefined;
   const hub = new Hub({
     maxQueuedBytes: opts.maxQueuedBytes ?? 1024 * 1024,
@@ -226,7 +247,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     else tailer!.wake(true, /^\d+$/.test(payload) ? BigInt(payload) : undefined);
   };
   tailer = new Tailer({
-    pool: opts.pool,
+    pool: db,
     hub,
     render,
     logger: log,
@@ -250,12 +271,16 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     }
   });
 
-  await listener.connect();
+  await listener.connect().catch(async (err) => {
+    await readPool.end();
+    throw err;
+  });
   try {
     await listener.listenTo(eventsChannel, partsChannel);
     await tailer.start();
   } catch (err) {
     await listener.close().catch(() => {});
+    await readPool.end();
     throw err;
   }
   tailer.wake();
@@ -272,6 +297,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   return {
     hub,
     tailer,
+    listener,
     mode: opts.mode,
     render,
     poke() {
@@ -298,6 +324,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       notifier?.stop();
       await tailer.stop();
       await listener.close().catch(() => {});
+      await readPool.end();
     },
   };
 }

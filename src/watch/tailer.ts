@@ -1,4 +1,4 @@
-import type { Pool } from "../db/index.ts";
+import type { PoolQueryable } from "../db/index.ts";
 import {
   getChatEventBounds,
   getChatEventHorizonStatus,
@@ -13,7 +13,7 @@ import type { EventRow } from "./kinds.ts";
 export type RenderEvents = (rows: EventRow[], wanted: Wanted[]) => Promise<RenderedEvent[]>;
 
 export interface TailerOptions {
-  pool: Pool;
+  pool: PoolQueryable;
   hub: Hub;
   render: RenderEvents;
   logger: Logger;

@@ -90,7 +90,7 @@ const unscoped: Record<string, string> = {
     "the outcome of a reference claimed by the refresher or by GET /{chat} after the owner check",
   // The change-event fan-out: rows are read in batches for every subscriber and each event is
   // delivered only to its chat's owner (src/watch/hub.ts), never by a client-supplied id.
-  ListChatsByIDs: "change events: ids from the log; each event goes to its owner only",
+  ListChatsAndChildrenByIDs: "change events: ids from the log; each event goes to its owner only",
   ListChatMessagesByIDs: "change events: ids from the log; each event goes to its owner only",
   ListChatQueuedMessagesByChatIDs:
     "change events: ids from the log; each event goes to its owner only",
