@@ -28,16 +28,28 @@ $$;
 -- (chat_events_notify). The *_900_* triggers compute their events and pass them here; they fire
 -- only while chat_events_mode() is not 'off' (their WHEN clause), so in that mode nothing is even
 -- computed.
+-- One event (most writes: a title, a status) goes in by INSERT ... VALUES, which plpgsql plans
+-- once per session; the INSERT ... SELECT FROM unnest(p_events) that several need has a plan
+-- depending on the array, so plpgsql plans it again at every call (0.2-0.3 ms, more than it takes
+-- to run: `BENCH_PG_STATEMENTS=1 npm run bench -- watch`), which only a cascade or a batch pays.
 CREATE OR REPLACE FUNCTION chat_events_append(p_events chat_event_row[]) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+  v_event chat_event_row;
 BEGIN
-  IF cardinality(p_events) > 0 THEN
+  IF cardinality(p_events) = 1 THEN
+    v_event := p_events[1];
+    INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
+    VALUES (v_event.chat_id, v_event.owner_id, v_event.kind, v_event.chat_version, v_event.payload);
+  ELSIF cardinality(p_events) > 1 THEN
     INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
     SELECT e.chat_id, e.owner_id, e.kind, e.chat_version, e.payload
     FROM unnest(p_events) WITH ORDINALITY AS e(chat_id, owner_id, kind, chat_version, payload, n)
     ORDER BY e.n;
-    PERFORM chat_events_notify();
+  ELSE
+    RETURN;
   END IF;
+  PERFORM chat_events_notify();
 END;
 $$;
 
