@@ -1,3 +1,4 @@
+import fs from "node:fs/promises";
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { routePath } from "hono/route";
@@ -15,6 +16,30 @@ export interface Metrics {
 export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runner"]): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // These walk every handle, timer or file descriptor of the process on the event loop: with
+  // 10,000 open streams a scrape took ~50 ms, during which no event was delivered (`npm run
+  // bench -- watch`). pgchatd_stream_subscribers counts the streams; the descriptors are
+  // counted below off the event loop.
+  for (const name of [
+    "nodejs_active_handles",
+    "nodejs_active_handles_total",
+    "nodejs_active_resources",
+    "nodejs_active_resources_total",
+    "process_open_fds",
+  ]) {
+    registry.removeSingleMetric(name);
+  }
+  if (process.platform === "linux") {
+    new Gauge({
+      name: "process_open_fds",
+      help: "Number of open file descriptors.",
+      registers: [registry],
+      async collect() {
+        // Read in libuv's thread pool; only the names come back to the loop.
+        this.set((await fs.readdir("/proc/self/fd")).length);
+      },
+    });
+  }
   const httpDuration = new Histogram({
     name: "pgchatd_http_request_duration_seconds",
     help: "HTTP request duration by route pattern and status",
