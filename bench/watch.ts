@@ -7,6 +7,8 @@
  *   npm run bench -- watch 10000            the same, plus W = 10,000
  *   npm run bench -- watch 100,1000 200     exactly W = 100 and 1,000, at 200 events/s
  *   BENCH_WATCH_PART=1 npm run bench -- watch      part 1 only (BENCH_WATCH_PART=2: part 2 only)
+ *   BENCH_PG_STATEMENTS=1 ...                      part 1 also lists each run's costliest
+ *                                                  statements (pg_stat_statements, embedded only)
  *
  * Database: a scratch database on DATABASE_URL's server when set (it needs ~160 connections
  * free), else an embedded cluster in a temporary directory started with max_connections 400
@@ -39,7 +41,12 @@
  * read or rendered late) and late to some (socket writes or client threads); and the server's
  * own event-loop delay and GC time over warm-up and window (its /metrics, prom-client defaults).
  * Note that every event fans out to 10 streams whatever W is: W adds idle connections, E × 10
- * is the frame rate (5,000/s by default).
+ * is the frame rate (5,000/s by default). Cost per event, steadier than latency on a shared
+ * machine: Postgres CPU per 1,000 events, split by the backends that used it (application_name:
+ * the server's pgchatd* connections; the writers, whose UPDATEs run the triggers; the rest), the
+ * server's database transactions per event (pg_stat_database, less the writes), and the server's
+ * CPU per 1,000 deliveries. GET /metrics is timed (median of 5) with the W streams open. The
+ * seeded pull-request statuses are marked fresh, so the server's refresher stays idle.
  *
  * Part 2, write throughput by NOTIFY mode (bench/watch_writes.ts). POST
  * /api/experimental/chats/{chat}/messages from autocannon (16 connections, a worker thread) against

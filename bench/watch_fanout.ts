@@ -66,6 +66,9 @@ async function seedOwners(url: string, owners: number): Promise<Owner[]> {
       `dataset: ${describeSeed(seeded)}; seeded in ${(seeded.ms / 1000).toFixed(1)} s ` +
         "(the heavy owner is empty and unused)",
     );
+    // The server's runner refreshes stale pull-request statuses from the forge; the seeded ones
+    // would be refreshed (and fail: no forge here) during the measurement.
+    await client.query("UPDATE chat_diff_statuses SET stale_at = now() + interval '1 day'");
     const users = await client.query<{ id: string }>(
       `SELECT id FROM users WHERE username ~ '^owner-[0-9]+$'
        ORDER BY substr(username, 7)::int`,
@@ -325,6 +328,53 @@ async function runWrites(
   return w;
 }
 
+/** Database transactions so far (backends report theirs within about a second of going idle). */
+async function transactions(admin: pg.Client): Promise<number> {
+  await sleep(1_500);
+  const r = await admin.query<{ xacts: string }>(
+    `SELECT xact_commit + xact_rollback AS xacts FROM pg_stat_database
+     WHERE datname = current_database()`,
+  );
+  return Number(r.rows[0]!.xacts);
+}
+
+/**
+ * Postgres CPU (ms) by who caused it: the backends of the server (its pool, its LISTEN
+ * connections: application_name pgchatd*), of the writers, and the rest (background processes,
+ * this bench's own connections).
+ */
+async function postgresCpuByRole(admin: pg.Client, byPid: Map<number, number>) {
+  const r = await admin.query<{ pid: number; application_name: string }>(
+    "SELECT pid, application_name FROM pg_stat_activity",
+  );
+  const app = new Map(r.rows.map((x) => [x.pid, x.application_name]));
+  const out = { server: 0, writers: 0, other: 0 };
+  for (const [pid, ms] of byPid) {
+    const name = app.get(pid) ?? "";
+    if (name.startsWith("pgchatd")) out.server += ms;
+    else if (name === "bench-watch-writer") out.writers += ms;
+    else out.other += ms;
+  }
+  return out;
+}
+
+/** BENCH_PG_STATEMENTS=1: the statements that took the most time since the last call. */
+async function printTopStatements(admin: pg.Client, label: string) {
+  const r = await admin.query<{ calls: number; ms: string; plan: string; query: string }>(
+    `SELECT calls, round((total_exec_time / NULLIF(calls, 0))::numeric, 3) AS ms,
+       round((total_plan_time / NULLIF(plans, 0))::numeric, 3) AS plan,
+       left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+     FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 15`,
+  );
+  console.log(`\n${label}: costliest statements (calls, execution and planning ms per call)`);
+  for (const x of r.rows) {
+    console.log(
+      `${String(x.calls).padStart(7)} ${String(x.ms).padStart(7)} ${String(x.plan).padStart(7)}  ${x.query}`,
+    );
+  }
+  await admin.query("SELECT pg_stat_statements_reset()");
+}
+
 interface FanOutResult {
   watchers: number;
   owners: number;
@@ -353,8 +403,14 @@ interface FanOutResult {
   writeLat: number[];
   rssIdle: number;
   rssOpen: number;
+  /** GET /metrics with the W streams open, before the writes: median ms. */
+  metricsMs: number;
   view: ReturnType<typeof serverView>;
   cpu: ReturnType<ReturnType<typeof cpuWindow>["end"]>;
+  /** Postgres CPU (ms) over the measured window, by who caused it. */
+  pgCpu: { server: number; writers: number; other: number };
+  /** The server's database transactions per write (warm-up included). */
+  serverXactsPerEvent: number;
 }
 
 async function fanOutOnce(
@@ -380,6 +436,7 @@ async function fanOutOnce(
   const server = await spawnServer(db.url, "trigger");
   const threads: ClientThread[] = [];
   const writers: pg.Client[] = [];
+  const admin = await connectClient(db.url, "bench-watch-admin");
   try {
     await sleep(1000);
     const rssIdle = rssMiBOf(server.pid);
@@ -405,6 +462,14 @@ async function fanOutOnce(
     const openFailed = opened.reduce((a, o) => a + o.failed, 0);
     await sleep(1000);
     const rssOpen = rssMiBOf(server.pid);
+    // What a Prometheus scrape costs with W streams open (the median of 5, sequential).
+    const scrapes: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = now();
+      await scrapeMetrics(server.url);
+      scrapes.push(now() - t);
+    }
+    const metricsMs = percentile(scrapes, 50);
 
     for (let i = 0; i < writerConnections; i++) {
       writers.push(await connectClient(db.url, "bench-watch-writer"));
@@ -413,12 +478,17 @@ async function fanOutOnce(
     // handle and file descriptor of the server, which is not free at 10,000 streams. So the
     // event-loop delay and GC cover the warm-up too.
     const metricsAtStart = await scrapeMetrics(server.url);
+    const xactsBefore = await transactions(admin);
     let window: ReturnType<typeof cpuWindow> | undefined;
     const writes = await runWrites(writers, targets, rate, () => {
       window = cpuWindow(server.pid, db.postmasterPid);
     });
     const cpu = window!.end();
+    const pgCpu = await postgresCpuByRole(admin, cpu.postgresByPid);
     const view = serverView(metricsAtStart, await scrapeMetrics(server.url));
+    if (process.env.BENCH_PG_STATEMENTS) await printTopStatements(admin, `W=${int(watchers)}`);
+    // Less the writes themselves (autocommit: one each) and this bench's three reads.
+    const serverXacts = (await transactions(admin)) - xactsBefore - writes.xid.length - 3;
 
     // Drain: wait until every delivery arrived, or nothing arrived for 3 s.
     const expected = writes.owner.reduce((a, o) => a + watchersOf[o]!, 0);
@@ -514,10 +584,14 @@ async function fanOutOnce(
         .map((a, i) => a - writes.sent[i + writes.measuredFrom]!),
       rssIdle,
       rssOpen,
+      metricsMs,
       view,
       cpu,
+      pgCpu,
+      serverXactsPerEvent: serverXacts / writes.xid.length,
     };
   } finally {
+    await admin.end();
     await Promise.all(writers.map((w) => w.end()));
     for (const t of threads) await t.ask("close").catch(() => {});
     await Promise.all(threads.map((t) => t.terminate()));
@@ -536,6 +610,12 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
   const maxOwners = Math.ceil(Math.max(...watcherCounts) / watchersPerOwner);
   const owners = await seedOwners(db.url, maxOwners);
   await quietCheck("part 1");
+  if (process.env.BENCH_PG_STATEMENTS) {
+    const c = await connectClient(db.url, "bench-watch-admin");
+    await c.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    await c.query("SELECT pg_stat_statements_reset()");
+    await c.end();
+  }
   const floor = await notifyFloor(db.url);
   const floorP50 = percentile(floor, 50);
   console.log(
@@ -605,8 +685,39 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
       "outside",
       "loop delay max / p99",
       "GC major / all",
+      "GET /metrics",
     ],
   ];
+  const costRows: string[][] = [
+    [
+      "watchers",
+      "events",
+      "deliveries",
+      "Postgres CPU / 1,000 events",
+      "of it: the server's reads",
+      "the writes",
+      "other",
+      "server xacts / event",
+      "server CPU / 1,000 deliveries",
+    ],
+  ];
+  for (const r of results) {
+    const events = r.writeRate * (r.cpu.wallMs / 1000);
+    const deliveries = r.lat.length;
+    const perK = (cpuMs: number, n: number) => `${ms((cpuMs / n) * 1000)} ms`;
+    const pgAll = r.pgCpu.server + r.pgCpu.writers + r.pgCpu.other;
+    costRows.push([
+      int(r.watchers),
+      int(events),
+      int(deliveries),
+      perK(pgAll, events),
+      perK(r.pgCpu.server, events),
+      perK(r.pgCpu.writers, events),
+      perK(r.pgCpu.other, events),
+      r.serverXactsPerEvent.toFixed(2),
+      perK((r.cpu.server / 100) * r.cpu.wallMs, deliveries),
+    ]);
+  }
   for (const r of results) {
     const p99 = percentile(r.lat, 99);
     const t = target(r.watchers);
@@ -647,6 +758,7 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
       `${pct(r.cpu.outside)}${r.attempts > 1 ? ` (best of ${r.attempts})` : ""}`,
       `${ms(r.view.loopMaxMs)} / ${ms(r.view.loopP99Ms)} ms`,
       `${int(r.view.gcMajorMs)} / ${int(r.view.gcAllMs)} ms`,
+      `${ms(r.metricsMs)} ms`,
     ]);
   }
   console.log(
@@ -682,4 +794,11 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
       "delay and GC: the server's own prom-client metrics over warm-up and window)",
   );
   console.log(table(resRows));
+  console.log(
+    "\nCost per event (measured window): Postgres CPU split by the backends that used it (the " +
+      "server's pool and LISTEN connections; the writers' UPDATEs with their triggers and NOTIFY; " +
+      "background processes and this bench); server xacts: the server's database transactions " +
+      "per write (tailer reads, renders, runner, warm-up included)",
+  );
+  console.log(table(costRows));
 }

@@ -55,6 +55,12 @@ export async function withBenchDatabase(fn: (db: BenchDatabase) => Promise<void>
   try {
     const admin = await connectClient(cluster.url(), "bench-watch-setup");
     await admin.query("ALTER SYSTEM SET max_connections = 400");
+    // BENCH_PG_STATEMENTS=1: bench/watch_fanout.ts lists each run's costliest statements.
+    if (process.env.BENCH_PG_STATEMENTS) {
+      await admin.query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'");
+      await admin.query("ALTER SYSTEM SET pg_stat_statements.track = 'all'");
+      await admin.query("ALTER SYSTEM SET pg_stat_statements.track_planning = on");
+    }
     await admin.end();
     await cluster.stop();
     cluster = await EmbeddedPostgres.start(opts);
@@ -111,6 +117,10 @@ export async function spawnServer(
       PGCHATD_EVENTS_NOTIFY: mode,
       PGCHATD_DATA_DIR: dataDir,
     },
+    // BENCH_SERVER_PROFILE=<dir>: the server writes a V8 CPU profile there when it stops.
+    nodeArgs: process.env.BENCH_SERVER_PROFILE
+      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_SERVER_PROFILE}`]
+      : undefined,
     onLine: (line) => {
       if (line.startsWith("{")) keep(line);
     },
@@ -229,7 +239,11 @@ export function cpuWindow(
       const server = serverPid ? share(cpuMsOf(serverPid) - s0) : Number.NaN;
       samplePostgres();
       let pgMs = 0;
-      for (const [pid, cpu] of pgLast) pgMs += cpu - pgFirst.get(pid)!;
+      const postgresByPid = new Map<number, number>();
+      for (const [pid, cpu] of pgLast) {
+        pgMs += cpu - pgFirst.get(pid)!;
+        postgresByPid.set(pid, cpu - pgFirst.get(pid)!);
+      }
       const postgres = postmasterPid ? share(pgMs) : Number.NaN;
       const extras = share(extraPids.reduce((a, pid) => a + cpuMsOf(pid), 0) - e0);
       const bench = share((c.user + c.system) / 1000);
@@ -246,6 +260,9 @@ export function cpuWindow(
           ? Math.max(0, machine * os.cpus().length - known.reduce((a, b) => a + b, 0))
           : Number.NaN,
         peakRss,
+        /** CPU ms of each Postgres process over the window (the postmaster's children by pid). */
+        postgresByPid,
+        wallMs: wall,
       };
     },
   };

@@ -41,6 +41,8 @@ export interface SpawnOptions {
   timeoutMs?: number;
   /** Arguments after the command (`agent --dir <path>`). */
   args?: string[];
+  /** Node's own options, before the script (`--cpu-prof`: not allowed in NODE_OPTIONS). */
+  nodeArgs?: string[] | undefined;
   /** Called with the process at once, so a caller can kill it even if it never gets ready. */
   onSpawn?: (child: ChildProcess) => void;
 }
@@ -50,10 +52,14 @@ export function spawnPgchatd(
   command: keyof typeof readyLines,
   opts: SpawnOptions,
 ): Promise<PgchatdProcess> {
-  const child = spawn(process.execPath, [bin, command, ...(opts.args ?? [])], {
-    env: opts.env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(opts.nodeArgs ?? []), bin, command, ...(opts.args ?? [])],
+    {
+      env: opts.env,
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   opts.onSpawn?.(child);
   let out = "";
   const keep = (chunk: string) => {
