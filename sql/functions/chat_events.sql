@@ -37,8 +37,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
   v_event chat_event_row;
 BEGIN
-  IF cardinality(p_events) = 1 THEN
-    v_event := p_events[1];
+  IF cardinality(p_events) = 1 AND array_ndims(p_events) = 1 THEN
+    -- Its own lower bound: an array written as '[0:0]={...}' does not start at 1.
+    v_event := p_events[array_lower(p_events, 1)];
     INSERT INTO chat_events (chat_id, owner_id, kind, chat_version, payload)
     VALUES (v_event.chat_id, v_event.owner_id, v_event.kind, v_event.chat_version, v_event.payload);
   ELSIF cardinality(p_events) > 1 THEN

@@ -693,6 +693,32 @@ describe("the event kinds and their writer", () => {
     );
     expect(rows.map((r) => r.proname)).toEqual(["chat_events_append"]);
   });
+
+  it("chat_events_append writes one event, several in the order given, and any array bounds", async () => {
+    const chat = await gen.chat(pool, { ownerId: await owner(), organizationId: orgId });
+    const row = (kind: string, version: number) =>
+      `"(${chat.id},${chat.owner_id},${kind},${version},)"`;
+    const cases = [
+      `{${row("title_change", 101)}}`,
+      `{${row("summary_change", 102)},${row("updated", 103)}}`,
+      // Not written by the triggers (their arrays start at 1), but a valid one-element array.
+      `[0:0]={${row("context_dirty", 104)}}`,
+      "{}",
+    ];
+    for (const events of cases) {
+      await pool.query("SELECT chat_events_append($1::chat_event_row[])", [events]);
+    }
+    const { rows } = await pool.query(
+      "SELECT kind, chat_version FROM chat_events WHERE chat_id = $1 AND chat_version > 100 ORDER BY id",
+      [chat.id],
+    );
+    expect(rows).toEqual([
+      { kind: "title_change", chat_version: 101 },
+      { kind: "summary_change", chat_version: 102 },
+      { kind: "updated", chat_version: 103 },
+      { kind: "context_dirty", chat_version: 104 },
+    ]);
+  });
 });
 
 describe("transactions and NOTIFY", () => {
