@@ -179,6 +179,20 @@ interface ChatPlan {
   /** The arguments, as the reader should see them. */
   shows: string;
   query: { text: string; values: unknown[] };
+  /**
+   * Run as the change-event reads are (src/watch): prepared, with plan_cache_mode =
+   * force_generic_plan, so the plan shown is the one used for any arguments.
+   */
+  generic?: boolean;
+}
+
+/** A query argument as a literal for EXECUTE (scalars, and arrays as '{"a","b"}'). */
+function sqlLiteral(client: pg.Client, v: unknown): string {
+  if (v === null || v === undefined) return "NULL";
+  const text = Array.isArray(v)
+    ? `{${v.map((x) => `"${String(x).replace(/["\\]/g, "\\$&")}"`).join(",")}}`
+    : String(v);
+  return client.escapeLiteral(text);
 }
 
 /** The chat list's queries on the seeded data, with the arguments the routes pass. */
@@ -396,6 +410,7 @@ async function eventPlans(
     plans: [
       {
         name: "ListChatEventsAfterCursor",
+        generic: true,
         why: "the tailer, on every NOTIFY and safety poll",
         shows: "a cursor 1,000 events behind the head, page of 1,000",
         query: await capturedQuery(listChatEventsAfterCursor, {
@@ -407,6 +422,7 @@ async function eventPlans(
       },
       {
         name: "ListChatEventsAfterCursor: past other databases",
+        generic: true,
         why: "the tailer while only other databases' open transactions hold the cluster's xmin",
         shows: "the same read below chat_events_horizon()",
         query: await capturedQuery(listChatEventsAfterCursor, {
@@ -418,6 +434,7 @@ async function eventPlans(
       },
       {
         name: "GetChatEventHorizonStatus",
+        generic: true,
         why: "the tailer's look at its horizon, once a second per process",
         shows: "a cursor 1,000 events behind the head",
         query: await capturedQuery(getChatEventHorizonStatus, {
@@ -447,6 +464,7 @@ async function eventPlans(
       },
       {
         name: "ListChatsAndChildrenByIDs",
+        generic: true,
         why: "rendering a batch of watch events (each chat, with a root's children, read once per batch)",
         shows: "50 of the heavy owner's chats, roots and children",
         query: await capturedQuery(listChatsAndChildrenByIDs, {
@@ -455,6 +473,7 @@ async function eventPlans(
       },
       {
         name: "ListChatMessagesByIDs",
+        generic: true,
         why: "rendering a batch of chat-stream `message` events",
         shows: "50 messages",
         query: await capturedQuery(listChatMessagesByIDs, {
@@ -1198,9 +1217,21 @@ async function plans(): Promise<string> {
         for (const p of list) {
           // In a transaction that is rolled back: ANALYZE runs the statement, and some write.
           await client.query("BEGIN");
-          const { rows } = await client
-            .query(`EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`, p.query.values)
-            .finally(() => client.query("ROLLBACK"));
+          const { rows } = await (
+            p.generic
+              ? (async () => {
+                  await client.query("SET LOCAL plan_cache_mode = force_generic_plan");
+                  await client.query(`PREPARE explained AS ${p.query.text}`);
+                  const args = p.query.values.map((v) => sqlLiteral(client, v)).join(", ");
+                  return client.query(
+                    `EXPLAIN (ANALYZE, BUFFERS) EXECUTE explained${args ? `(${args})` : ""}`,
+                  );
+                })()
+              : client.query(`EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`, p.query.values)
+          ).finally(async () => {
+            await client.query("ROLLBACK");
+            await client.query("DEALLOCATE ALL");
+          });
           const plan = shortenIdLists(rows.map((r) => r["QUERY PLAN"]).join("\n"));
           const offenders = plan.match(
             strict
