@@ -419,6 +419,9 @@ interface FanOutResult {
   rssOpen: number;
   /** GET /metrics with the W streams open, before the writes: median ms. */
   metricsMs: number;
+  /** The server's V8 heap in use and its memory outside the heap (MiB), with the W streams open. */
+  heapUsed: number;
+  external: number;
   view: ReturnType<typeof serverView>;
   cpu: ReturnType<ReturnType<typeof cpuWindow>["end"]>;
   /** Postgres CPU (ms) over the measured window, by who caused it. */
@@ -599,6 +602,8 @@ async function fanOutOnce(
       rssIdle,
       rssOpen,
       metricsMs,
+      heapUsed: (metricsAtStart.get("nodejs_heap_size_used_bytes") ?? Number.NaN) / 2 ** 20,
+      external: (metricsAtStart.get("nodejs_external_memory_bytes") ?? Number.NaN) / 2 ** 20,
       view,
       cpu,
       pgCpu,
@@ -692,6 +697,7 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
       "with streams",
       "peak writing",
       "per stream",
+      "V8 heap used / external",
       "server CPU",
       "Postgres CPU",
       "bench CPU",
@@ -765,6 +771,7 @@ export async function fanOut(db: BenchDatabase, watcherCounts: number[], rate: n
       mib(r.rssOpen),
       mib(r.cpu.peakRss),
       `${(((r.rssOpen - r.rssIdle) * 1024) / r.watchers).toFixed(0)} KiB`,
+      `${mib(r.heapUsed)} / ${mib(r.external)}`,
       pct(r.cpu.server),
       pct(r.cpu.postgres),
       pct(r.cpu.bench),
