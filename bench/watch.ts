@@ -9,6 +9,10 @@
  *   BENCH_WATCH_PART=1 npm run bench -- watch      part 1 only (BENCH_WATCH_PART=2: part 2 only)
  *   BENCH_PG_STATEMENTS=1 ...                      part 1 also lists each run's costliest
  *                                                  statements (pg_stat_statements, embedded only)
+ *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=<dir>" ...   Node options for the servers
+ *   BENCH_SERVER_HEAPSNAPSHOT=<ms> with BENCH_SERVER_NODE_ARGS="--heapsnapshot-signal=SIGUSR2
+ *     --diagnostic-dir=<dir>": part 1 signals the server once its W streams are open and waits
+ *     <ms> for the heap snapshot to be written
  *
  * Database: a scratch database on DATABASE_URL's server when set (it needs ~160 connections
  * free), else an embedded cluster in a temporary directory started with max_connections 400

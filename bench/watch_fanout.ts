@@ -487,6 +487,10 @@ async function fanOutOnce(
       scrapes.push(now() - t);
     }
     const metricsMs = percentile(scrapes, 50);
+    if (process.env.BENCH_SERVER_HEAPSNAPSHOT) {
+      process.kill(server.pid, "SIGUSR2");
+      await sleep(Number(process.env.BENCH_SERVER_HEAPSNAPSHOT));
+    }
 
     for (let i = 0; i < writerConnections; i++) {
       writers.push(await connectClient(db.url, "bench-watch-writer"));

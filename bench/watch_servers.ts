@@ -117,10 +117,9 @@ export async function spawnServer(
       PGCHATD_EVENTS_NOTIFY: mode,
       PGCHATD_DATA_DIR: dataDir,
     },
-    // BENCH_SERVER_PROFILE=<dir>: the server writes a V8 CPU profile there when it stops.
-    nodeArgs: process.env.BENCH_SERVER_PROFILE
-      ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_SERVER_PROFILE}`]
-      : undefined,
+    // BENCH_SERVER_NODE_ARGS: Node options for the server, e.g. "--cpu-prof --cpu-prof-dir=<dir>"
+    // (a CPU profile written when it stops; NODE_OPTIONS refuses --cpu-prof).
+    nodeArgs: process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter(Boolean),
     onLine: (line) => {
       if (line.startsWith("{")) keep(line);
     },
