@@ -1217,17 +1217,16 @@ async function plans(): Promise<string> {
         for (const p of list) {
           // In a transaction that is rolled back: ANALYZE runs the statement, and some write.
           await client.query("BEGIN");
-          const { rows } = await (
-            p.generic
-              ? (async () => {
-                  await client.query("SET LOCAL plan_cache_mode = force_generic_plan");
-                  await client.query(`PREPARE explained AS ${p.query.text}`);
-                  const args = p.query.values.map((v) => sqlLiteral(client, v)).join(", ");
-                  return client.query(
-                    `EXPLAIN (ANALYZE, BUFFERS) EXECUTE explained${args ? `(${args})` : ""}`,
-                  );
-                })()
-              : client.query(`EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`, p.query.values)
+          const { rows } = await (p.generic
+            ? (async () => {
+                await client.query("SET LOCAL plan_cache_mode = force_generic_plan");
+                await client.query(`PREPARE explained AS ${p.query.text}`);
+                const args = p.query.values.map((v) => sqlLiteral(client, v)).join(", ");
+                return client.query(
+                  `EXPLAIN (ANALYZE, BUFFERS) EXECUTE explained${args ? `(${args})` : ""}`,
+                );
+              })()
+            : client.query(`EXPLAIN (ANALYZE, BUFFERS) ${p.query.text}`, p.query.values)
           ).finally(async () => {
             await client.query("ROLLBACK");
             await client.query("DEALLOCATE ALL");
