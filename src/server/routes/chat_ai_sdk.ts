@@ -5,6 +5,7 @@ import type { Queryable } from "../../db/index.ts";
 import { getChatLastUserMessageByChatID } from "../../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../../generated/chat_queue.ts";
 import { getChatByIDForOwner } from "../../generated/chats.ts";
+import type { Logger } from "../../log.ts";
 import { pumpUiStream } from "../../watch/ui_stream.ts";
 import { applyUiRequest } from "../ai_sdk.ts";
 import { userOf } from "../auth.ts";
@@ -48,6 +49,9 @@ const uiRequestBody = z.looseObject({
   messageId: z.string().max(256).optional(),
 });
 
+/** A turn is under way: the runner has it, or will soon. */
+const turnUnderWay = (status: string) => status === "pending" || status === "running";
+
 /** The chat waits for someone else now (its turn is over and nothing is queued behind it). */
 async function chatSettled(db: Queryable, ownerId: string, chatId: string): Promise<boolean> {
   const [chat, queue] = await Promise.all([
@@ -55,7 +59,37 @@ async function chatSettled(db: Queryable, ownerId: string, chatId: string): Prom
     listChatQueuedMessagesByChatID(db, { chat_id: chatId }),
   ]);
   if (!chat) return true;
-  return chat.status !== "pending" && chat.status !== "running" && queue.length === 0;
+  return !turnUnderWay(chat.status) && queue.length === 0;
+}
+
+/**
+ * The chat's turn as a UI message stream, from `sub` (registered before anything it must show
+ * was committed) until the chat has settled; the subscriber closes with the stream.
+ */
+function uiStreamResponse(
+  opts: Omit<Parameters<typeof pumpUiStream>[0], "writer" | "settled"> & {
+    ownerId: string;
+    logger: Logger;
+    /** The client's messages, when the turn may go on in its last one (tool outputs). */
+    originalMessages?: UIMessage[];
+  },
+): Response {
+  const { ownerId, logger, originalMessages, ...pump } = opts;
+  return createUIMessageStreamResponse({
+    stream: createUIMessageStream({
+      originalMessages,
+      execute: ({ writer }) =>
+        pumpUiStream({
+          ...pump,
+          writer,
+          settled: () => chatSettled(pump.db, ownerId, pump.chatId),
+        }).finally(() => pump.sub.close("client")),
+      onError: (err) => {
+        logger.error({ err, chat: pump.chatId }, "AI SDK stream failed");
+        return "The stream failed; the turn goes on: reconnect to see it.";
+      },
+    }),
+  });
 }
 
 export const chatAiSdkRoutes = new Hono<AppEnv>()
@@ -76,21 +110,15 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
       sub.close("client");
       throw err;
     }
-    const settled = () => chatSettled(db, actor.user.id, chat.id);
-    return createUIMessageStreamResponse({
-      stream: createUIMessageStream({
-        // The client's last message: when it is the assistant's (tool outputs), the turn goes on
-        // in that message instead of a new one.
-        originalMessages: body.messages as UIMessage[],
-        execute: ({ writer }) =>
-          pumpUiStream({ db, sub, chatId: chat.id, writer, settled }).finally(() =>
-            sub.close("client"),
-          ),
-        onError: (err) => {
-          logger.error({ err, chat: chat.id }, "AI SDK stream failed");
-          return "The stream failed; the turn goes on: reconnect to see it.";
-        },
-      }),
+    return uiStreamResponse({
+      db,
+      sub,
+      chatId: chat.id,
+      ownerId: actor.user.id,
+      logger,
+      // The client's last message: when it is the assistant's (tool outputs), the turn goes on
+      // in that message instead of a new one.
+      originalMessages: body.messages as UIMessage[],
     });
   })
 
@@ -105,26 +133,17 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
     c.req.raw.signal.addEventListener("abort", () => sub.close("client"), { once: true });
     // Read after registering: a turn that starts now is in the stream; one that ended is not.
     const now = await getChatByIDForOwner(db, { id: chat.id, owner_id: owner });
-    if (!now || (now.status !== "running" && now.status !== "pending")) {
+    if (!now || !turnUnderWay(now.status)) {
       sub.close("client");
       return c.body(null, 204);
     }
     const last = await getChatLastUserMessageByChatID(db, { chat_id: chat.id });
-    return createUIMessageStreamResponse({
-      stream: createUIMessageStream({
-        execute: ({ writer }) =>
-          pumpUiStream({
-            db,
-            sub,
-            chatId: chat.id,
-            writer,
-            settled: () => chatSettled(db, owner, chat.id),
-            replayAfterMessageId: last?.id ?? 0,
-          }).finally(() => sub.close("client")),
-        onError: (err) => {
-          logger.error({ err, chat: chat.id }, "AI SDK stream failed");
-          return "The stream failed; the turn goes on: reconnect to see it.";
-        },
-      }),
+    return uiStreamResponse({
+      db,
+      sub,
+      chatId: chat.id,
+      ownerId: owner,
+      logger,
+      replayAfterMessageId: last?.id ?? 0,
     });
   });
