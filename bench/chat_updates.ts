@@ -11,7 +11,9 @@
  * For each size (no tools; ~100 KiB; ~250 KiB, near the 256 KiB a chat may declare) N chats are created
  * through chat_create with that many bytes of dynamic tools (JSON as stored), claimed by one
  * worker, and then, 5 times each:
- *   - heartbeat: the runner's UpdateChatHeartbeatsByWorkerID for all N (one statement);
+ *   - heartbeat: the runner's heartbeat with N turns: its chat_runners row
+ *                (UpsertChatRunnerHeartbeat) and the read of its N turns' state
+ *                (ListChatRunStatesByWorkerID); it writes no chat row;
  *   - status:    a status change of all N (running <-> waiting), the kind of update every turn
  *                makes (claim, finish) and that moves version and writes change events.
  * Printed: the median time per statement, per chat, and the ratio to the chats without tools.
@@ -21,7 +23,8 @@
 import { randomUUID } from "node:crypto";
 import { migrate } from "../src/db/migrate.ts";
 import { createPool } from "../src/db/pool.ts";
-import { updateChatHeartbeatsByWorkerID } from "../src/generated/chat_runs.ts";
+import { upsertChatRunnerHeartbeat } from "../src/generated/chat_runners.ts";
+import { listChatRunStatesByWorkerID } from "../src/generated/chat_runs.ts";
 import { withScratchDatabase } from "../support/scratch_db.ts";
 import { seedOwner } from "../support/seed_chats.ts";
 import { describeMachine, table } from "./measure.ts";
@@ -89,9 +92,17 @@ export async function benchChatUpdates(chatsArg?: string) {
         const statuses: number[] = [];
         for (let r = 0; r < rounds; r++) {
           heartbeats.push(
-            await time(() =>
-              updateChatHeartbeatsByWorkerID(pool, { worker_id: worker, chat_ids: ids }),
-            ),
+            await time(async () => {
+              await upsertChatRunnerHeartbeat(pool, {
+                id: worker,
+                hostname: "bench",
+                pid: process.pid,
+                capacity: chats,
+                free_slots: 0,
+                heartbeat_seconds: 15,
+              });
+              await listChatRunStatesByWorkerID(pool, { worker_id: worker, chat_ids: ids });
+            }),
           );
           statuses.push(
             await time(() =>

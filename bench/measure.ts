@@ -53,6 +53,8 @@ export async function throughput(
 export interface HttpRun {
   p50: number;
   p99: number;
+  /** Each 2xx response's latency in ms (to merge runs of several load generators). */
+  samples: number[];
   rps: number;
   non2xx: number;
   errors: number;
@@ -154,6 +156,7 @@ export async function autocannon(
   return {
     p50: percentile(msg.lat, 50),
     p99: percentile(msg.lat, 99),
+    samples: msg.lat,
     rps: msg.ok / msg.seconds,
     non2xx: msg.non2xx,
     errors: msg.errors,

@@ -33,6 +33,9 @@
  *                                       at once and 100 paced, each one `execute` (bench/tools.ts)
  *   npm run bench -- parts [chats]      publishing stream parts (stored and NOTIFYd) against a bare
  *                                       NOTIFY, 50 chats at once, and the snapshot's read (bench/parts.ts)
+ *   npm run bench -- replicas           POST /messages with its turn on 1, 2, 5 and 10 server
+ *                                       processes on one database, and 10 with the load on one
+ *                                       (bench/replicas.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -44,6 +47,7 @@ import { benchList } from "./list.ts";
 import { benchParts } from "./parts.ts";
 import { benchPr } from "./pr.ts";
 import { benchPrompts } from "./prompts.ts";
+import { benchReplicas } from "./replicas.ts";
 import { benchRunner } from "./runner.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
@@ -68,6 +72,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   housekeeping: (chats) => benchHousekeeping(chats),
   tools: (chats) => benchTools(chats),
   parts: (chats) => benchParts(chats),
+  replicas: () => benchReplicas(),
 };
 const defaults = [
   "startup",
@@ -84,6 +89,7 @@ const defaults = [
   "housekeeping",
   "tools",
   "parts",
+  "replicas",
 ];
 
 const [name, ...args] = process.argv.slice(2);

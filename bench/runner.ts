@@ -22,10 +22,12 @@
  *
  * Part 2, heartbeats. One runner, in this process, with its concurrency raised to M, claims M
  * chats whose turns run long (`/sleep 600000`). Once all M run, it heartbeats 5 times (what its
- * timer does each PGCHATD_RUNNER_HEARTBEAT_MS: renew all leases, then the recovery pass): printed
- * are the heartbeat statements each sent (it must be 1, not one per chat), the time of each,
- * the recovery pass alone with M leased chats, and the shutdown that stops the M turns and hands
- * their leases back in one statement.
+ * timer does each PGCHATD_RUNNER_HEARTBEAT_MS: renew its chat_runners row, which holds all its
+ * leases, read the state of its M turns, then the recovery pass): printed are the statements
+ * each sent, the time of each, the WAL each heartbeat wrote, the recovery pass alone with M
+ * leased chats, and the shutdown that stops the M turns and hands their leases back in one
+ * statement. For comparison, the previous release's heartbeat (one UPDATE renewing
+ * chats.heartbeat_at on all M rows) is run 5 times on the same chats: its time and WAL.
  */
 import type { ChildProcess } from "node:child_process";
 import path from "node:path";
@@ -226,17 +228,52 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
   );
   // The runner's own heartbeat and recovery, as its timer runs them (the timer is set far off so
   // that these are the only ones): statements and time per tick.
-  const heartbeats = () => runner.stats.statementsByQuery.UpdateChatHeartbeatsByWorkerID ?? 0;
+  const heartbeats = () =>
+    (runner.stats.statementsByQuery.UpsertChatRunnerHeartbeat ?? 0) +
+    (runner.stats.statementsByQuery.ListChatRunStatesByWorkerID ?? 0);
+  const wal = async () =>
+    (await pool.query<{ lsn: string }>("SELECT pg_current_wal_insert_lsn()::text AS lsn")).rows[0]!
+      .lsn;
+  const walSince = async (lsn: string) =>
+    Number(
+      (
+        await pool.query<{ bytes: string }>(
+          "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn) AS bytes",
+          [lsn],
+        )
+      ).rows[0]!.bytes,
+    );
   const perTick: number[] = [];
   const tickTimes: number[] = [];
+  const tickWal: number[] = [];
   for (let i = 0; i < observedIntervals; i++) {
     const before = heartbeats();
+    const lsn = await wal();
     t = performance.now();
     await runner.tick();
     tickTimes.push(performance.now() - t);
+    tickWal.push(await walSince(lsn));
     perTick.push(heartbeats() - before);
   }
   const sent = perTick.reduce((a, b) => a + b, 0);
+  // The previous release's heartbeat, on the same leased rows (chats.heartbeat_at, which this
+  // release leaves NULL; its trigger fires as it did then).
+  const oldTimes: number[] = [];
+  const oldWal: number[] = [];
+  for (let i = 0; i < observedIntervals; i++) {
+    const lsn = await wal();
+    t = performance.now();
+    await pool.query(
+      `UPDATE chats c SET heartbeat_at = now()
+       FROM (SELECT l.id FROM chats l WHERE l.worker_id = $1 AND l.id = ANY ($2::uuid[])
+             FOR NO KEY UPDATE SKIP LOCKED) locked
+       WHERE c.id = locked.id`,
+      [runner.workerId, ids],
+    );
+    oldTimes.push(performance.now() - t);
+    oldWal.push(await walSince(lsn));
+  }
+  await pool.query("UPDATE chats SET heartbeat_at = NULL WHERE worker_id = $1", [runner.workerId]);
   const recoverTimes: number[] = [];
   for (let i = 0; i < 5; i++) {
     t = performance.now();
@@ -256,11 +293,15 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
       ["what", "figure"],
       [
         `heartbeats (heartbeat + recovery pass, as the timer runs them)`,
-        `${observedIntervals}, sending ${sent} heartbeat statements (${perTick.join(", ")})`,
+        `${observedIntervals}, sending ${sent} heartbeat statements (${perTick.join(", ")}: the runner's row and the read of its turns)`,
       ],
       [
         `one heartbeat + recovery pass over ${int(running)} leases, p50 / max`,
-        `${ms(percentile(tickTimes, 50))} / ${ms(Math.max(...tickTimes))} ms`,
+        `${ms(percentile(tickTimes, 50))} / ${ms(Math.max(...tickTimes))} ms, WAL ${int(percentile(tickWal, 50))} bytes (p50)`,
+      ],
+      [
+        `the previous release's heartbeat: ${int(running)} chats' heartbeat_at, p50 / max`,
+        `${ms(percentile(oldTimes, 50))} / ${ms(Math.max(...oldTimes))} ms, WAL ${int(percentile(oldWal, 50))} bytes (p50)`,
       ],
       [
         `recovery pass with ${int(running)} leased chats, p50 / max of 5`,

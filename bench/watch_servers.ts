@@ -99,6 +99,7 @@ process.once("exit", () => {
 export async function spawnServer(
   dbUrl: string,
   mode: "trigger" | "batched" | "off",
+  env: Record<string, string> = {},
 ): Promise<ServerProcess> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), "pgchatd-bench-watch-server-"));
   // pino writes JSON lines to stdout; anything else (a crash) is in the process's output.
@@ -116,6 +117,7 @@ export async function spawnServer(
       LOG_LEVEL: "warn",
       PGCHATD_EVENTS_NOTIFY: mode,
       PGCHATD_DATA_DIR: dataDir,
+      ...env,
     },
     // BENCH_SERVER_NODE_ARGS: Node options for the server, e.g. "--cpu-prof --cpu-prof-dir=<dir>"
     // (a CPU profile written when it stops; NODE_OPTIONS refuses --cpu-prof).

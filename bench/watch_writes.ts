@@ -33,14 +33,14 @@ const targets = { p99At10kMs: 100, p99At100Ms: 5, batchedVsOff: 0.8 };
 // ---------------------------------------------------------------------------------------------
 // Part 2: write throughput by NOTIFY mode
 
-interface Sender {
+export interface Sender {
   token: string;
   ownerId: string;
   paths: string[];
 }
 
 /** One more user with an API key and `sendChats` idle chats to send first messages to. */
-async function seedSender(admin: pg.Client): Promise<Sender> {
+export async function seedSender(admin: pg.Client): Promise<Sender> {
   const modelId = await defaultModelConfigId(admin);
   const user = await admin.query<{ id: string }>(
     "INSERT INTO users (username, name) VALUES ('watch-bench-sender', 'Sender') RETURNING id",
@@ -74,7 +74,7 @@ async function seedSender(admin: pg.Client): Promise<Sender> {
 }
 
 /** Every sender chat idle with an empty queue again (no events: the session's mode is off). */
-async function resetChats(admin: pg.Client, ownerId: string) {
+export async function resetChats(admin: pg.Client, ownerId: string) {
   await admin.query(
     `DELETE FROM chat_queued_messages q USING chats c WHERE q.chat_id = c.id AND c.owner_id = $1`,
     [ownerId],

@@ -62,7 +62,7 @@ import {
   getChatForRunByID,
   getChatForRunByIDQuery,
   listChatRecoveryCandidates,
-  updateChatHeartbeatsByWorkerID,
+  listChatRunStatesByWorkerID,
 } from "../src/generated/chat_runs.ts";
 import { listChatStreamPartsByChatID } from "../src/generated/chat_stream_parts.ts";
 import {
@@ -496,7 +496,13 @@ const workerId = "00000000-0000-4000-8000-00000000a11c";
 async function runnerPlans(
   client: pg.Client,
   messages: SeededMessages,
-): Promise<{ plans: ChatPlan[]; recover: string[]; modelKey: string[] }> {
+): Promise<{
+  plans: ChatPlan[];
+  recover: string[];
+  modelKey: string[];
+  claim: string[];
+  choose: string[];
+}> {
   // Runner state on random seeded chats (their history is whatever the seeding gave them).
   await client.query(
     `WITH picked AS (
@@ -511,9 +517,16 @@ async function runnerPlans(
          ELSE 'requires_action' END::chat_status,
        worker_id = CASE WHEN n > ${runnerState.pending} AND n <= ${runnerState.pending + runnerState.running}
          THEN '${workerId}'::uuid END,
-       started_at = now(), heartbeat_at = now(),
+       started_at = now(), heartbeat_at = NULL,
        status_changed_at = now() - (n || ' seconds')::interval
      FROM picked WHERE c.id = picked.id`,
+  );
+  // Its runner's row, and nine more runners: a pending chat chooses one of them.
+  await client.query(
+    `INSERT INTO chat_runners (id, hostname, pid, capacity, free_slots, heartbeat_interval)
+     SELECT CASE WHEN g = 0 THEN '${workerId}'::uuid ELSE gen_random_uuid() END, 'explain', g,
+       ${runnerState.running}, g % 3, interval '15 seconds'
+     FROM generate_series(0, 9) g`,
   );
   await client.query(
     `INSERT INTO chat_queued_messages (chat_id, content, position)
@@ -527,15 +540,19 @@ async function runnerPlans(
   const plans: ChatPlan[] = [
     {
       name: "ClaimPendingChats",
-      why: "every wake-up of every runner (NOTIFY chat_pending, a turn's end, the poll)",
-      shows: `${runnerState.pending} pending chats, a batch of 50`,
-      query: await capturedQuery(claimPendingChats, { worker_id: workerId, batch_size: 50 }),
+      why: "the wake-up of the one runner a pending chat chose, a turn's end, the poll",
+      shows: `${runnerState.pending} pending chats, a batch of 50 (the function's statements are in the recovery section's auto_explain output below)`,
+      query: await capturedQuery(claimPendingChats, {
+        worker_id: workerId,
+        free_slots: 50,
+        batch_size: 50,
+      }),
     },
     {
-      name: "UpdateChatHeartbeatsByWorkerID",
-      why: "once per heartbeat interval per runner, for all its running turns",
+      name: "ListChatRunStatesByWorkerID",
+      why: "once per heartbeat interval per runner, for all its running turns (a read: the runner's own row renews its leases)",
       shows: `a runner with ${running.rows.length.toLocaleString("en")} running chats`,
-      query: await capturedQuery(updateChatHeartbeatsByWorkerID, {
+      query: await capturedQuery(listChatRunStatesByWorkerID, {
         worker_id: workerId,
         chat_ids: running.rows.map((r) => r.id),
       }),
@@ -579,7 +596,15 @@ async function runnerPlans(
   const modelKey = (
     await nestedPlans(client, getChatForRunByIDQuery, [false, messages.targetChatId])
   ).filter((n) => /chat_provider_user_keys k|chat_messages um|FROM api_keys/.test(n));
-  return { plans, recover, modelKey };
+  // The claim's statements, from inside chat_run_claim (its writes rolled back).
+  const claim = (
+    await nestedPlans(client, "SELECT * FROM chat_run_claim($1, 50, 50)", [workerId])
+  ).filter((n) => /chats_pending_idx|SKIP LOCKED|chat_runners/.test(n));
+  // The choice of the runner a pending chat wakes, from inside the trigger.
+  const choose = (await nestedPlans(client, "SELECT * FROM chat_runner_choose()", [])).filter((n) =>
+    n.includes("chat_runners"),
+  );
+  return { plans, recover, modelKey, claim, choose };
 }
 
 /** Stale references of the refresher's claim plan (the rest are fresh). */
@@ -1318,6 +1343,23 @@ async function plans(): Promise<string> {
         "",
       );
       for (const plan of runner.recover) out.push("```", plan.trim(), "```", "");
+      out.push(
+        "#### chat_run_claim",
+        "",
+        "Hot because: ClaimPendingChats runs it at every wake-up of a runner. Its statements, as " +
+          "auto_explain reports them from inside the function (the look for any pending chat, the " +
+          "runner's row, the claim of up to 50, the runner's row again; rolled back):",
+        "",
+      );
+      for (const plan of runner.claim) out.push("```", plan.trim(), "```", "");
+      out.push(
+        "#### chat_runner_choose",
+        "",
+        "Hot because: the trigger of every chat that becomes pending runs it to pick the one " +
+          "runner to wake. chat_runners holds a row per live runner (10 here): a scan is the plan.",
+        "",
+      );
+      for (const plan of runner.choose) out.push("```", plan.trim(), "```", "");
       out.push(
         "#### chat_run_model_key",
         "",

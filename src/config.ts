@@ -51,6 +51,7 @@ const envSchema = z
     PGCHATD_RUNNER_CONCURRENCY: z.coerce.number().int().min(1).max(100_000).default(32),
     PGCHATD_RUNNER_HEARTBEAT_MS: z.coerce.number().int().min(100).default(15_000),
     PGCHATD_RUNNER_STALE_MS: z.coerce.number().int().min(200).default(60_000),
+    PGCHATD_RUNNER_POLL_MS: z.coerce.number().int().min(50).default(1_000),
     PGCHATD_EVENTS_HELD_BACK_WARN_MS: z.coerce.number().int().min(0).default(10_000),
     PGCHATD_GITHUB_API_URL: z.url({ protocol: /^https?$/ }).default("https://api.github.com"),
     PGCHATD_GITHUB_HOST: z
@@ -126,6 +127,7 @@ export interface Config {
     concurrency: number;
     heartbeatMs: number;
     staleAfterMs: number;
+    pollMs: number;
   };
 }
 
@@ -165,6 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       concurrency: e.PGCHATD_RUNNER_CONCURRENCY,
       heartbeatMs: e.PGCHATD_RUNNER_HEARTBEAT_MS,
       staleAfterMs: e.PGCHATD_RUNNER_STALE_MS,
+      pollMs: e.PGCHATD_RUNNER_POLL_MS,
     },
   };
 }

@@ -1,11 +1,13 @@
--- The runner's side of the turn lifecycle: leases, saving a turn's output, shutdown, recovery,
--- and token costs. The claim and the heartbeat are single statements in
--- sql/queries/chat_runs.sql.
+-- The runner's side of the turn lifecycle: the claim, leases, saving a turn's output, shutdown,
+-- recovery, and token costs. The runner's own row (its heartbeat) is in
+-- sql/functions/chat_runners.sql and sql/queries/chat_runners.sql.
 -- Re-applied on every migrate (CREATE OR REPLACE); this file is the one home of these bodies.
 --
 -- A lease: a runner holds a chat while chats.worker_id is its id; chats.started_at names the run
--- (the same runner may claim the chat again after an edit). Only the holder of the current lease
--- writes a turn's output. Admitting a new turn (chat_admit_message: a send, an edit, a promotion)
+-- (the same runner may claim the chat again after an edit). The lease lasts while the runner's
+-- chat_runners row is fresh: one heartbeat per runner renews all its leases, and a wide chats row
+-- is written only when a turn starts and ends (chat_run_lease_expired). Only the holder of the
+-- current lease writes a turn's output. Admitting a new turn (chat_admit_message: a send, an edit, a promotion)
 -- releases the lease, so a superseded run can never write after the new turn's message. The
 -- holder learns that its turn must stop from NOTIFY chat_runner (chats__notify_runner) or,
 -- failing that, from its next heartbeat.
@@ -123,6 +125,68 @@ CREATE OR REPLACE FUNCTION chat_run_keep_usage(
 ) RETURNS void
 LANGUAGE sql AS $$
   SELECT chat_run_store_messages(p_chat_id, p_model_config_id, p_messages, true);
+$$;
+
+-- The runner's claim (ClaimPendingChats): the oldest pending, unarchived chats
+-- (chats_pending_idx), at most p_batch_size, leased to p_worker_id and set running.
+-- SKIP LOCKED: a chat another runner is claiming, or a request is changing, is left for the next
+-- claim instead of waited for, so runners never block each other and never take the same chat. A
+-- pending chat holds no lease: admitting its turn released any (chat_admit_message).
+-- The runner's row is locked first (lock order 3b) and written last, with the slots it has left:
+-- its proof of life, which chat_runners_reap's DELETE re-checks after waiting for this lock, so a
+-- runner's row is never reaped under a claim that leases chats to it. A runner whose row is gone
+-- (presumed dead after a long silence, and reaped) claims nothing until its heartbeat registers
+-- it again. With nothing pending (most polls) it takes no lock and writes only a changed count of
+-- free slots, so the chooser (chat_runner_choose) sees a runner whose turns ended as free again.
+-- The chats' heartbeat_at stays NULL: only the previous release's runners renew it.
+CREATE OR REPLACE FUNCTION chat_run_claim(p_worker_id uuid, p_free_slots integer, p_batch_size integer)
+RETURNS TABLE (id uuid, started_at timestamptz)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  v_claimed integer;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM chats p WHERE p.status = 'pending' AND NOT p.archived) THEN
+    UPDATE chat_runners r SET free_slots = p_free_slots
+    WHERE r.id = p_worker_id AND r.free_slots <> p_free_slots;
+    RETURN;
+  END IF;
+  PERFORM 1 FROM chat_runners r WHERE r.id = p_worker_id FOR NO KEY UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  -- status: pending -> running (docs/sql.md "Chat status").
+  RETURN QUERY
+  UPDATE chats c
+  SET status = 'running', worker_id = p_worker_id, started_at = now(), heartbeat_at = NULL,
+    last_error = NULL
+  FROM (
+    SELECT p.id
+    FROM chats p
+    WHERE p.status = 'pending' AND NOT p.archived
+    ORDER BY p.status_changed_at, p.id
+    LIMIT p_batch_size
+    FOR NO KEY UPDATE SKIP LOCKED
+  ) picked
+  WHERE c.id = picked.id
+  RETURNING c.id, c.started_at;
+  GET DIAGNOSTICS v_claimed = ROW_COUNT;
+  UPDATE chat_runners r
+  SET heartbeat_at = now(), free_slots = greatest(p_free_slots - v_claimed, 0)
+  WHERE r.id = p_worker_id;
+END;
+$$;
+
+-- Whether a chat's lease belongs to a runner presumed dead (recovery hands the chat back): its
+-- runner's chat_runners row has not been renewed for p_stale_after; or it has no row (a runner of
+-- the previous release, which renews chats.heartbeat_at instead) and the chat's own heartbeat_at
+-- is that old, or absent (a lease nobody renews).
+CREATE OR REPLACE FUNCTION chat_run_lease_expired(p_chat chats, p_stale_after interval)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+  SELECT p_chat.worker_id IS NOT NULL AND COALESCE(
+    (SELECT r.heartbeat_at < now() - p_stale_after FROM chat_runners r WHERE r.id = p_chat.worker_id),
+    p_chat.heartbeat_at IS NULL OR p_chat.heartbeat_at < now() - p_stale_after);
 $$;
 
 -- The chat row when the caller holds its current lease (locked), else NULL.
@@ -316,13 +380,16 @@ BEGIN
 END;
 $$;
 
--- Shutdown: every lease of this runner is released (chat_run_release_locked). Returns how many.
+-- Shutdown: the runner's row goes, then every lease of this runner is released
+-- (chat_run_release_locked). Returns how many. The row first (lock order 3b, before chat rows),
+-- and so the chats released here wake another runner, never this one (chat_runner_choose).
 CREATE OR REPLACE FUNCTION chat_run_release_worker(p_worker_id uuid) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
   v_count integer := 0;
 BEGIN
+  DELETE FROM chat_runners WHERE id = p_worker_id;
   -- The runner stops these turns itself: chats__notify_runner need not tell every runner about
   -- each of them (10,000 notifications for a runner with 10,000 turns).
   PERFORM set_config('pgchatd.releasing_own_leases', 'on', true);
@@ -342,8 +409,8 @@ $$;
 -- own transaction, so a chat whose recovery fails is logged and skipped, never stopping the
 -- recovery of the others. It takes the chat's row lock with SKIP LOCKED (a chat another
 -- transaction holds is being changed; the next pass sees it again) and does what still applies:
---   stale_lease:   the holder stopped heartbeating -> the lease is released
---                  (chat_run_release_locked: running back to pending);
+--   stale_lease:   the holder stopped heartbeating (chat_run_lease_expired) -> the lease is
+--                  released (chat_run_release_locked: running back to pending);
 --   tool_timeout:  requires_action for longer than p_tool_results_timeout -> error results for
 --                  the pending calls, status error (ChatError kind timeout), queue head admitted.
 --                  Not for an archived chat: it takes no message; once unarchived the timeout
@@ -361,7 +428,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  IF v_chat.worker_id IS NOT NULL AND v_chat.heartbeat_at < now() - p_stale_after THEN
+  IF chat_run_lease_expired(v_chat, p_stale_after) THEN
     PERFORM chat_run_release_locked(v_chat);
     RETURN 'stale_lease';
   END IF;

@@ -16,9 +16,11 @@
 --      agent's first push, its workspace_agents row stands in); several in agent id order;
 --   3a. an agent's session row (workspace_agent_sessions): FOR UPDATE by a new agent process
 --      (workspace_agent_session_start), FOR SHARE by a tool call's start;
+--   3b. a runner's row (chat_runners): its claim and its shutdown lock it before the chats they
+--      lease or release; the reaper (DeleteStaleChatRunners) deletes it and locks nothing else;
 --   4. chat rows. A routine that locks several locks all it will change in one statement, in id
 --      order (chat_lock_rows), before it changes any of them; or it skips rows others hold
---      (SKIP LOCKED: the claim, the heartbeat, recovery) and never waits;
+--      (SKIP LOCKED: the claim, recovery) and never waits;
 --   5. an owner's spend lock in one organization (chat_lock_spend): shared by the spend check of
 --      a create or a send, exclusive by whatever stores assistant messages (their cost), after
 --      the chat's row (a new chat's row, which nobody can wait for, may come after it);

@@ -1,51 +1,18 @@
 -- name: ClaimPendingChats :many
--- The runner's claim: the oldest pending, unarchived chats (chats_pending_idx), leased to this
--- runner and set running in one statement. SKIP LOCKED: a chat another runner is claiming, or a
--- request is changing, is left for the next claim instead of waited for, so runners never block
--- each other and never take the same chat. A pending chat holds no lease: admitting its turn
--- released any (chat_admit_message).
--- status: pending -> running (docs/sql.md "Chat status").
-UPDATE chats c
-SET status = 'running', worker_id = @worker_id, started_at = now(), heartbeat_at = now(),
-  last_error = NULL
-FROM (
-  SELECT p.id
-  FROM chats p
-  WHERE p.status = 'pending' AND NOT p.archived
-  ORDER BY p.status_changed_at, p.id
-  LIMIT @batch_size
-  FOR NO KEY UPDATE SKIP LOCKED
-) picked
-WHERE c.id = picked.id
-RETURNING c.id, c.started_at;
+-- chat_run_claim: see sql/functions/chat_runs.sql. @free_slots: the runner's free slots before
+-- this claim, which it reports for the chooser of the runner a pending chat wakes.
+SELECT c.id, c.started_at
+FROM chat_run_claim(@worker_id, @free_slots, @batch_size) AS c;
 
--- name: UpdateChatHeartbeatsByWorkerID :many
--- One statement per interval for all of this runner's turns (chats_leased_idx); also how a runner
--- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
--- another started_at, is no longer this turn's: it stops without writing. A status other than
--- running, or archived, means the turn was interrupted or archived meanwhile.
--- SKIP LOCKED: a chat another transaction holds (a request changing it, a push marking it) is
--- not waited for, so a heartbeat never waits and never takes part in a deadlock; it comes back
--- with renewed = false and its committed state, still this runner's, renewed next time.
-WITH renewed AS (
-  UPDATE chats c
-  SET heartbeat_at = now()
-  FROM (
-    SELECT l.id
-    FROM chats l
-    WHERE l.worker_id = @worker_id AND l.id = ANY (@chat_ids::uuid[])
-    FOR NO KEY UPDATE SKIP LOCKED
-  ) locked
-  WHERE c.id = locked.id
-  RETURNING c.id, c.status, c.started_at, c.archived
-)
-SELECT r.id, r.status, r.started_at, r.archived, true AS renewed
-FROM renewed r
-UNION ALL
-SELECT h.id, h.status, h.started_at, h.archived, false
-FROM chats h
-WHERE h.worker_id = @worker_id AND h.id = ANY (@chat_ids::uuid[])
-  AND h.id NOT IN (SELECT r.id FROM renewed r);
+-- name: ListChatRunStatesByWorkerID :many
+-- Where this runner's turns stand (chats_leased_idx): every heartbeat interval, and when
+-- chat_runner says one should stop. Reads only: the lease is renewed by the runner's own row
+-- (UpsertChatRunnerHeartbeat). A chat missing from the result, or with another started_at, is no
+-- longer this turn's: it stops without writing. A status other than running, or archived, means
+-- the turn was interrupted or archived meanwhile.
+SELECT c.id, c.status, c.started_at, c.archived
+FROM chats c
+WHERE c.worker_id = @worker_id AND c.id = ANY (@chat_ids::uuid[]);
 
 -- name: GetChatForRunByID :one
 -- What a turn needs besides the history: the chat's tools and title state, and its model with
@@ -111,17 +78,26 @@ SELECT chat_run_release_worker(@worker_id) AS released;
 
 -- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
--- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
--- is deliberately unindexed), unarchived chats waiting for tool results too long
--- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
--- holds only busy chats' messages: never a scan of the mostly waiting chats). @skip_ids: chats
--- whose recovery failed earlier in this pass, so they cannot crowd the others out of a batch.
+-- each again under its lock): the leases of runners whose row went stale (chat_runners is a few
+-- rows; their chats through chats_leased_idx), leases of the previous release's runners whose
+-- chats.heartbeat_at went stale (chats_legacy_leases_idx, empty outside a rolling upgrade),
+-- unarchived chats waiting for tool results too long (chats_requires_action_idx), and idle chats
+-- with a queue (driven from the queue table, which holds only busy chats' messages: never a scan
+-- of the mostly waiting chats). @skip_ids: chats whose recovery failed earlier in this pass, so
+-- they cannot crowd the others out of a batch.
 SELECT id FROM (
-  (SELECT s.id FROM chats s
-   WHERE s.worker_id IS NOT NULL
-     AND s.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
+  (SELECT s.id FROM chat_runners r
+   JOIN chats s ON s.worker_id = r.id
+   WHERE r.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
      AND s.id <> ALL (@skip_ids::uuid[])
-   ORDER BY s.heartbeat_at
+   ORDER BY s.id
+   LIMIT @batch_size)
+  UNION
+  (SELECT l.id FROM chats l
+   WHERE l.worker_id IS NOT NULL AND l.heartbeat_at IS NOT NULL
+     AND l.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
+     AND l.id <> ALL (@skip_ids::uuid[])
+   ORDER BY l.heartbeat_at
    LIMIT @batch_size)
   UNION
   (SELECT t.id FROM chats t

@@ -339,15 +339,24 @@ CREATE OR REPLACE TRIGGER chats_900_notify_runner
   )
   EXECUTE FUNCTION chats__notify_runner();
 
--- Wakes the runners: a chat became claimable (pending and not archived: created, a message
--- admitted, tool results in, unarchived). Identical payloads in one transaction collapse into
--- one notification. In batched mode the server's one NOTIFY per interval on chat_events wakes the
--- runners instead, so nothing is sent per transaction. Row-level with WHEN: other inserts and
--- updates never enter plpgsql.
+-- Wakes one runner: a chat became claimable (pending and not archived: created, a message
+-- admitted, tool results in, unarchived, a lease released). The runner chat_runner_choose picks,
+-- addressed by the payload (its id), in either events mode: none when it is this session's own
+-- runner, which its process wakes after the commit; none when no runner has a free slot. With no
+-- runner registered at all (only runners of the previous release, which wake on any payload) the
+-- old broadcast, in trigger mode. Identical payloads in one transaction collapse into one
+-- notification. Row-level with WHEN: other inserts and updates never enter plpgsql.
 CREATE OR REPLACE FUNCTION chats__notify_pending() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+  v_choice record;
 BEGIN
-  IF chat_events_mode() <> 'batched' THEN
+  SELECT * INTO v_choice FROM chat_runner_choose();
+  IF v_choice.runner_id IS NOT NULL THEN
+    IF NOT v_choice.is_local THEN
+      PERFORM pg_notify('chat_pending', v_choice.runner_id::text);
+    END IF;
+  ELSIF chat_events_mode() <> 'batched' AND NOT EXISTS (SELECT 1 FROM chat_runners) THEN
     PERFORM pg_notify('chat_pending', '');
   END IF;
   RETURN NULL;

@@ -6,7 +6,7 @@
 export const channels = {
   /**
    * A commit wrote change events: tailers read the log. Payload: the transaction id (trigger
-   * mode), or "batch" (batched mode: one per interval, which also wakes the runners).
+   * mode), or "batch" (batched mode: one per interval).
    */
   events: "chat_events",
   /**
@@ -20,7 +20,10 @@ export const channels = {
    * (sql/functions/chat_tool_calls.sql).
    */
   runner: "chat_runner",
-  /** A chat became pending (trigger mode): runners claim. */
+  /**
+   * A chat became pending: payload the id of the one runner chosen to claim it
+   * (chat_runner_choose), or "" for every runner (no runner registered).
+   */
   pending: "chat_pending",
 } as const;
 

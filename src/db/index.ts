@@ -17,6 +17,8 @@ export interface DatabaseOptions {
   poolMax?: number;
   /** Sets pgchatd.events on the pool's sessions (see PoolOptions.eventsMode). */
   eventsMode?: PoolOptions["eventsMode"];
+  /** Sets pgchatd.runner_id on the pool's sessions (see PoolOptions.runnerId). */
+  runnerId?: string | undefined;
   logger: Logger;
 }
 
@@ -65,6 +67,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
       connectionString: url,
       max: opts.poolMax ?? 10,
       eventsMode: opts.eventsMode,
+      runnerId: opts.runnerId,
     });
     return {
       pool,

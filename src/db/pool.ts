@@ -113,6 +113,12 @@ export interface PoolOptions {
    * generic plan suits every argument.
    */
   genericPlans?: boolean;
+  /**
+   * The session setting pgchatd.runner_id: this process's runner, which it wakes itself after its
+   * writes, so a chat they make pending chooses it first, without a NOTIFY (chat_runner_choose in
+   * sql/functions/chat_runners.sql). Unset in a process without a runner.
+   */
+  runnerId?: string | undefined;
 }
 
 /** Connection settings shared by pools and one-off clients, so both parse values alike. */
@@ -121,7 +127,11 @@ export function clientConfig(
   applicationName = "pgchatd",
   eventsMode: PoolOptions["eventsMode"] = "trigger",
   genericPlans = false,
+  runnerId?: string,
 ): pg.ClientConfig {
+  if (runnerId !== undefined && !/^[0-9a-f-]{36}$/i.test(runnerId)) {
+    throw new Error(`runnerId must be a uuid, not ${JSON.stringify(runnerId)}`);
+  }
   return {
     connectionString,
     types: typeParsers,
@@ -136,7 +146,7 @@ export function clientConfig(
     // idle_in_transaction_session_timeout: pgchatd never leaves a transaction open while it waits
     // for something else, so one idle that long is a leak. Ended, it cannot hold the change-event
     // horizon (and every watch stream) back for longer (docs/operations.md "Long transactions").
-    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}${genericPlans ? " -c plan_cache_mode=force_generic_plan" : ""}`,
+    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}${genericPlans ? " -c plan_cache_mode=force_generic_plan" : ""}${runnerId ? ` -c pgchatd.runner_id=${runnerId}` : ""}`,
   };
 }
 
@@ -147,6 +157,7 @@ export function createPool(opts: PoolOptions): pg.Pool {
       opts.applicationName,
       opts.eventsMode,
       opts.genericPlans,
+      opts.runnerId,
     ),
     max: opts.max ?? 10,
     // A connection that cannot be made in 10 s means the server is down or saturated; fail the

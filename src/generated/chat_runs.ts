@@ -13,40 +13,26 @@ function jsonParam(value: unknown): string | null {
 }
 
 export const claimPendingChatsQuery = `-- name: ClaimPendingChats :many
--- The runner's claim: the oldest pending, unarchived chats (chats_pending_idx), leased to this
--- runner and set running in one statement. SKIP LOCKED: a chat another runner is claiming, or a
--- request is changing, is left for the next claim instead of waited for, so runners never block
--- each other and never take the same chat. A pending chat holds no lease: admitting its turn
--- released any (chat_admit_message).
--- status: pending -> running (docs/sql.md "Chat status").
-UPDATE chats c
-SET status = 'running', worker_id = $1, started_at = now(), heartbeat_at = now(),
-  last_error = NULL
-FROM (
-  SELECT p.id
-  FROM chats p
-  WHERE p.status = 'pending' AND NOT p.archived
-  ORDER BY p.status_changed_at, p.id
-  LIMIT $2
-  FOR NO KEY UPDATE SKIP LOCKED
-) picked
-WHERE c.id = picked.id
-RETURNING c.id, c.started_at`;
+-- chat_run_claim: see sql/functions/chat_runs.sql. @free_slots: the runner's free slots before
+-- this claim, which it reports for the chooser of the runner a pending chat wakes.
+SELECT c.id, c.started_at
+FROM chat_run_claim($1, $2, $3) AS c`;
 
 export interface ClaimPendingChatsArgs {
   worker_id: string;
+  free_slots: number;
   batch_size: number;
 }
 
 export interface ClaimPendingChatsRow {
-  id: string;
+  id: string | null;
   started_at: string | null;
 }
 
 export async function claimPendingChats(client: Client, args: ClaimPendingChatsArgs): Promise<ClaimPendingChatsRow[]> {
   const result = await client.query({
     text: claimPendingChatsQuery,
-    values: [args.worker_id, args.batch_size],
+    values: [args.worker_id, args.free_slots, args.batch_size],
     rowMode: "array",
   });
   return result.rows.map((row) => {
@@ -57,50 +43,31 @@ export async function claimPendingChats(client: Client, args: ClaimPendingChatsA
   });
 }
 
-export const updateChatHeartbeatsByWorkerIDQuery = `-- name: UpdateChatHeartbeatsByWorkerID :many
--- One statement per interval for all of this runner's turns (chats_leased_idx); also how a runner
--- checks a turn when chat_runner says it should stop. A chat missing from the result, or with
--- another started_at, is no longer this turn's: it stops without writing. A status other than
--- running, or archived, means the turn was interrupted or archived meanwhile.
--- SKIP LOCKED: a chat another transaction holds (a request changing it, a push marking it) is
--- not waited for, so a heartbeat never waits and never takes part in a deadlock; it comes back
--- with renewed = false and its committed state, still this runner's, renewed next time.
-WITH renewed AS (
-  UPDATE chats c
-  SET heartbeat_at = now()
-  FROM (
-    SELECT l.id
-    FROM chats l
-    WHERE l.worker_id = $1 AND l.id = ANY ($2::uuid[])
-    FOR NO KEY UPDATE SKIP LOCKED
-  ) locked
-  WHERE c.id = locked.id
-  RETURNING c.id, c.status, c.started_at, c.archived
-)
-SELECT r.id, r.status, r.started_at, r.archived, true AS renewed
-FROM renewed r
-UNION ALL
-SELECT h.id, h.status, h.started_at, h.archived, false
-FROM chats h
-WHERE h.worker_id = $1 AND h.id = ANY ($2::uuid[])
-  AND h.id NOT IN (SELECT r.id FROM renewed r)`;
+export const listChatRunStatesByWorkerIDQuery = `-- name: ListChatRunStatesByWorkerID :many
+-- Where this runner's turns stand (chats_leased_idx): every heartbeat interval, and when
+-- chat_runner says one should stop. Reads only: the lease is renewed by the runner's own row
+-- (UpsertChatRunnerHeartbeat). A chat missing from the result, or with another started_at, is no
+-- longer this turn's: it stops without writing. A status other than running, or archived, means
+-- the turn was interrupted or archived meanwhile.
+SELECT c.id, c.status, c.started_at, c.archived
+FROM chats c
+WHERE c.worker_id = $1 AND c.id = ANY ($2::uuid[])`;
 
-export interface UpdateChatHeartbeatsByWorkerIDArgs {
+export interface ListChatRunStatesByWorkerIDArgs {
   worker_id: string;
   chat_ids: string[];
 }
 
-export interface UpdateChatHeartbeatsByWorkerIDRow {
+export interface ListChatRunStatesByWorkerIDRow {
   id: string;
   status: "waiting" | "pending" | "running" | "paused" | "completed" | "error" | "requires_action";
   started_at: string | null;
   archived: boolean;
-  renewed: boolean;
 }
 
-export async function updateChatHeartbeatsByWorkerID(client: Client, args: UpdateChatHeartbeatsByWorkerIDArgs): Promise<UpdateChatHeartbeatsByWorkerIDRow[]> {
+export async function listChatRunStatesByWorkerID(client: Client, args: ListChatRunStatesByWorkerIDArgs): Promise<ListChatRunStatesByWorkerIDRow[]> {
   const result = await client.query({
-    text: updateChatHeartbeatsByWorkerIDQuery,
+    text: listChatRunStatesByWorkerIDQuery,
     values: [args.worker_id, args.chat_ids],
     rowMode: "array",
   });
@@ -110,7 +77,6 @@ export async function updateChatHeartbeatsByWorkerID(client: Client, args: Updat
       status: row[1],
       started_at: row[2],
       archived: row[3],
-      renewed: row[4],
     };
   });
 }
@@ -396,17 +362,26 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
 
 export const listChatRecoveryCandidatesQuery = `-- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
--- each again under its lock): leases whose heartbeat went stale (chats_leased_idx; heartbeat_at
--- is deliberately unindexed), unarchived chats waiting for tool results too long
--- (chats_requires_action_idx), and idle chats with a queue (driven from the queue table, which
--- holds only busy chats' messages: never a scan of the mostly waiting chats). @skip_ids: chats
--- whose recovery failed earlier in this pass, so they cannot crowd the others out of a batch.
+-- each again under its lock): the leases of runners whose row went stale (chat_runners is a few
+-- rows; their chats through chats_leased_idx), leases of the previous release's runners whose
+-- chats.heartbeat_at went stale (chats_legacy_leases_idx, empty outside a rolling upgrade),
+-- unarchived chats waiting for tool results too long (chats_requires_action_idx), and idle chats
+-- with a queue (driven from the queue table, which holds only busy chats' messages: never a scan
+-- of the mostly waiting chats). @skip_ids: chats whose recovery failed earlier in this pass, so
+-- they cannot crowd the others out of a batch.
 SELECT id FROM (
-  (SELECT s.id FROM chats s
-   WHERE s.worker_id IS NOT NULL
-     AND s.heartbeat_at < now() - make_interval(secs => $1::double precision)
+  (SELECT s.id FROM chat_runners r
+   JOIN chats s ON s.worker_id = r.id
+   WHERE r.heartbeat_at < now() - make_interval(secs => $1::double precision)
      AND s.id <> ALL ($2::uuid[])
-   ORDER BY s.heartbeat_at
+   ORDER BY s.id
+   LIMIT $3)
+  UNION
+  (SELECT l.id FROM chats l
+   WHERE l.worker_id IS NOT NULL AND l.heartbeat_at IS NOT NULL
+     AND l.heartbeat_at < now() - make_interval(secs => $1::double precision)
+     AND l.id <> ALL ($2::uuid[])
+   ORDER BY l.heartbeat_at
    LIMIT $3)
   UNION
   (SELECT t.id FROM chats t

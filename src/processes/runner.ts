@@ -50,11 +50,15 @@ export interface RunningRunner {
  * batched mode its commits send the one NOTIFY per interval a server would.
  */
 export async function startRunner(config: Config, logger: Logger): Promise<RunningRunner> {
-  const { secrets, database, forge } = await openConfigured(config, logger);
+  // Its id on the pool's sessions: chats its own transitions make pending (a queue head admitted
+  // at a turn's end) choose it first, without a NOTIFY (chat_runner_choose).
+  const workerId = crypto.randomUUID();
+  const { secrets, database, forge } = await openConfigured(config, logger, workerId);
   const pool: Pool = database.pool;
   const notifier =
     config.eventsNotify === "batched" ? createCommitNotifier(pool, logger) : undefined;
   const runner = createRunner({
+    workerId,
     pool,
     databaseUrl: database.url,
     logger,

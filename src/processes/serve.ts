@@ -201,7 +201,10 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
 
 /** `pgchatd serve`: opens the database (embedded unless DATABASE_URL), then serves the API. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
-  const { secrets, database, forge } = await openConfigured(config, logger);
+  // The runner's id is on the pool's sessions: a chat this server's requests make pending wakes
+  // this server's runner first, without a NOTIFY (chat_runner_choose).
+  const workerId = config.runner.enabled ? crypto.randomUUID() : undefined;
+  const { secrets, database, forge } = await openConfigured(config, logger, workerId);
   let server: AssembledServer;
   try {
     server = await assembleServer({
@@ -216,7 +219,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       forge: { forge, inlineMs: config.diffStatusInlineMs },
       auditRetentionDays: config.auditRetentionDays,
       modelRouting: config.modelRouting,
-      runner: config.runner.enabled ? runnerSettings(config) : undefined,
+      runner: config.runner.enabled ? { ...runnerSettings(config), workerId } : undefined,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
     });
   } catch (err) {

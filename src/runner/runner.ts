@@ -1,12 +1,14 @@
 import type { EventEmitter } from "node:events";
+import os from "node:os";
 import type pg from "pg";
 import { channels } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
 import type { Pool, PoolQueryable } from "../db/pool.ts";
+import { upsertChatRunnerHeartbeat } from "../generated/chat_runners.ts";
 import {
   claimPendingChats,
+  listChatRunStatesByWorkerID,
   releaseChatRunsByWorkerID,
-  updateChatHeartbeatsByWorkerID,
 } from "../generated/chat_runs.ts";
 import type { Logger } from "../log.ts";
 import type { Models } from "../models/providers.ts";
@@ -23,13 +25,21 @@ import {
 import { ToolWaker } from "./workspace_tools.ts";
 
 /*
- * The chat runner (docs/operations.md "The runner"): claims pending chats, runs their turns,
- * heartbeats its leases in one statement per interval, recovers what crashed runners left behind,
- * and hands its chats back on shutdown. Any number of runners (in `pgchatd serve` processes or
- * alone as `pgchatd runner`) share one database; the lease rules in SQL keep them apart.
+ * The chat runner (docs/operations.md "The runner"): registers itself in chat_runners, claims
+ * pending chats, runs their turns, renews all its leases with one narrow row per heartbeat
+ * interval, recovers what crashed runners left behind, and hands its chats back on shutdown. Any
+ * number of runners (in `pgchatd serve` processes or alone as `pgchatd runner`) share one
+ * database; the lease rules in SQL keep them apart, and a chat that becomes pending wakes one of
+ * them (chat_runner_choose, docs/operations.md "Scaling").
  */
 
 export interface RunnerOptions {
+  /**
+   * This runner's id (chat_runners.id, chats.worker_id); random when absent. A process that sets
+   * it on its pool's sessions too (PoolOptions.runnerId) is chosen first for the chats its own
+   * writes make pending, without a NOTIFY: it wakes this runner after them.
+   */
+  workerId?: string | undefined;
   pool: Pool;
   /** For the LISTEN connection (wake-ups and stop signals) when `listener` is absent. */
   databaseUrl: string;
@@ -52,9 +62,13 @@ export interface RunnerOptions {
   concurrency?: number;
   /** Chats one claim takes at most. */
   claimBatch?: number;
-  /** Looks for pending chats this often even without a wake-up (writes from psql, a lost NOTIFY). */
+  /**
+   * Looks for pending chats this often even without a wake-up: a chosen runner that died before
+   * it claimed, a lost NOTIFY, every runner busy when the chat became pending. Bounds how long a
+   * chat waits for a free slot somewhere.
+   */
   pollMs?: number;
-  /** Renews this runner's leases, and runs the recovery pass, this often. */
+  /** Renews this runner's row (all its leases), and runs the recovery pass, this often. */
   heartbeatMs?: number;
   /** A lease whose heartbeat is older than this was left by a runner that died. */
   staleAfterMs?: number;
@@ -80,7 +94,11 @@ export interface RunnerStats {
   /** The same, by generated query name (ClaimPendingChats, FinishChatRun, ...). */
   statementsByQuery: Record<string, number>;
   claims: number;
+  /** Claims that found nothing: woken for a chat another runner took, or a poll of an idle system. */
+  emptyClaims: number;
   heartbeats: number;
+  /** Times this runner found itself presumed dead (its row reaped) and registered again. */
+  reregistrations: number;
   /** Chats whose recovery raised (each logged with its error; the pass went on). */
   recoveryFailures: number;
 }
@@ -117,7 +135,7 @@ interface Run {
 }
 
 export class Runner {
-  readonly workerId = crypto.randomUUID();
+  readonly workerId: string;
   readonly stats: RunnerStats = {
     turns: {
       completed: 0,
@@ -131,11 +149,15 @@ export class Runner {
     statements: 0,
     statementsByQuery: {},
     claims: 0,
+    emptyClaims: 0,
     heartbeats: 0,
+    reregistrations: 0,
     recoveryFailures: 0,
   };
 
-  private readonly opts: Required<Omit<RunnerOptions, "publish" | "afterWrite" | "retry">> & {
+  private readonly opts: Required<
+    Omit<RunnerOptions, "publish" | "afterWrite" | "retry" | "workerId">
+  > & {
     publish: Publish | undefined;
     afterWrite: () => void;
     retry: RetryPolicy;
@@ -155,8 +177,11 @@ export class Runner {
   private claimAgain = false;
   private stopping = false;
   private maintenance: Promise<void> | undefined;
+  /** chat_runners.started_at of this runner's registration; another one means it was reaped. */
+  private registeredAt: string | undefined;
 
   constructor(options: RunnerOptions) {
+    this.workerId = options.workerId ?? crypto.randomUUID();
     this.opts = {
       ...defaults,
       ...options,
@@ -202,10 +227,9 @@ export class Runner {
       this.wake();
       this.tick().catch(() => {});
     });
-    on(listener.notifications, channels.pending, () => this.wake());
-    // Batched mode sends no chat_pending: its one NOTIFY per interval stands for every commit.
-    on(listener.notifications, channels.events, (payload: string) => {
-      if (payload === "batch") this.wake();
+    // Addressed to one runner (chat_runner_choose), or to all ("": no runner was registered).
+    on(listener.notifications, channels.pending, (payload: string) => {
+      if (payload === "" || payload === this.workerId) this.wake();
     });
     // Every runner hears every stop signal; the one running the chat checks its lease first (the
     // signal may be about a run this runner has already replaced with a new claim).
@@ -225,7 +249,8 @@ export class Runner {
     });
     try {
       await listener.connect();
-      await listener.listenTo(channels.events, channels.runner, channels.pending);
+      await listener.listenTo(channels.runner, channels.pending);
+      await this.register();
     } catch (err) {
       this.stopListening();
       if (!shared) await listener.close();
@@ -326,11 +351,13 @@ export class Runner {
       const batch = Math.min(free, this.opts.claimBatch);
       const claimed = await claimPendingChats(this.db, {
         worker_id: this.workerId,
+        free_slots: free,
         batch_size: batch,
       });
       this.stats.claims++;
+      if (claimed.length === 0) this.stats.emptyClaims++;
       if (claimed.length > 0) this.opts.afterWrite();
-      for (const row of claimed) this.startRun({ chatId: row.id, startedAt: row.started_at! });
+      for (const row of claimed) this.startRun({ chatId: row.id!, startedAt: row.started_at! });
       if (claimed.length < batch) return;
     }
   }
@@ -383,25 +410,46 @@ export class Runner {
     tracked.finally(() => this.followUps.delete(tracked));
   }
 
-  /** One statement for every running turn. */
+  /**
+   * Registers this runner, or renews its row: one narrow row per interval renews every lease it
+   * holds, and reports its free slots to the chooser of the runner a pending chat wakes.
+   */
+  private async register(): Promise<void> {
+    const row = await upsertChatRunnerHeartbeat(this.db, {
+      id: this.workerId,
+      hostname: os.hostname(),
+      pid: process.pid,
+      capacity: this.opts.concurrency,
+      free_slots: Math.max(this.opts.concurrency - this.runs.size, 0),
+      heartbeat_seconds: this.opts.heartbeatMs / 1000,
+    });
+    if (this.registeredAt !== undefined && row.started_at !== this.registeredAt) {
+      // Silent for longer than the staleness window (a stopped VM, a long pause): recovery handed
+      // its chats to others and reaped its row. Its turns find their leases gone and stop.
+      this.stats.reregistrations++;
+      this.log.warn("this runner was presumed dead and its chats handed back; registered again");
+    }
+    this.registeredAt = row.started_at;
+  }
+
+  /** The runner's row, then a look at every running turn (two statements, one of them a read). */
   private async heartbeat(): Promise<void> {
-    const runs = [...this.runs.values()];
-    if (runs.length === 0) return;
-    await this.checkRuns(runs);
+    await this.register();
     this.stats.heartbeats++;
+    const runs = [...this.runs.values()];
+    if (runs.length > 0) await this.checkRuns(runs);
   }
 
   /**
-   * Renews the leases of `runs` and stops the turns whose chat moved on: gone or claimed again
-   * (lost), or no longer running (interrupt: the turn ends and chat_run_finish sorts it out).
+   * Stops the turns of `runs` whose chat moved on: gone or claimed again (lost), or no longer
+   * running (interrupt: the turn ends and chat_run_finish sorts it out). Catches a stop signal
+   * that was missed.
    */
   private async checkRuns(runs: Run[]): Promise<void> {
-    const rows = await updateChatHeartbeatsByWorkerID(this.db, {
+    const rows = await listChatRunStatesByWorkerID(this.db, {
       worker_id: this.workerId,
       chat_ids: runs.map((r) => r.lease.chatId),
     });
-    // A row another transaction held comes back unrenewed (renewed = false) with its committed
-    // state: still this runner's, renewed at the next heartbeat.
     const held = new Map(rows.map((r) => [r.id, r]));
     for (const run of runs) {
       if (this.runs.get(run.lease.chatId) !== run) continue;
@@ -423,6 +471,7 @@ export class Runner {
       this.stats.recoveryFailures++;
       this.log.warn({ err: f.err, chat: f.chat_id }, "recovering a chat failed");
     }
+    for (const id of pass.reaped) this.log.info({ runner: id }, "removed a dead runner's row");
     if (pass.recovered.length === 0) return;
     this.opts.afterWrite();
     for (const r of pass.recovered)

@@ -146,6 +146,23 @@ export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runne
         reportedRecoveryFailures = runner.stats.recoveryFailures;
       },
     });
+    const reportedClaims = { all: 0, empty: 0 };
+    new Counter({
+      name: "pgchatd_runner_claims_total",
+      help: "Claims this process's runner made, by whether they found a pending chat",
+      labelNames: ["found"] as const,
+      registers: [registry],
+      collect() {
+        const { claims, emptyClaims } = runner.stats;
+        this.inc(
+          { found: "true" },
+          claims - emptyClaims - (reportedClaims.all - reportedClaims.empty),
+        );
+        this.inc({ found: "false" }, emptyClaims - reportedClaims.empty);
+        reportedClaims.all = claims;
+        reportedClaims.empty = emptyClaims;
+      },
+    });
     let reportedStatements = 0;
     new Counter({
       name: "pgchatd_runner_statements_total",

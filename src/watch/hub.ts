@@ -107,6 +107,11 @@ export class Hub {
     }
   }
 
+  /** Whether any chat stream is open: with none, a streamed part is not even parsed. */
+  hasChatStreams(): boolean {
+    return this.byChat.size > 0;
+  }
+
   /** No subscriber at all: nothing to deliver, so a wake-up need not read. */
   isEmpty(): boolean {
     return this.byOwner.size === 0 && this.byChat.size === 0 && this.byAgent.size === 0;

@@ -261,6 +261,9 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   listener.events.on("connected", () => tailer.wake());
   listener.notifications.on(eventsChannel, (payload: string) => wakeForCommit(payload));
   listener.notifications.on(partsChannel, (payload: string) => {
+    // A replica without chat streams does nothing per streamed part (docs/operations.md
+    // "Scaling": idle replicas cost nothing per commit).
+    if (!hub.hasChatStreams()) return;
     try {
       // This process's own publications too: the NOTIFYs arrive in commit order, which is seq
       // order per chat, where their publishers' answers may not.

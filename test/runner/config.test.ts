@@ -4,13 +4,16 @@ import { loadConfig } from "../../src/config.ts";
 /* The runner's settings (README "Configuration"): defaults, and values that would break leases. */
 
 describe("runner configuration", () => {
-  it("runs a runner in serve by default, 32 turns at once, heartbeat 15 s, stale after 60 s", () => {
+  it("runs a runner in serve by default, 32 turns at once, heartbeat 15 s, stale after 60 s, polling every second", () => {
     expect(loadConfig({}).runner).toEqual({
       enabled: true,
       concurrency: 32,
       heartbeatMs: 15_000,
       staleAfterMs: 60_000,
+      pollMs: 1_000,
     });
+    expect(loadConfig({ PGCHATD_RUNNER_POLL_MS: "250" }).runner.pollMs).toBe(250);
+    expect(() => loadConfig({ PGCHATD_RUNNER_POLL_MS: "10" })).toThrow(/PGCHATD_RUNNER_POLL_MS/);
     expect(loadConfig({ PGCHATD_RUNNER: "false" }).runner.enabled).toBe(false);
     expect(loadConfig({ PGCHATD_RUNNER: "0" }).runner.enabled).toBe(false);
   });

@@ -7,7 +7,14 @@ import { spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
-import { chatState, messagesOf, settled, testRunner, textOf } from "../setup/runner.ts";
+import {
+  chatState,
+  messagesOf,
+  settled,
+  statusHistory,
+  testRunner,
+  textOf,
+} from "../setup/runner.ts";
 import { testServer } from "../setup/server.ts";
 import { openSse } from "../setup/sse.ts";
 
@@ -118,6 +125,79 @@ describe("pgchatd runner processes", () => {
     b.child.kill("SIGTERM");
     expect(await a.exited).toBe(0);
     expect(await b.exited).toBe(0);
+  });
+
+  it("five runner processes answer sixty chats exactly once, each chat waking one runner", async () => {
+    const procs = await Promise.all(Array.from({ length: 5 }, () => startRunnerProcess()));
+    const wakes = await listen(dbUrl, "chat_pending");
+    try {
+      const o = await owner();
+      const chats = [];
+      for (let i = 0; i < 60; i++) {
+        chats.push(await gen.chat(pool, { ownerId: o, organizationId: orgId, text: `five ${i}` }));
+      }
+      for (const c of chats) await settled(pool, c.id, "waiting");
+      for (const c of chats) {
+        const msgs = await messagesOf(pool, c.id);
+        expect(msgs.filter((m) => m.role === "assistant").map(textOf)).toEqual([
+          `echo: ${textOf(msgs[0]!)}`,
+        ]);
+        expect(await statusHistory(pool, c.id)).toEqual(["running", "waiting"]);
+      }
+      // One NOTIFY per created chat (each its own transaction), addressed to one runner; not the
+      // broadcast ("") that every runner claims on.
+      await pool.query("SELECT pg_notify('chat_pending', 'marker')");
+      await wakes.next((n) => n.payload === "marker");
+      const addressed = wakes.received.map((n) => n.payload).filter((p) => p !== "marker");
+      expect(addressed).toHaveLength(chats.length);
+      expect(addressed.every((p) => /^[0-9a-f-]{36}$/.test(p))).toBe(true);
+      const ids = new Set(procs.map((p) => p.workerId));
+      // The work spread over the processes rather than going to one.
+      expect(addressed.filter((p) => ids.has(p)).length).toBeGreaterThan(chats.length / 2);
+      expect(new Set(addressed.filter((p) => ids.has(p))).size).toBeGreaterThan(1);
+    } finally {
+      await wakes.close();
+    }
+    for (const p of procs) p.child.kill("SIGTERM");
+    for (const p of procs) expect(await p.exited).toBe(0);
+  });
+
+  it("claims a chat whose chosen runner died right after its wake-up within the other runner's poll interval", async () => {
+    const pollMs = 500;
+    // A heartbeat of 2 s keeps the doomed runner choosable for 6 s after its last one.
+    const doomed = await startRunnerProcess({ PGCHATD_RUNNER_HEARTBEAT_MS: "2000" });
+    const survivor = await startRunnerProcess({ PGCHATD_RUNNER_POLL_MS: String(pollMs) });
+    // Frozen, it cannot claim what it is woken for; killed below, it never will.
+    doomed.child.kill("SIGSTOP");
+    const wakes = await listen(dbUrl, "chat_pending");
+    let chosen: { id: string } | undefined;
+    try {
+      const o = await owner();
+      // Each chat wakes one of the two at random: create until one wakes the frozen one.
+      for (let i = 0; i < 40 && !chosen; i++) {
+        const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, text: `pick ${i}` });
+        const marker = `marker ${i}`;
+        await pool.query("SELECT pg_notify('chat_pending', $1)", [marker]);
+        await wakes.next((n) => n.payload === marker);
+        const payloads = wakes.received.splice(0).map((n) => n.payload);
+        if (payloads.includes(doomed.workerId)) chosen = chat;
+      }
+    } finally {
+      await wakes.close();
+    }
+    doomed.child.kill("SIGKILL");
+    await doomed.exited;
+    expect(chosen).toBeDefined();
+    await settled(pool, chosen!.id, "waiting");
+    const started = await pool.query<{ waited_ms: number }>(
+      "SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 AS waited_ms FROM chats WHERE id = $1",
+      [chosen!.id],
+    );
+    // The survivor's poll took it: within one poll interval, plus scheduling slack on a loaded
+    // machine; without the poll it would wait for the survivor's next wake-up, or forever.
+    expect(started.rows[0]!.waited_ms).toBeLessThan(pollMs + 2_000);
+    survivor.child.kill("SIGTERM");
+    expect(await survivor.exited).toBe(0);
   });
 
   it("hands its running turn back to pending when stopped with SIGTERM", async () => {

@@ -7,7 +7,9 @@ import {
   chatState,
   eventually,
   messagesOf,
+  registerRunner,
   settled,
+  silenceRunner,
   statusHistory,
   testRunner,
   textOf,
@@ -254,7 +256,7 @@ describe("leases", () => {
     expect(a.runner.stats.turns.lost + b.runner.stats.turns.lost).toBe(0);
   });
 
-  it("renews the leases of all its running turns with one statement per interval", async () => {
+  it("renews the leases of all its running turns with its one row per interval, writing none of their chats", async () => {
     const { runner, published } = await testRunner({ heartbeatMs: 60_000, staleAfterMs: 120_000 });
     const u = await member();
     const chats = [];
@@ -262,25 +264,67 @@ describe("leases", () => {
       chats.push(await createChat(u.token, { content: text("/sleep 30000") }));
     runner.wake();
     for (const c of chats) await firstPart(published, c.id);
-    const heartbeats = () => runner.stats.statementsByQuery.UpdateChatHeartbeatsByWorkerID ?? 0;
+    const heartbeats = () => runner.stats.statementsByQuery.UpsertChatRunnerHeartbeat ?? 0;
     const ids = chats.map((c) => c.id);
-    // Old heartbeats, but not stale (staleAfterMs is two minutes).
-    await pool.query(
-      "UPDATE chats SET heartbeat_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])",
-      [ids],
-    );
+    const versions = async () =>
+      (
+        await pool.query<{ v: string }>(
+          "SELECT xmin::text AS v FROM chats WHERE id = ANY($1::uuid[]) ORDER BY id",
+          [ids],
+        )
+      ).rows.map((r) => r.v);
+    const chatsBefore = await versions();
+    // An old heartbeat, but not stale (staleAfterMs is two minutes).
+    await silenceRunner(pool, runner.workerId, "1 minute");
     const before = heartbeats();
     await runner.tick();
     expect(heartbeats() - before).toBe(1);
-    const { rows } = await pool.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM chats WHERE id = ANY($1::uuid[]) AND heartbeat_at > now() - interval '10 seconds'",
-      [ids],
+    const { rows } = await pool.query(
+      `SELECT free_slots, heartbeat_at > now() - interval '10 seconds' AS fresh
+       FROM chat_runners WHERE id = $1`,
+      [runner.workerId],
     );
-    expect(rows[0]!.n).toBe(5);
+    expect(rows).toEqual([{ free_slots: 32 - 5, fresh: true }]);
+    expect(await versions()).toEqual(chatsBefore);
     for (const c of chats) {
       await t.call("POST", `${base}/${c.id}/interrupt`, { token: u.token });
     }
     for (const c of chats) await settled(pool, c.id, "waiting");
+  });
+
+  it("registers again at its next heartbeat when its row was reaped while it was presumed dead", async () => {
+    const { runner, logLines } = await testRunner({ heartbeatMs: 60_000, staleAfterMs: 120_000 });
+    // The heartbeat its start began (on the LISTEN connection's first connect) is over first.
+    await runner.tick();
+    await pool.query("DELETE FROM chat_runners WHERE id = $1", [runner.workerId]);
+    await runner.tick();
+    expect(runner.stats.reregistrations).toBe(1);
+    const { rows } = await pool.query("SELECT capacity FROM chat_runners WHERE id = $1", [
+      runner.workerId,
+    ]);
+    expect(rows).toEqual([{ capacity: 32 }]);
+    expect(logLines.some((l) => l.includes("presumed dead"))).toBe(true);
+    await runner.tick();
+    expect(runner.stats.reregistrations).toBe(1);
+  });
+
+  it("claims on a wake-up addressed to it or to every runner, not on one addressed to another", async () => {
+    // Nothing to claim: each claim is then one statement, and no turn's end claims again.
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE status = 'pending'");
+    const { runner } = await testRunner({ pollMs: 600_000, heartbeatMs: 60_000 });
+    await runner.idle();
+    const claims = () => runner.stats.statementsByQuery.ClaimPendingChats ?? 0;
+    const notify = async (payload: string) => {
+      const before = claims();
+      await pool.query("SELECT pg_notify('chat_pending', $1)", [payload]);
+      // A claim of its own for a marker sent after it: the notifications arrive in order.
+      await pool.query("SELECT pg_notify('chat_pending', $1)", [runner.workerId]);
+      await eventually(() => (claims() > before ? true : undefined), "a claim");
+      await runner.idle();
+      return claims() - before;
+    };
+    expect(await notify(crypto.randomUUID())).toBe(1);
+    expect(await notify("")).toBe(2);
   });
 
   it("stops a turn whose lease was taken over, writing nothing", async () => {
@@ -290,10 +334,10 @@ describe("leases", () => {
     runner.wake();
     await firstPart(published, chat.id);
     // What recovery does when it believes the runner dead, and another runner's claim after it.
-    await pool.query(
-      "UPDATE chats SET worker_id = gen_random_uuid(), started_at = now() WHERE id = $1",
-      [chat.id],
-    );
+    await pool.query("UPDATE chats SET worker_id = $2, started_at = now() WHERE id = $1", [
+      chat.id,
+      await registerRunner(pool),
+    ]);
     await runner.tick();
     await eventually(() => (runner.stats.turns.lost === 1 ? true : undefined), "the turn to stop");
     expect(runner.active).toBe(0);

@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
+import { createPool } from "../../src/db/pool.ts";
 import { type AssembledServer, assembleServer } from "../../src/processes/serve.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, testApp } from "../setup/app.ts";
+import { listen } from "../setup/listen.ts";
 import { settled } from "../setup/runner.ts";
 import { openSse } from "../setup/sse.ts";
 
@@ -77,5 +79,43 @@ describe("the LISTEN connection of a server with a runner", () => {
       sse.close();
     }
     expect(await listening()).toEqual(["pgchatd-listen"]);
+  });
+
+  it("wakes its own runner in-process for a chat its own request made pending, with no NOTIFY", async () => {
+    // Chats earlier tests left pending would be its first claims.
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE status = 'pending'");
+    const workerId = crypto.randomUUID();
+    // As `pgchatd serve` opens it: the runner's id on every session of the pool.
+    const ownPool = createPool({ connectionString: t.db.url, max: 4, runnerId: workerId });
+    const own = await assembleServer({
+      pool: ownPool,
+      databaseUrl: t.db.url,
+      logger: captureLogger().logger,
+      host: "127.0.0.1",
+      port: 0,
+      events: { mode: "batched" },
+      runner: { workerId, pollMs: 600_000 },
+      shutdownTimeoutMs: 1_000,
+    });
+    const wakes = await listen(t.db.url, "chat_pending");
+    try {
+      const u = await gen.member(pool, { organizationIds: [(await gen.organization(pool)).id] });
+      const res = await fetch(`${own.url}/api/experimental/chats`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${u.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ content: [{ type: "text", text: "mine" }] }),
+      });
+      expect(res.status).toBe(201);
+      const chatId = ((await res.json()) as { id: string }).id;
+      await settled(pool, chatId, "waiting");
+      await pool.query("SELECT pg_notify('chat_pending', 'marker')");
+      await wakes.next((n) => n.payload === "marker");
+      expect(wakes.received.map((n) => n.payload)).toEqual(["marker"]);
+      expect(own.runner!.stats.turns.completed).toBe(1);
+    } finally {
+      await wakes.close();
+      await own.close();
+      await ownPool.end();
+    }
   });
 });

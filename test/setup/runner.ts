@@ -1,5 +1,6 @@
 import { afterAll, onTestFinished } from "vitest";
 import { createPool, type Pool } from "../../src/db/pool.ts";
+import { upsertChatRunnerHeartbeat } from "../../src/generated/chat_runners.ts";
 import type { Secrets } from "../../src/lib/secrets.ts";
 import type { Part } from "../../src/models/prompt.ts";
 import { createRunner } from "../../src/processes/runner.ts";
@@ -178,4 +179,32 @@ export async function statusHistory(pool: Pool, chatId: string): Promise<string[
     [chatId],
   );
   return rows.map((r) => r.status);
+}
+
+/**
+ * A runner's row in chat_runners, as its start writes it (UpsertChatRunnerHeartbeat): tests that
+ * call the claim directly need one, since a runner without a row claims nothing. Returns its id.
+ */
+export async function registerRunner(
+  pool: Pool,
+  opts: { id?: string; freeSlots?: number; heartbeatMs?: number } = {},
+): Promise<string> {
+  const id = opts.id ?? crypto.randomUUID();
+  await upsertChatRunnerHeartbeat(pool, {
+    id,
+    hostname: "test",
+    pid: process.pid,
+    capacity: Math.max(opts.freeSlots ?? 1000, 1),
+    free_slots: opts.freeSlots ?? 1000,
+    heartbeat_seconds: (opts.heartbeatMs ?? 15_000) / 1000,
+  });
+  return id;
+}
+
+/** The runner's row as if it had not heartbeated for `age` (a Postgres interval). */
+export async function silenceRunner(pool: Pool, id: string, age = "2 minutes") {
+  await pool.query("UPDATE chat_runners SET heartbeat_at = now() - $2::interval WHERE id = $1", [
+    id,
+    age,
+  ]);
 }

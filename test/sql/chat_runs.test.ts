@@ -7,12 +7,14 @@ import {
   sendChatMessage,
 } from "../../src/generated/chat_messages.ts";
 import { promoteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
+import { upsertChatRunnerHeartbeat } from "../../src/generated/chat_runners.ts";
 import {
   claimPendingChats,
   finishChatRun,
+  listChatRunStatesByWorkerID,
+  recoverChatRunByID,
   releaseChatRunsByWorkerID,
   saveChatRunToolStep,
-  updateChatHeartbeatsByWorkerID,
 } from "../../src/generated/chat_runs.ts";
 import {
   beginChatTitleRegeneration,
@@ -28,8 +30,8 @@ import { runRecoveryPass } from "../../src/runner/recovery.ts";
 import { gen } from "../fixtures/index.ts";
 import { newPool, testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
-import { chatState, messagesOf, textOf } from "../setup/runner.ts";
-import { session } from "../setup/sessions.ts";
+import { chatState, messagesOf, registerRunner, silenceRunner, textOf } from "../setup/runner.ts";
+import { blocked, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -65,12 +67,17 @@ async function pendingChats(n: number, ownerId?: string) {
 }
 
 /**
- * Claims, oldest first, until `chatId` is claimed by `worker`; older pending chats left by other
- * tests are set aside (waiting). Returns its lease.
+ * Claims, oldest first, until `chatId` is claimed by `worker` (a new registered runner when
+ * absent); older pending chats left by other tests are set aside (waiting). Returns its lease.
  */
-async function claim(chatId: string, worker = randomUUID()) {
+async function claim(chatId: string, worker?: string) {
+  worker ??= await registerRunner(pool);
   for (;;) {
-    const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1 });
+    const rows = await claimPendingChats(pool, {
+      worker_id: worker,
+      free_slots: 1000,
+      batch_size: 1,
+    });
     const mine = rows.find((r) => r.id === chatId);
     const others = rows.filter((r) => r.id !== chatId).map((r) => r.id);
     if (others.length > 0) {
@@ -125,14 +132,22 @@ describe("claiming", () => {
   it("claims pending chats oldest first, leasing them to the runner and setting them running", async () => {
     await pool.query("UPDATE chats SET status = 'waiting' WHERE status = 'pending'");
     const [a, b] = await pendingChats(2);
-    const worker = randomUUID();
-    const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1 });
+    const worker = await registerRunner(pool);
+    const rows = await claimPendingChats(pool, {
+      worker_id: worker,
+      free_slots: 1000,
+      batch_size: 1,
+    });
     expect(rows.map((r) => r.id)).toEqual([a!.id]);
     const s = await chatState(pool, a!.id);
     expect(s.status).toBe("running");
     expect(s.worker_id).toBe(worker);
     expect((await chatState(pool, b!.id)).status).toBe("pending");
-    const next = await claimPendingChats(pool, { worker_id: worker, batch_size: 10 });
+    const next = await claimPendingChats(pool, {
+      worker_id: worker,
+      free_slots: 1000,
+      batch_size: 10,
+    });
     expect(next.map((r) => r.id)).toEqual([b!.id]);
     await finish(a!.id, { worker, startedAt: rows[0]!.started_at! });
     await finish(b!.id, { worker, startedAt: next[0]!.started_at! });
@@ -152,8 +167,12 @@ describe("claiming", () => {
     try {
       await holder.query("BEGIN");
       await holder.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [chat!.id]);
-      const worker = randomUUID();
-      const rows = await claimPendingChats(pool, { worker_id: worker, batch_size: 1000 });
+      const worker = await registerRunner(pool);
+      const rows = await claimPendingChats(pool, {
+        worker_id: worker,
+        free_slots: 1000,
+        batch_size: 1000,
+      });
       expect(rows.map((r) => r.id)).not.toContain(chat!.id);
       await pool.query(
         "UPDATE chats SET status = 'waiting', worker_id = NULL WHERE worker_id = $1",
@@ -168,17 +187,23 @@ describe("claiming", () => {
   it("never gives one chat to two of eight runners claiming at the same moment", async () => {
     const chats = await pendingChats(120);
     const ids = new Set(chats.map((c) => c.id));
-    const runners = Array.from({ length: 8 }, () => ({
-      worker: randomUUID(),
-      pool: newPool(dbUrl, 1),
-    }));
+    const runners = await Promise.all(
+      Array.from({ length: 8 }, async () => ({
+        worker: await registerRunner(pool),
+        pool: newPool(dbUrl, 1),
+      })),
+    );
     const claimed = await Promise.all(
       runners.map(async (r) => {
         const mine: string[] = [];
         for (;;) {
-          const rows = await claimPendingChats(r.pool, { worker_id: r.worker, batch_size: 5 });
+          const rows = await claimPendingChats(r.pool, {
+            worker_id: r.worker,
+            free_slots: 1000,
+            batch_size: 5,
+          });
           if (rows.length === 0) return mine;
-          mine.push(...rows.map((x) => x.id));
+          mine.push(...rows.map((x) => x.id!));
         }
       }),
     );
@@ -199,39 +224,73 @@ describe("claiming", () => {
 });
 
 describe("heartbeats", () => {
-  it("renews only this runner's leases, in one statement, without moving version or writing events", async () => {
+  it("renews every lease of a runner with its one row, never writing the chats it holds", async () => {
     const [a, b] = await pendingChats(2);
     const mine = await claim(a!.id);
     const theirs = await claim(b!.id);
-    const before = await pool.query<{ version: number; heartbeat_at: string }>(
-      "SELECT version, heartbeat_at FROM chats WHERE id = $1",
-      [a!.id],
-    );
+    const rowVersion = (id: string) =>
+      pool
+        .query<{ v: string }>(
+          "SELECT xmin::text || '/' || ctid::text AS v FROM chats WHERE id = $1",
+          [id],
+        )
+        .then((r) => r.rows[0]!.v);
+    const before = await rowVersion(a!.id);
     const events = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM chat_events");
-    const rows = await updateChatHeartbeatsByWorkerID(pool, {
-      worker_id: mine.worker,
-      chat_ids: [a!.id, b!.id],
-    });
-    expect(rows).toEqual([
-      {
-        id: a!.id,
-        status: "running",
-        started_at: mine.startedAt,
-        archived: false,
-        renewed: true,
-      },
-    ]);
-    const after = await pool.query<{ version: number; heartbeat_at: string }>(
-      "SELECT version, heartbeat_at FROM chats WHERE id = $1",
-      [a!.id],
+    await silenceRunner(pool, mine.worker, "30 seconds");
+    await registerRunner(pool, { id: mine.worker });
+    const { rows } = await pool.query(
+      "SELECT heartbeat_at > now() - interval '1 second' AS fresh FROM chat_runners WHERE id = $1",
+      [mine.worker],
     );
-    expect(after.rows[0]!.version).toBe(before.rows[0]!.version);
-    expect(after.rows[0]!.heartbeat_at > before.rows[0]!.heartbeat_at).toBe(true);
+    expect(rows).toEqual([{ fresh: true }]);
+    expect(await rowVersion(a!.id)).toBe(before);
     const eventsAfter = await pool.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM chat_events",
     );
     expect(eventsAfter.rows[0]!.n).toBe(events.rows[0]!.n);
+    // The look at its turns reads only its own.
+    const states = await listChatRunStatesByWorkerID(pool, {
+      worker_id: mine.worker,
+      chat_ids: [a!.id, b!.id],
+    });
+    expect(states).toEqual([
+      { id: a!.id, status: "running", started_at: mine.startedAt, archived: false },
+    ]);
+    await finish(a!.id, mine);
     await finish(b!.id, theirs);
+  });
+
+  it("tells a runner that was presumed dead and reaped that it registered anew (another started_at)", async () => {
+    const worker = await registerRunner(pool);
+    const first = await upsertChatRunnerHeartbeat(pool, {
+      id: worker,
+      hostname: "test",
+      pid: 1,
+      capacity: 4,
+      free_slots: 4,
+      heartbeat_seconds: 15,
+    });
+    const again = await upsertChatRunnerHeartbeat(pool, {
+      id: worker,
+      hostname: "test",
+      pid: 1,
+      capacity: 4,
+      free_slots: 3,
+      heartbeat_seconds: 15,
+    });
+    expect(again.started_at).toBe(first.started_at);
+    await pool.query("DELETE FROM chat_runners WHERE id = $1", [worker]);
+    await new Promise((r) => setTimeout(r, 5));
+    const reborn = await upsertChatRunnerHeartbeat(pool, {
+      id: worker,
+      hostname: "test",
+      pid: 1,
+      capacity: 4,
+      free_slots: 4,
+      heartbeat_seconds: 15,
+    });
+    expect(reborn.started_at).not.toBe(first.started_at);
   });
 });
 
@@ -368,9 +427,7 @@ describe("ending a turn", () => {
   it("writes nothing when the lease was lost to recovery and a new claim", async () => {
     const [chat] = await pendingChats(1);
     const old = await claim(chat!.id);
-    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '1 hour' WHERE id = $1", [
-      chat!.id,
-    ]);
+    await silenceRunner(pool, old.worker, "1 hour");
     const recovered = await recover();
     expect(recovered).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
     expect((await chatState(pool, chat!.id)).status).toBe("pending");
@@ -560,7 +617,7 @@ describe("stop signals", () => {
       await finish(c!.id, lc);
 
       const ld = await claim(d!.id);
-      await updateChatHeartbeatsByWorkerID(pool, { worker_id: ld.worker, chat_ids: [d!.id] });
+      await registerRunner(pool, { id: ld.worker });
       await finish(d!.id, ld);
       // A marker after d's own transitions: d's notification would have come before it.
       await pool.query("SELECT pg_notify('chat_runner', 'marker')");
@@ -573,11 +630,23 @@ describe("stop signals", () => {
 });
 
 describe("wake-ups", () => {
-  it("notifies chat_pending when a chat becomes claimable, once per transaction, and not in batched mode", async () => {
+  it("wakes one runner with a free slot, addressed by its id, in either events mode; none when all are busy or silent", async () => {
+    // Only this test's runners have free slots.
+    await pool.query("UPDATE chat_runners SET free_slots = 0");
+    const a = await registerRunner(pool, { freeSlots: 2 });
+    const b = await registerRunner(pool, { freeSlots: 2 });
     const listener = await listen(dbUrl, "chat_pending");
+    const marker = async () => {
+      const m = `marker ${randomUUID()}`;
+      await pool.query("SELECT pg_notify('chat_pending', $1)", [m]);
+      await listener.next((n) => n.payload === m);
+      const got = listener.received.splice(0).map((n) => n.payload);
+      return got.slice(0, -1);
+    };
     try {
       const o = await owner();
-      // Created pending: one notification for a transaction that creates three chats.
+      // A transaction that makes three chats pending: each chooses one runner; identical
+      // payloads collapse, so one or two notifications, each naming a runner.
       const client = await pool.connect();
       try {
         await client.query("BEGIN");
@@ -586,51 +655,73 @@ describe("wake-ups", () => {
       } finally {
         client.release();
       }
-      await listener.next();
+      const first = await marker();
+      expect(first.length).toBeGreaterThanOrEqual(1);
+      expect(first.length).toBeLessThanOrEqual(2);
+      for (const p of first) expect([a, b]).toContain(p);
       // A chat that stays pending, or is not claimable (archived), wakes nobody.
       const [idle] = await pendingChats(1, o);
-      await listener.next();
+      await marker();
       await pool.query("UPDATE chats SET title = 'x' WHERE id = $1", [idle!.id]);
-      // Batched sessions leave the wake-up to the server's one NOTIFY per interval.
+      expect(await marker()).toEqual([]);
+      // A runner silent for three heartbeat intervals is not chosen; batched sessions wake too.
+      await silenceRunner(pool, a, "46 seconds");
       const batched = newPool(dbUrl, 1, "batched");
-      await gen.chat(batched, { ownerId: o, organizationId: orgId });
-      await pool.query("SELECT pg_notify('chat_pending', 'marker')");
-      await listener.next((n) => n.payload === "marker");
-      expect(listener.received.map((n) => n.payload)).toEqual(["", "", "marker"]);
+      for (let i = 0; i < 4; i++) await gen.chat(batched, { ownerId: o, organizationId: orgId });
+      expect(await marker()).toEqual([b, b, b, b]);
+      // The session's own runner (pgchatd.runner_id) is woken by its process: no NOTIFY.
+      const own = await pool.connect();
+      try {
+        await own.query("SELECT set_config('pgchatd.runner_id', $1, false)", [b]);
+        await gen.chat(own, { ownerId: o, organizationId: orgId });
+        await own.query("RESET pgchatd.runner_id");
+      } finally {
+        own.release();
+      }
+      expect(await marker()).toEqual([]);
+      // Every runner busy: nobody is woken (each claims as its turns end, and polls).
+      await pool.query("UPDATE chat_runners SET free_slots = 0 WHERE id = $1", [b]);
+      await gen.chat(pool, { ownerId: o, organizationId: orgId });
+      expect(await marker()).toEqual([]);
+      // No runner registered at all (only runners of the previous release): every runner.
+      const bare = await pool.connect();
+      try {
+        await bare.query("BEGIN");
+        await bare.query(
+          "CREATE TEMP TABLE kept_runners ON COMMIT DROP AS SELECT * FROM chat_runners",
+        );
+        await bare.query("DELETE FROM chat_runners");
+        await gen.chat(bare, { ownerId: o, organizationId: orgId });
+        await bare.query("INSERT INTO chat_runners SELECT * FROM kept_runners");
+        await bare.query("COMMIT");
+      } finally {
+        bare.release();
+      }
+      expect(await marker()).toEqual([""]);
     } finally {
       await listener.close();
     }
   });
 });
 
-describe("heartbeats on two sessions", () => {
-  it("a heartbeat never waits for a chat another transaction holds: it renews the others and reports that one unrenewed, still this runner's", async () => {
-    const worker = randomUUID();
+describe("claims and heartbeats on two sessions", () => {
+  it("a heartbeat and the look at its turns never wait for a chat another transaction holds", async () => {
+    const worker = await registerRunner(pool);
     const chats = await pendingChats(3);
     for (const c of chats) await claim(c.id, worker);
-    await pool.query(
-      "UPDATE chats SET heartbeat_at = now() - interval '1 minute' WHERE id = ANY($1::uuid[])",
-      [chats.map((c) => c.id)],
-    );
     const held = chats[1]!.id;
     const holder = await session(pool);
     try {
       await holder.client.query("BEGIN");
       await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [held]);
-      // Returns at once, while the row is still held.
-      const rows = await updateChatHeartbeatsByWorkerID(pool, {
+      // Return at once, while the row is still held.
+      await registerRunner(pool, { id: worker });
+      const rows = await listChatRunStatesByWorkerID(pool, {
         worker_id: worker,
         chat_ids: chats.map((c) => c.id),
       });
-      expect(rows.map((r) => [r.id, r.renewed, r.status]).sort()).toEqual(
-        chats.map((c) => [c.id, c.id !== held, "running"]).sort(),
-      );
-      const { rows: beats } = await pool.query(
-        "SELECT id, heartbeat_at > now() - interval '30 seconds' AS fresh FROM chats WHERE id = ANY($1::uuid[])",
-        [chats.map((c) => c.id)],
-      );
-      expect(Object.fromEntries(beats.map((b) => [b.id, b.fresh]))).toEqual(
-        Object.fromEntries(chats.map((c) => [c.id, c.id !== held])),
+      expect(rows.map((r) => [r.id, r.status]).sort()).toEqual(
+        chats.map((c) => [c.id, "running"]).sort(),
       );
       await holder.client.query("COMMIT");
     } finally {
@@ -638,16 +729,87 @@ describe("heartbeats on two sessions", () => {
     }
     await releaseChatRunsByWorkerID(pool, { worker_id: worker });
   });
+
+  it("never reaps the row of a runner whose claim is leasing it a chat: the reaper waits and sees it alive", async () => {
+    const worker = await registerRunner(pool);
+    await silenceRunner(pool, worker);
+    const [chat] = await pendingChats(1);
+    const claimer = await session(pool);
+    const reaper = await session(pool);
+    try {
+      await claimer.client.query("BEGIN");
+      // Claims until this test's chat is among the claimed (older pending chats come first).
+      for (;;) {
+        const { rows } = await claimer.client.query<{ id: string }>(
+          "SELECT id FROM chat_run_claim($1, 1000, 1000)",
+          [worker],
+        );
+        if (rows.some((r) => r.id === chat!.id)) break;
+        if (rows.length === 0) throw new Error("the chat was not claimable");
+      }
+      const reaping = outcome(
+        reaper.client.query(
+          `DELETE FROM chat_runners r WHERE r.heartbeat_at < now() - interval '60 seconds'
+             AND NOT EXISTS (SELECT 1 FROM chats c WHERE c.worker_id = r.id) RETURNING r.id`,
+        ),
+      );
+      await blocked(pool, reaper.pid);
+      await claimer.client.query("COMMIT");
+      const reaped = await reaping;
+      expect(reaped.ok && reaped.value.rows.map((r) => r.id)).not.toContain(worker);
+      const { rows } = await pool.query("SELECT id FROM chat_runners WHERE id = $1", [worker]);
+      expect(rows).toHaveLength(1);
+      expect((await chatState(pool, chat!.id)).worker_id).toBe(worker);
+    } finally {
+      await claimer.client.query("ROLLBACK").catch(() => {});
+      claimer.release();
+      reaper.release();
+    }
+    await releaseChatRunsByWorkerID(pool, { worker_id: worker });
+  });
+
+  it("claims nothing for a runner whose row a concurrent reaper deleted first, and the chat stays pending for another", async () => {
+    const worker = await registerRunner(pool);
+    await silenceRunner(pool, worker);
+    const [chat] = await pendingChats(1);
+    const reaper = await session(pool);
+    const claimer = await session(pool);
+    try {
+      await reaper.client.query("BEGIN");
+      const { rows: gone } = await reaper.client.query(
+        "DELETE FROM chat_runners WHERE id = $1 RETURNING id",
+        [worker],
+      );
+      expect(gone).toHaveLength(1);
+      const claiming = outcome(
+        claimer.client.query<{ id: string }>("SELECT id FROM chat_run_claim($1, 1000, 1000)", [
+          worker,
+        ]),
+      );
+      await blocked(pool, claimer.pid);
+      await reaper.client.query("COMMIT");
+      const claimed = await claiming;
+      expect(claimed.ok && claimed.value.rows).toEqual([]);
+      expect((await chatState(pool, chat!.id)).status).toBe("pending");
+    } finally {
+      reaper.release();
+      claimer.release();
+    }
+    await claim(chat!.id);
+  });
 });
 
 describe("recovery", () => {
-  it("returns a chat whose runner stopped heartbeating to pending", async () => {
+  it("returns a chat whose runner stopped heartbeating to pending, then removes that runner's row", async () => {
     const [chat] = await pendingChats(1);
-    await claim(chat!.id);
-    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
-      chat!.id,
-    ]);
-    const rows = await recover();
+    const lease = await claim(chat!.id);
+    await silenceRunner(pool, lease.worker);
+    const pass = await runRecoveryPass(pool, {
+      staleAfterMs: 60_000,
+      toolResultsTimeoutMs: 300_000,
+    });
+    const rows = pass.recovered;
+    expect(pass.reaped).toContain(lease.worker);
     expect(rows).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
     const s = await chatState(pool, chat!.id);
     expect(s.status).toBe("pending");
@@ -660,6 +822,42 @@ describe("recovery", () => {
     const rows = await recover();
     expect(rows.map((r) => r.chat_id)).not.toContain(chat!.id);
     await finish(chat!.id, lease);
+  });
+
+  it("recovers the leases of a previous release's runner (no row: its chats' own heartbeat_at) only once they are stale", async () => {
+    const [fresh, stale] = await pendingChats(2);
+    const legacy = randomUUID();
+    await pool.query(
+      `UPDATE chats SET status = 'running', worker_id = $1, started_at = now(),
+         heartbeat_at = CASE WHEN id = $2 THEN now() ELSE now() - interval '2 minutes' END
+       WHERE id = ANY($3::uuid[])`,
+      [legacy, fresh!.id, [fresh!.id, stale!.id]],
+    );
+    const rows = await recover();
+    expect(rows).toContainEqual({ chat_id: stale!.id, action: "stale_lease" });
+    expect(rows.map((r) => r.chat_id)).not.toContain(fresh!.id);
+    expect(await chatState(pool, fresh!.id)).toMatchObject({
+      status: "running",
+      worker_id: legacy,
+    });
+    await releaseChatRunsByWorkerID(pool, { worker_id: legacy });
+  });
+
+  it("recovers a chat leased to a runner that has no row and renews nothing", async () => {
+    const [chat] = await pendingChats(1);
+    await pool.query(
+      `UPDATE chats SET status = 'running', worker_id = $1, started_at = now(), heartbeat_at = NULL
+       WHERE id = $2`,
+      [randomUUID(), chat!.id],
+    );
+    expect(
+      await recoverChatRunByID(pool, {
+        chat_id: chat!.id,
+        stale_after_seconds: 60,
+        tool_results_timeout_seconds: 300,
+      }),
+    ).toEqual({ action: "stale_lease" });
+    expect((await chatState(pool, chat!.id)).status).toBe("pending");
   });
 
   it("fails a chat left in requires_action past the timeout with error tool results and a timeout error", async () => {
@@ -726,10 +924,7 @@ describe("recovery", () => {
     await pool.query("SELECT chat_archive($1, true)", [archived.id]);
     const expired = await expiredToolWait();
     const [stale] = await pendingChats(1);
-    await claim(stale!.id);
-    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
-      stale!.id,
-    ]);
+    await silenceRunner(pool, (await claim(stale!.id)).worker);
     const rows = await recover();
     expect(rows).toContainEqual({ chat_id: expired.id, action: "tool_timeout" });
     expect(rows).toContainEqual({ chat_id: stale!.id, action: "stale_lease" });
@@ -743,11 +938,9 @@ describe("recovery", () => {
 
   it("ends an archived chat whose runner died waiting, as an archive mid-turn leaves it, not pending to run again", async () => {
     const [chat] = await pendingChats(1);
-    await claim(chat!.id);
+    const lease = await claim(chat!.id);
     await pool.query("SELECT chat_archive($1, true)", [chat!.id]);
-    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
-      chat!.id,
-    ]);
+    await silenceRunner(pool, lease.worker);
     expect(await recover()).toContainEqual({ chat_id: chat!.id, action: "stale_lease" });
     expect(await chatState(pool, chat!.id)).toMatchObject({ status: "waiting", worker_id: null });
     await pool.query("SELECT chat_archive($1, false)", [chat!.id]);
@@ -824,12 +1017,10 @@ describe("recovery", () => {
 
   it("tells the holder of a stale lease that recovery released it, and nobody about a runner's own shutdown", async () => {
     const [stale, own] = await pendingChats(2);
-    await claim(stale!.id);
-    const worker = randomUUID();
+    const lease = await claim(stale!.id);
+    const worker = await registerRunner(pool);
     await claim(own!.id, worker);
-    await pool.query("UPDATE chats SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", [
-      stale!.id,
-    ]);
+    await silenceRunner(pool, lease.worker);
     const listener = await listen(dbUrl, "chat_runner");
     try {
       expect(await recover()).toContainEqual({ chat_id: stale!.id, action: "stale_lease" });
@@ -846,7 +1037,7 @@ describe("recovery", () => {
 
   it("returns every chat of a stopping runner to pending in one call", async () => {
     const chats = await pendingChats(3);
-    const worker = randomUUID();
+    const worker = await registerRunner(pool);
     for (const c of chats) await claim(c.id, worker);
     const released = await releaseChatRunsByWorkerID(pool, { worker_id: worker });
     expect(released!.released).toBe(3);

@@ -1,0 +1,292 @@
+/*
+ * Server replicas on one database (docs/operations.md "Scaling"). Prints numbers; never passes or
+ * fails.
+ *
+ *   npm run bench -- replicas
+ *
+ * Database: as `npm run bench -- watch` (bench/watch_servers.ts): a scratch database on
+ * DATABASE_URL's server when set, else an embedded cluster with max_connections 400; removed
+ * afterwards.
+ *
+ * Throughput of POST /api/experimental/chats/{chat}/messages with its turn (local/echo), for 1,
+ * 2, 5 and 10 `pgchatd serve` processes on the database, each with its runner (32 turns at once)
+ * and PGCHATD_EVENTS_NOTIFY=batched: autocannon's 16 connections (worker threads of this process)
+ * split over the servers as a load balancer would spread them, each server sending first messages
+ * to its own share of 40,000 idle chats (bench/watch_writes.ts seedSender); and once more with 10
+ * processes and all the load on one of them (the other 9 idle: what it costs to have them). A run
+ * is 1 s of warm-up, then 5 s of load, then the wait until every turn it started has ended; the
+ * chats are reset to idle after each (SQL, no events). Each setup runs 3 times, interleaved; the
+ * run with the median req/s is shown, with all three.
+ *
+ * Per run: req/s (2xx), turns/s (chats answered, load window plus the drain after it), latency,
+ * database transactions per request (pg_stat_database, the drain included: the turns'
+ * transactions, every server's tailer and notifier), the runners' claims per request and how many
+ * found nothing (their /metrics, pgchatd_runner_claims_total), claim latency (a chat's `pending`
+ * status_change event to its `running` one, on the database's clock: the two transactions'
+ * starts), and CPU per request in ms: all servers together, and Postgres (the embedded cluster's
+ * processes; n/a on DATABASE_URL). On this 2-core machine the processes share the cores with
+ * Postgres and the load generator, so more processes cannot add throughput; the target is that
+ * they cost little: 10 processes at least 0.8× of one (issue's figure before the change: 0.25×).
+ */
+import os from "node:os";
+import type pg from "pg";
+import { migrate } from "../src/db/migrate.ts";
+import { connectClient } from "../src/db/pool.ts";
+import { autocannon, describeMachine, type HttpRun, int, mark, ms, table } from "./measure.ts";
+import { percentile } from "./stats.ts";
+import {
+  type BenchDatabase,
+  cpuWindow,
+  quietCheck,
+  type ServerProcess,
+  scrapeMetrics,
+  sleep,
+  spawnServer,
+  warmupSeconds,
+  withBenchDatabase,
+} from "./watch_servers.ts";
+import { resetChats, type Sender, seedSender } from "./watch_writes.ts";
+
+const connections = 16;
+const seconds = 5;
+const repeats = 3;
+const target = 0.8;
+/** A drain longer than this means the runners fell behind for good: the run says so. */
+const maxDrainMs = 60_000;
+
+interface Setup {
+  label: string;
+  processes: number;
+  /** Servers that receive requests (the first `loaded` ones). */
+  loaded: number;
+}
+
+const setups: Setup[] = [
+  { label: "1", processes: 1, loaded: 1 },
+  { label: "2", processes: 2, loaded: 2 },
+  { label: "5", processes: 5, loaded: 5 },
+  { label: "10", processes: 10, loaded: 10 },
+  { label: "10, load on 1", processes: 10, loaded: 1 },
+];
+
+interface Run {
+  rps: number;
+  turnsPerSecond: number;
+  p50: number;
+  p99: number;
+  failed: number;
+  xactsPerRequest: number;
+  claimsPerRequest: number;
+  emptyClaimsPerRequest: number;
+  claimP50: number;
+  claimP99: number;
+  serverCpuMsPerRequest: number;
+  postgresCpuMsPerRequest: number;
+  drainMs: number;
+}
+
+/** Splits `n` connections over `k` servers as evenly as whole numbers allow. */
+const split = (n: number, k: number) =>
+  Array.from({ length: k }, (_, i) => Math.floor(n / k) + (i < n % k ? 1 : 0));
+
+async function claimsOf(servers: ServerProcess[]) {
+  let all = 0;
+  let empty = 0;
+  for (const s of servers) {
+    const m = await scrapeMetrics(s.url);
+    const found = m.get('pgchatd_runner_claims_total{found="true"}') ?? 0;
+    const none = m.get('pgchatd_runner_claims_total{found="false"}') ?? 0;
+    all += found + none;
+    empty += none;
+  }
+  return { all, empty };
+}
+
+/** Until no chat of the sender is pending or running (the turns the load started have ended). */
+async function drain(admin: pg.Client, ownerId: string) {
+  const t = performance.now();
+  for (;;) {
+    const r = await admin.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM chats WHERE owner_id = $1 AND status IN ('pending', 'running')",
+      [ownerId],
+    );
+    if (r.rows[0]!.n === 0) return performance.now() - t;
+    if (performance.now() - t > maxDrainMs) return Number.NaN;
+    await sleep(50);
+  }
+}
+
+async function xacts(admin: pg.Client) {
+  // Backends report their counts within about a second of going idle.
+  await sleep(1_500);
+  const r = await admin.query<{ xacts: string }>(
+    `SELECT xact_commit + xact_rollback AS xacts FROM pg_stat_database
+     WHERE datname = current_database()`,
+  );
+  return Number(r.rows[0]!.xacts);
+}
+
+async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: Setup) {
+  const servers: ServerProcess[] = [];
+  try {
+    for (let i = 0; i < setup.processes; i++) servers.push(await spawnServer(db.url, "batched"));
+    const loaded = servers.slice(0, setup.loaded);
+    const shares = split(connections, loaded.length);
+    const body = JSON.stringify({
+      content: [{ type: "text", text: "hello from the replicas bench" }],
+    });
+    const load = (secs: number) =>
+      Promise.all(
+        loaded.map((s, i) =>
+          autocannon(`${s.url}/api/experimental/chats`, sender.token, shares[i]!, secs, {
+            method: "POST",
+            body,
+            paths: sender.paths.filter((_, k) => k % loaded.length === i),
+          }),
+        ),
+      );
+    await load(warmupSeconds);
+    await drain(admin, sender.ownerId);
+    await resetChats(admin, sender.ownerId);
+    const x0 = await xacts(admin);
+    const c0 = await claimsOf(servers);
+    const since = (await admin.query<{ now: string }>("SELECT now()::text AS now")).rows[0]!.now;
+    const window = cpuWindow(
+      undefined,
+      db.postmasterPid,
+      servers.map((s) => s.pid),
+    );
+    const http: HttpRun[] = await load(seconds);
+    const drainMs = await drain(admin, sender.ownerId);
+    const cpu = window.end();
+    const c1 = await claimsOf(servers);
+    const x1 = await xacts(admin);
+    const answered = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM chat_events
+       WHERE created_at >= $1::timestamptz AND kind = 'status_change'
+         AND payload ->> 'status' = 'waiting' AND payload ->> 'previous_status' = 'running'`,
+      [since],
+    );
+    const claimLatency = await admin.query<{ ms: number }>(
+      `SELECT (extract(epoch FROM r.created_at - p.created_at) * 1000)::float8 AS ms
+       FROM chat_events p
+       CROSS JOIN LATERAL (
+         SELECT e.created_at FROM chat_events e
+         WHERE e.chat_id = p.chat_id AND e.kind = 'status_change'
+           AND e.payload ->> 'status' = 'running' AND (e.xid, e.id) > (p.xid, p.id)
+         ORDER BY e.xid, e.id LIMIT 1
+       ) r
+       WHERE p.created_at >= $1::timestamptz AND p.kind = 'status_change'
+         AND p.payload ->> 'status' = 'pending'`,
+      [since],
+    );
+    await resetChats(admin, sender.ownerId);
+    for (const s of servers) {
+      if (s.logged.length) {
+        console.log(
+          `WARNING: a server logged ${s.logged.length} lines; last:\n  ${s.logged.slice(-3).join("\n  ")}`,
+        );
+      }
+    }
+    const ok = http.reduce((n, h) => n + h.rps * seconds, 0);
+    const samples = http.flatMap((h) => h.samples);
+    const claimMs = claimLatency.rows.map((r) => r.ms);
+    return {
+      rps: ok / seconds,
+      turnsPerSecond: answered.rows[0]!.n / ((seconds * 1000 + drainMs) / 1000),
+      p50: percentile(samples, 50),
+      p99: percentile(samples, 99),
+      failed: http.reduce((n, h) => n + h.non2xx + h.errors, 0),
+      xactsPerRequest: (x1 - x0) / ok,
+      claimsPerRequest: (c1.all - c0.all) / ok,
+      emptyClaimsPerRequest: (c1.empty - c0.empty) / ok,
+      claimP50: percentile(claimMs, 50),
+      claimP99: percentile(claimMs, 99),
+      serverCpuMsPerRequest: (cpu.extras / 100) * (cpu.wallMs / ok),
+      postgresCpuMsPerRequest: (cpu.postgres / 100) * (cpu.wallMs / ok),
+      drainMs,
+    } satisfies Run;
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+export async function benchReplicas() {
+  await withBenchDatabase(async (db) => {
+    console.log(
+      `database: ${db.where}\nmachine: ${describeMachine()}, ${os.platform()} ${os.arch()}; ` +
+        "Postgres, the servers and the load generator share these cores",
+    );
+    await migrate(db.url);
+    const admin = await connectClient(db.url, "bench-replicas-admin");
+    try {
+      await admin.query("SET pgchatd.events = 'off'");
+      const sender = await seedSender(admin);
+      await admin.query("VACUUM (ANALYZE) chats, users, organization_members");
+      console.log(
+        `load: POST …/messages to ${int(sender.paths.length)} idle chats in turn, autocannon ` +
+          `${connections} connections split over the loaded servers, ${warmupSeconds} s warm-up + ` +
+          `${seconds} s, then the drain of the turns; servers in batched mode, runner 32 turns each`,
+      );
+      await quietCheck("the runs");
+      const results = new Map<string, Run[]>();
+      for (let rep = 1; rep <= repeats; rep++) {
+        for (const s of setups) {
+          process.stderr.write(`replicas: ${s.label} processes, run ${rep} of ${repeats} ...\n`);
+          results.set(s.label, [...(results.get(s.label) ?? []), await run(db, admin, sender, s)]);
+        }
+      }
+      const median = (runs: Run[]) =>
+        [...runs].sort((a, b) => a.rps - b.rps)[Math.floor(runs.length / 2)]!;
+      const one = median(results.get("1")!).rps;
+      const rows = [
+        [
+          "processes",
+          "req/s (median)",
+          "runs",
+          "vs 1",
+          "turns/s",
+          "p50 / p99 ms",
+          "failed",
+          "xacts/req",
+          "claims/req (empty)",
+          "claim p50 / p99 ms",
+          "servers CPU ms/req",
+          "Postgres CPU ms/req",
+          "drain ms",
+        ],
+      ];
+      for (const s of setups) {
+        const runs = results.get(s.label)!;
+        const r = median(runs);
+        const ratio = r.rps / one;
+        rows.push([
+          s.label,
+          int(r.rps),
+          [...runs]
+            .map((x) => int(x.rps))
+            .sort()
+            .join(" / "),
+          s.label === "1"
+            ? "1.00×"
+            : `${ratio.toFixed(2)}×${s.processes === 10 ? ` ${mark(ratio >= target)} ≥ ${target}×` : ""}`,
+          int(r.turnsPerSecond),
+          `${ms(r.p50)} / ${ms(r.p99)}`,
+          String(r.failed),
+          r.xactsPerRequest.toFixed(1),
+          `${r.claimsPerRequest.toFixed(2)} (${r.emptyClaimsPerRequest.toFixed(2)})`,
+          `${ms(r.claimP50)} / ${ms(r.claimP99)}`,
+          ms(r.serverCpuMsPerRequest),
+          Number.isNaN(r.postgresCpuMsPerRequest) ? "n/a" : ms(r.postgresCpuMsPerRequest),
+          Number.isNaN(r.drainMs) ? `> ${int(maxDrainMs)}` : int(r.drainMs),
+        ]);
+      }
+      console.log(
+        `\nPOST …/messages with its turn by number of server processes (${repeats} runs of ${seconds} s, the median run shown)`,
+      );
+      console.log(table(rows, [0]));
+    } finally {
+      await admin.end();
+    }
+  });
+}
