@@ -79,8 +79,11 @@ SELECT chat_run_release_worker(@worker_id) AS released;
 -- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
 -- each again under its lock): the leases of runners whose row went stale (chat_runners is a few
--- rows; their chats through chats_leased_idx), leases of the previous release's runners whose
--- chats.heartbeat_at went stale (chats_legacy_leases_idx, empty outside a rolling upgrade),
+-- rows; their chats through chats_leased_idx), leases of runners that have no row and renew
+-- nothing (a row deleted by hand, or a rollback to the previous release after a crash: the
+-- distinct holders, one index probe each through chats_leased_idx, that are not in chat_runners),
+-- leases of the previous release's runners whose chats.heartbeat_at went stale
+-- (chats_legacy_leases_idx, empty outside a rolling upgrade),
 -- unarchived chats waiting for tool results too long (chats_requires_action_idx), and idle chats
 -- with a queue (driven from the queue table, which holds only busy chats' messages: never a scan
 -- of the mostly waiting chats). @skip_ids: chats whose recovery failed earlier in this pass, so
@@ -91,6 +94,24 @@ SELECT id FROM (
    WHERE r.heartbeat_at < now() - make_interval(secs => @stale_after_seconds::double precision)
      AND s.id <> ALL (@skip_ids::uuid[])
    ORDER BY s.id
+   LIMIT @batch_size)
+  UNION
+  (SELECT o.id FROM (
+     WITH RECURSIVE holders (worker_id) AS (
+       (SELECT h.worker_id FROM chats h WHERE h.worker_id IS NOT NULL
+        ORDER BY h.worker_id LIMIT 1)
+       UNION ALL
+       SELECT (SELECT n.worker_id FROM chats n WHERE n.worker_id > holders.worker_id
+               ORDER BY n.worker_id LIMIT 1)
+       FROM holders WHERE holders.worker_id IS NOT NULL
+     )
+     SELECT holders.worker_id FROM holders
+     WHERE holders.worker_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM chat_runners r WHERE r.id = holders.worker_id)
+   ) rowless
+   JOIN chats o ON o.worker_id = rowless.worker_id
+   WHERE o.heartbeat_at IS NULL AND o.id <> ALL (@skip_ids::uuid[])
+   ORDER BY o.id
    LIMIT @batch_size)
   UNION
   (SELECT l.id FROM chats l

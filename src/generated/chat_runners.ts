@@ -51,12 +51,18 @@ export async function upsertChatRunnerHeartbeat(client: Client, args: UpsertChat
 export const deleteStaleChatRunnersQuery = `-- name: DeleteStaleChatRunners :many
 -- The recovery pass's last step: rows of runners silent for @stale_after_seconds whose leases
 -- recovery has handed back. A claim locks its runner's row and renews it before it commits, so a
--- DELETE that waited for that lock re-checks the fresh heartbeat_at and leaves the row: no chat is
--- ever leased to a runner without a row.
-DELETE FROM chat_runners r
-WHERE r.heartbeat_at < now() - make_interval(secs => $1::double precision)
-  AND NOT EXISTS (SELECT 1 FROM chats c WHERE c.worker_id = r.id)
-RETURNING r.id`;
+-- row the claim got to first is skipped (SKIP LOCKED), and one it renewed since this statement's
+-- snapshot is re-checked when locked and left: no chat is ever leased to a runner without a row.
+-- Locked in id order, so two passes deleting at once never wait for each other in a cycle.
+DELETE FROM chat_runners d
+WHERE d.id IN (
+  SELECT r.id FROM chat_runners r
+  WHERE r.heartbeat_at < now() - make_interval(secs => $1::double precision)
+    AND NOT EXISTS (SELECT 1 FROM chats c WHERE c.worker_id = r.id)
+  ORDER BY r.id
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING d.id`;
 
 export interface DeleteStaleChatRunnersArgs {
   stale_after_seconds: number;

@@ -363,8 +363,11 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
 export const listChatRecoveryCandidatesQuery = `-- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
 -- each again under its lock): the leases of runners whose row went stale (chat_runners is a few
--- rows; their chats through chats_leased_idx), leases of the previous release's runners whose
--- chats.heartbeat_at went stale (chats_legacy_leases_idx, empty outside a rolling upgrade),
+-- rows; their chats through chats_leased_idx), leases of runners that have no row and renew
+-- nothing (a row deleted by hand, or a rollback to the previous release after a crash: the
+-- distinct holders, one index probe each through chats_leased_idx, that are not in chat_runners),
+-- leases of the previous release's runners whose chats.heartbeat_at went stale
+-- (chats_legacy_leases_idx, empty outside a rolling upgrade),
 -- unarchived chats waiting for tool results too long (chats_requires_action_idx), and idle chats
 -- with a queue (driven from the queue table, which holds only busy chats' messages: never a scan
 -- of the mostly waiting chats). @skip_ids: chats whose recovery failed earlier in this pass, so
@@ -375,6 +378,24 @@ SELECT id FROM (
    WHERE r.heartbeat_at < now() - make_interval(secs => $1::double precision)
      AND s.id <> ALL ($2::uuid[])
    ORDER BY s.id
+   LIMIT $3)
+  UNION
+  (SELECT o.id FROM (
+     WITH RECURSIVE holders (worker_id) AS (
+       (SELECT h.worker_id FROM chats h WHERE h.worker_id IS NOT NULL
+        ORDER BY h.worker_id LIMIT 1)
+       UNION ALL
+       SELECT (SELECT n.worker_id FROM chats n WHERE n.worker_id > holders.worker_id
+               ORDER BY n.worker_id LIMIT 1)
+       FROM holders WHERE holders.worker_id IS NOT NULL
+     )
+     SELECT holders.worker_id FROM holders
+     WHERE holders.worker_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM chat_runners r WHERE r.id = holders.worker_id)
+   ) rowless
+   JOIN chats o ON o.worker_id = rowless.worker_id
+   WHERE o.heartbeat_at IS NULL AND o.id <> ALL ($2::uuid[])
+   ORDER BY o.id
    LIMIT $3)
   UNION
   (SELECT l.id FROM chats l

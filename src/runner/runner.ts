@@ -177,6 +177,8 @@ export class Runner {
   private claimAgain = false;
   private stopping = false;
   private maintenance: Promise<void> | undefined;
+  /** The tail of this runner's writes of its own row (writingRow). */
+  private rowWrites: Promise<void> = Promise.resolve();
   /** chat_runners.started_at of this runner's registration; another one means it was reaped. */
   private registeredAt: string | undefined;
 
@@ -294,6 +296,8 @@ export class Runner {
    * and a reconnecting LISTEN connection need not wait for the timer.
    */
   tick(): Promise<void> {
+    // Once stopping, its row is about to go (or gone): a heartbeat would register it again.
+    if (this.stopping) return this.maintenance ?? Promise.resolve();
     this.maintenance ??= (async () => {
       await this.heartbeat();
       await this.recover();
@@ -322,6 +326,10 @@ export class Runner {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.claiming;
+    // No free slot from now on: chats that become pending while the turns stop wake another runner.
+    await this.writingRow(() => this.upsertRow(0)).catch((err) =>
+      this.log.warn({ err }, "reporting no free slots at shutdown failed"),
+    );
     for (const run of this.runs.values()) run.controller.abort("shutdown" satisfies StopReason);
     this.followUpAbort.abort();
     await Promise.allSettled([...[...this.runs.values()].map((r) => r.done), ...this.followUps]);
@@ -346,13 +354,16 @@ export class Runner {
 
   private async claimLoop(): Promise<void> {
     while (!this.stopping) {
-      const free = this.opts.concurrency - this.runs.size;
-      if (free <= 0) return;
-      const batch = Math.min(free, this.opts.claimBatch);
-      const claimed = await claimPendingChats(this.db, {
-        worker_id: this.workerId,
-        free_slots: free,
-        batch_size: batch,
+      if (this.opts.concurrency - this.runs.size <= 0) return;
+      let batch = 0;
+      const claimed = await this.writingRow(() => {
+        const free = this.opts.concurrency - this.runs.size;
+        batch = Math.min(free, this.opts.claimBatch);
+        return claimPendingChats(this.db, {
+          worker_id: this.workerId,
+          free_slots: free,
+          batch_size: batch,
+        });
       });
       this.stats.claims++;
       if (claimed.length === 0) this.stats.emptyClaims++;
@@ -415,14 +426,9 @@ export class Runner {
    * holds, and reports its free slots to the chooser of the runner a pending chat wakes.
    */
   private async register(): Promise<void> {
-    const row = await upsertChatRunnerHeartbeat(this.db, {
-      id: this.workerId,
-      hostname: os.hostname(),
-      pid: process.pid,
-      capacity: this.opts.concurrency,
-      free_slots: Math.max(this.opts.concurrency - this.runs.size, 0),
-      heartbeat_seconds: this.opts.heartbeatMs / 1000,
-    });
+    const row = await this.writingRow(() =>
+      this.upsertRow(Math.max(this.opts.concurrency - this.runs.size, 0)),
+    );
     if (this.registeredAt !== undefined && row.started_at !== this.registeredAt) {
       // Silent for longer than the staleness window (a stopped VM, a long pause): recovery handed
       // its chats to others and reaped its row. Its turns find their leases gone and stop.
@@ -430,6 +436,31 @@ export class Runner {
       this.log.warn("this runner was presumed dead and its chats handed back; registered again");
     }
     this.registeredAt = row.started_at;
+  }
+
+  private upsertRow(freeSlots: number) {
+    return upsertChatRunnerHeartbeat(this.db, {
+      id: this.workerId,
+      hostname: os.hostname(),
+      pid: process.pid,
+      capacity: this.opts.concurrency,
+      free_slots: freeSlots,
+      heartbeat_seconds: this.opts.heartbeatMs / 1000,
+    });
+  }
+
+  /**
+   * Runs the writes of this runner's row one at a time, each counting its free slots when it
+   * runs: a heartbeat computed before a claim and committed after it would report the slots the
+   * claim just took as free, and the chooser would wake a full runner until the next heartbeat.
+   */
+  private writingRow<T>(write: () => Promise<T>): Promise<T> {
+    const result = this.rowWrites.then(write);
+    this.rowWrites = result.then(
+      () => {},
+      () => {},
+    );
+    return result;
   }
 
   /** The runner's row, then a look at every running turn (two statements, one of them a read). */

@@ -308,23 +308,55 @@ describe("leases", () => {
     expect(runner.stats.reregistrations).toBe(1);
   });
 
+  it("reports its free slots in its row as it claims and as its turns end, and removes the row when it stops", async () => {
+    const { runner, published } = await testRunner({ concurrency: 3, heartbeatMs: 60_000 });
+    const u = await member();
+    const chats = [];
+    for (let i = 0; i < 3; i++)
+      chats.push(await createChat(u.token, { content: text("/sleep 30000") }));
+    runner.wake();
+    for (const c of chats) await firstPart(published, c.id);
+    const free = async () =>
+      (
+        await pool.query<{ free_slots: number }>(
+          "SELECT free_slots FROM chat_runners WHERE id = $1",
+          [runner.workerId],
+        )
+      ).rows[0]?.free_slots;
+    expect(await free()).toBe(0);
+    await runner.tick();
+    expect(await free()).toBe(0);
+    for (const c of chats) await t.call("POST", `${base}/${c.id}/interrupt`, { token: u.token });
+    for (const c of chats) await settled(pool, c.id, "waiting");
+    // Each turn's end claims again, and that claim reports the slot it freed.
+    await eventually(async () => ((await free()) === 3 ? true : undefined), "3 free slots");
+    await runner.stop();
+    expect(await free()).toBeUndefined();
+    // A heartbeat after the stop (a LISTEN reconnect) does not bring the row back.
+    await runner.tick();
+    expect(await free()).toBeUndefined();
+  });
+
   it("claims on a wake-up addressed to it or to every runner, not on one addressed to another", async () => {
     // Nothing to claim: each claim is then one statement, and no turn's end claims again.
     await pool.query("UPDATE chats SET status = 'waiting' WHERE status = 'pending'");
     const { runner } = await testRunner({ pollMs: 600_000, heartbeatMs: 60_000 });
     await runner.idle();
     const claims = () => runner.stats.statementsByQuery.ClaimPendingChats ?? 0;
-    const notify = async (payload: string) => {
+    /**
+     * Notifies `payload`, then a wake-up addressed to this runner, which arrives after it on the
+     * same connection; waits for `expected` claims, then for any claim still under way.
+     */
+    const notify = async (payload: string, expected: number) => {
       const before = claims();
       await pool.query("SELECT pg_notify('chat_pending', $1)", [payload]);
-      // A claim of its own for a marker sent after it: the notifications arrive in order.
       await pool.query("SELECT pg_notify('chat_pending', $1)", [runner.workerId]);
-      await eventually(() => (claims() > before ? true : undefined), "a claim");
+      await eventually(() => (claims() - before >= expected ? true : undefined), "the claims");
       await runner.idle();
       return claims() - before;
     };
-    expect(await notify(crypto.randomUUID())).toBe(1);
-    expect(await notify("")).toBe(2);
+    expect(await notify(crypto.randomUUID(), 1)).toBe(1);
+    expect(await notify("", 2)).toBe(2);
   });
 
   it("stops a turn whose lease was taken over, writing nothing", async () => {

@@ -12,7 +12,6 @@ import {
   claimPendingChats,
   finishChatRun,
   listChatRunStatesByWorkerID,
-  recoverChatRunByID,
   releaseChatRunsByWorkerID,
   saveChatRunToolStep,
 } from "../../src/generated/chat_runs.ts";
@@ -843,21 +842,18 @@ describe("recovery", () => {
     await releaseChatRunsByWorkerID(pool, { worker_id: legacy });
   });
 
-  it("recovers a chat leased to a runner that has no row and renews nothing", async () => {
-    const [chat] = await pendingChats(1);
-    await pool.query(
-      `UPDATE chats SET status = 'running', worker_id = $1, started_at = now(), heartbeat_at = NULL
-       WHERE id = $2`,
-      [randomUUID(), chat!.id],
-    );
-    expect(
-      await recoverChatRunByID(pool, {
-        chat_id: chat!.id,
-        stale_after_seconds: 60,
-        tool_results_timeout_seconds: 300,
-      }),
-    ).toEqual({ action: "stale_lease" });
-    expect((await chatState(pool, chat!.id)).status).toBe("pending");
+  it("lists and recovers the chats of a runner that has no row and renews nothing", async () => {
+    // A runner's row deleted by hand while it held chats (or a rollback to the previous release
+    // after it crashed): nothing renews these leases, and nothing else would list them.
+    const [a, b] = await pendingChats(2);
+    const worker = await registerRunner(pool);
+    await claim(a!.id, worker);
+    await claim(b!.id, worker);
+    await pool.query("DELETE FROM chat_runners WHERE id = $1", [worker]);
+    const rows = await recover();
+    expect(rows).toContainEqual({ chat_id: a!.id, action: "stale_lease" });
+    expect(rows).toContainEqual({ chat_id: b!.id, action: "stale_lease" });
+    expect((await chatState(pool, a!.id)).status).toBe("pending");
   });
 
   it("fails a chat left in requires_action past the timeout with error tool results and a timeout error", async () => {
