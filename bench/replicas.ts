@@ -26,13 +26,40 @@
  * starts), and CPU per request in ms: all servers together, and Postgres (the embedded cluster's
  * processes; n/a on DATABASE_URL). On this 2-core machine the processes share the cores with
  * Postgres and the load generator, so more processes cannot add throughput; the target is that
- * they cost little: 10 processes at least 0.8× of one (issue's figure before the change: 0.25×).
+ * they cost little: 10 processes at least 0.8× of one (0.25× before runners were woken one at a
+ * time, when every pending chat woke every runner).
+ *
+ * Part 2, a read replica (PGCHATD_READ_DATABASE_URL): an embedded primary and a hot standby
+ * streaming from it (support/standby.ts; on DATABASE_URL too, since the standby is made from the
+ * embedded cluster's files), 50,000 chats over 500 owners (support/seed_chats.ts). GET
+ * /api/experimental/chats for a typical owner through the real app in this process, once reading
+ * the primary and once the standby (src/db/replica.ts: each read waits for the standby to replay
+ * what the primary had when it began), from autocannon's 8 connections for 5 s, without writes and
+ * while a writer creates 200 chats a second on the primary (chat_create, 4 connections, another
+ * owner). Replication lag is sampled every 50 ms from pg_stat_replication meanwhile (replay_lag,
+ * and the bytes between the primary's WAL position and the standby's replay).
  */
 import os from "node:os";
 import type pg from "pg";
 import { migrate } from "../src/db/migrate.ts";
-import { connectClient } from "../src/db/pool.ts";
-import { autocannon, describeMachine, type HttpRun, int, mark, ms, table } from "./measure.ts";
+import { connectClient, createPool, type Pool } from "../src/db/pool.ts";
+import { ReadReplica } from "../src/db/replica.ts";
+import { insertAPIKey } from "../src/generated/api_keys.ts";
+import { generateToken } from "../src/lib/tokens.ts";
+import { createLogger } from "../src/log.ts";
+import { createApp } from "../src/server/app.ts";
+import { seedChats, seedOwner } from "../support/seed_chats.ts";
+import { standbyCaughtUp, startReplicatedCluster } from "../support/standby.ts";
+import {
+  autocannon,
+  describeMachine,
+  type HttpRun,
+  int,
+  mark,
+  ms,
+  serveLocal,
+  table,
+} from "./measure.ts";
 import { percentile } from "./stats.ts";
 import {
   type BenchDatabase,
@@ -289,4 +316,160 @@ export async function benchReplicas() {
       await admin.end();
     }
   });
+  await readReplicaPart();
+}
+
+/** Part 2's shape. */
+const replica = { chats: 50_000, owners: 500, readers: 8, writesPerSecond: 200, writers: 4 };
+
+/** Creates chats on the primary at `perSecond` until `stop` is set. */
+function writeLoad(pool: Pool, who: { owner: string; org: string }, perSecond: number) {
+  let stopped = false;
+  let next = 0;
+  const started = performance.now();
+  const done = Promise.all(
+    Array.from({ length: replica.writers }, async () => {
+      while (!stopped) {
+        const i = next++;
+        const wait = started + (i / perSecond) * 1000 - performance.now();
+        if (wait > 0) await sleep(wait);
+        if (stopped) return;
+        await pool.query(
+          `SELECT chat_create($1, $2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+             '[{"type": "text", "text": "replica bench"}]'::jsonb, NULL)`,
+          [who.owner, who.org],
+        );
+      }
+    }),
+  );
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      return next;
+    },
+  };
+}
+
+/** Samples replication lag every 50 ms until stopped: replay_lag (ms) and bytes behind. */
+function lagSampler(primary: Pool) {
+  const ms: number[] = [];
+  const bytes: number[] = [];
+  let stopped = false;
+  const done = (async () => {
+    while (!stopped) {
+      const r = await primary.query<{ ms: number | null; bytes: string | null }>(
+        `SELECT (extract(epoch FROM replay_lag) * 1000)::float8 AS ms,
+           pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS bytes
+         FROM pg_stat_replication LIMIT 1`,
+      );
+      const row = r.rows[0];
+      if (row) {
+        ms.push(row.ms ?? 0);
+        bytes.push(Number(row.bytes ?? 0));
+      }
+      await sleep(50);
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await done;
+      return { ms, bytes };
+    },
+  };
+}
+
+async function readReplicaPart() {
+  console.log("\n### Part 2: a read replica");
+  const cluster = await startReplicatedCluster();
+  const pools: Pool[] = [];
+  let reads: ReadReplica | undefined;
+  const servers: { close: () => Promise<void> }[] = [];
+  try {
+    await cluster.primary.ensureDatabase("pgchatd");
+    const url = cluster.primary.url("pgchatd");
+    await migrate(url);
+    const client = await connectClient(url, "bench-replicas-seed");
+    const seeded = await seedChats(client, { chats: replica.chats, owners: replica.owners });
+    const tok = generateToken();
+    await insertAPIKey(client, {
+      id: tok.id,
+      user_id: seeded.typicalOwnerId,
+      hashed_secret: tok.hashedSecret,
+      lifetime_seconds: 86_400,
+    });
+    await client.end();
+    const primary = createPool({ connectionString: url, max: 10 });
+    const writerPool = createPool({ connectionString: url, max: replica.writers });
+    pools.push(primary, writerPool);
+    const writer = await seedOwner(writerPool, "replica-writer");
+    await standbyCaughtUp(cluster);
+    const logger = createLogger("silent");
+    reads = new ReadReplica({
+      primary,
+      url: cluster.standby.url("pgchatd"),
+      poolMax: 10,
+      logger,
+    });
+    const onPrimary = await serveLocal(createApp({ db: primary, logger }).fetch);
+    const onStandby = await serveLocal(createApp({ db: primary, reads, logger }).fetch);
+    servers.push(onPrimary, onStandby);
+    console.log(
+      `dataset: ${int(replica.chats)} chats over ${int(replica.owners)} owners; the typical ` +
+        `owner's list (${seeded.typicalOwnerChats} chats), autocannon ${replica.readers} ` +
+        `connections ${seconds} s; writes: chat_create at ${replica.writesPerSecond}/s`,
+    );
+    const rows = [
+      [
+        "reads on",
+        "writes",
+        "req/s",
+        "p50 / p99 ms",
+        "served by the standby",
+        "replay lag p50 / p99 / max ms",
+        "bytes behind p50 / max",
+      ],
+    ];
+    for (const writing of [false, true]) {
+      for (const [name, server] of [
+        ["primary", onPrimary],
+        ["standby", onStandby],
+      ] as const) {
+        const load = writing ? writeLoad(writerPool, writer, replica.writesPerSecond) : undefined;
+        const lag = lagSampler(primary);
+        const before = { ...reads.stats };
+        const http = await autocannon(
+          `http://127.0.0.1:${server.port}/api/experimental/chats`,
+          tok.token,
+          replica.readers,
+          seconds,
+        );
+        const { ms: lagMs, bytes } = await lag.stop();
+        await load?.stop();
+        const standby = reads.stats.standby - before.standby;
+        const all =
+          standby +
+          reads.stats.primaryLagging -
+          before.primaryLagging +
+          reads.stats.primaryUnavailable -
+          before.primaryUnavailable;
+        rows.push([
+          name,
+          writing ? `${replica.writesPerSecond}/s` : "none",
+          int(http.rps),
+          `${ms(http.p50)} / ${ms(http.p99)}`,
+          name === "standby" ? `${int(standby)} of ${int(all)}` : "",
+          `${ms(percentile(lagMs, 50))} / ${ms(percentile(lagMs, 99))} / ${ms(Math.max(...lagMs))}`,
+          `${int(percentile(bytes, 50))} / ${int(Math.max(...bytes))}`,
+        ]);
+      }
+    }
+    console.log(table(rows, [0, 1]));
+  } finally {
+    for (const sv of servers) await sv.close();
+    await reads?.close();
+    for (const p of pools) await p.end();
+    await cluster.stop();
+  }
 }

@@ -16,6 +16,11 @@ const envSchema = z
       .string()
       .optional()
       .transform((v) => v || undefined),
+    PGCHATD_READ_DATABASE_URL: z
+      .string()
+      .optional()
+      .transform((v) => v || undefined),
+    PGCHATD_READ_MAX_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(200),
     PGCHATD_DATA_DIR: z.string().min(1).default("./.data"),
     PGCHATD_BOOTSTRAP_TOKEN: z
       .string()
@@ -96,6 +101,12 @@ export interface Config {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /**
+   * A streaming-replication standby of the database for list, search, history, prompts and cost
+   * reads, and how long a read waits for it to replay the writes before it (docs/operations.md
+   * "Scaling").
+   */
+  readReplica: { url: string; maxWaitMs: number } | undefined;
   dataDir: string;
   bootstrapToken: string | undefined;
   /**
@@ -142,6 +153,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     port: e.PORT,
     databaseUrl: e.DATABASE_URL,
+    readReplica: e.PGCHATD_READ_DATABASE_URL
+      ? { url: e.PGCHATD_READ_DATABASE_URL, maxWaitMs: e.PGCHATD_READ_MAX_WAIT_MS }
+      : undefined,
     dataDir: path.resolve(e.PGCHATD_DATA_DIR),
     bootstrapToken: e.PGCHATD_BOOTSTRAP_TOKEN,
     secretKey: e.PGCHATD_SECRET_KEY,

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { Config } from "../config.ts";
 import type { Database, Pool } from "../db/index.ts";
+import { ReadReplica } from "../db/replica.ts";
 import type { Forge } from "../forge/github.ts";
 import { type DiffStatusRefresher, startDiffStatusRefresher } from "../jobs/chat_diff_statuses.ts";
 import { startEventPruning } from "../jobs/chat_events.ts";
@@ -26,6 +27,8 @@ const idleSweepMs = 100;
 
 export interface ServerParts {
   pool: Pool;
+  /** A standby for read routes (PGCHATD_READ_DATABASE_URL); closed by the caller. */
+  reads?: ReadReplica | undefined;
   databaseUrl: string;
   logger: Logger;
   secrets?: Secrets | undefined;
@@ -143,6 +146,7 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
     }
     const app = createApp({
       db: parts.pool,
+      reads: parts.reads,
       logger,
       watch,
       secrets: parts.secrets,
@@ -205,6 +209,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   // this server's runner first, without a NOTIFY (chat_runner_choose).
   const workerId = config.runner.enabled ? crypto.randomUUID() : undefined;
   const { secrets, database, forge } = await openConfigured(config, logger, workerId);
+  const reads = config.readReplica
+    ? new ReadReplica({
+        primary: database.pool,
+        url: config.readReplica.url,
+        maxWaitMs: config.readReplica.maxWaitMs,
+        poolMax: config.dbPoolMax,
+        logger,
+      })
+    : undefined;
   let server: AssembledServer;
   try {
     server = await assembleServer({
@@ -221,8 +234,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       modelRouting: config.modelRouting,
       runner: config.runner.enabled ? { ...runnerSettings(config), workerId } : undefined,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      reads,
     });
   } catch (err) {
+    await reads?.close();
     await database.close();
     throw err;
   }
@@ -232,6 +247,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     database,
     async close() {
       await server.close();
+      await reads?.close();
       await database.close();
       logger.info("pgchatd stopped");
     },

@@ -41,7 +41,7 @@ export type App = Hono<AppEnv>;
 
 /** The HTTP app. Tests call `createApp({...}).request(...)`; serve.ts binds it to a port. */
 export function createApp(deps: AppDeps): App {
-  const metrics = createMetrics(deps.db, deps.watch, deps.runner);
+  const metrics = createMetrics(deps.db, deps.watch, deps.runner, deps.reads);
   const app = new Hono<AppEnv>();
 
   app.use(

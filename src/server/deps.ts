@@ -1,4 +1,5 @@
-import type { Pool } from "../db/index.ts";
+import type { Pool, PoolQueryable } from "../db/index.ts";
+import type { ReadReplica } from "../db/replica.ts";
 import type { Forge } from "../forge/github.ts";
 import type { GetUserByIDRow } from "../generated/users.ts";
 import type { GetWorkspaceAgentForAuthByTokenIDRow } from "../generated/workspaces.ts";
@@ -21,6 +22,11 @@ export type UserActor = Extract<Actor, { kind: "user" }>;
 /** Dependencies of the HTTP app, passed in so tests build apps on their own database. */
 export interface AppDeps {
   db: Pool;
+  /**
+   * A standby for list, search, history, prompts and cost reads (PGCHATD_READ_DATABASE_URL);
+   * absent, they run on `db`. See readDb.
+   */
+  reads?: ReadReplica | undefined;
   logger: Logger;
   /** Change events (GET /watch, GET /{chat}/stream); absent, those routes answer 503. */
   watch?: Watch | undefined;
@@ -38,6 +44,15 @@ export interface AppDeps {
   forge?: { forge: Forge; inlineMs: number } | undefined;
   /** This process's runner: woken after writes that may have made chats pending; in /metrics. */
   runner?: Pick<Runner, "wake" | "active" | "stats"> | undefined;
+}
+
+/**
+ * Where a read route runs its queries: the standby once it has replayed every write committed
+ * before now (read-your-writes, src/db/replica.ts), else the primary. For reads only: the
+ * standby refuses writes.
+ */
+export function readDb(deps: AppDeps): Promise<PoolQueryable> | PoolQueryable {
+  return deps.reads ? deps.reads.forRead() : deps.db;
 }
 
 export interface AppEnv {

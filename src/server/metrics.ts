@@ -13,7 +13,12 @@ export interface Metrics {
 }
 
 /** A registry per app, so tests can build many apps in one process without clashes. */
-export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runner"]): Metrics {
+export function createMetrics(
+  pool: Pool,
+  watch?: Watch,
+  runner?: AppDeps["runner"],
+  reads?: AppDeps["reads"],
+): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // These walk every handle, timer or file descriptor of the process on the event loop: with
@@ -171,6 +176,25 @@ export function createMetrics(pool: Pool, watch?: Watch, runner?: AppDeps["runne
       collect() {
         this.inc(runner.stats.statements - reportedStatements);
         reportedStatements = runner.stats.statements;
+      },
+    });
+  }
+  if (reads) {
+    const reported = { standby: 0, primaryLagging: 0, primaryUnavailable: 0 };
+    new Counter({
+      name: "pgchatd_read_replica_reads_total",
+      help: "Read routes by where they ran: the standby, or the primary because the standby lagged past PGCHATD_READ_MAX_WAIT_MS or could not be asked",
+      labelNames: ["served_by"] as const,
+      registers: [registry],
+      collect() {
+        const s = reads.stats;
+        this.inc({ served_by: "standby" }, s.standby - reported.standby);
+        this.inc({ served_by: "primary_lagging" }, s.primaryLagging - reported.primaryLagging);
+        this.inc(
+          { served_by: "primary_unavailable" },
+          s.primaryUnavailable - reported.primaryUnavailable,
+        );
+        Object.assign(reported, s);
       },
     });
   }

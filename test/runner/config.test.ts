@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 
-/* The runner's settings (README "Configuration"): defaults, and values that would break leases. */
+/* The runner's and the read replica's settings (README "Configuration"): defaults, and values that would break them. */
 
 describe("runner configuration", () => {
   it("runs a runner in serve by default, 32 turns at once, heartbeat 15 s, stale after 60 s, polling every second", () => {
@@ -86,5 +86,21 @@ describe("model routing configuration", () => {
     }
     expect(message).toMatch(/PGCHATD_GATEWAY_URL/);
     expect(message).not.toContain("gw-secret-2");
+  });
+});
+
+describe("read replica configuration", () => {
+  it("reads on a standby only when PGCHATD_READ_DATABASE_URL names one, waiting 200 ms for it by default", () => {
+    expect(loadConfig({}).readReplica).toBeUndefined();
+    expect(loadConfig({ PGCHATD_READ_DATABASE_URL: "" }).readReplica).toBeUndefined();
+    expect(
+      loadConfig({ PGCHATD_READ_DATABASE_URL: "postgres://standby/pgchatd" }).readReplica,
+    ).toEqual({
+      url: "postgres://standby/pgchatd",
+      maxWaitMs: 200,
+    });
+    expect(() =>
+      loadConfig({ PGCHATD_READ_DATABASE_URL: "postgres://s/p", PGCHATD_READ_MAX_WAIT_MS: "-1" }),
+    ).toThrow(/PGCHATD_READ_MAX_WAIT_MS/);
   });
 });

@@ -9,7 +9,7 @@ import {
 import { getChatUsageLimitStatus } from "../../generated/chat_usage_limits.ts";
 import { getUserByID } from "../../generated/users.ts";
 import { requireOwner, userOf } from "../auth.ts";
-import type { AppEnv } from "../deps.ts";
+import { type AppEnv, readDb } from "../deps.ts";
 import { badRequest, notFound } from "../errors.ts";
 import { chatParam, uuid, validate } from "../validation.ts";
 
@@ -71,7 +71,8 @@ export const chatCostsRoutes = new Hono<AppEnv>()
   .get("/cost/users", requireOwner, validate("query", usersQuery), async (c) => {
     const query = c.req.valid("query");
     const window = costWindow(query);
-    const rows = await listChatCostByUser(c.get("deps").db, {
+    // Cost reads run on a standby when there is one (src/db/replica.ts).
+    const rows = await listChatCostByUser(await readDb(c.get("deps")), {
       ...window,
       search: query.username,
       limit: query.limit,
@@ -86,7 +87,7 @@ export const chatCostsRoutes = new Hono<AppEnv>()
     validate("query", summaryQuery),
     async (c) => {
       const actor = userOf(c.get("actor"));
-      const db = c.get("deps").db;
+      const db = await readDb(c.get("deps"));
       const param = c.req.valid("param").user;
       const query = c.req.valid("query");
       const userId = param === "me" ? actor.user.id : param;
@@ -111,7 +112,7 @@ export const chatCostsRoutes = new Hono<AppEnv>()
 
   .get("/:chat/cost", validate("param", chatParam), async (c) => {
     const actor = userOf(c.get("actor"));
-    const row = await getChatCostByChatID(c.get("deps").db, {
+    const row = await getChatCostByChatID(await readDb(c.get("deps")), {
       chat_id: c.req.valid("param").chat,
       owner_id: actor.user.id,
     });

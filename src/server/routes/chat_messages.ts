@@ -18,7 +18,7 @@ import {
 import { getChatExistsByIDForOwner, setChatPlanModeByID } from "../../generated/chats.ts";
 import { userOf } from "../auth.ts";
 import { loadChat, loadMessage } from "../chat_view.ts";
-import type { AppEnv } from "../deps.ts";
+import { type AppEnv, readDb } from "../deps.ts";
 import { notFound } from "../errors.ts";
 import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
 
@@ -82,7 +82,8 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       const actor = userOf(c.get("actor"));
       const { chat } = c.req.valid("param");
       const q = c.req.valid("query");
-      const db = c.get("deps").db;
+      // History reads a standby when there is one (src/db/replica.ts).
+      const db = await readDb(c.get("deps"));
       await requireChat(db, chat, actor.user.id);
       // after_id alone is a poller's page: oldest first from there, so it can move after_id to
       // the page's last id without skipping messages (docs/api.md "Messages").
@@ -177,7 +178,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       const actor = userOf(c.get("actor"));
       const { chat } = c.req.valid("param");
       const limit = c.req.valid("query").limit || defaultPrompts;
-      const db = c.get("deps").db;
+      const db = await readDb(c.get("deps"));
       await requireChat(db, chat, actor.user.id);
       const prompts = await listChatPromptsByChatID(db, { chat_id: chat, page_limit: limit });
       return c.json({ prompts: prompts.map((p) => ({ id: p.id, text: p.text })) });

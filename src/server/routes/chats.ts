@@ -10,7 +10,7 @@ import {
 import { userOf } from "../auth.ts";
 import { patchChat } from "../chat_patch.ts";
 import { loadChat, loadChatResolved, withChildren } from "../chat_view.ts";
-import type { AppEnv } from "../deps.ts";
+import { type AppEnv, readDb } from "../deps.ts";
 import { badRequest, forbidden } from "../errors.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
@@ -116,7 +116,8 @@ export const chatsRoutes = new Hono<AppEnv>()
     const labelFilters = parseLabelFilters(
       query.label === undefined ? [] : Array.isArray(query.label) ? query.label : [query.label],
     );
-    const db = c.get("deps").db;
+    // List and search read a standby when there is one (src/db/replica.ts).
+    const db = await readDb(c.get("deps"));
     const rows = await listChatsByOwner(db, {
       owner_id: actor.user.id,
       archived: search.archived,
