@@ -3,6 +3,7 @@
  * fails.
  *
  *   npm run bench -- replicas
+ *   BENCH_REPLICAS_PART=1 npm run bench -- replicas     part 1 only (2: part 2 only)
  *
  * Database: as `npm run bench -- watch` (bench/watch_servers.ts): a scratch database on
  * DATABASE_URL's server when set, else an embedded cluster with max_connections 400; removed
@@ -239,6 +240,13 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
 }
 
 export async function benchReplicas() {
+  const part = process.env.BENCH_REPLICAS_PART;
+  if (part !== "2") await processesPart();
+  if (part !== "1") await readReplicaPart();
+}
+
+async function processesPart() {
+  console.log("\n### Part 1: server processes on one database");
   await withBenchDatabase(async (db) => {
     console.log(
       `database: ${db.where}\nmachine: ${describeMachine()}, ${os.platform()} ${os.arch()}; ` +
@@ -316,7 +324,6 @@ export async function benchReplicas() {
       await admin.end();
     }
   });
-  await readReplicaPart();
 }
 
 /** Part 2's shape. */
