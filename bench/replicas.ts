@@ -4,6 +4,8 @@
  *
  *   npm run bench -- replicas
  *   BENCH_REPLICAS_PART=1 npm run bench -- replicas     part 1 only (2: part 2 only)
+ *   BENCH_PG_STATEMENTS=1 ...    part 1 also lists each run's most frequent statements per request
+ *   BENCH_REPLICAS_SETUPS="1,10" ...    part 1 runs only these setups (labels of the table)
  *
  * Database: as `npm run bench -- watch` (bench/watch_servers.ts): a scratch database on
  * DATABASE_URL's server when set, else an embedded cluster with max_connections 400; removed
@@ -15,7 +17,7 @@
  * split over the servers as a load balancer would spread them, each server sending first messages
  * to its own share of 40,000 idle chats (bench/watch_writes.ts seedSender); and once more with 10
  * processes and all the load on one of them (the other 9 idle: what it costs to have them). A run
- * is 1 s of warm-up, then 5 s of load, then the wait until every turn it started has ended; the
+ * is a warm-up (below), then 5 s of load, then the wait until every turn it started has ended; the
  * chats are reset to idle after each (SQL, no events). Each setup runs 3 times, interleaved; the
  * run with the median req/s is shown, with all three.
  *
@@ -25,7 +27,8 @@
  * found nothing (their /metrics, pgchatd_runner_claims_total), claim latency (a chat's `pending`
  * status_change event to its `running` one, on the database's clock: the two transactions'
  * starts), and CPU per request in ms: all servers together, and Postgres (the embedded cluster's
- * processes; n/a on DATABASE_URL). On this 2-core machine the processes share the cores with
+ * processes; n/a on DATABASE_URL). Each loaded server is warmed up alone with the whole load for
+ * 1 s first, so that ten servers are not measured with code the JIT has not optimised yet. On this 2-core machine the processes share the cores with
  * Postgres and the load generator, so more processes cannot add throughput; the target is that
  * they cost little: 10 processes at least 0.8× of one (0.25× before runners were woken one at a
  * time, when every pending chat woke every runner).
@@ -173,9 +176,25 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
           }),
         ),
       );
-    await load(warmupSeconds);
+    // Each loaded server warmed alone with the whole load, so each runs optimised code as one
+    // server does: spread from the start, ten servers would each get a tenth of the warm-up and
+    // be measured half cold.
+    for (const [i, s] of loaded.entries()) {
+      await autocannon(
+        `${s.url}/api/experimental/chats`,
+        sender.token,
+        connections,
+        warmupSeconds,
+        {
+          method: "POST",
+          body,
+          paths: sender.paths.filter((_, k) => k % loaded.length === i),
+        },
+      );
+    }
     await drain(admin, sender.ownerId);
     await resetChats(admin, sender.ownerId);
+    if (process.env.BENCH_PG_STATEMENTS) await admin.query("SELECT pg_stat_statements_reset()");
     const x0 = await xacts(admin);
     const c0 = await claimsOf(servers);
     const since = (await admin.query<{ now: string }>("SELECT now()::text AS now")).rows[0]!.now;
@@ -208,6 +227,17 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
          AND p.payload ->> 'status' = 'pending'`,
       [since],
     );
+    if (process.env.BENCH_PG_STATEMENTS) {
+      const top = await admin.query<{ calls: string; query: string }>(
+        `SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
+         FROM pg_stat_statements ORDER BY calls DESC LIMIT 15`,
+      );
+      const requests = http.reduce((n, h) => n + h.rps * seconds, 0);
+      console.log(`\n${setup.label} processes: most frequent statements (calls per request)`);
+      for (const x of top.rows) {
+        console.log(`${(Number(x.calls) / requests).toFixed(2).padStart(7)}  ${x.query}`);
+      }
+    }
     await resetChats(admin, sender.ownerId);
     for (const s of servers) {
       if (s.logged.length) {
@@ -256,6 +286,9 @@ async function processesPart() {
     const admin = await connectClient(db.url, "bench-replicas-admin");
     try {
       await admin.query("SET pgchatd.events = 'off'");
+      if (process.env.BENCH_PG_STATEMENTS) {
+        await admin.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      }
       const sender = await seedSender(admin);
       await admin.query("VACUUM (ANALYZE) chats, users, organization_members");
       console.log(
@@ -265,15 +298,17 @@ async function processesPart() {
       );
       await quietCheck("the runs");
       const results = new Map<string, Run[]>();
+      const only = process.env.BENCH_REPLICAS_SETUPS?.split(",");
+      const chosen = only ? setups.filter((s) => only.includes(s.label)) : setups;
       for (let rep = 1; rep <= repeats; rep++) {
-        for (const s of setups) {
+        for (const s of chosen) {
           process.stderr.write(`replicas: ${s.label} processes, run ${rep} of ${repeats} ...\n`);
           results.set(s.label, [...(results.get(s.label) ?? []), await run(db, admin, sender, s)]);
         }
       }
       const median = (runs: Run[]) =>
         [...runs].sort((a, b) => a.rps - b.rps)[Math.floor(runs.length / 2)]!;
-      const one = median(results.get("1")!).rps;
+      const one = results.has("1") ? median(results.get("1")!).rps : Number.NaN;
       const rows = [
         [
           "processes",
@@ -291,7 +326,7 @@ async function processesPart() {
           "drain ms",
         ],
       ];
-      for (const s of setups) {
+      for (const s of chosen) {
         const runs = results.get(s.label)!;
         const r = median(runs);
         const ratio = r.rps / one;

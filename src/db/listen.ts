@@ -122,6 +122,19 @@ export class Listener {
   }
 
   /**
+   * Drops channels: UNLISTENed on the live connection (after the statements before it), and not
+   * LISTENed again by a reconnect.
+   */
+  async unlistenFrom(...channels: string[]): Promise<void> {
+    const removed = channels.filter((c) => this.channels.delete(c));
+    const conn = this.live;
+    if (removed.length === 0 || !conn) return;
+    await this.send(conn, (c) =>
+      c.query(removed.map((ch) => `UNLISTEN ${c.escapeIdentifier(ch)}`).join("; ")),
+    );
+  }
+
+  /**
    * NOTIFY on this connection, after the statements before it. Rejects while no connection is up:
    * a caller that must not lose the wake-up has a safety poll, and queueing through an outage
    * would pile up statements without bound.

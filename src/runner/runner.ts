@@ -177,6 +177,8 @@ export class Runner {
   private claimAgain = false;
   private stopping = false;
   private maintenance: Promise<void> | undefined;
+  /** The free slots this runner's row shows, as its last claim or heartbeat wrote them. */
+  private reportedFree: number | undefined;
   /** The tail of this runner's writes of its own row (writingRow). */
   private rowWrites: Promise<void> = Promise.resolve();
   /** chat_runners.started_at of this runner's registration; another one means it was reaped. */
@@ -356,14 +358,16 @@ export class Runner {
     while (!this.stopping) {
       if (this.opts.concurrency - this.runs.size <= 0) return;
       let batch = 0;
-      const claimed = await this.writingRow(() => {
+      const claimed = await this.writingRow(async () => {
         const free = this.opts.concurrency - this.runs.size;
         batch = Math.min(free, this.opts.claimBatch);
-        return claimPendingChats(this.db, {
+        const rows = await claimPendingChats(this.db, {
           worker_id: this.workerId,
           free_slots: free,
           batch_size: batch,
         });
+        this.reportedFree = Math.max(free - rows.length, 0);
+        return rows;
       });
       this.stats.claims++;
       if (claimed.length === 0) this.stats.emptyClaims++;
@@ -389,6 +393,7 @@ export class Runner {
             models: this.opts.models,
             publish: this.opts.publish,
             afterWrite: this.opts.afterWrite,
+            pendingAgain: () => this.wake(),
             logger: this.log,
             workerId: this.workerId,
             retry: this.opts.retry,
@@ -410,7 +415,11 @@ export class Runner {
       } finally {
         this.stats.turns[outcome]++;
         if (this.runs.get(lease.chatId) === run) this.runs.delete(lease.chatId);
-        this.wake();
+        // The slot is free again. A runner whose row said it had none may have been passed over
+        // by chats that became pending meanwhile (chat_runner_choose wakes nobody then): it looks
+        // now, and its claim reports the slot. One that still showed free slots was chosen for any
+        // such chat (or another runner was), so it need not ask after every turn.
+        if (this.reportedFree === 0) this.wake();
       }
     })();
   }
@@ -438,8 +447,8 @@ export class Runner {
     this.registeredAt = row.started_at;
   }
 
-  private upsertRow(freeSlots: number) {
-    return upsertChatRunnerHeartbeat(this.db, {
+  private async upsertRow(freeSlots: number) {
+    const row = await upsertChatRunnerHeartbeat(this.db, {
       id: this.workerId,
       hostname: os.hostname(),
       pid: process.pid,
@@ -447,6 +456,8 @@ export class Runner {
       free_slots: freeSlots,
       heartbeat_seconds: this.opts.heartbeatMs / 1000,
     });
+    this.reportedFree = freeSlots;
+    return row;
   }
 
   /**

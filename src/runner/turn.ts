@@ -76,6 +76,12 @@ export interface TurnDeps {
   publish: Publish | undefined;
   /** After a commit that wrote change events (see RunnerOptions.afterWrite). */
   afterWrite: () => void;
+  /**
+   * The turn's end admitted the chat's next queued message: the chat is pending again, and this
+   * runner, whose session wrote that, is the one chat_runner_choose picked for it (without a
+   * NOTIFY when the session carries its id): it should claim.
+   */
+  pendingAgain: () => void;
   logger: Logger;
   workerId: string;
   retry: RetryPolicy;
@@ -362,6 +368,7 @@ export async function runTurn(
       error: error ?? null,
     });
     deps.afterWrite();
+    if (row.status === "pending") deps.pendingAgain();
     return row;
   };
   const ended = async (outcome: "completed" | "requires_action", followUp: boolean) => {

@@ -206,6 +206,15 @@ export interface Watch {
  * NOTIFYs, one at a time), the tailer, the subscriber hub and, in batched mode, the notifier.
  * Resolves once it listens and knows where the log ends.
  */
+/**
+ * How long a process keeps LISTENing for change events after its last subscriber left: a client
+ * that reconnects at once (a reload, a network blip) finds it listening, and a process whose
+ * streams come and go does not LISTEN and UNLISTEN for each.
+ */
+const idleUnlistenMs = 10_000;
+/** How often a process looks whether it has been without subscribers that long. */
+const idleCheckMs = 1_000;
+
 export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const log = opts.logger.child({ component: "watch" });
   // The log read and the render run for every commit: on connections of their own, so a burst of
@@ -226,12 +235,10 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     position: () => tailer!.fetchedUntil,
   });
   /**
-   * A process with no stream open does not read on every commit (with many replicas that is a
-   * read per replica per commit, measured in bench/watch.ts): the safety poll keeps its position
-   * within a second of the head, and the first subscriber catches it up (beforeSubscribe).
+   * A process with no stream open reads nothing (Tailer.wake; with many replicas a read per
+   * replica per commit, measured in bench/watch.ts and bench/replicas.ts): the first subscriber
+   * moves the tailer to the head (beforeSubscribe), and this is that move while it runs.
    */
-  let lagging = false;
-  /** The catch-up read that beforeSubscribe started, while it runs. */
   let catchingUp: Promise<void> | undefined;
   /**
    * A commit's NOTIFY (trigger mode: it names the transaction, and the tailer skips it once read),
@@ -239,10 +246,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
    * when no read runs; see Tailer.nudge).
    */
   const wakeForCommit = (payload: string | undefined) => {
-    if (hub.isEmpty()) {
-      lagging = true;
-      return;
-    }
+    if (hub.isEmpty()) return;
     if (payload === undefined) tailer!.nudge();
     else tailer!.wake(true, /^\d+$/.test(payload) ? BigInt(payload) : undefined);
   };
@@ -274,14 +278,45 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     }
   });
 
+  /**
+   * The change-event and stream-part channels are LISTENed only while this process has a
+   * subscriber, and for idleUnlistenMs after its last one left: a replica without streams is not
+   * woken by every commit and every streamed part of the deployment (docs/operations.md
+   * "Scaling"). The first subscriber LISTENs before its catch-up read (beforeSubscribe), so
+   * nothing committed after that read goes unnoticed.
+   */
+  /** The LISTEN of those channels, while they are listened to (shared by concurrent callers). */
+  let listening: Promise<void> | undefined;
+  let emptySince = performance.now();
+  const listen = () => {
+    listening ??= listener.listenTo(eventsChannel, partsChannel).catch((err: unknown) => {
+      listening = undefined;
+      throw err;
+    });
+    return listening;
+  };
+  const unlistenWhenIdle = setInterval(() => {
+    if (!hub.isEmpty()) {
+      emptySince = performance.now();
+      return;
+    }
+    if (!listening || performance.now() - emptySince < idleUnlistenMs) return;
+    listening = undefined;
+    listener.unlistenFrom(eventsChannel, partsChannel).catch((err: unknown) => {
+      log.warn({ err }, "UNLISTEN failed");
+    });
+  }, idleCheckMs);
+  unlistenWhenIdle.unref();
+
   await listener.connect().catch(async (err) => {
+    clearInterval(unlistenWhenIdle);
     await readPool.end();
     throw err;
   });
   try {
-    await listener.listenTo(eventsChannel, partsChannel);
     await tailer.start();
   } catch (err) {
+    clearInterval(unlistenWhenIdle);
     await listener.close().catch(() => {});
     await readPool.end();
     throw err;
@@ -308,12 +343,13 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       notifier?.poke();
     },
     async beforeSubscribe() {
-      // Every subscriber that arrives while the catch-up runs waits for it too: one that
-      // registered at the old position would receive events committed before it connected.
-      if (lagging || (hub.isEmpty() && !catchingUp)) {
-        lagging = false;
-        tailer.wake(false);
-        catchingUp = tailer.idle().finally(() => {
+      // The grace period restarts: the subscriber registers right after this returns.
+      emptySince = performance.now();
+      await listen();
+      // Without subscribers nothing was read (Tailer.wake): the first one starts at the head, and
+      // every subscriber that arrives meanwhile waits for that too.
+      if (hub.isEmpty() && !catchingUp) {
+        catchingUp = tailer.skipToHead().finally(() => {
           catchingUp = undefined;
         });
       }
@@ -323,6 +359,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       await publishStreamEvent(opts.pool, chatId, event, data, source);
     },
     async close() {
+      clearInterval(unlistenWhenIdle);
       hub.closeAll();
       notifier?.stop();
       await tailer.stop();

@@ -117,7 +117,13 @@ export class Tailer {
    */
   wake(expectEvents = true, xid?: bigint): void {
     if (this.stopped || !this.started) return;
-    if (xid !== undefined && xid <= this.fetchedUntil.xid) return;
+    // Nobody to deliver to: nothing is read (an idle replica does no per-commit work). The next
+    // subscriber starts at the head (skipToHead), or backfills from its cursor.
+    if (this.opts.hub.isEmpty()) return;
+    // Read already: a later transaction's event, or one of this one's (the cursor at the head,
+    // id 0, has read nothing of its xid).
+    const read = this.fetchedUntil;
+    if (xid !== undefined && (xid < read.xid || (xid === read.xid && read.id > 0))) return;
     if (this.reading) {
       if (expectEvents) this.retryIfEmpty = true;
       if (xid === undefined) this.again = true;
@@ -147,6 +153,19 @@ export class Tailer {
   nudge(): void {
     if (this.reading) return;
     this.wake(false);
+  }
+
+  /**
+   * Moves to the head of the log without reading what lies before it: what start() does, for a
+   * process whose last subscriber left a while ago (it read nothing since). Never moves back.
+   */
+  async skipToHead(): Promise<void> {
+    await this.idle();
+    const bounds = await getChatEventBounds(this.opts.pool);
+    if (!bounds?.start_xid) throw new Error("chat_event_horizon has no row: run the migrations");
+    const head: Cursor = { xid: BigInt(bounds.start_xid), id: 0 };
+    if (compareCursors(head, this.fetchedUntil) > 0) this.fetchedUntil = head;
+    if (compareCursors(head, this.position) > 0) this.position = head;
   }
 
   /** Waits for the read in progress, if any (tests and shutdown). */
@@ -247,8 +266,9 @@ export class Tailer {
   private async deliver(rows: EventRow[]): Promise<void> {
     const last = rowCursor(rows[rows.length - 1]!);
     // Synchronously with the read: a subscriber registering from here on starts after this batch,
-    // so what is rendered below is exactly what the already registered subscribers need.
-    this.fetchedUntil = last;
+    // so what is rendered below is exactly what the already registered subscribers need. (Never
+    // back: skipToHead may have moved it past a read that was under way.)
+    if (compareCursors(last, this.fetchedUntil) > 0) this.fetchedUntil = last;
     const wanted = rows.map((r) => this.opts.hub.wanted(r));
     const events = wanted.some((w) => w.watch || w.stream || w.agent)
       ? await this.opts.render(rows, wanted)

@@ -308,7 +308,7 @@ describe("leases", () => {
     expect(runner.stats.reregistrations).toBe(1);
   });
 
-  it("reports its free slots in its row as it claims and as its turns end, and removes the row when it stops", async () => {
+  it("reports its free slots in its row as it claims, when a turn ends while it was full, and at heartbeats; removes the row when it stops", async () => {
     const { runner, published } = await testRunner({ concurrency: 3, heartbeatMs: 60_000 });
     const u = await member();
     const chats = [];
@@ -328,8 +328,12 @@ describe("leases", () => {
     expect(await free()).toBe(0);
     for (const c of chats) await t.call("POST", `${base}/${c.id}/interrupt`, { token: u.token });
     for (const c of chats) await settled(pool, c.id, "waiting");
-    // Each turn's end claims again, and that claim reports the slot it freed.
-    await eventually(async () => ((await free()) === 3 ? true : undefined), "3 free slots");
+    // A full runner's first turn end claims again, and that claim reports the slot it freed;
+    // later ends need not (the row shows free slots already), and the heartbeat counts them all.
+    await eventually(async () => (((await free()) ?? 0) >= 1 ? true : undefined), "a free slot");
+    await runner.idle();
+    await runner.tick();
+    expect(await free()).toBe(3);
     await runner.stop();
     expect(await free()).toBeUndefined();
     // A heartbeat after the stop (a LISTEN reconnect) does not bring the row back.
