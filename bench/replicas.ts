@@ -5,7 +5,7 @@
  *   npm run bench -- replicas
  *   BENCH_REPLICAS_PART=1 npm run bench -- replicas     part 1 only (2: part 2 only)
  *   BENCH_PG_STATEMENTS=1 ...    part 1 also lists each run's most frequent statements per request
- *   BENCH_REPLICAS_SETUPS="1,10" ...    part 1 runs only these setups (labels of the table)
+ *   BENCH_REPLICAS_SETUPS="1;10" ...    part 1 runs only these setups (labels of the table, ";" between)
  *
  * Database: as `npm run bench -- watch` (bench/watch_servers.ts): a scratch database on
  * DATABASE_URL's server when set, else an embedded cluster with max_connections 400; removed
@@ -298,7 +298,7 @@ async function processesPart() {
       );
       await quietCheck("the runs");
       const results = new Map<string, Run[]>();
-      const only = process.env.BENCH_REPLICAS_SETUPS?.split(",");
+      const only = process.env.BENCH_REPLICAS_SETUPS?.split(";");
       const chosen = only ? setups.filter((s) => only.includes(s.label)) : setups;
       for (let rep = 1; rep <= repeats; rep++) {
         for (const s of chosen) {

@@ -256,7 +256,15 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
     perTick.push(heartbeats() - before);
   }
   const sent = perTick.reduce((a, b) => a + b, 0);
-  // The previous release's heartbeat, on the same leased rows (chats.heartbeat_at, which this
+
+  const recoverTimes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    t = performance.now();
+    await runRecoveryPass(pool, { staleAfterMs: 3_600_000, toolResultsTimeoutMs: 300_000 });
+    recoverTimes.push(performance.now() - t);
+  }
+  // Last, so that the rows it leaves behind do not weigh on the figures above: the previous
+  // release's heartbeat, on the same leased rows (chats.heartbeat_at, which this
   // release leaves NULL; its trigger fires as it did then).
   const oldTimes: number[] = [];
   const oldWal: number[] = [];
@@ -274,12 +282,6 @@ async function partHeartbeat(url: string, pool: pg.Pool, running: number) {
     oldWal.push(await walSince(lsn));
   }
   await pool.query("UPDATE chats SET heartbeat_at = NULL WHERE worker_id = $1", [runner.workerId]);
-  const recoverTimes: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    t = performance.now();
-    await runRecoveryPass(pool, { staleAfterMs: 3_600_000, toolResultsTimeoutMs: 300_000 });
-    recoverTimes.push(performance.now() - t);
-  }
   t = performance.now();
   await runner.stop();
   const stopMs = performance.now() - t;

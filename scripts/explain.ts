@@ -541,7 +541,7 @@ async function runnerPlans(
     {
       name: "ClaimPendingChats",
       why: "the wake-up of the one runner a pending chat chose, a turn's end, the poll",
-      shows: `${runnerState.pending} pending chats, a batch of 50 (the function's statements are in the recovery section's auto_explain output below)`,
+      shows: `${runnerState.pending} pending chats, a batch of 50 (the function's statements: chat_run_claim below)`,
       query: await capturedQuery(claimPendingChats, {
         worker_id: workerId,
         free_slots: 50,

@@ -109,9 +109,14 @@ SELECT id FROM (
      WHERE holders.worker_id IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM chat_runners r WHERE r.id = holders.worker_id)
    ) rowless
-   JOIN chats o ON o.worker_id = rowless.worker_id
-   WHERE o.heartbeat_at IS NULL AND o.id <> ALL (@skip_ids::uuid[])
-   ORDER BY o.id
+   -- LATERAL: one index scan per rowless holder (normally none), never a join over every lease.
+   CROSS JOIN LATERAL (
+     SELECT d.id FROM chats d
+     WHERE d.worker_id = rowless.worker_id AND d.heartbeat_at IS NULL
+       AND d.id <> ALL (@skip_ids::uuid[])
+     ORDER BY d.id
+     LIMIT @batch_size
+   ) o
    LIMIT @batch_size)
   UNION
   (SELECT l.id FROM chats l

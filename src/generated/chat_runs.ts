@@ -393,9 +393,14 @@ SELECT id FROM (
      WHERE holders.worker_id IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM chat_runners r WHERE r.id = holders.worker_id)
    ) rowless
-   JOIN chats o ON o.worker_id = rowless.worker_id
-   WHERE o.heartbeat_at IS NULL AND o.id <> ALL ($2::uuid[])
-   ORDER BY o.id
+   -- LATERAL: one index scan per rowless holder (normally none), never a join over every lease.
+   CROSS JOIN LATERAL (
+     SELECT d.id FROM chats d
+     WHERE d.worker_id = rowless.worker_id AND d.heartbeat_at IS NULL
+       AND d.id <> ALL ($2::uuid[])
+     ORDER BY d.id
+     LIMIT $3
+   ) o
    LIMIT $3)
   UNION
   (SELECT l.id FROM chats l

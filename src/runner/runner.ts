@@ -70,7 +70,7 @@ export interface RunnerOptions {
   pollMs?: number;
   /** Renews this runner's row (all its leases), and runs the recovery pass, this often. */
   heartbeatMs?: number;
-  /** A lease whose heartbeat is older than this was left by a runner that died. */
+  /** A runner whose row was not renewed for this long died: recovery hands its chats back. */
   staleAfterMs?: number;
   /** A chat waiting this long for client tool results fails (docs/api.md: 5 minutes). */
   toolResultsTimeoutMs?: number;
