@@ -128,7 +128,12 @@ describe("pgchatd runner processes", () => {
   });
 
   it("five runner processes answer sixty chats exactly once, each chat waking one runner", async () => {
-    const procs = await Promise.all(Array.from({ length: 5 }, () => startRunnerProcess()));
+    // A runner is chosen only while it heartbeats within three of its intervals: with the file's
+    // 200 ms, a loaded machine can leave all five unchosen for a moment (the chat then waits for
+    // a poll, which is not what this test counts). 5 s keeps them choosable throughout.
+    const procs = await Promise.all(
+      Array.from({ length: 5 }, () => startRunnerProcess({ PGCHATD_RUNNER_HEARTBEAT_MS: "5000" })),
+    );
     const wakes = await listen(dbUrl, "chat_pending");
     try {
       const o = await owner();
@@ -164,8 +169,9 @@ describe("pgchatd runner processes", () => {
 
   it("claims a chat whose chosen runner died right after its wake-up within the other runner's poll interval", async () => {
     const pollMs = 500;
-    // A heartbeat of 2 s keeps the doomed runner choosable for 6 s after its last one.
-    const doomed = await startRunnerProcess({ PGCHATD_RUNNER_HEARTBEAT_MS: "2000" });
+    // A heartbeat of 10 s keeps the doomed runner choosable for 30 s after its last one, however
+    // slowly the chats below are created on a loaded machine.
+    const doomed = await startRunnerProcess({ PGCHATD_RUNNER_HEARTBEAT_MS: "10000" });
     const survivor = await startRunnerProcess({ PGCHATD_RUNNER_POLL_MS: String(pollMs) });
     // Frozen, it cannot claim what it is woken for; killed below, it never will.
     doomed.child.kill("SIGSTOP");
