@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import { createPool } from "../../src/db/pool.ts";
 import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
+import { compareCursors } from "../../src/watch/index.ts";
 import { type PgchatdProcess, spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
 import { fakeOpenAI } from "../setup/fake_openai.ts";
@@ -777,8 +778,18 @@ describe("the agent's stream", () => {
     first.close();
 
     await record("call_while_away");
-    // With no stream open the server read nothing meanwhile, and the resumed stream starts at the
-    // head of the log: it must send the call's event from the log (the backfill), not live.
+    // The resumed stream must send the call's event from the log (the backfill), not live: this
+    // server must be past it before the stream registers. With no stream open it reads nothing,
+    // and the next stream starts at the head, past it; with others open, it reads up to it.
+    const { rows } = await server.pool.query<{ xid: string; id: number }>(
+      "SELECT xid::text, id FROM chat_events ORDER BY chat_events.xid DESC, id DESC LIMIT 1",
+    );
+    const head = { xid: BigInt(rows[0]!.xid), id: rows[0]!.id };
+    await eventually(() => {
+      if (server.watch.hub.isEmpty()) return true;
+      server.watch.tailer.wake(false);
+      return compareCursors(server.watch.tailer.fetchedUntil, head) >= 0 ? true : undefined;
+    }, "the server to be past the call's event");
     const again = await openSse(watch, { ...headers, "last-event-id": first.lastEventId() });
     const missed = await again.next((e) => e.event === "tool_call");
     expect(JSON.parse(missed.data)).toMatchObject({ tool_call_id: "call_while_away" });
