@@ -21,20 +21,10 @@ export interface ReplicatedCluster {
   stop(): Promise<void>;
 }
 
-/** Left out of the copy: the running server's own files and what a standby rebuilds. */
-const notCopied = new Set([
-  "postmaster.pid",
-  "postmaster.opts",
-  "pg_wal",
-  "pg_replslot",
-  "pg_stat_tmp",
-  "pg_dynshmem",
-  "pg_notify",
-  "pg_serial",
-  "pg_snapshots",
-  "pg_subtrans",
-]);
-/** Directories a data directory must have, left empty in the copy. */
+/**
+ * Directories a standby rebuilds: copied empty (a data directory must have them). pg_wal's
+ * segments come from the primary through the replication slot.
+ */
 const emptyDirs = [
   "pg_wal/archive_status",
   "pg_replslot",
@@ -45,6 +35,12 @@ const emptyDirs = [
   "pg_snapshots",
   "pg_subtrans",
 ];
+/** Left out of the copy: the running server's own files, and the directories above. */
+const notCopied = new Set([
+  "postmaster.pid",
+  "postmaster.opts",
+  ...emptyDirs.map((d) => d.split("/")[0]!),
+]);
 
 /** Every file and directory under `dir` (and `dir`) owned by uid:gid, as the primary's are. */
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
