@@ -12,6 +12,47 @@ LANGUAGE sql STABLE AS $$
   SELECT COALESCE(NULLIF(current_setting('pgchatd.events', true), ''), 'trigger');
 $$;
 
+-- Who listens for change events and streamed parts (docs/sql.md "Notifications nobody hears").
+-- PostgreSQL hands every NOTIFY to every listening backend of the database, whatever its channel
+-- (15 to 18), and each runs a transaction to read it: with ten processes, each batched wake-up and
+-- each streamed part cost ten transactions even when no stream was open anywhere. So a connection
+-- that LISTENs chat_events or chat_message_parts first holds every slot of this lock shared, for
+-- its session (chat_listener_announce, from src/db/listen.ts), and a publisher NOTIFYs only when it
+-- cannot take its own slot exclusively (chat_listeners_exist). A publisher that took its slot
+-- committed before any listener could announce (announcing waits for it), so the listener's read
+-- after its LISTEN sees what it wrote; a publisher that found its slot held NOTIFYs, and that
+-- notification reaches the listener unless it commits before the LISTEN does, when the same read
+-- sees its writes. 16 slots, by backend pid: concurrent publishers rarely share one, and one that
+-- does only sends a NOTIFY it could have spared. Publishers never wait for these locks, and a
+-- listener waits holding nothing else, so they take no place in the lock order.
+-- A listener's own session takes its slot whatever it holds itself (a lock never conflicts with
+-- its own holder): its own commits wake it in-process, not through NOTIFY.
+CREATE OR REPLACE FUNCTION chat_listeners_exist() RETURNS boolean
+LANGUAGE sql VOLATILE AS $$
+  SELECT NOT pg_try_advisory_xact_lock(hashtext('pgchatd.chat_listeners'), pg_backend_pid() % 16);
+$$;
+
+-- Before this session's first LISTEN of chat_events or chat_message_parts: every slot shared,
+-- until chat_listener_withdraw or the session ends. In slot order; waits for publishers only.
+CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  FOR s IN 0..15 LOOP
+    PERFORM pg_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s);
+  END LOOP;
+END;
+$$;
+
+-- After this session's last UNLISTEN of them (once per chat_listener_announce).
+CREATE OR REPLACE FUNCTION chat_listener_withdraw() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  FOR s IN 0..15 LOOP
+    PERFORM pg_advisory_unlock_shared(hashtext('pgchatd.chat_listeners'), s);
+  END LOOP;
+END;
+$$;
+
 -- Wakes the tailers after commit. WARNING: the payload is the transaction id, so every call in
 -- one transaction is the same notification and Postgres delivers it once; it carries no event
 -- data (readers read chat_events), so it stays a few bytes whatever the chat holds.

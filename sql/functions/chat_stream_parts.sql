@@ -76,8 +76,11 @@ BEGIN
   END IF;
   INSERT INTO chat_stream_parts (chat_id, seq, turn_id, call_id, body)
   VALUES (p_chat_id, seq, turn_id, p_call_id, body);
-  PERFORM pg_notify('chat_message_parts',
-    json_build_object('c', p_chat_id, 'u', owner_id, 's', seq, 'b', body)::text);
+  -- Last, so the slot chat_listeners_exist may take is held for the commit only.
+  IF chat_listeners_exist() THEN
+    PERFORM pg_notify('chat_message_parts',
+      json_build_object('c', p_chat_id, 'u', owner_id, 's', seq, 'b', body)::text);
+  END IF;
 END;
 $$;
 

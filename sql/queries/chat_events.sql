@@ -96,5 +96,15 @@ SELECT chat_events_prune(
 ) AS deleted;
 
 -- name: NotifyChatEvents :exec
--- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts).
-SELECT pg_notify('chat_events', 'batch');
+-- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts), sent only
+-- when some other session listens (chat_listeners_exist).
+SELECT pg_notify('chat_events', 'batch') WHERE chat_listeners_exist();
+
+-- name: AnnounceChatListener :exec
+-- Before a connection's first LISTEN of change events or streamed parts (src/db/listen.ts): from
+-- now on, publishers NOTIFY them.
+SELECT chat_listener_announce();
+
+-- name: WithdrawChatListener :exec
+-- After a connection's last UNLISTEN of them.
+SELECT chat_listener_withdraw();

@@ -28,6 +28,18 @@ export interface ListenerOptions {
    * kernel gives up retransmitting (about 15 minutes on Linux). Default 10 s.
    */
   deadAfterMs?: number;
+  /**
+   * Channels whose publishers NOTIFY only while some connection announces that it listens
+   * (chat_listeners_exist, sql/functions/chat_events.sql): `announce` runs on the connection
+   * before its first LISTEN of any of them, `withdraw` after its last UNLISTEN.
+   */
+  announced?: Announcement;
+}
+
+export interface Announcement {
+  channels: ReadonlySet<string>;
+  announce: string;
+  withdraw: string;
 }
 /** A connect whose packets are dropped would otherwise stall the reconnect loop forever. */
 const connectTimeoutMs = 10_000;
@@ -49,6 +61,10 @@ interface Connection {
   /** Settles when the last statement handed to this connection has; the next one waits for it. */
   tail: Promise<void>;
   lost: boolean;
+  /** The channels LISTENed on this connection. */
+  listening: Set<string>;
+  /** Whether it holds the announcement (ListenerOptions.announced). */
+  announced: boolean;
 }
 
 const ignore = () => {};
@@ -79,6 +95,7 @@ export class Listener {
 
   private readonly livenessCheckMs: number;
   private readonly deadAfterMs: number;
+  private readonly announced: Announcement | undefined;
 
   constructor(
     private readonly config: pg.ClientConfig,
@@ -86,6 +103,7 @@ export class Listener {
   ) {
     this.livenessCheckMs = options.livenessCheckMs ?? 10_000;
     this.deadAfterMs = options.deadAfterMs ?? 10_000;
+    this.announced = options.announced;
     // Every stream of a process may listen on one channel.
     this.notifications.setMaxListeners(0);
   }
@@ -118,7 +136,7 @@ export class Listener {
     for (const c of added) this.channels.add(c);
     const conn = this.live;
     if (added.length === 0 || !conn) return;
-    await this.send(conn, (c) => c.query(listenStatement(c, added)));
+    await this.send(conn, () => this.syncChannels(conn));
   }
 
   /**
@@ -129,9 +147,14 @@ export class Listener {
     const removed = channels.filter((c) => this.channels.delete(c));
     const conn = this.live;
     if (removed.length === 0 || !conn) return;
-    await this.send(conn, (c) =>
-      c.query(removed.map((ch) => `UNLISTEN ${c.escapeIdentifier(ch)}`).join("; ")),
-    );
+    await this.send(conn, () => this.syncChannels(conn));
+  }
+
+  /** A statement on this connection, after the statements before it; rejects while it is down. */
+  async run(text: string): Promise<void> {
+    const conn = this.live;
+    if (!conn) throw new Error("LISTEN connection is down: statement not sent");
+    await this.send(conn, (c) => c.query(text));
   }
 
   /**
@@ -168,7 +191,13 @@ export class Listener {
       keepAlive: true,
       connectionTimeoutMillis: connectTimeoutMs,
     });
-    const conn: Connection = { client, tail: Promise.resolve(), lost: false };
+    const conn: Connection = {
+      client,
+      tail: Promise.resolve(),
+      lost: false,
+      listening: new Set(),
+      announced: false,
+    };
     // pg emits 'error' on a client whose connection fails between statements; unhandled, that
     // would crash the process. The handlers stay for the client's life, after it was replaced too.
     client.on("error", (err) => this.lose(conn, err));
@@ -188,13 +217,10 @@ export class Listener {
         client.connect().then(() => resolve(), reject);
       });
       // A channel added while this LISTEN was on its way is LISTENed in the next round.
-      const listening = new Set<string>();
       for (;;) {
         if (this.closed) throw new Error("the listener was closed while connecting");
-        const missing = [...this.channels].filter((c) => !listening.has(c));
-        if (missing.length === 0) break;
-        await this.send(conn, (c) => c.query(listenStatement(c, missing)));
-        for (const c of missing) listening.add(c);
+        if (![...this.channels].some((c) => !conn.listening.has(c))) break;
+        await this.send(conn, () => this.syncChannels(conn));
       }
       if (conn.lost) throw new Error("LISTEN connection lost while connecting");
     } catch (err) {
@@ -204,6 +230,37 @@ export class Listener {
       this.connecting = undefined;
     }
     this.live = conn;
+  }
+
+  /**
+   * Brings `conn` in line with the channels wanted now: announces before LISTENing an announced
+   * channel, LISTENs and UNLISTENs in one round trip, withdraws after the last announced one went.
+   * Decided when its turn comes, so calls queued in any order leave the connection right.
+   */
+  private async syncChannels(conn: Connection): Promise<void> {
+    const c = conn.client;
+    const add = [...this.channels].filter((ch) => !conn.listening.has(ch));
+    const drop = [...conn.listening].filter((ch) => !this.channels.has(ch));
+    const announced = this.announced;
+    const announce =
+      announced !== undefined && [...this.channels].some((ch) => announced.channels.has(ch));
+    if (announce && !conn.announced) {
+      await c.query(announced.announce);
+      conn.announced = true;
+    }
+    const statements = [
+      ...add.map((ch) => `LISTEN ${c.escapeIdentifier(ch)}`),
+      ...drop.map((ch) => `UNLISTEN ${c.escapeIdentifier(ch)}`),
+    ];
+    if (statements.length > 0) {
+      await c.query(statements.join("; "));
+      for (const ch of add) conn.listening.add(ch);
+      for (const ch of drop) conn.listening.delete(ch);
+    }
+    if (!announce && conn.announced && announced) {
+      await c.query(announced.withdraw);
+      conn.announced = false;
+    }
   }
 
   /** Runs `statement` once every statement handed to `conn` before it has settled. */
@@ -306,11 +363,6 @@ export class Listener {
       // A throwing error handler has nowhere left to report to.
     }
   }
-}
-
-/** One simple-query string: every channel LISTENed in a single round trip. */
-function listenStatement(client: pg.Client, channels: string[]): string {
-  return channels.map((c) => `LISTEN ${client.escapeIdentifier(c)}`).join("; ");
 }
 
 /** A LISTEN connection that reconnects with backoff for as long as the process lives. */

@@ -352,12 +352,38 @@ export async function pruneChatEvents(client: Client, args: PruneChatEventsArgs)
 }
 
 export const notifyChatEventsQuery = `-- name: NotifyChatEvents :exec
--- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts).
-SELECT pg_notify('chat_events', 'batch')`;
+-- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts), sent only
+-- when some other session listens (chat_listeners_exist).
+SELECT pg_notify('chat_events', 'batch') WHERE chat_listeners_exist()`;
 
 export async function notifyChatEvents(client: Client): Promise<void> {
   await client.query({
     text: notifyChatEventsQuery,
+    values: [],
+    rowMode: "array",
+  });
+}
+
+export const announceChatListenerQuery = `-- name: AnnounceChatListener :exec
+-- Before a connection's first LISTEN of change events or streamed parts (src/db/listen.ts): from
+-- now on, publishers NOTIFY them.
+SELECT chat_listener_announce()`;
+
+export async function announceChatListener(client: Client): Promise<void> {
+  await client.query({
+    text: announceChatListenerQuery,
+    values: [],
+    rowMode: "array",
+  });
+}
+
+export const withdrawChatListenerQuery = `-- name: WithdrawChatListener :exec
+-- After a connection's last UNLISTEN of them.
+SELECT chat_listener_withdraw()`;
+
+export async function withdrawChatListener(client: Client): Promise<void> {
+  await client.query({
+    text: withdrawChatListenerQuery,
     values: [],
     rowMode: "array",
   });

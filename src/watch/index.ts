@@ -1,7 +1,12 @@
 import { channels, type EphemeralEvent } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
 import { createPool, type Pool, withPreparedStatements } from "../db/pool.ts";
-import { notifyChatEvents } from "../generated/chat_events.ts";
+import {
+  announceChatListenerQuery,
+  notifyChatEvents,
+  notifyChatEventsQuery,
+  withdrawChatListenerQuery,
+} from "../generated/chat_events.ts";
 import { publishChatStreamEvent } from "../generated/chat_stream_parts.ts";
 import type { Logger } from "../log.ts";
 import { createEventRenderer } from "./frames.ts";
@@ -258,7 +263,15 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     safetyPollMs: opts.safetyPollMs ?? 1_000,
     heldBackWarnMs: opts.heldBackWarnMs,
   });
-  const listener = createListener(opts.url, "pgchatd-listen");
+  // Publishers skip the NOTIFYs of these channels while no process listens to them
+  // (docs/sql.md "Notifications nobody hears").
+  const listener = createListener(opts.url, "pgchatd-listen", {
+    announced: {
+      channels: new Set([eventsChannel, partsChannel]),
+      announce: announceChatListenerQuery,
+      withdraw: withdrawChatListenerQuery,
+    },
+  });
   listener.events.on("error", (err) => log.error({ err }, "LISTEN connection failed"));
   listener.events.on("reconnect", (attempt) => log.warn({ attempt }, "LISTEN reconnecting"));
   // After every (re)connect: anything committed while we were not listening is read now.
@@ -326,7 +339,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const notifier =
     opts.mode === "batched"
       ? new BatchedNotifier(
-          () => listener.notify(eventsChannel, "batch"),
+          () => listener.run(notifyChatEventsQuery),
           opts.batchIntervalMs ?? 10,
           log,
         )

@@ -4,6 +4,11 @@ import pg from "pg";
 import { describe, expect, inject, it } from "vitest";
 import { createListener, type Listener } from "../../src/db/listen.ts";
 import { connectClient, withTx } from "../../src/db/pool.ts";
+import {
+  announceChatListenerQuery,
+  notifyChatEvents,
+  withdrawChatListenerQuery,
+} from "../../src/generated/chat_events.ts";
 import { testDb } from "../setup/db.ts";
 
 /*
@@ -330,6 +335,66 @@ describe("the LISTEN connection", () => {
     } finally {
       await listener.close();
       await proxy.close();
+    }
+  });
+
+  it("announces itself before LISTENing change events or parts, again after a reconnect, and withdraws once it listens to neither", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-announce";
+    const listener = createListener(db.url, app, {
+      announced: {
+        channels: new Set(["chat_events", "chat_message_parts"]),
+        announce: announceChatListenerQuery,
+        withdraw: withdrawChatListenerQuery,
+      },
+    });
+    const heard = collect(listener, "chat_events");
+    // Whether a publisher on another connection would NOTIFY.
+    const publishersNotify = async () =>
+      (await db.pool.query<{ x: boolean }>("SELECT chat_listeners_exist() AS x")).rows[0]!.x;
+    // The listener's announcement: every slot of the lock held shared.
+    const slotsHeld = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+           WHERE a.application_name = $1 AND a.datname = current_database()
+             AND l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.granted`,
+          [app],
+        )
+      ).rows[0]!.n;
+    try {
+      await listener.connect();
+      await listener.listenTo("chat_runner");
+      expect(await publishersNotify()).toBe(false);
+      expect(await slotsHeld()).toBe(0);
+
+      await listener.listenTo("chat_events", "chat_message_parts");
+      expect(await slotsHeld()).toBe(16);
+      expect(await publishersNotify()).toBe(true);
+      await notifyChatEvents(db.pool);
+      await until(() => heard.includes("batch"), "the batched wake-up");
+
+      const reconnected = nextEvent(listener.events, "connected");
+      await killBackends(db.pool, app);
+      await reconnected;
+      expect(await slotsHeld()).toBe(16);
+
+      await listener.unlistenFrom("chat_events");
+      expect(await publishersNotify()).toBe(true);
+      // Queued in either order, the calls leave the connection as the last one wants it.
+      await Promise.all([
+        listener.unlistenFrom("chat_message_parts"),
+        listener.listenTo("chat_events"),
+        listener.unlistenFrom("chat_events"),
+      ]);
+      expect(await slotsHeld()).toBe(0);
+      expect(await publishersNotify()).toBe(false);
+      // Still listening on the channel that needs no announcement.
+      const runner = collect(listener, "chat_runner");
+      await db.pool.query("SELECT pg_notify('chat_runner', 'still')");
+      await until(() => runner.includes("still"), "the notification on chat_runner");
+    } finally {
+      await listener.close();
     }
   });
 });

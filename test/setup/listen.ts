@@ -1,5 +1,7 @@
 import type pg from "pg";
+import { channels as projectChannels } from "../../src/db/channels.ts";
 import { connectClient } from "../../src/db/pool.ts";
+import { announceChatListener } from "../../src/generated/chat_events.ts";
 
 export interface Notice {
   channel: string;
@@ -17,7 +19,8 @@ export interface Listener {
 
 /**
  * A raw LISTEN connection for event tests: no library between the test and Postgres, so a test
- * sees exactly what the server sent.
+ * sees exactly what the server sent. Like a server's, it announces itself before it LISTENs change
+ * events or streamed parts, whose publishers NOTIFY only while someone does (chat_listeners_exist).
  */
 export async function listen(url: string, ...channels: string[]): Promise<Listener> {
   const client = await connectClient(url, "pgchatd-test-listen");
@@ -33,6 +36,8 @@ export async function listen(url: string, ...channels: string[]): Promise<Listen
       waiters.splice(i, 1)[0]!.resolve(notice);
     }
   });
+  const announced: string[] = [projectChannels.events, projectChannels.parts];
+  if (channels.some((ch) => announced.includes(ch))) await announceChatListener(client);
   for (const ch of channels) await client.query(`LISTEN ${client.escapeIdentifier(ch)}`);
   return {
     received,

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
 import { connectClient, withTx } from "../../src/db/pool.ts";
 import {
+  announceChatListener,
   getChatEventBounds,
   type ListChatEventsByOwnerInRangeArgs,
   listChatEventsAfterCursor,
@@ -10,6 +11,7 @@ import {
   listChatEventsByOwnerInRange,
   notifyChatEvents,
   pruneChatEvents,
+  withdrawChatListener,
 } from "../../src/generated/chat_events.ts";
 import { editChatMessage, sendChatMessage } from "../../src/generated/chat_messages.ts";
 import { deleteChatQueuedMessage } from "../../src/generated/chat_queue.ts";
@@ -19,6 +21,7 @@ import { agentKinds, streamKinds, watchKinds } from "../../src/watch/kinds.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
+import { blocked, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -151,6 +154,33 @@ async function notificationsUntilSentinel(l: Listener, from: number) {
   const got = l.received.slice(from);
   expect(got.at(-1)).toEqual({ channel: "chat_events", payload: "sentinel" });
   return got.slice(0, -1);
+}
+
+/**
+ * A LISTEN connection that does not announce itself (chat_listeners_exist): it shows what was
+ * sent without changing whether it is. untilSentinel returns the payloads received since the
+ * last call, up to a sentinel NOTIFY sent after them.
+ */
+async function listenUnannounced(channel: string) {
+  const client = await connectClient(url, "pgchatd-test-bystander");
+  const got: string[] = [];
+  let sentinelSeen: (() => void) | undefined;
+  client.on("notification", (m) => {
+    if (m.payload === "bystander-sentinel") sentinelSeen?.();
+    else got.push(m.payload ?? "");
+  });
+  await client.query(`LISTEN ${client.escapeIdentifier(channel)}`);
+  return {
+    async untilSentinel(): Promise<string[]> {
+      const seen = new Promise<void>((resolve) => {
+        sentinelSeen = resolve;
+      });
+      await pool.query("SELECT pg_notify($1, 'bystander-sentinel')", [channel]);
+      await seen;
+      return got.splice(0);
+    },
+    close: () => client.end(),
+  };
 }
 
 async function txXid(c: pg.ClientBase): Promise<string> {
@@ -840,6 +870,66 @@ describe("transactions and NOTIFY", () => {
     } finally {
       await client.end();
       await l.close();
+    }
+  });
+
+  it("sends the batched wake-up only while another session announced that it listens", async () => {
+    // LISTENs without announcing itself: it hears whatever is sent, and counts for nothing.
+    const bystander = await listenUnannounced("chat_events");
+    const client = await connectClient(url, "pgchatd-test-batched");
+    try {
+      await notifyChatEvents(client);
+      expect(await bystander.untilSentinel()).toEqual([]);
+
+      // The announcing session's own commits wake it in-process: it sends nothing either.
+      await announceChatListener(client);
+      await notifyChatEvents(client);
+      expect(await bystander.untilSentinel()).toEqual([]);
+
+      const l = await listen(url, "chat_events");
+      try {
+        await notifyChatEvents(client);
+        expect(await l.next((n) => n.payload === "batch")).toEqual({
+          channel: "chat_events",
+          payload: "batch",
+        });
+        expect(await bystander.untilSentinel()).toEqual(["batch"]);
+      } finally {
+        await l.close();
+      }
+      // Its session ended, and the client withdraws: nobody is left.
+      await withdrawChatListener(client);
+      await notifyChatEvents(client);
+      expect(await bystander.untilSentinel()).toEqual([]);
+    } finally {
+      await client.end();
+      await bystander.close();
+    }
+  });
+
+  it("an announcement waits for a publisher that found nobody listening to commit, and the next publisher notifies", async () => {
+    const publisher = await session(pool);
+    const announcer = await session(pool);
+    try {
+      await publisher.client.query("BEGIN");
+      const first = await publisher.client.query("SELECT chat_listeners_exist() AS x");
+      expect(first.rows[0].x).toBe(false);
+      let announced = false;
+      const announcing = announceChatListener(announcer.client).then(() => {
+        announced = true;
+      });
+      // The announcement must not finish before what the publisher skipped its NOTIFY for is
+      // committed: the listener's read after its LISTEN has to see it.
+      await blocked(pool, announcer.pid);
+      expect(announced).toBe(false);
+      await publisher.client.query("COMMIT");
+      await announcing;
+      const next = await publisher.client.query("SELECT chat_listeners_exist() AS x");
+      expect(next.rows[0].x).toBe(true);
+    } finally {
+      await withdrawChatListener(announcer.client).catch(() => {});
+      publisher.release();
+      announcer.release();
     }
   });
 

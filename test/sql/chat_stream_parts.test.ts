@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool, PoolClient } from "../../src/db/index.ts";
+import { connectClient } from "../../src/db/pool.ts";
 import { saveChatRunToolStep } from "../../src/generated/chat_runs.ts";
 import {
   listChatStreamPartsByChatID,
@@ -10,6 +11,7 @@ import {
 import { publishStreamEvent, type StreamLease, type StreamSource } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { testDb } from "../setup/db.ts";
+import { listen } from "../setup/listen.ts";
 import { blocked, session } from "../setup/sessions.ts";
 
 /*
@@ -18,10 +20,13 @@ import { blocked, session } from "../setup/sessions.ts";
  */
 
 let pool: Pool;
+let url: string;
 let orgId: string;
 
 beforeAll(async () => {
-  pool = (await testDb()).pool;
+  const db = await testDb();
+  pool = db.pool;
+  url = db.url;
   orgId = (await gen.organization(pool)).id;
 });
 
@@ -203,6 +208,46 @@ describe("chat_stream_publish", () => {
     // A lone surrogate (text cut mid-pair) is made well-formed rather than refused.
     const cut = await publishStreamEvent(pool, c.chatId, "message_part", part("x\ud83d"), c.lease);
     expect(JSON.parse(cut!.body.split("\ndata: ")[1]!).part.text).toBe("x\ufffd");
+  });
+
+  it("stores a part but sends its NOTIFY only while some session announced that it listens for parts", async () => {
+    const c = await runningChat();
+    // LISTENs without announcing itself: it shows what was sent.
+    const bystander = await connectClient(url, "pgchatd-test-bystander");
+    const got: string[] = [];
+    let sentinelSeen = () => {};
+    bystander.on("notification", (m) => {
+      if (m.payload === "sentinel") sentinelSeen();
+      else got.push(m.payload ?? "");
+    });
+    await bystander.query("LISTEN chat_message_parts");
+    const sentUpToSentinel = async () => {
+      const seen = new Promise<void>((resolve) => {
+        sentinelSeen = resolve;
+      });
+      await pool.query("SELECT pg_notify('chat_message_parts', 'sentinel')");
+      await seen;
+      return got.splice(0);
+    };
+    try {
+      await publish(c.chatId, c.lease, "unheard");
+      expect(await sentUpToSentinel()).toEqual([]);
+      const l = await listen(url, "chat_message_parts");
+      try {
+        await publish(c.chatId, c.lease, "heard");
+        const heard = await l.next();
+        expect(JSON.parse(heard.payload).b).toContain('"text":"heard"');
+        expect((await sentUpToSentinel()).map((p) => JSON.parse(p).b)).toEqual([
+          JSON.parse(heard.payload).b,
+        ]);
+      } finally {
+        await l.close();
+      }
+      // Stored either way, for the snapshot of a stream that opens later.
+      expect((await snapshot(c.chatId)).inFlight).toEqual(["unheard", "heard"]);
+    } finally {
+      await bystander.end();
+    }
   });
 
   it("publishes nothing for an archived chat, even under its lease", async () => {
