@@ -4,7 +4,7 @@
  *
  *   npm run bench -- replicas
  *   BENCH_REPLICAS_PART=1 npm run bench -- replicas     part 1 only (2: part 2 only)
- *   BENCH_PG_STATEMENTS=1 ...    part 1 also lists each run's most frequent statements per request
+ *   BENCH_PG_STATEMENTS=1 ...    part 1 also lists each run's costliest statements: calls, planning and execution ms per request (wall time: inflated when the machine is saturated)
  *   BENCH_REPLICAS_SETUPS="1;10" ...    part 1 runs only these setups (labels of the table, ";" between)
  *
  * Database: as `npm run bench -- watch` (bench/watch_servers.ts): a scratch database on
@@ -228,14 +228,18 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
       [since],
     );
     if (process.env.BENCH_PG_STATEMENTS) {
-      const top = await admin.query<{ calls: string; query: string }>(
-        `SELECT calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
-         FROM pg_stat_statements ORDER BY calls DESC LIMIT 15`,
+      const top = await admin.query<{ calls: string; plan: number; exec: number; query: string }>(
+        `SELECT calls, total_plan_time AS plan, total_exec_time AS exec,
+           left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
+         FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 15`,
       );
       const requests = http.reduce((n, h) => n + h.rps * seconds, 0);
-      console.log(`\n${setup.label} processes: most frequent statements (calls per request)`);
+      console.log(
+        `\n${setup.label} processes: costliest statements (per request: calls, planning ms, execution ms)`,
+      );
       for (const x of top.rows) {
-        console.log(`${(Number(x.calls) / requests).toFixed(2).padStart(7)}  ${x.query}`);
+        const per = (v: number) => (v / requests).toFixed(2).padStart(7);
+        console.log(`${per(Number(x.calls))} ${per(x.plan)} ${per(x.exec)}  ${x.query}`);
       }
     }
     await resetChats(admin, sender.ownerId);
