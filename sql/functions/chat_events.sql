@@ -32,10 +32,27 @@ LANGUAGE sql VOLATILE AS $$
   SELECT NOT pg_try_advisory_xact_lock(hashtext('pgchatd.chat_listeners'), pg_backend_pid() % 16);
 $$;
 
--- Before this session's first LISTEN of chat_events or chat_message_parts: every slot shared,
--- until chat_listener_withdraw or the session ends. In slot order; waits for publishers only.
-CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS void
+-- batched mode's wake-up (NotifyChatEvents), when someone else listens: whether it was sent.
+CREATE OR REPLACE FUNCTION chat_events_notify_batch() RETURNS boolean
 LANGUAGE plpgsql AS $$
+BEGIN
+  IF chat_listeners_exist() THEN
+    PERFORM pg_notify('chat_events', 'batch');
+    RETURN true;
+  END IF;
+  RETURN false;
+END;
+$$;
+
+-- Before this session's first LISTEN of chat_events or chat_message_parts: every slot shared,
+-- until chat_listener_withdraw or the session ends. In slot order; waits for publishers only,
+-- each of which holds its slot for its commit: a wait of seconds means a stuck publisher (a
+-- session that probed and then waited on something else), and the listener's connection, which
+-- carries its other LISTENs and NOTIFYs too, must not wait with it. So the lock_timeout. A failed
+-- call may leave some slots held (session locks outlive the statement that took them): the
+-- caller ends the session (src/db/listen.ts loses the connection and reconnects).
+CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS void
+LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
 BEGIN
   FOR s IN 0..15 LOOP
     PERFORM pg_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s);

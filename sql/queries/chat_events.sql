@@ -95,10 +95,11 @@ SELECT chat_events_prune(
   now() - make_interval(secs => @retention_seconds::double precision), @batch_size::integer
 ) AS deleted;
 
--- name: NotifyChatEvents :exec
+-- name: NotifyChatEvents :one
 -- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts), sent only
--- when some other session listens (chat_listeners_exist).
-SELECT pg_notify('chat_events', 'batch') WHERE chat_listeners_exist();
+-- when some other session listens (chat_listeners_exist). Whether it was sent: when not, the
+-- caller wakes its own tailer, if it has one, itself.
+SELECT chat_events_notify_batch() AS sent;
 
 -- name: AnnounceChatListener :exec
 -- Before a connection's first LISTEN of change events or streamed parts (src/db/listen.ts): from

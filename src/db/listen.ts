@@ -129,14 +129,12 @@ export class Listener {
 
   /**
    * Adds channels, all LISTENed in one round trip. Resolves once listening; at once while
-   * (re)connecting, since the connect listens on every channel before it emits `connected`.
+   * (re)connecting, since the connect listens on every channel before it emits `connected`. A
+   * LISTEN (or announcement) that fails costs the connection: the reconnect starts afresh.
    */
   async listenTo(...channels: string[]): Promise<void> {
-    const added = channels.filter((c) => !this.channels.has(c));
-    for (const c of added) this.channels.add(c);
-    const conn = this.live;
-    if (added.length === 0 || !conn) return;
-    await this.send(conn, () => this.syncChannels(conn));
+    for (const c of channels) this.channels.add(c);
+    await this.sync();
   }
 
   /**
@@ -144,17 +142,32 @@ export class Listener {
    * LISTENed again by a reconnect.
    */
   async unlistenFrom(...channels: string[]): Promise<void> {
-    const removed = channels.filter((c) => this.channels.delete(c));
-    const conn = this.live;
-    if (removed.length === 0 || !conn) return;
-    await this.send(conn, () => this.syncChannels(conn));
+    for (const c of channels) this.channels.delete(c);
+    await this.sync();
   }
 
-  /** A statement on this connection, after the statements before it; rejects while it is down. */
-  async run(text: string): Promise<void> {
+  /**
+   * Queues a syncChannels on the live connection, even when the channels asked for are known
+   * already: an earlier sync may have failed, or may still be on its way. A failure loses the
+   * connection, whose session then releases whatever it held (an announcement half taken
+   * included), and the reconnect LISTENs and announces anew before it emits `connected`.
+   */
+  private async sync(): Promise<void> {
+    const conn = this.live;
+    if (!conn) return;
+    await this.send(conn, () => this.syncChannels(conn)).catch((err: Error) =>
+      this.lose(conn, err),
+    );
+  }
+
+  /**
+   * A statement without parameters on this connection, after the statements before it; its rows.
+   * Rejects while the connection is down.
+   */
+  async run<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
     const conn = this.live;
     if (!conn) throw new Error("LISTEN connection is down: statement not sent");
-    await this.send(conn, (c) => c.query(text));
+    return (await this.send(conn, (c) => c.query<R>(text))).rows;
   }
 
   /**
@@ -216,10 +229,10 @@ export class Listener {
         client.once("end", () => reject(new Error("LISTEN connection ended while connecting")));
         client.connect().then(() => resolve(), reject);
       });
-      // A channel added while this LISTEN was on its way is LISTENed in the next round.
-      for (;;) {
+      // A channel added or dropped while this sync was on its way is handled in the next round.
+      while (!this.inSync(conn)) {
         if (this.closed) throw new Error("the listener was closed while connecting");
-        if (![...this.channels].some((c) => !conn.listening.has(c))) break;
+        if (conn.lost) break;
         await this.send(conn, () => this.syncChannels(conn));
       }
       if (conn.lost) throw new Error("LISTEN connection lost while connecting");
@@ -238,13 +251,13 @@ export class Listener {
    * Decided when its turn comes, so calls queued in any order leave the connection right.
    */
   private async syncChannels(conn: Connection): Promise<void> {
+    if (conn.lost) return;
     const c = conn.client;
     const add = [...this.channels].filter((ch) => !conn.listening.has(ch));
     const drop = [...conn.listening].filter((ch) => !this.channels.has(ch));
     const announced = this.announced;
-    const announce =
-      announced !== undefined && [...this.channels].some((ch) => announced.channels.has(ch));
-    if (announce && !conn.announced) {
+    const announce = this.wantsAnnouncement();
+    if (announced && announce && !conn.announced) {
       await c.query(announced.announce);
       conn.announced = true;
     }
@@ -261,6 +274,21 @@ export class Listener {
       await c.query(announced.withdraw);
       conn.announced = false;
     }
+  }
+
+  /** Whether a connection listening on every channel wanted now must hold the announcement. */
+  private wantsAnnouncement(): boolean {
+    const announced = this.announced;
+    return announced !== undefined && [...this.channels].some((ch) => announced.channels.has(ch));
+  }
+
+  /** `conn` listens on exactly the channels wanted now, announced if they need it. */
+  private inSync(conn: Connection): boolean {
+    return (
+      conn.listening.size === this.channels.size &&
+      [...this.channels].every((ch) => conn.listening.has(ch)) &&
+      conn.announced === this.wantsAnnouncement()
+    );
   }
 
   /** Runs `statement` once every statement handed to `conn` before it has settled. */

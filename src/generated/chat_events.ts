@@ -351,17 +351,29 @@ export async function pruneChatEvents(client: Client, args: PruneChatEventsArgs)
   };
 }
 
-export const notifyChatEventsQuery = `-- name: NotifyChatEvents :exec
+export const notifyChatEventsQuery = `-- name: NotifyChatEvents :one
 -- batched mode: one wake-up for every commit since the last one (src/watch/notifier.ts), sent only
--- when some other session listens (chat_listeners_exist).
-SELECT pg_notify('chat_events', 'batch') WHERE chat_listeners_exist()`;
+-- when some other session listens (chat_listeners_exist). Whether it was sent: when not, the
+-- caller wakes its own tailer, if it has one, itself.
+SELECT chat_events_notify_batch() AS sent`;
 
-export async function notifyChatEvents(client: Client): Promise<void> {
-  await client.query({
+export interface NotifyChatEventsRow {
+  sent: boolean | null;
+}
+
+export async function notifyChatEvents(client: Client): Promise<NotifyChatEventsRow> {
+  const result = await client.query({
     text: notifyChatEventsQuery,
     values: [],
     rowMode: "array",
   });
+  if (result.rows.length !== 1) {
+    throw new Error(`NotifyChatEvents returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    sent: row[0],
+  };
 }
 
 export const announceChatListenerQuery = `-- name: AnnounceChatListener :exec

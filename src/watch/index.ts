@@ -147,7 +147,13 @@ export function createEphemeralPublisher(pool: Pool) {
  * the triggers (batched mode): one NOTIFY per interval after its commits, like a server's.
  */
 export function createCommitNotifier(pool: Pool, logger: Logger, intervalMs = 10): BatchedNotifier {
-  return new BatchedNotifier(() => notifyChatEvents(pool), intervalMs, logger);
+  return new BatchedNotifier(
+    async () => {
+      await notifyChatEvents(pool);
+    },
+    intervalMs,
+    logger,
+  );
 }
 
 export interface WatchOptions {
@@ -301,6 +307,10 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   /** The LISTEN of those channels, while they are listened to (shared by concurrent callers). */
   let listening: Promise<void> | undefined;
   let emptySince = performance.now();
+  // Subscribers between beforeSubscribe and their registration: the hub looks empty meanwhile,
+  // and a LISTEN that waits (chat_listener_announce waits for publishers) must not be undone
+  // under them.
+  let subscribing = 0;
   const listen = () => {
     listening ??= listener.listenTo(eventsChannel, partsChannel).catch((err: unknown) => {
       listening = undefined;
@@ -309,7 +319,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     return listening;
   };
   const unlistenWhenIdle = setInterval(() => {
-    if (!hub.isEmpty()) {
+    if (!hub.isEmpty() || subscribing > 0) {
       emptySince = performance.now();
       return;
     }
@@ -339,7 +349,12 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   const notifier =
     opts.mode === "batched"
       ? new BatchedNotifier(
-          () => listener.run(notifyChatEventsQuery),
+          async () => {
+            const [row] = await listener.run<{ sent: boolean }>(notifyChatEventsQuery);
+            // Nobody else listens, so no NOTIFY comes back: this process's commits get the
+            // wake-up that poke() (Tailer.nudge) leaves to it here.
+            if (!row?.sent) wakeForCommit("batch");
+          },
           opts.batchIntervalMs ?? 10,
           log,
         )
@@ -356,17 +371,22 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
       notifier?.poke();
     },
     async beforeSubscribe() {
-      // The grace period restarts: the subscriber registers right after this returns.
-      emptySince = performance.now();
-      await listen();
-      // Without subscribers nothing was read (Tailer.wake): the first one starts at the head, and
-      // every subscriber that arrives meanwhile waits for that too.
-      if (hub.isEmpty() && !catchingUp) {
-        catchingUp = tailer.skipToHead().finally(() => {
-          catchingUp = undefined;
-        });
+      // The grace period restarts when this returns: the subscriber registers right after.
+      subscribing++;
+      try {
+        await listen();
+        // Without subscribers nothing was read (Tailer.wake): the first one starts at the head,
+        // and every subscriber that arrives meanwhile waits for that too.
+        if (hub.isEmpty() && !catchingUp) {
+          catchingUp = tailer.skipToHead().finally(() => {
+            catchingUp = undefined;
+          });
+        }
+        await catchingUp;
+      } finally {
+        subscribing--;
+        emptySince = performance.now();
       }
-      await catchingUp;
     },
     async publishEphemeral(chatId, _ownerId, event, data, source) {
       await publishStreamEvent(opts.pool, chatId, event, data, source);

@@ -397,4 +397,66 @@ describe("the LISTEN connection", () => {
       await listener.close();
     }
   });
+
+  it("an announcement that fails while it waits for a publisher costs the connection: the reconnect announces once and hears what follows", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-announce-fails";
+    const listener = createListener(db.url, app, {
+      announced: {
+        channels: new Set(["chat_events"]),
+        announce: announceChatListenerQuery,
+        withdraw: withdrawChatListenerQuery,
+      },
+    });
+    const errors: (Error & { code?: string })[] = [];
+    listener.events.on("error", (err) => errors.push(err));
+    const heard = collect(listener, "chat_events");
+    const publisher = await db.pool.connect();
+    try {
+      await listener.connect();
+      const [pid] = await backends(db.pool, app);
+      // A publisher that found nobody listening and has not committed yet: its slot stays taken.
+      await publisher.query("BEGIN");
+      expect((await publisher.query("SELECT chat_listeners_exist() AS x")).rows[0].x).toBe(false);
+      const listening = listener.listenTo("chat_events");
+      await until(
+        async () =>
+          (
+            await db.pool.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [
+              pid,
+            ])
+          ).rows[0]?.wait_event_type === "Lock",
+        "the announcement waiting for the publisher",
+      );
+      // Slots below the publisher's are held by now; the cancel leaves them held by the session.
+      const reconnected = nextEvent(listener.events, "connected");
+      await db.pool.query("SELECT pg_cancel_backend($1)", [pid]);
+      await listening;
+      await publisher.query("COMMIT");
+      await reconnected;
+      // 57014 query_canceled: the failed announcement, reported; the session that held half of
+      // it is gone.
+      expect(errors.map((e) => e.code)).toContain("57014");
+      await until(
+        async () => !(await backends(db.pool, app)).includes(pid!),
+        "the cancelled session to end",
+      );
+      const held = await db.pool.query<{ pid: number; n: number }>(
+        `SELECT l.pid, count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE a.application_name = $1 AND a.datname = current_database()
+           AND l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.granted
+         GROUP BY l.pid`,
+        [app],
+      );
+      expect(held.rows).toHaveLength(1);
+      expect(held.rows[0]!.pid).not.toBe(pid);
+      expect(held.rows[0]!.n).toBe(16);
+      await notifyChatEvents(db.pool);
+      await until(() => heard.includes("batch"), "the batched wake-up after the reconnect");
+    } finally {
+      await publisher.query("ROLLBACK").catch(() => {});
+      publisher.release();
+      await listener.close();
+    }
+  });
 });

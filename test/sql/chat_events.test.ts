@@ -878,17 +878,17 @@ describe("transactions and NOTIFY", () => {
     const bystander = await listenUnannounced("chat_events");
     const client = await connectClient(url, "pgchatd-test-batched");
     try {
-      await notifyChatEvents(client);
+      expect(await notifyChatEvents(client)).toEqual({ sent: false });
       expect(await bystander.untilSentinel()).toEqual([]);
 
       // The announcing session's own commits wake it in-process: it sends nothing either.
       await announceChatListener(client);
-      await notifyChatEvents(client);
+      expect(await notifyChatEvents(client)).toEqual({ sent: false });
       expect(await bystander.untilSentinel()).toEqual([]);
 
       const l = await listen(url, "chat_events");
       try {
-        await notifyChatEvents(client);
+        expect(await notifyChatEvents(client)).toEqual({ sent: true });
         expect(await l.next((n) => n.payload === "batch")).toEqual({
           channel: "chat_events",
           payload: "batch",
@@ -899,7 +899,7 @@ describe("transactions and NOTIFY", () => {
       }
       // Its session ended, and the client withdraws: nobody is left.
       await withdrawChatListener(client);
-      await notifyChatEvents(client);
+      expect(await notifyChatEvents(client)).toEqual({ sent: false });
       expect(await bystander.untilSentinel()).toEqual([]);
     } finally {
       await client.end();
@@ -927,9 +927,11 @@ describe("transactions and NOTIFY", () => {
       const next = await publisher.client.query("SELECT chat_listeners_exist() AS x");
       expect(next.rows[0].x).toBe(true);
     } finally {
-      await withdrawChatListener(announcer.client).catch(() => {});
+      // The publisher first: an announcement still waiting for it would hold the withdraw back.
+      await publisher.client.query("ROLLBACK").catch(() => {});
       publisher.release();
-      announcer.release();
+      // Destroyed, not returned to the pool: its session may still hold the slots.
+      announcer.client.release(true);
     }
   });
 
