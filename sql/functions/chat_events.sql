@@ -48,15 +48,31 @@ $$;
 -- until chat_listener_withdraw or the session ends. In slot order; waits for publishers only,
 -- each of which holds its slot for its commit: a wait of seconds means a stuck publisher (a
 -- session that probed and then waited on something else), and the listener's connection, which
--- carries its other LISTENs and NOTIFYs too, must not wait with it. So the lock_timeout. A failed
--- call may leave some slots held (session locks outlive the statement that took them): the
--- caller ends the session (src/db/listen.ts loses the connection and reconnects).
+-- carries its other LISTENs and NOTIFYs too, must not wait with it. So 5 s at most in all
+-- (lock_not_available then), and all or nothing: session locks outlive the statement that took
+-- them, so a failure (that timeout, a cancel) gives back the slots already taken before it
+-- raises, and a later call does not take them twice.
+-- (The SET clause keeps the lock_timeout set inside to the function.)
 CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS void
 LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
+DECLARE
+  v_deadline timestamptz := clock_timestamp() + interval '5 seconds';
+  v_taken integer := 0;
 BEGIN
-  FOR s IN 0..15 LOOP
-    PERFORM pg_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s);
-  END LOOP;
+  BEGIN
+    FOR s IN 0..15 LOOP
+      PERFORM set_config('lock_timeout',
+        greatest(1, ceil(extract(epoch FROM v_deadline - clock_timestamp()) * 1000))::text || 'ms',
+        true);
+      PERFORM pg_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s);
+      v_taken := s + 1;
+    END LOOP;
+  EXCEPTION WHEN OTHERS OR query_canceled THEN
+    FOR s IN 0..v_taken - 1 LOOP
+      PERFORM pg_advisory_unlock_shared(hashtext('pgchatd.chat_listeners'), s);
+    END LOOP;
+    RAISE;
+  END;
 END;
 $$;
 

@@ -50,8 +50,9 @@ export interface ListenerEvents {
   /** Reconnect attempt n (1, 2, ...) after the connection was lost. */
   reconnect: [attempt: number];
   /**
-   * Listening on every channel, after the first connect and after each reconnect: what was
-   * notified while no connection listened is lost, so callers re-read their state now.
+   * Listening on every channel, after the first connect and after each reconnect (and after an
+   * announcement that had to wait was made): what was notified while no connection listened is
+   * lost, so callers re-read their state now.
    */
   connected: [];
 }
@@ -65,7 +66,24 @@ interface Connection {
   listening: Set<string>;
   /** Whether it holds the announcement (ListenerOptions.announced). */
   announced: boolean;
+  /**
+   * An announcement that timed out or was cancelled (a publisher held its slot too long): the
+   * connection listens without it, and tries again after announceRetryMs.
+   */
+  announceDeferred: boolean;
 }
+
+/**
+ * SQLSTATEs of an announcement that waited too long (lock_not_available: its own 5 s bound) or
+ * was cancelled: the publisher in its way will commit, so the connection carries on without it
+ * for a while, rather than being lost with every other channel on it (the runner's wake-ups).
+ */
+const announceDeferredCodes = new Set(["55P03", "57014"]);
+/**
+ * Before another try. Meanwhile this process's streams get change events from the tailer's
+ * safety poll, and some streamed parts of other processes may not reach them.
+ */
+const announceRetryMs = 1_000;
 
 const ignore = () => {};
 
@@ -92,6 +110,7 @@ export class Listener {
   /** Cuts a reconnect backoff short (close). */
   private wakeBackoff: (() => void) | undefined;
   private closed = false;
+  private announceRetry: NodeJS.Timeout | undefined;
 
   private readonly livenessCheckMs: number;
   private readonly deadAfterMs: number;
@@ -129,8 +148,9 @@ export class Listener {
 
   /**
    * Adds channels, all LISTENed in one round trip. Resolves once listening; at once while
-   * (re)connecting, since the connect listens on every channel before it emits `connected`. A
-   * LISTEN (or announcement) that fails costs the connection: the reconnect starts afresh.
+   * (re)connecting, since the connect listens on every channel before it emits `connected`.
+   * Never rejects: a LISTEN (or an announcement) that fails costs the connection, and the
+   * reconnect starts afresh; an announcement that waited too long is tried again later.
    */
   async listenTo(...channels: string[]): Promise<void> {
     for (const c of channels) this.channels.add(c);
@@ -186,6 +206,7 @@ export class Listener {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.livenessTimer);
+    clearTimeout(this.announceRetry);
     clearTimeout(this.livenessDeadline);
     this.wakeBackoff?.();
     const conn = this.live;
@@ -210,6 +231,7 @@ export class Listener {
       lost: false,
       listening: new Set(),
       announced: false,
+      announceDeferred: false,
     };
     // pg emits 'error' on a client whose connection fails between statements; unhandled, that
     // would crash the process. The handlers stay for the client's life, after it was replaced too.
@@ -257,9 +279,29 @@ export class Listener {
     const drop = [...conn.listening].filter((ch) => !this.channels.has(ch));
     const announced = this.announced;
     const announce = this.wantsAnnouncement();
-    if (announced && announce && !conn.announced) {
-      await c.query(announced.announce);
-      conn.announced = true;
+    if (announced && announce && !conn.announced && !conn.announceDeferred) {
+      try {
+        await c.query(announced.announce);
+        conn.announced = true;
+      } catch (err) {
+        if (!announceDeferredCodes.has((err as { code?: string }).code ?? "")) throw err;
+        // chat_listener_announce took nothing: LISTEN anyway, and announce later.
+        this.report(err);
+        conn.announceDeferred = true;
+        clearTimeout(this.announceRetry);
+        this.announceRetry = setTimeout(() => {
+          conn.announceDeferred = false;
+          if (conn !== this.live) return;
+          // Publishers may have skipped NOTIFYs meanwhile: once announced, callers re-read, as
+          // after a reconnect.
+          void this.sync().then(() => {
+            if (conn === this.live && conn.announced) {
+              this.emitSafely(() => this.events.emit("connected"));
+            }
+          });
+        }, announceRetryMs);
+        this.announceRetry.unref();
+      }
     }
     const statements = [
       ...add.map((ch) => `LISTEN ${c.escapeIdentifier(ch)}`),
@@ -282,12 +324,16 @@ export class Listener {
     return announced !== undefined && [...this.channels].some((ch) => announced.channels.has(ch));
   }
 
-  /** `conn` listens on exactly the channels wanted now, announced if they need it. */
+  /**
+   * `conn` listens on exactly the channels wanted now, announced if they need it (or with the
+   * announcement deferred).
+   */
   private inSync(conn: Connection): boolean {
+    const announce = this.wantsAnnouncement();
     return (
       conn.listening.size === this.channels.size &&
       [...this.channels].every((ch) => conn.listening.has(ch)) &&
-      conn.announced === this.wantsAnnouncement()
+      (conn.announced === announce || (announce && conn.announceDeferred))
     );
   }
 

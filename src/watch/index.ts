@@ -3,6 +3,7 @@ import { createListener, type Listener } from "../db/listen.ts";
 import { createPool, type Pool, withPreparedStatements } from "../db/pool.ts";
 import {
   announceChatListenerQuery,
+  type NotifyChatEventsRow,
   notifyChatEvents,
   notifyChatEventsQuery,
   withdrawChatListenerQuery,
@@ -311,11 +312,9 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   // and a LISTEN that waits (chat_listener_announce waits for publishers) must not be undone
   // under them.
   let subscribing = 0;
+  // Never rejects (Listener.listenTo): a failed LISTEN reconnects, and `connected` wakes the tailer.
   const listen = () => {
-    listening ??= listener.listenTo(eventsChannel, partsChannel).catch((err: unknown) => {
-      listening = undefined;
-      throw err;
-    });
+    listening ??= listener.listenTo(eventsChannel, partsChannel);
     return listening;
   };
   const unlistenWhenIdle = setInterval(() => {
@@ -325,9 +324,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     }
     if (!listening || performance.now() - emptySince < idleUnlistenMs) return;
     listening = undefined;
-    listener.unlistenFrom(eventsChannel, partsChannel).catch((err: unknown) => {
-      log.warn({ err }, "UNLISTEN failed");
-    });
+    void listener.unlistenFrom(eventsChannel, partsChannel);
   }, idleCheckMs);
   unlistenWhenIdle.unref();
 
@@ -350,7 +347,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
     opts.mode === "batched"
       ? new BatchedNotifier(
           async () => {
-            const [row] = await listener.run<{ sent: boolean }>(notifyChatEventsQuery);
+            const [row] = await listener.run<NotifyChatEventsRow>(notifyChatEventsQuery);
             // Nobody else listens, so no NOTIFY comes back: this process's commits get the
             // wake-up that poke() (Tailer.nudge) leaves to it here.
             if (!row?.sent) wakeForCommit("batch");

@@ -398,9 +398,9 @@ describe("the LISTEN connection", () => {
     }
   });
 
-  it("an announcement that fails while it waits for a publisher costs the connection: the reconnect announces once and hears what follows", async () => {
+  it("an announcement cancelled while it waits for a publisher holds nothing, keeps the connection and its other channels, and is made again once the publisher is gone", async () => {
     const db = await testDb();
-    const app = "pgchatd-test-listener-announce-fails";
+    const app = "pgchatd-test-listener-announce-deferred";
     const listener = createListener(db.url, app, {
       announced: {
         channels: new Set(["chat_events"]),
@@ -411,9 +411,19 @@ describe("the LISTEN connection", () => {
     const errors: (Error & { code?: string })[] = [];
     listener.events.on("error", (err) => errors.push(err));
     const heard = collect(listener, "chat_events");
+    const probes = collect(listener, "wake_probe");
+    const slotsHeld = async (pid: number) =>
+      (
+        await db.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_locks
+           WHERE pid = $1 AND locktype = 'advisory' AND mode = 'ShareLock' AND granted`,
+          [pid],
+        )
+      ).rows[0]!.n;
     const publisher = await db.pool.connect();
     try {
       await listener.connect();
+      await listener.listenTo("wake_probe");
       const [pid] = await backends(db.pool, app);
       // A publisher that found nobody listening and has not committed yet: its slot stays taken.
       await publisher.query("BEGIN");
@@ -428,34 +438,63 @@ describe("the LISTEN connection", () => {
           ).rows[0]?.wait_event_type === "Lock",
         "the announcement waiting for the publisher",
       );
-      // Slots below the publisher's are held by now; the cancel leaves them held by the session.
-      const reconnected = nextEvent(listener.events, "connected");
       await db.pool.query("SELECT pg_cancel_backend($1)", [pid]);
       await listening;
-      await publisher.query("COMMIT");
-      await reconnected;
-      // 57014 query_canceled: the failed announcement, reported; the session that held half of
-      // it is gone.
+      // 57014 query_canceled, reported; the slots taken before the wait were given back.
       expect(errors.map((e) => e.code)).toContain("57014");
-      await until(
-        async () => !(await backends(db.pool, app)).includes(pid!),
-        "the cancelled session to end",
-      );
-      const held = await db.pool.query<{ pid: number; n: number }>(
-        `SELECT l.pid, count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-         WHERE a.application_name = $1 AND a.datname = current_database()
-           AND l.locktype = 'advisory' AND l.mode = 'ShareLock' AND l.granted
-         GROUP BY l.pid`,
-        [app],
-      );
-      expect(held.rows).toHaveLength(1);
-      expect(held.rows[0]!.pid).not.toBe(pid);
-      expect(held.rows[0]!.n).toBe(16);
+      expect(await backends(db.pool, app)).toEqual([pid]);
+      expect(await slotsHeld(pid!)).toBe(0);
+      // The connection carries on: the runner's wake-ups, say, still arrive.
+      await db.pool.query("SELECT pg_notify('wake_probe', 'still here')");
+      await until(() => probes.includes("still here"), "a notification on another channel");
+
+      // Made again once the publisher is gone, and `connected` tells the callers to re-read what
+      // publishers may have sent to nobody meanwhile.
+      const announcedAgain = nextEvent(listener.events, "connected");
+      await publisher.query("COMMIT");
+      await announcedAgain;
+      expect(await slotsHeld(pid!)).toBe(16);
+      expect(await backends(db.pool, app)).toEqual([pid]);
       await notifyChatEvents(db.pool);
-      await until(() => heard.includes("batch"), "the batched wake-up after the reconnect");
+      await until(() => heard.includes("batch"), "the batched wake-up");
     } finally {
       await publisher.query("ROLLBACK").catch(() => {});
       publisher.release();
+      await listener.close();
+    }
+  });
+
+  it("an announcement that fails otherwise costs the connection: the reconnect announces once", async () => {
+    const db = await testDb();
+    const app = "pgchatd-test-listener-announce-fails";
+    let failures = 1;
+    const listener = createListener(db.url, app, {
+      announced: {
+        channels: new Set(["chat_events"]),
+        // The first announcement fails as a broken function would (42883 undefined_function).
+        get announce() {
+          return failures-- > 0
+            ? "SELECT chat_listener_announce_missing()"
+            : announceChatListenerQuery;
+        },
+        withdraw: withdrawChatListenerQuery,
+      },
+    });
+    const errors: (Error & { code?: string })[] = [];
+    listener.events.on("error", (err) => errors.push(err));
+    const heard = collect(listener, "chat_events");
+    try {
+      await listener.connect();
+      const [pid] = await backends(db.pool, app);
+      const reconnected = nextEvent(listener.events, "connected");
+      await listener.listenTo("chat_events");
+      await reconnected;
+      expect(errors.map((e) => e.code)).toContain("42883");
+      const [now] = await backends(db.pool, app);
+      expect(now).not.toBe(pid);
+      await notifyChatEvents(db.pool);
+      await until(() => heard.includes("batch"), "the batched wake-up after the reconnect");
+    } finally {
       await listener.close();
     }
   });

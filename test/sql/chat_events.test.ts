@@ -21,7 +21,7 @@ import { agentKinds, streamKinds, watchKinds } from "../../src/watch/kinds.ts";
 import { gen } from "../fixtures/index.ts";
 import { emptyDatabase, testDb } from "../setup/db.ts";
 import { type Listener, listen } from "../setup/listen.ts";
-import { blocked, session } from "../setup/sessions.ts";
+import { blocked, outcome, session } from "../setup/sessions.ts";
 import { sqlError } from "../setup/sql.ts";
 
 /*
@@ -931,6 +931,30 @@ describe("transactions and NOTIFY", () => {
       await publisher.client.query("ROLLBACK").catch(() => {});
       publisher.release();
       // Destroyed, not returned to the pool: its session may still hold the slots.
+      announcer.client.release(true);
+    }
+  });
+
+  it("an announcement gives up on a publisher stuck in its slot (lock_not_available) and holds no slot after", async () => {
+    const publisher = await session(pool);
+    const announcer = await session(pool);
+    try {
+      await publisher.client.query("BEGIN");
+      await publisher.client.query("SELECT chat_listeners_exist()");
+      const failed = await outcome(announceChatListener(announcer.client));
+      expect(failed).toMatchObject({ ok: false, code: "55P03" });
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS n FROM pg_locks
+         WHERE pid = $1 AND locktype = 'advisory' AND granted`,
+        [announcer.pid],
+      );
+      expect(rows[0].n).toBe(0);
+      // Its own setting is untouched: the 5 s bound was the function's.
+      const timeout = await announcer.client.query("SHOW lock_timeout");
+      expect(timeout.rows[0].lock_timeout).toBe("0");
+    } finally {
+      await publisher.client.query("ROLLBACK").catch(() => {});
+      publisher.release();
       announcer.client.release(true);
     }
   });
