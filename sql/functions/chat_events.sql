@@ -19,12 +19,12 @@ $$;
 -- that LISTENs chat_events or chat_message_parts first holds every slot of this lock shared, for
 -- its session (chat_listener_announce, from src/db/listen.ts), and a publisher NOTIFYs only when it
 -- cannot take its own slot exclusively (chat_listeners_exist). A publisher that took its slot
--- committed before any listener could announce (announcing waits for it), so the listener's read
--- after its LISTEN sees what it wrote; a publisher that found its slot held NOTIFYs, and that
+-- committed before any listener could announce (an announcement finds the slot taken and is made
+-- again later), so the listener's read after its announcement sees what it wrote; a publisher that found its slot held NOTIFYs, and that
 -- notification reaches the listener unless it commits before the LISTEN does, when the same read
 -- sees its writes. 16 slots, by backend pid: concurrent publishers rarely share one, and one that
--- does only sends a NOTIFY it could have spared. Publishers never wait for these locks, and a
--- listener waits holding nothing else, so they take no place in the lock order.
+-- does only sends a NOTIFY it could have spared. Nobody waits for these locks, so they take no
+-- place in the lock order.
 -- A listener's own session takes its slot whatever it holds itself (a lock never conflicts with
 -- its own holder): its own commits wake it in-process, not through NOTIFY.
 CREATE OR REPLACE FUNCTION chat_listeners_exist() RETURNS boolean
@@ -45,45 +45,37 @@ END;
 $$;
 
 -- Before this session's first LISTEN of chat_events or chat_message_parts: every slot shared,
--- until chat_listener_withdraw or the session ends. In slot order; waits for publishers only,
--- each of which holds its slot for its commit: a wait of seconds means a stuck publisher (a
--- session that probed and then waited on something else), and the listener's connection, which
--- carries its other LISTENs and NOTIFYs too, must not wait with it. So 5 s at most in all
--- (lock_not_available then), and all or nothing: session locks outlive the statement that took
--- them, so a failure (that timeout, a cancel) gives back the slots already taken before it
--- raises, and a later call does not take them twice.
--- (The SET clause keeps the lock_timeout set inside to the function.)
-CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS void
-LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
-DECLARE
-  v_deadline timestamptz := clock_timestamp() + interval '5 seconds';
-  v_taken integer := 0;
-BEGIN
-  BEGIN
-    FOR s IN 0..15 LOOP
-      PERFORM set_config('lock_timeout',
-        greatest(1, ceil(extract(epoch FROM v_deadline - clock_timestamp()) * 1000))::text || 'ms',
-        true);
-      PERFORM pg_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s);
-      v_taken := s + 1;
-    END LOOP;
-  EXCEPTION WHEN OTHERS OR query_canceled THEN
-    FOR s IN 0..v_taken - 1 LOOP
-      PERFORM pg_advisory_unlock_shared(hashtext('pgchatd.chat_listeners'), s);
-    END LOOP;
-    RAISE;
-  END;
-END;
-$$;
-
--- After this session's last UNLISTEN of them (once per chat_listener_announce).
-CREATE OR REPLACE FUNCTION chat_listener_withdraw() RETURNS void
+-- until chat_listener_withdraw or the session ends; true when taken. It never waits: a slot that
+-- a publisher holds (for its commit) makes it give back what it took and return false, and the
+-- caller LISTENs without it and tries again shortly (src/db/listen.ts), so the listener's
+-- connection, which carries its other LISTENs and NOTIFYs too, never waits on a publisher (nor on
+-- a stuck one). All or nothing, even when it fails midway (a cancel): session locks outlive the
+-- statement that took them, so it gives every slot back before it raises. Once per session: the
+-- caller announces only while it has not.
+CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
   FOR s IN 0..15 LOOP
-    PERFORM pg_advisory_unlock_shared(hashtext('pgchatd.chat_listeners'), s);
+    IF NOT pg_try_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s) THEN
+      PERFORM chat_listener_withdraw();
+      RETURN false;
+    END IF;
   END LOOP;
+  RETURN true;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+  PERFORM chat_listener_withdraw();
+  RAISE;
 END;
+$$;
+
+-- After this session's last UNLISTEN of them, and after a failed announcement: every
+-- session-level advisory lock of the session goes, however many times a slot was taken (an
+-- unlock per slot would leave a slot taken twice held, and warn in the server log for a slot not
+-- held). So only for a connection that holds no other session-level advisory lock: the LISTEN
+-- connection (src/db/listen.ts) holds none.
+CREATE OR REPLACE FUNCTION chat_listener_withdraw() RETURNS void
+LANGUAGE sql AS $$
+  SELECT pg_advisory_unlock_all();
 $$;
 
 -- Wakes the tailers after commit. WARNING: the payload is the transaction id, so every call in

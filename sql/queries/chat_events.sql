@@ -101,10 +101,11 @@ SELECT chat_events_prune(
 -- caller wakes its own tailer, if it has one, itself.
 SELECT chat_events_notify_batch() AS sent;
 
--- name: AnnounceChatListener :exec
+-- name: AnnounceChatListener :one
 -- Before a connection's first LISTEN of change events or streamed parts (src/db/listen.ts): from
--- now on, publishers NOTIFY them.
-SELECT chat_listener_announce();
+-- now on, publishers NOTIFY them. False when a publisher held its slot: nothing was taken, and
+-- the caller tries again shortly.
+SELECT chat_listener_announce() AS announced;
 
 -- name: WithdrawChatListener :exec
 -- After a connection's last UNLISTEN of them.

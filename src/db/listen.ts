@@ -38,6 +38,7 @@ export interface ListenerOptions {
 
 export interface Announcement {
   channels: ReadonlySet<string>;
+  /** Returns one row whose `announced` is false when it took nothing and must be made again. */
   announce: string;
   withdraw: string;
 }
@@ -67,23 +68,11 @@ interface Connection {
   /** Whether it holds the announcement (ListenerOptions.announced). */
   announced: boolean;
   /**
-   * An announcement that timed out or was cancelled (a publisher held its slot too long): the
-   * connection listens without it, and tries again after announceRetryMs.
+   * Announcements that found a publisher's slot taken since the last one made: while non-zero,
+   * the connection listens without it, and tries again after retryDelayMs of it.
    */
-  announceDeferred: boolean;
+  announceAttempts: number;
 }
-
-/**
- * SQLSTATEs of an announcement that waited too long (lock_not_available: its own 5 s bound) or
- * was cancelled: the publisher in its way will commit, so the connection carries on without it
- * for a while, rather than being lost with every other channel on it (the runner's wake-ups).
- */
-const announceDeferredCodes = new Set(["55P03", "57014"]);
-/**
- * Before another try. Meanwhile this process's streams get change events from the tailer's
- * safety poll, and some streamed parts of other processes may not reach them.
- */
-const announceRetryMs = 1_000;
 
 const ignore = () => {};
 
@@ -150,7 +139,8 @@ export class Listener {
    * Adds channels, all LISTENed in one round trip. Resolves once listening; at once while
    * (re)connecting, since the connect listens on every channel before it emits `connected`.
    * Never rejects: a LISTEN (or an announcement) that fails costs the connection, and the
-   * reconnect starts afresh; an announcement that waited too long is tried again later.
+   * reconnect starts afresh. An announcement that found a publisher's slot taken is made again
+   * shortly, and `connected` follows it.
    */
   async listenTo(...channels: string[]): Promise<void> {
     for (const c of channels) this.channels.add(c);
@@ -231,7 +221,7 @@ export class Listener {
       lost: false,
       listening: new Set(),
       announced: false,
-      announceDeferred: false,
+      announceAttempts: 0,
     };
     // pg emits 'error' on a client whose connection fails between statements; unhandled, that
     // would crash the process. The handlers stay for the client's life, after it was replaced too.
@@ -279,27 +269,29 @@ export class Listener {
     const drop = [...conn.listening].filter((ch) => !this.channels.has(ch));
     const announced = this.announced;
     const announce = this.wantsAnnouncement();
-    if (announced && announce && !conn.announced && !conn.announceDeferred) {
-      try {
-        await c.query(announced.announce);
+    if (announced && announce && !conn.announced && !this.announceRetry) {
+      const { rows } = await c.query<{ announced: boolean }>(announced.announce);
+      if (rows[0]?.announced) {
         conn.announced = true;
-      } catch (err) {
-        if (!announceDeferredCodes.has((err as { code?: string }).code ?? "")) throw err;
-        // chat_listener_announce took nothing: LISTEN anyway, and announce later.
-        this.report(err);
-        conn.announceDeferred = true;
-        clearTimeout(this.announceRetry);
-        this.announceRetry = setTimeout(() => {
-          conn.announceDeferred = false;
-          if (conn !== this.live) return;
-          // Publishers may have skipped NOTIFYs meanwhile: once announced, callers re-read, as
-          // after a reconnect.
-          void this.sync().then(() => {
-            if (conn === this.live && conn.announced) {
-              this.emitSafely(() => this.events.emit("connected"));
-            }
-          });
-        }, announceRetryMs);
+        // Publishers may have skipped NOTIFYs while it was not made: callers re-read now, as
+        // after a reconnect.
+        if (conn.announceAttempts > 0 && conn === this.live) {
+          this.emitSafely(() => this.events.emit("connected"));
+        }
+        conn.announceAttempts = 0;
+      } else {
+        // A publisher held its slot (for its commit): LISTEN anyway, and announce a moment
+        // later. Meanwhile this process's streams get change events from the tailer's safety
+        // poll, and may miss streamed parts of other processes.
+        this.announceRetry = setTimeout(
+          () => {
+            this.announceRetry = undefined;
+            // The live connection, whichever it is by now (a reconnect in between announces
+            // only once this has run).
+            void this.sync();
+          },
+          retryDelayMs(conn.announceAttempts++),
+        );
         this.announceRetry.unref();
       }
     }
@@ -326,14 +318,14 @@ export class Listener {
 
   /**
    * `conn` listens on exactly the channels wanted now, announced if they need it (or with the
-   * announcement deferred).
+   * announcement to be made again shortly).
    */
   private inSync(conn: Connection): boolean {
     const announce = this.wantsAnnouncement();
     return (
       conn.listening.size === this.channels.size &&
       [...this.channels].every((ch) => conn.listening.has(ch)) &&
-      (conn.announced === announce || (announce && conn.announceDeferred))
+      (conn.announced === announce || (announce && this.announceRetry !== undefined))
     );
   }
 

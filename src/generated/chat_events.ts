@@ -376,17 +376,29 @@ export async function notifyChatEvents(client: Client): Promise<NotifyChatEvents
   };
 }
 
-export const announceChatListenerQuery = `-- name: AnnounceChatListener :exec
+export const announceChatListenerQuery = `-- name: AnnounceChatListener :one
 -- Before a connection's first LISTEN of change events or streamed parts (src/db/listen.ts): from
--- now on, publishers NOTIFY them.
-SELECT chat_listener_announce()`;
+-- now on, publishers NOTIFY them. False when a publisher held its slot: nothing was taken, and
+-- the caller tries again shortly.
+SELECT chat_listener_announce() AS announced`;
 
-export async function announceChatListener(client: Client): Promise<void> {
-  await client.query({
+export interface AnnounceChatListenerRow {
+  announced: boolean | null;
+}
+
+export async function announceChatListener(client: Client): Promise<AnnounceChatListenerRow> {
+  const result = await client.query({
     text: announceChatListenerQuery,
     values: [],
     rowMode: "array",
   });
+  if (result.rows.length !== 1) {
+    throw new Error(`AnnounceChatListener returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    announced: row[0],
+  };
 }
 
 export const withdrawChatListenerQuery = `-- name: WithdrawChatListener :exec

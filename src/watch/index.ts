@@ -309,7 +309,7 @@ export async function startWatch(opts: WatchOptions): Promise<Watch> {
   let listening: Promise<void> | undefined;
   let emptySince = performance.now();
   // Subscribers between beforeSubscribe and their registration: the hub looks empty meanwhile,
-  // and a LISTEN that waits (chat_listener_announce waits for publishers) must not be undone
+  // and a LISTEN on its way (behind other statements of the LISTEN connection) must not be undone
   // under them.
   let subscribing = 0;
   // Never rejects (Listener.listenTo): a failed LISTEN reconnects, and `connected` wakes the tailer.

@@ -37,7 +37,12 @@ export async function listen(url: string, ...channels: string[]): Promise<Listen
     }
   });
   const announced: string[] = [projectChannels.events, projectChannels.parts];
-  if (channels.some((ch) => announced.includes(ch))) await announceChatListener(client);
+  // Not made while a publisher holds its slot (for its commit): again, as the server does.
+  if (channels.some((ch) => announced.includes(ch))) {
+    while (!(await announceChatListener(client)).announced) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
   for (const ch of channels) await client.query(`LISTEN ${client.escapeIdentifier(ch)}`);
   return {
     received,
