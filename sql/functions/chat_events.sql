@@ -45,21 +45,29 @@ END;
 $$;
 
 -- Before this session's first LISTEN of chat_events or chat_message_parts: every slot shared,
--- until chat_listener_withdraw or the session ends; true when taken. It never waits: a slot that
--- a publisher holds (for its commit) makes it give back what it took and return false, and the
--- caller LISTENs without it and tries again shortly (src/db/listen.ts), so the listener's
--- connection, which carries its other LISTENs and NOTIFYs too, never waits on a publisher (nor on
--- a stuck one). All or nothing, even when it fails midway (a cancel): session locks outlive the
--- statement that took them, so it gives every slot back before it raises. Once per session: the
--- caller announces only while it has not.
+-- until chat_listener_withdraw or the session ends; true when taken. It never joins a lock
+-- queue: it takes the slots in order, each with a try, and a slot that a publisher holds (for its
+-- commit) is tried again every millisecond, for 200 ms in all; then it gives back what it took
+-- and returns false, and the caller LISTENs without it and tries again later (src/db/listen.ts).
+-- So the listener's connection, which carries its other LISTENs and NOTIFYs too, waits 200 ms at
+-- most, even for a stuck publisher, and a busy slot does not starve it: once it holds a slot no
+-- publisher takes it, so it needs each slot free for one instant only. All or nothing, even when
+-- it fails midway (a cancel): session locks outlive the statement that took them, so it gives
+-- every slot back before it raises. Once per session: the caller announces only while it has not
+-- (a second call's failure would give back the first's slots too).
 CREATE OR REPLACE FUNCTION chat_listener_announce() RETURNS boolean
 LANGUAGE plpgsql AS $$
+DECLARE
+  v_deadline timestamptz := clock_timestamp() + interval '200 milliseconds';
 BEGIN
   FOR s IN 0..15 LOOP
-    IF NOT pg_try_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s) THEN
-      PERFORM chat_listener_withdraw();
-      RETURN false;
-    END IF;
+    WHILE NOT pg_try_advisory_lock_shared(hashtext('pgchatd.chat_listeners'), s) LOOP
+      IF clock_timestamp() >= v_deadline THEN
+        PERFORM chat_listener_withdraw();
+        RETURN false;
+      END IF;
+      PERFORM pg_sleep(0.001);
+    END LOOP;
   END LOOP;
   RETURN true;
 EXCEPTION WHEN OTHERS OR query_canceled THEN

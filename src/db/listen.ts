@@ -67,11 +67,6 @@ interface Connection {
   listening: Set<string>;
   /** Whether it holds the announcement (ListenerOptions.announced). */
   announced: boolean;
-  /**
-   * Announcements that found a publisher's slot taken since the last one made: while non-zero,
-   * the connection listens without it, and tries again after retryDelayMs of it.
-   */
-  announceAttempts: number;
 }
 
 const ignore = () => {};
@@ -99,7 +94,13 @@ export class Listener {
   /** Cuts a reconnect backoff short (close). */
   private wakeBackoff: (() => void) | undefined;
   private closed = false;
+  /** The next try of an announcement that was not made (a publisher held its slot). */
   private announceRetry: NodeJS.Timeout | undefined;
+  /**
+   * Announcements not made since the last one made: the backoff of the next try, and, once one
+   * is made, the `connected` the callers are owed (publishers may have skipped NOTIFYs meanwhile).
+   */
+  private announceFailures = 0;
 
   private readonly livenessCheckMs: number;
   private readonly deadAfterMs: number;
@@ -172,7 +173,8 @@ export class Listener {
 
   /**
    * A statement without parameters on this connection, after the statements before it; its rows.
-   * Rejects while the connection is down.
+   * Rejects while the connection is down. Never one that takes a session-level advisory lock:
+   * the announcement's withdraw releases them all.
    */
   async run<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
     const conn = this.live;
@@ -210,6 +212,9 @@ export class Listener {
   /** Opens a connection, LISTENs every channel, and makes it the live one. */
   private async open(): Promise<void> {
     if (this.closed) throw new Error("the listener is closed");
+    // A new connection announces itself now, whatever try the last one had pending.
+    clearTimeout(this.announceRetry);
+    this.announceRetry = undefined;
     const client = new pg.Client({
       ...this.config,
       keepAlive: true,
@@ -221,7 +226,6 @@ export class Listener {
       lost: false,
       listening: new Set(),
       announced: false,
-      announceAttempts: 0,
     };
     // pg emits 'error' on a client whose connection fails between statements; unhandled, that
     // would crash the process. The handlers stay for the client's life, after it was replaced too.
@@ -269,28 +273,27 @@ export class Listener {
     const drop = [...conn.listening].filter((ch) => !this.channels.has(ch));
     const announced = this.announced;
     const announce = this.wantsAnnouncement();
+    if (!announce) this.announceFailures = 0;
     if (announced && announce && !conn.announced && !this.announceRetry) {
       const { rows } = await c.query<{ announced: boolean }>(announced.announce);
       if (rows[0]?.announced) {
         conn.announced = true;
         // Publishers may have skipped NOTIFYs while it was not made: callers re-read now, as
-        // after a reconnect.
-        if (conn.announceAttempts > 0 && conn === this.live) {
+        // after a reconnect (a connection not live yet emits `connected` once it is).
+        if (this.announceFailures > 0 && conn === this.live) {
           this.emitSafely(() => this.events.emit("connected"));
         }
-        conn.announceAttempts = 0;
+        this.announceFailures = 0;
       } else {
-        // A publisher held its slot (for its commit): LISTEN anyway, and announce a moment
+        // A publisher held its slot past the function's bound: LISTEN anyway, and announce
         // later. Meanwhile this process's streams get change events from the tailer's safety
         // poll, and may miss streamed parts of other processes.
         this.announceRetry = setTimeout(
           () => {
             this.announceRetry = undefined;
-            // The live connection, whichever it is by now (a reconnect in between announces
-            // only once this has run).
             void this.sync();
           },
-          retryDelayMs(conn.announceAttempts++),
+          retryDelayMs(this.announceFailures++),
         );
         this.announceRetry.unref();
       }

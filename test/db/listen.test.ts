@@ -398,7 +398,7 @@ describe("the LISTEN connection", () => {
     }
   });
 
-  it("an announcement that finds a publisher's slot taken holds nothing and keeps the connection and its other channels, and is made once the publisher is gone", async () => {
+  it("an announcement that finds a publisher's slot taken holds nothing and keeps the connection and its other channels, and is made once the publisher is gone, on whichever connection is live by then", async () => {
     const db = await testDb();
     const app = "pgchatd-test-listener-announce-deferred";
     const listener = createListener(db.url, app, {
@@ -432,13 +432,20 @@ describe("the LISTEN connection", () => {
       await db.pool.query("SELECT pg_notify('wake_probe', 'still here')");
       await until(() => probes.includes("still here"), "a notification on another channel");
 
+      // Lost meanwhile: the new connection tries for itself, and finds the slot taken too.
+      const reconnected = nextEvent(listener.events, "connected");
+      await killBackends(db.pool, app);
+      await reconnected;
+      const [pid2] = await backends(db.pool, app);
+      expect(await slotsHeld(pid2!)).toBe(0);
+
       // Made once the publisher is gone, and `connected` tells the callers to re-read what
       // publishers may have sent to nobody meanwhile.
       const announcedNow = nextEvent(listener.events, "connected");
       await publisher.query("COMMIT");
       await announcedNow;
-      expect(await slotsHeld(pid!)).toBe(16);
-      expect(await backends(db.pool, app)).toEqual([pid]);
+      expect(await slotsHeld(pid2!)).toBe(16);
+      expect(await backends(db.pool, app)).toEqual([pid2]);
       await notifyChatEvents(db.pool);
       await until(() => heard.includes("batch"), "the batched wake-up");
     } finally {
