@@ -65,6 +65,25 @@ async function killBackends(db: pg.ClientBase | pg.Pool, applicationName: string
   await db.query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", [pids]);
 }
 
+/** The server's announcement (src/watch/index.ts) for `channels`. */
+function announcing(...channels: string[]) {
+  return {
+    channels: new Set(channels),
+    announce: announceChatListenerQuery,
+    withdraw: withdrawChatListenerQuery,
+  };
+}
+
+/** Slots of the listeners' lock (chat_listener_announce) that backend `pid` holds. */
+async function slotsHeldBy(db: pg.ClientBase | pg.Pool, pid: number): Promise<number> {
+  const { rows } = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_locks
+     WHERE pid = $1 AND locktype = 'advisory' AND mode = 'ShareLock' AND granted`,
+    [pid],
+  );
+  return rows[0]!.n;
+}
+
 /** The listener's payloads on `channel`, in arrival order. */
 function collect(listener: Listener, channel: string): string[] {
   const got: string[] = [];
@@ -342,11 +361,7 @@ describe("the LISTEN connection", () => {
     const db = await testDb();
     const app = "pgchatd-test-listener-announce";
     const listener = createListener(db.url, app, {
-      announced: {
-        channels: new Set(["chat_events", "chat_message_parts"]),
-        announce: announceChatListenerQuery,
-        withdraw: withdrawChatListenerQuery,
-      },
+      announced: announcing("chat_events", "chat_message_parts"),
     });
     const heard = collect(listener, "chat_events");
     // Whether a publisher on another connection would NOTIFY.
@@ -402,22 +417,11 @@ describe("the LISTEN connection", () => {
     const db = await testDb();
     const app = "pgchatd-test-listener-announce-deferred";
     const listener = createListener(db.url, app, {
-      announced: {
-        channels: new Set(["chat_events"]),
-        announce: announceChatListenerQuery,
-        withdraw: withdrawChatListenerQuery,
-      },
+      announced: announcing("chat_events"),
     });
     const heard = collect(listener, "chat_events");
     const probes = collect(listener, "wake_probe");
-    const slotsHeld = async (pid: number) =>
-      (
-        await db.pool.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_locks
-           WHERE pid = $1 AND locktype = 'advisory' AND mode = 'ShareLock' AND granted`,
-          [pid],
-        )
-      ).rows[0]!.n;
+    const slotsHeld = (pid: number) => slotsHeldBy(db.pool, pid);
     const publisher = await db.pool.connect();
     try {
       await listener.connect();

@@ -148,3 +148,19 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
     req.on("error", reject);
   });
 }
+
+/**
+ * Reads a stream's body (app.request, no socket) until `pattern` matches the text so far;
+ * returns the match.
+ */
+export async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, pattern: RegExp) {
+  const decoder = new TextDecoder();
+  let got = "";
+  for (;;) {
+    const match = pattern.exec(got);
+    if (match) return match[0];
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the stream ended before ${pattern}:\n${got}`);
+    got += decoder.decode(value, { stream: true });
+  }
+}

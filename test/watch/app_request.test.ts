@@ -3,6 +3,7 @@ import { startWatch, type Watch } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, testApp } from "../setup/app.ts";
 import { testDb } from "../setup/db.ts";
+import { readUntil } from "../setup/sse.ts";
 
 /*
  * The streams without a Node socket (app.request, runtimes other than Node): served through
@@ -26,19 +27,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await watch?.close();
 });
-
-/** Reads the response body until `pattern` matches; returns the match. */
-async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, pattern: RegExp) {
-  const decoder = new TextDecoder();
-  let got = "";
-  for (;;) {
-    const match = pattern.exec(got);
-    if (match) return match[0];
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the stream ended before ${pattern}:\n${got}`);
-    got += decoder.decode(value, { stream: true });
-  }
-}
 
 describe("a watch stream through app.request", () => {
   it("opens as text/event-stream and delivers a change committed after it opened", async () => {

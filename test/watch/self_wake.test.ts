@@ -5,6 +5,7 @@ import { type RenderEvents, startWatch, type Watch } from "../../src/watch/index
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, testApp } from "../setup/app.ts";
 import { testDb } from "../setup/db.ts";
+import { readUntil } from "../setup/sse.ts";
 
 /*
  * batched mode on a server that is the only listener: its notifier's NOTIFY would only come back
@@ -44,19 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await watch?.close();
 });
-
-/** Reads the response body until `pattern` matches; returns the match. */
-async function readUntil(reader: ReadableStreamDefaultReader<Uint8Array>, pattern: RegExp) {
-  const decoder = new TextDecoder();
-  let got = "";
-  for (;;) {
-    const match = pattern.exec(got);
-    if (match) return match[0];
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the stream ended before ${pattern}:\n${got}`);
-    got += decoder.decode(value, { stream: true });
-  }
-}
 
 describe("a server in batched mode that alone listens", () => {
   it("delivers its own commit made while a read was running, without a NOTIFY and without the safety poll", async () => {
