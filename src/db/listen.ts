@@ -173,24 +173,15 @@ export class Listener {
 
   /**
    * A statement without parameters on this connection, after the statements before it; its rows.
-   * Rejects while the connection is down. Never one that takes a session-level advisory lock:
-   * the announcement's withdraw releases them all.
+   * Rejects while the connection is down: a caller that must not lose its statement (the batched
+   * NOTIFY) has a safety poll, and queueing through an outage would pile statements up without
+   * bound. Never one that takes a session-level advisory lock: the announcement's withdraw
+   * releases them all.
    */
   async run<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
     const conn = this.live;
     if (!conn) throw new Error("LISTEN connection is down: statement not sent");
     return (await this.send(conn, (c) => c.query<R>(text))).rows;
-  }
-
-  /**
-   * NOTIFY on this connection, after the statements before it. Rejects while no connection is up:
-   * a caller that must not lose the wake-up has a safety poll, and queueing through an outage
-   * would pile up statements without bound.
-   */
-  async notify(channel: string, payload: string): Promise<void> {
-    const conn = this.live;
-    if (!conn) throw new Error(`LISTEN connection is down: NOTIFY ${channel} not sent`);
-    await this.send(conn, (c) => c.query("SELECT pg_notify($1, $2)", [channel, payload]));
   }
 
   /** Ends the connection and stops reconnecting; no timer or socket is left once it resolves. */

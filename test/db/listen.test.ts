@@ -274,7 +274,7 @@ describe("the LISTEN connection", () => {
       const burst = (from: number) =>
         Promise.all(
           Array.from({ length: 200 }, (_, i) =>
-            listener.notify(channels[i % channels.length]!, String(from + i)),
+            listener.run(`SELECT pg_notify('${channels[i % channels.length]}', '${from + i}')`),
           ),
         );
       await burst(0);
