@@ -111,10 +111,11 @@ inst.on("response", (_client, status, _bytes, ms) => {
 
 /**
  * Sends `load` (GET `url` by default) with a bearer `token` on `connections` connections for
- * `seconds`, from a worker.
+ * `seconds`, from a worker. Several URLs (servers) share the connections in turn, as a load
+ * balancer would: connection i goes to url[i % n], and one worker drives them all.
  */
 export async function autocannon(
-  url: string,
+  url: string | string[],
   token: string,
   connections: number,
   seconds: number,

@@ -13,13 +13,20 @@
  *
  * Throughput of POST /api/experimental/chats/{chat}/messages with its turn (local/echo), for 1,
  * 2, 5 and 10 `pgchatd serve` processes on the database, each with its runner (32 turns at once)
- * and PGCHATD_EVENTS_NOTIFY=batched: autocannon's 16 connections (worker threads of this process)
- * split over the servers as a load balancer would spread them, each server sending first messages
- * to its own share of 40,000 idle chats (bench/watch_writes.ts seedSender); and once more with 10
- * processes and all the load on one of them (the other 9 idle: what it costs to have them). A run
- * is a warm-up (below), then 5 s of load, then the wait until every turn it started has ended; the
- * chats are reset to idle after each (SQL, no events). Each setup runs 3 times, interleaved; the
- * run with the median req/s is shown, with all three.
+ * and PGCHATD_EVENTS_NOTIFY=batched: one load generator (autocannon's 16 connections, a worker
+ * thread of this process; one per server cost 4 times the CPU per request at ten, which the
+ * servers then lacked) whose connections take the servers in turn, as a load balancer spreads
+ * them, each request a first message to the next of 40,000 idle chats (bench/watch_writes.ts
+ * seedSender); and once more with 10 processes and all the load on one of them (the other 9 idle:
+ * what it costs to have them). A run is a warm-up, then 10 s of load, then the wait until every
+ * turn it started has ended; the chats are reset to idle before the measured window (SQL, no
+ * events). Each setup runs 3 times, interleaved; the run with the median req/s is shown, with all
+ * three.
+ *
+ * The warm-up measures servers as they run in production, for hours: each loaded server alone
+ * with the whole load for 5 s (V8 optimises a function after enough calls, and ten servers share
+ * the requests: spread from the start, each would get a tenth of one server's warm-up and be
+ * measured half cold), then 5 s of the spread load.
  *
  * Per run: req/s (2xx), turns/s (chats answered, load window plus the drain after it), latency,
  * database transactions per request (pg_stat_database, the drain included: the turns'
@@ -27,8 +34,7 @@
  * found nothing (their /metrics, pgchatd_runner_claims_total), claim latency (a chat's `pending`
  * status_change event to its `running` one, on the database's clock: the two transactions'
  * starts), and CPU per request in ms: all servers together, and Postgres (the embedded cluster's
- * processes; n/a on DATABASE_URL). Each loaded server is warmed up alone with the whole load for
- * 1 s first, so that ten servers are not measured with code the JIT has not optimised yet. On this 2-core machine the processes share the cores with
+ * processes; n/a on DATABASE_URL). On this 2-core machine the processes share the cores with
  * Postgres and the load generator, so more processes cannot add throughput; the target is that
  * they cost little: 10 processes at least 0.8× of one (0.25× before runners were woken one at a
  * time, when every pending chat woke every runner).
@@ -54,16 +60,7 @@ import { createLogger } from "../src/log.ts";
 import { createApp } from "../src/server/app.ts";
 import { seedChats, seedOwner } from "../support/seed_chats.ts";
 import { standbyCaughtUp, startReplicatedCluster } from "../support/standby.ts";
-import {
-  autocannon,
-  describeMachine,
-  type HttpRun,
-  int,
-  mark,
-  ms,
-  serveLocal,
-  table,
-} from "./measure.ts";
+import { autocannon, describeMachine, int, mark, ms, serveLocal, table } from "./measure.ts";
 import { percentile } from "./stats.ts";
 import {
   type BenchDatabase,
@@ -73,14 +70,22 @@ import {
   scrapeMetrics,
   sleep,
   spawnServer,
-  warmupSeconds,
   withBenchDatabase,
 } from "./watch_servers.ts";
 import { resetChats, type Sender, seedSender } from "./watch_writes.ts";
 
 const connections = 16;
-const seconds = 5;
+const seconds = 10;
 const repeats = 3;
+/** Each loaded server alone with the whole load, first (the header comment says why). */
+const soloWarmupSeconds = 5;
+/**
+ * Then the spread load, right before the measured window: each server's pool then holds the
+ * connections the spread load uses (a pool closes connections idle for 30 s, and the solo
+ * warm-ups of ten servers take longer; a new backend plans every statement and fills its catalog
+ * caches again).
+ */
+const spreadWarmupSeconds = 5;
 const target = 0.8;
 /** A drain longer than this means the runners fell behind for good: the run says so. */
 const maxDrainMs = 60_000;
@@ -115,10 +120,6 @@ interface Run {
   postgresCpuMsPerRequest: number;
   drainMs: number;
 }
-
-/** Splits `n` connections over `k` servers as evenly as whole numbers allow. */
-const split = (n: number, k: number) =>
-  Array.from({ length: k }, (_, i) => Math.floor(n / k) + (i < n % k ? 1 : 0));
 
 async function claimsOf(servers: ServerProcess[]) {
   let all = 0;
@@ -162,36 +163,22 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
   try {
     for (let i = 0; i < setup.processes; i++) servers.push(await spawnServer(db.url, "batched"));
     const loaded = servers.slice(0, setup.loaded);
-    const shares = split(connections, loaded.length);
     const body = JSON.stringify({
       content: [{ type: "text", text: "hello from the replicas bench" }],
     });
-    const load = (secs: number) =>
-      Promise.all(
-        loaded.map((s, i) =>
-          autocannon(`${s.url}/api/experimental/chats`, sender.token, shares[i]!, secs, {
-            method: "POST",
-            body,
-            paths: sender.paths.filter((_, k) => k % loaded.length === i),
-          }),
-        ),
-      );
-    // Each loaded server warmed alone with the whole load, so each runs optimised code as one
-    // server does: spread from the start, ten servers would each get a tenth of the warm-up and
-    // be measured half cold.
-    for (const [i, s] of loaded.entries()) {
-      await autocannon(
-        `${s.url}/api/experimental/chats`,
+    const send = (to: ServerProcess[], secs: number) =>
+      autocannon(
+        to.map((s) => `${s.url}/api/experimental/chats`),
         sender.token,
         connections,
-        warmupSeconds,
-        {
-          method: "POST",
-          body,
-          paths: sender.paths.filter((_, k) => k % loaded.length === i),
-        },
+        secs,
+        { method: "POST", body, paths: sender.paths },
       );
-    }
+    // The warm-up of the header comment. With 1 s alone each (and a load generator per server),
+    // ten servers spent 14.3 ms of CPU per request; this way, 9.3 ms.
+    for (const s of loaded) await send([s], soloWarmupSeconds);
+    await drain(admin, sender.ownerId);
+    await send(loaded, spreadWarmupSeconds);
     await drain(admin, sender.ownerId);
     await resetChats(admin, sender.ownerId);
     if (process.env.BENCH_PG_STATEMENTS) await admin.query("SELECT pg_stat_statements_reset()");
@@ -203,7 +190,7 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
       db.postmasterPid,
       servers.map((s) => s.pid),
     );
-    const http: HttpRun[] = await load(seconds);
+    const http = await send(loaded, seconds);
     const drainMs = await drain(admin, sender.ownerId);
     const cpu = window.end();
     const c1 = await claimsOf(servers);
@@ -233,9 +220,14 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
            left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
          FROM pg_stat_statements ORDER BY total_plan_time + total_exec_time DESC LIMIT 15`,
       );
-      const requests = http.reduce((n, h) => n + h.rps * seconds, 0);
+      const requests = http.rps * seconds;
+      // What the processes send, whatever it costs: the statements a request and its turn make,
+      // the claims, the notifier's batches, the polls and the heartbeats.
+      const sent = await admin.query<{ calls: string }>(
+        "SELECT sum(calls) AS calls FROM pg_stat_statements WHERE toplevel",
+      );
       console.log(
-        `\n${setup.label} processes: costliest statements (per request: calls, planning ms, execution ms)`,
+        `\n${setup.label} processes: ${(Number(sent.rows[0]!.calls) / requests).toFixed(1)} statements sent per request; costliest statements (per request: calls, planning ms, execution ms)`,
       );
       for (const x of top.rows) {
         const per = (v: number) => (v / requests).toFixed(2).padStart(7);
@@ -250,15 +242,15 @@ async function run(db: BenchDatabase, admin: pg.Client, sender: Sender, setup: S
         );
       }
     }
-    const ok = http.reduce((n, h) => n + h.rps * seconds, 0);
-    const samples = http.flatMap((h) => h.samples);
+    const ok = http.rps * seconds;
+    const samples = http.samples;
     const claimMs = claimLatency.rows.map((r) => r.ms);
     return {
       rps: ok / seconds,
       turnsPerSecond: answered.rows[0]!.n / ((seconds * 1000 + drainMs) / 1000),
       p50: percentile(samples, 50),
       p99: percentile(samples, 99),
-      failed: http.reduce((n, h) => n + h.non2xx + h.errors, 0),
+      failed: http.non2xx + http.errors,
       xactsPerRequest: (x1 - x0) / ok,
       claimsPerRequest: (c1.all - c0.all) / ok,
       emptyClaimsPerRequest: (c1.empty - c0.empty) / ok,
@@ -297,8 +289,9 @@ async function processesPart() {
       await admin.query("VACUUM (ANALYZE) chats, users, organization_members");
       console.log(
         `load: POST …/messages to ${int(sender.paths.length)} idle chats in turn, autocannon ` +
-          `${connections} connections split over the loaded servers, ${warmupSeconds} s warm-up + ` +
-          `${seconds} s, then the drain of the turns; servers in batched mode, runner 32 turns each`,
+          `${connections} connections taking the loaded servers in turn; warm-up ${soloWarmupSeconds} s ` +
+          `per loaded server alone + ${spreadWarmupSeconds} s spread, then ${seconds} s measured and ` +
+          "the drain of the turns; servers in batched mode, runner 32 turns each",
       );
       await quietCheck("the runs");
       const results = new Map<string, Run[]>();
