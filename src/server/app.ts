@@ -5,6 +5,7 @@ import { requireAgent, requireUser } from "./auth.ts";
 import type { AppDeps, AppEnv } from "./deps.ts";
 import { errorHandler, notFoundHandler, tooLarge } from "./errors.ts";
 import { createMetrics, metricsMiddleware, routeLabel } from "./metrics.ts";
+import { openApiRoutes } from "./openapi.ts";
 import { auditLogsRoutes } from "./routes/audit_logs.ts";
 import { chatAiSdkRoutes } from "./routes/chat_ai_sdk.ts";
 import { chatContextAgentRoutes, chatContextRoutes } from "./routes/chat_context.ts";
@@ -93,6 +94,8 @@ export function createApp(deps: AppDeps): App {
   );
 
   app.route("/", healthRoutes(metrics));
+  // Public, like the docs: the document of this very app (src/server/openapi.ts).
+  app.route("/", openApiRoutes(app));
 
   // Agent routes first: they answer before the user routes' authentication below runs.
   const agents = new Hono<AppEnv>();

@@ -1,5 +1,6 @@
 import { zValidator } from "@hono/zod-validator";
 import type { ValidationTargets } from "hono";
+import { resolver, uniqueSymbol } from "hono-openapi";
 import { z } from "zod";
 import { ApiError } from "./errors.ts";
 
@@ -11,17 +12,21 @@ export const validate = <T extends z.ZodType, Target extends keyof ValidationTar
   target: Target,
   schema: T,
 ) =>
-  zValidator(target, schema, (result) => {
-    if (!result.success) {
-      const validations = result.error.issues.map((issue) => ({
-        field: issue.path.map(String).join(".") || target,
-        detail: issue.message,
-      }));
-      const what =
-        target === "param" ? "path parameter" : target === "json" ? "request body" : target;
-      throw new ApiError(400, `Invalid ${what}.`, undefined, validations);
-    }
-  });
+  Object.assign(
+    zValidator(target, schema, (result) => {
+      if (!result.success) {
+        const validations = result.error.issues.map((issue) => ({
+          field: issue.path.map(String).join(".") || target,
+          detail: issue.message,
+        }));
+        const what =
+          target === "param" ? "path parameter" : target === "json" ? "request body" : target;
+        throw new ApiError(400, `Invalid ${what}.`, undefined, validations);
+      }
+    }),
+    // What hono-openapi reads to put the schema in the OpenAPI document (src/server/openapi.ts).
+    { [uniqueSymbol]: { target, ...resolver(schema) } },
+  );
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -3,6 +3,7 @@ import { createApp } from "../../src/server/app.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, type testApp } from "./app.ts";
 import { newPool } from "./db.ts";
+import { checkResponse } from "./openapi.ts";
 
 /*
  * Requests and reads shared by the message and queue route tests (test/server/chat_messages.test.ts,
@@ -30,6 +31,7 @@ export function wideClient(dbUrl: string) {
     const raw = await res.text();
     // biome-ignore lint/suspicious/noExplicitAny: response JSON of any shape.
     const json: any = raw ? JSON.parse(raw) : undefined;
+    await checkResponse(method, path, res.status, res.headers.get("content-type"), json);
     return { status: res.status, json };
   };
 }

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { AuditEntries } from "../../api/schemas.ts";
 import {
   type ListAuditLogsRow,
   listAuditLogs,
@@ -9,6 +10,7 @@ import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { chatParam, rowId, uuid, validate } from "../validation.ts";
 
 /*
@@ -53,33 +55,55 @@ function pageJson(rows: ListAuditLogsRow[], limit: number) {
 }
 
 export const auditLogsRoutes = new Hono<AppEnv>()
-  .get("/audit", requireOwner, validate("query", deploymentQuery), async (c) => {
-    const query = c.req.valid("query");
-    const rows = await listAuditLogs(c.get("deps").db, {
-      api_key_id: query.api_key_id ?? null,
-      chat_id: query.chat_id ?? null,
-      after_id: query.after_id ?? null,
-      page_limit: query.limit + 1,
-    });
-    return c.json(pageJson(rows, query.limit));
-  })
+  .get(
+    "/audit",
+    operation({
+      summary: "The deployment's audit log, newest first (site owners)",
+      tags: ["Audit"],
+      responses: { 200: AuditEntries },
+      errors: [400, 401, 403],
+    }),
+    requireOwner,
+    validate("query", deploymentQuery),
+    async (c) => {
+      const query = c.req.valid("query");
+      const rows = await listAuditLogs(c.get("deps").db, {
+        api_key_id: query.api_key_id ?? null,
+        chat_id: query.chat_id ?? null,
+        after_id: query.after_id ?? null,
+        page_limit: query.limit + 1,
+      });
+      return c.json(pageJson(rows, query.limit));
+    },
+  )
 
-  .get("/:chat/audit", validate("param", chatParam), validate("query", chatQuery), async (c) => {
-    const db = c.get("deps").db;
-    const ownerId = userOf(c.get("actor")).user.id;
-    const chatId = c.req.valid("param").chat;
-    const query = c.req.valid("query");
-    const rows = await listAuditLogsByChatID(db, {
-      chat_id: chatId,
-      owner_id: ownerId,
-      after_id: query.after_id ?? null,
-      page_limit: query.limit + 1,
-    });
-    // No rows: another owner's chat (404, like every chat route) or a page past the end.
-    if (
-      rows.length === 0 &&
-      !(await getChatExistsByIDForOwner(db, { id: chatId, owner_id: ownerId })).found
-    )
-      throw notFound("Chat");
-    return c.json(pageJson(rows, query.limit));
-  });
+  .get(
+    "/:chat/audit",
+    operation({
+      summary: "A chat's audit log, newest first",
+      tags: ["Audit"],
+      responses: { 200: AuditEntries },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    validate("query", chatQuery),
+    async (c) => {
+      const db = c.get("deps").db;
+      const ownerId = userOf(c.get("actor")).user.id;
+      const chatId = c.req.valid("param").chat;
+      const query = c.req.valid("query");
+      const rows = await listAuditLogsByChatID(db, {
+        chat_id: chatId,
+        owner_id: ownerId,
+        after_id: query.after_id ?? null,
+        page_limit: query.limit + 1,
+      });
+      // No rows: another owner's chat (404, like every chat route) or a page past the end.
+      if (
+        rows.length === 0 &&
+        !(await getChatExistsByIDForOwner(db, { id: chatId, owner_id: ownerId })).found
+      )
+        throw notFound("Chat");
+      return c.json(pageJson(rows, query.limit));
+    },
+  );

@@ -1,6 +1,7 @@
 import { createUIMessageStream, createUIMessageStreamResponse, type UIMessage } from "ai";
 import { Hono } from "hono";
 import { z } from "zod";
+import { EventStream } from "../../api/schemas.ts";
 import type { Queryable } from "../../db/index.ts";
 import { getChatLastUserMessageByChatID } from "../../generated/chat_messages.ts";
 import { listChatQueuedMessagesByChatID } from "../../generated/chat_queue.ts";
@@ -11,6 +12,7 @@ import { applyUiRequest } from "../ai_sdk.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { watchOf } from "../streaming.ts";
 import { chatParam, uuid, validate } from "../validation.ts";
 
@@ -93,57 +95,94 @@ function uiStreamResponse(
 }
 
 export const chatAiSdkRoutes = new Hono<AppEnv>()
-  .post("/", validate("json", uiRequestBody), async (c) => {
-    const { db, logger } = c.get("deps");
-    const watch = watchOf(c);
-    const actor = userOf(c.get("actor"));
-    const body = c.req.valid("json");
-    const chat = await getChatByIDForOwner(db, { id: body.id, owner_id: actor.user.id });
-    if (!chat) throw notFound("Chat");
-    // Registered before the request's write commits: the stream has every event of its turn.
-    await watch.beforeSubscribe();
-    const sub = watch.hub.subscribeChat(actor.user.id, chat.id);
-    c.req.raw.signal.addEventListener("abort", () => sub.close("client"), { once: true });
-    try {
-      await applyUiRequest(db, actor, body);
-    } catch (err) {
-      sub.close("client");
-      throw err;
-    }
-    return uiStreamResponse({
-      db,
-      sub,
-      chatId: chat.id,
-      ownerId: actor.user.id,
-      logger,
-      // The client's last message: when it is the assistant's (tool outputs), the turn goes on
-      // in that message instead of a new one.
-      originalMessages: body.messages as UIMessage[],
-    });
-  })
+  .post(
+    "/",
+    operation({
+      summary:
+        "The AI SDK's useChat transport: send the last message, read the turn as a UI message stream",
+      tags: ["AI SDK"],
+      responses: {
+        200: {
+          schema: EventStream,
+          description: "A UI message stream (header x-vercel-ai-ui-message-stream: v1)",
+          media: "text/event-stream",
+        },
+      },
+      errors: [400, 401, 404, 409, 429],
+    }),
+    validate("json", uiRequestBody),
+    async (c) => {
+      const { db, logger } = c.get("deps");
+      const watch = watchOf(c);
+      const actor = userOf(c.get("actor"));
+      const body = c.req.valid("json");
+      const chat = await getChatByIDForOwner(db, { id: body.id, owner_id: actor.user.id });
+      if (!chat) throw notFound("Chat");
+      // Registered before the request's write commits: the stream has every event of its turn.
+      await watch.beforeSubscribe();
+      const sub = watch.hub.subscribeChat(actor.user.id, chat.id);
+      c.req.raw.signal.addEventListener("abort", () => sub.close("client"), { once: true });
+      try {
+        await applyUiRequest(db, actor, body);
+      } catch (err) {
+        sub.close("client");
+        throw err;
+      }
+      return uiStreamResponse({
+        db,
+        sub,
+        chatId: chat.id,
+        ownerId: actor.user.id,
+        logger,
+        // The client's last message: when it is the assistant's (tool outputs), the turn goes on
+        // in that message instead of a new one.
+        originalMessages: body.messages as UIMessage[],
+      });
+    },
+  )
 
-  .get("/:chat/stream", validate("param", chatParam), async (c) => {
-    const { db, logger } = c.get("deps");
-    const watch = watchOf(c);
-    const owner = userOf(c.get("actor")).user.id;
-    const chat = await getChatByIDForOwner(db, { id: c.req.valid("param").chat, owner_id: owner });
-    if (!chat) throw notFound("Chat");
-    await watch.beforeSubscribe();
-    const sub = watch.hub.subscribeChat(owner, chat.id);
-    c.req.raw.signal.addEventListener("abort", () => sub.close("client"), { once: true });
-    // Read after registering: a turn that starts now is in the stream; one that ended is not.
-    const now = await getChatByIDForOwner(db, { id: chat.id, owner_id: owner });
-    if (!now || !turnUnderWay(now.status)) {
-      sub.close("client");
-      return c.body(null, 204);
-    }
-    const last = await getChatLastUserMessageByChatID(db, { chat_id: chat.id });
-    return uiStreamResponse({
-      db,
-      sub,
-      chatId: chat.id,
-      ownerId: owner,
-      logger,
-      replayAfterMessageId: last?.id ?? 0,
-    });
-  });
+  .get(
+    "/:chat/stream",
+    operation({
+      summary: "The AI SDK's resumeStream: the running turn from its start, or 204 when none runs",
+      tags: ["AI SDK"],
+      responses: {
+        200: {
+          schema: EventStream,
+          description: "A UI message stream",
+          media: "text/event-stream",
+        },
+        204: null,
+      },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    async (c) => {
+      const { db, logger } = c.get("deps");
+      const watch = watchOf(c);
+      const owner = userOf(c.get("actor")).user.id;
+      const chat = await getChatByIDForOwner(db, {
+        id: c.req.valid("param").chat,
+        owner_id: owner,
+      });
+      if (!chat) throw notFound("Chat");
+      await watch.beforeSubscribe();
+      const sub = watch.hub.subscribeChat(owner, chat.id);
+      c.req.raw.signal.addEventListener("abort", () => sub.close("client"), { once: true });
+      // Read after registering: a turn that starts now is in the stream; one that ended is not.
+      const now = await getChatByIDForOwner(db, { id: chat.id, owner_id: owner });
+      if (!now || !turnUnderWay(now.status)) {
+        sub.close("client");
+        return c.body(null, 204);
+      }
+      const last = await getChatLastUserMessageByChatID(db, { chat_id: chat.id });
+      return uiStreamResponse({
+        db,
+        sub,
+        chatId: chat.id,
+        ownerId: owner,
+        logger,
+        replayAfterMessageId: last?.id ?? 0,
+      });
+    },
+  );

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { Chat } from "../../api/schemas.ts";
 import {
   addChatContextFiles,
   clearChatContextFiles,
@@ -9,6 +10,7 @@ import {
 import { agentOf, userOf } from "../auth.ts";
 import { loadChat } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
+import { operation } from "../openapi.ts";
 import { chatParam, uuid, validate } from "../validation.ts";
 
 /*
@@ -71,40 +73,79 @@ const contextFiles = z.strictObject({
 const chatQuery = z.object({ chat_id: uuid().optional() });
 
 export const chatContextAgentRoutes = new Hono<AppEnv>()
-  .put("/me/context", validate("json", contextPush), async (c) => {
-    const agent = agentOf(c.get("actor"));
-    const body = c.req.valid("json");
-    const pushed = await pushWorkspaceAgentContext(c.get("deps").db, {
-      agent_id: agent.id,
-      resources: body.resources,
-      error: body.error ?? null,
-    });
-    return c.json({ aggregate_hash: pushed.aggregate_hash, marked_dirty: pushed.marked_dirty });
-  })
+  .put(
+    "/me/context",
+    operation({
+      summary: "The agent's context snapshot: chats pinned to other content are marked dirty",
+      tags: ["Workspace agents"],
+      responses: { 200: z.object({ aggregate_hash: z.string(), marked_dirty: z.number().int() }) },
+      errors: [400, 401],
+      auth: "agent",
+    }),
+    validate("json", contextPush),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const body = c.req.valid("json");
+      const pushed = await pushWorkspaceAgentContext(c.get("deps").db, {
+        agent_id: agent.id,
+        resources: body.resources,
+        error: body.error ?? null,
+      });
+      return c.json({ aggregate_hash: pushed.aggregate_hash, marked_dirty: pushed.marked_dirty });
+    },
+  )
 
-  .post("/me/chat-context", validate("json", contextFiles), async (c) => {
-    const agent = agentOf(c.get("actor"));
-    const body = c.req.valid("json");
-    const added = await addChatContextFiles(c.get("deps").db, {
-      agent_id: agent.id,
-      chat_id: body.chat_id ?? null,
-      files: body.files,
-    });
-    return c.json({ chat_id: added.chat_id, added: added.added });
-  })
+  .post(
+    "/me/chat-context",
+    operation({
+      summary: "Add files to the context of the agent's chat",
+      tags: ["Workspace agents"],
+      responses: { 200: z.object({ chat_id: z.string(), added: z.number().int() }) },
+      errors: [400, 401, 404],
+      auth: "agent",
+    }),
+    validate("json", contextFiles),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const body = c.req.valid("json");
+      const added = await addChatContextFiles(c.get("deps").db, {
+        agent_id: agent.id,
+        chat_id: body.chat_id ?? null,
+        files: body.files,
+      });
+      return c.json({ chat_id: added.chat_id, added: added.added });
+    },
+  )
 
-  .delete("/me/chat-context", validate("query", chatQuery), async (c) => {
-    const agent = agentOf(c.get("actor"));
-    const cleared = await clearChatContextFiles(c.get("deps").db, {
-      agent_id: agent.id,
-      chat_id: c.req.valid("query").chat_id ?? null,
-    });
-    return c.json({ chat_id: cleared.chat_id, removed: cleared.removed });
-  });
+  .delete(
+    "/me/chat-context",
+    operation({
+      summary: "Remove the context files of the agent's chat",
+      tags: ["Workspace agents"],
+      responses: { 200: z.object({ chat_id: z.string(), removed: z.number().int() }) },
+      errors: [400, 401, 404],
+      auth: "agent",
+    }),
+    validate("query", chatQuery),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const cleared = await clearChatContextFiles(c.get("deps").db, {
+        agent_id: agent.id,
+        chat_id: c.req.valid("query").chat_id ?? null,
+      });
+      return c.json({ chat_id: cleared.chat_id, removed: cleared.removed });
+    },
+  );
 
 /** PUT /chats/{chat}/context (the chat's owner): re-pins the agent's current snapshot. */
 export const chatContextRoutes = new Hono<AppEnv>().put(
   "/:chat/context",
+  operation({
+    summary: "Pin the bound agent's current context to the chat, clearing dirty",
+    tags: ["Chats"],
+    responses: { 200: Chat },
+    errors: [400, 401, 404, 409],
+  }),
   validate("param", chatParam),
   async (c) => {
     const actor = userOf(c.get("actor"));

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { ChatCost, CostSummary, CostUsers } from "../../api/schemas.ts";
 import { type CostWindow, costSummaryJson, costUsersJson } from "../../api/shapes.ts";
 import {
   getChatCostByChatID,
@@ -11,6 +12,7 @@ import { getUserByID } from "../../generated/users.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import { type AppEnv, readDb } from "../deps.ts";
 import { badRequest, notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { chatParam, uuid, validate } from "../validation.ts";
 
 /*
@@ -68,21 +70,39 @@ const usersQuery = windowQuery.extend({
 });
 
 export const chatCostsRoutes = new Hono<AppEnv>()
-  .get("/cost/users", requireOwner, validate("query", usersQuery), async (c) => {
-    const query = c.req.valid("query");
-    const window = costWindow(query);
-    // Cost reads run on a standby when there is one (src/db/replica.ts).
-    const rows = await listChatCostByUser(await readDb(c.get("deps")), {
-      ...window,
-      search: query.username,
-      limit: query.limit,
-      offset: query.offset,
-    });
-    return c.json(costUsersJson(window, rows));
-  })
+  .get(
+    "/cost/users",
+    operation({
+      summary: "Spend by user in a window (site owners)",
+      tags: ["Cost"],
+      responses: { 200: CostUsers },
+      errors: [400, 401, 403],
+    }),
+    requireOwner,
+    validate("query", usersQuery),
+    async (c) => {
+      const query = c.req.valid("query");
+      const window = costWindow(query);
+      // Cost reads run on a standby when there is one (src/db/replica.ts).
+      const rows = await listChatCostByUser(await readDb(c.get("deps")), {
+        ...window,
+        search: query.username,
+        limit: query.limit,
+        offset: query.offset,
+      });
+      return c.json(costUsersJson(window, rows));
+    },
+  )
 
   .get(
     "/cost/:user/summary",
+    operation({
+      summary:
+        "A user's spend in a window, by model and by chat (`me`, or any user for site owners)",
+      tags: ["Cost"],
+      responses: { 200: CostSummary },
+      errors: [400, 401, 404],
+    }),
     validate("param", summaryParam),
     validate("query", summaryQuery),
     async (c) => {
@@ -110,12 +130,22 @@ export const chatCostsRoutes = new Hono<AppEnv>()
     },
   )
 
-  .get("/:chat/cost", validate("param", chatParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const row = await getChatCostByChatID(await readDb(c.get("deps")), {
-      chat_id: c.req.valid("param").chat,
-      owner_id: actor.user.id,
-    });
-    if (!row) throw notFound("Chat");
-    return c.json(row);
-  });
+  .get(
+    "/:chat/cost",
+    operation({
+      summary: "The cost of a chat and its subagents",
+      tags: ["Cost"],
+      responses: { 200: ChatCost },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const row = await getChatCostByChatID(await readDb(c.get("deps")), {
+        chat_id: c.req.valid("param").chat,
+        owner_id: actor.user.id,
+      });
+      if (!row) throw notFound("Chat");
+      return c.json(row);
+    },
+  );

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { ChatDiffStatus, PullRequestInsights } from "../../api/schemas.ts";
 import { chatDiffStatusJson } from "../../api/shapes.ts";
 import { forgeTokenSealedFor } from "../../forge/refresh.ts";
 import {
@@ -13,6 +14,7 @@ import {
 import { agentOf, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { unavailable } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { httpUrl, uuid, validate } from "../validation.ts";
 
 /*
@@ -46,6 +48,13 @@ const gitActivity = z.strictObject({
 
 export const chatDiffStatusesAgentRoutes = new Hono<AppEnv>().post(
   "/me/git-activity",
+  operation({
+    summary: "Report the branch (and pull request) the agent's chat works on",
+    tags: ["Workspace agents"],
+    responses: { 200: ChatDiffStatus },
+    errors: [400, 401, 404],
+    auth: "agent",
+  }),
   validate("json", gitActivity),
   async (c) => {
     const agent = agentOf(c.get("actor"));
@@ -80,55 +89,93 @@ const forgeTokenBody = z.strictObject({
 });
 
 export const chatDiffStatusesRoutes = new Hono<AppEnv>()
-  .get("/insights/pull-requests", validate("query", insightsQuery), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const db = c.get("deps").db;
-    const query = c.req.valid("query");
-    const [counts, rows] = await Promise.all([
-      getChatPullRequestCountsByOwner(db, { owner_id: actor.user.id }),
-      listChatPullRequestsByOwner(db, {
-        owner_id: actor.user.id,
-        page_limit: query.limit,
-        page_offset: query.offset,
-      }),
-    ]);
-    return c.json({
-      counts: {
-        total: Number(counts?.total ?? 0),
-        open: Number(counts?.open ?? 0),
-        merged: Number(counts?.merged ?? 0),
-        closed: Number(counts?.closed ?? 0),
-        draft: Number(counts?.draft ?? 0),
-      },
-      chats: rows.map((r) => ({ chat_id: r.chat_id, diff_status: chatDiffStatusJson(r) })),
-    });
-  })
+  .get(
+    "/insights/pull-requests",
+    operation({
+      summary: "The caller's chats with pull requests, and their counts by state",
+      tags: ["Pull requests"],
+      responses: { 200: PullRequestInsights },
+      errors: [400, 401],
+    }),
+    validate("query", insightsQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const db = c.get("deps").db;
+      const query = c.req.valid("query");
+      const [counts, rows] = await Promise.all([
+        getChatPullRequestCountsByOwner(db, { owner_id: actor.user.id }),
+        listChatPullRequestsByOwner(db, {
+          owner_id: actor.user.id,
+          page_limit: query.limit,
+          page_offset: query.offset,
+        }),
+      ]);
+      return c.json({
+        counts: {
+          total: Number(counts?.total ?? 0),
+          open: Number(counts?.open ?? 0),
+          merged: Number(counts?.merged ?? 0),
+          closed: Number(counts?.closed ?? 0),
+          draft: Number(counts?.draft ?? 0),
+        },
+        chats: rows.map((r) => ({ chat_id: r.chat_id, diff_status: chatDiffStatusJson(r) })),
+      });
+    },
+  )
 
   // The caller's own token for the forge: the refresher uses it for their chats' references
   // instead of the deployment's. Sealed at rest, never returned.
-  .get("/github-token", async (c) => {
-    const actor = userOf(c.get("actor"));
-    const row = await getChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
-    return c.json({ has_token: row.has_token ?? false });
-  })
+  .get(
+    "/github-token",
+    operation({
+      summary: "Whether the caller stored a GitHub token (never returned)",
+      tags: ["Pull requests"],
+      responses: { 200: z.object({ has_token: z.boolean() }) },
+      errors: [401],
+    }),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const row = await getChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
+      return c.json({ has_token: row.has_token ?? false });
+    },
+  )
 
-  .put("/github-token", validate("json", forgeTokenBody), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const deps = c.get("deps");
-    if (!deps.secrets) throw unavailable("Secrets are not configured on this server.");
-    const sealed = await deps.secrets.encrypt(
-      c.req.valid("json").token,
-      forgeTokenSealedFor(actor.user.id),
-    );
-    await upsertChatForgeTokenByUserID(deps.db, {
-      user_id: actor.user.id,
-      token_ciphertext: sealed,
-    });
-    return c.body(null, 204);
-  })
+  .put(
+    "/github-token",
+    operation({
+      summary: "Store the caller's GitHub token for their chats' pull requests",
+      tags: ["Pull requests"],
+      responses: { 204: null },
+      errors: [400, 401],
+    }),
+    validate("json", forgeTokenBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const deps = c.get("deps");
+      if (!deps.secrets) throw unavailable("Secrets are not configured on this server.");
+      const sealed = await deps.secrets.encrypt(
+        c.req.valid("json").token,
+        forgeTokenSealedFor(actor.user.id),
+      );
+      await upsertChatForgeTokenByUserID(deps.db, {
+        user_id: actor.user.id,
+        token_ciphertext: sealed,
+      });
+      return c.body(null, 204);
+    },
+  )
 
-  .delete("/github-token", async (c) => {
-    const actor = userOf(c.get("actor"));
-    await deleteChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
-    return c.body(null, 204);
-  });
+  .delete(
+    "/github-token",
+    operation({
+      summary: "Delete the caller's GitHub token",
+      tags: ["Pull requests"],
+      responses: { 204: null },
+      errors: [401],
+    }),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      await deleteChatForgeTokenByUserID(c.get("deps").db, { user_id: actor.user.id });
+      return c.body(null, 204);
+    },
+  );

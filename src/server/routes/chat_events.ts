@@ -1,10 +1,12 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { EventStream } from "../../api/schemas.ts";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { resolveResume, runChatStream, runWatchStream } from "../../watch/index.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { chatParam, validate } from "../validation.ts";
 
@@ -18,45 +20,80 @@ const streamQuery = z.object({
 
 /** GET /watch and GET /{chat}/stream (docs/api.md "Streams"); the lifecycle is in ../streams.ts. */
 export const chatEventsRoutes = new Hono<AppEnv>()
-  .get("/watch", validate("query", watchQuery), async (c) => {
-    const { db, logger } = c.get("deps");
-    const watch = watchOf(c);
-    const owner = userOf(c.get("actor")).user.id;
-    const resume = await resolveResume(
-      db,
-      lastEventId(c.req.header("last-event-id"), c.req.valid("query").after),
-    );
-    // Before the response starts: the subscriber is registered by the time the client sees the
-    // stream open, so nothing committed after that is missed.
-    await watch.beforeSubscribe();
-    return sseResponse(
-      c,
-      (stream) =>
-        runWatchStream({ stream, watch, db, logger, disconnect: disconnectOf(c) }, owner, resume),
-      (err) => logger.error({ err }, "watch stream failed"),
-    );
-  })
-  .get("/:chat/stream", validate("param", chatParam), validate("query", streamQuery), async (c) => {
-    const { db, logger } = c.get("deps");
-    const watch = watchOf(c);
-    const owner = userOf(c.get("actor")).user.id;
-    const { chat } = c.req.valid("param");
-    const q = c.req.valid("query");
-    if (!(await getChatExistsByIDForOwner(db, { id: chat, owner_id: owner })).found) {
-      throw notFound("Chat");
-    }
-    const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
-    await watch.beforeSubscribe();
-    return sseResponse(
-      c,
-      (stream) =>
-        runChatStream(
-          { stream, watch, db, logger, disconnect: disconnectOf(c) },
-          owner,
-          chat,
-          q.after_id,
-          resume,
-        ),
-      (err) => logger.error({ err, chat }, "chat stream failed"),
-    );
-  });
+  .get(
+    "/watch",
+    operation({
+      summary: "Live events of the caller's chats (SSE), resumable with Last-Event-ID",
+      tags: ["Streams"],
+      responses: {
+        200: {
+          schema: EventStream,
+          description:
+            'Events named by their kind, each with a WatchEvent as data (docs/api.md "Streams"); `resync` when the cursor is unknown or expired',
+          media: "text/event-stream",
+        },
+      },
+      errors: [400, 401],
+    }),
+    validate("query", watchQuery),
+    async (c) => {
+      const { db, logger } = c.get("deps");
+      const watch = watchOf(c);
+      const owner = userOf(c.get("actor")).user.id;
+      const resume = await resolveResume(
+        db,
+        lastEventId(c.req.header("last-event-id"), c.req.valid("query").after),
+      );
+      // Before the response starts: the subscriber is registered by the time the client sees the
+      // stream open, so nothing committed after that is missed.
+      await watch.beforeSubscribe();
+      return sseResponse(
+        c,
+        (stream) =>
+          runWatchStream({ stream, watch, db, logger, disconnect: disconnectOf(c) }, owner, resume),
+        (err) => logger.error({ err }, "watch stream failed"),
+      );
+    },
+  )
+  .get(
+    "/:chat/stream",
+    operation({
+      summary: "A chat's state, then its live events (SSE), resumable with Last-Event-ID",
+      tags: ["Streams"],
+      responses: {
+        200: {
+          schema: EventStream,
+          description:
+            '`status`, then by state `error`, `action_required`, `retry`, each `message`, the running turn\'s `message_part`s so far, then live events (docs/api.md "Streams")',
+          media: "text/event-stream",
+        },
+      },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    validate("query", streamQuery),
+    async (c) => {
+      const { db, logger } = c.get("deps");
+      const watch = watchOf(c);
+      const owner = userOf(c.get("actor")).user.id;
+      const { chat } = c.req.valid("param");
+      const q = c.req.valid("query");
+      if (!(await getChatExistsByIDForOwner(db, { id: chat, owner_id: owner })).found) {
+        throw notFound("Chat");
+      }
+      const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
+      await watch.beforeSubscribe();
+      return sseResponse(
+        c,
+        (stream) =>
+          runChatStream(
+            { stream, watch, db, logger, disconnect: disconnectOf(c) },
+            owner,
+            chat,
+            q.after_id,
+            resume,
+          ),
+        (err) => logger.error({ err, chat }, "chat stream failed"),
+      );
+    },
+  );

@@ -7,6 +7,7 @@ import {
 } from "../../generated/chat_housekeeping.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
+import { operation } from "../openapi.ts";
 import { validate } from "../validation.ts";
 
 /*
@@ -24,28 +25,66 @@ const autoArchiveBody = z.strictObject({ auto_archive_days: days });
 export const chatHousekeepingRoutes = new Hono<AppEnv>()
   .use(requireOwner)
 
-  .get("/retention", async (c) => {
-    const config = await getChatHousekeepingConfig(c.get("deps").db);
-    return c.json({ retention_days: config!.retention_days });
-  })
+  .get(
+    "/retention",
+    operation({
+      summary: "How long archived chats are kept (site owners)",
+      tags: ["Housekeeping"],
+      responses: { 200: z.object({ retention_days: z.number().int() }) },
+      errors: [401, 403],
+    }),
+    async (c) => {
+      const config = await getChatHousekeepingConfig(c.get("deps").db);
+      return c.json({ retention_days: config!.retention_days });
+    },
+  )
 
-  .put("/retention", validate("json", retentionBody), async (c) => {
-    const row = await setChatRetentionDays(c.get("deps").db, {
-      actor_id: userOf(c.get("actor")).user.id,
-      retention_days: c.req.valid("json").retention_days,
-    });
-    return c.json({ retention_days: row!.retention_days });
-  })
+  .put(
+    "/retention",
+    operation({
+      summary: "Set how long archived chats are kept; 0 keeps them (site owners)",
+      tags: ["Housekeeping"],
+      responses: { 200: z.object({ retention_days: z.number().int() }) },
+      errors: [400, 401, 403],
+    }),
+    validate("json", retentionBody),
+    async (c) => {
+      const row = await setChatRetentionDays(c.get("deps").db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        retention_days: c.req.valid("json").retention_days,
+      });
+      return c.json({ retention_days: row!.retention_days });
+    },
+  )
 
-  .get("/auto-archive", async (c) => {
-    const config = await getChatHousekeepingConfig(c.get("deps").db);
-    return c.json({ auto_archive_days: config!.auto_archive_days });
-  })
+  .get(
+    "/auto-archive",
+    operation({
+      summary: "After how many idle days chats are archived (site owners)",
+      tags: ["Housekeeping"],
+      responses: { 200: z.object({ auto_archive_days: z.number().int() }) },
+      errors: [401, 403],
+    }),
+    async (c) => {
+      const config = await getChatHousekeepingConfig(c.get("deps").db);
+      return c.json({ auto_archive_days: config!.auto_archive_days });
+    },
+  )
 
-  .put("/auto-archive", validate("json", autoArchiveBody), async (c) => {
-    const row = await setChatAutoArchiveDays(c.get("deps").db, {
-      actor_id: userOf(c.get("actor")).user.id,
-      auto_archive_days: c.req.valid("json").auto_archive_days,
-    });
-    return c.json({ auto_archive_days: row!.auto_archive_days });
-  });
+  .put(
+    "/auto-archive",
+    operation({
+      summary: "Set after how many idle days chats are archived; 0 never (site owners)",
+      tags: ["Housekeeping"],
+      responses: { 200: z.object({ auto_archive_days: z.number().int() }) },
+      errors: [400, 401, 403],
+    }),
+    validate("json", autoArchiveBody),
+    async (c) => {
+      const row = await setChatAutoArchiveDays(c.get("deps").db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        auto_archive_days: c.req.valid("json").auto_archive_days,
+      });
+      return c.json({ auto_archive_days: row!.auto_archive_days });
+    },
+  );

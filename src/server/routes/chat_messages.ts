@@ -1,5 +1,13 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import {
+  Chat,
+  ChatMessage,
+  EditedMessage,
+  MessagesPage,
+  Prompts,
+  SentMessage,
+} from "../../api/schemas.ts";
 import { chatMessageJson, chatQueuedMessageJson } from "../../api/shapes.ts";
 import { type Queryable, withTx } from "../../db/index.ts";
 import {
@@ -20,6 +28,7 @@ import { userOf } from "../auth.ts";
 import { loadChat, loadMessage } from "../chat_view.ts";
 import { type AppEnv, readDb } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
 
 /** History pages (docs/api.md: limit 1..200, default 50). */
@@ -76,6 +85,12 @@ async function requireChat(db: Queryable, chatId: string, ownerId: string) {
 export const chatMessagesRoutes = new Hono<AppEnv>()
   .get(
     "/:chat/messages",
+    operation({
+      summary: "A page of a chat's history, and its queue on the first page",
+      tags: ["Messages"],
+      responses: { 200: MessagesPage },
+      errors: [400, 401, 404],
+    }),
     validate("param", chatParam),
     validate("query", historyQuery),
     async (c) => {
@@ -110,45 +125,62 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
     },
   )
 
-  .post("/:chat/messages", validate("param", chatParam), validate("json", sendBody), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat } = c.req.valid("param");
-    const body = c.req.valid("json");
-    const db = c.get("deps").db;
-    const sent = await withTx(db, async (tx) => {
-      const sent = await sendChatMessage(tx, {
-        chat_id: chat,
-        owner_id: actor.user.id,
-        content: body.content,
-        model_config_id: body.model_config_id ?? null,
-        busy_behavior: body.busy_behavior,
-        api_key_id: actor.apiKeyId,
-      });
-      // As PATCH would set it, with the message: the turn this message starts runs in it.
-      if (body.plan_mode !== undefined) {
-        await setChatPlanModeByID(tx, {
-          id: chat,
+  .post(
+    "/:chat/messages",
+    operation({
+      summary: "Send a message: admitted now, or queued while the chat is busy",
+      tags: ["Messages"],
+      responses: { 200: SentMessage },
+      errors: [400, 401, 404, 409, 429],
+    }),
+    validate("param", chatParam),
+    validate("json", sendBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat } = c.req.valid("param");
+      const body = c.req.valid("json");
+      const db = c.get("deps").db;
+      const sent = await withTx(db, async (tx) => {
+        const sent = await sendChatMessage(tx, {
+          chat_id: chat,
           owner_id: actor.user.id,
-          plan_mode: body.plan_mode,
+          content: body.content,
+          model_config_id: body.model_config_id ?? null,
+          busy_behavior: body.busy_behavior,
+          api_key_id: actor.apiKeyId,
         });
+        // As PATCH would set it, with the message: the turn this message starts runs in it.
+        if (body.plan_mode !== undefined) {
+          await setChatPlanModeByID(tx, {
+            id: chat,
+            owner_id: actor.user.id,
+            plan_mode: body.plan_mode,
+          });
+        }
+        return sent;
+      });
+      if (sent.message_id) {
+        return c.json({ message: await loadMessage(db, chat, sent.message_id), queued: false });
       }
-      return sent;
-    });
-    if (sent.message_id) {
-      return c.json({ message: await loadMessage(db, chat, sent.message_id), queued: false });
-    }
-    const queued = await getChatQueuedMessageByID(db, {
-      id: sent.queued_message_id!,
-      chat_id: chat,
-    });
-    return c.json({
-      queued_message: queued ? chatQueuedMessageJson(queued) : undefined,
-      queued: true,
-    });
-  })
+      const queued = await getChatQueuedMessageByID(db, {
+        id: sent.queued_message_id!,
+        chat_id: chat,
+      });
+      return c.json({
+        queued_message: queued ? chatQueuedMessageJson(queued) : undefined,
+        queued: true,
+      });
+    },
+  )
 
   .patch(
     "/:chat/messages/:message",
+    operation({
+      summary: "Edit a user message: later messages are deleted and the turn runs again",
+      tags: ["Messages"],
+      responses: { 200: EditedMessage },
+      errors: [400, 401, 404, 409],
+    }),
     validate("param", messageParam),
     validate("json", editBody),
     async (c) => {
@@ -172,6 +204,12 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
 
   .get(
     "/:chat/prompts",
+    operation({
+      summary: "The chat's user prompts as text, newest first",
+      tags: ["Messages"],
+      responses: { 200: Prompts },
+      errors: [400, 401, 404],
+    }),
     validate("param", chatParam),
     validate("query", promptsQuery),
     async (c) => {
@@ -187,6 +225,12 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
 
   .post(
     "/:chat/tool-results",
+    operation({
+      summary: "Answer the pending calls of client-declared tools",
+      tags: ["Messages"],
+      responses: { 200: z.object({ message: ChatMessage }) },
+      errors: [400, 401, 404, 409],
+    }),
     validate("param", chatParam),
     validate("json", toolResultsBody),
     async (c) => {
@@ -203,10 +247,20 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
     },
   )
 
-  .post("/:chat/interrupt", validate("param", chatParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat } = c.req.valid("param");
-    const db = c.get("deps").db;
-    await interruptChat(db, { chat_id: chat, owner_id: actor.user.id });
-    return c.json(await loadChat(db, actor.user.id, chat));
-  });
+  .post(
+    "/:chat/interrupt",
+    operation({
+      summary: "Stop the running turn",
+      tags: ["Chats"],
+      responses: { 200: Chat },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat } = c.req.valid("param");
+      const db = c.get("deps").db;
+      await interruptChat(db, { chat_id: chat, owner_id: actor.user.id });
+      return c.json(await loadChat(db, actor.user.id, chat));
+    },
+  );

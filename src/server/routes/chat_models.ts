@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Hono } from "hono";
 import { z } from "zod";
+import { ModelCatalog, ModelConfig, Provider } from "../../api/schemas.ts";
 import { chatModelConfigJson, chatProviderJson, pricingJson } from "../../api/shapes.ts";
 import type { Queryable } from "../../db/index.ts";
 import {
@@ -24,6 +25,7 @@ import { userKeyAssociatedData } from "../../models/providers.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppDeps, AppEnv } from "../deps.ts";
 import { notFound, unavailable } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { httpUrl, micros, uuid, validate } from "../validation.ts";
 
 /*
@@ -92,6 +94,12 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
    */
   .put(
     "/:id/user-key",
+    operation({
+      summary: "Store the caller's own key for a provider (never returned)",
+      tags: ["Providers"],
+      responses: { 204: null },
+      errors: [400, 401, 404],
+    }),
     validate("param", providerParam),
     validate("json", userKeyBody),
     async (c) => {
@@ -111,41 +119,76 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/:id/user-key", validate("param", providerParam), async (c) => {
-    await deleteChatProviderUserKey(c.get("deps").db, {
-      provider_id: c.req.valid("param").id,
-      user_id: userOf(c.get("actor")).user.id,
-    });
-    return c.body(null, 204);
-  })
+  .delete(
+    "/:id/user-key",
+    operation({
+      summary: "Delete the caller's own key for a provider",
+      tags: ["Providers"],
+      responses: { 204: null },
+      errors: [400, 401, 404],
+    }),
+    validate("param", providerParam),
+    async (c) => {
+      await deleteChatProviderUserKey(c.get("deps").db, {
+        provider_id: c.req.valid("param").id,
+        user_id: userOf(c.get("actor")).user.id,
+      });
+      return c.body(null, 204);
+    },
+  )
 
   .use(requireOwner)
 
-  .get("/", async (c) => {
-    const rows = await listChatProviders(c.get("deps").db);
-    return c.json(rows.map(chatProviderJson));
-  })
+  .get(
+    "/",
+    operation({
+      summary: "The model providers (site owners)",
+      tags: ["Providers"],
+      responses: { 200: z.array(Provider) },
+      errors: [401, 403],
+    }),
+    async (c) => {
+      const rows = await listChatProviders(c.get("deps").db);
+      return c.json(rows.map(chatProviderJson));
+    },
+  )
 
-  .post("/", validate("json", providerCreateBody), async (c) => {
-    const body = c.req.valid("json");
-    const deps = c.get("deps");
-    const id = randomUUID();
-    const row = await insertChatProvider(deps.db, {
-      id,
-      provider: body.provider,
-      display_name: body.display_name ?? "",
-      base_url: body.base_url ?? null,
-      enabled: body.enabled ?? true,
-      api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
-      central_key_enabled: body.central_key_enabled ?? true,
-      allow_user_key: body.allow_user_key ?? false,
-      central_fallback: body.central_fallback ?? false,
-    });
-    return c.json(chatProviderJson(row!), 201);
-  })
+  .post(
+    "/",
+    operation({
+      summary: "Add a model provider (site owners)",
+      tags: ["Providers"],
+      responses: { 201: Provider },
+      errors: [400, 401, 403, 409],
+    }),
+    validate("json", providerCreateBody),
+    async (c) => {
+      const body = c.req.valid("json");
+      const deps = c.get("deps");
+      const id = randomUUID();
+      const row = await insertChatProvider(deps.db, {
+        id,
+        provider: body.provider,
+        display_name: body.display_name ?? "",
+        base_url: body.base_url ?? null,
+        enabled: body.enabled ?? true,
+        api_key_ciphertext: body.api_key ? await sealApiKey(deps, id, body.api_key) : null,
+        central_key_enabled: body.central_key_enabled ?? true,
+        allow_user_key: body.allow_user_key ?? false,
+        central_fallback: body.central_fallback ?? false,
+      });
+      return c.json(chatProviderJson(row!), 201);
+    },
+  )
 
   .patch(
     "/:id",
+    operation({
+      summary: "Change a model provider (site owners)",
+      tags: ["Providers"],
+      responses: { 200: Provider },
+      errors: [400, 401, 403, 404, 409],
+    }),
     validate("param", providerParam),
     validate("json", providerUpdateBody),
     async (c) => {
@@ -170,10 +213,20 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/:id", validate("param", providerParam), async (c) => {
-    await deleteChatProviderByID(c.get("deps").db, { id: c.req.valid("param").id });
-    return c.body(null, 204);
-  });
+  .delete(
+    "/:id",
+    operation({
+      summary: "Delete a model provider (site owners)",
+      tags: ["Providers"],
+      responses: { 204: null },
+      errors: [400, 401, 403, 404, 409],
+    }),
+    validate("param", providerParam),
+    async (c) => {
+      await deleteChatProviderByID(c.get("deps").db, { id: c.req.valid("param").id });
+      return c.body(null, 204);
+    },
+  );
 
 /*
  * GET/POST /model-configs, PATCH/DELETE /model-configs/{id} (site owners). Rules in SQL
@@ -257,29 +310,54 @@ async function modelConfigJson(db: Queryable, id: string) {
 export const chatModelConfigsRoutes = new Hono<AppEnv>()
   .use(requireOwner)
 
-  .get("/", async (c) => {
-    const rows = await listChatModelConfigs(c.get("deps").db);
-    return c.json(rows.map(chatModelConfigJson));
-  })
+  .get(
+    "/",
+    operation({
+      summary: "The model configs (site owners)",
+      tags: ["Models"],
+      responses: { 200: z.array(ModelConfig) },
+      errors: [401, 403],
+    }),
+    async (c) => {
+      const rows = await listChatModelConfigs(c.get("deps").db);
+      return c.json(rows.map(chatModelConfigJson));
+    },
+  )
 
-  .post("/", validate("json", modelConfigCreateBody), async (c) => {
-    const body = c.req.valid("json");
-    const db = c.get("deps").db;
-    const created = await createChatModelConfig(db, {
-      provider_id: body.provider_id,
-      model: body.model,
-      display_name: body.display_name ?? "",
-      context_limit: body.context_limit,
-      enabled: body.enabled ?? true,
-      is_default: body.is_default ?? false,
-      ...priceArgs(body.pricing),
-      store_responses: body.store_responses ?? false,
-    });
-    return c.json(await modelConfigJson(db, created.id!), 201);
-  })
+  .post(
+    "/",
+    operation({
+      summary: "Add a model config (site owners)",
+      tags: ["Models"],
+      responses: { 201: ModelConfig },
+      errors: [400, 401, 403, 404, 409],
+    }),
+    validate("json", modelConfigCreateBody),
+    async (c) => {
+      const body = c.req.valid("json");
+      const db = c.get("deps").db;
+      const created = await createChatModelConfig(db, {
+        provider_id: body.provider_id,
+        model: body.model,
+        display_name: body.display_name ?? "",
+        context_limit: body.context_limit,
+        enabled: body.enabled ?? true,
+        is_default: body.is_default ?? false,
+        ...priceArgs(body.pricing),
+        store_responses: body.store_responses ?? false,
+      });
+      return c.json(await modelConfigJson(db, created.id!), 201);
+    },
+  )
 
   .patch(
     "/:id",
+    operation({
+      summary: "Change a model config (site owners)",
+      tags: ["Models"],
+      responses: { 200: ModelConfig },
+      errors: [400, 401, 403, 404, 409],
+    }),
     validate("param", modelConfigParam),
     validate("json", modelConfigUpdateBody),
     async (c) => {
@@ -302,45 +380,64 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/:id", validate("param", modelConfigParam), async (c) => {
-    await deleteChatModelConfigByID(c.get("deps").db, { id: c.req.valid("param").id });
-    return c.body(null, 204);
-  });
+  .delete(
+    "/:id",
+    operation({
+      summary: "Delete a model config (site owners)",
+      tags: ["Models"],
+      responses: { 204: null },
+      errors: [400, 401, 403, 404, 409],
+    }),
+    validate("param", modelConfigParam),
+    async (c) => {
+      await deleteChatModelConfigByID(c.get("deps").db, { id: c.req.valid("param").id });
+      return c.body(null, 204);
+    },
+  );
 
 /**
  * GET /models: the enabled model configs, grouped by provider, for any signed-in user; each
  * provider says whether the caller can use it now (their own key or the central one) and why not.
  */
-export const chatModelsRoutes = new Hono<AppEnv>().get("/models", async (c) => {
-  const deps = c.get("deps");
-  const rows = await listEnabledModelConfigs(deps.db, {
-    user_id: userOf(c.get("actor")).user.id,
-    gateway: deps.models?.routing.mode === "gateway",
-  });
-  const providers = new Map<string, { models: unknown[] } & Record<string, unknown>>();
-  for (const r of rows) {
-    let p = providers.get(r.provider_id);
-    if (!p) {
-      p = {
-        id: r.provider_id,
-        provider: r.provider,
-        display_name: r.provider_display_name,
-        available: r.available,
-        ...(r.available ? {} : { unavailable_reason: r.unavailable_reason }),
-        allow_user_key: r.allow_user_key,
-        has_user_api_key: r.has_user_api_key,
-        models: [],
-      };
-      providers.set(r.provider_id, p);
-    }
-    p.models.push({
-      id: r.id,
-      model: r.model,
-      display_name: r.display_name,
-      context_limit: r.context_limit,
-      is_default: r.is_default,
-      pricing: pricingJson(r),
+export const chatModelsRoutes = new Hono<AppEnv>().get(
+  "/models",
+  operation({
+    summary: "The enabled models by provider, and whether the caller can use each provider now",
+    tags: ["Models"],
+    responses: { 200: ModelCatalog },
+    errors: [401],
+  }),
+  async (c) => {
+    const deps = c.get("deps");
+    const rows = await listEnabledModelConfigs(deps.db, {
+      user_id: userOf(c.get("actor")).user.id,
+      gateway: deps.models?.routing.mode === "gateway",
     });
-  }
-  return c.json({ providers: [...providers.values()] });
-});
+    const providers = new Map<string, { models: unknown[] } & Record<string, unknown>>();
+    for (const r of rows) {
+      let p = providers.get(r.provider_id);
+      if (!p) {
+        p = {
+          id: r.provider_id,
+          provider: r.provider,
+          display_name: r.provider_display_name,
+          available: r.available,
+          ...(r.available ? {} : { unavailable_reason: r.unavailable_reason }),
+          allow_user_key: r.allow_user_key,
+          has_user_api_key: r.has_user_api_key,
+          models: [],
+        };
+        providers.set(r.provider_id, p);
+      }
+      p.models.push({
+        id: r.id,
+        model: r.model,
+        display_name: r.display_name,
+        context_limit: r.context_limit,
+        is_default: r.is_default,
+        pricing: pricingJson(r),
+      });
+    }
+    return c.json({ providers: [...providers.values()] });
+  },
+);

@@ -1,9 +1,11 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { ChatMessage } from "../../api/schemas.ts";
 import { deleteChatQueuedMessage, promoteChatQueuedMessage } from "../../generated/chat_queue.ts";
 import { userOf } from "../auth.ts";
 import { loadMessage } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
+import { operation } from "../openapi.ts";
 import { uuid, validate } from "../validation.ts";
 
 /*
@@ -18,26 +20,46 @@ const queuedParam = z.object({
 });
 
 export const chatQueueRoutes = new Hono<AppEnv>()
-  .delete("/:chat/queue/:queued", validate("param", queuedParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat, queued } = c.req.valid("param");
-    await deleteChatQueuedMessage(c.get("deps").db, {
-      id: queued,
-      chat_id: chat,
-      owner_id: actor.user.id,
-    });
-    return c.body(null, 204);
-  })
+  .delete(
+    "/:chat/queue/:queued",
+    operation({
+      summary: "Delete a queued message",
+      tags: ["Queue"],
+      responses: { 204: null },
+      errors: [400, 401, 404],
+    }),
+    validate("param", queuedParam),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat, queued } = c.req.valid("param");
+      await deleteChatQueuedMessage(c.get("deps").db, {
+        id: queued,
+        chat_id: chat,
+        owner_id: actor.user.id,
+      });
+      return c.body(null, 204);
+    },
+  )
 
-  .post("/:chat/queue/:queued/promote", validate("param", queuedParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const { chat, queued } = c.req.valid("param");
-    const db = c.get("deps").db;
-    const promoted = await promoteChatQueuedMessage(db, {
-      chat_id: chat,
-      owner_id: actor.user.id,
-      queued_id: queued,
-    });
-    const id = promoted.message_id;
-    return c.json(id ? { message: await loadMessage(db, chat, id) } : {}, 202);
-  });
+  .post(
+    "/:chat/queue/:queued/promote",
+    operation({
+      summary: "Send a queued message next",
+      tags: ["Queue"],
+      responses: { 202: z.object({ message: ChatMessage.optional() }) },
+      errors: [400, 401, 404, 409],
+    }),
+    validate("param", queuedParam),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const { chat, queued } = c.req.valid("param");
+      const db = c.get("deps").db;
+      const promoted = await promoteChatQueuedMessage(db, {
+        chat_id: chat,
+        owner_id: actor.user.id,
+        queued_id: queued,
+      });
+      const id = promoted.message_id;
+      return c.json(id ? { message: await loadMessage(db, chat, id) } : {}, 202);
+    },
+  );

@@ -1,9 +1,11 @@
 import { Hono } from "hono";
+import { Chat } from "../../api/schemas.ts";
 import { regenerateChatTitle } from "../../models/index.ts";
 import { userOf } from "../auth.ts";
 import { loadChat } from "../chat_view.ts";
 import type { AppEnv } from "../deps.ts";
 import { modelFailed, unavailable } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { chatParam, validate } from "../validation.ts";
 
 /*
@@ -12,6 +14,12 @@ import { chatParam, validate } from "../validation.ts";
  */
 export const chatTitlesRoutes = new Hono<AppEnv>().post(
   "/:chat/title/regenerate",
+  operation({
+    summary: "Generate the chat's title again from its conversation",
+    tags: ["Chats"],
+    responses: { 200: Chat },
+    errors: [400, 401, 404, 409],
+  }),
   validate("param", chatParam),
   async (c) => {
     const actor = userOf(c.get("actor"));

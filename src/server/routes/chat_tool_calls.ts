@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { EventStream } from "../../api/schemas.ts";
 import {
   completeChatToolCallByID,
   getRunningChatToolCallByID,
@@ -12,6 +13,7 @@ import { resolveResume, runAgentStream, splitForPart } from "../../watch/index.t
 import { agentOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { conflict } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { rowId, uuid, validate } from "../validation.ts";
 
@@ -41,53 +43,96 @@ const resultBody = z.strictObject({
 });
 
 export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
-  .post("/me/sessions", async (c) => {
-    const agent = agentOf(c.get("actor"));
-    const session = await startWorkspaceAgentSession(c.get("deps").db, { agent_id: agent.id });
-    return c.json({ session_id: session.session_id, interrupted: session.interrupted }, 201);
-  })
+  .post(
+    "/me/sessions",
+    operation({
+      summary: "Start an agent session: calls a previous session left running are interrupted",
+      tags: ["Workspace agents"],
+      responses: { 201: z.object({ session_id: z.string(), interrupted: z.number().int() }) },
+      errors: [401],
+      auth: "agent",
+    }),
+    async (c) => {
+      const agent = agentOf(c.get("actor"));
+      const session = await startWorkspaceAgentSession(c.get("deps").db, { agent_id: agent.id });
+      return c.json({ session_id: session.session_id, interrupted: session.interrupted }, 201);
+    },
+  )
 
-  .get("/me/tool-calls/watch", validate("query", watchQuery), async (c) => {
-    const { db, logger } = c.get("deps");
-    const watch = watchOf(c);
-    const agent = agentOf(c.get("actor"));
-    const q = c.req.valid("query");
-    const streamId = crypto.randomUUID();
-    const touch = () =>
-      touchWorkspaceAgentStream(db, {
-        agent_id: agent.id,
-        session_id: q.session_id,
-        stream_id: streamId,
-      });
-    if ((await touch()) === 0) {
-      throw conflict(
-        "This agent session is not the current one.",
-        "Another agent process started with this token, or the session was never started.",
+  .get(
+    "/me/tool-calls/watch",
+    operation({
+      summary: "The workspace tool calls for this agent to run (SSE)",
+      tags: ["Workspace agents"],
+      responses: {
+        200: {
+          schema: EventStream,
+          description: 'A `tool_call` event for each call to run (docs/api.md "Workspace tools")',
+          media: "text/event-stream",
+        },
+      },
+      errors: [400, 401, 409],
+      auth: "agent",
+    }),
+    validate("query", watchQuery),
+    async (c) => {
+      const { db, logger } = c.get("deps");
+      const watch = watchOf(c);
+      const agent = agentOf(c.get("actor"));
+      const q = c.req.valid("query");
+      const streamId = crypto.randomUUID();
+      const touch = () =>
+        touchWorkspaceAgentStream(db, {
+          agent_id: agent.id,
+          session_id: q.session_id,
+          stream_id: streamId,
+        });
+      if ((await touch()) === 0) {
+        throw conflict(
+          "This agent session is not the current one.",
+          "Another agent process started with this token, or the session was never started.",
+        );
+      }
+      const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
+      await watch.beforeSubscribe();
+      return sseResponse(
+        c,
+        (stream) =>
+          runAgentStream(
+            { stream, watch, db, logger, disconnect: disconnectOf(c) },
+            { id: agent.id, ownerId: agent.owner_id },
+            resume,
+            {
+              keepAlive: async () => (await touch()) > 0,
+              closed: () =>
+                releaseWorkspaceAgentStream(db, { agent_id: agent.id, stream_id: streamId }).catch(
+                  (err) => logger.warn({ err, agent: agent.id }, "marking an agent offline failed"),
+                ),
+            },
+          ),
+        (err) => logger.error({ err, agent: agent.id }, "agent stream failed"),
       );
-    }
-    const resume = await resolveResume(db, lastEventId(c.req.header("last-event-id"), q.after));
-    await watch.beforeSubscribe();
-    return sseResponse(
-      c,
-      (stream) =>
-        runAgentStream(
-          { stream, watch, db, logger, disconnect: disconnectOf(c) },
-          { id: agent.id, ownerId: agent.owner_id },
-          resume,
-          {
-            keepAlive: async () => (await touch()) > 0,
-            closed: () =>
-              releaseWorkspaceAgentStream(db, { agent_id: agent.id, stream_id: streamId }).catch(
-                (err) => logger.warn({ err, agent: agent.id }, "marking an agent offline failed"),
-              ),
-          },
-        ),
-      (err) => logger.error({ err, agent: agent.id }, "agent stream failed"),
-    );
-  })
+    },
+  )
 
   .post(
     "/me/tool-calls/:call/start",
+    operation({
+      summary: "Claim a tool call to run it",
+      tags: ["Workspace agents"],
+      responses: {
+        200: z.object({
+          id: z.number().int().nullable(),
+          chat_id: z.string().nullable(),
+          tool_call_id: z.string().nullable(),
+          tool_name: z.string().nullable(),
+          args: z.unknown(),
+          deadline_at: z.string().nullable(),
+        }),
+      },
+      errors: [400, 401, 404, 409],
+      auth: "agent",
+    }),
     validate("param", callParam),
     validate("json", sessionBody),
     async (c) => {
@@ -103,6 +148,13 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
 
   .post(
     "/me/tool-calls/:call/progress",
+    operation({
+      summary: "Report a running tool call's output so far",
+      tags: ["Workspace agents"],
+      responses: { 200: z.object({ running: z.boolean() }) },
+      errors: [400, 401, 404, 409],
+      auth: "agent",
+    }),
     validate("param", callParam),
     validate("json", progressBody),
     async (c) => {
@@ -136,6 +188,15 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
 
   .post(
     "/me/tool-calls/:call/result",
+    operation({
+      summary: "Answer a tool call",
+      tags: ["Workspace agents"],
+      responses: {
+        200: z.object({ id: z.number().int(), chat_id: z.string(), state: z.string() }),
+      },
+      errors: [400, 401, 404, 409],
+      auth: "agent",
+    }),
     validate("param", callParam),
     validate("json", resultBody),
     async (c) => {

@@ -1,5 +1,11 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import {
+  GroupOverride,
+  UsageLimitConfig,
+  UsageLimitStatus,
+  UserOverride,
+} from "../../api/schemas.ts";
 import { usageLimitConfigJson, usageLimitStatusJson } from "../../api/shapes.ts";
 import type { Queryable } from "../../db/index.ts";
 import {
@@ -14,6 +20,7 @@ import {
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { forbidden } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { uuid, validate } from "../validation.ts";
 
 /*
@@ -48,36 +55,73 @@ async function loadConfig(db: Queryable) {
 }
 
 export const chatUsageLimitsRoutes = new Hono<AppEnv>()
-  .get("/status", validate("query", statusQuery), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const requested = c.req.valid("query").organization_id;
-    if (requested && !actor.user.organization_ids.includes(requested)) {
-      throw forbidden("You are not a member of this organization.");
-    }
-    const organizationId = requested ?? actor.user.organization_ids[0];
-    if (!organizationId) throw forbidden("You are not a member of any organization.");
-    const status = await getChatUsageLimitStatus(c.get("deps").db, {
-      user_id: actor.user.id,
-      organization_id: organizationId,
-    });
-    return c.json(usageLimitStatusJson(status!));
-  })
+  .get(
+    "/status",
+    operation({
+      summary: "The caller's spend against their limit",
+      tags: ["Spend limits"],
+      responses: { 200: UsageLimitStatus },
+      errors: [400, 401, 403],
+    }),
+    validate("query", statusQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const requested = c.req.valid("query").organization_id;
+      if (requested && !actor.user.organization_ids.includes(requested)) {
+        throw forbidden("You are not a member of this organization.");
+      }
+      const organizationId = requested ?? actor.user.organization_ids[0];
+      if (!organizationId) throw forbidden("You are not a member of any organization.");
+      const status = await getChatUsageLimitStatus(c.get("deps").db, {
+        user_id: actor.user.id,
+        organization_id: organizationId,
+      });
+      return c.json(usageLimitStatusJson(status!));
+    },
+  )
 
-  .get("/", requireOwner, async (c) => c.json(await loadConfig(c.get("deps").db)))
+  .get(
+    "/",
+    operation({
+      summary: "The spend limit and its overrides (site owners)",
+      tags: ["Spend limits"],
+      responses: { 200: UsageLimitConfig },
+      errors: [401, 403],
+    }),
+    requireOwner,
+    async (c) => c.json(await loadConfig(c.get("deps").db)),
+  )
 
-  .put("/", requireOwner, validate("json", configBody), async (c) => {
-    const body = c.req.valid("json");
-    const db = c.get("deps").db;
-    await setChatUsageLimitConfig(db, {
-      actor_id: userOf(c.get("actor")).user.id,
-      spend_limit_micros: body.spend_limit_micros,
-      period: body.period ?? null,
-    });
-    return c.json(await loadConfig(db));
-  })
+  .put(
+    "/",
+    operation({
+      summary: "Set the spend limit and its period; null turns limiting off (site owners)",
+      tags: ["Spend limits"],
+      responses: { 200: UsageLimitConfig },
+      errors: [400, 401, 403],
+    }),
+    requireOwner,
+    validate("json", configBody),
+    async (c) => {
+      const body = c.req.valid("json");
+      const db = c.get("deps").db;
+      await setChatUsageLimitConfig(db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        spend_limit_micros: body.spend_limit_micros,
+        period: body.period ?? null,
+      });
+      return c.json(await loadConfig(db));
+    },
+  )
 
   .put(
     "/overrides/:user",
+    operation({
+      summary: "Set a user's own limit (site owners)",
+      tags: ["Spend limits"],
+      responses: { 200: UserOverride },
+      errors: [400, 401, 403, 404],
+    }),
     requireOwner,
     validate("param", userParam),
     validate("json", overrideBody),
@@ -94,17 +138,34 @@ export const chatUsageLimitsRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/overrides/:user", requireOwner, validate("param", userParam), async (c) => {
-    await setChatUsageLimitUserOverride(c.get("deps").db, {
-      actor_id: userOf(c.get("actor")).user.id,
-      target_user_id: c.req.valid("param").user,
-      spend_limit_micros: null,
-    });
-    return c.body(null, 204);
-  })
+  .delete(
+    "/overrides/:user",
+    operation({
+      summary: "Remove a user's own limit (site owners)",
+      tags: ["Spend limits"],
+      responses: { 204: null },
+      errors: [400, 401, 403, 404],
+    }),
+    requireOwner,
+    validate("param", userParam),
+    async (c) => {
+      await setChatUsageLimitUserOverride(c.get("deps").db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        target_user_id: c.req.valid("param").user,
+        spend_limit_micros: null,
+      });
+      return c.body(null, 204);
+    },
+  )
 
   .put(
     "/group-overrides/:group",
+    operation({
+      summary: "Set a group's limit (site owners)",
+      tags: ["Spend limits"],
+      responses: { 200: GroupOverride },
+      errors: [400, 401, 403, 404],
+    }),
     requireOwner,
     validate("param", groupParam),
     validate("json", overrideBody),
@@ -121,11 +182,22 @@ export const chatUsageLimitsRoutes = new Hono<AppEnv>()
     },
   )
 
-  .delete("/group-overrides/:group", requireOwner, validate("param", groupParam), async (c) => {
-    await setChatUsageLimitGroupOverride(c.get("deps").db, {
-      actor_id: userOf(c.get("actor")).user.id,
-      group_id: c.req.valid("param").group,
-      spend_limit_micros: null,
-    });
-    return c.body(null, 204);
-  });
+  .delete(
+    "/group-overrides/:group",
+    operation({
+      summary: "Remove a group's limit (site owners)",
+      tags: ["Spend limits"],
+      responses: { 204: null },
+      errors: [400, 401, 403, 404],
+    }),
+    requireOwner,
+    validate("param", groupParam),
+    async (c) => {
+      await setChatUsageLimitGroupOverride(c.get("deps").db, {
+        actor_id: userOf(c.get("actor")).user.id,
+        group_id: c.req.valid("param").group,
+        spend_limit_micros: null,
+      });
+      return c.body(null, 204);
+    },
+  );

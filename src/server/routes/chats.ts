@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { Chat } from "../../api/schemas.ts";
 import { withTx } from "../../db/index.ts";
 import {
   getChatExistsByIDForOwner,
@@ -12,6 +13,7 @@ import { patchChat } from "../chat_patch.ts";
 import { loadChat, loadChatResolved, withChildren } from "../chat_view.ts";
 import { type AppEnv, readDb } from "../deps.ts";
 import { badRequest, forbidden } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { labelsSchema, parseChatSearch, parseLabelFilters } from "../search.ts";
 import { chatParam, messageContent, planMode, uuid, validate } from "../validation.ts";
 
@@ -109,101 +111,156 @@ const byWorkspaceQuery = z.object({
 });
 
 export const chatsRoutes = new Hono<AppEnv>()
-  .get("/", validate("query", listQuery), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const query = c.req.valid("query");
-    const search = parseChatSearch(query.q);
-    const labelFilters = parseLabelFilters(
-      query.label === undefined ? [] : Array.isArray(query.label) ? query.label : [query.label],
-    );
-    // List and search read a standby when there is one (src/db/replica.ts).
-    const db = await readDb(c.get("deps"));
-    const rows = await listChatsByOwner(db, {
-      owner_id: actor.user.id,
-      archived: search.archived,
-      after_id: query.after_id ?? null,
-      title: search.title ?? null,
-      has_unread: search.hasUnread ?? null,
-      labels: Object.keys(labelFilters).length > 0 ? labelFilters : null,
-      pr: search.pr ?? null,
-      repo: search.repo ?? null,
-      pr_title: search.prTitle ?? null,
-      pr_status: search.prStatus ?? null,
-      diff_url: search.diffUrl ?? null,
-      page_limit: query.limit,
-      page_offset: query.offset,
-    });
-    if (rows.length === 0 && query.after_id) {
-      const cursor = await getChatExistsByIDForOwner(db, {
-        id: query.after_id,
+  .get(
+    "/",
+    operation({
+      summary: "The caller's root chats, pinned first, then the most recently updated",
+      tags: ["Chats"],
+      responses: { 200: z.array(Chat) },
+      errors: [400, 401],
+    }),
+    validate("query", listQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const query = c.req.valid("query");
+      const search = parseChatSearch(query.q);
+      const labelFilters = parseLabelFilters(
+        query.label === undefined ? [] : Array.isArray(query.label) ? query.label : [query.label],
+      );
+      // List and search read a standby when there is one (src/db/replica.ts).
+      const db = await readDb(c.get("deps"));
+      const rows = await listChatsByOwner(db, {
         owner_id: actor.user.id,
+        archived: search.archived,
+        after_id: query.after_id ?? null,
+        title: search.title ?? null,
+        has_unread: search.hasUnread ?? null,
+        labels: Object.keys(labelFilters).length > 0 ? labelFilters : null,
+        pr: search.pr ?? null,
+        repo: search.repo ?? null,
+        pr_title: search.prTitle ?? null,
+        pr_status: search.prStatus ?? null,
+        diff_url: search.diffUrl ?? null,
+        page_limit: query.limit,
+        page_offset: query.offset,
       });
-      if (!cursor.found) throw badRequest("after_id does not name one of your chats.");
-    }
-    return c.json(await withChildren(db, rows, search.archived));
-  })
+      if (rows.length === 0 && query.after_id) {
+        const cursor = await getChatExistsByIDForOwner(db, {
+          id: query.after_id,
+          owner_id: actor.user.id,
+        });
+        if (!cursor.found) throw badRequest("after_id does not name one of your chats.");
+      }
+      return c.json(await withChildren(db, rows, search.archived));
+    },
+  )
 
-  .post("/", validate("json", createChatBody), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const body = c.req.valid("json");
-    let organizationId: string | null = body.organization_id ?? null;
-    if (organizationId && !actor.user.organization_ids.includes(organizationId)) {
-      throw forbidden("You are not a member of this organization.");
-    }
-    if (!organizationId && !body.parent_chat_id) {
-      organizationId = actor.user.organization_ids[0] ?? null;
-      if (!organizationId) throw forbidden("You are not a member of any organization.");
-    }
-    // Created and read in one transaction: the 201 shows the chat as created (pending), not as a
-    // runner that claims it the moment it commits has already changed it.
-    const chat = await withTx(c.get("deps").db, async (tx) => {
-      const created = await insertChat(tx, {
-        owner_id: actor.user.id,
-        organization_id: organizationId,
-        workspace_id: body.workspace_id ?? null,
-        model_config_id: body.model_config_id ?? null,
-        parent_chat_id: body.parent_chat_id ?? null,
-        client_type: body.client_type ?? null,
-        mode: body.mode ?? null,
-        plan_mode: body.plan_mode ?? null,
-        labels: body.labels ?? null,
-        dynamic_tools: body.unsafe_dynamic_tools ?? null,
-        system_prompt: body.system_prompt ?? null,
-        content: body.content,
-        api_key_id: actor.apiKeyId,
-        mcp_server_ids: body.mcp_server_ids ?? null,
+  .post(
+    "/",
+    operation({
+      summary: "Create a chat with its first message",
+      tags: ["Chats"],
+      responses: { 201: Chat },
+      errors: [400, 401, 403, 404, 409],
+    }),
+    validate("json", createChatBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const body = c.req.valid("json");
+      let organizationId: string | null = body.organization_id ?? null;
+      if (organizationId && !actor.user.organization_ids.includes(organizationId)) {
+        throw forbidden("You are not a member of this organization.");
+      }
+      if (!organizationId && !body.parent_chat_id) {
+        organizationId = actor.user.organization_ids[0] ?? null;
+        if (!organizationId) throw forbidden("You are not a member of any organization.");
+      }
+      // Created and read in one transaction: the 201 shows the chat as created (pending), not as a
+      // runner that claims it the moment it commits has already changed it.
+      const chat = await withTx(c.get("deps").db, async (tx) => {
+        const created = await insertChat(tx, {
+          owner_id: actor.user.id,
+          organization_id: organizationId,
+          workspace_id: body.workspace_id ?? null,
+          model_config_id: body.model_config_id ?? null,
+          parent_chat_id: body.parent_chat_id ?? null,
+          client_type: body.client_type ?? null,
+          mode: body.mode ?? null,
+          plan_mode: body.plan_mode ?? null,
+          labels: body.labels ?? null,
+          dynamic_tools: body.unsafe_dynamic_tools ?? null,
+          system_prompt: body.system_prompt ?? null,
+          content: body.content,
+          api_key_id: actor.apiKeyId,
+          mcp_server_ids: body.mcp_server_ids ?? null,
+        });
+        return loadChat(tx, actor.user.id, created.id!);
       });
-      return loadChat(tx, actor.user.id, created.id!);
-    });
-    return c.json(chat, 201);
-  })
+      return c.json(chat, 201);
+    },
+  )
 
-  .get("/by-workspace", validate("query", byWorkspaceQuery), async (c) => {
-    const actor = userOf(c.get("actor"));
-    const ids = c.req.valid("query").workspace_ids;
-    const rows =
-      ids.length > 0
-        ? await listLatestChatIDsByWorkspaceIDs(c.get("deps").db, {
-            workspace_ids: ids,
-            owner_id: actor.user.id,
-          })
-        : [];
-    return c.json(Object.fromEntries(rows.map((r) => [r.workspace_id, r.chat_id])));
-  })
+  .get(
+    "/by-workspace",
+    operation({
+      summary: "The latest-updated root chat of each workspace",
+      tags: ["Chats"],
+      responses: {
+        200: z.record(z.string(), z.string()).meta({ description: "workspace id → chat id" }),
+      },
+      errors: [400, 401],
+    }),
+    validate("query", byWorkspaceQuery),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      const ids = c.req.valid("query").workspace_ids;
+      const rows =
+        ids.length > 0
+          ? await listLatestChatIDsByWorkspaceIDs(c.get("deps").db, {
+              workspace_ids: ids,
+              owner_id: actor.user.id,
+            })
+          : [];
+      return c.json(Object.fromEntries(rows.map((r) => [r.workspace_id, r.chat_id])));
+    },
+  )
 
-  .get("/:chat", validate("param", chatParam), async (c) => {
-    const actor = userOf(c.get("actor"));
-    return c.json(await loadChatResolved(c.get("deps"), actor.user.id, c.req.valid("param").chat));
-  })
+  .get(
+    "/:chat",
+    operation({
+      summary: "A chat, with its files",
+      tags: ["Chats"],
+      responses: { 200: Chat },
+      errors: [400, 401, 404],
+    }),
+    validate("param", chatParam),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      return c.json(
+        await loadChatResolved(c.get("deps"), actor.user.id, c.req.valid("param").chat),
+      );
+    },
+  )
 
-  .patch("/:chat", validate("param", chatParam), validate("json", updateChatBody), async (c) => {
-    const actor = userOf(c.get("actor"));
-    await patchChat(
-      c.get("deps").db,
-      actor.user.id,
-      c.req.valid("param").chat,
-      c.req.valid("json"),
-      actor.apiKeyId,
-    );
-    return c.body(null, 204);
-  });
+  .patch(
+    "/:chat",
+    operation({
+      summary: "Change a chat: title, archive, pin, labels, workspace, plan mode",
+      tags: ["Chats"],
+      responses: { 204: null },
+      errors: [400, 401, 404, 409],
+    }),
+    validate("param", chatParam),
+    validate("json", updateChatBody),
+    async (c) => {
+      const actor = userOf(c.get("actor"));
+      await patchChat(
+        c.get("deps").db,
+        actor.user.id,
+        c.req.valid("param").chat,
+        c.req.valid("json"),
+        actor.apiKeyId,
+      );
+      return c.body(null, 204);
+    },
+  );

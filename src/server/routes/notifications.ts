@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { Notifications } from "../../api/schemas.ts";
 import {
   listNotificationsByUserID,
   markAllNotificationsReadByUserID,
@@ -8,6 +9,7 @@ import {
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { rowId, validate } from "../validation.ts";
 
 /*
@@ -30,41 +32,70 @@ const listQuery = z.object({
 const idParam = z.object({ id: notificationId });
 
 export const notificationsRoutes = new Hono<AppEnv>()
-  .get("/notifications", validate("query", listQuery), async (c) => {
-    const query = c.req.valid("query");
-    const rows = await listNotificationsByUserID(c.get("deps").db, {
-      user_id: userOf(c.get("actor")).user.id,
-      after_id: query.after_id ?? null,
-      unread_only: query.unread,
-      page_limit: query.limit + 1,
-    });
-    return c.json({
-      notifications: rows.slice(0, query.limit).map((n) => ({
-        id: Number(n.id),
-        kind: n.kind,
-        title: n.title,
-        body: n.body,
-        created_at: n.created_at,
-        read_at: n.read_at,
-      })),
-      has_more: rows.length > query.limit,
-    });
-  })
+  .get(
+    "/notifications",
+    operation({
+      summary: "The caller's notifications, newest first",
+      tags: ["Notifications"],
+      responses: { 200: Notifications },
+      errors: [400, 401],
+    }),
+    validate("query", listQuery),
+    async (c) => {
+      const query = c.req.valid("query");
+      const rows = await listNotificationsByUserID(c.get("deps").db, {
+        user_id: userOf(c.get("actor")).user.id,
+        after_id: query.after_id ?? null,
+        unread_only: query.unread,
+        page_limit: query.limit + 1,
+      });
+      return c.json({
+        notifications: rows.slice(0, query.limit).map((n) => ({
+          id: Number(n.id),
+          kind: n.kind,
+          title: n.title,
+          body: n.body,
+          created_at: n.created_at,
+          read_at: n.read_at,
+        })),
+        has_more: rows.length > query.limit,
+      });
+    },
+  )
 
   // Before /notifications/:id/read, which would take "read-all" as an id (and refuse it).
-  .put("/notifications/read-all", async (c) => {
-    await markAllNotificationsReadByUserID(c.get("deps").db, {
-      user_id: userOf(c.get("actor")).user.id,
-    });
-    return c.body(null, 204);
-  })
+  .put(
+    "/notifications/read-all",
+    operation({
+      summary: "Mark every notification of the caller read",
+      tags: ["Notifications"],
+      responses: { 204: null },
+      errors: [401],
+    }),
+    async (c) => {
+      await markAllNotificationsReadByUserID(c.get("deps").db, {
+        user_id: userOf(c.get("actor")).user.id,
+      });
+      return c.body(null, 204);
+    },
+  )
 
-  .put("/notifications/:id/read", validate("param", idParam), async (c) => {
-    const found = await markNotificationReadByID(c.get("deps").db, {
-      id: c.req.valid("param").id,
-      user_id: userOf(c.get("actor")).user.id,
-    });
-    // Another user's notification looks missing, like a chat does.
-    if (found === 0) throw notFound("Notification");
-    return c.body(null, 204);
-  });
+  .put(
+    "/notifications/:id/read",
+    operation({
+      summary: "Mark a notification read",
+      tags: ["Notifications"],
+      responses: { 204: null },
+      errors: [400, 401, 404],
+    }),
+    validate("param", idParam),
+    async (c) => {
+      const found = await markNotificationReadByID(c.get("deps").db, {
+        id: c.req.valid("param").id,
+        user_id: userOf(c.get("actor")).user.id,
+      });
+      // Another user's notification looks missing, like a chat does.
+      if (found === 0) throw notFound("Notification");
+      return c.body(null, 204);
+    },
+  );

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { Group, Workspace } from "../../api/schemas.ts";
 import { getGroupByID, insertGroup, upsertGroupMember } from "../../generated/groups.ts";
 import {
   getOrganizationByID,
@@ -10,6 +11,7 @@ import { insertWorkspace } from "../../generated/workspaces.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { forbidden, notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 
 const orgParam = z.object({ org: uuid() });
@@ -27,13 +29,30 @@ const createWorkspaceBody = z.strictObject({
 });
 
 export const organizationsRoutes = new Hono<AppEnv>()
-  .post("/organizations", requireOwner, validate("json", createOrgBody), async (c) => {
-    const org = await insertOrganization(c.get("deps").db, { name: c.req.valid("json").name });
-    return c.json({ id: org.id, name: org.name }, 201);
-  })
+  .post(
+    "/organizations",
+    operation({
+      summary: "Create an organization (site owners)",
+      tags: ["Organizations"],
+      responses: { 201: z.object({ id: z.string(), name: z.string() }) },
+      errors: [400, 401, 403, 409],
+    }),
+    requireOwner,
+    validate("json", createOrgBody),
+    async (c) => {
+      const org = await insertOrganization(c.get("deps").db, { name: c.req.valid("json").name });
+      return c.json({ id: org.id, name: org.name }, 201);
+    },
+  )
 
   .put(
     "/organizations/:org/members/:user",
+    operation({
+      summary: "Add a user to an organization (site owners)",
+      tags: ["Organizations"],
+      responses: { 200: z.object({ organization_id: z.string(), user_id: z.string() }) },
+      errors: [400, 401, 403, 404],
+    }),
     requireOwner,
     validate("param", orgUserParam),
     async (c) => {
@@ -48,6 +67,12 @@ export const organizationsRoutes = new Hono<AppEnv>()
 
   .post(
     "/organizations/:org/groups",
+    operation({
+      summary: "Create a group in an organization (site owners)",
+      tags: ["Organizations"],
+      responses: { 201: Group },
+      errors: [400, 401, 403, 404, 409],
+    }),
     requireOwner,
     validate("param", orgParam),
     validate("json", createGroupBody),
@@ -67,6 +92,12 @@ export const organizationsRoutes = new Hono<AppEnv>()
 
   .put(
     "/organizations/:org/groups/:group/members/:user",
+    operation({
+      summary: "Add a member of the organization to a group (site owners)",
+      tags: ["Organizations"],
+      responses: { 200: z.object({ group_id: z.string(), user_id: z.string() }) },
+      errors: [400, 401, 403, 404],
+    }),
     requireOwner,
     validate("param", groupMemberParam),
     async (c) => {
@@ -82,6 +113,12 @@ export const organizationsRoutes = new Hono<AppEnv>()
 
   .post(
     "/organizations/:org/workspaces",
+    operation({
+      summary: "Create a workspace in an organization",
+      tags: ["Workspaces"],
+      responses: { 201: Workspace },
+      errors: [400, 401, 403, 404, 409],
+    }),
     validate("param", orgParam),
     validate("json", createWorkspaceBody),
     async (c) => {

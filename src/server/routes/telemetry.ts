@@ -3,6 +3,7 @@ import { z } from "zod";
 import { requireOwner } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { badRequest } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { buildTelemetrySnapshot, defaultTelemetryWindowMs } from "../telemetry.ts";
 import { validate } from "../validation.ts";
 
@@ -18,6 +19,17 @@ const snapshotQuery = z.object({
 
 export const telemetryRoutes = new Hono<AppEnv>().get(
   "/telemetry/snapshot",
+  operation({
+    summary: "What the deployment did in a window, without content or identities (site owners)",
+    tags: ["Operations"],
+    responses: {
+      200: {
+        schema: z.looseObject({}),
+        description: 'The snapshot (docs/api.md "Telemetry")',
+      },
+    },
+    errors: [400, 401, 403],
+  }),
   requireOwner,
   validate("query", snapshotQuery),
   async (c) => {

@@ -1,5 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { User } from "../../api/schemas.ts";
 import { userJson } from "../../api/shapes.ts";
 import { insertAPIKey } from "../../generated/api_keys.ts";
 import { getOrganizationByName } from "../../generated/organizations.ts";
@@ -8,6 +9,7 @@ import { generateToken } from "../../lib/tokens.ts";
 import { requireOwner, userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { micros, resourceName, uuid, validate } from "../validation.ts";
 
 /** Keys last 30 days unless the caller asks otherwise. */
@@ -34,29 +36,60 @@ const createKeyBody = z.strictObject({
 });
 
 export const usersRoutes = new Hono<AppEnv>()
-  .get("/users/me", (c) => c.json(userJson(userOf(c.get("actor")).user)))
+  .get(
+    "/users/me",
+    operation({
+      summary: "The caller",
+      tags: ["Users"],
+      responses: { 200: User },
+      errors: [401],
+    }),
+    (c) => c.json(userJson(userOf(c.get("actor")).user)),
+  )
 
-  .post("/users", requireOwner, validate("json", createUserBody), async (c) => {
-    const body = c.req.valid("json");
-    const db = c.get("deps").db;
-    let organizationIds = body.organization_ids;
-    if (!organizationIds) {
-      const org = await getOrganizationByName(db, { name: "default" });
-      organizationIds = org ? [org.id] : [];
-    }
-    const user = await insertUser(db, {
-      username: body.username,
-      name: body.name ?? "",
-      email: body.email ?? null,
-      roles: body.roles && body.roles.length > 0 ? [...new Set(body.roles)] : ["member"],
-      chat_spend_limit_micros: body.chat_spend_limit_micros ?? null,
-      organization_ids: organizationIds,
-    });
-    return c.json(userJson(user!), 201);
-  })
+  .post(
+    "/users",
+    operation({
+      summary: "Create a user (site owners)",
+      tags: ["Users"],
+      responses: { 201: User },
+      errors: [400, 401, 403, 409],
+    }),
+    requireOwner,
+    validate("json", createUserBody),
+    async (c) => {
+      const body = c.req.valid("json");
+      const db = c.get("deps").db;
+      let organizationIds = body.organization_ids;
+      if (!organizationIds) {
+        const org = await getOrganizationByName(db, { name: "default" });
+        organizationIds = org ? [org.id] : [];
+      }
+      const user = await insertUser(db, {
+        username: body.username,
+        name: body.name ?? "",
+        email: body.email ?? null,
+        roles: body.roles && body.roles.length > 0 ? [...new Set(body.roles)] : ["member"],
+        chat_spend_limit_micros: body.chat_spend_limit_micros ?? null,
+        organization_ids: organizationIds,
+      });
+      return c.json(userJson(user!), 201);
+    },
+  )
 
   .post(
     "/users/:user/keys",
+    operation({
+      summary: "Create an API key for the caller (`me`), or for any user (site owners)",
+      tags: ["Users"],
+      responses: {
+        201: {
+          schema: z.object({ key: z.string() }),
+          description: "The key, shown once: only a hash of its secret is stored",
+        },
+      },
+      errors: [400, 401, 404],
+    }),
     validate("param", userParam),
     validate("json", createKeyBody),
     async (c) => {

@@ -1,10 +1,12 @@
 import { Hono } from "hono";
 import { z } from "zod";
+import { WorkspaceBuild } from "../../api/schemas.ts";
 import { getWorkspaceByID, insertWorkspaceBuild } from "../../generated/workspaces.ts";
 import { generateToken } from "../../lib/tokens.ts";
 import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
+import { operation } from "../openapi.ts";
 import { resourceName, uuid, validate } from "../validation.ts";
 
 /** A workspace with more agents than this is a configuration mistake, not a real template. */
@@ -22,6 +24,12 @@ const createBuildBody = z.strictObject({
 
 export const workspacesRoutes = new Hono<AppEnv>().post(
   "/workspaces/:workspace/builds",
+  operation({
+    summary: "Start a build of a workspace: its agents get ids and tokens",
+    tags: ["Workspaces"],
+    responses: { 201: WorkspaceBuild },
+    errors: [400, 401, 404],
+  }),
   validate("param", workspaceParam),
   validate("json", createBuildBody),
   async (c) => {
