@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { chatErrorKinds } from "../models/chat_error.ts";
 
 /*
  * Response bodies of docs/api.md as zod schemas: what the OpenAPI document (src/server/openapi.ts)
@@ -25,17 +26,7 @@ export const ChatStatus = z
 export const ChatError = z
   .object({
     message: z.string(),
-    kind: z.enum([
-      "generic",
-      "overloaded",
-      "rate_limit",
-      "timeout",
-      "auth",
-      "config",
-      "usage_limit",
-      "missing_key",
-      "content_filter",
-    ]),
+    kind: z.enum(chatErrorKinds),
     provider: z.string().nullable(),
     retryable: z.boolean(),
     status_code: z.number().int().nullable(),
@@ -486,24 +477,3 @@ export const PullRequestInsights = z
  * described in docs/api.md "Streams"; here the body is the event stream's text.
  */
 export const EventStream = z.string().meta({ description: "text/event-stream" });
-
-export const WatchEvent = z
-  .object({
-    kind: z.enum([
-      "created",
-      "deleted",
-      "status_change",
-      "title_change",
-      "summary_change",
-      "diff_status_change",
-      "action_required",
-      "context_dirty",
-      "updated",
-      "hard_deleted",
-    ]),
-    chat: Chat,
-    tool_calls: z
-      .array(z.object({ tool_call_id: z.string(), tool_name: z.string(), args: z.unknown() }))
-      .optional(),
-  })
-  .meta({ id: "WatchEvent", description: "The data of every event of GET /chats/watch." });

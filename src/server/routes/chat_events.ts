@@ -29,7 +29,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
         200: {
           schema: EventStream,
           description:
-            'Events named by their kind, each with a WatchEvent as data (docs/api.md "Streams"); `resync` when the cursor is unknown or expired',
+            'Events named by their kind, each with `{kind, chat, tool_calls?}` as data (docs/api.md "Streams"); `resync` when the cursor is unknown or expired',
           media: "text/event-stream",
         },
       },
