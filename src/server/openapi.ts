@@ -44,7 +44,8 @@ export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 503 | 507;
 
 /**
  * Declares a route's operation for the document: what it is, and every status it answers with
- * its body. Error statuses answer the error body of docs/api.md; list them in `errors`.
+ * its body. Error statuses answer the error body of docs/api.md; list them in `errors` (401 is
+ * added to every operation that needs a token).
  */
 export function operation(spec: {
   summary: string;
@@ -68,7 +69,9 @@ export function operation(spec: {
         : {}),
     };
   }
-  for (const status of spec.errors ?? []) {
+  // Every route but the public ones sits behind the token check (src/server/auth.ts): 401.
+  const errors = spec.auth === "none" ? (spec.errors ?? []) : [401, ...(spec.errors ?? [])];
+  for (const status of errors) {
     responses[status] = {
       description: reasons[status] ?? "Error",
       content: { "application/json": { schema: resolver(ErrorBody) as never } },

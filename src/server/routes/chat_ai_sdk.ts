@@ -108,7 +108,7 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
           media: "text/event-stream",
         },
       },
-      errors: [400, 401, 404, 409, 429],
+      errors: [400, 404, 409, 429],
     }),
     validate("json", uiRequestBody),
     async (c) => {
@@ -154,7 +154,7 @@ export const chatAiSdkRoutes = new Hono<AppEnv>()
         },
         204: null,
       },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", chatParam),
     async (c) => {

@@ -52,7 +52,7 @@ export const chatDiffStatusesAgentRoutes = new Hono<AppEnv>().post(
     summary: "Report the branch (and pull request) the agent's chat works on",
     tags: ["Workspace agents"],
     responses: { 200: ChatDiffStatus },
-    errors: [400, 401, 404],
+    errors: [400, 404],
     auth: "agent",
   }),
   validate("json", gitActivity),
@@ -95,7 +95,7 @@ export const chatDiffStatusesRoutes = new Hono<AppEnv>()
       summary: "The caller's chats with pull requests, and their counts by state",
       tags: ["Pull requests"],
       responses: { 200: PullRequestInsights },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("query", insightsQuery),
     async (c) => {
@@ -131,7 +131,6 @@ export const chatDiffStatusesRoutes = new Hono<AppEnv>()
       summary: "Whether the caller stored a GitHub token (never returned)",
       tags: ["Pull requests"],
       responses: { 200: z.object({ has_token: z.boolean() }) },
-      errors: [401],
     }),
     async (c) => {
       const actor = userOf(c.get("actor"));
@@ -146,7 +145,7 @@ export const chatDiffStatusesRoutes = new Hono<AppEnv>()
       summary: "Store the caller's GitHub token for their chats' pull requests",
       tags: ["Pull requests"],
       responses: { 204: null },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("json", forgeTokenBody),
     async (c) => {
@@ -171,7 +170,6 @@ export const chatDiffStatusesRoutes = new Hono<AppEnv>()
       summary: "Delete the caller's GitHub token",
       tags: ["Pull requests"],
       responses: { 204: null },
-      errors: [401],
     }),
     async (c) => {
       const actor = userOf(c.get("actor"));

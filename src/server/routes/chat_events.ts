@@ -33,7 +33,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
           media: "text/event-stream",
         },
       },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("query", watchQuery),
     async (c) => {
@@ -68,7 +68,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
           media: "text/event-stream",
         },
       },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", chatParam),
     validate("query", streamQuery),

@@ -31,7 +31,7 @@ export const chatHousekeepingRoutes = new Hono<AppEnv>()
       summary: "How long archived chats are kept (site owners)",
       tags: ["Housekeeping"],
       responses: { 200: z.object({ retention_days: z.number().int() }) },
-      errors: [401, 403],
+      errors: [403],
     }),
     async (c) => {
       const config = await getChatHousekeepingConfig(c.get("deps").db);
@@ -45,7 +45,7 @@ export const chatHousekeepingRoutes = new Hono<AppEnv>()
       summary: "Set how long archived chats are kept; 0 keeps them (site owners)",
       tags: ["Housekeeping"],
       responses: { 200: z.object({ retention_days: z.number().int() }) },
-      errors: [400, 401, 403],
+      errors: [400, 403],
     }),
     validate("json", retentionBody),
     async (c) => {
@@ -63,7 +63,7 @@ export const chatHousekeepingRoutes = new Hono<AppEnv>()
       summary: "After how many idle days chats are archived (site owners)",
       tags: ["Housekeeping"],
       responses: { 200: z.object({ auto_archive_days: z.number().int() }) },
-      errors: [401, 403],
+      errors: [403],
     }),
     async (c) => {
       const config = await getChatHousekeepingConfig(c.get("deps").db);
@@ -77,7 +77,7 @@ export const chatHousekeepingRoutes = new Hono<AppEnv>()
       summary: "Set after how many idle days chats are archived; 0 never (site owners)",
       tags: ["Housekeeping"],
       responses: { 200: z.object({ auto_archive_days: z.number().int() }) },
-      errors: [400, 401, 403],
+      errors: [400, 403],
     }),
     validate("json", autoArchiveBody),
     async (c) => {

@@ -98,7 +98,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "Store the caller's own key for a provider (never returned)",
       tags: ["Providers"],
       responses: { 204: null },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", providerParam),
     validate("json", userKeyBody),
@@ -125,7 +125,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "Delete the caller's own key for a provider",
       tags: ["Providers"],
       responses: { 204: null },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", providerParam),
     async (c) => {
@@ -145,7 +145,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "The model providers (site owners)",
       tags: ["Providers"],
       responses: { 200: z.array(Provider) },
-      errors: [401, 403],
+      errors: [403],
     }),
     async (c) => {
       const rows = await listChatProviders(c.get("deps").db);
@@ -159,7 +159,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "Add a model provider (site owners)",
       tags: ["Providers"],
       responses: { 201: Provider },
-      errors: [400, 401, 403, 409],
+      errors: [400, 403, 409],
     }),
     validate("json", providerCreateBody),
     async (c) => {
@@ -187,7 +187,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "Change a model provider (site owners)",
       tags: ["Providers"],
       responses: { 200: Provider },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("param", providerParam),
     validate("json", providerUpdateBody),
@@ -219,7 +219,7 @@ export const chatProvidersRoutes = new Hono<AppEnv>()
       summary: "Delete a model provider (site owners)",
       tags: ["Providers"],
       responses: { 204: null },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("param", providerParam),
     async (c) => {
@@ -316,7 +316,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       summary: "The model configs (site owners)",
       tags: ["Models"],
       responses: { 200: z.array(ModelConfig) },
-      errors: [401, 403],
+      errors: [403],
     }),
     async (c) => {
       const rows = await listChatModelConfigs(c.get("deps").db);
@@ -330,7 +330,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       summary: "Add a model config (site owners)",
       tags: ["Models"],
       responses: { 201: ModelConfig },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("json", modelConfigCreateBody),
     async (c) => {
@@ -356,7 +356,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       summary: "Change a model config (site owners)",
       tags: ["Models"],
       responses: { 200: ModelConfig },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("param", modelConfigParam),
     validate("json", modelConfigUpdateBody),
@@ -386,7 +386,7 @@ export const chatModelConfigsRoutes = new Hono<AppEnv>()
       summary: "Delete a model config (site owners)",
       tags: ["Models"],
       responses: { 204: null },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("param", modelConfigParam),
     async (c) => {
@@ -405,7 +405,6 @@ export const chatModelsRoutes = new Hono<AppEnv>().get(
     summary: "The enabled models by provider, and whether the caller can use each provider now",
     tags: ["Models"],
     responses: { 200: ModelCatalog },
-    errors: [401],
   }),
   async (c) => {
     const deps = c.get("deps");

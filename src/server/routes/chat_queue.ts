@@ -26,7 +26,7 @@ export const chatQueueRoutes = new Hono<AppEnv>()
       summary: "Delete a queued message",
       tags: ["Queue"],
       responses: { 204: null },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", queuedParam),
     async (c) => {
@@ -47,7 +47,7 @@ export const chatQueueRoutes = new Hono<AppEnv>()
       summary: "Send a queued message next",
       tags: ["Queue"],
       responses: { 202: z.object({ message: ChatMessage.optional() }) },
-      errors: [400, 401, 404, 409],
+      errors: [400, 404, 409],
     }),
     validate("param", queuedParam),
     async (c) => {

@@ -18,7 +18,7 @@ export const chatTitlesRoutes = new Hono<AppEnv>().post(
     summary: "Generate the chat's title again from its conversation",
     tags: ["Chats"],
     responses: { 200: Chat },
-    errors: [400, 401, 404, 409],
+    errors: [400, 404, 409],
   }),
   validate("param", chatParam),
   async (c) => {

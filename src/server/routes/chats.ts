@@ -117,7 +117,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       summary: "The caller's root chats, pinned first, then the most recently updated",
       tags: ["Chats"],
       responses: { 200: z.array(Chat) },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("query", listQuery),
     async (c) => {
@@ -161,7 +161,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       summary: "Create a chat with its first message",
       tags: ["Chats"],
       responses: { 201: Chat },
-      errors: [400, 401, 403, 404, 409],
+      errors: [400, 403, 404, 409],
     }),
     validate("json", createChatBody),
     async (c) => {
@@ -208,7 +208,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       responses: {
         200: z.record(z.string(), z.string()).meta({ description: "workspace id → chat id" }),
       },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("query", byWorkspaceQuery),
     async (c) => {
@@ -231,7 +231,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       summary: "A chat, with its files",
       tags: ["Chats"],
       responses: { 200: Chat },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", chatParam),
     async (c) => {
@@ -248,7 +248,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       summary: "Change a chat: title, archive, pin, labels, workspace, plan mode",
       tags: ["Chats"],
       responses: { 204: null },
-      errors: [400, 401, 404, 409],
+      errors: [400, 404, 409],
     }),
     validate("param", chatParam),
     validate("json", updateChatBody),

@@ -38,7 +38,7 @@ export const notificationsRoutes = new Hono<AppEnv>()
       summary: "The caller's notifications, newest first",
       tags: ["Notifications"],
       responses: { 200: Notifications },
-      errors: [400, 401],
+      errors: [400],
     }),
     validate("query", listQuery),
     async (c) => {
@@ -70,7 +70,6 @@ export const notificationsRoutes = new Hono<AppEnv>()
       summary: "Mark every notification of the caller read",
       tags: ["Notifications"],
       responses: { 204: null },
-      errors: [401],
     }),
     async (c) => {
       await markAllNotificationsReadByUserID(c.get("deps").db, {
@@ -86,7 +85,7 @@ export const notificationsRoutes = new Hono<AppEnv>()
       summary: "Mark a notification read",
       tags: ["Notifications"],
       responses: { 204: null },
-      errors: [400, 401, 404],
+      errors: [400, 404],
     }),
     validate("param", idParam),
     async (c) => {

@@ -28,7 +28,7 @@ export const telemetryRoutes = new Hono<AppEnv>().get(
         description: 'The snapshot (docs/api.md "Telemetry")',
       },
     },
-    errors: [400, 401, 403],
+    errors: [400, 403],
   }),
   requireOwner,
   validate("query", snapshotQuery),

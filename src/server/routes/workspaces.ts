@@ -28,7 +28,7 @@ export const workspacesRoutes = new Hono<AppEnv>().post(
     summary: "Start a build of a workspace: its agents get ids and tokens",
     tags: ["Workspaces"],
     responses: { 201: WorkspaceBuild },
-    errors: [400, 401, 404],
+    errors: [400, 404],
   }),
   validate("param", workspaceParam),
   validate("json", createBuildBody),
