@@ -87,10 +87,14 @@ export function createApp(deps: AppDeps): App {
   const jsonLimit = limit(jsonBodyLimitBytes);
   const fileLimit = limit(maxFileBytes);
   // One place decides each route's body limit: uploads may be 10 MiB, everything else is JSON.
+  // No GET or HEAD route reads a body, and the limit's check for one would build a whole fetch
+  // Request (headers, AbortController) from the Node request, kept for as long as a stream is open.
   app.use((c, next) =>
-    c.req.method === "POST" && c.req.path === "/api/experimental/chats/files"
-      ? fileLimit(c, next)
-      : jsonLimit(c, next),
+    c.req.method === "GET" || c.req.method === "HEAD"
+      ? next()
+      : c.req.method === "POST" && c.req.path === "/api/experimental/chats/files"
+        ? fileLimit(c, next)
+        : jsonLimit(c, next),
   );
 
   app.route("/", healthRoutes(metrics));

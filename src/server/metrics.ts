@@ -35,13 +35,32 @@ export function createMetrics(
     registry.removeSingleMetric(name);
   }
   if (process.platform === "linux") {
+    // Listing /proc/self/fd takes ~15 ms with 10,000 sockets open (in libuv's thread pool, off
+    // the loop). A scrape does not wait for it: it reports the count the previous scrape started
+    // reading, so the value is at most one scrape interval old.
+    let openFds: number | undefined;
+    let counting: Promise<void> | undefined;
+    const countOpenFds = () => {
+      counting ??= fs
+        .readdir("/proc/self/fd")
+        .then((names) => {
+          openFds = names.length;
+        })
+        .catch(() => {})
+        .finally(() => {
+          counting = undefined;
+        });
+      return counting;
+    };
     new Gauge({
       name: "process_open_fds",
-      help: "Number of open file descriptors.",
+      help: "Number of open file descriptors (as of the previous scrape).",
       registers: [registry],
       async collect() {
-        // Read in libuv's thread pool; only the names come back to the loop.
-        this.set((await fs.readdir("/proc/self/fd")).length);
+        const first = openFds === undefined;
+        const counted = countOpenFds();
+        if (first) await counted;
+        if (openFds !== undefined) this.set(openFds);
       },
     });
   }

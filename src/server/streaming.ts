@@ -13,15 +13,6 @@ export function lastEventId(header: string | undefined, after: string | undefine
   return header?.slice(0, 64) ?? after;
 }
 
-/**
- * Closes the client's socket at once: a stream whose client stopped reading is blocked in a write
- * that only the socket's end can release. Under @hono/node-server the response is `env.outgoing`;
- * elsewhere (app.request in tests) there is no socket to close.
- */
-export function disconnectOf(c: { env: unknown }) {
-  return () => (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing?.destroy();
-}
-
 export function watchOf(c: { get(key: "deps"): AppEnv["Variables"]["deps"] }) {
   const watch = c.get("deps").watch;
   if (!watch) throw unavailable("Change streams are not running on this server.");
@@ -74,6 +65,11 @@ class SocketSink implements SseSink {
     else this.listeners.push(listener);
   }
 
+  /** A client that stopped reading holds a write that only the socket's end releases. */
+  close(): void {
+    this.res.destroy();
+  }
+
   private resumeWriter(): void {
     const resume = this.drained;
     this.drained = undefined;
@@ -88,6 +84,7 @@ function webSink(api: SSEStreamingApi): SseSink {
       return api.aborted;
     },
     onAbort: (listener) => api.onAbort(listener),
+    close: () => api.abort(),
     async write(chunk) {
       if (typeof chunk === "string") await api.write(chunk);
       else for (const c of chunk) await api.write(c);
@@ -99,6 +96,9 @@ function webSink(api: SSEStreamingApi): SseSink {
  * Serves a text/event-stream response that `run` writes. Under @hono/node-server the bytes go
  * straight to the socket (SocketSink) and the adapter is told the response is already sent;
  * elsewhere through hono's streamSSE. `onError` gets what `run` throws; the response then ends.
+ * Neither closure may capture `c`: a stream lives for hours, and the request's context (hono's
+ * Context, the request, the actor) would stay in memory with it, ~2 KiB per open stream
+ * (`npm run bench -- watch` with BENCH_SERVER_HEAPSNAPSHOT).
  */
 export function sseResponse(
   c: Context<AppEnv>,

@@ -16,6 +16,8 @@ export interface SseSink {
   /** The client went away (or the response ended). */
   readonly aborted: boolean;
   onAbort(listener: () => void): void;
+  /** Closes the client's connection now, even while a write to it is blocked. */
+  close(): void;
 }
 
 /** An `id:` line, which moves the client's Last-Event-ID; nothing without a cursor. */

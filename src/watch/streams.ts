@@ -78,8 +78,6 @@ interface StreamContext {
   watch: StreamWatch;
   db: Pool;
   logger: Logger;
-  /** Closes the client's connection now, even while a write to it is blocked. */
-  disconnect?: () => void;
 }
 
 /** GET /chats/watch: the owner's chat events. */
@@ -203,7 +201,7 @@ async function withSubscriber(
   sub.whenClosed(() => {
     if (sub.closeReason !== "overflow") return;
     ctx.logger.info({ owner: sub.ownerId, chat: sub.chatId }, "slow stream subscriber dropped");
-    ctx.disconnect?.();
+    ctx.stream.close();
   });
   const heartbeat = setInterval(() => {
     sub.heartbeat(ctx.watch.tailer.position);

@@ -1,3 +1,5 @@
+import fs from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createPool } from "../../src/db/pool.ts";
 import { createApp } from "../../src/server/app.ts";
@@ -97,4 +99,28 @@ describe("/healthz and /metrics", () => {
     expect(res.text).toMatch(/status="401"/);
     expect(res.text).toMatch(/pgchatd_db_pool_connections \d+/);
   });
+
+  it.runIf(process.platform === "linux")(
+    "counts open file descriptors on the first scrape, and later ones report newly opened ones",
+    async () => {
+      const fds = () => fs.readdirSync("/proc/self/fd").length;
+      const count = (text: string) => Number(/^process_open_fds (\d+)$/m.exec(text)?.[1]);
+      const first = count((await t.call("GET", "/metrics")).text);
+      expect(Math.abs(first - fds())).toBeLessThan(20);
+      const opened = Array.from({ length: 50 }, () => fs.openSync("/dev/null", "r"));
+      try {
+        // A scrape reports the count the one before it started: a later scrape sees them.
+        let later = first;
+        for (let i = 0; i < 100 && later - first < 40; i++) {
+          // Scrapes come seconds apart; app.request alone never lets the event loop poll for the
+          // count's completion.
+          await sleep(10);
+          later = count((await t.call("GET", "/metrics")).text);
+        }
+        expect(later - first).toBeGreaterThanOrEqual(40);
+      } finally {
+        for (const fd of opened) fs.closeSync(fd);
+      }
+    },
+  );
 });

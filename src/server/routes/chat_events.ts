@@ -7,7 +7,7 @@ import { userOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { notFound } from "../errors.ts";
 import { operation } from "../openapi.ts";
-import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
+import { lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { chatParam, validate } from "../validation.ts";
 
 /** A cursor is "<xid>.<id>"; anything up to this length is parsed (and malformed means resync). */
@@ -49,8 +49,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
       await watch.beforeSubscribe();
       return sseResponse(
         c,
-        (stream) =>
-          runWatchStream({ stream, watch, db, logger, disconnect: disconnectOf(c) }, owner, resume),
+        (stream) => runWatchStream({ stream, watch, db, logger }, owner, resume),
         (err) => logger.error({ err }, "watch stream failed"),
       );
     },
@@ -85,14 +84,7 @@ export const chatEventsRoutes = new Hono<AppEnv>()
       await watch.beforeSubscribe();
       return sseResponse(
         c,
-        (stream) =>
-          runChatStream(
-            { stream, watch, db, logger, disconnect: disconnectOf(c) },
-            owner,
-            chat,
-            q.after_id,
-            resume,
-          ),
+        (stream) => runChatStream({ stream, watch, db, logger }, owner, chat, q.after_id, resume),
         (err) => logger.error({ err, chat }, "chat stream failed"),
       );
     },

@@ -14,7 +14,7 @@ import { agentOf } from "../auth.ts";
 import type { AppEnv } from "../deps.ts";
 import { conflict } from "../errors.ts";
 import { operation } from "../openapi.ts";
-import { disconnectOf, lastEventId, sseResponse, watchOf } from "../streaming.ts";
+import { lastEventId, sseResponse, watchOf } from "../streaming.ts";
 import { rowId, uuid, validate } from "../validation.ts";
 
 /*
@@ -98,7 +98,7 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
         c,
         (stream) =>
           runAgentStream(
-            { stream, watch, db, logger, disconnect: disconnectOf(c) },
+            { stream, watch, db, logger },
             { id: agent.id, ownerId: agent.owner_id },
             resume,
             {
