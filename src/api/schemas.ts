@@ -12,10 +12,24 @@ const timestamp = () => z.string().meta({ format: "date-time" });
 const uuidString = () => z.string().meta({ format: "uuid" });
 
 export const ErrorBody = z
-  .object({
+  .strictObject({
     message: z.string(),
     detail: z.string().optional(),
-    validations: z.array(z.object({ field: z.string(), detail: z.string() })).optional(),
+    validations: z.array(z.strictObject({ field: z.string(), detail: z.string() })).optional(),
+    spent_micros: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: "A spend limit's 409: spent in the current period, in micro-dollars" }),
+    limit_micros: z
+      .number()
+      .int()
+      .optional()
+      .meta({ description: "A spend limit's 409: the limit that applies, in micro-dollars" }),
+    resets_at: z
+      .string()
+      .optional()
+      .meta({ description: "A spend limit's 409: when the current period ends" }),
   })
   .meta({ id: "Error", description: 'Every error body (docs/api.md "Errors").' });
 
