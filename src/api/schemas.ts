@@ -486,8 +486,158 @@ export const PullRequestInsights = z
   })
   .meta({ id: "PullRequestInsights" });
 
-/**
- * A Server-Sent Events response: each event's `event:` name, `id:` cursor and JSON `data:` are
- * described in docs/api.md "Streams"; here the body is the event stream's text.
+/*
+ * The streams' events (docs/api.md "Streams", "Workspace tools"). A text/event-stream response's
+ * schema describes one event, as OpenAPI 3.2's itemSchema does: `event` its SSE name, `data` its
+ * JSON, `id` its cursor (durable events and the snapshot's last event carry one).
  */
+const sseItem = <E extends z.ZodType, D extends z.ZodType>(event: E, data: D) =>
+  z.object({
+    event,
+    data,
+    id: z.string().optional().meta({ description: "The cursor to resume after (Last-Event-ID)" }),
+  });
+
+const Resync = sseItem(
+  z.literal("resync"),
+  z.object({ cursor: z.string() }).meta({ id: "Resync" }),
+).meta({ description: "The cursor could not be honoured: refetch, then continue live" });
+
+const ClientToolCall = z
+  .object({ tool_call_id: z.string(), tool_name: z.string(), args: z.unknown() })
+  .meta({ id: "ClientToolCall" });
+
+/** A hard-deleted chat's identity, all its event can still say of it. */
+const DeletedChat = z
+  .object({
+    id: uuidString(),
+    owner_id: uuidString(),
+    organization_id: uuidString().nullable(),
+    parent_chat_id: uuidString().nullable(),
+    root_chat_id: uuidString().nullable(),
+    title: z.string(),
+    version: z.number().int(),
+  })
+  .meta({ id: "DeletedChat" });
+
+export const WatchStreamEvent = z
+  .union([
+    sseItem(
+      z.enum([
+        "created",
+        "deleted",
+        "status_change",
+        "title_change",
+        "summary_change",
+        "diff_status_change",
+        "action_required",
+        "context_dirty",
+        "updated",
+        "hard_deleted",
+      ]),
+      z
+        .object({
+          kind: z.string(),
+          chat: z.union([Chat, DeletedChat]).nullable(),
+          tool_calls: z.array(ClientToolCall).optional(),
+        })
+        .meta({ id: "ChatEvent" }),
+    ),
+    sseItem(
+      z.literal("notification"),
+      z.object({
+        kind: z.literal("notification"),
+        notification: Notifications.shape.notifications.element,
+      }),
+    ),
+    Resync,
+  ])
+  .meta({ id: "WatchStreamEvent" });
+
+/** A delta of the running turn: text to append, a whole tool call, or a command's output. */
+const StreamPart = z
+  .looseObject({
+    type: z.enum(["text", "reasoning", "tool-call", "tool-output"]),
+    text: z.string().optional(),
+    tool_call_id: z.string().optional(),
+    tool_name: z.string().optional(),
+    args: z.unknown().optional(),
+    stream: z.enum(["stdout", "stderr"]).optional(),
+  })
+  .meta({ id: "StreamPart" });
+
+const turnFields = {
+  turn_id: z.string().meta({ description: "The turn the event belongs to" }),
+  seq: z.number().int().meta({
+    description: "Increases with every event of the chat; drop one at or below the last applied",
+  }),
+  chat_id: uuidString(),
+};
+
+export const ChatStreamEvent = z
+  .union([
+    sseItem(z.literal("status"), z.object({ chat_id: uuidString(), status: ChatStatus })),
+    sseItem(z.literal("error"), ChatError),
+    sseItem(z.literal("message"), ChatMessage),
+    sseItem(
+      z.literal("message_part"),
+      z.object({ ...turnFields, part: StreamPart }).meta({ id: "MessagePart" }),
+    ),
+    sseItem(
+      z.literal("retry"),
+      z
+        .object({
+          ...turnFields,
+          attempt: z.number().int(),
+          max_attempts: z.number().int(),
+          delay_ms: z.number().int(),
+          error: ChatError,
+        })
+        .meta({ id: "Retry" }),
+    ),
+    sseItem(z.literal("queue_update"), z.object({ queued_messages: z.array(ChatQueuedMessage) })),
+    sseItem(
+      z.literal("action_required"),
+      z.object({ chat_id: uuidString(), tool_calls: z.array(ClientToolCall) }),
+    ),
+    sseItem(
+      z.literal("history_reset"),
+      z.object({ chat_id: uuidString(), deleted_message_ids: z.array(z.number().int()) }),
+    ),
+    Resync,
+  ])
+  .meta({ id: "ChatStreamEvent" });
+
+export const AgentStreamEvent = z
+  .union([
+    sseItem(
+      z.literal("tool_call"),
+      z
+        .object({
+          id: z.number().int(),
+          chat_id: uuidString(),
+          tool_call_id: z.string(),
+          tool_name: z.string(),
+          args: z.unknown(),
+          state: z.string(),
+          created_at: timestamp(),
+          deadline_at: timestamp(),
+        })
+        .meta({ id: "WorkspaceToolCall" }),
+    ),
+    sseItem(
+      z.literal("tool_call_canceled"),
+      z.object({
+        id: z.number().int(),
+        chat_id: uuidString(),
+        tool_call_id: z.string(),
+        state: z.string(),
+        reason: z.unknown(),
+      }),
+    ),
+    Resync,
+  ])
+  .meta({ id: "AgentStreamEvent" });
+
+/** A Server-Sent Events response in another protocol (the AI SDK's UI message stream). */
 export const EventStream = z.string().meta({ description: "text/event-stream" });

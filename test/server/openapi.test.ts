@@ -2,7 +2,7 @@ import type { OpenAPIV3_1 } from "openapi-types";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/server/app.ts";
-import { described, testDocument } from "../setup/openapi.ts";
+import { described, streamEventChecker, testDocument } from "../setup/openapi.ts";
 
 /*
  * The OpenAPI document (src/server/openapi.ts) against the app it describes: every route is in
@@ -62,5 +62,24 @@ describe("the OpenAPI document", () => {
     expect(missing, "routes the document lacks").toEqual([]);
     expect(extra, "operations that are not routes").toEqual([]);
     expect(withoutResponses, "operations without responses").toEqual([]);
+  });
+
+  it("describes each stream's events, so an event the document does not allow is caught", async () => {
+    const chatId = "0b7c1a52-4a5e-4b8e-9c61-3f1d2a9e8b10";
+    const stream = await streamEventChecker(`/api/experimental/chats/${chatId}/stream`);
+    const watch = await streamEventChecker("/api/experimental/chats/watch");
+    expect(stream).not.toBeNull();
+    expect(watch).not.toBeNull();
+    const status = JSON.stringify({ chat_id: chatId, status: "running" });
+    expect(stream!({ event: "status", data: status, id: "" })).toBeUndefined();
+    expect(stream!({ event: "status", data: JSON.stringify({ chat_id: chatId }), id: "" })).toMatch(
+      /event status does not match/,
+    );
+    expect(stream!({ event: "sparkle", data: "{}", id: "" })).toMatch(/not in the OpenAPI/);
+    // The watch stream has no `status` event: its chat events are named by their kind.
+    expect(watch!({ event: "status", data: status, id: "" })).toMatch(/not in the OpenAPI/);
+    expect(watch!({ event: "resync", data: '{"cursor":"12.3"}', id: "12.3" })).toBeUndefined();
+    // The AI SDK's stream is that SDK's protocol, described as text.
+    expect(await streamEventChecker(`/api/experimental/chats/ai-sdk/${chatId}/stream`)).toBeNull();
   });
 });

@@ -102,3 +102,51 @@ export async function checkResponse(
     );
   }
 }
+
+/**
+ * A check of the events of the stream at `url` against its documented event schema (the
+ * text/event-stream schema of GET, one event's): returns why an event does not match, or
+ * undefined. Null when the path is no documented stream (its events are another protocol's).
+ */
+export async function streamEventChecker(
+  url: string,
+): Promise<((ev: { event: string; data: string; id: string }) => string | undefined) | null> {
+  const { doc, routes } = await testDocument();
+  const path = new URL(url, "http://x").pathname;
+  const route = routes.find((r) => r.pattern.test(path));
+  const response = route?.operations.get?.responses?.["200"] as
+    | OpenAPIV3_1.ResponseObject
+    | undefined;
+  const schema = response?.content?.["text/event-stream"]?.schema as
+    | OpenAPIV3_1.SchemaObject
+    | undefined;
+  // The AI SDK's stream is described as text: its chunks are that SDK's to define.
+  if (!schema || schema.type === "string") return null;
+  // One schema per event name, so a mismatch names what is wrong with that event only.
+  const deref = (s: OpenAPIV3_1.SchemaObject | OpenAPIV3_1.ReferenceObject) =>
+    ("$ref" in s
+      ? doc.components?.schemas?.[s.$ref.replace("#/components/schemas/", "")]
+      : s) as OpenAPIV3_1.SchemaObject;
+  const top = deref(schema);
+  const variants = (top.anyOf ?? [top]).map(deref);
+  const byEvent = new Map<string, ValidateFunction>();
+  for (const variant of variants) {
+    const event = variant.properties?.event && deref(variant.properties.event);
+    const names = event?.const !== undefined ? [String(event.const)] : (event?.enum ?? []);
+    const validate = ajv.compile({ ...variant, components: doc.components });
+    for (const name of names) byEvent.set(String(name), validate);
+  }
+  return (ev) => {
+    let data: unknown;
+    try {
+      data = JSON.parse(ev.data);
+    } catch {
+      return `${route!.path}: event ${ev.event} has data that is not JSON: ${ev.data.slice(0, 200)}`;
+    }
+    const check = byEvent.get(ev.event);
+    if (!check) return `${route!.path}: event ${ev.event} is not in the OpenAPI document`;
+    const item = { event: ev.event, data, ...(ev.id ? { id: ev.id } : {}) };
+    if (check(item)) return undefined;
+    return `${route!.path}: event ${ev.event} does not match the OpenAPI document: ${ajv.errorsText(check.errors)}\n${ev.data.slice(0, 500)}`;
+  };
+}

@@ -1,5 +1,6 @@
 import http from "node:http";
 import { createParser, type EventSourceMessage } from "eventsource-parser";
+import { streamEventChecker } from "./openapi.ts";
 
 export interface SseEvent {
   /** The SSE `id:` of this event ("" when it carried none). */
@@ -34,19 +35,27 @@ export interface SseClient {
 
 /**
  * A real SSE client over a real socket (node:http), parsed with eventsource-parser. `headers` may
- * carry Authorization and Last-Event-ID. Resolves once the response headers arrived.
+ * carry Authorization and Last-Event-ID. Resolves once the response headers arrived. Every event
+ * is checked against the stream's OpenAPI event schema: one that does not match fails the next
+ * `next` or `waitFor`.
  */
-export function openSse(url: string, headers: Record<string, string> = {}): Promise<SseClient> {
+export async function openSse(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<SseClient> {
+  const checkEvent = await streamEventChecker(url);
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers: { accept: "text/event-stream", ...headers } }, (res) => {
       const events: SseEvent[] = [];
       const ids: string[] = [];
       const consumed = new Set<SseEvent>();
       const waiters: (() => void)[] = [];
+      let mismatch: string | undefined;
       let lastId = headers["last-event-id"] ?? "";
       const parser = createParser({
         onEvent(msg: EventSourceMessage) {
           const ev = { id: msg.id ?? "", event: msg.event ?? "message", data: msg.data };
+          mismatch ??= checkEvent?.(ev);
           events.push(ev);
           for (const w of waiters.splice(0)) w();
         },
@@ -93,6 +102,11 @@ export function openSse(url: string, headers: Record<string, string> = {}): Prom
             timeoutMs,
           );
           const poll = () => {
+            if (mismatch) {
+              clearTimeout(timer);
+              fail(new Error(mismatch));
+              return;
+            }
             const v = check();
             if (v !== undefined) {
               clearTimeout(timer);

@@ -1067,6 +1067,12 @@ async function runningUnder(chatId: string) {
   return { workerId, startedAt: rows[0]!.started_at };
 }
 
+/** A streamed text delta as the runner publishes it (src/runner/parts.ts). */
+const textPart = (chatId: string, text: string) => ({
+  chat_id: chatId,
+  part: { type: "text", text },
+});
+
 describe("message_part", () => {
   it("sends a published part to that chat's streams with the last durable cursor, and to no other chat", async () => {
     const u = await member();
@@ -1079,17 +1085,17 @@ describe("message_part", () => {
     const snapshot = await snapshotOf(s);
     await snapshotOf(o);
 
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "x" }, lease);
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", textPart(chat.id, "x"), lease);
     const part = await s.next(kind("message_part"));
-    expect(data(part)).toMatchObject({ text: "x" });
+    expect(data(part)).toMatchObject({ part: { text: "x" } });
     await expectPartCursor(part, snapshot, chat.id);
 
     const reply = await gen.chatMessage(srv.pool, chat.id, { text: "done" });
     const message = await s.next(kind("message"));
     expect(data(message).id).toBe(reply.id);
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "y" }, lease);
+    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", textPart(chat.id, "y"), lease);
     const after = await s.next(kind("message_part"));
-    expect(data(after)).toMatchObject({ text: "y" });
+    expect(data(after)).toMatchObject({ part: { text: "y" } });
     expect(after.id).toBe(message.id);
 
     // The hub delivers a part only to the owner it names (the chat's, from its row), even on
@@ -1103,22 +1109,28 @@ describe("message_part", () => {
     );
     // Parts are delivered in publishing order: once "marker" arrives on each stream, anything
     // published before it would have arrived too.
-    await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "marker" }, lease);
+    await srv.watch.publishEphemeral(
+      chat.id,
+      u.id,
+      "message_part",
+      textPart(chat.id, "marker"),
+      lease,
+    );
     await srv.watch.publishEphemeral(
       other.id,
       u.id,
       "message_part",
-      { text: "marker" },
+      textPart(other.id, "marker"),
       otherLease,
     );
-    await s.next((e) => e.event === "message_part" && data(e).text === "marker");
-    await o.next((e) => e.event === "message_part" && data(e).text === "marker");
+    await s.next((e) => e.event === "message_part" && data(e).part.text === "marker");
+    await o.next((e) => e.event === "message_part" && data(e).part.text === "marker");
     const parts = s.events.filter(kind("message_part")).map((e) => data(e));
-    expect(parts.map((p) => p.text)).toEqual(["x", "y", "marker"]);
+    expect(parts.map((p) => p.part.text)).toEqual(["x", "y", "marker"]);
     // Each carries the stream's seq, increasing in publication order.
     expect(parts.map((p) => p.seq)).toEqual([...parts.map((p) => p.seq)].sort((a, b) => a - b));
     expect(new Set(parts.map((p) => p.seq)).size).toBe(3);
-    expect(o.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual(["marker"]);
+    expect(o.events.filter(kind("message_part")).map((e) => data(e).part.text)).toEqual(["marker"]);
   });
 
   it("sends a part published by one server to a chat stream on another server of the same database", async () => {
@@ -1132,22 +1144,40 @@ describe("message_part", () => {
       const snapshot = await snapshotOf(remote);
       await snapshotOf(local);
 
-      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "across" }, lease);
+      await srv.watch.publishEphemeral(
+        chat.id,
+        u.id,
+        "message_part",
+        textPart(chat.id, "across"),
+        lease,
+      );
       const part = await remote.next(kind("message_part"));
-      expect(data(part)).toMatchObject({ text: "across" });
+      expect(data(part)).toMatchObject({ part: { text: "across" } });
       await expectPartCursor(part, snapshot, chat.id);
       // After a durable event, a part carries exactly that event's cursor, on the other server.
       const reply = await gen.chatMessage(srv.pool, chat.id, { text: "persisted" });
       const message = await remote.next((e) => e.event === "message" && data(e).id === reply.id);
-      await srv.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "after" }, lease);
+      await srv.watch.publishEphemeral(
+        chat.id,
+        u.id,
+        "message_part",
+        textPart(chat.id, "after"),
+        lease,
+      );
       const after = await remote.next(
-        (e) => e.event === "message_part" && data(e).text === "after",
+        (e) => e.event === "message_part" && data(e).part.text === "after",
       );
       expect(after.id).toBe(message.id);
       // The publishing server's own subscriber gets it once (not again from its own NOTIFY).
-      await other.watch.publishEphemeral(chat.id, u.id, "message_part", { text: "back" }, lease);
-      await local.next((e) => e.event === "message_part" && data(e).text === "back");
-      expect(local.events.filter(kind("message_part")).map((e) => data(e).text)).toEqual([
+      await other.watch.publishEphemeral(
+        chat.id,
+        u.id,
+        "message_part",
+        textPart(chat.id, "back"),
+        lease,
+      );
+      await local.next((e) => e.event === "message_part" && data(e).part.text === "back");
+      expect(local.events.filter(kind("message_part")).map((e) => data(e).part.text)).toEqual([
         "across",
         "after",
         "back",
@@ -1167,7 +1197,21 @@ describe("ephemeral events from a process without a server", () => {
     await snapshotOf(s);
     // What `pgchatd runner` publishes with: NOTIFY through its pool, no LISTEN connection.
     const publish = createEphemeralPublisher(srv.pool);
-    await publish(chat.id, u.id, "retry", { chat_id: chat.id, attempt: 2 }, lease);
+    const error = {
+      message: "The provider is overloaded.",
+      kind: "overloaded",
+      provider: "openai",
+      retryable: true,
+      status_code: 529,
+      detail: null,
+    };
+    await publish(
+      chat.id,
+      u.id,
+      "retry",
+      { chat_id: chat.id, attempt: 2, max_attempts: 5, delay_ms: 1000, error },
+      lease,
+    );
     await publish(
       chat.id,
       u.id,

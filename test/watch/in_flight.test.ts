@@ -216,7 +216,7 @@ describe("a chat stream opened mid-turn", () => {
             chat.id,
             u.id,
             "message_part",
-            { part: { type: "text", text: `${who}${i} ` } },
+            { chat_id: chat.id, part: { type: "text", text: `${who}${i} ` } },
             lease,
           );
         }

@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { EventStream } from "../../api/schemas.ts";
+import { ChatStreamEvent, WatchStreamEvent } from "../../api/schemas.ts";
 import { getChatExistsByIDForOwner } from "../../generated/chats.ts";
 import { resolveResume, runChatStream, runWatchStream } from "../../watch/index.ts";
 import { userOf } from "../auth.ts";
@@ -27,9 +27,9 @@ export const chatEventsRoutes = new Hono<AppEnv>()
       tags: ["Streams"],
       responses: {
         200: {
-          schema: EventStream,
+          schema: WatchStreamEvent,
           description:
-            'Events named by their kind, each with `{kind, chat, tool_calls?}` as data (docs/api.md "Streams"); `resync` when the cursor is unknown or expired',
+            'Events named by their kind, each with `{kind, chat, tool_calls?}` as data (docs/api.md "Streams"); `resync` when the cursor is unknown or expired. The schema is one event\'s.',
           media: "text/event-stream",
         },
       },
@@ -61,9 +61,9 @@ export const chatEventsRoutes = new Hono<AppEnv>()
       tags: ["Streams"],
       responses: {
         200: {
-          schema: EventStream,
+          schema: ChatStreamEvent,
           description:
-            '`status`, then by state `error`, `action_required`, `retry`, each `message`, the running turn\'s `message_part`s so far, then live events (docs/api.md "Streams")',
+            "`status`, then by state `error`, `action_required`, `retry`, each `message`, the running turn's `message_part`s so far, then live events (docs/api.md \"Streams\"). The schema is one event's.",
           media: "text/event-stream",
         },
       },

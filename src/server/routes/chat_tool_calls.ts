@@ -1,6 +1,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
-import { EventStream } from "../../api/schemas.ts";
+import { AgentStreamEvent } from "../../api/schemas.ts";
 import {
   completeChatToolCallByID,
   getRunningChatToolCallByID,
@@ -65,8 +65,9 @@ export const chatToolCallsAgentRoutes = new Hono<AppEnv>()
       tags: ["Workspace agents"],
       responses: {
         200: {
-          schema: EventStream,
-          description: 'A `tool_call` event for each call to run (docs/api.md "Workspace tools")',
+          schema: AgentStreamEvent,
+          description:
+            'A `tool_call` event for each call to run, `tool_call_canceled` for one to stop (docs/api.md "Workspace tools"). The schema is one event\'s.',
           media: "text/event-stream",
         },
       },
