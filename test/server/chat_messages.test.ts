@@ -135,6 +135,10 @@ describe("GET /chats/{chat}/messages", () => {
     const late = await gen.chatMessage(t.pool, chat.id, { text: "late" });
     const next = await history(u, chat.id, `?after_id=${ids[6]}`);
     expect(next.json).toMatchObject({ messages: [{ id: late.id }], has_more: false });
+    // after_id=0 is a poller's first page: from the first message, oldest first.
+    const start = await history(u, chat.id, "?after_id=0&limit=3");
+    expect(start.json.messages.map((x: { id: number }) => x.id)).toEqual(ids.slice(0, 3));
+    expect(start.json.has_more).toBe(true);
   });
 
   it("refuses after_id at or above before_id with 400", async () => {

@@ -44,7 +44,8 @@ const messageParam = z.object({ chat: uuid(), message: messageId });
 const historyQuery = z
   .object({
     before_id: messageId.optional(),
-    after_id: messageId.optional(),
+    // 0 (ids start at 1): a poller's first page, oldest first from the first message.
+    after_id: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     limit: z.coerce.number().int().min(1).max(maxHistoryPage).default(defaultHistoryPage),
   })
   .refine(

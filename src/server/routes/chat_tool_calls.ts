@@ -37,8 +37,12 @@ const progressBody = z.strictObject({
 });
 const resultBody = z.strictObject({
   session_id: uuid(),
-  // Any JSON: what the model is shown. The request's 1 MiB limit bounds it.
-  result: z.json(),
+  // Any JSON (the body was parsed as JSON): what the model is shown. The request's 1 MiB limit
+  // bounds it. Not z.json(), whose recursive schema the client's generated types cannot express.
+  result: z
+    .unknown()
+    .refine((v) => v !== undefined, "Required")
+    .meta({ description: "Any JSON value: the command's result, as the model is shown it" }),
   is_error: z.boolean().default(false),
 });
 
