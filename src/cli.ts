@@ -3,6 +3,7 @@ import path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { agentEndpointFromEnv, agentRequest } from "./agent/client.ts";
 import { instructionFileNames, maxResourceChars } from "./agent/context.ts";
+import { addChatCommands } from "./cli/chats.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { openDatabase } from "./db/index.ts";
 import { migrate } from "./db/migrate.ts";
@@ -325,6 +326,7 @@ export function buildCli(): Command {
     .option("--url <url>", "the pull request's URL, when known")
     .option("--chat <id>", "the chat (default: $PGCHATD_CHAT_ID, else the agent's one active chat)")
     .action(chatGitActivityCommand);
+  addChatCommands(program);
   const admin = program.command("admin").description("administration");
   admin
     .command("create-user <username>")
