@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import { createModels, type ModelRouting } from "../models/index.ts";
 import type { Runner } from "../runner/index.ts";
 import { createApp } from "../server/app.ts";
+import { ensureWebBuilt } from "../server/web.ts";
 import { type EventsNotifyMode, startWatch, type Watch } from "../watch/index.ts";
 import { openConfigured, runnerSettings } from "./open.ts";
 import { createRunner, type RunnerParts } from "./runner.ts";
@@ -205,6 +206,10 @@ export async function assembleServer(parts: ServerParts): Promise<AssembledServe
 
 /** `pgchatd serve`: opens the database (embedded unless DATABASE_URL), then serves the API. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  // The web app at `/`: `npm install` builds it; a checkout without the build gets it now.
+  await ensureWebBuilt().catch((err: unknown) =>
+    logger.warn({ err }, "the web app could not be built; / answers 503"),
+  );
   // The runner's id is on the pool's sessions: a chat this server's requests make pending wakes
   // this server's runner first, without a NOTIFY (chat_runner_choose).
   const workerId = config.runner.enabled ? crypto.randomUUID() : undefined;

@@ -34,6 +34,7 @@ import { organizationsRoutes } from "./routes/organizations.ts";
 import { telemetryRoutes } from "./routes/telemetry.ts";
 import { usersRoutes } from "./routes/users.ts";
 import { workspacesRoutes } from "./routes/workspaces.ts";
+import { webRoutes } from "./web.ts";
 
 /** JSON bodies are small; 1 MiB stops a runaway client before it is parsed into memory. */
 export const jsonBodyLimitBytes = 1024 * 1024;
@@ -100,6 +101,8 @@ export function createApp(deps: AppDeps): App {
   app.route("/", healthRoutes(metrics));
   // Public, like the docs: the document of this very app (src/server/openapi.ts).
   app.route("/", openApiRoutes(app));
+  // The web app's page and files (web/): public, like the docs.
+  app.route("/", webRoutes());
 
   // Agent routes first: they answer before the user routes' authentication below runs.
   const agents = new Hono<AppEnv>();

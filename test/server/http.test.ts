@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createPool } from "../../src/db/pool.ts";
 import { createApp } from "../../src/server/app.ts";
+import { ensureWebBuilt } from "../../src/server/web.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, testApp } from "../setup/app.ts";
 
@@ -70,6 +71,23 @@ describe("error bodies", () => {
     expect(await res.json()).toEqual({ message: "Internal server error." });
     expect(lines.join("")).toMatch(/unhandled error/);
     await deadPool.end();
+  });
+});
+
+describe("the web app", () => {
+  it("serves its page and files without a token, and nothing else under /app", async () => {
+    await ensureWebBuilt();
+    const page = await t.app.request("/");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(await page.text()).toContain('src="/app/app.js"');
+    const js = await t.app.request("/app/app.js");
+    expect(js.status).toBe(200);
+    expect(js.headers.get("content-type")).toContain("javascript");
+    expect((await t.app.request("/app/app.css")).status).toBe(200);
+    for (const other of ["/app/index.html", "/app/..%2Fbuild.ts", "/app/secret-key"]) {
+      expect((await t.app.request(other)).status).toBe(404);
+    }
   });
 });
 

@@ -18,6 +18,8 @@ function appOperations() {
   for (const r of app.routes) {
     if (r.method === "ALL") continue;
     if (r.path.startsWith("/api/docs") || r.path === "/api/openapi.json") continue;
+    // The web app's page and files (src/server/web.ts) are not API.
+    if (r.path === "/" || r.path.startsWith("/app/")) continue;
     ops.add(`${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
   }
   return ops;
