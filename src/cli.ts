@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
+import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError } from "commander";
 import { agentEndpointFromEnv, agentRequest } from "./agent/client.ts";
 import { instructionFileNames, maxResourceChars } from "./agent/context.ts";
@@ -10,7 +11,7 @@ import { migrate } from "./db/migrate.ts";
 import { insertAPIKey } from "./generated/api_keys.ts";
 import { getOrganizationByName } from "./generated/organizations.ts";
 import { getUserByUsername, insertUser } from "./generated/users.ts";
-import { runHousekeeping } from "./jobs/housekeeping.ts";
+import { type HousekeepingProgress, runHousekeeping } from "./jobs/housekeeping.ts";
 import { generateToken } from "./lib/tokens.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { startAgent } from "./processes/agent.ts";
@@ -117,16 +118,52 @@ function positiveInt(value: string): number {
 }
 
 /** `pgchatd admin housekeeping --once`: one run now; JSON of what it did on stdout. */
+/**
+ * A run's progress on stderr when it is a terminal (cli-progress): a bar over the owners to
+ * auto-archive, then a count per kind of row deleted. A large backlog takes minutes.
+ */
+function housekeepingProgress() {
+  let bar: cliProgress.SingleBar | undefined;
+  let phase = "";
+  const stop = () => {
+    bar?.stop();
+    bar = undefined;
+  };
+  const update = (p: HousekeepingProgress) => {
+    if (!process.stderr.isTTY) return;
+    if (p.phase !== phase) {
+      stop();
+      phase = p.phase;
+      bar = new cliProgress.SingleBar(
+        {
+          format:
+            p.total === undefined
+              ? `housekeeping: ${p.phase} deleted {value}`
+              : `housekeeping: ${p.phase} [{bar}] {value}/{total} owners`,
+          hideCursor: true,
+          stream: process.stderr,
+        },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(p.total ?? 0, p.done);
+    }
+    bar?.update(p.done);
+  };
+  return { update, stop };
+}
+
 async function housekeepingCommand() {
   const config = loadConfig();
   const logger = createLogger("warn");
   const db = await withDatabase(config, logger);
   try {
+    const progress = housekeepingProgress();
     const result = await runHousekeeping({
       pool: db.pool,
       logger,
       auditRetentionDays: config.auditRetentionDays,
-    });
+      progress: progress.update,
+    }).finally(progress.stop);
     console.log(JSON.stringify(result));
     if (!result.ran) console.error("pgchatd: another process is running housekeeping; try later");
   } finally {

@@ -52,19 +52,34 @@ export interface HousekeepingResult {
   purgedNotifications: number;
 }
 
+/** Where a run is: `done` of `total` owners (auto-archive), or rows deleted so far (the rest). */
+export interface HousekeepingProgress {
+  phase: "auto-archive" | "chats" | "files" | "audit logs" | "notifications";
+  done: number;
+  total?: number;
+}
+
 export interface HousekeepingOptions {
   pool: Pool;
   logger: Logger;
   /** audit_logs entries older than this are deleted; 0 keeps them forever. */
   auditRetentionDays: number;
+  /** Called after each owner and each batch (`pgchatd admin housekeeping --once` draws it). */
+  progress?: (p: HousekeepingProgress) => void;
 }
+
+type Report = NonNullable<HousekeepingOptions["progress"]>;
 
 /**
  * Today's auto-archive: the candidates, then each owner's roots with their digest in one
  * transaction (chat_auto_archive_owner). An owner whose transaction fails (a deadlock victim, a
  * lost connection) is retried by the next run; the others go on.
  */
-async function autoArchive(pool: Pool, log: Logger): Promise<{ roots: number; digests: number }> {
+async function autoArchive(
+  pool: Pool,
+  log: Logger,
+  report: Report,
+): Promise<{ roots: number; digests: number }> {
   const { cutoff } = await getChatAutoArchiveCutoff(pool);
   if (cutoff === null) return { roots: 0, digests: 0 };
   const candidates = await listChatAutoArchiveCandidates(pool, { batch_size: autoArchiveBatch });
@@ -75,6 +90,8 @@ async function autoArchive(pool: Pool, log: Logger): Promise<{ roots: number; di
   let roots = 0;
   let digests = 0;
   let failed = false;
+  let owners = 0;
+  report({ phase: "auto-archive", done: 0, total: byOwner.size });
   for (const [ownerId, rootIds] of byOwner) {
     try {
       const { archived } = await autoArchiveChatsOfOwner(pool, {
@@ -87,6 +104,7 @@ async function autoArchive(pool: Pool, log: Logger): Promise<{ roots: number; di
       failed = true;
       log.warn({ err, owner_id: ownerId }, "auto-archiving an owner's chats failed");
     }
+    report({ phase: "auto-archive", done: ++owners, total: byOwner.size });
   }
   // Fewer than a batch, all archived: every eligible root was among them, and none becomes
   // eligible before the next UTC midnight. Marked after the archives, so a crash leaves today's
@@ -98,31 +116,41 @@ async function autoArchive(pool: Pool, log: Logger): Promise<{ roots: number; di
 }
 
 /** Calls `step` until it reports fewer than a full batch. */
-async function drain(step: () => Promise<number>): Promise<number> {
+async function drain(
+  phase: HousekeepingProgress["phase"],
+  report: Report,
+  step: () => Promise<number>,
+): Promise<number> {
   let total = 0;
   for (;;) {
     const n = await step();
     total += n;
+    report({ phase, done: total });
     if (n < purgeBatch) return total;
   }
 }
 
-async function retention(pool: Pool, auditRetentionDays: number) {
+async function retention(pool: Pool, auditRetentionDays: number, report: Report) {
   let purgedChats = 0;
   for (;;) {
     const batch = await listChatRetentionCandidates(pool, { batch_size: purgeBatch });
     for (let i = 0; i < batch.length; i += purgeChatsPerStatement) {
       const chatIds = batch.slice(i, i + purgeChatsPerStatement).map((c) => c.chat_id!);
       purgedChats += (await purgeArchivedChats(pool, { chat_ids: chatIds })).deleted ?? 0;
+      report({ phase: "chats", done: purgedChats });
     }
     if (batch.length < purgeBatch) break;
   }
   const purgedFiles = await drain(
+    "files",
+    report,
     async () => (await purgeUnlinkedChatFiles(pool, { batch_size: purgeBatch })).deleted ?? 0,
   );
   const purgedAuditLogs =
     auditRetentionDays > 0
       ? await drain(
+          "audit logs",
+          report,
           async () =>
             (
               await purgeAuditLogs(pool, {
@@ -133,6 +161,8 @@ async function retention(pool: Pool, auditRetentionDays: number) {
         )
       : 0;
   const purgedNotifications = await drain(
+    "notifications",
+    report,
     async () =>
       (
         await purgeNotifications(pool, {
@@ -162,8 +192,9 @@ export async function runHousekeeping(opts: HousekeepingOptions): Promise<Housek
         purgedNotifications: 0,
       };
     }
-    const archived = await autoArchive(opts.pool, opts.logger);
-    const purged = await retention(opts.pool, opts.auditRetentionDays);
+    const report: Report = opts.progress ?? (() => {});
+    const archived = await autoArchive(opts.pool, opts.logger, report);
+    const purged = await retention(opts.pool, opts.auditRetentionDays, report);
     const result = {
       ran: true,
       autoArchivedRoots: archived.roots,

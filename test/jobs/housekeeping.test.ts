@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
-import { runHousekeeping } from "../../src/jobs/housekeeping.ts";
+import { type HousekeepingProgress, runHousekeeping } from "../../src/jobs/housekeeping.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
 import { newPool, testDb } from "../setup/db.ts";
@@ -99,8 +99,20 @@ describe("the housekeeping job", () => {
     const old = await gen.chat(setup, { ownerId: o, organizationId: orgId });
     const kept = await gen.chat(setup, { ownerId: o, organizationId: orgId });
     await setup.query("SELECT chat_set_archived($1, $2, true, NULL)", [old.id, o]);
-    const result = await run();
+    const seen: HousekeepingProgress[] = [];
+    const result = await runHousekeeping({
+      pool,
+      logger,
+      auditRetentionDays: 0,
+      progress: (p) => seen.push(p),
+    });
     expect(result.purgedChats).toBeGreaterThanOrEqual(1);
+    // The progress it reports (admin housekeeping --once draws it) ends at what it did.
+    expect(seen.filter((p) => p.phase === "chats").at(-1)?.done).toBe(result.purgedChats);
+    expect(seen.filter((p) => p.phase === "notifications").at(-1)?.done).toBe(
+      result.purgedNotifications,
+    );
+    expect(seen.find((p) => p.phase === "auto-archive")).toBeUndefined();
     const { rows } = await setup.query("SELECT id FROM chats WHERE id = ANY ($1)", [
       [old.id, kept.id],
     ]);
