@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { chatErrorKinds } from "../models/chat_error.ts";
+import { type EventKind, watchKinds } from "../watch/kinds.ts";
 
 /*
  * Response bodies of docs/api.md as zod schemas: what the OpenAPI document (src/server/openapi.ts)
@@ -520,21 +521,16 @@ const DeletedChat = z
   })
   .meta({ id: "DeletedChat" });
 
+/** The watch stream's events about a chat: every watch kind but the notification. */
+const chatWatchKinds = [...watchKinds].filter((k) => k !== "notification") as [
+  EventKind,
+  ...EventKind[],
+];
+
 export const WatchStreamEvent = z
   .union([
     sseItem(
-      z.enum([
-        "created",
-        "deleted",
-        "status_change",
-        "title_change",
-        "summary_change",
-        "diff_status_change",
-        "action_required",
-        "context_dirty",
-        "updated",
-        "hard_deleted",
-      ]),
+      z.enum(chatWatchKinds),
       z
         .object({
           kind: z.string(),

@@ -206,4 +206,57 @@ describe.skipIf(!haveChromium)("the web app in headless Chromium", () => {
       ]);
     await page.context().close();
   });
+
+  it("pages older messages, marks a chat answered elsewhere unread, and moves a queued message first", async () => {
+    const { u, page } = await signedIn();
+    // A long history, stored behind the API (the app shows the newest page first).
+    const long = await gen.chat(server.pool, {
+      ownerId: u.id,
+      organizationId: orgId,
+      text: "long",
+    });
+    await eventually(
+      async () => ((await chatState(server.pool, long.id)).status === "waiting" ? true : undefined),
+      "the long chat's first turn",
+    );
+    for (let i = 0; i < 40; i++) await gen.chatMessage(server.pool, long.id, { text: `old ${i}` });
+    await page.reload();
+    await item(page, "long").locator(".open").click();
+    const messages = page.getByTestId("messages").getByTestId("message");
+    await expect.poll(() => messages.count()).toBe(30);
+    await page.getByRole("button", { name: "Load older messages" }).click();
+    await expect.poll(() => messages.count()).toBe(42);
+    await expect(messages.first().innerText()).resolves.toContain("long");
+    await expect
+      .poll(() => page.getByRole("button", { name: "Load older messages" }).count())
+      .toBe(0);
+
+    // Answered while another chat is open: its dot turns on, live.
+    await gen.chat(server.pool, {
+      ownerId: u.id,
+      organizationId: orgId,
+      text: "other",
+    });
+    await expect
+      .poll(() => item(page, "other").locator(".dot.unread").count(), { timeout: 15_000 })
+      .toBe(1);
+
+    await startChat(page, "/sleep 30000");
+    await page.getByTestId("in-flight").waitFor({ timeout: 15_000 });
+    const composer = page.getByLabel("Queue a message");
+    for (const text of ["later a", "later b"]) {
+      await composer.fill(text);
+      await composer.press("Enter");
+    }
+    const queue = () => page.getByTestId("queue").locator("span").allInnerTexts();
+    await expect.poll(queue).toEqual(["later a", "later b"]);
+    await page
+      .getByTestId("queue")
+      .locator("li", { hasText: "later b" })
+      .getByRole("button", { name: "Send now" })
+      .click();
+    await expect.poll(queue).toEqual(["later b", "later a"]);
+    await page.getByRole("button", { name: "Interrupt" }).click();
+    await page.context().close();
+  });
 });
