@@ -12,5 +12,8 @@ export default defineConfig({
     teardownTimeout: 60_000,
     // Two cores: more workers than that only adds contention with the database server.
     maxWorkers: 2,
+    // expect.poll waits for something asynchronous to show (a page in Chromium, a stream): 1 s,
+    // the default, is a guess about a busy machine's speed, not a bound on the behaviour.
+    expect: { poll: { timeout: 15_000 } },
   },
 });

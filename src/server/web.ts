@@ -23,21 +23,32 @@ export async function ensureWebBuilt(): Promise<void> {
   await buildWeb();
 }
 
+/**
+ * The page keeps an API token in localStorage: it runs only its own script, talks only to this
+ * origin, and cannot be framed (no injected script or clickjacking can reach the token).
+ */
+const page = {
+  "content-security-policy":
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+  "referrer-policy": "no-referrer",
+};
+
 export function webRoutes() {
   // Read at each request: small files, and a rebuild (npm run build:web) shows without a restart.
-  const send = async (file: string, type: string) =>
+  const send = async (file: string, type: string, extra: Record<string, string> = {}) =>
     new Response(await readFile(path.join(webDist, file)), {
       headers: {
         "content-type": type,
         // Revalidated every time: the names do not change between builds.
         "cache-control": "no-cache",
         "x-content-type-options": "nosniff",
+        ...extra,
       },
     });
   return new Hono()
     .get("/", async (c) => {
       try {
-        return await send("index.html", "text/html; charset=utf-8");
+        return await send("index.html", "text/html; charset=utf-8", page);
       } catch {
         return c.text("The web app is not built: run npm run build:web.", 503);
       }

@@ -81,6 +81,9 @@ describe("the web app", () => {
     expect(page.status).toBe(200);
     expect(page.headers.get("content-type")).toContain("text/html");
     expect(await page.text()).toContain('src="/app/app.js"');
+    // It holds a token: its own script only, this origin only, never framed.
+    expect(page.headers.get("content-security-policy")).toContain("default-src 'self'");
+    expect(page.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
     const js = await t.app.request("/app/app.js");
     expect(js.status).toBe(200);
     expect(js.headers.get("content-type")).toContain("javascript");

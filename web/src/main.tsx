@@ -10,7 +10,8 @@ const base = "/api/experimental/chats";
 
 function App() {
   const [token, setToken] = useState(savedToken());
-  if (!token) {
+  const client = useMemo(() => (token ? clientFor(token) : null), [token]);
+  if (!client) {
     return (
       <SignIn
         onSignedIn={(t) => {
@@ -22,7 +23,7 @@ function App() {
   }
   return (
     <Workspace
-      client={clientFor(token)}
+      client={client}
       onSignOut={() => {
         signOut();
         setToken(null);
