@@ -97,8 +97,9 @@ function webSink(api: SSEStreamingApi): SseSink {
  * straight to the socket (SocketSink) and the adapter is told the response is already sent;
  * elsewhere through hono's streamSSE. `onError` gets what `run` throws; the response then ends.
  * Neither closure may capture `c`: a stream lives for hours, and the request's context (hono's
- * Context, the request, the actor) would stay in memory with it, ~2 KiB per open stream
- * (`npm run bench -- watch` with BENCH_SERVER_HEAPSNAPSHOT).
+ * Context with its closures, the request, the actor) would stay in memory with it. With the body
+ * limit's fetch Request (src/server/app.ts), that was ~9 KiB of heap per open stream (`npm run
+ * bench -- watch` with BENCH_SERVER_HEAPSNAPSHOT).
  */
 export function sseResponse(
   c: Context<AppEnv>,
