@@ -2,9 +2,9 @@ import readline from "node:readline/promises";
 import type { Command } from "commander";
 import {
   type Chat,
-  type ChatMessage,
   type ChatStreamEvent,
   createClient,
+  messageText,
   type PgchatdClient,
 } from "../../packages/client/src/index.ts";
 import {
@@ -33,11 +33,6 @@ async function clientOf(opts: Global): Promise<PgchatdClient> {
   const creds = await resolveCredentials(opts);
   return createClient({ baseUrl: creds.url, token: creds.token });
 }
-
-const textOf = (m: { content: ChatMessage["content"] }) =>
-  m.content
-    .map((p) => (p.type === "text" || p.type === "reasoning" ? (p.text ?? "") : ""))
-    .join("");
 
 const when = (iso: string) => iso.slice(0, 16).replace("T", " ");
 
@@ -81,9 +76,9 @@ async function show(id: string, opts: Global & { limit?: string }) {
   console.log(`${chat.title}  (${chat.status})  ${chat.id}`);
   if (page.has_more) console.log("… older messages left out (--limit)");
   for (const m of [...page.messages].reverse()) {
-    console.log(`\n${m.role === "user" ? "you" : m.role}: ${textOf(m)}`);
+    console.log(`\n${m.role === "user" ? "you" : m.role}: ${messageText(m)}`);
   }
-  for (const q of page.queued_messages) console.log(`\n(queued) you: ${textOf(q)}`);
+  for (const q of page.queued_messages) console.log(`\n(queued) you: ${messageText(q)}`);
 }
 
 /**
@@ -159,7 +154,7 @@ async function send(target: string, words: string[], opts: Global) {
         if (ev.data.role === "user" && mine === undefined) {
           // A new chat's first message; or ours, promoted from the queue (possibly before the
           // stream opened, so its queue_update may come after it).
-          if (queuedId === undefined || textOf(ev.data) === text) {
+          if (queuedId === undefined || messageText(ev.data) === text) {
             mine = ev.data.id;
             queuedId = undefined;
           }
@@ -168,7 +163,7 @@ async function send(target: string, words: string[], opts: Global) {
           // Streamed already, part by part; a message that came whole (answered before the
           // stream opened) is printed whole.
           if (!opts.json && !printedParts) {
-            const t = textOf(ev.data);
+            const t = messageText(ev.data);
             if (t) process.stdout.write(t);
             printedParts = t.length > 0;
           }

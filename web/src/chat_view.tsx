@@ -1,11 +1,11 @@
 import { useEffect, useRef, useState } from "preact/hooks";
-import type {
-  Chat,
-  ChatMessage,
-  ChatQueuedMessage,
-  PgchatdClient,
+import {
+  type Chat,
+  type ChatMessage,
+  type ChatQueuedMessage,
+  messageText,
+  type PgchatdClient,
 } from "../../packages/client/src/index.ts";
-import { textOf } from "./chats.ts";
 
 const base = "/api/experimental/chats";
 /** Messages per history page. */
@@ -174,7 +174,7 @@ export function ChatView({ client, chat, chatId, onError }: Props) {
         <ul class="queue" data-testid="queue">
           {queue.map((q) => (
             <li key={q.id}>
-              <span>{textOf(q.content)}</span>
+              <span>{messageText(q)}</span>
               <button
                 type="button"
                 onClick={() =>
@@ -220,7 +220,7 @@ export function ChatView({ client, chat, chatId, onError }: Props) {
 
 function Message({ message, onEdit }: { message: ChatMessage; onEdit(text: string): void }) {
   const [editing, setEditing] = useState<string | null>(null);
-  const text = textOf(message.content);
+  const text = messageText(message);
   const tools = message.content.filter((p) => p.type === "tool-call");
   return (
     <div class={`message ${message.role}`} data-testid="message" data-message-id={message.id}>

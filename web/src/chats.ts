@@ -17,9 +17,3 @@ export function sidebarOrder(a: Chat, b: Chat): number {
 export function newer(current: Chat | undefined, next: Chat): boolean {
   return !current || next.version >= current.version;
 }
-
-export const textOf = (content: { type: string; text?: string | undefined }[]) =>
-  content
-    .filter((p) => p.type === "text")
-    .map((p) => p.text ?? "")
-    .join("");

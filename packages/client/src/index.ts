@@ -32,6 +32,14 @@ export type ChatStatus = Schemas["ChatStatus"];
 export type ChatError = Schemas["ChatError"];
 export type Part = Schemas["Part"];
 
+/** A message's text as users read it: its text parts, in order (tool calls and files left out). */
+export function messageText(message: { content: { type: string; text?: string | undefined }[] }) {
+  return message.content
+    .filter((p) => p.type === "text")
+    .map((p) => p.text ?? "")
+    .join("");
+}
+
 export interface ClientOptions {
   /** Where pgchatd listens, e.g. http://localhost:3000. */
   baseUrl: string;
