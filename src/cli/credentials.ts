@@ -11,8 +11,6 @@ import path from "node:path";
 export interface Credentials {
   url: string;
   token: string;
-  /** Where they came from, for `pgchatd login` and error messages. */
-  source: "flags" | "environment" | "login" | "local server";
 }
 
 /** `$XDG_CONFIG_HOME/pgchatd/credentials.json`, else `~/.config/pgchatd/credentials.json`. */
@@ -80,12 +78,5 @@ export async function resolveCredentials(
       "no server to talk to: run pgchatd login <url>, set PGCHATD_URL and PGCHATD_TOKEN, or start one here with npm start",
     );
   }
-  const source = flags.token
-    ? "flags"
-    : env.PGCHATD_TOKEN
-      ? "environment"
-      : stored?.token
-        ? "login"
-        : "local server";
-  return { url, token, source };
+  return { url, token };
 }
