@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { gen } from "../fixtures/index.ts";
 import { testApp } from "../setup/app.ts";
-import { base, type Member, text } from "../setup/chat_requests.ts";
+import { base, type Member, text, wideClient } from "../setup/chat_requests.ts";
 
 /*
  * The spend-limit routes (docs/api.md "Spend limits"): the configuration and its overrides for
@@ -141,6 +141,36 @@ describe("the configuration (site owners)", () => {
       404,
     );
     expect((await as(owner, "PUT", "/usage-limits/overrides/nope", body)).status).toBe(400);
+  });
+
+  it("PUT of an override answers the override it set, even while a DELETE of it runs", async () => {
+    // Real parallelism (a pool of its own): the DELETE must be able to land between the PUT's write
+    // and the read its answer is built from.
+    const client = wideClient(t.db.url);
+    const u = await member();
+    const group = await gen.group(t.pool, orgId);
+    const rounds = 20;
+    for (const [path, key] of [
+      [`/usage-limits/overrides/${u.id}`, "user_id"],
+      [`/usage-limits/group-overrides/${group.id}`, "group_id"],
+    ] as const) {
+      const answers = await Promise.all(
+        Array.from({ length: rounds }, (_, i) =>
+          Promise.all([
+            client("PUT", `${base}${path}`, owner.token, { spend_limit_micros: 1_000 + i }),
+            client("DELETE", `${base}${path}`, owner.token),
+          ]),
+        ),
+      );
+      for (const [[put, del], i] of answers.map((a, i) => [a, i] as const)) {
+        expect(put.status).toBe(200);
+        expect(del.status).toBe(204);
+        expect(put.json).toMatchObject({
+          [key]: path.split("/").pop(),
+          spend_limit_micros: 1_000 + i,
+        });
+      }
+    }
   });
 
   it("members may not read or change the configuration", async () => {

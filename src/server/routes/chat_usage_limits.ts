@@ -7,7 +7,7 @@ import {
   UserOverride,
 } from "../../api/schemas.ts";
 import { usageLimitConfigJson, usageLimitStatusJson } from "../../api/shapes.ts";
-import type { Queryable } from "../../db/index.ts";
+import { type Queryable, withTx } from "../../db/index.ts";
 import {
   getChatUsageLimitConfig,
   getChatUsageLimitStatus,
@@ -104,13 +104,17 @@ export const chatUsageLimitsRoutes = new Hono<AppEnv>()
     validate("json", configBody),
     async (c) => {
       const body = c.req.valid("json");
-      const db = c.get("deps").db;
-      await setChatUsageLimitConfig(db, {
-        actor_id: userOf(c.get("actor")).user.id,
-        spend_limit_micros: body.spend_limit_micros,
-        period: body.period ?? null,
+      // Written and read in one transaction: the answer is this request's change, not that of
+      // another one committed in between.
+      const config = await withTx(c.get("deps").db, async (tx) => {
+        await setChatUsageLimitConfig(tx, {
+          actor_id: userOf(c.get("actor")).user.id,
+          spend_limit_micros: body.spend_limit_micros,
+          period: body.period ?? null,
+        });
+        return loadConfig(tx);
       });
-      return c.json(await loadConfig(db));
+      return c.json(config);
     },
   )
 
@@ -126,14 +130,18 @@ export const chatUsageLimitsRoutes = new Hono<AppEnv>()
     validate("param", userParam),
     validate("json", overrideBody),
     async (c) => {
-      const db = c.get("deps").db;
       const userId = c.req.valid("param").user;
-      await setChatUsageLimitUserOverride(db, {
-        actor_id: userOf(c.get("actor")).user.id,
-        target_user_id: userId,
-        spend_limit_micros: c.req.valid("json").spend_limit_micros,
+      // In one transaction, which holds the user's row from the write on: a DELETE or another PUT
+      // committed between the write and the read would make this answer theirs, or nothing at all.
+      const override = await withTx(c.get("deps").db, async (tx) => {
+        await setChatUsageLimitUserOverride(tx, {
+          actor_id: userOf(c.get("actor")).user.id,
+          target_user_id: userId,
+          spend_limit_micros: c.req.valid("json").spend_limit_micros,
+        });
+        const [row] = await listChatUsageLimitUserOverrides(tx, { target_user_id: userId });
+        return row;
       });
-      const [override] = await listChatUsageLimitUserOverrides(db, { target_user_id: userId });
       return c.json(override);
     },
   )
@@ -170,14 +178,17 @@ export const chatUsageLimitsRoutes = new Hono<AppEnv>()
     validate("param", groupParam),
     validate("json", overrideBody),
     async (c) => {
-      const db = c.get("deps").db;
       const groupId = c.req.valid("param").group;
-      await setChatUsageLimitGroupOverride(db, {
-        actor_id: userOf(c.get("actor")).user.id,
-        group_id: groupId,
-        spend_limit_micros: c.req.valid("json").spend_limit_micros,
+      // One transaction, as for a user's override above.
+      const override = await withTx(c.get("deps").db, async (tx) => {
+        await setChatUsageLimitGroupOverride(tx, {
+          actor_id: userOf(c.get("actor")).user.id,
+          group_id: groupId,
+          spend_limit_micros: c.req.valid("json").spend_limit_micros,
+        });
+        const [row] = await listChatUsageLimitGroupOverrides(tx, { group_id: groupId });
+        return row;
       });
-      const [override] = await listChatUsageLimitGroupOverrides(db, { group_id: groupId });
       return c.json(override);
     },
   )
