@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { isDeepStrictEqual } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureWebBuilt } from "../../src/server/web.ts";
@@ -858,6 +859,23 @@ describe("the authorization matrix", () => {
         const changed = Object.keys(before).filter((k) => !isDeepStrictEqual(before[k], after[k]));
         if (changed.length > 0) {
           failures.push(`${key} as ${p}: refused with ${res.status}, but changed ${changed}`);
+        }
+      }
+      // Another's chat or file is 404 "exactly like a missing one" (docs/api.md "Chats"): the same
+      // request with an id that names nothing must get the same answer, or the answer leaks.
+      const sent = `${req.path} ${JSON.stringify(req.body ?? null)}`;
+      const id = [req.chat, ownerChat, ownerFile].find((x) => x !== undefined && sent.includes(x));
+      if (res.status === 404 && id) {
+        const missing = randomUUID();
+        const twin = await send(p, method, {
+          ...req,
+          path: req.path.replaceAll(id, missing),
+          body: req.body && JSON.parse(JSON.stringify(req.body).replaceAll(id, missing)),
+        });
+        if (twin.status !== 404 || !isDeepStrictEqual(twin.json, res.json)) {
+          failures.push(
+            `${key} as ${p}: another's answers ${res.text}, a missing one ${twin.status} ${twin.text}`,
+          );
         }
       }
       return failures;
