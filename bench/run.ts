@@ -36,6 +36,10 @@
  *   npm run bench -- replicas           POST /messages with its turn on 1, 2, 5 and 10 server
  *                                       processes on one database, and 10 with the load on one
  *                                       (bench/replicas.ts)
+ *   npm run bench -- soak [minutes]     mixed load from 30 users for 10 minutes on 2 API servers and
+ *                                       2 runner processes: latency and errors per route, events and
+ *                                       messages lost or duplicated across reconnects, turns answered
+ *                                       exactly once, memory per minute, table sizes (bench/soak.ts)
  *   npm run bench -- suite              wall time of `npm test`
  */
 import { benchChatUpdates } from "./chat_updates.ts";
@@ -49,6 +53,7 @@ import { benchPr } from "./pr.ts";
 import { benchPrompts } from "./prompts.ts";
 import { benchReplicas } from "./replicas.ts";
 import { benchRunner } from "./runner.ts";
+import { benchSoak } from "./soak.ts";
 import { benchStartup } from "./startup.ts";
 import { benchSuite } from "./suite.ts";
 import { benchTailer } from "./tailer.ts";
@@ -73,6 +78,7 @@ const benches: Record<string, (...args: string[]) => Promise<void> | void> = {
   tools: (chats) => benchTools(chats),
   parts: (chats) => benchParts(chats),
   replicas: () => benchReplicas(),
+  soak: (minutes) => benchSoak(minutes),
 };
 const defaults = [
   "startup",
