@@ -27,15 +27,16 @@
  * 120 chats and some 10,000 messages at the defaults.
  *
  * Streams: each user keeps one watch stream and one chat stream open; every 5–60 s (random) the
- * watch is closed and opened again, on the other server, with its Last-Event-ID, and the chat
+ * watch is closed and opened again (through the balancer: either server) with its Last-Event-ID, and the chat
  * stream either resumes the same way or moves to another chat (a fresh snapshot).
  *
  * At the end, after a drain (no new requests; chats waiting for tool results are interrupted;
  * until no chat is pending or running), it prints:
  * - per route (method and pattern): count, p50 and p99 latency (ms, until the whole body was
  *   read; streams: until the headers), and statuses other than 2xx: races the load provokes on
- *   purpose (409, 404 of a queued message already admitted, 429 of a full queue) apart from the
- *   rest; any 5xx is flagged.
+ *   purpose (isRace: 409 and stale calls of tool results, 404 of a queued message already
+ *   admitted, 429 of a full queue) apart from the rest, with the first bodies of the rest; any
+ *   5xx is flagged.
  * - events delivered against the log: for each watch subscriber, the events it received across
  *   its reconnects against the chat_events rows of its owner between its first and its last
  *   cursor (lost, duplicated; expected 0 and 0); for each chat stream, the `message` events it
@@ -53,6 +54,7 @@
  */
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import type pg from "pg";
 import {
   type ChatStreamEvent,
@@ -104,17 +106,30 @@ const slowTurnMs = 3_000;
 interface RouteStats {
   latencies: number[];
   statuses: Map<number, number>;
+  /** Of those, the answers isRace counts as races the load provoked. */
+  races: Map<number, number>;
   /** The first bodies of unexpected statuses, to say what they were. */
   samples: string[];
 }
 
-/** Statuses the load provokes on purpose, by route (docs/api.md "Messages"). */
-const expectedRaces: Record<string, number[]> = {
-  "POST /api/experimental/chats/{chat}/tool-results": [409],
-  "POST /api/experimental/chats/{chat}/queue/{queued}/promote": [404],
-  "DELETE /api/experimental/chats/{chat}/queue/{queued}": [404],
-  "POST /api/experimental/chats/{chat}/messages": [429],
-};
+/**
+ * Answers the load provokes on purpose (docs/api.md "Messages"): a queued message admitted before
+ * its promotion or deletion, a full queue, tool results racing an interrupt, an edit, or a newer
+ * step whose action_required had not reached the user's watch yet.
+ */
+function isRace(route: string, status: number, body: string): boolean {
+  switch (route) {
+    case "POST /api/experimental/chats/{chat}/tool-results":
+      return status === 409 || (status === 400 && body.includes("not pending:"));
+    case "POST /api/experimental/chats/{chat}/queue/{queued}/promote":
+    case "DELETE /api/experimental/chats/{chat}/queue/{queued}":
+      return status === 404;
+    case "POST /api/experimental/chats/{chat}/messages":
+      return status === 429;
+    default:
+      return false;
+  }
+}
 
 const segmentNames: Record<string, string> = {
   chats: "{chat}",
@@ -179,14 +194,17 @@ class Http {
   private record(route: string, status: number, ms: number, body?: ArrayBuffer) {
     let r = this.routes.get(route);
     if (!r) {
-      r = { latencies: [], statuses: new Map(), samples: [] };
+      r = { latencies: [], statuses: new Map(), races: new Map(), samples: [] };
       this.routes.set(route, r);
     }
     r.statuses.set(status, (r.statuses.get(status) ?? 0) + 1);
-    if (status >= 200 && status < 300) r.latencies.push(ms);
-    else if (!expectedRaces[route]?.includes(status) && r.samples.length < 3) {
-      r.samples.push(`${status} ${body ? Buffer.from(body).toString("utf8").slice(0, 200) : ""}`);
+    if (status >= 200 && status < 300) {
+      r.latencies.push(ms);
+      return;
     }
+    const text = body ? Buffer.from(body).toString("utf8") : "";
+    if (isRace(route, status, text)) r.races.set(status, (r.races.get(status) ?? 0) + 1);
+    else if (r.samples.length < 3) r.samples.push(`${status} ${text.slice(0, 200)}`);
   }
 
   /** A fetch for the client: the next server in turn; plain requests wait for the limiter. */
@@ -888,6 +906,10 @@ async function soak(db: BenchDatabase, minutes: number, signal: AbortSignal) {
       `\nran ${(loadMs / 60_000).toFixed(1)} min of load, then a drain of ${(drainMs / 1000).toFixed(1)} s` +
         (drained ? "" : " — WARNING: turns were still pending or running when the drain gave up") +
         (signal.aborted ? " — INTERRUPTED (Ctrl-C): figures cover the part that ran" : "") +
+        `; load average at the end ${os
+          .loadavg()
+          .map((x) => x.toFixed(1))
+          .join(" ")} (other work on the machine inflates latencies)` +
         `; ${int(archivedQueues.rows[0]!.n)} queued messages left in archived chats`,
     );
 
@@ -922,10 +944,12 @@ function reportRoutes(http: Http) {
     const count = [...r.statuses.values()].reduce((a, b) => a + b, 0);
     const races: string[] = [];
     const others: string[] = [];
-    for (const [status, n] of [...r.statuses].sort(([a], [b]) => a - b)) {
+    for (const [status, all] of [...r.statuses].sort(([a], [b]) => a - b)) {
       if (status >= 200 && status < 300) continue;
-      if (expectedRaces[route]?.includes(status)) races.push(`${status}×${n}`);
-      else {
+      const raced = r.races.get(status) ?? 0;
+      if (raced > 0) races.push(`${status}×${raced}`);
+      const n = all - raced;
+      if (n > 0) {
         others.push(`${status === 0 ? "network" : status}×${n}`);
         unexpected += n;
         if (status >= 500) fivexx += n;
