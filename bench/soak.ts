@@ -49,7 +49,8 @@
  * - the RSS of each process every minute (Postgres: the sum of its processes' proportional set
  *   size, embedded cluster only), and a verdict: "growing" when the mean of the last minute's
  *   samples exceeds the first minute after the warm-up (minute 1) by more than 10% and 10 MiB,
- *   else "flat".
+ *   else "flat"; beside it the servers' V8 heap in use (their /metrics), which a leak in
+ *   JavaScript grows while RSS may hide it.
  * - pg_total_relation_size and row count of every table of the database at the end.
  */
 import { randomBytes } from "node:crypto";
@@ -76,6 +77,7 @@ import {
   children,
   now,
   type ServerProcess,
+  scrapeMetrics,
   sleep,
   spawnServer,
   withBenchDatabase,
@@ -844,15 +846,26 @@ async function soak(db: BenchDatabase, minutes: number, signal: AbortSignal) {
 
     // Memory, sampled through the run.
     const t0 = now();
-    const samples: { t: number; rss: number[]; pg: number }[] = [];
-    const sample = () =>
-      samples.push({
+    const samples: Sample[] = [];
+    const sample = async () => {
+      const s: Sample = {
         t: now() - t0,
         rss: procs.map((p) => rssMiB(p.pid)),
         pg: db.postmasterPid ? postgresPssMiB(db.postmasterPid) : Number.NaN,
-      });
-    sample();
-    const sampler = setInterval(sample, rssSampleMs);
+        heap: [],
+      };
+      samples.push(s);
+      s.heap = await Promise.all(
+        servers.map((x) =>
+          scrapeMetrics(x.url).then(
+            (m) => (m.get("nodejs_heap_size_used_bytes") ?? Number.NaN) / 2 ** 20,
+            () => Number.NaN,
+          ),
+        ),
+      );
+    };
+    await sample();
+    const sampler = setInterval(() => void sample(), rssSampleMs);
 
     await Promise.all(roster.map((u) => u.start()));
     const runMs = minutes * 60_000;
@@ -896,7 +909,7 @@ async function soak(db: BenchDatabase, minutes: number, signal: AbortSignal) {
     await sleep(2_000);
     await Promise.all(roster.map((u) => u.closeStreams()));
     clearInterval(sampler);
-    sample();
+    await sample();
 
     const archivedQueues = await admin.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM chat_queued_messages q JOIN chats c ON c.id = q.chat_id
@@ -916,7 +929,7 @@ async function soak(db: BenchDatabase, minutes: number, signal: AbortSignal) {
     reportRoutes(http);
     await reportStreams(admin);
     await reportTurns(admin);
-    reportMemory(procs, samples, db.postmasterPid !== undefined);
+    reportMemory(procs, servers.length, samples, db.postmasterPid !== undefined);
     await reportTables(admin);
     for (const p of procs) {
       if (p.logged.length) {
@@ -1211,13 +1224,26 @@ async function reportTurns(admin: pg.Client) {
   }
 }
 
-function reportMemory(
-  procs: Proc[],
-  samples: { t: number; rss: number[]; pg: number }[],
-  embedded: boolean,
-) {
-  console.log("\n### Memory (RSS MiB; Postgres: PSS of all its processes)\n");
-  const header = ["minute", ...procs.map((p) => p.label), ...(embedded ? ["Postgres"] : [])];
+interface Sample {
+  t: number;
+  /** Per process (servers, then runners), MiB. */
+  rss: number[];
+  pg: number;
+  /** The servers' V8 heap in use (their /metrics), MiB: what a leak in JavaScript grows. */
+  heap: number[];
+}
+
+function reportMemory(procs: Proc[], servers: number, samples: Sample[], embedded: boolean) {
+  console.log(
+    "\n### Memory (RSS MiB; Postgres: PSS of all its processes; heap: the servers' V8 heap in use)\n",
+  );
+  const heapLabels = procs.slice(0, servers).map((p) => `${p.label} heap`);
+  const header = [
+    "minute",
+    ...procs.map((p) => p.label),
+    ...(embedded ? ["Postgres"] : []),
+    ...heapLabels,
+  ];
   const rows = [header];
   const lastT = samples[samples.length - 1]!.t;
   const minuteMarks = Math.floor(lastT / 60_000);
@@ -1226,13 +1252,19 @@ function reportMemory(
   const fmt = (x: number) => (Number.isNaN(x) ? "n/a" : x.toFixed(0));
   for (let m = 0; m <= minuteMarks; m++) {
     const s = at(m * 60_000);
-    rows.push([String(m), ...s.rss.map(fmt), ...(embedded ? [fmt(s.pg)] : [])]);
+    rows.push([
+      String(m),
+      ...s.rss.map(fmt),
+      ...(embedded ? [fmt(s.pg)] : []),
+      ...heapLabels.map((_, i) => fmt(s.heap[i] ?? Number.NaN)),
+    ]);
   }
   const end = samples[samples.length - 1]!;
   rows.push([
     `end (${(end.t / 60_000).toFixed(1)})`,
     ...end.rss.map(fmt),
     ...(embedded ? [fmt(end.pg)] : []),
+    ...heapLabels.map((_, i) => fmt(end.heap[i] ?? Number.NaN)),
   ]);
   console.log(table(rows));
   if (lastT < 2 * 60_000) {
@@ -1244,8 +1276,9 @@ function reportMemory(
   const base = at(60_000);
   // The last minute of load: the final sample (after the drain) is left out.
   const last = samples.filter((s) => s.t >= lastT - 60_000 && s !== end);
-  const verdicts = header.slice(1).map((label, i) => {
-    const value = (s: (typeof samples)[number]) => (i < procs.length ? s.rss[i]! : s.pg);
+  const judged = header.slice(1, 1 + procs.length + (embedded ? 1 : 0));
+  const verdicts = judged.map((label, i) => {
+    const value = (s: Sample) => (i < procs.length ? s.rss[i]! : s.pg);
     const mean = last.reduce((a, s) => a + value(s), 0) / Math.max(1, last.length);
     const b = value(base);
     const growing = mean > b * growth.ratio && mean - b > growth.mib;
@@ -1254,6 +1287,11 @@ function reportMemory(
   console.log(
     `verdict (mean of the last minute against minute 1; growing = more than ${((growth.ratio - 1) * 100).toFixed(0)}% and ${growth.mib} MiB): ${verdicts.join(", ")}`,
   );
+  if (embedded) {
+    console.log(
+      "(Postgres' PSS also grows while its shared_buffers fill, 128 MB by default: in a run of a few minutes that is no leak)",
+    );
+  }
 }
 
 async function reportTables(admin: pg.Client) {
