@@ -75,6 +75,7 @@ export interface RunnerOptions {
   /** A chat waiting this long for client tool results fails (docs/api.md: 5 minutes). */
   toolResultsTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
+  /** A model call silent for this long (before its response or mid-stream) is a timeout. */
   chunkTimeoutMs?: number;
   partFlushMs?: number;
   maxSteps?: number;
@@ -115,7 +116,9 @@ const defaults = {
   toolResultsTimeoutMs: 5 * 60_000,
   // 1 s, 2 s, 4 s (jittered, or what Retry-After asks), then the turn fails.
   retry: { retries: 3, baseDelayMs: 1_000, maxDelayMs: 30_000 },
-  // Reasoning models can think for a minute before the first token; two minutes of silence is dead.
+  // A provider that stops sending (mid-stream, or before its response) would hold the turn, and
+  // the chat in `running`, until a human interrupts it. Reasoning models can think for a minute
+  // before the first token; two minutes of silence is dead.
   chunkTimeoutMs: 120_000,
   // About 20 parts per second per chat: smooth for readers, few NOTIFYs for the database.
   partFlushMs: 50,

@@ -85,7 +85,10 @@ export interface TurnDeps {
   logger: Logger;
   workerId: string;
   retry: RetryPolicy;
-  /** A stream silent for this long is a timeout (retried like one). */
+  /**
+   * A model call that sends nothing for this long, before its response or between two chunks, is
+   * a timeout (retried like one).
+   */
   chunkTimeoutMs: number;
   /** Coalescing window of streamed deltas (see PartStream). */
   partFlushMs: number;
@@ -246,6 +249,25 @@ async function streamStep(
   const step: StepResult = { content: built.parts, invalidCalls: built.invalidCalls, runtimeMs: 0 };
   let failure: unknown;
   let aborted = false;
+  // The idle limit runs from the request on, not only between chunks: the SDK's own chunk timeout
+  // starts with the response, so a provider that took the request and never answered held the
+  // turn until the fetch's header timeout (5 minutes), and again at every retry.
+  const idle = new AbortController();
+  let idleTimer: NodeJS.Timeout | undefined;
+  const active = () => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(
+      () =>
+        idle.abort(
+          new DOMException(
+            `The model provider sent nothing for ${deps.chunkTimeoutMs} ms.`,
+            "TimeoutError",
+          ),
+        ),
+      deps.chunkTimeoutMs,
+    );
+  };
+  active();
   try {
     const result = streamText({
       model: model.model,
@@ -254,13 +276,13 @@ async function streamStep(
       tools,
       // Retries are ours: each one is announced to the chat's subscribers (`retry` events).
       maxRetries: 0,
-      abortSignal: signal,
+      abortSignal: AbortSignal.any([signal, idle.signal]),
       // System messages come from the chat's creator (system_prompt), not from model output.
       allowSystemInMessages: true,
-      timeout: { chunkMs: deps.chunkTimeoutMs },
       onError: () => {},
     });
     for await (const part of result.fullStream) {
+      active();
       switch (part.type) {
         case "text-delta":
           built.delta("text", part.text);
@@ -292,13 +314,17 @@ async function streamStep(
     }
   } catch (err) {
     failure ??= err;
+  } finally {
+    clearTimeout(idleTimer);
   }
   step.runtimeMs = Math.round(performance.now() - started);
   step.stop = stopReasonOf(signal);
   if (step.stop) return step;
-  if (aborted && failure === undefined) {
-    // Not our signal: the SDK's chunk timeout aborted the call.
-    failure = new DOMException("The model stream went silent.", "TimeoutError");
+  // Not the turn's signal: the idle limit aborted the call (the SDK reports the abort, or the
+  // fetch's rejection, which is not the limit's reason).
+  if (idle.signal.aborted && (aborted || failure !== undefined)) failure = idle.signal.reason;
+  else if (aborted && failure === undefined) {
+    failure = new DOMException("The model call was aborted.", "AbortError");
   }
   if (failure !== undefined) {
     step.error = classifyError(failure, model.provider, model.secrets);

@@ -15,6 +15,8 @@ export interface FakeRequest {
   body: any;
   /** The text of the last user message. */
   lastUser: string;
+  /** Resolves when the connection of this request's response closes (answered, cut or cancelled). */
+  closed: Promise<void>;
 }
 
 export type FakeAnswer =
@@ -25,7 +27,11 @@ export type FakeAnswer =
       delayMs?: number;
       /** Streams the chunks before `at`, then waits for `until` (a turn caught mid-stream). */
       pause?: { at: number; until: Promise<unknown> };
+      /** Streams the chunks before `cut`, then destroys the socket (a connection lost mid-stream). */
+      cut?: number;
     }
+  /** Accepts the request and sends nothing, not even headers, until `until` (then a socket reset). */
+  | { kind: "silent"; until: Promise<unknown> }
   | { kind: "tool"; name: string; args: unknown; id?: string }
   | { kind: "status"; status: number; body: unknown; headers?: Record<string, string> };
 
@@ -73,9 +79,15 @@ export async function fakeOpenAI(respond: (req: FakeRequest) => FakeAnswer): Pro
         headers: req.headers,
         body,
         lastUser: lastUserText(body),
+        closed: new Promise((closed) => res.once("close", () => closed())),
       };
       requests.push(request);
       const answer = respond(request);
+      if (answer.kind === "silent") {
+        await answer.until;
+        res.socket?.destroy();
+        return;
+      }
       if (answer.kind === "status") {
         res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers });
         res.end(JSON.stringify(answer.body));
@@ -127,6 +139,12 @@ export async function fakeOpenAI(respond: (req: FakeRequest) => FakeAnswer): Pro
         for (const [i, c] of answer.chunks.entries()) {
           if (answer.delayMs) await new Promise((r) => setTimeout(r, answer.delayMs));
           if (answer.pause?.at === i) await answer.pause.until;
+          if (answer.cut === i) {
+            // What was sent reaches the client first: an SSE comment's callback says it is out.
+            await new Promise((sent) => res.write(": cut\n\n", sent));
+            res.socket?.destroy();
+            return;
+          }
           if (res.destroyed) return;
           send(chunk({ content: c }));
         }
