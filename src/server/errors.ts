@@ -179,6 +179,12 @@ const standardStates: Record<string, Mapped> = {
   "40001": { status: 409, message: "A concurrent change conflicted with this request; retry it." },
   "40P01": { status: 409, message: "A concurrent change conflicted with this request; retry it." },
   "55P03": { status: 409, message: "The resource is locked by another request; retry it." },
+  // disk_full: the database could not extend a table (its tablespace or disk is full). The write
+  // was rolled back whole; it succeeds once space is freed, so it is no server bug (500).
+  "53100": {
+    status: 507,
+    message: "The server is out of storage space; nothing was stored. Try again later.",
+  },
 };
 
 interface PgError {
@@ -242,6 +248,10 @@ export function toApiError(err: unknown): ApiError | null {
 export function errorHandler(logger: Logger) {
   return (err: Error, c: Context) => {
     const apiError = toApiError(err);
+    // A full disk is the operator's to fix: the client's 507 alone would not reach them.
+    if (apiError?.status === 507) {
+      logger.error({ err, method: c.req.method, path: c.req.path }, "database out of space");
+    }
     if (apiError) return c.json(apiError.body(), apiError.status);
     logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error");
     return c.json({ message: "Internal server error." } satisfies ErrorBody, 500);

@@ -37,6 +37,7 @@ const reasons: Record<number, string> = {
   409: "Conflicts with the resource's state",
   413: "Body too large",
   429: "Too many",
+  507: "The database is out of storage space; nothing was stored",
 };
 
 /** The error statuses of docs/api.md "Errors": each answers the shared error body. */

@@ -42,7 +42,7 @@ export const chatFilesRoutes = new Hono<AppEnv>()
       summary: "Upload a file (the raw body, its Content-Type, a filename in Content-Disposition)",
       tags: ["Files"],
       responses: { 201: z.object({ id: z.string() }) },
-      errors: [400, 403, 413],
+      errors: [400, 403, 413, 507],
     }),
     validate("query", uploadQuery),
     async (c) => {

@@ -132,7 +132,7 @@ export const chatMessagesRoutes = new Hono<AppEnv>()
       summary: "Send a message: admitted now, or queued while the chat is busy",
       tags: ["Messages"],
       responses: { 200: SentMessage },
-      errors: [400, 404, 409, 429],
+      errors: [400, 404, 409, 429, 507],
     }),
     validate("param", chatParam),
     validate("json", sendBody),

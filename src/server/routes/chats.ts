@@ -161,7 +161,7 @@ export const chatsRoutes = new Hono<AppEnv>()
       summary: "Create a chat with its first message",
       tags: ["Chats"],
       responses: { 201: Chat },
-      errors: [400, 403, 404, 409],
+      errors: [400, 403, 404, 409, 507],
     }),
     validate("json", createChatBody),
     async (c) => {
