@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { RunnerOptions } from "../../src/runner/index.ts";
-import { createEphemeralPublisher, streamKinds } from "../../src/watch/index.ts";
+import { createEphemeralPublisher } from "../../src/watch/index.ts";
 import { gen } from "../fixtures/index.ts";
+import { expectMessagesOnceEach, expectStreamMatchesLog } from "../setup/chat_log.ts";
 import { type FakeAnswer, type FakeOpenAI, fakeOpenAI } from "../setup/fake_openai.ts";
 import {
   eventually,
@@ -60,12 +61,13 @@ function gate() {
 }
 
 const data = (e: SseEvent) => JSON.parse(e.data);
-const ephemeral = new Set(["message_part", "retry"]);
 
 interface Scenario {
   chatId: string;
   token: string;
   stream: SseClient;
+  /** The snapshot's last event (it carries the snapshot's cursor). */
+  snapshotEnd: SseEvent;
   /** The events the stream delivered after its snapshot. */
   live(): SseEvent[];
   runner: Awaited<ReturnType<typeof testRunner>>;
@@ -106,54 +108,11 @@ async function scenario(
     chatId,
     token: u.token,
     stream,
+    snapshotEnd,
     live: () => stream.events.slice(stream.events.indexOf(snapshotEnd) + 1),
     runner,
     requests: () => fake.requests.filter((r) => r.lastUser === prompt),
   };
-}
-
-/**
- * The chat's log after the stream's snapshot, as the chat stream renders it ([cursor, event]),
- * against the durable events the stream delivered: waits until the stream has reached the log's
- * last event, then they must be equal (nothing lost, nothing twice, in order).
- */
-async function expectStreamMatchesLog(s: Scenario) {
-  const snapshotCursor = s.stream.events.find((e) => e.event === "queue_update")!.id;
-  const [sx, si] = snapshotCursor.split(".").map(BigInt) as [bigint, bigint];
-  const { rows } = await srv.pool.query<{
-    cursor: string;
-    kind: string;
-    payload: { status?: string; error?: unknown } | null;
-  }>(
-    `SELECT xid::text || '.' || id AS cursor, kind, payload FROM chat_events
-     WHERE chat_id = $1 AND kind = ANY($2) AND (xid, id) > ($3::text::xid8, $4::bigint)
-     ORDER BY xid, id`,
-    [s.chatId, [...streamKinds], sx.toString(), si.toString()],
-  );
-  const fromLog = rows.flatMap((r) => {
-    if (r.kind !== "status_change") return [[r.cursor, r.kind]];
-    const status = [r.cursor, "status"];
-    return r.payload?.status === "error" && r.payload.error
-      ? [status, [r.cursor, "error"]]
-      : [status];
-  });
-  const durable = () =>
-    s
-      .live()
-      .filter((e) => !ephemeral.has(e.event))
-      .map((e) => [e.id, e.event]);
-  await eventually(
-    () => (durable().length >= fromLog.length ? true : undefined),
-    `the stream to deliver the log's ${fromLog.length} events`,
-  );
-  expect(durable()).toEqual(fromLog);
-}
-
-/** The stored messages (each id once) against the `message` events the stream delivered. */
-async function expectMessagesOnceEach(s: Scenario) {
-  const stored = await messagesOf(srv.pool, s.chatId);
-  const streamed = s.stream.events.filter((e) => e.event === "message").map((e) => data(e).id);
-  expect(streamed).toEqual(stored.map((m) => m.id));
 }
 
 /**
@@ -197,8 +156,8 @@ describe("a provider that stalls mid-stream", () => {
     );
     await settled(srv.pool, s.chatId, "waiting");
     // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(s);
-    await expectMessagesOnceEach(s);
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     // The stalled call was given up, not left open.
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
@@ -241,6 +200,9 @@ describe("a provider that stalls mid-stream", () => {
       { chunkTimeoutMs, retry: { retries: 1, baseDelayMs: 5, maxDelayMs: 20 } },
     );
     const state = await settled(srv.pool, s.chatId, "error");
+    // Everything below reads a stream that has caught up with the log.
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     expect(state.last_error).toMatchObject({ kind: "timeout", retryable: true });
     expect(s.requests()).toHaveLength(2);
     await Promise.all(s.requests().map((r) => r.closed));
@@ -252,14 +214,12 @@ describe("a provider that stalls mid-stream", () => {
     expect(retries(s)).toHaveLength(1);
     expect(textAfterLastRetry(s.live())).toBe("attempt 2: half");
     expect(await statusHistory(srv.pool, s.chatId)).toEqual(["running", "error"]);
-    await expectStreamMatchesLog(s);
     expect(
       s
         .live()
         .filter((e) => e.event === "error")
         .map(data),
     ).toEqual([state.last_error]);
-    await expectMessagesOnceEach(s);
   });
 
   it("ends the turn at an interrupt during the stall, keeping what was streamed, once", async () => {
@@ -285,8 +245,8 @@ describe("a provider that stalls mid-stream", () => {
     expect(res.status).toBe(200);
     await settled(srv.pool, s.chatId, "waiting");
     // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(s);
-    await expectMessagesOnceEach(s);
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
@@ -310,8 +270,8 @@ describe("a provider that stalls mid-stream", () => {
     );
     await settled(srv.pool, s.chatId, "waiting");
     // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(s);
-    await expectMessagesOnceEach(s);
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
@@ -331,8 +291,8 @@ describe("a provider whose connection is cut mid-stream", () => {
     );
     await settled(srv.pool, s.chatId, "waiting");
     // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(s);
-    await expectMessagesOnceEach(s);
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
       ["user", "cut once"],
@@ -369,8 +329,8 @@ describe("a provider whose connection is cut mid-stream", () => {
     );
     const state = await settled(srv.pool, s.chatId, "error");
     // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(s);
-    await expectMessagesOnceEach(s);
+    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
     expect(state.last_error).toMatchObject({ kind: "generic", retryable: true });
     expect(s.requests()).toHaveLength(3);
     const msgs = await messagesOf(srv.pool, s.chatId);

@@ -2,9 +2,11 @@ import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { Pool } from "../../src/db/index.ts";
 import { reportChatGitActivity } from "../../src/generated/chat_diff_statuses.ts";
+import { createEphemeralPublisher } from "../../src/watch/index.ts";
 import { fakeForge } from "../../support/fake_forge.ts";
 import { spawnPgchatd } from "../../support/spawn.ts";
 import { gen } from "../fixtures/index.ts";
+import { expectMessagesOnceEach, expectStreamMatchesLog } from "../setup/chat_log.ts";
 import { testDb } from "../setup/db.ts";
 import { listen } from "../setup/listen.ts";
 import {
@@ -16,7 +18,14 @@ import {
   textOf,
 } from "../setup/runner.ts";
 import { testServer } from "../setup/server.ts";
-import { openSse } from "../setup/sse.ts";
+import { openSse, type SseEvent } from "../setup/sse.ts";
+
+interface StreamedPart {
+  turn_id: string;
+  seq: number;
+  part: { type: string; text: string };
+}
+const partOf = (e: SseEvent) => JSON.parse(e.data) as StreamedPart;
 
 /*
  * `pgchatd runner` as separate processes on one database: what runs when turns are scaled apart
@@ -81,27 +90,67 @@ async function owner() {
 }
 
 describe("pgchatd runner processes", () => {
-  it("answers a chat whose runner was killed mid-turn, once that runner's heartbeat went stale, losing nothing", async () => {
-    const parts = await listen(dbUrl, "chat_message_parts");
-    const doomed = await startRunnerProcess();
+  it("answers a chat whose runner was killed mid-turn, once that runner's heartbeat went stale, losing nothing and storing nothing twice", async () => {
+    const srv = await testServer();
+    onTestFinished(() => srv.close());
     const o = await owner();
+    const token = await gen.apiKey(pool, o);
     const chat = await gen.chat(pool, { ownerId: o, organizationId: orgId, text: "/sleep 2000" });
-    // Killed as soon as its first part went out, well before its turn (2 s) can end: it still
-    // holds the chat.
-    await parts.next((n) => n.payload.includes(chat.id), 15_000);
+    // Open before any runner runs: it receives every part of both runs, and the log's events.
+    const stream = await openSse(`${srv.url}/api/experimental/chats/${chat.id}/stream`, {
+      authorization: `Bearer ${token}`,
+    });
+    onTestFinished(() => stream.close());
+    const snapshotEnd = await stream.next((e) => e.event === "queue_update");
+    const doomed = await startRunnerProcess();
+    // Killed as soon as its first part reached the stream, well before its turn (2 s) can end: it
+    // still holds the chat.
+    await stream.next((e) => e.event === "message_part", 15_000);
     doomed.child.kill("SIGKILL");
     await doomed.exited;
-    await parts.close();
     expect((await chatState(pool, chat.id)).worker_id).toBe(doomed.workerId);
+    const lostParts = stream.events.filter((e) => e.event === "message_part").map(partOf);
 
-    const { runner } = await testRunner({ heartbeatMs: 200, staleAfterMs: 1_000 });
+    const { runner } = await testRunner({
+      heartbeatMs: 200,
+      staleAfterMs: 1_000,
+      publish: createEphemeralPublisher(pool),
+    });
     runner.wake();
     await settled(pool, chat.id, "waiting");
-    const msgs = await messagesOf(pool, chat.id);
-    expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
-      ["user", "/sleep 2000"],
-      ["assistant", "echo: /sleep 2000"],
+    // The stream delivered exactly the log (nothing lost, nothing twice), each message once.
+    await expectStreamMatchesLog(pool, chat.id, stream, snapshotEnd);
+    await expectMessagesOnceEach(pool, chat.id, stream);
+    // Nothing of the killed run was stored, not even as a deleted message.
+    const msgs = await messagesOf(pool, chat.id, { deleted: true });
+    expect(msgs.map((m) => [m.role, textOf(m), m.deleted])).toEqual([
+      ["user", "/sleep 2000", false],
+      ["assistant", "echo: /sleep 2000", false],
     ]);
+    // Recovery handed the chat back (pending), the other runner ran it again.
+    expect(await statusHistory(pool, chat.id)).toEqual([
+      "running",
+      "pending",
+      "running",
+      "waiting",
+    ]);
+    // The killed run's parts came under one turn_id, the new run's under another, which replaces
+    // them; the new run's parts are the stored answer.
+    const parts = stream.events.filter((e) => e.event === "message_part").map(partOf);
+    const lostTurn = lostParts[0]!.turn_id;
+    expect(new Set(lostParts.map((p) => p.turn_id))).toEqual(new Set([lostTurn]));
+    const newParts = parts.filter((p) => p.turn_id !== lostTurn);
+    expect(new Set(newParts.map((p) => p.turn_id)).size).toBe(1);
+    expect(newParts.map((p) => p.part.text).join("")).toBe("echo: /sleep 2000");
+    // Each part once, in increasing seq.
+    const seqs = parts.map((p) => p.seq);
+    expect(seqs).toEqual([...new Set(seqs)].sort((x, y) => x - y));
+    // No in-flight output of the killed run is left for a stream that opens later.
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM chat_stream_parts WHERE chat_id = $1 AND NOT saved",
+      [chat.id],
+    );
+    expect(rows).toEqual([{ n: 0 }]);
     // Counted once the runner has seen its turn's end commit, which the test's connection can
     // see first.
     await runner.idle();
