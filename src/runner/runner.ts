@@ -412,8 +412,8 @@ export class Runner {
         outcome = result.outcome;
         if (result.followUp) this.trackFollowUp(result.followUp(this.followUpAbort.signal));
       } catch (err) {
-        // A database failure mid-turn: the lease stays until its heartbeat goes stale, then the
-        // turn runs again on some runner.
+        // The database failed the turn and then its end in error (runTurn): the lease stays until
+        // this runner stops or its heartbeat goes stale, then the turn runs again on some runner.
         this.log.error({ err, chat: lease.chatId }, "turn failed");
       } finally {
         this.stats.turns[outcome]++;

@@ -355,11 +355,62 @@ async function runStep(
   }
 }
 
+/**
+ * The ChatError of a turn whose output the database refused (out of space, a dropped connection):
+ * the model answered, but nothing of the answer could be kept.
+ */
+function unstoredOutput(err: unknown): ChatError {
+  const code = (err as { code?: unknown } | null)?.code;
+  return {
+    message: "The answer could not be stored; send the message again.",
+    kind: "generic",
+    provider: null,
+    retryable: true,
+    status_code: null,
+    detail: typeof code === "string" ? `database error ${code}` : null,
+  };
+}
+
 export async function runTurn(
   deps: TurnDeps,
   lease: Lease,
   signal: AbortSignal,
   waker: ToolWaker = new ToolWaker(),
+): Promise<TurnResult> {
+  try {
+    return await runTurnSteps(deps, lease, signal, waker);
+  } catch (err) {
+    // A turn that stops writing nothing has nothing to end.
+    if (signal.aborted && signal.reason !== "interrupt") throw err;
+    // The lease is renewed by this runner's heartbeat, not by the turn: left as it is, the chat
+    // would stay `running` for as long as this runner lives. The turn ends in error instead,
+    // without its output (a second failure is the runner's to log; the lease then stays).
+    deps.logger.error({ err, chat: lease.chatId }, "storing the turn failed; it ends in error");
+    const chat = await getChatForRunByID(deps.db, {
+      id: lease.chatId,
+      gateway: deps.models.routing.mode === "gateway",
+    });
+    if (!chat) return { outcome: "lost" };
+    const row = await finishChatRun(deps.db, {
+      chat_id: chat.id,
+      worker_id: deps.workerId,
+      started_at: lease.startedAt,
+      model_config_id: chat.model_config_id,
+      messages: [],
+      outcome: "error",
+      error: unstoredOutput(err),
+    });
+    deps.afterWrite();
+    if (row.status === "pending") deps.pendingAgain();
+    return { outcome: row.outcome as TurnOutcome };
+  }
+}
+
+async function runTurnSteps(
+  deps: TurnDeps,
+  lease: Lease,
+  signal: AbortSignal,
+  waker: ToolWaker,
 ): Promise<TurnResult> {
   const { db } = deps;
   const chat = await getChatForRunByID(db, {

@@ -15,6 +15,7 @@ import { gen } from "../fixtures/index.ts";
 import { captureLogger } from "../setup/app.ts";
 import { newPool } from "../setup/db.ts";
 import { checkResponse } from "../setup/openapi.ts";
+import { messagesOf, settled, statusHistory, testRunner, textOf } from "../setup/runner.ts";
 
 /*
  * The database runs out of space where files and messages are stored (docs/errors.md: SQLSTATE
@@ -70,6 +71,7 @@ let space: string;
 let mounted = false;
 let cluster: EmbeddedPostgres | undefined;
 let pool: Pool;
+let dbUrl: string;
 let app: ReturnType<typeof createApp>;
 let logLines: string[];
 let orgId: string;
@@ -100,6 +102,7 @@ beforeAll(async () => {
     await admin.end();
   }
   const url = cluster.url("pgchatd");
+  dbUrl = url;
   await migrate(url);
   const owned = await connectClient(url, "pgchatd-test-disk-full");
   try {
@@ -191,6 +194,27 @@ async function rowCounts(ownerId: string) {
   return rows[0]!;
 }
 
+/** Uploads files until one is refused: the space is full then. */
+async function fill(me: Member) {
+  const stored: { id: string; bytes: Uint8Array }[] = [];
+  let refused: { status: number; json: unknown } | undefined;
+  // The space holds a few files; the loop's bound only stops a test whose mount did not limit.
+  for (let i = 0; i < 40 && !refused; i++) {
+    const bytes = textFile(fileBytes);
+    const res = await upload(me, bytes);
+    if (res.status === 201) stored.push({ id: res.json.id, bytes });
+    else refused = { status: res.status, json: res.json };
+  }
+  return { stored, refused };
+}
+
+/** Shrinks the space to what is used plus `spare` bytes (a tmpfs cannot shrink below its use). */
+async function shrinkSpace(spare: number) {
+  const st = await fs.statfs(space);
+  const used = (st.blocks - st.bfree) * st.bsize;
+  await mountTmpfs(space, `${Math.ceil((used + spare) / 4096) * 4}k`, true);
+}
+
 const diskFull = {
   message: expect.stringMatching(/storage/i),
 };
@@ -213,15 +237,7 @@ describe.skipIf(skipReason)("a full tablespace (tmpfs) under chat_files and chat
           "content-type": "application/json",
         },
       );
-    const stored: { id: string; bytes: Uint8Array }[] = [];
-    let refused: { status: number; json: unknown } | undefined;
-    // The space holds a few files; the loop's bound only stops a test whose mount did not limit.
-    for (let i = 0; i < 40 && !refused; i++) {
-      const bytes = textFile(fileBytes);
-      const res = await upload(me, bytes);
-      if (res.status === 201) stored.push({ id: res.json.id, bytes });
-      else refused = { status: res.status, json: res.json };
-    }
+    const { stored, refused } = await fill(me);
     expect(stored.length).toBeGreaterThan(0);
     expect(refused).toEqual({ status: 507, json: diskFull });
     // The operator learns of it from the log, with PostgreSQL's SQLSTATE.
@@ -283,5 +299,50 @@ describe.skipIf(skipReason)("a full tablespace (tmpfs) under chat_files and chat
       links: before.links + 1,
     });
     expect(after.events).toBeGreaterThan(before.events);
+  });
+
+  it("ends a turn whose answer does not fit in error with a ChatError instead of leaving it running, stores nothing of it, and answers once space is freed", async () => {
+    await mountTmpfs(space, largeSpace, true);
+    const me = await gen.member(pool, { organizationIds: [orgId] });
+    // The echo of a long message is long too: its TOAST needs pages the full space has not.
+    const long = randomBytes(300_000).toString("base64");
+    const chat = await createChat(me, [{ type: "text", text: long }]);
+    expect(chat.status, chat.text).toBe(201);
+    await shrinkSpace(256 * 1024);
+    expect((await fill(me)).refused?.status).toBe(507);
+
+    const { runner, logLines: runnerLog } = await testRunner({ dbUrl });
+    runner.wake();
+    const state = await settled(pool, chat.json.id, "error");
+    expect(state.last_error).toMatchObject({ kind: "generic", retryable: true, provider: null });
+    expect(runnerLog.some((l) => l.includes("53100"))).toBe(true);
+    const msgs = await messagesOf(pool, chat.json.id, { deleted: true });
+    expect(msgs.map((m) => m.role)).toEqual(["user"]);
+    expect(await statusHistory(pool, chat.json.id)).toEqual(["running", "error"]);
+    const { rows: events } = await pool.query(
+      "SELECT count(*)::int AS n FROM chat_events WHERE chat_id = $1 AND kind = 'message'",
+      [chat.json.id],
+    );
+    expect(events).toEqual([{ n: 1 }]);
+
+    // Space again: a new message gets its answer.
+    await mountTmpfs(space, largeSpace, true);
+    const sent = await request(
+      me,
+      "POST",
+      `/api/experimental/chats/${chat.json.id}/messages`,
+      JSON.stringify({ content: [{ type: "text", text: "once more" }] }),
+      { "content-type": "application/json" },
+    );
+    expect(sent.status, sent.text).toBe(200);
+    runner.wake();
+    await settled(pool, chat.json.id, "waiting");
+    expect(
+      (await messagesOf(pool, chat.json.id)).map((m) => [m.role, textOf(m).slice(0, 20)]),
+    ).toEqual([
+      ["user", long.slice(0, 20)],
+      ["user", "once more"],
+      ["assistant", "echo: once more"],
+    ]);
   });
 });
