@@ -168,6 +168,11 @@ export function createPool(opts: PoolOptions): pg.Pool {
   // An idle client that loses its connection emits 'error' on the pool; without a listener the
   // process would crash. The pool replaces the client on the next checkout.
   pool.on("error", () => {});
+  // pg-pool listens for that only while a client is idle. A checked-out client whose connection
+  // is lost between two statements (a transaction awaiting other work, housekeeping's lock
+  // holder) emits 'error' with no listener, which crashed the process when the database
+  // restarted. Its next statement fails instead, and the pool drops it when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   return pool;
 }
 
