@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isDatabaseUnreachable } from "../db/unreachable.ts";
 import type { Logger } from "../log.ts";
 
 /*
@@ -28,6 +29,8 @@ export class ApiError extends Error {
     readonly validations?: Validation[],
     /** Fields a specific error adds to the body (the spend limit's figures). */
     readonly fields?: Record<string, unknown>,
+    /** Response headers it adds (a 503's Retry-After). */
+    readonly headers?: Record<string, string>,
   ) {
     super(message);
   }
@@ -187,6 +190,24 @@ const standardStates: Record<string, Mapped> = {
   },
 };
 
+/**
+ * How long a client should wait before retrying a request the database could not serve: a
+ * restart or failover of PostgreSQL takes seconds, and the pool connects again on the next
+ * request, so a second is enough to retry without hammering a server that is still down.
+ */
+const databaseRetryAfterSeconds = 1;
+
+/** The database cannot be reached: the request did nothing it acknowledged, and may be retried. */
+export const databaseUnavailable = () =>
+  new ApiError(
+    503,
+    "The database is unavailable; retry the request shortly.",
+    undefined,
+    undefined,
+    undefined,
+    { "Retry-After": String(databaseRetryAfterSeconds) },
+  );
+
 interface PgError {
   code: string;
   message: string;
@@ -240,6 +261,7 @@ export function toApiError(err: unknown): ApiError | null {
     const status = err.status as ContentfulStatusCode;
     return new ApiError(status, err.message || "Bad request.");
   }
+  if (isDatabaseUnreachable(err)) return databaseUnavailable();
   if (isPgError(err)) return fromDatabaseError(err);
   return null;
 }
@@ -252,7 +274,7 @@ export function errorHandler(logger: Logger) {
     if (apiError?.status === 507) {
       logger.error({ err, method: c.req.method, path: c.req.path }, "database out of space");
     }
-    if (apiError) return c.json(apiError.body(), apiError.status);
+    if (apiError) return c.json(apiError.body(), apiError.status, apiError.headers);
     logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error");
     return c.json({ message: "Internal server error." } satisfies ErrorBody, 500);
   };
