@@ -404,6 +404,30 @@ BEGIN
 END;
 $$;
 
+-- A live runner's leases that no turn of it runs any more: a turn that failed because the
+-- database went away (its lease is renewed by the runner's heartbeat, so it would never go stale),
+-- or a claim that committed but whose answer the runner never received. Released as a stale lease
+-- is (chat_run_release_locked: running back to pending, where a runner claims it again), except
+-- the chats in p_running, which the runner's turns hold. SKIP LOCKED: a chat another transaction
+-- holds is being changed; the runner's next call sees it again. Returns how many.
+CREATE OR REPLACE FUNCTION chat_run_release_orphans(p_worker_id uuid, p_running uuid[])
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_chat chats;
+  v_count integer := 0;
+BEGIN
+  FOR v_chat IN
+    SELECT * FROM chats WHERE worker_id = p_worker_id AND id <> ALL (p_running)
+    ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+  LOOP
+    PERFORM chat_run_release_locked(v_chat);
+    v_count := v_count + 1;
+  END LOOP;
+  RETURN v_count;
+END;
+$$;
+
 -- The recovery pass every runner makes once per heartbeat interval, one chat at a time: the
 -- runner lists the candidates (ListChatRecoveryCandidates) and calls this for each, every call its
 -- own transaction, so a chat whose recovery fails is logged and skipped, never stopping the

@@ -76,6 +76,11 @@ FROM chat_run_finish(
 -- Shutdown: this runner's running chats go back to pending for another runner.
 SELECT chat_run_release_worker(@worker_id) AS released;
 
+-- name: ReleaseOrphanedChatRunsByWorkerID :one
+-- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running: the chats this runner's
+-- turns hold now (their leases are kept).
+SELECT chat_run_release_orphans(@worker_id, @running::uuid[]) AS released;
+
 -- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
 -- each again under its lock): the leases of runners whose row went stale (chat_runners is a few

@@ -360,6 +360,35 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
   };
 }
 
+export const releaseOrphanedChatRunsByWorkerIDQuery = `-- name: ReleaseOrphanedChatRunsByWorkerID :one
+-- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running: the chats this runner's
+-- turns hold now (their leases are kept).
+SELECT chat_run_release_orphans($1, $2::uuid[]) AS released`;
+
+export interface ReleaseOrphanedChatRunsByWorkerIDArgs {
+  worker_id: string;
+  running: string[];
+}
+
+export interface ReleaseOrphanedChatRunsByWorkerIDRow {
+  released: number | null;
+}
+
+export async function releaseOrphanedChatRunsByWorkerID(client: Client, args: ReleaseOrphanedChatRunsByWorkerIDArgs): Promise<ReleaseOrphanedChatRunsByWorkerIDRow> {
+  const result = await client.query({
+    text: releaseOrphanedChatRunsByWorkerIDQuery,
+    values: [args.worker_id, args.running],
+    rowMode: "array",
+  });
+  if (result.rows.length !== 1) {
+    throw new Error(`ReleaseOrphanedChatRunsByWorkerID returned ${result.rows.length} rows, expected 1`);
+  }
+  const row = result.rows[0]!;
+  return {
+    released: row[0],
+  };
+}
+
 export const listChatRecoveryCandidatesQuery = `-- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks
 -- each again under its lock): the leases of runners whose row went stale (chat_runners is a few

@@ -4,11 +4,13 @@ import type pg from "pg";
 import { channels } from "../db/channels.ts";
 import { createListener, type Listener } from "../db/listen.ts";
 import type { Pool, PoolQueryable } from "../db/pool.ts";
+import { isDatabaseUnreachable } from "../db/unreachable.ts";
 import { upsertChatRunnerHeartbeat } from "../generated/chat_runners.ts";
 import {
   claimPendingChats,
   listChatRunStatesByWorkerID,
   releaseChatRunsByWorkerID,
+  releaseOrphanedChatRunsByWorkerID,
 } from "../generated/chat_runs.ts";
 import type { Logger } from "../log.ts";
 import type { Models } from "../models/providers.ts";
@@ -169,6 +171,13 @@ export class Runner {
   /** The pool, counting statements (RunnerStats.statements). */
   private readonly db: PoolQueryable;
   private readonly runs = new Map<string, Run>();
+  /**
+   * Set when this runner may hold leases that no turn of it runs: a turn or a claim failed because
+   * the database could not be reached. Its own heartbeat renews such a lease, so no recovery pass
+   * would ever release it and the chat would stay running forever: the next tick releases it
+   * (releaseOrphans).
+   */
+  private mayHoldOrphans = false;
   /** Summaries and titles of finished turns. */
   private readonly followUps = new Set<Promise<void>>();
   private readonly followUpAbort = new AbortController();
@@ -286,7 +295,11 @@ export class Runner {
       return;
     }
     this.claiming = this.claimLoop()
-      .catch((err) => this.log.warn({ err }, "claiming chats failed"))
+      .catch((err) => {
+        // The claim may have committed and only its answer been lost.
+        if (isDatabaseUnreachable(err)) this.mayHoldOrphans = true;
+        this.log.warn({ err }, "claiming chats failed");
+      })
       .finally(() => {
         this.claiming = undefined;
         if (this.claimAgain) {
@@ -305,6 +318,7 @@ export class Runner {
     if (this.stopping) return this.maintenance ?? Promise.resolve();
     this.maintenance ??= (async () => {
       await this.heartbeat();
+      await this.releaseOrphans();
       await this.recover();
     })().finally(() => {
       this.maintenance = undefined;
@@ -370,12 +384,14 @@ export class Runner {
           batch_size: batch,
         });
         this.reportedFree = Math.max(free - rows.length, 0);
+        // Before the next write of the row queue: releaseOrphans, one of them, must see these
+        // turns running, or it would give back the leases just claimed.
+        for (const row of rows) this.startRun({ chatId: row.id!, startedAt: row.started_at! });
         return rows;
       });
       this.stats.claims++;
       if (claimed.length === 0) this.stats.emptyClaims++;
       if (claimed.length > 0) this.opts.afterWrite();
-      for (const row of claimed) this.startRun({ chatId: row.id!, startedAt: row.started_at! });
       if (claimed.length < batch) return;
     }
   }
@@ -412,8 +428,10 @@ export class Runner {
         outcome = result.outcome;
         if (result.followUp) this.trackFollowUp(result.followUp(this.followUpAbort.signal));
       } catch (err) {
-        // The database failed the turn and then its end in error (runTurn): the lease stays until
-        // this runner stops or its heartbeat goes stale, then the turn runs again on some runner.
+        // The database failed the turn and then its end in error (runTurn). When it could not be
+        // reached, the lease is released once it is back (releaseOrphans) and the turn runs again
+        // from the stored history; any other failure keeps the lease until this runner stops.
+        if (isDatabaseUnreachable(err)) this.mayHoldOrphans = true;
         this.log.error({ err, chat: lease.chatId }, "turn failed");
       } finally {
         this.stats.turns[outcome]++;
@@ -505,6 +523,35 @@ export class Runner {
         run.controller.abort("interrupt" satisfies StopReason);
       }
     }
+  }
+
+  /**
+   * Gives back the leases this runner holds without a turn running them (mayHoldOrphans): the
+   * chats go back to pending, and a runner (often this one) claims them again.
+   */
+  private async releaseOrphans(): Promise<void> {
+    if (!this.mayHoldOrphans) return;
+    this.mayHoldOrphans = false;
+    let released: number;
+    try {
+      // In the row queue, after any claim whose turns are not registered yet (claimLoop).
+      released = await this.writingRow(
+        async () =>
+          (
+            await releaseOrphanedChatRunsByWorkerID(this.db, {
+              worker_id: this.workerId,
+              running: [...this.runs.keys()],
+            })
+          ).released ?? 0,
+      );
+    } catch (err) {
+      this.mayHoldOrphans = true;
+      throw err;
+    }
+    if (released === 0) return;
+    this.opts.afterWrite();
+    this.log.warn({ released }, "released the leases of turns lost while the database was away");
+    this.wake();
   }
 
   private async recover(): Promise<void> {
