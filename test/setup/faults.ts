@@ -59,7 +59,26 @@ export interface Outcome {
   ms: number;
   /** Date.now() when it was answered. */
   at: number;
+  /**
+   * For a request that got no response (TrafficOptions.recheck): whether the client then found
+   * its message stored, as it looked before retrying.
+   */
+  recheck?: "present" | "absent";
 }
+
+export interface TrafficOptions {
+  /** The text of message number `seq` (unique within the file); by default a plain one. */
+  text?: (seq: number, plain: string) => string;
+  /**
+   * A request that got no response (its server died) is looked up on the next server: a create
+   * by its label, a send in the chat's queue and then its history. Retried only when absent,
+   * so a message is never sent twice.
+   */
+  recheck?: boolean;
+}
+
+/** Numbers the messages of every Traffic of a file, so their texts stay unique. */
+let seq = 0;
 
 const text = (s: string) => [{ type: "text", text: s }];
 
@@ -77,10 +96,29 @@ export class Traffic {
 
   constructor(
     private readonly baseUrls: () => string[],
+    private readonly options: TrafficOptions = {},
     private readonly token = adminToken,
     /** A request unanswered this long is a hang: it fails the test instead of waiting on. */
     private readonly requestTimeoutMs = 20_000,
   ) {}
+
+  private nextText(plain: string): string {
+    return this.options.text?.(seq++, plain) ?? plain;
+  }
+
+  private base(i: number, n: number): string {
+    const urls = this.baseUrls();
+    return urls[(i + n) % urls.length]!;
+  }
+
+  private async get<T>(base: string, path: string): Promise<T> {
+    const res = await fetch(`${base}/api/experimental/chats${path}`, {
+      headers: { authorization: `Bearer ${this.token}` },
+      signal: AbortSignal.timeout(this.requestTimeoutMs),
+    });
+    if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  }
 
   start(clients: number): void {
     for (let i = 0; i < clients; i++) this.running.push(this.client(i));
@@ -105,16 +143,16 @@ export class Traffic {
     what: Outcome["what"],
     path: string,
     message: string,
+    labels?: Record<string, string>,
   ): Promise<Outcome> {
-    const urls = this.baseUrls();
-    const base = urls[(i + n) % urls.length]!;
+    const base = this.base(i, n);
     const started = Date.now();
     let outcome: Outcome;
     try {
       const res = await fetch(`${base}/api/experimental/chats${path}`, {
         method: "POST",
         headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
-        body: JSON.stringify({ content: text(message) }),
+        body: JSON.stringify({ content: text(message), ...(labels ? { labels } : {}) }),
         signal: AbortSignal.timeout(this.requestTimeoutMs),
       });
       const raw = await res.text();
@@ -150,20 +188,58 @@ export class Traffic {
 
   private async client(i: number): Promise<void> {
     for (let n = 0; !this.stopped; n++) {
-      const created = await this.request(i, n, "create", "", `create ${this.label} ${i}.${n}`);
+      const key = `${this.label}-${i}-${n}`;
+      const createText = this.nextText(`create ${key}`);
+      const create = () => this.request(i, n, "create", "", createText, { req: key });
+      const created = await create();
       await this.backOff(created);
-      if (created.status !== 201) continue;
-      const chatId = (created.body as { id: string }).id;
+      let chatId: string | undefined;
+      if (created.status === 201) chatId = (created.body as { id: string }).id;
+      else if (created.status === 0 && this.options.recheck) {
+        const found = await this.get<{ id: string }[]>(
+          this.base(i, n),
+          `?label=${encodeURIComponent(`req:${key}`)}`,
+        );
+        created.recheck = found.length > 0 ? "present" : "absent";
+        if (found.length > 1) throw new Error(`create ${key} made ${found.length} chats`);
+        chatId = found[0]?.id;
+        if (!chatId) {
+          const retried = await create();
+          if (retried.status === 201) chatId = (retried.body as { id: string }).id;
+          retried.chatId = chatId;
+        }
+      }
+      if (!chatId) continue;
       created.chatId = chatId;
-      const sent = await this.request(
-        i,
-        n,
-        "send",
-        `/${chatId}/messages`,
-        `send ${this.label} ${i}.${n}`,
-      );
+      const sendText = this.nextText(`send ${key}`);
+      const send = () => this.request(i, n, "send", `/${chatId}/messages`, sendText);
+      const sent = await send();
       sent.chatId = chatId;
       await this.backOff(sent);
+      if (sent.status === 0 && this.options.recheck) {
+        sent.recheck = (await this.stored(this.base(i, n), chatId, sendText))
+          ? "present"
+          : "absent";
+        if (sent.recheck === "absent") (await send()).chatId = chatId;
+      }
+    }
+  }
+
+  /**
+   * Whether `message` is in the chat's queue or history. The queue first: a message admitted from
+   * it between the two reads is in the history by the second.
+   */
+  private async stored(base: string, chatId: string, message: string): Promise<boolean> {
+    type Message = { id: number; content: { text?: string }[] };
+    type Page = { messages: Message[]; queued_messages: Message[]; has_more: boolean };
+    const has = (ms: Message[]) => ms.some((m) => m.content.some((p) => p.text === message));
+    const queue = await this.get<Page>(base, `/${chatId}/messages`);
+    if (has(queue.queued_messages)) return true;
+    for (let after = 0; ; ) {
+      const page = await this.get<Page>(base, `/${chatId}/messages?after_id=${after}&limit=200`);
+      if (has(page.messages)) return true;
+      if (!page.has_more) return false;
+      after = page.messages.at(-1)!.id;
     }
   }
 
@@ -341,4 +417,24 @@ export async function expectWatchMatchesLog(
   ).catch(() => {});
   expect(watch.received()).toEqual(want);
   return want;
+}
+
+/**
+ * Nothing half-written: every chat has its `created` event and its first user message, and
+ * every message users see has its `message` event (chat_events), whatever died mid-request.
+ */
+export async function expectNoHalfWrites(pool: Pool): Promise<void> {
+  const { rows } = await pool.query<{ problem: string }>(
+    `SELECT 'chat ' || c.id || ' has no created event' AS problem FROM chats c
+     WHERE NOT EXISTS (SELECT 1 FROM chat_events e WHERE e.chat_id = c.id AND e.kind = 'created')
+     UNION ALL
+     SELECT 'chat ' || c.id || ' has no user message' FROM chats c
+     WHERE NOT EXISTS (SELECT 1 FROM chat_messages m WHERE m.chat_id = c.id AND m.role = 'user')
+     UNION ALL
+     SELECT 'message ' || m.id || ' has no message event' FROM chat_messages m
+     WHERE NOT m.deleted AND m.role IN ('user', 'assistant')
+       AND NOT EXISTS (SELECT 1 FROM chat_events e WHERE e.chat_id = m.chat_id
+                       AND e.kind = 'message' AND (e.payload ->> 'message_id')::bigint = m.id)`,
+  );
+  expect(rows.map((r) => r.problem)).toEqual([]);
 }
