@@ -274,6 +274,10 @@ export function errorHandler(logger: Logger) {
     if (apiError?.status === 507) {
       logger.error({ err, method: c.req.method, path: c.req.path }, "database out of space");
     }
+    // Not the caller's fault, and an operator wants to see it; the stack says which statement.
+    if (apiError && isDatabaseUnreachable(err)) {
+      logger.warn({ err, method: c.req.method, path: c.req.path }, "database unavailable");
+    }
     if (apiError) return c.json(apiError.body(), apiError.status, apiError.headers);
     logger.error({ err, method: c.req.method, path: c.req.path }, "unhandled error");
     return c.json({ message: "Internal server error." } satisfies ErrorBody, 500);

@@ -6,6 +6,7 @@ import { createApp } from "../../src/server/app.ts";
 import { ensureWebBuilt } from "../../src/server/web.ts";
 import { gen } from "../fixtures/index.ts";
 import { captureLogger, testApp } from "../setup/app.ts";
+import { emptyDatabase } from "../setup/db.ts";
 
 let t: Awaited<ReturnType<typeof testApp>>;
 let token: string;
@@ -62,14 +63,31 @@ describe("error bodies", () => {
 
   it("answers a database fault with a bare 500 and logs it", async () => {
     const { logger, lines } = captureLogger();
-    const deadPool = createPool({ connectionString: "postgres://nobody@127.0.0.1:1/none" });
-    const app = createApp({ db: deadPool, logger });
+    // Reachable, but without the schema: the query fails with undefined_table, which no rule maps.
+    const unmigrated = createPool({ connectionString: (await emptyDatabase()).url });
+    const app = createApp({ db: unmigrated, logger });
     const res = await app.request("/api/v2/users/me", {
       headers: { authorization: `Bearer ${token}` },
     });
     expect(res.status).toBe(500);
     expect(await res.json()).toEqual({ message: "Internal server error." });
     expect(lines.join("")).toMatch(/unhandled error/);
+    await unmigrated.end();
+  });
+
+  it("answers 503 with Retry-After when the database cannot be reached, and logs it", async () => {
+    const { logger, lines } = captureLogger();
+    const deadPool = createPool({ connectionString: "postgres://nobody@127.0.0.1:1/none" });
+    const app = createApp({ db: deadPool, logger });
+    const res = await app.request("/api/v2/users/me", {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(await res.json()).toEqual({
+      message: "The database is unavailable; retry the request shortly.",
+    });
+    expect(lines.join("")).toMatch(/database unavailable/);
     await deadPool.end();
   });
 });
