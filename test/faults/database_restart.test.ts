@@ -76,14 +76,26 @@ function serverReport(): string {
   return `pgchatd serve (${state}), its last output:\n${serve.output().slice(-6000)}`;
 }
 
-/** Runs traffic and a watch around `outage`, then checks that nothing was lost or duplicated. */
-async function throughOutage(outage: (traffic: Traffic) => Promise<void>) {
+/**
+ * Runs traffic and two watches around `outage`, then checks that nothing was lost or duplicated.
+ * One watch stays open; the other is dropped when `outage` calls `drop` (the database down) and
+ * opened again with its Last-Event-ID at once, retrying while the server refuses it.
+ */
+async function throughOutage(outage: (traffic: Traffic, drop: () => void) => Promise<void>) {
   const watch = await openWatch(() => serve.ready);
+  const dropped = await openWatch(() => serve.ready);
+  let resumed: ReturnType<typeof openWatch> | undefined;
+  const drop = () => {
+    resumed = (async () => {
+      await dropped.close();
+      return openWatch(() => serve.ready, { lastEventId: dropped.resumeAfter() });
+    })();
+  };
   const traffic = new Traffic(() => [serve.ready]);
   traffic.start(clients);
   try {
     await until(() => traffic.acknowledged().length >= 10, "traffic before the outage");
-    await outage(traffic);
+    await outage(traffic, drop);
     const back = Date.now();
     await until(
       () => traffic.acknowledged(back).length >= 10,
@@ -94,53 +106,73 @@ async function throughOutage(outage: (traffic: Traffic) => Promise<void>) {
     expectCleanFailures(traffic.outcomes);
     await expectEveryMessageAnsweredOnce(pool, traffic.acknowledged());
     const logged = await expectWatchMatchesLog(pool, adminId, watch);
-    return { traffic, logged };
+    expect(resumed).toBeDefined();
+    const second = await resumed!;
+    await expectWatchMatchesLog(pool, adminId, {
+      floor: dropped.floor,
+      received: () => [...dropped.received(), ...second.received()],
+    });
+    await second.close();
+    return {
+      traffic,
+      logged: logged.length,
+      connections: watch.connections(),
+      resumedAfterRefusals: second.connections() - 1,
+    };
   } catch (err) {
     console.error(serverReport());
     throw err;
   } finally {
     await traffic.stop();
     await watch.close();
+    await dropped.close();
+    await (await resumed?.catch(() => undefined))?.close();
   }
 }
 
 describe("the database restarted under a running server", () => {
   it("answers 503 while the cluster is stopped, then recovers on its own: every acknowledged message answered once, every event watched once", async () => {
     let refused = 0;
-    const { traffic, logged } = await throughOutage(async (traffic) => {
-      const port = pg.port;
-      const stopped = Date.now();
-      await pg.stop();
-      // Every client is refused at least once while it is down.
-      await until(() => traffic.failed(stopped).length >= clients, "requests during the outage");
-      expect(await healthz()).toBe(503);
-      refused = traffic.failed(stopped).length;
-      pg = await EmbeddedPostgres.start({ ...clusterOptions(), port });
-    });
+    const { traffic, logged, connections, resumedAfterRefusals } = await throughOutage(
+      async (traffic, drop) => {
+        const port = pg.port;
+        const stopped = Date.now();
+        await pg.stop();
+        // Every client is refused at least once while it is down.
+        await until(() => traffic.failed(stopped).length >= clients, "requests during the outage");
+        drop();
+        expect(await healthz()).toBe(503);
+        refused = traffic.failed(stopped).length;
+        pg = await EmbeddedPostgres.start({ ...clusterOptions(), port });
+      },
+    );
     expect(refused).toBeGreaterThanOrEqual(clients);
     expect(await healthz()).toBe(200);
     console.log(
-      `cluster restart: ${traffic.acknowledged().length} acknowledged, ${traffic.failed().length} refused, ${logged.length} events watched`,
+      `cluster restart: ${traffic.acknowledged().length} acknowledged, ${traffic.failed().length} refused, ${logged} events watched over ${connections} connection(s); a watch dropped then resumed by cursor after ${resumedAfterRefusals} refused attempt(s)`,
     );
   });
 
   it("answers 503 for requests whose connection was terminated, and recovers: every acknowledged message answered once, every event watched once", async () => {
     const kills = 5;
-    const { traffic, logged } = await throughOutage(async (traffic) => {
-      for (let k = 0; k < kills; k++) {
-        const { rows } = await pool.query<{ killed: number }>(
-          `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS killed
+    const { traffic, logged, connections, resumedAfterRefusals } = await throughOutage(
+      async (traffic, drop) => {
+        for (let k = 0; k < kills; k++) {
+          const { rows } = await pool.query<{ killed: number }>(
+            `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))::int AS killed
            FROM pg_stat_activity
            WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2`,
-          [database, testApplication],
-        );
-        expect(rows[0]!.killed).toBeGreaterThan(0);
-        const after = Date.now();
-        await until(() => traffic.acknowledged(after).length >= 5, "requests after a kill");
-      }
-    });
+            [database, testApplication],
+          );
+          expect(rows[0]!.killed).toBeGreaterThan(0);
+          if (k === 0) drop();
+          const after = Date.now();
+          await until(() => traffic.acknowledged(after).length >= 5, "requests after a kill");
+        }
+      },
+    );
     console.log(
-      `backends terminated ${kills} times: ${traffic.acknowledged().length} acknowledged, ${traffic.failed().length} refused, ${logged.length} events watched`,
+      `backends terminated ${kills} times: ${traffic.acknowledged().length} acknowledged, ${traffic.failed().length} refused, ${logged} events watched over ${connections} connection(s); a watch dropped then resumed by cursor after ${resumedAfterRefusals} refused attempt(s)`,
     );
   });
 });

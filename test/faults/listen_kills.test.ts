@@ -52,7 +52,7 @@ describe("LISTEN connections killed repeatedly", () => {
     );
     // Each owner watched on each server.
     const watches = await Promise.all(
-      owners.flatMap((o) => servers.map((s) => openWatch(() => s.url, o.token))),
+      owners.flatMap((o) => servers.map((s) => openWatch(() => s.url, { token: o.token }))),
     );
 
     let done = 0;

@@ -112,7 +112,7 @@ describe("a server SIGKILLed mid-request", () => {
       console.log(
         `server SIGKILL: ${traffic.acknowledged(0).length} acknowledged (${traffic.acknowledged(killedAt).length} by the survivor), ` +
           `${cut.length} cut off (${cut.filter((o) => o.recheck === "present").length} had taken effect), ` +
-          `${heldByDead.length} turns taken over, ${watched.length} events watched`,
+          `${heldByDead.length} turns taken over, ${watched.length} events watched (the followed watch over ${followed.connections()} connections)`,
       );
     } catch (err) {
       console.error(`the survivor's last output:\n${survivor.output().slice(-6000)}`);

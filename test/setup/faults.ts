@@ -352,10 +352,17 @@ export async function expectEveryMessageAnsweredOnce(
 
 /**
  * A watch stream through the typed client (packages/client), which reconnects with Last-Event-ID
- * as real clients do. `floor` is the cursor it started from: its first keep-alive's.
+ * as real clients do. `floor` is the cursor it started from: `lastEventId` when given, else its
+ * first keep-alive's.
  */
-export async function openWatch(baseUrl: () => string, token = adminToken) {
+export async function openWatch(
+  baseUrl: () => string,
+  opts: { token?: string; lastEventId?: string } = {},
+) {
+  const token = opts.token ?? adminToken;
   const events: WatchEvent[] = [];
+  /** Requests the client made for the stream: 1 plus its reconnects. */
+  let connections = 0;
   // The client takes one base URL; a reconnect reads the current one (a restarted server moves).
   const client = createClient({
     baseUrl: "http://pgchatd.invalid",
@@ -363,23 +370,36 @@ export async function openWatch(baseUrl: () => string, token = adminToken) {
     fetch: (input, init) => {
       const req = new Request(input, init);
       const url = new URL(req.url);
+      connections++;
       return fetch(`${baseUrl()}${url.pathname}${url.search}`, {
         headers: req.headers,
         signal: init?.signal ?? req.signal,
       });
     },
   });
-  const stream = client.watch({ retryMs: 100 });
-  await stream.opened;
-  await until(() => stream.lastEventId !== undefined, "the watch stream's first cursor");
-  const floor = stream.lastEventId!;
+  const stream = client.watch({
+    retryMs: 100,
+    ...(opts.lastEventId ? { lastEventId: opts.lastEventId } : {}),
+  });
   const reading = (async () => {
     for await (const e of stream) events.push(e);
   })();
+  // A watch resumed while the server refuses streams (503) retries until it is accepted.
+  await stream.opened;
+  if (!opts.lastEventId) {
+    await until(() => stream.lastEventId !== undefined, "the watch stream's first cursor");
+  }
+  const floor = opts.lastEventId ?? stream.lastEventId!;
   return {
     events,
     floor,
+    /**
+     * What a client resumes after: its last event's id. Not the stream's lastEventId, which may
+     * name events read off the socket that the loop above had not taken yet when it closed.
+     */
+    resumeAfter: () => events.at(-1)?.id ?? floor,
     received: () => events.map((e) => `${e.id} ${e.event}`),
+    connections: () => connections,
     async close() {
       stream.close();
       await reading;
