@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from "node:util";
 import type { SharedV3ProviderOptions } from "@ai-sdk/provider";
 import { type LanguageModelUsage, type ModelMessage, streamText, type ToolSet } from "ai";
 import type { PoolQueryable } from "../db/index.ts";
+import { isDatabaseUnreachable } from "../db/unreachable.ts";
 import {
   listChatContextResourcesForPromptByChatID,
   prepareChatRunContextByID,
@@ -382,6 +383,9 @@ export async function runTurn(
   } catch (err) {
     // A turn that stops writing nothing has nothing to end.
     if (signal.aborted && signal.reason !== "interrupt") throw err;
+    // The database went away, not the answer: the runner gives the lease back once it returns
+    // (Runner.releaseOrphans) and the turn runs again from the stored history, answered once.
+    if (isDatabaseUnreachable(err)) throw err;
     // The lease is renewed by this runner's heartbeat, not by the turn: left as it is, the chat
     // would stay `running` for as long as this runner lives. The turn ends in error instead,
     // without its output (a second failure is the runner's to log; the lease then stays).
