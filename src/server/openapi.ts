@@ -37,6 +37,7 @@ const reasons: Record<number, string> = {
   409: "Conflicts with the resource's state",
   413: "Body too large",
   429: "Too many",
+  503: "The database is unavailable (down, restarting, its connections cut); retry after Retry-After seconds",
   507: "The database is out of storage space; nothing was stored",
 };
 
@@ -70,11 +71,15 @@ export function operation(spec: {
         : {}),
     };
   }
-  // Every route but the public ones sits behind the token check (src/server/auth.ts): 401.
-  const errors = spec.auth === "none" ? (spec.errors ?? []) : [401, ...(spec.errors ?? [])];
-  for (const status of errors) {
+  // Every route but the public ones sits behind the token check (src/server/auth.ts), which asks
+  // the database: 401, and 503 while the database cannot be reached (docs/errors.md).
+  const errors = spec.auth === "none" ? (spec.errors ?? []) : [401, 503, ...(spec.errors ?? [])];
+  for (const status of new Set(errors)) {
     responses[status] = {
       description: reasons[status] ?? "Error",
+      ...(status === 503
+        ? { headers: { "Retry-After": { schema: { type: "integer" }, description: "Seconds" } } }
+        : {}),
       content: { "application/json": { schema: resolver(ErrorBody) as never } },
     };
   }
