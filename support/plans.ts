@@ -1,3 +1,7 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import type pg from "pg";
 
 /*
@@ -8,9 +12,12 @@ import type pg from "pg";
 export interface PlanNode {
   "Node Type": string;
   Strategy?: string;
+  "Parallel Aware"?: boolean;
   "Relation Name"?: string;
+  Alias?: string;
   "Index Name"?: string;
   "Function Name"?: string;
+  "Sort Key"?: string[];
   "Scan Direction"?: string;
   "Actual Loops"?: number;
   "Actual Rows"?: number;
@@ -60,6 +67,7 @@ export async function nestedPlans(
   client: pg.Client,
   sql: string,
   values: unknown[] = [],
+  format: "text" | "json" = "text",
 ): Promise<string[]> {
   const notices: string[] = [];
   const onNotice = (n: { message?: string }) => {
@@ -72,7 +80,7 @@ export async function nestedPlans(
     await client.query(`SET LOCAL auto_explain.log_min_duration = 0;
       SET LOCAL auto_explain.log_nested_statements = on; SET LOCAL auto_explain.log_analyze = on;
       SET LOCAL auto_explain.log_buffers = on; SET LOCAL auto_explain.log_timing = on;
-      SET LOCAL auto_explain.log_triggers = on;
+      SET LOCAL auto_explain.log_triggers = on; SET LOCAL auto_explain.log_format = ${format};
       SET LOCAL auto_explain.log_level = notice; SET LOCAL client_min_messages = notice`);
     await client.query(sql, values);
   } finally {
@@ -80,4 +88,202 @@ export async function nestedPlans(
     client.off("notice", onNotice);
   }
   return notices.map((n) => n.replace(/^duration: [\d.]+ ms\s+plan:\n/, ""));
+}
+
+/** A statement run inside a function, as auto_explain reported it: text for the reader, tree for the check. */
+export interface NestedPlan {
+  text: string;
+  plan: PlanNode;
+}
+
+/**
+ * nestedPlans twice, in text and as JSON (auto_explain logs one format per run), paired by
+ * position. Both runs are rolled back, so they run the same statements; a pair whose query texts
+ * differ means they did not, and is refused rather than checked against the wrong plan.
+ */
+export async function nestedPlanTrees(
+  client: pg.Client,
+  sql: string,
+  values: unknown[] = [],
+): Promise<NestedPlan[]> {
+  const texts = await nestedPlans(client, sql, values, "text");
+  const trees = (await nestedPlans(client, sql, values, "json")).map(
+    (n) => JSON.parse(n) as { "Query Text": string; Plan: PlanNode },
+  );
+  if (texts.length !== trees.length) {
+    throw new Error(`${sql}: ${texts.length} statements in text, ${trees.length} as JSON`);
+  }
+  return texts.map((text, i) => {
+    const tree = trees[i]!;
+    if (!text.startsWith(`Query Text: ${tree["Query Text"]}`)) {
+      throw new Error(`${sql}: statement ${i + 1} differs between the text and the JSON runs`);
+    }
+    return { text, plan: tree.Plan };
+  });
+}
+
+/*
+ * The check of `npm run explain -- --check` (docs/sql.md, "Plans of the hot queries"): a hot
+ * query's plan must not read a large table whole, nor sort what an index could give in order.
+ */
+
+/**
+ * Rows from which a table counts as large. The seed's small tables (configuration, runners,
+ * providers: tens of rows) are read whole by design; its large ones hold 10,000 rows and more,
+ * where a sequential scan is a missing or unusable index.
+ */
+export const largeTableRows = 10_000;
+
+/** What a hot query's plan may contain though the check would otherwise fail it, each with why. */
+export interface PlanAllowances {
+  /** Why Sort nodes are expected (a top-N over a handful of rows); absent, the order must come from an index. */
+  sort?: string;
+  /** Large tables the plan may read whole, each with why. */
+  seqScan?: Record<string, string>;
+}
+
+export interface PlanProblem {
+  /** The node, as EXPLAIN names it ("Seq Scan", "Incremental Sort"). */
+  node: string;
+  /** The table it reads (a Sort: the first table below it). */
+  table: string | undefined;
+  message: string;
+}
+
+/** The first table read at or below `node`, depth first. */
+function tableBelow(node: PlanNode): string | undefined {
+  return planNodes(node).find((n) => n["Relation Name"])?.["Relation Name"];
+}
+
+/** The tables a plan reads with a sequential scan: those whose size the check needs. */
+export function seqScannedTables(plan: PlanNode): string[] {
+  return [
+    ...new Set(
+      planNodes(plan)
+        .filter((n) => n["Node Type"] === "Seq Scan" && n["Relation Name"])
+        .map((n) => n["Relation Name"]!),
+    ),
+  ];
+}
+
+/** Rows in each of `tables` now, counted (an estimate would depend on when ANALYZE last ran). */
+export async function tableRows(db: Queryable, tables: string[]): Promise<Map<string, number>> {
+  const rows = new Map<string, number>();
+  for (const table of tables) {
+    const quoted = `"${table.replaceAll('"', '""')}"`;
+    const { rows: r } = await db.query(`SELECT count(*)::bigint AS n FROM ${quoted}`, []);
+    rows.set(table, Number((r[0] as { n: string }).n));
+  }
+  return rows;
+}
+
+/**
+ * What is wrong with a hot query's plan: every Seq Scan of a table with `largeTableRows` rows or
+ * more (`rows` gives the sizes, see seqScannedTables and tableRows), and every Sort or Incremental
+ * Sort, unless `allow` says why each is expected.
+ */
+export function planProblems(
+  plan: PlanNode,
+  rows: ReadonlyMap<string, number>,
+  allow: PlanAllowances = {},
+): PlanProblem[] {
+  const problems: PlanProblem[] = [];
+  for (const n of planNodes(plan)) {
+    const type = n["Node Type"];
+    if (type === "Seq Scan") {
+      const table = n["Relation Name"];
+      const size = table === undefined ? undefined : rows.get(table);
+      if (table === undefined || size === undefined) {
+        problems.push({ node: type, table, message: `Seq Scan on ${table}: its size is unknown` });
+      } else if (size >= largeTableRows && !allow.seqScan?.[table]) {
+        const node = n["Parallel Aware"] ? "Parallel Seq Scan" : type;
+        problems.push({
+          node,
+          table,
+          message: `${node} on ${table} (${size.toLocaleString("en")} rows): no index serves this read`,
+        });
+      }
+    } else if ((type === "Sort" || type === "Incremental Sort") && allow.sort === undefined) {
+      const table = tableBelow(n);
+      const key = n["Sort Key"]?.join(", ") ?? "?";
+      problems.push({
+        node: type,
+        table,
+        message: `${type} by ${key} over ${table ?? "no table"}: the order should come from an index (or declare why a Sort is expected)`,
+      });
+    }
+  }
+  return problems;
+}
+
+/*
+ * Staleness of docs/sql.md: the section regenerated now against the one in the file, with what
+ * changes on every run masked.
+ */
+
+const uuid = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g;
+const timestamp =
+  /\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}(?::\d{2})?|Z)?)?/g;
+/** A number (with its unit: 25kB) that is not part of a name (chats_100_idx, $1, t17). */
+const number = /(?<![\w$])\d+(?:[.,]\d+)*(?:kB|MB|GB|ms)?(?!\w)/g;
+/**
+ * Lines of EXPLAIN (ANALYZE, BUFFERS) that come and go with the cache or the clock: buffers (a
+ * "read=" appears when a page was not cached), planning and execution times, JIT timings, and how
+ * many parallel workers happened to start.
+ */
+const volatileLine =
+  /^\s*(Buffers:|I\/O Timings:|Planning:|Planning Time:|Execution Time:|Workers Launched:|Worker \d+:|JIT:|Functions:|Options:|Timing:)/;
+
+/** Whether a hash spilled to disk: on the edge of work_mem, it changes from run to run. */
+const diskUsage = /\s+Disk Usage: \S+/;
+
+function mask(line: string): string {
+  return line.replace(uuid, "<uuid>").replace(timestamp, "<time>").replace(number, "N").trimEnd();
+}
+
+/**
+ * A Plans section as the staleness check compares it: ids, times and numbers masked, and in the
+ * plans (fenced blocks) the lines of volatileLine dropped; the headings (the query list), node
+ * types, their nesting, index names and conditions kept as written.
+ */
+export function normalizePlans(section: string): string {
+  let inPlan = false;
+  const out: string[] = [];
+  for (const line of section.split("\n")) {
+    if (line.startsWith("```")) {
+      inPlan = !inPlan;
+      out.push(line);
+    } else if (!inPlan) {
+      // Headings name the queries: kept as written. The prose says what was seeded, and some of
+      // it moves with the clock (the cost rollup's days).
+      out.push(line.startsWith("#") ? line.trimEnd() : mask(line));
+    } else if (!volatileLine.test(line)) {
+      out.push(mask(line.replace(diskUsage, "")));
+    }
+  }
+  return out.join("\n").trim();
+}
+
+/**
+ * A unified diff of the normalized sections, or "" when they agree (GNU diff, which git needs
+ * anyway, prints it).
+ */
+export function plansDiff(inFile: string, regenerated: string): string {
+  const a = normalizePlans(inFile);
+  const b = normalizePlans(regenerated);
+  if (a === b) return "";
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pgchatd-plans-"));
+  try {
+    fs.writeFileSync(path.join(dir, "a"), `${a}\n`);
+    fs.writeFileSync(path.join(dir, "b"), `${b}\n`);
+    const r = spawnSync(
+      "diff",
+      ["-u", "--label", "docs/sql.md", "--label", "regenerated", "a", "b"],
+      { cwd: dir, encoding: "utf8" },
+    );
+    if (r.status !== 1) throw new Error(`diff failed: ${r.error?.message ?? r.stderr}`);
+    return r.stdout;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
