@@ -123,6 +123,11 @@ const seed = {
   buildsPerWorkspace: 3,
 };
 
+/** The identity reads list a user's organizations, oldest membership first. */
+const membershipsSort: PlanAllowances = {
+  sort: "a user's memberships (one or two) by created_at: the index gives it, the Incremental Sort breaks ties by organization_id",
+};
+
 interface Hot {
   name: string;
   why: string;
@@ -138,18 +143,14 @@ const hot: Hot[] = [
     why: "every authenticated request: key, user and organization ids in one round trip",
     text: getAPIKeyForAuthByIDQuery,
     args: "SELECT id FROM api_keys ORDER BY id LIMIT 1",
-    allow: {
-      sort: "a user's memberships (one or two) by created_at: the index gives it, the Incremental Sort breaks ties by organization_id",
-    },
+    allow: membershipsSort,
   },
   {
     name: "GetUserByID",
     why: "user lookups by id (key creation for another user, the User object)",
     text: getUserByIDQuery,
     args: "SELECT id FROM users ORDER BY id LIMIT 1",
-    allow: {
-      sort: "a user's memberships (one or two) by created_at: the index gives it, the Incremental Sort breaks ties by organization_id",
-    },
+    allow: membershipsSort,
   },
   {
     name: "UpdateAPIKeyLastUsedByID",
@@ -498,7 +499,7 @@ async function eventPlans(
         why: "rendering a batch of watch events (each chat, with a root's children, read once per batch)",
         shows: "50 of the heavy owner's chats, roots and children",
         allow: {
-          sort: "a batch's chats and their children (66 here), found by two id lookups, grouped by root for rendering",
+          sort: "a batch's chats and their children (a few dozen), found by two id lookups, grouped by root for rendering",
         },
         query: await capturedQuery(listChatsAndChildrenByIDs, {
           ids: pageOfChats.rows.map((r) => r.id),

@@ -228,11 +228,12 @@ const timestamp =
 const number = /(?<![\w$])\d+(?:[.,]\d+)*(?:kB|MB|GB|ms)?(?!\w)/g;
 /**
  * Lines of EXPLAIN (ANALYZE, BUFFERS) that come and go with the cache or the clock: buffers (a
- * "read=" appears when a page was not cached), planning and execution times, JIT timings, and how
- * many parallel workers happened to start.
+ * "read=" appears when a page was not cached), planning and execution times, JIT timings, how
+ * many parallel workers happened to start, and rows removed by a filter (printed only when not
+ * zero, and some filters compare with now()).
  */
 const volatileLine =
-  /^\s*(Buffers:|I\/O Timings:|Planning:|Planning Time:|Execution Time:|Workers Launched:|Worker \d+:|JIT:|Functions:|Options:|Timing:)/;
+  /^\s*(Buffers:|I\/O Timings:|Planning:|Planning Time:|Execution Time:|Workers Launched:|Worker \d+:|JIT:|Functions:|Options:|Timing:|Rows Removed by )/;
 
 /** Whether a hash spilled to disk: on the edge of work_mem, it changes from run to run. */
 const diskUsage = /\s+Disk Usage: \S+/;
