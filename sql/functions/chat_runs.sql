@@ -408,18 +408,41 @@ $$;
 -- database went away (its lease is renewed by the runner's heartbeat, so it would never go stale),
 -- or a claim that committed but whose answer the runner never received. Released as a stale lease
 -- is (chat_run_release_locked: running back to pending, where a runner claims it again), except
--- the chats in p_running, which the runner's turns hold. SKIP LOCKED: a chat another transaction
--- holds is being changed; the runner's next call sees it again. Returns how many.
-CREATE OR REPLACE FUNCTION chat_run_release_orphans(p_worker_id uuid, p_running uuid[])
-RETURNS integer
+-- the leases (chat, started_at) in p_running / p_running_started_at, which the runner's turns
+-- hold: a lease is one run, not one chat, since a chat made pending mid-turn (an edit) and claimed
+-- again has a new lease while the old run is still stopping. Returns how many.
+--
+-- The runner's row first (lock order 3b, as claims and chat_run_release_worker take it): a claim
+-- of this runner holds that row until it commits, so a claim whose answer is being lost is waited
+-- for and then seen, not missed by this statement's snapshot. Then the chats, waiting for each
+-- (not SKIP LOCKED): the runner calls this once per outage, and a chat skipped because a request
+-- held it (a stream marking it read, a send queueing behind it) would stay running with a fresh
+-- heartbeat and nothing running it. The wait is a request's transaction, never a turn's.
+CREATE OR REPLACE FUNCTION chat_run_release_orphans(
+  p_worker_id uuid, p_running uuid[], p_running_started_at timestamptz[]
+) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
   v_count integer := 0;
 BEGIN
+  -- A NULL in either array would make the comparison NULL for every chat and release nothing.
+  IF p_running IS NULL OR p_running_started_at IS NULL
+     OR cardinality(p_running) <> cardinality(p_running_started_at)
+     OR array_position(p_running, NULL) IS NOT NULL
+     OR array_position(p_running_started_at, NULL) IS NOT NULL THEN
+    RAISE EXCEPTION 'running leases must be two arrays of one length without NULLs'
+      USING ERRCODE = '22023';
+  END IF;
+  PERFORM 1 FROM chat_runners WHERE id = p_worker_id FOR NO KEY UPDATE;
   FOR v_chat IN
-    SELECT * FROM chats WHERE worker_id = p_worker_id AND id <> ALL (p_running)
-    ORDER BY id FOR NO KEY UPDATE SKIP LOCKED
+    SELECT c.* FROM chats c
+    WHERE c.worker_id = p_worker_id
+      AND NOT EXISTS (
+        SELECT 1 FROM unnest(p_running, p_running_started_at) AS r (id, started_at)
+        WHERE r.id = c.id AND r.started_at = c.started_at
+      )
+    ORDER BY c.id FOR NO KEY UPDATE OF c
   LOOP
     PERFORM chat_run_release_locked(v_chat);
     v_count := v_count + 1;

@@ -77,9 +77,11 @@ FROM chat_run_finish(
 SELECT chat_run_release_worker(@worker_id) AS released;
 
 -- name: ReleaseOrphanedChatRunsByWorkerID :one
--- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running: the chats this runner's
--- turns hold now (their leases are kept).
-SELECT chat_run_release_orphans(@worker_id, @running::uuid[]) AS released;
+-- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running and @running_started_at:
+-- the leases (chat, started_at) this runner's turns hold now, which are kept.
+SELECT chat_run_release_orphans(
+  @worker_id, @running::uuid[], @running_started_at::timestamptz[]
+) AS released;
 
 -- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks

@@ -361,13 +361,16 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
 }
 
 export const releaseOrphanedChatRunsByWorkerIDQuery = `-- name: ReleaseOrphanedChatRunsByWorkerID :one
--- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running: the chats this runner's
--- turns hold now (their leases are kept).
-SELECT chat_run_release_orphans($1, $2::uuid[]) AS released`;
+-- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running and @running_started_at:
+-- the leases (chat, started_at) this runner's turns hold now, which are kept.
+SELECT chat_run_release_orphans(
+  $1, $2::uuid[], $3::timestamptz[]
+) AS released`;
 
 export interface ReleaseOrphanedChatRunsByWorkerIDArgs {
   worker_id: string;
   running: string[];
+  running_started_at: string[];
 }
 
 export interface ReleaseOrphanedChatRunsByWorkerIDRow {
@@ -377,7 +380,7 @@ export interface ReleaseOrphanedChatRunsByWorkerIDRow {
 export async function releaseOrphanedChatRunsByWorkerID(client: Client, args: ReleaseOrphanedChatRunsByWorkerIDArgs): Promise<ReleaseOrphanedChatRunsByWorkerIDRow> {
   const result = await client.query({
     text: releaseOrphanedChatRunsByWorkerIDQuery,
-    values: [args.worker_id, args.running],
+    values: [args.worker_id, args.running, args.running_started_at],
     rowMode: "array",
   });
   if (result.rows.length !== 1) {

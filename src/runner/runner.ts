@@ -535,15 +535,16 @@ export class Runner {
     let released: number;
     try {
       // In the row queue, after any claim whose turns are not registered yet (claimLoop).
-      released = await this.writingRow(
-        async () =>
-          (
-            await releaseOrphanedChatRunsByWorkerID(this.db, {
-              worker_id: this.workerId,
-              running: [...this.runs.keys()],
-            })
-          ).released ?? 0,
-      );
+      released = await this.writingRow(async () => {
+        // Read in the queue: a claim ahead of this call registers its turns when it runs.
+        const leases = [...this.runs.values()].map((run) => run.lease);
+        const row = await releaseOrphanedChatRunsByWorkerID(this.db, {
+          worker_id: this.workerId,
+          running: leases.map((lease) => lease.chatId),
+          running_started_at: leases.map((lease) => lease.startedAt),
+        });
+        return row.released ?? 0;
+      });
     } catch (err) {
       this.mayHoldOrphans = true;
       throw err;

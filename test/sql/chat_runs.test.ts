@@ -13,6 +13,7 @@ import {
   finishChatRun,
   listChatRunStatesByWorkerID,
   releaseChatRunsByWorkerID,
+  releaseOrphanedChatRunsByWorkerID,
   saveChatRunToolStep,
 } from "../../src/generated/chat_runs.ts";
 import {
@@ -795,6 +796,116 @@ describe("claims and heartbeats on two sessions", () => {
       claimer.release();
     }
     await claim(chat!.id);
+  });
+});
+
+describe("giving back orphaned leases", () => {
+  /** chat_run_release_orphans through its query, keeping `kept` (the leases of running turns). */
+  const releaseOrphans = (worker: string, kept: { chatId: string; startedAt: string }[] = []) =>
+    releaseOrphanedChatRunsByWorkerID(pool, {
+      worker_id: worker,
+      running: kept.map((l) => l.chatId),
+      running_started_at: kept.map((l) => l.startedAt),
+    }).then((r) => r.released);
+
+  it("keeps the lease a running turn holds and gives back a newer lease of the same chat that no turn runs", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    expect(
+      await releaseOrphans(lease.worker, [{ chatId: chat!.id, startedAt: lease.startedAt }]),
+    ).toBe(0);
+    expect((await chatState(pool, chat!.id)).status).toBe("running");
+    // The turn the runner still has is an older run of the chat (an edit made it pending and a
+    // claim whose answer was lost leased it again): the lease is not that run's.
+    const olderRun = new Date(Date.parse(lease.startedAt) - 1000).toISOString();
+    expect(await releaseOrphans(lease.worker, [{ chatId: chat!.id, startedAt: olderRun }])).toBe(1);
+    const state = await chatState(pool, chat!.id);
+    expect(state.status).toBe("pending");
+    expect(state.worker_id).toBeNull();
+  });
+
+  it("waits for a request holding the chat and gives the lease back once it commits, instead of skipping it for good", async () => {
+    const [chat] = await pendingChats(1);
+    const lease = await claim(chat!.id);
+    const holder = await session(pool);
+    const releaser = await session(pool);
+    try {
+      await holder.client.query("BEGIN");
+      // What a stream marking the chat read, or a send queueing behind its turn, holds.
+      await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [chat!.id]);
+      const releasing = outcome(
+        releaseOrphanedChatRunsByWorkerID(releaser.client, {
+          worker_id: lease.worker,
+          running: [],
+          running_started_at: [],
+        }),
+      );
+      await blocked(pool, releaser.pid);
+      await holder.client.query("COMMIT");
+      const released = await releasing;
+      expect(released.ok && released.value.released).toBe(1);
+      expect((await chatState(pool, chat!.id)).status).toBe("pending");
+    } finally {
+      await holder.client.query("ROLLBACK").catch(() => {});
+      holder.release();
+      releaser.release();
+    }
+  });
+
+  it("waits for a claim of the same runner in flight and gives back what it leased, which no turn runs yet", async () => {
+    const worker = await registerRunner(pool);
+    const [chat] = await pendingChats(1);
+    const claimer = await session(pool);
+    const releaser = await session(pool);
+    try {
+      await claimer.client.query("BEGIN");
+      for (;;) {
+        const { rows } = await claimer.client.query<{ id: string }>(
+          "SELECT id FROM chat_run_claim($1, 1000, 1000)",
+          [worker],
+        );
+        if (rows.some((r) => r.id === chat!.id)) break;
+        if (rows.length === 0) throw new Error("the chat was not claimable");
+      }
+      const releasing = outcome(
+        releaseOrphanedChatRunsByWorkerID(releaser.client, {
+          worker_id: worker,
+          running: [],
+          running_started_at: [],
+        }),
+      );
+      await blocked(pool, releaser.pid);
+      await claimer.client.query("COMMIT");
+      const released = await releasing;
+      expect(released.ok && released.value.released).toBeGreaterThanOrEqual(1);
+      const state = await chatState(pool, chat!.id);
+      expect(state.status).toBe("pending");
+      expect(state.worker_id).toBeNull();
+    } finally {
+      await claimer.client.query("ROLLBACK").catch(() => {});
+      claimer.release();
+      releaser.release();
+    }
+    await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat!.id]);
+  });
+
+  it("refuses running leases given as arrays of two lengths or with a NULL, which would release nothing (22023)", async () => {
+    const worker = await registerRunner(pool);
+    const at = new Date().toISOString();
+    for (const [running, startedAt] of [
+      [[randomUUID()], []],
+      [[null], [at]],
+      [[randomUUID()], [null]],
+    ] as const) {
+      const err = await sqlError(() =>
+        pool.query("SELECT chat_run_release_orphans($1, $2::uuid[], $3::timestamptz[])", [
+          worker,
+          running,
+          startedAt,
+        ]),
+      );
+      expect(err.code).toBe("22023");
+    }
   });
 });
 
