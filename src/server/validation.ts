@@ -5,8 +5,28 @@ import { z } from "zod";
 import { ApiError } from "./errors.ts";
 
 /**
+ * JSON bodies nested deeper than this answer 400. JSON.parse accepts any depth, but the value
+ * is later serialised again for SQL (JSON.stringify in src/generated), which overflows the
+ * stack at a few thousand levels: a 500. No tool result, schema or message nests this deep.
+ */
+export const maxJsonDepth = 256;
+
+/** Whether `value` nests objects or arrays deeper than `max` (iterative: any depth is safe). */
+function nestedDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth > max) return true;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/**
  * The one validation hook: any failed schema becomes
- * 400 {message, validations: [{field, detail}]}, whatever the target (json, query, param).
+ * 400 {message, validations: [{field, detail}]}, whatever the target (json, query, param), and
+ * so does a JSON body nested deeper than maxJsonDepth.
  */
 export const validate = <T extends z.ZodType, Target extends keyof ValidationTargets>(
   target: Target,
@@ -22,6 +42,11 @@ export const validate = <T extends z.ZodType, Target extends keyof ValidationTar
         const what =
           target === "param" ? "path parameter" : target === "json" ? "request body" : target;
         throw new ApiError(400, `Invalid ${what}.`, undefined, validations);
+      }
+      if (target === "json" && nestedDeeperThan(result.data, maxJsonDepth)) {
+        throw new ApiError(400, "Invalid request body.", undefined, [
+          { field: "json", detail: `nested deeper than ${maxJsonDepth} levels` },
+        ]);
       }
     }),
     // What hono-openapi reads to put the schema in the OpenAPI document (src/server/openapi.ts).
