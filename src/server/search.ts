@@ -313,7 +313,20 @@ export const labelsSchema = z
       if (problem) ctx.addIssue({ code: "custom", path: [key], message: problem });
     }
   })
-  .transform((labels): Record<string, string> => Object.fromEntries(Object.entries(labels)));
+  .transform((labels): Record<string, string> => Object.fromEntries(Object.entries(labels)))
+  // The custom check has no JSON Schema of its own: the OpenAPI document states the same rules,
+  // so clients (and the typed client's types) see them.
+  .meta({
+    type: "object",
+    description: `At most ${maxLabels} labels; keys 1-${maxLabelKeyLength} characters, values 1-${maxLabelValueLength}.`,
+    maxProperties: maxLabels,
+    propertyNames: {
+      minLength: 1,
+      maxLength: maxLabelKeyLength,
+      pattern: labelKeyPattern.source,
+    },
+    additionalProperties: { type: "string", minLength: 1, maxLength: maxLabelValueLength },
+  });
 
 /**
  * Parses repeated `label=key:value` filters (ANDed) into an object for jsonb `@>` containment.

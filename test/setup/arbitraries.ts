@@ -22,19 +22,7 @@ export type KnownValues = (name: string | undefined) => readonly string[];
 export interface SchemaContext {
   doc: OpenAPIV3_1.Document;
   known: KnownValues;
-  /**
-   * Valid values of fields whose schema the document leaves open ({}): `labels` is a z.custom
-   * (src/server/search.ts labelsSchema), so its JSON Schema says nothing of its rules.
-   */
-  shapes?: Record<string, fc.Arbitrary<unknown>>;
 }
-
-/** Chat labels as labelsSchema accepts them (src/server/search.ts). */
-export const labelsArb = fc.dictionary(
-  fc.stringMatching(/^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,20}$/),
-  fc.string({ minLength: 1, maxLength: 30 }),
-  { maxKeys: 5 },
-);
 
 /**
  * Emitted as is by encodeJson: numbers JSON.stringify would normalise ("-0", "1e400",
@@ -368,8 +356,6 @@ export function schemaArb(
   const nullable = types.includes("null") || (schema as { nullable?: boolean }).nullable;
   const concrete = types.filter((t) => t !== "null");
   if (types.length > 0 && concrete.length === 0) return fc.constant(null);
-  // A schema the document leaves open (a z.custom) whose valid values the context knows.
-  if (types.length === 0 && name && ctx.shapes?.[name]) return ctx.shapes[name]!;
   let arb: fc.Arbitrary<unknown>;
   if (concrete.length > 1) {
     arb = fc.oneof(
@@ -431,7 +417,16 @@ function objectArb(schema: Schema, ctx: SchemaContext, depth: number): fc.Arbitr
       extra && typeof extra === "object"
         ? schemaArb(extra as SchemaOrRef, ctx, undefined, depth + 1)
         : fc.jsonValue({ maxDepth: 1 });
-    return fc.dictionary(fc.string({ maxLength: 12 }), values, { maxKeys: 4 });
+    // Keys as the schema names them (labels: a pattern and a length), else any short string.
+    const names = schema.propertyNames as Schema | undefined;
+    const keys = names
+      ? stringArb(
+          { type: "string", ...names, maxLength: Math.min(names.maxLength ?? 12, 12) },
+          undefined,
+          ctx,
+        )
+      : fc.string({ maxLength: 12 });
+    return fc.dictionary(keys, values, { maxKeys: Math.min(schema.maxProperties ?? 4, 4) });
   }
   return fixed;
 }

@@ -12,7 +12,6 @@ import {
   hostileStringArb,
   invalidUtf8BodyArb,
   type KnownValues,
-  labelsArb,
   type Parameter,
   parameterValueArb,
   queryArb,
@@ -232,7 +231,7 @@ export async function fuzzWorld(): Promise<FuzzWorld> {
 
   return {
     url: server.url,
-    ctx: { doc, known, shapes: { labels: labelsArb } },
+    ctx: { doc, known },
     userToken: owner.token,
     agentToken: build.agents[0]!.token,
     pool,

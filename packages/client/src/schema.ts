@@ -6772,7 +6772,10 @@ export interface operations {
                     workspace_id?: string;
                     model_config_id?: string;
                     system_prompt?: string;
-                    labels?: unknown;
+                    /** @description At most 50 labels; keys 1-64 characters, values 1-256. */
+                    labels?: {
+                        [key: string]: string;
+                    };
                     unsafe_dynamic_tools?: {
                         name: string;
                         /** @default  */
@@ -7006,7 +7009,10 @@ export interface operations {
                     title?: string;
                     archived?: boolean;
                     pin_order?: number;
-                    labels?: unknown;
+                    /** @description At most 50 labels; keys 1-64 characters, values 1-256. */
+                    labels?: {
+                        [key: string]: string;
+                    };
                     workspace_id?: string | null;
                     plan_mode?: "plan" | null;
                 };
