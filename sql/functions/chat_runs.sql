@@ -410,44 +410,61 @@ $$;
 -- is (chat_run_release_locked: running back to pending, where a runner claims it again), except
 -- the leases (chat, started_at) in p_running / p_running_started_at, which the runner's turns
 -- hold: a lease is one run, not one chat, since a chat made pending mid-turn (an edit) and claimed
--- again has a new lease while the old run is still stopping. Returns how many.
+-- again has a new lease while the old run is still stopping.
+--
+-- Returns how many were released, and how many were skipped because another transaction held
+-- them (a stream marking the chat read, a send queueing behind it): the runner calls again at its
+-- next heartbeat while any were skipped, rather than waiting here with its row locked, which
+-- would hold up its heartbeats and claims behind whatever holds the chat.
 --
 -- The runner's row first (lock order 3b, as claims and chat_run_release_worker take it): a claim
 -- of this runner holds that row until it commits, so a claim whose answer is being lost is waited
--- for and then seen, not missed by this statement's snapshot. Then the chats, waiting for each
--- (not SKIP LOCKED): the runner calls this once per outage, and a chat skipped because a request
--- held it (a stream marking it read, a send queueing behind it) would stay running with a fresh
--- heartbeat and nothing running it. The wait is a request's transaction, never a turn's.
+-- for and then seen, not missed by the snapshot. Then every chat it releases, locked in one
+-- statement in id order before any is changed (lock order 4). lock_timeout bounds the one wait
+-- (on the row, behind a claim or a reaper; or a table lock of a migration): the runner tries
+-- again at its next heartbeat.
 CREATE OR REPLACE FUNCTION chat_run_release_orphans(
-  p_worker_id uuid, p_running uuid[], p_running_started_at timestamptz[]
-) RETURNS integer
+  p_worker_id uuid, p_running uuid[], p_running_started_at timestamptz[],
+  OUT released integer, OUT skipped integer
+)
 LANGUAGE plpgsql AS $$
 DECLARE
   v_chat chats;
-  v_count integer := 0;
+  v_ids uuid[];
 BEGIN
   -- A NULL in either array would make the comparison NULL for every chat and release nothing.
   IF p_running IS NULL OR p_running_started_at IS NULL
+     OR array_ndims(p_running) > 1 OR array_ndims(p_running_started_at) > 1
      OR cardinality(p_running) <> cardinality(p_running_started_at)
      OR array_position(p_running, NULL) IS NOT NULL
      OR array_position(p_running_started_at, NULL) IS NOT NULL THEN
     RAISE EXCEPTION 'running leases must be two arrays of one length without NULLs'
       USING ERRCODE = '22023';
   END IF;
+  PERFORM set_config('lock_timeout', '5s', true);
   PERFORM 1 FROM chat_runners WHERE id = p_worker_id FOR NO KEY UPDATE;
-  FOR v_chat IN
-    SELECT c.* FROM chats c
+  SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO v_ids
+  FROM (
+    SELECT c.id FROM chats c
     WHERE c.worker_id = p_worker_id
       AND NOT EXISTS (
         SELECT 1 FROM unnest(p_running, p_running_started_at) AS r (id, started_at)
         WHERE r.id = c.id AND r.started_at = c.started_at
       )
-    ORDER BY c.id FOR NO KEY UPDATE OF c
-  LOOP
+    ORDER BY c.id FOR NO KEY UPDATE OF c SKIP LOCKED
+  ) l;
+  released := 0;
+  FOR v_chat IN SELECT * FROM chats WHERE id = ANY (v_ids) ORDER BY id LOOP
     PERFORM chat_run_release_locked(v_chat);
-    v_count := v_count + 1;
+    released := released + 1;
   END LOOP;
-  RETURN v_count;
+  -- Orphans still leased to this runner that another transaction held.
+  SELECT count(*) INTO skipped FROM chats c
+  WHERE c.worker_id = p_worker_id AND c.id <> ALL (v_ids)
+    AND NOT EXISTS (
+      SELECT 1 FROM unnest(p_running, p_running_started_at) AS r (id, started_at)
+      WHERE r.id = c.id AND r.started_at = c.started_at
+    );
 END;
 $$;
 

@@ -79,9 +79,10 @@ SELECT chat_run_release_worker(@worker_id) AS released;
 -- name: ReleaseOrphanedChatRunsByWorkerID :one
 -- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running and @running_started_at:
 -- the leases (chat, started_at) this runner's turns hold now, which are kept.
-SELECT chat_run_release_orphans(
+SELECT o.released, o.skipped
+FROM chat_run_release_orphans(
   @worker_id, @running::uuid[], @running_started_at::timestamptz[]
-) AS released;
+) AS o;
 
 -- name: ListChatRecoveryCandidates :many
 -- The recovery pass's candidates, at most @batch_size of each kind (chat_run_recover_chat checks

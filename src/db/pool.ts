@@ -39,7 +39,10 @@ function parseInt8(text: string): number {
  * timestamptz arrives as RFC 3339 text in UTC with exactly six fractional digits
  * ("2026-01-02T03:04:05.123456Z"). A JS Date would drop the microseconds, and clients send
  * timestamps back (stale-write guards compare them exactly).
- * The pool sets TimeZone=UTC, so Postgres prints "+00"; other offsets are still converted.
+ * The pool sets TimeZone=UTC, so Postgres prints "+00"; other offsets are still converted. It
+ * sets DateStyle=ISO too: a database or role with another DateStyle would otherwise hand back
+ * text this parser passes through, which another session may read back differently (12/07 as
+ * July), and runner leases are matched on that text.
  */
 export function parseTimestamptz(text: string): string {
   if (text === "infinity" || text === "-infinity") return text;
@@ -146,7 +149,7 @@ export function clientConfig(
     // idle_in_transaction_session_timeout: pgchatd never leaves a transaction open while it waits
     // for something else, so one idle that long is a leak. Ended, it cannot hold the change-event
     // horizon (and every watch stream) back for longer (docs/operations.md "Long transactions").
-    options: `-c TimeZone=UTC -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}${genericPlans ? " -c plan_cache_mode=force_generic_plan" : ""}${runnerId ? ` -c pgchatd.runner_id=${runnerId}` : ""}`,
+    options: `-c TimeZone=UTC -c DateStyle=ISO -c random_page_cost=1.1 -c jit=off -c pgchatd.events=${eventsMode} -c idle_in_transaction_session_timeout=${idleInTransactionTimeoutMs}${genericPlans ? " -c plan_cache_mode=force_generic_plan" : ""}${runnerId ? ` -c pgchatd.runner_id=${runnerId}` : ""}`,
   };
 }
 

@@ -363,9 +363,10 @@ export async function releaseChatRunsByWorkerID(client: Client, args: ReleaseCha
 export const releaseOrphanedChatRunsByWorkerIDQuery = `-- name: ReleaseOrphanedChatRunsByWorkerID :one
 -- chat_run_release_orphans: see sql/functions/chat_runs.sql. @running and @running_started_at:
 -- the leases (chat, started_at) this runner's turns hold now, which are kept.
-SELECT chat_run_release_orphans(
+SELECT o.released, o.skipped
+FROM chat_run_release_orphans(
   $1, $2::uuid[], $3::timestamptz[]
-) AS released`;
+) AS o`;
 
 export interface ReleaseOrphanedChatRunsByWorkerIDArgs {
   worker_id: string;
@@ -375,6 +376,7 @@ export interface ReleaseOrphanedChatRunsByWorkerIDArgs {
 
 export interface ReleaseOrphanedChatRunsByWorkerIDRow {
   released: number | null;
+  skipped: number | null;
 }
 
 export async function releaseOrphanedChatRunsByWorkerID(client: Client, args: ReleaseOrphanedChatRunsByWorkerIDArgs): Promise<ReleaseOrphanedChatRunsByWorkerIDRow> {
@@ -389,6 +391,7 @@ export async function releaseOrphanedChatRunsByWorkerID(client: Client, args: Re
   const row = result.rows[0]!;
   return {
     released: row[0],
+    skipped: row[1],
   };
 }
 

@@ -535,16 +535,18 @@ export class Runner {
     let released: number;
     try {
       // In the row queue, after any claim whose turns are not registered yet (claimLoop).
-      released = await this.writingRow(async () => {
+      const row = await this.writingRow(() => {
         // Read in the queue: a claim ahead of this call registers its turns when it runs.
         const leases = [...this.runs.values()].map((run) => run.lease);
-        const row = await releaseOrphanedChatRunsByWorkerID(this.db, {
+        return releaseOrphanedChatRunsByWorkerID(this.db, {
           worker_id: this.workerId,
           running: leases.map((lease) => lease.chatId),
           running_started_at: leases.map((lease) => lease.startedAt),
         });
-        return row.released ?? 0;
       });
+      released = row.released ?? 0;
+      // A chat another transaction held was skipped, not waited for: the next heartbeat tries it.
+      if ((row.skipped ?? 0) > 0) this.mayHoldOrphans = true;
     } catch (err) {
       this.mayHoldOrphans = true;
       throw err;

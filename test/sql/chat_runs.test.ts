@@ -824,32 +824,38 @@ describe("giving back orphaned leases", () => {
     expect(state.worker_id).toBeNull();
   });
 
-  it("waits for a request holding the chat and gives the lease back once it commits, instead of skipping it for good", async () => {
+  it("skips a chat a request holds and counts it as skipped, so the runner calls again, instead of waiting with its row locked", async () => {
     const [chat] = await pendingChats(1);
     const lease = await claim(chat!.id);
     const holder = await session(pool);
-    const releaser = await session(pool);
     try {
       await holder.client.query("BEGIN");
       // What a stream marking the chat read, or a send queueing behind its turn, holds.
       await holder.client.query("SELECT 1 FROM chats WHERE id = $1 FOR NO KEY UPDATE", [chat!.id]);
-      const releasing = outcome(
-        releaseOrphanedChatRunsByWorkerID(releaser.client, {
-          worker_id: lease.worker,
-          running: [],
-          running_started_at: [],
-        }),
+      const first = await releaseOrphanedChatRunsByWorkerID(pool, {
+        worker_id: lease.worker,
+        running: [],
+        running_started_at: [],
+      });
+      expect(first).toEqual({ released: 0, skipped: 1 });
+      // The runner's row is free again: its heartbeat is not held up by the request.
+      const { rows } = await pool.query(
+        "SELECT id FROM chat_runners WHERE id = $1 FOR NO KEY UPDATE NOWAIT",
+        [lease.worker],
       );
-      await blocked(pool, releaser.pid);
+      expect(rows).toHaveLength(1);
       await holder.client.query("COMMIT");
-      const released = await releasing;
-      expect(released.ok && released.value.released).toBe(1);
-      expect((await chatState(pool, chat!.id)).status).toBe("pending");
     } finally {
       await holder.client.query("ROLLBACK").catch(() => {});
       holder.release();
-      releaser.release();
     }
+    const second = await releaseOrphanedChatRunsByWorkerID(pool, {
+      worker_id: lease.worker,
+      running: [],
+      running_started_at: [],
+    });
+    expect(second).toEqual({ released: 1, skipped: 0 });
+    expect((await chatState(pool, chat!.id)).status).toBe("pending");
   });
 
   it("waits for a claim of the same runner in flight and gives back what it leased, which no turn runs yet", async () => {
@@ -896,6 +902,7 @@ describe("giving back orphaned leases", () => {
       [[randomUUID()], []],
       [[null], [at]],
       [[randomUUID()], [null]],
+      [[[randomUUID()]], [[at]]],
     ] as const) {
       const err = await sqlError(() =>
         pool.query("SELECT chat_run_release_orphans($1, $2::uuid[], $3::timestamptz[])", [
