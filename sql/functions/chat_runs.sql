@@ -420,14 +420,16 @@ $$;
 -- The runner's row first (lock order 3b, as claims and chat_run_release_worker take it): a claim
 -- of this runner holds that row until it commits, so a claim whose answer is being lost is waited
 -- for and then seen, not missed by the snapshot. Then every chat it releases, locked in one
--- statement in id order before any is changed (lock order 4). lock_timeout bounds the one wait
--- (on the row, behind a claim or a reaper; or a table lock of a migration): the runner tries
--- again at its next heartbeat.
+-- statement in id order before any is changed (lock order 4). The waits left, each with the
+-- runner's row held: for the row itself (behind a claim or a reaper), for a table lock (a
+-- migration), and, releasing an interrupted chat, for a tool call that chat_tool_call_start holds
+-- (lock level 6's exception). lock_timeout bounds them: the call fails whole, and the runner tries
+-- again at its next heartbeat. Set on the function, so the caller's own value is back after it.
 CREATE OR REPLACE FUNCTION chat_run_release_orphans(
   p_worker_id uuid, p_running uuid[], p_running_started_at timestamptz[],
   OUT released integer, OUT skipped integer
 )
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET lock_timeout = '5s' AS $$
 DECLARE
   v_chat chats;
   v_ids uuid[];
@@ -441,7 +443,6 @@ BEGIN
     RAISE EXCEPTION 'running leases must be two arrays of one length without NULLs'
       USING ERRCODE = '22023';
   END IF;
-  PERFORM set_config('lock_timeout', '5s', true);
   PERFORM 1 FROM chat_runners WHERE id = p_worker_id FOR NO KEY UPDATE;
   SELECT coalesce(array_agg(l.id ORDER BY l.id), '{}') INTO v_ids
   FROM (

@@ -548,8 +548,10 @@ export class Runner {
       // A chat another transaction held was skipped, not waited for: the next heartbeat tries it.
       if ((row.skipped ?? 0) > 0) this.mayHoldOrphans = true;
     } catch (err) {
+      // Tried again at the next heartbeat; the recovery pass after it runs either way.
       this.mayHoldOrphans = true;
-      throw err;
+      this.log.warn({ err }, "giving back orphaned leases failed");
+      return;
     }
     if (released === 0) return;
     this.opts.afterWrite();

@@ -895,6 +895,21 @@ describe("giving back orphaned leases", () => {
     await pool.query("UPDATE chats SET status = 'waiting' WHERE id = $1", [chat!.id]);
   });
 
+  it("bounds its own lock waits without changing the caller's lock_timeout", async () => {
+    const worker = await registerRunner(pool);
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("SET LOCAL lock_timeout = '1s'");
+      await client.query("SELECT * FROM chat_run_release_orphans($1, '{}', '{}')", [worker]);
+      const { rows } = await client.query("SHOW lock_timeout");
+      expect(rows[0].lock_timeout).toBe("1s");
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+  });
+
   it("refuses running leases given as arrays of two lengths or with a NULL, which would release nothing (22023)", async () => {
     const worker = await registerRunner(pool);
     const at = new Date().toISOString();
