@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { Pool } from "../../src/db/index.ts";
+import type { Pool, PoolClient } from "../../src/db/index.ts";
 import {
   editChatMessage,
   interruptChat,
@@ -87,6 +87,21 @@ async function claim(chatId: string, worker?: string) {
       );
     }
     if (mine) return { worker, startedAt: mine.started_at! };
+    if (rows.length === 0) throw new Error(`chat ${chatId} is not claimable`);
+  }
+}
+
+/**
+ * Claims for `worker` on `client` (inside its open transaction) until `chatId` is among the
+ * claimed: older pending chats come first.
+ */
+async function claimInTransaction(client: PoolClient, worker: string, chatId: string) {
+  for (;;) {
+    const { rows } = await client.query<{ id: string }>(
+      "SELECT id FROM chat_run_claim($1, 1000, 1000)",
+      [worker],
+    );
+    if (rows.some((r) => r.id === chatId)) return;
     if (rows.length === 0) throw new Error(`chat ${chatId} is not claimable`);
   }
 }
@@ -738,15 +753,7 @@ describe("claims and heartbeats on two sessions", () => {
     const reaper = await session(pool);
     try {
       await claimer.client.query("BEGIN");
-      // Claims until this test's chat is among the claimed (older pending chats come first).
-      for (;;) {
-        const { rows } = await claimer.client.query<{ id: string }>(
-          "SELECT id FROM chat_run_claim($1, 1000, 1000)",
-          [worker],
-        );
-        if (rows.some((r) => r.id === chat!.id)) break;
-        if (rows.length === 0) throw new Error("the chat was not claimable");
-      }
+      await claimInTransaction(claimer.client, worker, chat!.id);
       const reaping = outcome(
         reaper.client.query(
           `DELETE FROM chat_runners r WHERE r.heartbeat_at < now() - interval '60 seconds'
@@ -865,14 +872,7 @@ describe("giving back orphaned leases", () => {
     const releaser = await session(pool);
     try {
       await claimer.client.query("BEGIN");
-      for (;;) {
-        const { rows } = await claimer.client.query<{ id: string }>(
-          "SELECT id FROM chat_run_claim($1, 1000, 1000)",
-          [worker],
-        );
-        if (rows.some((r) => r.id === chat!.id)) break;
-        if (rows.length === 0) throw new Error("the chat was not claimable");
-      }
+      await claimInTransaction(claimer.client, worker, chat!.id);
       const releasing = outcome(
         releaseOrphanedChatRunsByWorkerID(releaser.client, {
           worker_id: worker,
