@@ -116,6 +116,18 @@ async function scenario(
 }
 
 /**
+ * Waits until the turn ended in `status`, then checks the chat stream against the log: its
+ * durable events equal chat_events after the snapshot, and every stored message was streamed
+ * once. Everything a test reads of the stream after this has caught up with the log.
+ */
+async function settledAsLogged(s: Scenario, status: string) {
+  const state = await settled(srv.pool, s.chatId, status);
+  await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
+  await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+  return state;
+}
+
+/**
  * What a client shows after the stream's `retry` events: the text parts since the last `retry`
  * (each drops the parts of the attempt it follows), up to the stored assistant message.
  */
@@ -154,10 +166,7 @@ describe("a provider that stalls mid-stream", () => {
           : { kind: "text", chunks: ["The ", "whole ", "answer"] },
       { chunkTimeoutMs },
     );
-    await settled(srv.pool, s.chatId, "waiting");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    await settledAsLogged(s, "waiting");
     // The stalled call was given up, not left open.
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
@@ -199,10 +208,7 @@ describe("a provider that stalls mid-stream", () => {
       }),
       { chunkTimeoutMs, retry: { retries: 1, baseDelayMs: 5, maxDelayMs: 20 } },
     );
-    const state = await settled(srv.pool, s.chatId, "error");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    const state = await settledAsLogged(s, "error");
     expect(state.last_error).toMatchObject({ kind: "timeout", retryable: true });
     expect(s.requests()).toHaveLength(2);
     await Promise.all(s.requests().map((r) => r.closed));
@@ -243,10 +249,7 @@ describe("a provider that stalls mid-stream", () => {
       headers: { authorization: `Bearer ${s.token}` },
     });
     expect(res.status).toBe(200);
-    await settled(srv.pool, s.chatId, "waiting");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    await settledAsLogged(s, "waiting");
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
@@ -268,10 +271,7 @@ describe("a provider that stalls mid-stream", () => {
           : { kind: "text", chunks: ["Answered ", "after all"] },
       { chunkTimeoutMs },
     );
-    await settled(srv.pool, s.chatId, "waiting");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    await settledAsLogged(s, "waiting");
     await s.requests()[0]!.closed;
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
@@ -289,10 +289,7 @@ describe("a provider whose connection is cut mid-stream", () => {
         ? { kind: "text", chunks: ["Cut ", "off ", "here"], cut: 2 }
         : { kind: "text", chunks: ["Complete ", "answer"] },
     );
-    await settled(srv.pool, s.chatId, "waiting");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    await settledAsLogged(s, "waiting");
     const msgs = await messagesOf(srv.pool, s.chatId);
     expect(msgs.map((m) => [m.role, textOf(m)])).toEqual([
       ["user", "cut once"],
@@ -327,10 +324,7 @@ describe("a provider whose connection is cut mid-stream", () => {
       (n) => ({ kind: "text", chunks: [`attempt ${n}: `, "cut", " never sent"], cut: 2 }),
       { retry: { retries: 2, baseDelayMs: 5, maxDelayMs: 20 } },
     );
-    const state = await settled(srv.pool, s.chatId, "error");
-    // Everything below reads a stream that has caught up with the log.
-    await expectStreamMatchesLog(srv.pool, s.chatId, s.stream, s.snapshotEnd);
-    await expectMessagesOnceEach(srv.pool, s.chatId, s.stream);
+    const state = await settledAsLogged(s, "error");
     expect(state.last_error).toMatchObject({ kind: "generic", retryable: true });
     expect(s.requests()).toHaveLength(3);
     const msgs = await messagesOf(srv.pool, s.chatId);
