@@ -10,8 +10,8 @@
  *
  * Every mode fails (after writing or printing) when a hot query's plan reads a large table whole
  * or sorts where the query did not declare why (support/plans.ts planProblems; each query's
- * `allow`); --check also compares the section it made with the file's, masking what changes
- * from run to run (support/plans.ts plansDiff). docs/sql.md, "Plans of the hot queries", says more.
+ * `allow`); --check also compares the section it made with the file's: the queries, and the
+ * tables each plan reads and through which indexes (support/plans.ts plansDiff). docs/sql.md, "Plans of the hot queries", says more.
  *
  * After the chat list, the messages data set of `npm run bench -- prompts` (support/seed_messages.ts:
  * 270,000 messages in 51 chats, the target chat with 20,000 of them) for the history and
@@ -1579,8 +1579,8 @@ if (process.argv.includes("--check")) {
   if (diff) {
     failed = true;
     console.error(
-      `docs/sql.md's plans are stale (the diff masks timings, costs, buffers and ids; lines ` +
-        `starting with + are what the queries do now):\n${diff}\nRun \`npm run explain\` and commit docs/sql.md.`,
+      `docs/sql.md's plans are stale (the diff compares the queries and what each plan reads ` +
+        `through which index; lines starting with + are what the queries do now):\n${diff}\nRun \`npm run explain\` and commit docs/sql.md.`,
     );
   } else {
     console.error("docs/sql.md's plans are up to date");

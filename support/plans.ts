@@ -217,8 +217,13 @@ export function planProblems(
 }
 
 /*
- * Staleness of docs/sql.md: the section regenerated now against the one in the file, with what
- * changes on every run masked.
+ * Staleness of docs/sql.md: the section regenerated now against the one in the file. What a DBA
+ * reads it for is which table each hot query reads, and through which index; that is what is
+ * compared. The rest of a plan is the planner's pick among equal ways, and it changes between two
+ * runs on the same code: ANALYZE reads a random sample of the large tables, and the seed sits
+ * relative to the clock (the cost rollups' days), so an Index Scan and a Bitmap Heap Scan of the
+ * same index, one join method or order and another, trade places at the margin (CI saw
+ * chat_cost_daily_owner_idx read both ways a day apart).
  */
 
 const uuid = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g;
@@ -226,42 +231,79 @@ const timestamp =
   /\b\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[+-]\d{2}(?::\d{2})?|Z)?)?/g;
 /** A number (with its unit: 25kB) that is not part of a name (chats_100_idx, $1, t17). */
 const number = /(?<![\w$])\d+(?:[.,]\d+)*(?:kB|MB|GB|ms)?(?!\w)/g;
-/**
- * Lines of EXPLAIN (ANALYZE, BUFFERS) that come and go with the cache or the clock: buffers (a
- * "read=" appears when a page was not cached), planning and execution times, JIT timings, how
- * many parallel workers happened to start, and rows removed by a filter (printed only when not
- * zero, and some filters compare with now()).
- */
-const volatileLine =
-  /^\s*(Buffers:|I\/O Timings:|Planning:|Planning Time:|Execution Time:|Workers Launched:|Worker \d+:|JIT:|Functions:|Options:|Timing:|Rows Removed by )/;
-
-/** Whether a hash spilled to disk: on the edge of work_mem, it changes from run to run. */
-const diskUsage = /\s+Disk Usage: \S+/;
 
 function mask(line: string): string {
   return line.replace(uuid, "<uuid>").replace(timestamp, "<time>").replace(number, "N").trimEnd();
 }
 
+/** A plain, index-only, backward or parallel index scan: the index and its table. */
+const indexScan = /(?:Parallel )?Index (?:Only )?Scan(?: Backward)? using (\S+) on (\S+)/;
+const bitmapHeapScan = /Bitmap Heap Scan on (\S+)/;
+const bitmapIndexScan = /Bitmap Index Scan on (\S+)/;
+const seqScan = /(?:Parallel )?Seq Scan on (\S+)/;
+const tidScan = /Tid (?:Range )?Scan on (\S+)/;
+
 /**
- * A Plans section as the staleness check compares it: ids, times and numbers masked, and in the
- * plans (fenced blocks) the lines of volatileLine dropped; the headings (the query list), node
- * types, their nesting, index names and conditions kept as written.
+ * The reads of one text plan: a sorted line per table and way in ("api_keys through
+ * api_keys_pkey", "chat_model_configs read whole"), the same whichever scan node the planner took.
+ */
+export function planReads(plan: string): string[] {
+  const reads = new Set<string>();
+  // A Bitmap Index Scan names only its index; its table is the Bitmap Heap Scan above it, the
+  // last one printed (a bitmap heap scan's subtree holds only bitmap nodes).
+  let bitmapTable = "?";
+  for (const line of plan.split("\n")) {
+    const index = indexScan.exec(line);
+    const heap = bitmapHeapScan.exec(line);
+    const bitmap = bitmapIndexScan.exec(line);
+    const whole = seqScan.exec(line);
+    const tid = tidScan.exec(line);
+    if (index) reads.add(`${index[2]} through ${index[1]}`);
+    else if (heap) bitmapTable = heap[1]!;
+    else if (bitmap) reads.add(`${bitmapTable} through ${bitmap[1]}`);
+    else if (whole) reads.add(`${whole[1]} read whole`);
+    else if (tid) reads.add(`${tid[1]} by tuple id`);
+  }
+  return [...reads].sort();
+}
+
+/**
+ * The statement auto_explain names above a plan from inside a function ("Query Text: ..." up to
+ * its parameters or its first plan node), masked: a function's statement rewritten is stale too.
+ */
+function queryText(plan: string[]): string[] {
+  if (!plan[0]?.startsWith("Query Text:")) return [];
+  const end = plan.findIndex((l) => l.startsWith("Query Parameters:") || l.includes("(cost="));
+  return plan
+    .slice(0, end < 0 ? plan.length : end)
+    .map(mask)
+    .filter((l) => l.trim() !== "");
+}
+
+/**
+ * A Plans section as the staleness check compares it: the headings (the query list) as written,
+ * the prose with ids, times and numbers masked, and each plan (fenced block) as the statement
+ * auto_explain names (queryText) and its reads (planReads).
  */
 export function normalizePlans(section: string): string {
-  let inPlan = false;
+  let plan: string[] | undefined;
   const out: string[] = [];
   for (const line of section.split("\n")) {
     if (line.startsWith("```")) {
-      inPlan = !inPlan;
-      out.push(line);
-    } else if (!inPlan) {
-      // Headings name the queries: kept as written. The prose says what was seeded, and some of
-      // it moves with the clock (the cost rollup's days).
+      if (plan === undefined) {
+        plan = [];
+      } else {
+        out.push("```", ...queryText(plan), ...planReads(plan.join("\n")), "```");
+        plan = undefined;
+      }
+    } else if (plan !== undefined) {
+      plan.push(line);
+    } else {
+      // The prose says what was seeded, and some of it moves with the clock (the cost rollup's days).
       out.push(line.startsWith("#") ? line.trimEnd() : mask(line));
-    } else if (!volatileLine.test(line)) {
-      out.push(mask(line.replace(diskUsage, "")));
     }
   }
+  if (plan !== undefined) throw new Error("a plan's fenced block is not closed");
   return out.join("\n").trim();
 }
 

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectClient } from "../../src/db/pool.ts";
 import {
   largeTableRows,
+  nestedPlans,
   nestedPlanTrees,
   type PlanAllowances,
   type PlanNode,
@@ -158,13 +159,36 @@ describe("plansDiff", () => {
     expect(plansDiff(first, second)).toBe("");
   });
 
-  it("reports a changed plan line as a unified diff", async () => {
+  it("reports a table read through another index, or read whole, as a unified diff", async () => {
     const before = await section(sql);
     const after = await rolledBack("DROP INDEX plan_probe_owner_idx", () => section(sql));
     const diff = plansDiff(before, after);
     expect(diff).toMatch(/^--- docs\/sql\.md\n\+\+\+ regenerated\n@@ /);
-    expect(diff).toMatch(/^-.*Index Scan using plan_probe_owner_idx on plan_probe/m);
-    expect(diff).toMatch(/^\+.*Seq Scan on plan_probe/m);
+    expect(diff).toMatch(/^-plan_probe through plan_probe_owner_idx$/m);
+    expect(diff).toMatch(/^\+plan_probe read whole$/m);
+  });
+
+  it("counts an index scan and a bitmap scan of the same index as the same read", async () => {
+    const index = await rolledBack("SET LOCAL enable_bitmapscan = off", () => section(sql));
+    const bitmap = await rolledBack("SET LOCAL enable_indexscan = off", () => section(sql));
+    expect(index).toMatch(/Index Scan using plan_probe_owner_idx on plan_probe/);
+    expect(bitmap).toMatch(/Bitmap Index Scan on plan_probe_owner_idx/);
+    expect(plansDiff(index, bitmap)).toBe("");
+  });
+
+  it("reports a statement rewritten inside a function", async () => {
+    const nested = async (body: string) => {
+      await client.query(
+        `CREATE OR REPLACE FUNCTION plan_probe_rewritten(p_note text) RETURNS bigint
+         LANGUAGE plpgsql AS $$ BEGIN RETURN (${body}); END $$`,
+      );
+      const [statement] = await nestedPlans(client, "SELECT plan_probe_rewritten('n7')");
+      return ["#### plan_probe_rewritten", "", "```", statement, "```", ""].join("\n");
+    };
+    const before = await nested("SELECT count(*) FROM plan_probe WHERE note = p_note");
+    const after = await nested("SELECT count(*) FROM plan_probe WHERE note = p_note AND owner > 0");
+    expect(before).toMatch(/^Query Text: \(SELECT count/m);
+    expect(plansDiff(before, after)).toMatch(/^\+Query Text: .*AND owner > N\)?$/m);
   });
 
   it("reports a query added to or gone from the list", async () => {
