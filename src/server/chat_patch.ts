@@ -58,15 +58,16 @@ export async function patchChat(
       await pinChat(tx, { ...ids, pin_order: patch.pin_order });
     if (patch.workspace_id !== undefined)
       await bindChatWorkspace(tx, { ...ids, workspace_id: patch.workspace_id });
-    // Plain column changes: 0 rows means the chat is not the caller's (the lock step, when it
-    // ran, has already said so with PC404).
-    const changed = [
-      patch.title !== undefined ? renameChatByID(tx, { ...ids, title: patch.title }) : 1,
-      patch.labels !== undefined ? setChatLabelsByID(tx, { ...ids, labels: patch.labels }) : 1,
-      patch.plan_mode !== undefined
-        ? setChatPlanModeByID(tx, { ...ids, plan_mode: patch.plan_mode })
-        : 1,
-    ];
-    for (const rows of changed) if ((await rows) === 0) throw notFound("Chat");
+    // Plain column changes, one statement at a time on the transaction's client: 0 rows means
+    // the chat is not the caller's (the lock step, when it ran, has already said so with PC404).
+    const changed = async (rows: Promise<number>) => {
+      if ((await rows) === 0) throw notFound("Chat");
+    };
+    if (patch.title !== undefined)
+      await changed(renameChatByID(tx, { ...ids, title: patch.title }));
+    if (patch.labels !== undefined)
+      await changed(setChatLabelsByID(tx, { ...ids, labels: patch.labels }));
+    if (patch.plan_mode !== undefined)
+      await changed(setChatPlanModeByID(tx, { ...ids, plan_mode: patch.plan_mode }));
   });
 }

@@ -45,12 +45,14 @@ const statusQuery = z.object({
   organization_id: uuid().optional(),
 });
 
+/**
+ * One read after another, not in parallel: the writes pass their transaction's client, and a
+ * client runs one statement at a time (node-postgres queues the rest, a queue pg 9 removes).
+ */
 async function loadConfig(db: Queryable) {
-  const [config, overrides, groupOverrides] = await Promise.all([
-    getChatUsageLimitConfig(db),
-    listChatUsageLimitUserOverrides(db, { target_user_id: null }),
-    listChatUsageLimitGroupOverrides(db, { group_id: null }),
-  ]);
+  const config = await getChatUsageLimitConfig(db);
+  const overrides = await listChatUsageLimitUserOverrides(db, { target_user_id: null });
+  const groupOverrides = await listChatUsageLimitGroupOverrides(db, { group_id: null });
   return usageLimitConfigJson(config!, overrides, groupOverrides);
 }
 
