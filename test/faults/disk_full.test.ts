@@ -12,9 +12,8 @@ import { createSecrets } from "../../src/lib/secrets.ts";
 import { createModels } from "../../src/models/index.ts";
 import { createApp } from "../../src/server/app.ts";
 import { gen } from "../fixtures/index.ts";
-import { captureLogger } from "../setup/app.ts";
+import { appCaller, captureLogger } from "../setup/app.ts";
 import { newPool } from "../setup/db.ts";
-import { checkResponse } from "../setup/openapi.ts";
 import { messagesOf, settled, statusHistory, testRunner, textOf } from "../setup/runner.ts";
 
 /*
@@ -73,6 +72,7 @@ let cluster: EmbeddedPostgres | undefined;
 let pool: Pool;
 let dbUrl: string;
 let app: ReturnType<typeof createApp>;
+let call: ReturnType<typeof appCaller>;
 let logLines: string[];
 let orgId: string;
 
@@ -118,6 +118,7 @@ beforeAll(async () => {
   logLines = captured.lines;
   const secrets = createSecrets(randomBytes(32));
   app = createApp({ db: pool, logger, secrets, models: createModels({ secrets }) });
+  call = appCaller(app);
   orgId = (await gen.organization(pool)).id;
 });
 
@@ -135,34 +136,14 @@ interface Member {
   token: string;
 }
 
-async function request(
-  who: Member,
-  method: string,
-  url: string,
-  body: Uint8Array | string,
-  headers: Record<string, string>,
-) {
-  const res = await app.request(url, {
-    method,
-    headers: { authorization: `Bearer ${who.token}`, ...headers },
-    body,
-  });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: tests assert on response JSON of any shape.
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  await checkResponse(method, url, res.status, res.headers.get("content-type"), json);
-  return { status: res.status, json, text };
-}
-
 const upload = (who: Member, bytes: Uint8Array) =>
-  request(who, "POST", "/api/experimental/chats/files", bytes, {
-    "content-type": "text/plain",
-    "content-disposition": 'attachment; filename="big.txt"',
+  call("POST", "/api/experimental/chats/files", {
+    token: who.token,
+    body: bytes,
+    headers: {
+      "content-type": "text/plain",
+      "content-disposition": 'attachment; filename="big.txt"',
+    },
   });
 
 /** Printable and incompressible: text/plain must be UTF-8 without control characters. */
@@ -170,9 +151,7 @@ const textFile = (bytes: number) =>
   new TextEncoder().encode(randomBytes(bytes).toString("base64").slice(0, bytes));
 
 const createChat = (who: Member, content: unknown[]) =>
-  request(who, "POST", "/api/experimental/chats", JSON.stringify({ content }), {
-    "content-type": "application/json",
-  });
+  call("POST", "/api/experimental/chats", { token: who.token, body: { content } });
 
 async function rowCounts(ownerId: string) {
   const { rows } = await pool.query<{
@@ -226,17 +205,12 @@ describe.skipIf(skipReason)("a full tablespace (tmpfs) under chat_files and chat
     const existing = await createChat(me, [{ type: "text", text: "hello" }]);
     expect(existing.status, existing.text).toBe(201);
     const chatUrl = `/api/experimental/chats/${existing.json.id}`;
-    expect((await request(me, "POST", `${chatUrl}/interrupt`, "", {})).status).toBe(200);
+    expect((await call("POST", `${chatUrl}/interrupt`, { token: me.token })).status).toBe(200);
     const send = (text: string) =>
-      request(
-        me,
-        "POST",
-        `${chatUrl}/messages`,
-        JSON.stringify({ content: [{ type: "text", text }] }),
-        {
-          "content-type": "application/json",
-        },
-      );
+      call("POST", `${chatUrl}/messages`, {
+        token: me.token,
+        body: { content: [{ type: "text", text }] },
+      });
     const { stored, refused } = await fill(me);
     expect(stored.length).toBeGreaterThan(0);
     expect(refused).toEqual({ status: 507, json: diskFull });
@@ -327,13 +301,10 @@ describe.skipIf(skipReason)("a full tablespace (tmpfs) under chat_files and chat
 
     // Space again: a new message gets its answer.
     await mountTmpfs(space, largeSpace, true);
-    const sent = await request(
-      me,
-      "POST",
-      `/api/experimental/chats/${chat.json.id}/messages`,
-      JSON.stringify({ content: [{ type: "text", text: "once more" }] }),
-      { "content-type": "application/json" },
-    );
+    const sent = await call("POST", `/api/experimental/chats/${chat.json.id}/messages`, {
+      token: me.token,
+      body: { content: [{ type: "text", text: "once more" }] },
+    });
     expect(sent.status, sent.text).toBe(200);
     runner.wake();
     await settled(pool, chat.json.id, "waiting");

@@ -53,24 +53,15 @@ async function upload(
   body: Uint8Array,
   opts: { type?: string | null; filename?: string; query?: string } = {},
 ) {
-  const headers: Record<string, string> = { authorization: `Bearer ${who.token}` };
+  const headers: Record<string, string> = {};
   if (opts.type !== null) headers["content-type"] = opts.type ?? "text/plain";
   if (opts.filename !== undefined)
     headers["content-disposition"] = contentDisposition(opts.filename);
-  const res = await t.app.request(`/api/experimental/chats/files${opts.query ?? ""}`, {
-    method: "POST",
-    headers,
+  return t.call("POST", `/api/experimental/chats/files${opts.query ?? ""}`, {
+    token: who.token,
     body,
+    headers,
   });
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: tests assert on response JSON of any shape.
-  let json: any;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, json, text };
 }
 
 async function download(who: Member, fileId: string) {

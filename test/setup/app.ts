@@ -41,11 +41,21 @@ export async function testApp(
     ...deps,
   });
 
-  async function call(
+  const call = appCaller(app);
+  return { app, db, pool: db.pool, logLines: lines, secrets, models, call };
+}
+
+/**
+ * A small JSON client for `app`: the response's status, text, JSON (when it parses) and headers,
+ * checked against the OpenAPI document unless the call says why not.
+ */
+export function appCaller(app: ReturnType<typeof createApp>) {
+  return async function call(
     method: string,
     path: string,
     opts: {
       token?: string;
+      /** Bytes go as they are (uploads); anything else as JSON, a string as written. */
       body?: unknown;
       headers?: Record<string, string>;
       /**
@@ -57,8 +67,10 @@ export async function testApp(
   ) {
     const headers: Record<string, string> = { ...opts.headers };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    let body: string | undefined;
-    if (opts.body !== undefined) {
+    let body: string | Uint8Array | undefined;
+    if (opts.body instanceof Uint8Array) {
+      body = opts.body;
+    } else if (opts.body !== undefined) {
       headers["content-type"] ??= "application/json";
       body = typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     }
@@ -75,7 +87,5 @@ export async function testApp(
       await checkResponse(method, path, res.status, res.headers.get("content-type"), json);
     }
     return { status: res.status, json, text, headers: res.headers };
-  }
-
-  return { app, db, pool: db.pool, logLines: lines, secrets, models, call };
+  };
 }
