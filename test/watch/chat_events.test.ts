@@ -261,16 +261,24 @@ async function eventually(check: () => Promise<boolean>, what: string, ms = 10_0
 const xidOf = (id: string) => id.split(".")[0]!;
 
 /**
- * Waits until every transaction up to `xid` has ended, so a server can read its events: the
- * tailer reads below the xmin horizon, which any open transaction on the cluster holds back.
+ * The horizons a test may wait for. `cluster`, the snapshot's xmin, is what the tailer reads below
+ * until it learns that only other databases hold it back; any open transaction on the cluster
+ * (another test file's, under load for seconds) holds it. `database`, chat_events_horizon(), is
+ * what pruning samples: only this database's transactions hold it.
  */
-async function belowHorizon(xid: string) {
+const horizons = {
+  cluster: "pg_snapshot_xmin(pg_current_snapshot())",
+  database: "chat_events_horizon()",
+} as const;
+
+/** Waits until every transaction up to `xid` has ended, as `horizon` sees it. */
+async function belowHorizon(xid: string, horizon: keyof typeof horizons) {
   await eventually(async () => {
     const { rows } = await srv.pool.query<{ xmin: string }>(
-      "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
+      `SELECT ${horizons[horizon]}::text AS xmin`,
     );
     return BigInt(rows[0]!.xmin) > BigInt(xid);
-  }, `transaction ${xid} is below the xmin horizon`);
+  }, `transaction ${xid} is below the ${horizon} horizon`);
 }
 
 /**
@@ -782,7 +790,7 @@ describe("resuming by cursor", () => {
       const last = (await logged({ ownerId: u.id }, "0.0")).at(-1)!.cursor;
       // Else the first watch's catch-up may read only part of them (another session's open
       // transaction holds them above the horizon), and a later read move the start of the others.
-      await belowHorizon(xidOf(last));
+      await belowHorizon(xidOf(last), "cluster");
       const url = `${idle.url}${base}/watch`;
       const watches = await Promise.all(
         Array.from({ length: 8 }, () => track(openSse(url, auth(u)))),
@@ -915,9 +923,10 @@ describe("resync", () => {
     const created = await w1.next(ofChat(chat.id));
     w1.close();
     await patchChat(u, chat.id, { title: "before pruning" });
-    // Pruning removes only events below the xmin horizon: once the title change is, it goes too.
+    // Pruning removes only events below this database's horizon: once the title change is, it
+    // goes too.
     const [titled] = await logged({ ownerId: u.id }, created.id);
-    await belowHorizon(xidOf(titled!.cursor));
+    await belowHorizon(xidOf(titled!.cursor), "database");
     // Everything logged so far was committed two hours ago, and the retention is one hour.
     await gen.agedEventLog(srv.pool, 2 * 3600);
     const { logger } = captureLogger();
